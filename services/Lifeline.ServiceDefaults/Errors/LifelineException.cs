@@ -1,0 +1,71 @@
+using Grpc.Core;
+
+namespace Lifeline.ServiceDefaults.Errors;
+
+/// <summary>
+/// A domain refusal. Services throw these; <see cref="ErrorMappingInterceptor"/> turns them into a
+/// gRPC status with <c>google.rpc</c> details in one place.
+/// </summary>
+public abstract class LifelineException(string message) : Exception(message)
+{
+    /// <summary>The gRPC status code this refusal maps to.</summary>
+    public abstract StatusCode Code { get; }
+
+    /// <summary>Stable machine-readable reason (ErrorInfo.reason), e.g. <c>STALE_FENCING_TOKEN</c>.</summary>
+    public abstract string Reason { get; }
+
+    /// <summary>Extra ErrorInfo metadata (ids, current state, ...).</summary>
+    public IDictionary<string, string> Metadata { get; } = new Dictionary<string, string>();
+}
+
+/// <summary>Invalid input: INVALID_ARGUMENT with BadRequest field violations.</summary>
+public sealed class ValidationException(IReadOnlyList<FieldViolation> violations)
+    : LifelineException(Describe(violations))
+{
+    public IReadOnlyList<FieldViolation> Violations { get; } = violations;
+    public override StatusCode Code => StatusCode.InvalidArgument;
+    public override string Reason => "INVALID_ARGUMENT";
+
+    public static ValidationException For(string field, string description) => new([new FieldViolation(field, description)]);
+
+    private static string Describe(IReadOnlyList<FieldViolation> violations) =>
+        violations.Count == 1
+            ? $"{violations[0].Field}: {violations[0].Description}"
+            : $"{violations.Count} invalid fields: " + string.Join("; ", violations.Select(v => $"{v.Field}: {v.Description}"));
+}
+
+/// <summary>One invalid field of a request.</summary>
+public sealed record FieldViolation(string Field, string Description);
+
+/// <summary>The addressed resource does not exist (for this tenant): NOT_FOUND.</summary>
+public sealed class NotFoundException : LifelineException
+{
+    public NotFoundException(string resourceType, string resourceId)
+        : base($"{resourceType} '{resourceId}' was not found.")
+    {
+        ResourceType = resourceType;
+        ResourceId = resourceId;
+        Metadata["resource_type"] = resourceType;
+        Metadata["resource_id"] = resourceId;
+    }
+
+    public string ResourceType { get; }
+    public string ResourceId { get; }
+    public override StatusCode Code => StatusCode.NotFound;
+    public override string Reason => ResourceType.ToUpperInvariant() + "_NOT_FOUND";
+}
+
+/// <summary>The system is not in a state that allows the operation: FAILED_PRECONDITION.</summary>
+public class PreconditionFailedException(string reason, string message) : LifelineException(message)
+{
+    public override StatusCode Code => StatusCode.FailedPrecondition;
+    public override string Reason { get; } = reason;
+}
+
+/// <summary>A concurrent change won; retrying the whole operation may succeed: ABORTED with RetryInfo.</summary>
+public sealed class ConcurrencyConflictException(string message, TimeSpan retryAfter) : LifelineException(message)
+{
+    public TimeSpan RetryAfter { get; } = retryAfter;
+    public override StatusCode Code => StatusCode.Aborted;
+    public override string Reason => "CONCURRENT_MODIFICATION";
+}

@@ -1,0 +1,76 @@
+using Lifeline.ServiceDefaults.Errors;
+
+namespace Lifeline.ServiceDefaults.Validation;
+
+/// <summary>
+/// Collects field violations of one request and throws them together, so a caller learns every
+/// problem in one round trip.
+/// </summary>
+public sealed class Violations
+{
+    private readonly List<FieldViolation> _items = [];
+
+    public bool Any => _items.Count > 0;
+
+    public Violations Add(string field, string description)
+    {
+        _items.Add(new FieldViolation(field, description));
+        return this;
+    }
+
+    /// <summary>Adds a violation when <paramref name="condition"/> is true.</summary>
+    public Violations AddIf(bool condition, string field, string description) => condition ? Add(field, description) : this;
+
+    /// <summary>Parses a UUID field, recording a violation when it is missing or malformed.</summary>
+    public Guid Uuid(string field, string? value, bool required = true)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            if (required)
+            {
+                Add(field, "is required (a UUID)");
+            }
+            return Guid.Empty;
+        }
+        if (!Guid.TryParse(value, out var id))
+        {
+            Add(field, $"'{Truncate(value, 64)}' is not a valid UUID");
+            return Guid.Empty;
+        }
+        return id;
+    }
+
+    /// <summary>Checks that a protobuf enum value is one the contract defines.</summary>
+    public void DefinedEnum<TEnum>(string field, TEnum value) where TEnum : struct, Enum
+    {
+        if (!Enum.IsDefined(value))
+        {
+            Add(field, $"{Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture)} is not a known {typeof(TEnum).Name} value");
+        }
+    }
+
+    /// <summary>Validates a page size: 0 means <paramref name="defaultSize"/>.</summary>
+    public int PageSize(string field, int value, int defaultSize, int maxSize)
+    {
+        if (value == 0)
+        {
+            return defaultSize;
+        }
+        if (value < 0 || value > maxSize)
+        {
+            Add(field, $"must be between 1 and {maxSize} (0 means {defaultSize}); got {value}");
+            return defaultSize;
+        }
+        return value;
+    }
+
+    public void ThrowIfAny()
+    {
+        if (_items.Count > 0)
+        {
+            throw new ValidationException(_items.ToArray());
+        }
+    }
+
+    public static string Truncate(string value, int max) => value.Length <= max ? value : value[..max] + "…";
+}
