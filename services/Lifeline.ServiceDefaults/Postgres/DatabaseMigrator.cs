@@ -30,12 +30,8 @@ public sealed partial class DatabaseMigrator<TContext>(
         {
             await using var scope = services.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<TContext>();
-            var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
-            if (pending.Count > 0)
-            {
-                LogApplying(logger, typeof(TContext).Name, string.Join(", ", pending));
-                await db.Database.MigrateAsync(cancellationToken);
-            }
+            LogMigrating(logger, typeof(TContext).Name);
+            await db.Database.MigrateAsync(cancellationToken);
         }
         finally
         {
@@ -47,6 +43,6 @@ public sealed partial class DatabaseMigrator<TContext>(
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    [LoggerMessage(EventId = 9101, Level = LogLevel.Information, Message = "Applying migrations of {Context}: {Migrations}")]
-    private static partial void LogApplying(ILogger logger, string context, string migrations);
+    [LoggerMessage(EventId = 9101, Level = LogLevel.Information, Message = "Bringing the schema of {Context} up to date")]
+    private static partial void LogMigrating(ILogger logger, string context);
 }

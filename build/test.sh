@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the solution and runs every test project. Prints each project's summary and, last,
+# "N passed, N failed" summed over all projects (from the TRX files). Exits non-zero on any failure.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+./build/setup.sh
+
+results_dir="$PWD/TestResults/test-sh"
+rm -rf "$results_dir"
+mkdir -p "$results_dir"
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+if ! dotnet build Lifeline.slnx -c Release; then
+  echo "build failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+set +e
+dotnet test Lifeline.slnx -c Release --no-build \
+  --results-directory "$results_dir" \
+  --logger "console;verbosity=normal" \
+  --logger "trx"
+test_status=$?
+set -e
+
+# Sum the <Counters> of every TRX file; errors, timeouts and aborts count as failures.
+passed=0 failed=0 files=0
+read -r passed failed files < <(python3 - "$results_dir" <<'PY'
+import glob, os, sys
+import xml.etree.ElementTree as ET
+passed = failed = files = 0
+for path in glob.glob(os.path.join(sys.argv[1], "**", "*.trx"), recursive=True):
+    counters = next((e for e in ET.parse(path).iter() if e.tag.endswith("Counters")), None)
+    if counters is None:
+        continue
+    files += 1
+    get = lambda name: int(counters.get(name, "0"))
+    passed += get("passed")
+    failed += get("failed") + get("error") + get("timeout") + get("aborted")
+print(passed, failed, files)
+PY
+) || true
+
+if [[ $test_status -ne 0 && $failed -eq 0 ]]; then
+  # The test run failed without a failed test in any TRX (a crashed test host, a missing TRX …).
+  echo "dotnet test exited with $test_status but no TRX recorded a failure (${files} TRX files); counting it as a failure"
+  failed=1
+fi
+echo "${passed} passed, ${failed} failed"
+exit $(( test_status != 0 ? test_status : (failed > 0 ? 1 : 0) ))

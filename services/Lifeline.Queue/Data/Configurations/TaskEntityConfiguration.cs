@@ -1,0 +1,138 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace Lifeline.Queue.Data.Configurations;
+
+internal sealed class TaskEntityConfiguration : IEntityTypeConfiguration<TaskEntity>
+{
+    private const string States = "'pending','assigned','running','completed','failed','cancelled','timeout','dead_lettered'";
+
+    public void Configure(EntityTypeBuilder<TaskEntity> e)
+    {
+        e.ToTable("tasks", t =>
+        {
+            t.HasCheckConstraint("ck_tasks_status", $"status IN ({States})");
+            t.HasCheckConstraint("ck_tasks_backoff", "backoff IN ('exponential','linear','fibonacci','fixed')");
+            // Timestamps are tied to states: a lease exists exactly while the task is assigned or running,
+            // a running task has started, an ended task has ended, a dead letter has its time.
+            t.HasCheckConstraint("ck_tasks_lease_iff_leased",
+                "(status IN ('assigned','running')) = (lease_expires_at IS NOT NULL)");
+            t.HasCheckConstraint("ck_tasks_leased_has_worker",
+                "status NOT IN ('assigned','running') OR (assigned_worker_id IS NOT NULL AND assigned_at IS NOT NULL AND fencing_token > 0)");
+            t.HasCheckConstraint("ck_tasks_running_started",
+                "status <> 'running' OR (started_at IS NOT NULL AND deadline_at IS NOT NULL)");
+            t.HasCheckConstraint("ck_tasks_not_started_before_running",
+                "status NOT IN ('pending','assigned') OR (started_at IS NULL AND deadline_at IS NULL)");
+            t.HasCheckConstraint("ck_tasks_ended_has_completed_at",
+                "(status IN ('completed','failed','cancelled','timeout','dead_lettered')) = (completed_at IS NOT NULL)");
+            t.HasCheckConstraint("ck_tasks_dead_lettered_at", "(status = 'dead_lettered') = (dead_lettered_at IS NOT NULL)");
+            t.HasCheckConstraint("ck_tasks_completed_no_error", "status <> 'completed' OR error IS NULL");
+            t.HasCheckConstraint("ck_tasks_retry_count", "retry_count >= 0 AND retry_count <= max_retries");
+            t.HasCheckConstraint("ck_tasks_max_retries", "max_retries BETWEEN 0 AND 100");
+            t.HasCheckConstraint("ck_tasks_timeout", "timeout_seconds > 0");
+            t.HasCheckConstraint("ck_tasks_progress", "progress_percent BETWEEN 0 AND 100");
+            t.HasCheckConstraint("ck_tasks_unmet_dependencies", "unmet_dependencies >= 0");
+            t.HasCheckConstraint("ck_tasks_payload_object", "jsonb_typeof(payload) = 'object'");
+            t.HasCheckConstraint("ck_tasks_jitter", "jitter >= 0 AND jitter <= 1");
+        });
+        e.HasKey(x => x.Id);
+        e.Property(x => x.Id).HasColumnName("id").ValueGeneratedNever();
+        e.Property(x => x.TenantId).HasColumnName("tenant_id");
+        e.Property(x => x.Type).HasColumnName("type");
+        e.Property(x => x.Status).HasColumnName("status");
+        e.Property(x => x.Priority).HasColumnName("priority");
+        e.Property(x => x.Payload).HasColumnName("payload").HasColumnType("jsonb");
+        e.Property(x => x.Result).HasColumnName("result").HasColumnType("jsonb");
+        e.Property(x => x.Error).HasColumnName("error").HasColumnType("jsonb");
+        e.Property(x => x.AssignedWorkerId).HasColumnName("assigned_worker_id");
+        e.Property(x => x.FencingToken).HasColumnName("fencing_token").HasDefaultValue(0L);
+        e.Property(x => x.LeaseExpiresAt).HasColumnName("lease_expires_at");
+        e.Property(x => x.LeaseSeconds).HasColumnName("lease_seconds").HasDefaultValue(30d);
+        e.Property(x => x.DeadlineAt).HasColumnName("deadline_at");
+        e.Property(x => x.CreatedAt).HasColumnName("created_at");
+        e.Property(x => x.AssignedAt).HasColumnName("assigned_at");
+        e.Property(x => x.StartedAt).HasColumnName("started_at");
+        e.Property(x => x.CompletedAt).HasColumnName("completed_at");
+        e.Property(x => x.DeadLetteredAt).HasColumnName("dead_lettered_at");
+        e.Property(x => x.UpdatedAt).HasColumnName("updated_at");
+        e.Property(x => x.RetryCount).HasColumnName("retry_count").HasDefaultValue(0);
+        e.Property(x => x.MaxRetries).HasColumnName("max_retries");
+        e.Property(x => x.TimeoutSeconds).HasColumnName("timeout_seconds");
+        e.Property(x => x.NotBefore).HasColumnName("not_before");
+        e.Property(x => x.IdempotencyKey).HasColumnName("idempotency_key");
+        e.Property(x => x.Backoff).HasColumnName("backoff");
+        e.Property(x => x.InitialIntervalMs).HasColumnName("initial_interval_ms");
+        e.Property(x => x.MaximumIntervalMs).HasColumnName("maximum_interval_ms");
+        e.Property(x => x.Jitter).HasColumnName("jitter").HasDefaultValue(0.1d);
+        e.Property(x => x.UnmetDependencies).HasColumnName("unmet_dependencies").HasDefaultValue(0);
+        e.Property(x => x.HasDependents).HasColumnName("has_dependents").HasDefaultValue(false);
+        e.Property(x => x.ProgressPercent).HasColumnName("progress_percent").HasDefaultValue(0);
+        e.Property(x => x.ProgressMessage).HasColumnName("progress_message");
+
+        // The lease path: one index whose order is the dequeue order, holding only ready tasks.
+        e.HasIndex(x => new { x.TenantId, x.Type, x.Priority, x.CreatedAt, x.Id }, "ix_tasks_ready")
+            .IsDescending(false, false, true, false, false)
+            .HasFilter("status = 'pending' AND unmet_dependencies = 0");
+        // Maintenance: expired leases and overdue attempts.
+        e.HasIndex(x => x.LeaseExpiresAt, "ix_tasks_lease_expiry").HasFilter("status IN ('assigned','running')");
+        e.HasIndex(x => x.DeadlineAt, "ix_tasks_deadline").HasFilter("status = 'running'");
+        // Idempotent enqueue.
+        e.HasIndex(x => new { x.TenantId, x.IdempotencyKey }, "ux_tasks_idempotency").IsUnique()
+            .HasFilter("idempotency_key IS NOT NULL");
+        // Listing, newest first, optionally by status; dead letters by when they died.
+        e.HasIndex(x => new { x.TenantId, x.CreatedAt, x.Id }, "ix_tasks_list").IsDescending(false, true, true);
+        e.HasIndex(x => new { x.TenantId, x.Status, x.CreatedAt, x.Id }, "ix_tasks_list_status").IsDescending(false, false, true, true);
+        e.HasIndex(x => new { x.TenantId, x.DeadLetteredAt, x.Id }, "ix_tasks_dead_letters")
+            .IsDescending(false, true, true).HasFilter("status = 'dead_lettered'");
+    }
+}
+
+internal sealed class TaskDependencyEntityConfiguration : IEntityTypeConfiguration<TaskDependencyEntity>
+{
+    public void Configure(EntityTypeBuilder<TaskDependencyEntity> e)
+    {
+        e.ToTable("task_dependencies", t =>
+        {
+            t.HasCheckConstraint("ck_task_dependencies_type", "type IN ('success','completion','failure')");
+            t.HasCheckConstraint("ck_task_dependencies_state", "state IN ('waiting','met','violated')");
+            t.HasCheckConstraint("ck_task_dependencies_not_self", "task_id <> depends_on_id");
+            t.HasCheckConstraint("ck_task_dependencies_resolved", "(state = 'waiting') = (resolved_at IS NULL)");
+        });
+        e.HasKey(x => new { x.TaskId, x.DependsOnId });
+        e.Property(x => x.TaskId).HasColumnName("task_id");
+        e.Property(x => x.DependsOnId).HasColumnName("depends_on_id");
+        e.Property(x => x.TenantId).HasColumnName("tenant_id");
+        e.Property(x => x.Type).HasColumnName("type");
+        e.Property(x => x.State).HasColumnName("state");
+        e.Property(x => x.CreatedAt).HasColumnName("created_at");
+        e.Property(x => x.ResolvedAt).HasColumnName("resolved_at");
+        e.HasOne<TaskEntity>().WithMany().HasForeignKey(x => x.TaskId).OnDelete(DeleteBehavior.Cascade);
+        e.HasOne<TaskEntity>().WithMany().HasForeignKey(x => x.DependsOnId).OnDelete(DeleteBehavior.Cascade);
+        e.HasIndex(x => x.DependsOnId, "ix_task_dependencies_depends_on");
+    }
+}
+
+internal sealed class TaskHistoryEntityConfiguration : IEntityTypeConfiguration<TaskHistoryEntity>
+{
+    public void Configure(EntityTypeBuilder<TaskHistoryEntity> e)
+    {
+        // Column "xid" (xid8, the writing transaction) is added by the migration in SQL: WatchTasks reads
+        // the log in commit order with it, which EF Core has no type mapping for.
+        e.ToTable("task_history");
+        e.HasKey(x => x.Id);
+        e.Property(x => x.Id).HasColumnName("id").UseIdentityAlwaysColumn();
+        e.Property(x => x.TenantId).HasColumnName("tenant_id");
+        e.Property(x => x.TaskId).HasColumnName("task_id");
+        e.Property(x => x.TaskType).HasColumnName("task_type");
+        e.Property(x => x.EventType).HasColumnName("event_type");
+        e.Property(x => x.FromStatus).HasColumnName("from_status");
+        e.Property(x => x.ToStatus).HasColumnName("to_status");
+        e.Property(x => x.WorkerId).HasColumnName("worker_id");
+        e.Property(x => x.FencingToken).HasColumnName("fencing_token");
+        e.Property(x => x.Message).HasColumnName("message");
+        e.Property(x => x.Details).HasColumnName("details").HasColumnType("jsonb");
+        e.Property(x => x.OccurredAt).HasColumnName("occurred_at").HasDefaultValueSql("now()");
+        e.HasIndex(x => new { x.TaskId, x.Id }, "ix_task_history_task");
+        e.HasOne<TaskEntity>().WithMany().HasForeignKey(x => x.TaskId).OnDelete(DeleteBehavior.Cascade);
+    }
+}

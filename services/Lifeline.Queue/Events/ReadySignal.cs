@@ -1,0 +1,87 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Lifeline.Queue.Events;
+
+/// <summary>
+/// Wakes long-polling LeaseTasks calls when tasks become ready. A change on this instance wakes its
+/// own waiters directly and is published on Redis so other instances wake too. Redis may be down or
+/// lose a message: waiters also poll on an interval, so a lost signal only delays, never loses, work.
+/// </summary>
+public sealed partial class ReadySignal : IDisposable
+{
+    public static readonly RedisChannel Channel = RedisChannel.Literal("lifeline:queue:ready");
+
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> _waiters = new();
+    private readonly IConnectionMultiplexer _redis;
+    private readonly ILogger<ReadySignal> _logger;
+
+    public ReadySignal(IConnectionMultiplexer redis, ILogger<ReadySignal> logger)
+    {
+        _redis = redis;
+        _logger = logger;
+        try
+        {
+            _redis.GetSubscriber().Subscribe(Channel, (_, tenant) => WakeLocal(tenant.ToString()));
+        }
+        catch (RedisException ex)
+        {
+            LogSubscribeFailed(_logger, ex);
+        }
+    }
+
+    /// <summary>Waits until tasks of <paramref name="tenant"/> may have become ready, or the timeout passes.</summary>
+    public async Task WaitAsync(string tenant, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var signal = _waiters.GetOrAdd(tenant, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        try
+        {
+            await signal.Task.WaitAsync(timeout, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            // The poll fallback: look again anyway.
+        }
+    }
+
+    /// <summary>Announces that tasks of <paramref name="tenant"/> became ready (after the change committed).</summary>
+    public void Notify(string tenant)
+    {
+        WakeLocal(tenant);
+        try
+        {
+            _redis.GetSubscriber().Publish(Channel, tenant, CommandFlags.FireAndForget);
+        }
+        catch (RedisException ex)
+        {
+            LogPublishFailed(_logger, ex);
+        }
+    }
+
+    private void WakeLocal(string tenant)
+    {
+        if (_waiters.TryRemove(tenant, out var signal))
+        {
+            signal.TrySetResult();
+        }
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            _redis.GetSubscriber().Unsubscribe(Channel);
+        }
+        catch (RedisException)
+        {
+            // shutting down
+        }
+    }
+
+    [LoggerMessage(EventId = 1201, Level = LogLevel.Warning, Message = "Could not subscribe to ready signals; long polls fall back to polling")]
+    private static partial void LogSubscribeFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 1202, Level = LogLevel.Debug, Message = "Could not publish a ready signal; other instances will find the work by polling")]
+    private static partial void LogPublishFailed(ILogger logger, Exception exception);
+}

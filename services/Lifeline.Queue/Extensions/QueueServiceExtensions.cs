@@ -1,0 +1,63 @@
+using Lifeline.Queue.Administration;
+using Lifeline.Queue.Data;
+using Lifeline.Queue.Enqueuing;
+using Lifeline.Queue.Events;
+using Lifeline.Queue.Leasing;
+using Lifeline.Queue.Maintenance;
+using Lifeline.Queue.Options;
+using Lifeline.Queue.Reading;
+using Lifeline.ServiceDefaults;
+using Lifeline.ServiceDefaults.Postgres;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Npgsql;
+using StackExchange.Redis;
+
+namespace Lifeline.Queue.Extensions;
+
+internal static class QueueServiceExtensions
+{
+    /// <summary>The queue's database, Redis, domain services and background maintenance.</summary>
+    public static IHostApplicationBuilder AddQueueServices(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<QueueOptions>().BindConfiguration(QueueOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+
+        var queueDb = builder.Configuration.GetConnectionString("queuedb");
+        if (string.IsNullOrWhiteSpace(queueDb))
+        {
+            throw new InvalidOperationException("ConnectionStrings:queuedb is not set: the queue needs its PostgreSQL database.");
+        }
+        var redis = builder.Configuration.GetConnectionString("redis");
+        if (string.IsNullOrWhiteSpace(redis))
+        {
+            throw new InvalidOperationException("ConnectionStrings:redis is not set: the queue needs Redis for wake-up signals.");
+        }
+
+        builder.Services.AddSingleton(sp => new NpgsqlDataSourceBuilder(queueDb)
+            .UseLoggerFactory(sp.GetRequiredService<ILoggerFactory>()).Build());
+        builder.Services.AddDbContext<QueueDbContext>((sp, o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>()));
+        builder.Services.AddSingleton<IConnectionMultiplexer>(_ =>
+        {
+            var config = ConfigurationOptions.Parse(redis);
+            config.AbortOnConnectFail = false;
+            return ConnectionMultiplexer.Connect(config);
+        });
+
+        // Order matters: the schema is migrated before anything else starts.
+        builder.Services.AddHostedService<DatabaseMigrator<QueueDbContext>>();
+        builder.Services.AddSingleton<ReadySignal>();
+        builder.Services.AddSingleton<TaskEnqueuer>();
+        builder.Services.AddSingleton<TaskLeaser>();
+        builder.Services.AddSingleton<LeaseHolderOperations>();
+        builder.Services.AddSingleton<TaskAdministration>();
+        builder.Services.AddSingleton<TaskQueries>();
+        builder.Services.AddSingleton<TaskEventFeed>();
+        builder.Services.AddSingleton<QueueMaintenance>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<QueueMaintenance>());
+
+        builder.Services.AddHealthChecks()
+            .AddCheck<PostgresHealthCheck>("queuedb", tags: ["ready"])
+            .AddCheck<RedisHealthCheck>("redis", HealthStatus.Degraded, ["ready"]);
+        return builder;
+    }
+}

@@ -1,0 +1,305 @@
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Lifeline.Queue.Administration;
+using Lifeline.Queue.Dependencies;
+using Lifeline.Queue.Enqueuing;
+using Lifeline.Queue.Events;
+using Lifeline.Queue.Leasing;
+using Lifeline.Queue.Options;
+using Lifeline.Queue.Reading;
+using Lifeline.Queue.V1;
+using Task = System.Threading.Tasks.Task;
+using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Tenancy;
+using Lifeline.ServiceDefaults.Validation;
+using Microsoft.Extensions.Options;
+
+namespace Lifeline.Queue.Grpc;
+
+/// <summary>The QueueService contract: validates, delegates to the domain classes, maps the result.</summary>
+public sealed class QueueGrpcService(
+    TaskEnqueuer enqueuer, TaskLeaser leaser, LeaseHolderOperations holders, TaskAdministration administration,
+    TaskQueries queries, TaskEventFeed feed, IOptions<QueueOptions> options) : QueueService.QueueServiceBase
+{
+    private int MaxPayload => options.Value.MaxPayloadBytes;
+
+    public override async Task<EnqueueTaskResponse> EnqueueTask(EnqueueTaskRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        var task = RequestValidation.Task(v, "task", request.Task, MaxPayload);
+        v.ThrowIfAny();
+        var (record, created) = await enqueuer.EnqueueAsync(tenant, task, context.CancellationToken);
+        return new EnqueueTaskResponse { Task = record.ToProto(), Created = created };
+    }
+
+    public override async Task<EnqueueTasksResponse> EnqueueTasks(EnqueueTasksRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var batch = RequestValidation.Batch(request, MaxPayload);
+        var (tasks, created) = await enqueuer.EnqueueBatchAsync(tenant, batch, context.CancellationToken);
+        var response = new EnqueueTasksResponse { CreatedCount = created };
+        response.Tasks.AddRange(tasks.Select(t => t.ToProto()));
+        return response;
+    }
+
+    public override async Task<GetTaskResponse> GetTask(GetTaskRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var id = TaskId(request.TaskId);
+        return new GetTaskResponse { Task = (await queries.GetAsync(tenant, id, context.CancellationToken)).ToProto() };
+    }
+
+    public override async Task<ListTasksResponse> ListTasks(ListTasksRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        var filter = RequestValidation.Filter(v, request.Status, request.Type, request.WorkerId, request.PageSize, request.PageToken);
+        v.ThrowIfAny();
+        var (tasks, next) = await queries.ListAsync(tenant, filter, context.CancellationToken);
+        var response = new ListTasksResponse { NextPageToken = next?.Encode() ?? "" };
+        response.Tasks.AddRange(tasks.Select(t => t.ToProto()));
+        return response;
+    }
+
+    public override async Task<CancelTaskResponse> CancelTask(CancelTaskRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        var id = v.Uuid("task_id", request.TaskId);
+        var reason = RequestValidation.Text(v, "reason", request.Reason, 1024) ?? "cancelled by a caller";
+        v.ThrowIfAny();
+        var (task, cascaded) = await administration.CancelAsync(tenant, id, reason, context.CancellationToken);
+        return new CancelTaskResponse { Task = task.ToProto(), CascadedCancellations = cascaded };
+    }
+
+    public override async Task<LeaseTasksResponse> LeaseTasks(LeaseTasksRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var lease = RequestValidation.Lease(request);
+        var tasks = await leaser.LeaseAsync(tenant, lease, context.CancellationToken);
+        var response = new LeaseTasksResponse();
+        response.Tasks.AddRange(tasks.Select(t => t.ToProto()));
+        return response;
+    }
+
+    public override async Task<StartTaskResponse> StartTask(StartTaskRequest request, ServerCallContext context)
+    {
+        var (tenant, id, token) = Holder(context, request.TaskId, request.FencingToken, null);
+        return new StartTaskResponse { Task = (await holders.StartAsync(tenant, id, token, context.CancellationToken)).ToProto() };
+    }
+
+    public override async Task<ReportProgressResponse> ReportProgress(ReportProgressRequest request, ServerCallContext context)
+    {
+        TimeSpan? lease = null;
+        string? message = null;
+        var (tenant, id, token) = Holder(context, request.TaskId, request.FencingToken, v =>
+        {
+            v.AddIf(request.Percent is < 0 or > 100, "percent", $"must be between 0 and 100; got {request.Percent}");
+            message = RequestValidation.Text(v, "message", request.Message, 1024);
+            if (request.LeaseDuration is not null)
+            {
+                lease = RequestValidation.Duration(v, "lease_duration", request.LeaseDuration, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1));
+            }
+        });
+        var task = await holders.ReportProgressAsync(tenant, id, token, request.Percent, message, lease, context.CancellationToken);
+        return new ReportProgressResponse { Task = task.ToProto() };
+    }
+
+    public override async Task<ExtendLeaseResponse> ExtendLease(ExtendLeaseRequest request, ServerCallContext context)
+    {
+        var lease = TimeSpan.Zero;
+        var (tenant, id, token) = Holder(context, request.TaskId, request.FencingToken, v =>
+            lease = RequestValidation.Duration(v, "lease_duration", request.LeaseDuration, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1), TimeSpan.FromSeconds(30)));
+        return new ExtendLeaseResponse { Task = (await holders.ExtendLeaseAsync(tenant, id, token, lease, context.CancellationToken)).ToProto() };
+    }
+
+    public override async Task<CompleteTaskResponse> CompleteTask(CompleteTaskRequest request, ServerCallContext context)
+    {
+        string? result = null;
+        var (tenant, id, token) = Holder(context, request.TaskId, request.FencingToken, v =>
+            result = RequestValidation.JsonValue(v, "result", request.Result, MaxPayload));
+        return new CompleteTaskResponse { Task = (await holders.CompleteAsync(tenant, id, token, result, context.CancellationToken)).ToProto() };
+    }
+
+    public override async Task<CompleteTasksResponse> CompleteTasks(CompleteTasksRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        if (request.Completions.Count is 0 or > RequestValidation.MaxCompletions)
+        {
+            v.Add("completions", $"must hold 1 to {RequestValidation.MaxCompletions} completions; got {request.Completions.Count}");
+            v.ThrowIfAny();
+        }
+        var completions = new List<Completion>(request.Completions.Count);
+        var seen = new HashSet<Guid>();
+        for (var i = 0; i < request.Completions.Count; i++)
+        {
+            var c = request.Completions[i];
+            var id = v.Uuid($"completions[{i}].task_id", c.TaskId);
+            v.AddIf(id != Guid.Empty && !seen.Add(id), $"completions[{i}].task_id", "appears more than once");
+            v.AddIf(c.FencingToken <= 0, $"completions[{i}].fencing_token", "is required: the positive token returned with your lease");
+            var result = RequestValidation.JsonValue(v, $"completions[{i}].result", c.Result, MaxPayload);
+            completions.Add(new Completion(id, c.FencingToken, result));
+        }
+        v.ThrowIfAny();
+        var outcomes = await holders.CompleteManyAsync(tenant, completions, context.CancellationToken);
+        var response = new CompleteTasksResponse();
+        foreach (var outcome in outcomes)
+        {
+            var result = new TaskCompletionResult { TaskId = outcome.TaskId.ToString(), Accepted = outcome.Refusal is null };
+            if (outcome.Refusal is { } refusal)
+            {
+                result.Code = (int)refusal.Code;
+                result.Reason = refusal.Reason;
+                result.Message = refusal.Message;
+            }
+            else
+            {
+                response.AcceptedCount++;
+            }
+            response.Results.Add(result);
+        }
+        return response;
+    }
+
+    public override async Task<FailTaskResponse> FailTask(FailTaskRequest request, ServerCallContext context)
+    {
+        FailureReport failure = null!;
+        var (tenant, id, token) = Holder(context, request.TaskId, request.FencingToken, v =>
+            failure = RequestValidation.Failure(v, request.Error, request.RetryAfter));
+        var (task, willRetry) = await holders.FailAsync(tenant, id, token, failure, context.CancellationToken);
+        return new FailTaskResponse { Task = task.ToProto(), WillRetry = willRetry };
+    }
+
+    public override async Task<ReleaseTaskResponse> ReleaseTask(ReleaseTaskRequest request, ServerCallContext context)
+    {
+        string? reason = null;
+        var delay = TimeSpan.Zero;
+        var (tenant, id, token) = Holder(context, request.TaskId, request.FencingToken, v =>
+        {
+            reason = RequestValidation.Text(v, "reason", request.Reason, 1024);
+            delay = RequestValidation.Duration(v, "delay", request.Delay, TimeSpan.Zero, TimeSpan.FromHours(24), TimeSpan.Zero);
+        });
+        return new ReleaseTaskResponse { Task = (await holders.ReleaseAsync(tenant, id, token, reason, delay, context.CancellationToken)).ToProto() };
+    }
+
+    public override async Task<AddDependencyResponse> AddDependency(AddDependencyRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        var id = v.Uuid("task_id", request.TaskId);
+        var dependsOn = v.Uuid("depends_on_task_id", request.DependsOnTaskId);
+        v.AddIf(id != Guid.Empty && id == dependsOn, "depends_on_task_id", "a task cannot depend on itself");
+        v.DefinedEnum("type", request.Type);
+        v.ThrowIfAny();
+        var task = await administration.AddDependencyAsync(tenant, id, dependsOn, DependencyResolver.TypeName(request.Type), context.CancellationToken);
+        return new AddDependencyResponse { Task = task.ToProto() };
+    }
+
+    public override async Task<GetTaskHistoryResponse> GetTaskHistory(GetTaskHistoryRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        var id = v.Uuid("task_id", request.TaskId);
+        var size = v.PageSize("page_size", request.PageSize, 100, 1000);
+        long after = 0;
+        v.AddIf(!string.IsNullOrEmpty(request.PageToken) && (!long.TryParse(request.PageToken, out after) || after < 0),
+            "page_token", "is not a token returned by this listing");
+        v.ThrowIfAny();
+        var (events, next) = await queries.HistoryAsync(tenant, id, size, after, context.CancellationToken);
+        var response = new GetTaskHistoryResponse { NextPageToken = next?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "" };
+        response.Events.AddRange(events.Select(e => e.ToProto()));
+        return response;
+    }
+
+    public override async Task<ListDeadLettersResponse> ListDeadLetters(ListDeadLettersRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        var filter = RequestValidation.Filter(v, V1.TaskStatus.Unspecified, request.Type, "", request.PageSize, request.PageToken);
+        v.ThrowIfAny();
+        var (tasks, next) = await queries.ListDeadLettersAsync(tenant, filter, context.CancellationToken);
+        var response = new ListDeadLettersResponse { NextPageToken = next?.Encode() ?? "" };
+        response.Tasks.AddRange(tasks.Select(t => t.ToProto()));
+        return response;
+    }
+
+    public override async Task<RedriveDeadLettersResponse> RedriveDeadLetters(RedriveDeadLettersRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        v.AddIf(request.TaskIds.Count > 1000, "task_ids", "must list at most 1000 ids");
+        var ids = request.TaskIds.Select((id, i) => v.Uuid($"task_ids[{i}]", id)).Distinct().ToList();
+        if (!string.IsNullOrEmpty(request.Type))
+        {
+            RequestValidation.TaskType(v, "type", request.Type);
+        }
+        v.AddIf(request.TaskIds.Count > 0 && !string.IsNullOrEmpty(request.Type), "type", "give task_ids or a type, not both");
+        var limit = request.Limit == 0 ? 1000 : request.Limit;
+        v.AddIf(limit is < 1 or > 10_000, "limit", $"must be between 1 and 10000 (0 means 1000); got {request.Limit}");
+        v.ThrowIfAny();
+        var redriven = await administration.RedriveAsync(tenant, ids, string.IsNullOrEmpty(request.Type) ? null : request.Type, limit, context.CancellationToken);
+        var response = new RedriveDeadLettersResponse();
+        response.TaskIds.AddRange(redriven.Select(id => id.ToString()));
+        return response;
+    }
+
+    public override async Task<GetQueueStatsResponse> GetQueueStats(GetQueueStatsRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        if (!string.IsNullOrEmpty(request.Type))
+        {
+            var v = new Violations();
+            RequestValidation.TaskType(v, "type", request.Type);
+            v.ThrowIfAny();
+        }
+        var stats = await queries.StatsAsync(tenant, string.IsNullOrEmpty(request.Type) ? null : request.Type, context.CancellationToken);
+        var response = new GetQueueStatsResponse { OldestReadyAge = Duration.FromTimeSpan(stats.OldestReadyAge) };
+        foreach (var (type, status, count) in stats.Counts)
+        {
+            var proto = Domain.TaskState.ToProto(status);
+            response.Counts.Add(new TaskCount { Type = type, Status = proto, Count = count });
+            var name = QueueReflection.Descriptor.EnumTypes.First(e => e.Name == "TaskStatus").FindValueByNumber((int)proto).Name;
+            response.Totals[name] = response.Totals.GetValueOrDefault(name) + count;
+        }
+        return response;
+    }
+
+    public override async Task WatchTasks(WatchTasksRequest request, IServerStreamWriter<WatchTasksResponse> responseStream, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var filter = RequestValidation.Watch(request);
+        try
+        {
+            await foreach (var e in feed.WatchAsync(tenant, filter, context.CancellationToken))
+            {
+                await responseStream.WriteAsync(new WatchTasksResponse { Event = e.ToProto() }, context.CancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            // The watcher went away: a normal end of the stream.
+        }
+    }
+
+    private static Guid TaskId(string value)
+    {
+        var v = new Violations();
+        var id = v.Uuid("task_id", value);
+        v.ThrowIfAny();
+        return id;
+    }
+
+    /// <summary>Validates the common part of a lease holder's call (task id, token) plus its own fields.</summary>
+    private static (string Tenant, Guid Id, long Token) Holder(ServerCallContext context, string taskId, long token, Action<Violations>? more)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        var id = v.Uuid("task_id", taskId);
+        RequestValidation.Token(v, token);
+        more?.Invoke(v);
+        v.ThrowIfAny();
+        return (tenant, id, token);
+    }
+}

@@ -1,0 +1,394 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Google.Protobuf.WellKnownTypes;
+using Lifeline.Common.V1;
+using Lifeline.Queue.Data;
+using Lifeline.Queue.Dependencies;
+using Lifeline.Queue.Domain;
+using Lifeline.Queue.Enqueuing;
+using Lifeline.Queue.Events;
+using Lifeline.Queue.Leasing;
+using Lifeline.Queue.Reading;
+using Lifeline.Queue.V1;
+using Lifeline.ServiceDefaults.Validation;
+
+namespace Lifeline.Queue.Grpc;
+
+/// <summary>
+/// Turns contract requests into validated domain requests, collecting every field violation of a
+/// request before refusing it (INVALID_ARGUMENT with BadRequest), so a refused request writes nothing.
+/// </summary>
+internal static partial class RequestValidation
+{
+    public const int MaxBatchTasks = 10_000;
+    public const int MaxCompletions = 1_000;
+    private static readonly TimeSpan DefaultLease = TimeSpan.FromSeconds(30);
+
+    public static readonly HashSet<string> EventTypes =
+    [
+        "enqueued", "leased", "started", "progress", "lease_extended", "completed", "failed", "retry_scheduled", "lease_expired",
+        "released", "cancelled", "timed_out", "dead_lettered", "redriven", "dependency_added", "dependencies_met",
+    ];
+
+    [GeneratedRegex("^[A-Za-z0-9._:/-]{1,128}$")]
+    private static partial Regex TaskTypePattern();
+
+    public static NewTask Task(Violations v, string path, TaskSpec? spec, int maxPayloadBytes)
+    {
+        if (spec is null)
+        {
+            v.Add(path, "is required");
+            return null!;
+        }
+        TaskType(v, $"{path}.type", spec.Type);
+        var payload = JsonObject(v, $"{path}.payload", spec.Payload, maxPayloadBytes);
+        v.AddIf(spec.Priority is < -1_000_000 or > 1_000_000, $"{path}.priority", $"must be between -1000000 and 1000000; got {spec.Priority}");
+        var maxRetries = spec.HasMaxRetries ? spec.MaxRetries : 3;
+        v.AddIf(maxRetries is < 0 or > 100, $"{path}.max_retries", $"must be between 0 and 100; got {maxRetries}");
+        var timeout = spec.HasTimeoutSeconds ? spec.TimeoutSeconds : 3600;
+        v.AddIf(timeout is <= 0 or > 604_800, $"{path}.timeout_seconds", $"must be between 1 and 604800 seconds; got {timeout}");
+        DateTime? notBefore = spec.NotBefore is null ? null : Time(v, $"{path}.not_before", spec.NotBefore);
+        var key = string.IsNullOrEmpty(spec.IdempotencyKey) ? null : spec.IdempotencyKey;
+        v.AddIf(key is { Length: > 256 }, $"{path}.idempotency_key", "must be at most 256 characters");
+        v.AddIf(key is not null && key.Contains('\0', StringComparison.Ordinal), $"{path}.idempotency_key", "must not contain NUL characters");
+        var retry = Retry(v, $"{path}.retry_policy", spec.RetryPolicy);
+        return new NewTask(spec.Type, payload, spec.Priority, maxRetries, timeout, notBefore, key, retry);
+    }
+
+    private static RetrySchedule Retry(Violations v, string path, RetryPolicy? policy)
+    {
+        if (policy is null)
+        {
+            return RetrySchedule.Default;
+        }
+        v.DefinedEnum($"{path}.backoff", policy.Backoff);
+        var initial = policy.InitialInterval is null ? RetrySchedule.Default.Initial : Duration(v, $"{path}.initial_interval", policy.InitialInterval, TimeSpan.Zero, TimeSpan.FromHours(1));
+        var maximum = policy.MaximumInterval is null
+            ? (initial > RetrySchedule.Default.Maximum ? initial : RetrySchedule.Default.Maximum)
+            : Duration(v, $"{path}.maximum_interval", policy.MaximumInterval, TimeSpan.Zero, TimeSpan.FromHours(24));
+        v.AddIf(maximum < initial, $"{path}.maximum_interval", "must not be shorter than initial_interval");
+        v.AddIf(double.IsNaN(policy.Jitter) || policy.Jitter < 0 || policy.Jitter > 1, $"{path}.jitter", $"must be between 0 and 1; got {policy.Jitter}");
+        var strategy = policy.Backoff == BackoffStrategy.Unspecified ? BackoffStrategy.Exponential : policy.Backoff;
+        return new RetrySchedule(strategy, initial, maximum, double.IsNaN(policy.Jitter) ? 0 : policy.Jitter);
+    }
+
+    public static void TaskType(Violations v, string path, string type)
+    {
+        if (string.IsNullOrEmpty(type))
+        {
+            v.Add(path, "is required");
+        }
+        else if (!TaskTypePattern().IsMatch(type))
+        {
+            v.Add(path, "must be 1 to 128 characters of letters, digits, '.', '_', '-', ':' and '/'");
+        }
+    }
+
+    /// <summary>A payload: a JSON object (empty means {}), within the size limit.</summary>
+    public static string JsonObject(Violations v, string path, string text, int maxBytes)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return "{}";
+        }
+        if (!WithinSize(v, path, text, maxBytes))
+        {
+            return "{}";
+        }
+        try
+        {
+            using var doc = JsonDocument.Parse(text);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                v.Add(path, $"must be a JSON object; got a JSON {doc.RootElement.ValueKind.ToString().ToLowerInvariant()}");
+            }
+        }
+        catch (JsonException ex)
+        {
+            v.Add(path, $"is not valid JSON: {ex.Message}");
+        }
+        NoNul(v, path, text);
+        return text;
+    }
+
+    /// <summary>A result: any JSON value (empty means none), within the size limit.</summary>
+    public static string? JsonValue(Violations v, string path, string text, int maxBytes)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return null;
+        }
+        if (!WithinSize(v, path, text, maxBytes))
+        {
+            return null;
+        }
+        try
+        {
+            using var doc = JsonDocument.Parse(text);
+        }
+        catch (JsonException ex)
+        {
+            v.Add(path, $"is not valid JSON: {ex.Message}");
+        }
+        NoNul(v, path, text);
+        return text;
+    }
+
+    private static bool WithinSize(Violations v, string path, string text, int maxBytes)
+    {
+        var bytes = Encoding.UTF8.GetByteCount(text);
+        if (bytes > maxBytes)
+        {
+            v.Add(path, $"is {bytes} bytes; the limit is {maxBytes} bytes");
+            return false;
+        }
+        return true;
+    }
+
+    // PostgreSQL's jsonb cannot hold U+0000; refuse it up front instead of failing in the store.
+    private static void NoNul(Violations v, string path, string text) =>
+        v.AddIf(text.Contains("\\u0000", StringComparison.OrdinalIgnoreCase), path, "must not contain the NUL character (\\u0000)");
+
+    public static TimeSpan Duration(Violations v, string path, Duration? value, TimeSpan min, TimeSpan max, TimeSpan? fallback = null)
+    {
+        if (value is null)
+        {
+            return fallback ?? min;
+        }
+        if (value.Seconds < -315_576_000_000 || value.Seconds > 315_576_000_000 || value.Nanos is <= -1_000_000_000 or >= 1_000_000_000
+            || (value.Seconds > 0 && value.Nanos < 0) || (value.Seconds < 0 && value.Nanos > 0))
+        {
+            v.Add(path, "is not a valid duration");
+            return fallback ?? min;
+        }
+        var span = value.ToTimeSpan();
+        if (span < min || span > max)
+        {
+            v.Add(path, $"must be between {Describe(min)} and {Describe(max)}; got {Describe(span)}");
+            return fallback ?? min;
+        }
+        return span;
+    }
+
+    private static string Describe(TimeSpan span) => span.TotalSeconds % 1 == 0 ? $"{span.TotalSeconds:0}s" : $"{span.TotalSeconds:0.###}s";
+
+    private static DateTime? Time(Violations v, string path, Timestamp value)
+    {
+        if (value.Seconds < -62_135_596_800 || value.Seconds > 253_402_300_799 || value.Nanos is < 0 or >= 1_000_000_000)
+        {
+            v.Add(path, "is not a valid timestamp");
+            return null;
+        }
+        return value.ToDateTime();
+    }
+
+    public static long Token(Violations v, long token)
+    {
+        v.AddIf(token <= 0, "fencing_token", "is required: the positive token returned with your lease");
+        return token;
+    }
+
+    public static string? Text(Violations v, string path, string value, int max)
+    {
+        v.AddIf(value.Length > max, path, $"must be at most {max} characters");
+        return string.IsNullOrEmpty(value) ? null : value;
+    }
+
+    // ---- per-request ----
+
+    public static IReadOnlyList<NewBatchTask> Batch(EnqueueTasksRequest request, int maxPayloadBytes)
+    {
+        var v = new Violations();
+        if (request.Tasks.Count is 0 or > MaxBatchTasks)
+        {
+            v.Add("tasks", $"must hold 1 to {MaxBatchTasks} tasks; got {request.Tasks.Count}");
+            v.ThrowIfAny();
+        }
+        var indexOfKey = new Dictionary<string, int>(StringComparer.Ordinal);
+        var idempotencyKeys = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < request.Tasks.Count; i++)
+        {
+            var key = request.Tasks[i].Key;
+            if (string.IsNullOrEmpty(key))
+            {
+                continue;
+            }
+            if (key.Length > 128)
+            {
+                v.Add($"tasks[{i}].key", "must be at most 128 characters");
+            }
+            else if (!indexOfKey.TryAdd(key, i))
+            {
+                v.Add($"tasks[{i}].key", $"'{Violations.Truncate(key, 64)}' is used by tasks[{indexOfKey[key]}] too; keys must be unique in a batch");
+            }
+        }
+        var result = new List<NewBatchTask>(request.Tasks.Count);
+        var edges = new List<(int, int)>();
+        for (var i = 0; i < request.Tasks.Count; i++)
+        {
+            var entry = request.Tasks[i];
+            var task = Task(v, $"tasks[{i}].task", entry.Task, maxPayloadBytes);
+            if (task?.IdempotencyKey is { } idem && !idempotencyKeys.Add(idem))
+            {
+                v.Add($"tasks[{i}].task.idempotency_key", "is used by another task of this batch");
+            }
+            var dependsOn = new List<BatchEdge>(entry.DependsOn.Count);
+            var seenTargets = new HashSet<string>(StringComparer.Ordinal);
+            for (var d = 0; d < entry.DependsOn.Count; d++)
+            {
+                var dep = entry.DependsOn[d];
+                var path = $"tasks[{i}].depends_on[{d}]";
+                v.DefinedEnum($"{path}.type", dep.Type);
+                var type = DependencyResolver.TypeName(dep.Type);
+                switch (dep.TargetCase)
+                {
+                    case BatchDependency.TargetOneofCase.TaskKey:
+                        if (!indexOfKey.TryGetValue(dep.TaskKey, out var j))
+                        {
+                            v.Add($"{path}.task_key", $"no task of this batch has key '{Violations.Truncate(dep.TaskKey, 64)}'");
+                        }
+                        else if (j == i)
+                        {
+                            v.Add($"{path}.task_key", "a task cannot depend on itself");
+                        }
+                        else if (!seenTargets.Add("k:" + dep.TaskKey))
+                        {
+                            v.Add($"{path}.task_key", "the same dependency is listed twice");
+                        }
+                        else
+                        {
+                            dependsOn.Add(new BatchEdge(j, null, type));
+                            edges.Add((i, j));
+                        }
+                        break;
+                    case BatchDependency.TargetOneofCase.TaskId:
+                        var id = v.Uuid($"{path}.task_id", dep.TaskId);
+                        if (id != Guid.Empty && !seenTargets.Add("i:" + id))
+                        {
+                            v.Add($"{path}.task_id", "the same dependency is listed twice");
+                        }
+                        else if (id != Guid.Empty)
+                        {
+                            dependsOn.Add(new BatchEdge(null, id, type));
+                        }
+                        break;
+                    default:
+                        v.Add(path, "must name a task_key or a task_id");
+                        break;
+                }
+            }
+            result.Add(new NewBatchTask(string.IsNullOrEmpty(entry.Key) ? null : entry.Key, task!, dependsOn));
+        }
+        v.ThrowIfAny();
+        if (DependencyGraph.FindCycle(request.Tasks.Count, edges) is { } cycle)
+        {
+            throw new DependencyCycleException(cycle.Select(i => request.Tasks[i].Key).ToList());
+        }
+        return result;
+    }
+
+    public static LeaseRequest Lease(LeaseTasksRequest request)
+    {
+        var v = new Violations();
+        WorkerId(v, "worker_id", request.WorkerId, required: true);
+        if (request.TaskTypes.Count is 0 or > 100)
+        {
+            v.Add("task_types", $"must list 1 to 100 task types; got {request.TaskTypes.Count}");
+        }
+        for (var i = 0; i < request.TaskTypes.Count && i < 100; i++)
+        {
+            TaskType(v, $"task_types[{i}]", request.TaskTypes[i]);
+        }
+        var max = request.MaxTasks == 0 ? 1 : request.MaxTasks;
+        v.AddIf(max is < 1 or > 500, "max_tasks", $"must be between 1 and 500 (0 means 1); got {request.MaxTasks}");
+        var lease = Duration(v, "lease_duration", request.LeaseDuration, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1), DefaultLease);
+        var wait = Duration(v, "wait", request.Wait, TimeSpan.Zero, TimeSpan.FromSeconds(30), TimeSpan.Zero);
+        v.ThrowIfAny();
+        return new LeaseRequest(request.WorkerId, request.TaskTypes.Distinct(StringComparer.Ordinal).ToArray(), max, lease, wait);
+    }
+
+    public static void WorkerId(Violations v, string path, string value, bool required)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            v.AddIf(required, path, "is required");
+        }
+        else
+        {
+            v.AddIf(value.Length > 128 || value.Contains('\0', StringComparison.Ordinal), path, "must be 1 to 128 characters without NUL");
+        }
+    }
+
+    public static FailureReport Failure(Violations v, ErrorDetail? error, Duration? retryAfter)
+    {
+        if (error is null)
+        {
+            v.Add("error", "is required");
+            return null!;
+        }
+        if (string.IsNullOrEmpty(error.Code))
+        {
+            v.Add("error.code", "is required");
+        }
+        else
+        {
+            v.AddIf(error.Code.Length > 128, "error.code", "must be at most 128 characters");
+        }
+        v.AddIf(error.Message.Length > 4096, "error.message", "must be at most 4096 characters");
+        v.DefinedEnum("error.severity", error.Severity);
+        v.AddIf(error.Details.Count > 64, "error.details", "must have at most 64 entries");
+        v.AddIf(error.Details.Any(d => d.Key.Length > 128 || d.Value.Length > 4096), "error.details", "keys must be at most 128 and values at most 4096 characters");
+        TimeSpan? after = retryAfter is null ? null : Duration(v, "retry_after", retryAfter, TimeSpan.Zero, TimeSpan.FromHours(24));
+        var stored = new StoredError(error.Code, error.Message, error.Retryable, TaskMapper.SeverityName(error.Severity),
+            error.Details.Count == 0 ? null : new Dictionary<string, string>(error.Details));
+        return new FailureReport(stored, after);
+    }
+
+    public static TaskFilter Filter(Violations v, V1.TaskStatus status, string type, string workerId, int pageSize, string pageToken)
+    {
+        v.DefinedEnum("status", status);
+        if (!string.IsNullOrEmpty(type))
+        {
+            TaskType(v, "type", type);
+        }
+        WorkerId(v, "worker_id", workerId, required: false);
+        var size = v.PageSize("page_size", pageSize, 50, 1000);
+        PageCursor? after = null;
+        if (!string.IsNullOrEmpty(pageToken))
+        {
+            after = PageCursor.TryDecode(pageToken);
+            v.AddIf(after is null, "page_token", "is not a token returned by this listing");
+        }
+        var stored = status == V1.TaskStatus.Unspecified || !System.Enum.IsDefined(status) ? null : TaskState.FromProto(status);
+        return new TaskFilter(stored, string.IsNullOrEmpty(type) ? null : type, string.IsNullOrEmpty(workerId) ? null : workerId, size, after);
+    }
+
+    public static WatchFilter Watch(WatchTasksRequest request)
+    {
+        var v = new Violations();
+        for (var i = 0; i < request.TaskTypes.Count; i++)
+        {
+            TaskType(v, $"task_types[{i}]", request.TaskTypes[i]);
+        }
+        Guid? taskId = string.IsNullOrEmpty(request.TaskId) ? null : v.Uuid("task_id", request.TaskId);
+        for (var i = 0; i < request.EventTypes.Count; i++)
+        {
+            v.AddIf(!EventTypes.Contains(request.EventTypes[i]), $"event_types[{i}]", $"'{Violations.Truncate(request.EventTypes[i], 64)}' is not an event type");
+        }
+        EventPosition? after = null;
+        if (!string.IsNullOrEmpty(request.AfterEventId))
+        {
+            if (EventPosition.TryParse(request.AfterEventId, out var position))
+            {
+                after = position;
+            }
+            else
+            {
+                v.Add("after_event_id", "is not an event_id returned by this service");
+            }
+        }
+        v.ThrowIfAny();
+        return new WatchFilter(request.TaskTypes.ToArray(), taskId, request.EventTypes.ToArray(), after);
+    }
+}

@@ -1,0 +1,156 @@
+using Lifeline.Queue.Data;
+using Lifeline.Queue.Dependencies;
+using Lifeline.Queue.Domain;
+using Lifeline.Queue.Events;
+using Lifeline.Queue.Options;
+using Lifeline.ServiceDefaults.Postgres;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace Lifeline.Queue.Maintenance;
+
+/// <summary>
+/// The queue's own rescuer, so no task depends on another service to make progress:
+/// <list type="bullet">
+/// <item>a running attempt past its deadline (<c>timeout_seconds</c> after StartTask) ends as <c>timeout</c>;</item>
+/// <item>an expired lease (the visibility timeout) returns the task to <c>pending</c> at once, counting
+/// the attempt against <c>max_retries</c>; beyond it the task is dead-lettered (MAX_RETRIES_EXCEEDED).</item>
+/// </list>
+/// Every instance runs it; rows are claimed with SKIP LOCKED and guarded on state, so instances never
+/// step on each other and each change happens once.
+/// </summary>
+public sealed partial class QueueMaintenance(NpgsqlDataSource dataSource, ReadySignal readySignal,
+    IOptions<QueueOptions> options, ILogger<QueueMaintenance> logger) : BackgroundService
+{
+    private static readonly string TimeoutSql = $"""
+        WITH overdue AS (
+            SELECT id, status AS old_status FROM tasks
+            WHERE status = 'running' AND deadline_at < now()
+            ORDER BY deadline_at LIMIT @batch FOR UPDATE SKIP LOCKED
+        ), changed AS (
+            UPDATE tasks t
+            SET status = 'timeout', lease_expires_at = NULL, completed_at = now(), updated_at = now(),
+                error = jsonb_build_object('code', 'TASK_TIMEOUT', 'retryable', false, 'severity', 'high',
+                    'message', 'the attempt ran longer than its timeout of ' || t.timeout_seconds || ' s')
+            FROM overdue o WHERE t.id = o.id
+            RETURNING t.id, t.tenant_id, t.type, t.status, t.assigned_worker_id, t.fencing_token, t.has_dependents, o.old_status
+        ), history AS (
+            {History.InsertFrom("changed", "timed_out", "old_status", "'timeout'", "'the attempt ran longer than its timeout'")}
+        )
+        SELECT id, tenant_id, status, has_dependents FROM changed
+        """;
+
+    private static readonly string ExpirySql = $"""
+        WITH expired AS (
+            SELECT id, status AS old_status FROM tasks
+            WHERE status IN ('assigned','running') AND lease_expires_at < now()
+            ORDER BY lease_expires_at LIMIT @batch FOR UPDATE SKIP LOCKED
+        ), changed AS (
+            UPDATE tasks t
+            SET status = CASE WHEN t.retry_count < t.max_retries THEN 'pending' ELSE 'dead_lettered' END,
+                retry_count = CASE WHEN t.retry_count < t.max_retries THEN t.retry_count + 1 ELSE t.retry_count END,
+                lease_expires_at = NULL, started_at = NULL, deadline_at = NULL, not_before = now(),
+                completed_at = CASE WHEN t.retry_count < t.max_retries THEN NULL ELSE now() END,
+                dead_lettered_at = CASE WHEN t.retry_count < t.max_retries THEN NULL ELSE now() END,
+                error = CASE WHEN t.retry_count < t.max_retries
+                    THEN jsonb_build_object('code', 'LEASE_EXPIRED', 'retryable', true, 'severity', 'medium',
+                         'message', 'the lease of worker ' || t.assigned_worker_id || ' expired')
+                    ELSE jsonb_build_object('code', 'MAX_RETRIES_EXCEEDED', 'retryable', false, 'severity', 'high',
+                         'message', 'gave up after ' || (t.retry_count + 1) || ' attempts; the last lease (worker ' || t.assigned_worker_id || ') expired',
+                         'details', jsonb_build_object('last_error_code', 'LEASE_EXPIRED')) END,
+                updated_at = now()
+            FROM expired e WHERE t.id = e.id
+            RETURNING t.id, t.tenant_id, t.type, t.status, t.assigned_worker_id, t.fencing_token, t.has_dependents, e.old_status
+        ), history AS (
+            {History.InsertFromExpression("changed", "CASE WHEN status = 'pending' THEN 'lease_expired' ELSE 'dead_lettered' END",
+                "old_status", "status", "'the lease expired'")}
+        )
+        SELECT id, tenant_id, status, has_dependents FROM changed
+        """;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.Value.MaintenanceInterval);
+        do
+        {
+            try
+            {
+                await RunOnceAsync(stoppingToken);
+            }
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+            {
+                LogPassFailed(logger, ex);
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>One pass: time out overdue attempts, then rescue expired leases. Returns how many tasks changed.</summary>
+    public async Task<int> RunOnceAsync(CancellationToken cancellationToken)
+    {
+        var changed = 0;
+        foreach (var sql in new[] { TimeoutSql, ExpirySql })
+        {
+            int count;
+            do
+            {
+                count = await RunStepAsync(sql, cancellationToken);
+                changed += count;
+            }
+            while (count == options.Value.MaintenanceBatchSize && !cancellationToken.IsCancellationRequested);
+        }
+        return changed;
+    }
+
+    private async Task<int> RunStepAsync(string sql, CancellationToken cancellationToken)
+    {
+        var (count, readyTenants) = await SerializationRetry.RunAsync(async ct =>
+        {
+            await using var connection = await dataSource.OpenConnectionAsync(ct);
+            await using var tx = await connection.BeginTransactionAsync(ct);
+            var ended = new List<EndedTask>();
+            var ready = new HashSet<string>();
+            var n = 0;
+            await using (var command = new NpgsqlCommand(sql, connection, tx))
+            {
+                command.Parameters.AddWithValue("batch", options.Value.MaintenanceBatchSize);
+                await using var reader = await command.ExecuteReaderAsync(ct);
+                while (await reader.ReadAsync(ct))
+                {
+                    n++;
+                    var status = reader.GetString(2);
+                    if (status == TaskState.Pending)
+                    {
+                        ready.Add(reader.GetString(1));
+                    }
+                    else if (reader.GetBoolean(3))
+                    {
+                        ended.Add(new EndedTask(reader.GetGuid(0), status));
+                    }
+                }
+            }
+            if (ended.Count > 0)
+            {
+                var resolution = await DependencyResolver.ResolveAsync(connection, tx, ended, ct);
+                ready.UnionWith(resolution.TenantsWithReadyTasks);
+            }
+            await tx.CommitAsync(ct);
+            return (n, ready);
+        }, cancellationToken);
+        foreach (var tenant in readyTenants)
+        {
+            readySignal.Notify(tenant);
+        }
+        if (count > 0)
+        {
+            LogChanged(logger, count);
+        }
+        return count;
+    }
+
+    [LoggerMessage(EventId = 1301, Level = LogLevel.Warning, Message = "Queue maintenance pass failed; it runs again on the next tick")]
+    private static partial void LogPassFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 1302, Level = LogLevel.Information, Message = "Queue maintenance moved {Count} tasks (timeouts or expired leases)")]
+    private static partial void LogChanged(ILogger logger, int count);
+}

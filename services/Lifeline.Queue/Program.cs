@@ -1,0 +1,4 @@
+using Lifeline.Queue;
+
+var app = QueueApplication.Build(args);
+await app.RunAsync();

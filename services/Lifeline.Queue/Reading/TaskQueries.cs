@@ -1,0 +1,186 @@
+using System.Buffers.Binary;
+using Lifeline.Queue.Data;
+using Lifeline.ServiceDefaults.Errors;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Lifeline.Queue.Reading;
+
+/// <summary>A validated ListTasks / ListDeadLetters filter.</summary>
+public sealed record TaskFilter(string? Status, string? Type, string? WorkerId, int PageSize, PageCursor? After);
+
+/// <summary>Keyset position in a newest-first listing: the (time, id) of the last row of the previous page.</summary>
+public sealed record PageCursor(DateTime Time, Guid Id)
+{
+    public string Encode()
+    {
+        var bytes = new byte[24];
+        BinaryPrimitives.WriteInt64BigEndian(bytes, Time.Ticks);
+        Id.TryWriteBytes(bytes.AsSpan(8));
+        return Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+    }
+
+    public static PageCursor? TryDecode(string token)
+    {
+        try
+        {
+            var base64 = token.Replace('-', '+').Replace('_', '/');
+            base64 = base64.PadRight(base64.Length + ((4 - (base64.Length % 4)) % 4), '=');
+            var bytes = Convert.FromBase64String(base64);
+            if (bytes.Length != 24)
+            {
+                return null;
+            }
+            var ticks = BinaryPrimitives.ReadInt64BigEndian(bytes);
+            if (ticks < DateTime.MinValue.Ticks || ticks > DateTime.MaxValue.Ticks)
+            {
+                return null;
+            }
+            return new PageCursor(new DateTime(ticks, DateTimeKind.Utc), new Guid(bytes.AsSpan(8)));
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+}
+
+/// <summary>One row of task_history.</summary>
+public sealed record TaskEventRecord(
+    long Id, ulong Xid, Guid TaskId, string TaskType, string EventType, string? FromStatus, string ToStatus, string? WorkerId,
+    long? FencingToken, string? Message, string? Details, DateTime OccurredAt)
+{
+    public const string Columns = "id, xid::text::bigint, task_id, task_type, event_type, from_status, to_status, worker_id, fencing_token, message, details::text, occurred_at";
+
+    public static TaskEventRecord Read(NpgsqlDataReader r) => new(
+        r.GetInt64(0), (ulong)r.GetInt64(1), r.GetGuid(2), r.GetString(3), r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5),
+        r.GetString(6), r.IsDBNull(7) ? null : r.GetString(7), r.IsDBNull(8) ? null : r.GetInt64(8),
+        r.IsDBNull(9) ? null : r.GetString(9), r.IsDBNull(10) ? null : r.GetString(10), r.GetDateTime(11));
+}
+
+/// <summary>Queue statistics of one tenant.</summary>
+public sealed record QueueStats(IReadOnlyList<(string Type, string Status, long Count)> Counts, TimeSpan OldestReadyAge);
+
+/// <summary>Read-only queries: a task, listings, history, statistics.</summary>
+public sealed class TaskQueries(NpgsqlDataSource dataSource)
+{
+    public async Task<TaskRecord> GetAsync(string tenant, Guid id, CancellationToken ct)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT {TaskRecord.Columns} FROM tasks WHERE id = @id AND tenant_id = @tenant");
+        command.Parameters.AddWithValue("id", id);
+        command.Parameters.AddWithValue("tenant", tenant);
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        return await reader.ReadAsync(ct) ? TaskRecord.Read(reader) : throw new NotFoundException("task", id.ToString());
+    }
+
+    /// <summary>Tasks newest first (by created_at, id), one page past the cursor.</summary>
+    public async Task<(IReadOnlyList<TaskRecord> Tasks, PageCursor? Next)> ListAsync(string tenant, TaskFilter filter, CancellationToken ct)
+    {
+        var sql = $"""
+            SELECT {TaskRecord.Columns} FROM tasks
+            WHERE tenant_id = @tenant
+              AND (@status::text IS NULL OR status = @status)
+              AND (@type::text IS NULL OR type = @type)
+              AND (@worker::text IS NULL OR assigned_worker_id = @worker)
+              AND (@after_time::timestamptz IS NULL OR (created_at, id) < (@after_time, @after_id))
+            ORDER BY created_at DESC, id DESC
+            LIMIT @limit
+            """;
+        return await PageAsync(sql, tenant, filter, r => r.CreatedAt, ct);
+    }
+
+    /// <summary>Dead letters, most recently dead-lettered first.</summary>
+    public async Task<(IReadOnlyList<TaskRecord> Tasks, PageCursor? Next)> ListDeadLettersAsync(string tenant, TaskFilter filter, CancellationToken ct)
+    {
+        var sql = $"""
+            SELECT {TaskRecord.Columns} FROM tasks
+            WHERE tenant_id = @tenant AND status = 'dead_lettered'
+              AND (@type::text IS NULL OR type = @type)
+              AND (@after_time::timestamptz IS NULL OR (dead_lettered_at, id) < (@after_time, @after_id))
+            ORDER BY dead_lettered_at DESC, id DESC
+            LIMIT @limit
+            """;
+        return await PageAsync(sql, tenant, filter, r => r.DeadLetteredAt!.Value, ct);
+    }
+
+    private async Task<(IReadOnlyList<TaskRecord>, PageCursor?)> PageAsync(
+        string sql, string tenant, TaskFilter filter, Func<TaskRecord, DateTime> position, CancellationToken ct)
+    {
+        await using var command = dataSource.CreateCommand(sql);
+        command.Parameters.AddWithValue("tenant", tenant);
+        command.Parameters.Add(new NpgsqlParameter("status", NpgsqlDbType.Text) { Value = (object?)filter.Status ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter("type", NpgsqlDbType.Text) { Value = (object?)filter.Type ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter("worker", NpgsqlDbType.Text) { Value = (object?)filter.WorkerId ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter("after_time", NpgsqlDbType.TimestampTz) { Value = filter.After is { } a ? a.Time : DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter("after_id", NpgsqlDbType.Uuid) { Value = filter.After is { } b ? b.Id : Guid.Empty });
+        command.Parameters.AddWithValue("limit", filter.PageSize + 1);
+        var tasks = new List<TaskRecord>(filter.PageSize + 1);
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            tasks.Add(TaskRecord.Read(reader));
+        }
+        if (tasks.Count <= filter.PageSize)
+        {
+            return (tasks, null);
+        }
+        tasks.RemoveAt(tasks.Count - 1);
+        var last = tasks[^1];
+        return (tasks, new PageCursor(position(last), last.Id));
+    }
+
+    /// <summary>History of one task, oldest first, after the given event id.</summary>
+    public async Task<(IReadOnlyList<TaskEventRecord> Events, long? Next)> HistoryAsync(string tenant, Guid taskId, int pageSize, long afterId, CancellationToken ct)
+    {
+        await GetAsync(tenant, taskId, ct); // NOT_FOUND for unknown or foreign tasks
+        await using var command = dataSource.CreateCommand($"""
+            SELECT {TaskEventRecord.Columns} FROM task_history
+            WHERE task_id = @task AND tenant_id = @tenant AND id > @after
+            ORDER BY id LIMIT @limit
+            """);
+        command.Parameters.AddWithValue("task", taskId);
+        command.Parameters.AddWithValue("tenant", tenant);
+        command.Parameters.AddWithValue("after", afterId);
+        command.Parameters.AddWithValue("limit", pageSize + 1);
+        var events = new List<TaskEventRecord>();
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            events.Add(TaskEventRecord.Read(reader));
+        }
+        if (events.Count <= pageSize)
+        {
+            return (events, null);
+        }
+        events.RemoveAt(events.Count - 1);
+        return (events, events[^1].Id);
+    }
+
+    public async Task<QueueStats> StatsAsync(string tenant, string? type, CancellationToken ct)
+    {
+        var counts = new List<(string, string, long)>();
+        await using (var command = dataSource.CreateCommand("""
+            SELECT type, status, count(*) FROM tasks
+            WHERE tenant_id = @tenant AND (@type::text IS NULL OR type = @type)
+            GROUP BY type, status ORDER BY type, status
+            """))
+        {
+            command.Parameters.AddWithValue("tenant", tenant);
+            command.Parameters.Add(new NpgsqlParameter("type", NpgsqlDbType.Text) { Value = (object?)type ?? DBNull.Value });
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            while (await reader.ReadAsync(ct))
+            {
+                counts.Add((reader.GetString(0), reader.GetString(1), reader.GetInt64(2)));
+            }
+        }
+        await using var oldest = dataSource.CreateCommand("""
+            SELECT COALESCE(EXTRACT(epoch FROM now() - min(not_before)), 0)::float8 FROM tasks
+            WHERE tenant_id = @tenant AND status = 'pending' AND unmet_dependencies = 0 AND not_before <= now()
+              AND (@type::text IS NULL OR type = @type)
+            """);
+        oldest.Parameters.AddWithValue("tenant", tenant);
+        oldest.Parameters.Add(new NpgsqlParameter("type", NpgsqlDbType.Text) { Value = (object?)type ?? DBNull.Value });
+        var seconds = (double)(await oldest.ExecuteScalarAsync(ct) ?? 0d);
+        return new QueueStats(counts, TimeSpan.FromSeconds(Math.Max(0, seconds)));
+    }
+}

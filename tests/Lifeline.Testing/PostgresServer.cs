@@ -1,0 +1,387 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Lifeline.Testing.Internal;
+using Npgsql;
+
+namespace Lifeline.Testing;
+
+/// <summary>
+/// A throw-away PostgreSQL cluster shared by every test in the process. It is started on first use,
+/// listens on 127.0.0.1 only, trades durability for speed, and is stopped and deleted when the
+/// process exits. Tests get isolation from <see cref="CreateDatabaseAsync"/>: one database each.
+/// </summary>
+public sealed class PostgresServer
+{
+    private const string DirectoryPrefix = "lifeline-pg-";
+    private const string OsUser = "postgres";
+    private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
+    private static readonly Lazy<Task<PostgresServer>> Shared =
+        new(() => Task.Run(StartAsync), LazyThreadSafetyMode.ExecutionAndPublication);
+
+    private readonly string _rootDirectory;
+    private readonly string _dataDirectory;
+    private readonly Process _process;
+    private readonly OutputLog _log;
+    private int _stopped;
+
+    private PostgresServer(string binDirectory, string rootDirectory, int port, Process process, OutputLog log)
+    {
+        BinDirectory = binDirectory;
+        _rootDirectory = rootDirectory;
+        _dataDirectory = Path.Combine(rootDirectory, "data");
+        Port = port;
+        _process = process;
+        _log = log;
+        AdminConnectionString = BuildConnectionString("postgres", maxPoolSize: 20);
+    }
+
+    /// <summary>Always 127.0.0.1.</summary>
+    public string Host => "127.0.0.1";
+
+    /// <summary>The TCP port the cluster listens on.</summary>
+    public int Port { get; }
+
+    /// <summary>Directory of the server binaries (pg_dump, pg_restore, psql … for backup tests).</summary>
+    public string BinDirectory { get; }
+
+    /// <summary>Superuser <c>postgres</c> connected to the <c>postgres</c> database.</summary>
+    public string AdminConnectionString { get; }
+
+    /// <summary>
+    /// The process-wide cluster, started on the first call. Concurrent callers share one start; a failed
+    /// start is reported to every caller rather than retried.
+    /// </summary>
+    public static Task<PostgresServer> GetAsync() => Shared.Value;
+
+    /// <summary>
+    /// Creates an empty database named <c>{prefix}_{random}</c> (lowercased, reduced to a safe identifier)
+    /// and returns a connection string for it as the superuser.
+    /// </summary>
+    public async Task<string> CreateDatabaseAsync(string namePrefix, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(namePrefix);
+        var name = $"{SafeIdentifier(namePrefix)}_{Guid.NewGuid().ToString("N")[..12]}";
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await ExecuteAdminAsync($"CREATE DATABASE {QuoteIdentifier(name)}", ct).ConfigureAwait(false);
+                break;
+            }
+            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.ObjectInUse && attempt < 10)
+            {
+                // "source database template1 is being accessed by other users": someone is briefly connected to it.
+                await Task.Delay(100 * attempt, ct).ConfigureAwait(false);
+            }
+        }
+
+        return BuildConnectionString(name, maxPoolSize: 100);
+    }
+
+    /// <summary>Drops the database named in <paramref name="connectionString"/>, disconnecting its sessions first.</summary>
+    public async Task DropDatabaseAsync(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        var name = builder.Database;
+        if (string.IsNullOrEmpty(name) || name is "postgres" or "template0" or "template1")
+        {
+            throw new ArgumentException($"Refusing to drop database '{name}'.", nameof(connectionString));
+        }
+
+        using (var connection = new NpgsqlConnection(connectionString))
+        {
+            NpgsqlConnection.ClearPool(connection);
+        }
+
+        await ExecuteAdminAsync($"DROP DATABASE IF EXISTS {QuoteIdentifier(name)} WITH (FORCE)", CancellationToken.None)
+            .ConfigureAwait(false);
+    }
+
+    private string BuildConnectionString(string database, int maxPoolSize) =>
+        new NpgsqlConnectionStringBuilder
+        {
+            Host = Host,
+            Port = Port,
+            Username = "postgres",
+            Database = database,
+            IncludeErrorDetail = true,
+            MaxPoolSize = maxPoolSize,
+        }.ConnectionString;
+
+    private async Task ExecuteAdminAsync(string sql, CancellationToken ct)
+    {
+        await using var connection = new NpgsqlConnection(AdminConnectionString);
+        await connection.OpenAsync(ct).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+    }
+
+    private static async Task<PostgresServer> StartAsync()
+    {
+        var binDirectory = FindBinDirectory();
+        RemoveOrphanedClusters();
+
+        // /tmp rather than $TMPDIR: the postgres OS user must reach it, and the socket path has a ~100 byte limit.
+        var tempRoot = Directory.Exists("/tmp") ? "/tmp" : Path.GetTempPath();
+        CleanupWatchdog.EnsureStarted();
+        var rootDirectory = Path.Combine(tempRoot, DirectoryPrefix + Guid.NewGuid().ToString("N")[..12]);
+        Directory.CreateDirectory(rootDirectory);
+        OwnerMarker.Write(rootDirectory);
+        try
+        {
+            if (UnixProcess.IsRoot)
+            {
+                await RunCheckedAsync(ChildProcess.StartInfo("chown", [$"{OsUser}:{OsUser}", rootDirectory]), TimeSpan.FromSeconds(30))
+                    .ConfigureAwait(false);
+            }
+
+            var dataDirectory = Path.Combine(rootDirectory, "data");
+            await RunCheckedAsync(
+                    AsServerUser(
+                        Path.Combine(binDirectory, "initdb"),
+                        ["-D", dataDirectory, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"],
+                        rootDirectory),
+                    TimeSpan.FromMinutes(2))
+                .ConfigureAwait(false);
+
+            PostgresServer? server = null;
+            for (var attempt = 1; server is null; attempt++)
+            {
+                server = await TryStartClusterAsync(binDirectory, rootDirectory, attempt).ConfigureAwait(false);
+            }
+
+            AppDomain.CurrentDomain.ProcessExit += (_, _) => server.Stop();
+            return server;
+        }
+        catch
+        {
+            OwnerMarker.DeleteDirectory(rootDirectory);
+            throw;
+        }
+    }
+
+    /// <summary>Starts postgres on a fresh port; null when the port was taken meanwhile (caller retries).</summary>
+    private static async Task<PostgresServer?> TryStartClusterAsync(string binDirectory, string rootDirectory, int attempt)
+    {
+        var port = FreePort.Next();
+        var log = new OutputLog(filePath: Path.Combine(rootDirectory, "postgres.log"));
+        var dataDirectory = Path.Combine(rootDirectory, "data");
+        string[] arguments =
+        [
+            "-D", dataDirectory,
+            "-p", port.ToString(CultureInfo.InvariantCulture),
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", $"unix_socket_directories={rootDirectory}",
+            "-c", "fsync=off",
+            "-c", "synchronous_commit=off",
+            "-c", "full_page_writes=off",
+            "-c", "max_connections=400",
+            "-c", "logging_collector=off",
+        ];
+        var process = ChildProcess.Start(AsServerUser(Path.Combine(binDirectory, "postgres"), arguments, rootDirectory), log);
+        var server = new PostgresServer(binDirectory, rootDirectory, port, process, log);
+
+        var readyConnectionString = new NpgsqlConnectionStringBuilder(server.AdminConnectionString)
+        {
+            Pooling = false,
+            Timeout = 2,
+        }.ConnectionString;
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            if (process.HasExited)
+            {
+                server.Stop(deleteDirectory: false);
+                if (log.Contains("could not bind") && attempt < 5)
+                {
+                    return null;
+                }
+
+                throw new InvalidOperationException(
+                    $"PostgreSQL exited with code {process.ExitCode} before accepting connections on 127.0.0.1:{port}. " +
+                    $"Data directory {dataDirectory}. Server log tail:\n{log.Tail()}");
+            }
+
+            try
+            {
+                await using var connection = new NpgsqlConnection(readyConnectionString);
+                await connection.OpenAsync().ConfigureAwait(false);
+                return server;
+            }
+            catch (NpgsqlException)
+            {
+                // Not listening yet, or "the database system is starting up".
+            }
+
+            if (deadline.Elapsed > ReadyTimeout)
+            {
+                var tail = log.Tail();
+                server.Stop(deleteDirectory: false);
+                throw new TimeoutException(
+                    $"PostgreSQL did not accept connections on 127.0.0.1:{port} within {ReadyTimeout.TotalSeconds:0} s. " +
+                    $"Data directory {dataDirectory}. Server log tail:\n{tail}");
+            }
+
+            await Task.Delay(100).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Immediate shutdown (SIGQUIT to the postmaster), then the temp directory goes.</summary>
+    private void Stop(bool deleteDirectory = true)
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) == 0)
+        {
+            StopPostmaster(_dataDirectory);
+            ChildProcess.KillQuietly(_process);
+            _process.Dispose();
+        }
+
+        if (deleteDirectory)
+        {
+            OwnerMarker.DeleteDirectory(_rootDirectory);
+        }
+    }
+
+    private static void StopPostmaster(string dataDirectory)
+    {
+        var pid = ReadPostmasterPid(dataDirectory);
+        if (pid is null || !UnixProcess.IsAlive(pid.Value) || !UnixProcess.CommandLine(pid.Value).Contains("postgres", StringComparison.Ordinal))
+        {
+            return;
+        }
+
+        UnixProcess.Signal(pid.Value, UnixProcess.SigQuit);
+        if (!UnixProcess.WaitForExit(pid.Value, TimeSpan.FromSeconds(10)))
+        {
+            UnixProcess.Signal(pid.Value, UnixProcess.SigKill);
+            UnixProcess.WaitForExit(pid.Value, TimeSpan.FromSeconds(5));
+        }
+    }
+
+    private static int? ReadPostmasterPid(string dataDirectory)
+    {
+        try
+        {
+            var firstLine = File.ReadLines(Path.Combine(dataDirectory, "postmaster.pid")).FirstOrDefault();
+            return int.TryParse(firstLine, CultureInfo.InvariantCulture, out var pid) ? pid : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Kills and deletes clusters left behind by test processes that died without cleaning up.</summary>
+    private static void RemoveOrphanedClusters()
+    {
+        var roots = new HashSet<string>(StringComparer.Ordinal) { "/tmp", Path.GetTempPath().TrimEnd('/') };
+        foreach (var orphan in roots.SelectMany(root => OwnerMarker.FindOrphans(root, DirectoryPrefix + "*")))
+        {
+            StopPostmaster(Path.Combine(orphan, "data"));
+            OwnerMarker.DeleteDirectory(orphan);
+        }
+    }
+
+    /// <summary>PostgreSQL refuses to run as root, so as root the server tools run as the postgres OS user.</summary>
+    private static ProcessStartInfo AsServerUser(string executable, IEnumerable<string> arguments, string workingDirectory)
+    {
+        if (!UnixProcess.IsRoot)
+        {
+            return ChildProcess.StartInfo(executable, arguments, workingDirectory);
+        }
+
+        var runuser = File.Exists("/usr/sbin/runuser") ? "/usr/sbin/runuser" : "runuser";
+        return ChildProcess.StartInfo(runuser, ["-u", OsUser, "--", executable, .. arguments], workingDirectory);
+    }
+
+    private static async Task RunCheckedAsync(ProcessStartInfo startInfo, TimeSpan timeout)
+    {
+        var (exitCode, output) = await ChildProcess.RunAsync(startInfo, timeout).ConfigureAwait(false);
+        if (exitCode != 0)
+        {
+            throw new InvalidOperationException(
+                $"'{ChildProcess.Describe(startInfo)}' failed with exit code {exitCode}:\n{output}");
+        }
+    }
+
+    private static string FindBinDirectory()
+    {
+        static bool HasServer(string? directory) =>
+            !string.IsNullOrEmpty(directory) && File.Exists(Path.Combine(directory, "postgres")) && File.Exists(Path.Combine(directory, "initdb"));
+
+        var candidates = new List<string?>
+        {
+            Environment.GetEnvironmentVariable("LIFELINE_PG_BINDIR"),
+            "/usr/lib/postgresql/15/bin",
+            PgConfigBinDirectory(),
+        };
+        if (Directory.Exists("/usr/lib/postgresql"))
+        {
+            candidates.AddRange(Directory.GetDirectories("/usr/lib/postgresql")
+                .OrderByDescending(d => int.TryParse(Path.GetFileName(d), CultureInfo.InvariantCulture, out var v) ? v : 0)
+                .Select(d => Path.Combine(d, "bin")));
+        }
+
+        candidates.AddRange((Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries));
+
+        return candidates.FirstOrDefault(HasServer)
+            ?? throw new InvalidOperationException(
+                "PostgreSQL server binaries (postgres, initdb) were not found in $LIFELINE_PG_BINDIR, /usr/lib/postgresql/15/bin, " +
+                "`pg_config --bindir` or PATH. Run build/setup.sh (Debian: apt-get install postgresql-15).");
+    }
+
+    private static string? PgConfigBinDirectory()
+    {
+        try
+        {
+            using var process = Process.Start(new ProcessStartInfo("pg_config", "--bindir")
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            });
+            if (process is null)
+            {
+                return null;
+            }
+
+            var errors = process.StandardError.ReadToEndAsync();
+            var output = process.StandardOutput.ReadToEnd().Trim();
+            process.WaitForExit();
+            _ = errors.Result;
+            return process.ExitCode == 0 ? output : null;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return null;
+        }
+    }
+
+    private static string SafeIdentifier(string prefix)
+    {
+        var builder = new StringBuilder();
+        foreach (var c in prefix.ToLowerInvariant())
+        {
+            var safe = c is (>= 'a' and <= 'z') or (>= '0' and <= '9') ? c : '_';
+            if (safe != '_' || (builder.Length > 0 && builder[^1] != '_'))
+            {
+                builder.Append(safe);
+            }
+        }
+
+        var identifier = builder.ToString().Trim('_');
+        if (identifier.Length == 0 || char.IsDigit(identifier[0]))
+        {
+            identifier = "db_" + identifier;
+        }
+
+        return identifier.Length > 40 ? identifier[..40].TrimEnd('_') : identifier;
+    }
+
+    private static string QuoteIdentifier(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+}
