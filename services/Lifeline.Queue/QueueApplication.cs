@@ -10,9 +10,9 @@ public static class QueueApplication
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
         var builder = WebApplication.CreateBuilder(args);
+        configure?.Invoke(builder); // first: hosts and tests supply configuration the services read
         builder.AddServiceDefaults();
         builder.AddQueueServices();
-        configure?.Invoke(builder);
 
         var app = builder.Build();
         app.MapGrpcService<QueueGrpcService>();
