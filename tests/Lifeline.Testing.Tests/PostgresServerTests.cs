@@ -53,6 +53,34 @@ public sealed class PostgresServerTests
         Assert.StartsWith("15", await ScalarAsync<string>(server.AdminConnectionString, "SHOW server_version"), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Dedicated_cluster_runs_apart_from_the_shared_one_with_its_own_settings_and_stops_on_dispose()
+    {
+        var shared = await PostgresServer.GetAsync();
+        var dedicated = await PostgresServer.StartDedicatedAsync(PostgresSettings.Durable);
+        try
+        {
+            Assert.NotEqual(shared.Port, dedicated.Port);
+            foreach (var setting in new[] { "fsync", "synchronous_commit", "full_page_writes" })
+            {
+                Assert.Equal("on", await ScalarAsync<string>(dedicated.AdminConnectionString, $"SHOW {setting}"));
+                Assert.Equal("off", await ScalarAsync<string>(shared.AdminConnectionString, $"SHOW {setting}"));
+            }
+
+            var database = await dedicated.CreateDatabaseAsync("dedicated");
+            Assert.Equal(1, await ScalarAsync<int>(database, "SELECT 1"));
+        }
+        finally
+        {
+            await dedicated.DisposeAsync();
+        }
+
+        await Assert.ThrowsAnyAsync<NpgsqlException>(() =>
+            ScalarAsync<int>(new NpgsqlConnectionStringBuilder(dedicated.AdminConnectionString) { Pooling = false, Timeout = 2 }.ConnectionString, "SELECT 1"));
+        await shared.DisposeAsync();
+        Assert.Equal(1, await ScalarAsync<int>(shared.AdminConnectionString, "SELECT 1"));
+    }
+
     private static async Task ExecuteAsync(string connectionString, string sql)
     {
         await using var connection = new NpgsqlConnection(connectionString);

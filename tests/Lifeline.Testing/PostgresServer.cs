@@ -7,23 +7,26 @@ using Npgsql;
 namespace Lifeline.Testing;
 
 /// <summary>
-/// A throw-away PostgreSQL cluster shared by every test in the process. It is started on first use,
-/// listens on 127.0.0.1 only, trades durability for speed, and is stopped and deleted when the
-/// process exits. Tests get isolation from <see cref="CreateDatabaseAsync"/>: one database each.
+/// A throw-away PostgreSQL cluster that listens on 127.0.0.1 only and is stopped and deleted when the
+/// process exits. <see cref="GetAsync"/> gives the one shared by every test in the process, started on
+/// first use with <see cref="PostgresSettings.ForTests"/> (durability traded for speed); tests get
+/// isolation from <see cref="CreateDatabaseAsync"/>: one database each. <see cref="StartDedicatedAsync"/>
+/// starts a private cluster with other settings, e.g. <see cref="PostgresSettings.Durable"/> for benchmarks.
 /// </summary>
-public sealed class PostgresServer
+public sealed class PostgresServer : IAsyncDisposable
 {
     private const string DirectoryPrefix = "lifeline-pg-";
     private const string OsUser = "postgres";
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
     private static readonly Lazy<Task<PostgresServer>> Shared =
-        new(() => Task.Run(StartAsync), LazyThreadSafetyMode.ExecutionAndPublication);
+        new(() => Task.Run(() => StartAsync(PostgresSettings.ForTests)), LazyThreadSafetyMode.ExecutionAndPublication);
 
     private readonly string _rootDirectory;
     private readonly string _dataDirectory;
     private readonly Process _process;
     private readonly OutputLog _log;
     private int _stopped;
+    private bool _dedicated;
 
     private PostgresServer(string binDirectory, string rootDirectory, int port, Process process, OutputLog log)
     {
@@ -53,6 +56,32 @@ public sealed class PostgresServer
     /// start is reported to every caller rather than retried.
     /// </summary>
     public static Task<PostgresServer> GetAsync() => Shared.Value;
+
+    /// <summary>
+    /// Starts a new cluster of its own with <paramref name="settings"/>, for callers that must not share
+    /// the test cluster or its settings. Dispose stops it; otherwise it stops when the process exits.
+    /// </summary>
+    public static async Task<PostgresServer> StartDedicatedAsync(PostgresSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        var server = await StartAsync(settings).ConfigureAwait(false);
+        server._dedicated = true;
+        return server;
+    }
+
+    /// <summary>
+    /// Stops a cluster from <see cref="StartDedicatedAsync"/> and deletes its files. The shared cluster is
+    /// left running: other tests use it, and it stops when the process exits.
+    /// </summary>
+    public ValueTask DisposeAsync()
+    {
+        if (_dedicated)
+        {
+            Stop();
+        }
+
+        return ValueTask.CompletedTask;
+    }
 
     /// <summary>
     /// Creates an empty database named <c>{prefix}_{random}</c> (lowercased, reduced to a safe identifier)
@@ -117,7 +146,7 @@ public sealed class PostgresServer
         await command.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
     }
 
-    private static async Task<PostgresServer> StartAsync()
+    private static async Task<PostgresServer> StartAsync(PostgresSettings settings)
     {
         var binDirectory = FindBinDirectory();
         RemoveOrphanedClusters();
@@ -148,7 +177,7 @@ public sealed class PostgresServer
             PostgresServer? server = null;
             for (var attempt = 1; server is null; attempt++)
             {
-                server = await TryStartClusterAsync(binDirectory, rootDirectory, attempt).ConfigureAwait(false);
+                server = await TryStartClusterAsync(binDirectory, rootDirectory, settings, attempt).ConfigureAwait(false);
             }
 
             AppDomain.CurrentDomain.ProcessExit += (_, _) => server.Stop();
@@ -162,7 +191,8 @@ public sealed class PostgresServer
     }
 
     /// <summary>Starts postgres on a fresh port; null when the port was taken meanwhile (caller retries).</summary>
-    private static async Task<PostgresServer?> TryStartClusterAsync(string binDirectory, string rootDirectory, int attempt)
+    private static async Task<PostgresServer?> TryStartClusterAsync(
+        string binDirectory, string rootDirectory, PostgresSettings settings, int attempt)
     {
         var port = FreePort.Next();
         var log = new OutputLog(filePath: Path.Combine(rootDirectory, "postgres.log"));
@@ -173,11 +203,9 @@ public sealed class PostgresServer
             "-p", port.ToString(CultureInfo.InvariantCulture),
             "-c", "listen_addresses=127.0.0.1",
             "-c", $"unix_socket_directories={rootDirectory}",
-            "-c", "fsync=off",
-            "-c", "synchronous_commit=off",
-            "-c", "full_page_writes=off",
             "-c", "max_connections=400",
             "-c", "logging_collector=off",
+            .. settings.ServerArguments(),
         ];
         var process = ChildProcess.Start(AsServerUser(Path.Combine(binDirectory, "postgres"), arguments, rootDirectory), log);
         var server = new PostgresServer(binDirectory, rootDirectory, port, process, log);
