@@ -31,27 +31,7 @@ public sealed class QueueEnvironment() : ServiceTestEnvironment("queue")
     /// <summary>Starts another instance of the service on the same database and Redis.</summary>
     public async Task<QueueInstance> StartInstanceAsync(IDictionary<string, string?>? settings = null)
     {
-        var config = new Dictionary<string, string?>
-        {
-            ["ConnectionStrings:queuedb"] = DatabaseConnectionString,
-            ["ConnectionStrings:redis"] = RedisConnectionString,
-            ["Queue:MaintenanceInterval"] = "00:00:00.100",
-            ["Queue:LeasePollInterval"] = "00:00:00.250",
-            ["Queue:WatchPollInterval"] = "00:00:00.050",
-        };
-        foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
-        {
-            config[key] = value;
-        }
-        var app = QueueApplication.Build([], builder =>
-        {
-            builder.Configuration.AddInMemoryCollection(config);
-            builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0, o => o.Protocols = HttpProtocols.Http2));
-            builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        });
-        await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        var instance = new QueueInstance(app, new Uri(address));
+        var instance = await QueueInstance.StartAsync(DatabaseConnectionString, RedisConnectionString, settings);
         if (_instances.Count > 0)
         {
             _instances.Add(instance);
@@ -94,6 +74,34 @@ public sealed class QueueEnvironment() : ServiceTestEnvironment("queue")
 /// <summary>One running queue service instance.</summary>
 public sealed class QueueInstance(WebApplication app, Uri address) : IAsyncDisposable
 {
+    /// <summary>Starts a queue service on a free loopback port (HTTP/2 cleartext, as in production).</summary>
+    public static async Task<QueueInstance> StartAsync(string database, string redis, IDictionary<string, string?>? settings = null)
+    {
+        var config = new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:queuedb"] = database,
+            ["ConnectionStrings:redis"] = redis,
+            ["Queue:MaintenanceInterval"] = "00:00:00.100",
+            ["Queue:LeasePollInterval"] = "00:00:00.250",
+            ["Queue:WatchPollInterval"] = "00:00:00.050",
+            // These tests exercise the queue alone; the registry's worker checks are proven in Lifeline.Registry.Tests.
+            ["Queue:WorkerEligibility"] = "None",
+        };
+        foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
+        {
+            config[key] = value;
+        }
+        var app = QueueApplication.Build([], builder =>
+        {
+            builder.Configuration.AddInMemoryCollection(config);
+            builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0, o => o.Protocols = HttpProtocols.Http2));
+            builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        });
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new QueueInstance(app, new Uri(address));
+    }
+
     private readonly GrpcChannel _channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
     {
         HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true },

@@ -5,13 +5,18 @@ using Lifeline.Queue.Events;
 using Lifeline.Queue.Leasing;
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Postgres;
+using Google.Protobuf;
+using Lifeline.Registry.V1;
+using Lifeline.ServiceDefaults.Workers;
 using Npgsql;
 using NpgsqlTypes;
+using StackExchange.Redis;
 
 namespace Lifeline.Queue.Administration;
 
 /// <summary>Changes made by callers and operators rather than lease holders: cancel, add dependency, redrive.</summary>
-public sealed class TaskAdministration(NpgsqlDataSource dataSource, ReadySignal readySignal)
+public sealed partial class TaskAdministration(NpgsqlDataSource dataSource, ReadySignal readySignal, IConnectionMultiplexer redis,
+    ILogger<TaskAdministration> logger)
 {
     private static readonly string CancelSql = $"""
         WITH changed AS (
@@ -26,8 +31,29 @@ public sealed class TaskAdministration(NpgsqlDataSource dataSource, ReadySignal 
         SELECT {TaskRecord.Columns} FROM changed
         """;
 
-    /// <summary>Cancels a task that has not ended, and cascades to tasks that can no longer run without it.</summary>
-    public async Task<(TaskRecord Task, int Cascaded)> CancelAsync(string tenant, Guid id, string reason, CancellationToken cancellationToken) =>
+    /// <summary>
+    /// Cancels a task that has not ended, and cascades to tasks that can no longer run without it. A worker
+    /// holding the task is told through the registry's command list (its outcome would be refused anyway).
+    /// </summary>
+    public async Task<(TaskRecord Task, int Cascaded)> CancelAsync(string tenant, Guid id, string reason, CancellationToken cancellationToken)
+    {
+        var (task, cascaded, holder) = await CancelInStoreAsync(tenant, id, reason, cancellationToken);
+        if (holder is not null)
+        {
+            try
+            {
+                var command = new WorkerCommand { CancelTask = new CancelTaskCommand { TaskId = id.ToString(), Reason = reason } };
+                await WorkerMirror.PushCommandAsync(redis, tenant, holder, command.ToByteArray());
+            }
+            catch (RedisException ex)
+            {
+                LogCommandFailed(logger, id, ex);
+            }
+        }
+        return (task, cascaded);
+    }
+
+    private async Task<(TaskRecord Task, int Cascaded, string? Holder)> CancelInStoreAsync(string tenant, Guid id, string reason, CancellationToken cancellationToken) =>
         await SerializationRetry.RunAsync(async ct =>
         {
             await using var connection = await dataSource.OpenConnectionAsync(ct);
@@ -58,11 +84,16 @@ public sealed class TaskAdministration(NpgsqlDataSource dataSource, ReadySignal 
                 {
                     readySignal.Notify(t);
                 }
-                return (changed, cascaded);
             }
-            await tx.CommitAsync(ct);
-            return (changed, cascaded);
+            else
+            {
+                await tx.CommitAsync(ct);
+            }
+            return (changed, cascaded, current.IsLeased ? current.AssignedWorkerId : null);
         }, cancellationToken);
+
+    [LoggerMessage(EventId = 1601, Level = LogLevel.Warning, Message = "Could not tell the worker holding task {TaskId} that it was cancelled")]
+    private static partial void LogCommandFailed(ILogger logger, Guid taskId, Exception exception);
 
     // Everything reachable from @from by following "waits for" edges, with the task that led there.
     private const string ReachableSql = """

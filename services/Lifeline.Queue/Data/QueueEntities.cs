@@ -69,3 +69,12 @@ public sealed class TaskHistoryEntity
     public string? Details { get; set; }
     public DateTime OccurredAt { get; set; }
 }
+
+/// <summary>A row of <c>outcome_report_cursors</c>: how far a reader of the task history has got.</summary>
+public sealed class ReportCursorEntity
+{
+    public required string Name { get; set; }
+    public long Xid { get; set; }
+    public long EventId { get; set; }
+    public DateTime UpdatedAt { get; set; }
+}

@@ -6,6 +6,7 @@ using Lifeline.Queue.Leasing;
 using Lifeline.Queue.Maintenance;
 using Lifeline.Queue.Options;
 using Lifeline.Queue.Reading;
+using Lifeline.Queue.Reporting;
 using Lifeline.ServiceDefaults;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.EntityFrameworkCore;
@@ -47,6 +48,7 @@ internal static class QueueServiceExtensions
         builder.Services.AddHostedService<DatabaseMigrator<QueueDbContext>>();
         builder.Services.AddSingleton<ReadySignal>();
         builder.Services.AddSingleton<TaskEnqueuer>();
+        builder.Services.AddSingleton<WorkerGate>();
         builder.Services.AddSingleton<TaskLeaser>();
         builder.Services.AddSingleton<LeaseHolderOperations>();
         builder.Services.AddSingleton<TaskAdministration>();
@@ -54,6 +56,7 @@ internal static class QueueServiceExtensions
         builder.Services.AddSingleton<TaskEventFeed>();
         builder.Services.AddSingleton<QueueMaintenance>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<QueueMaintenance>());
+        builder.Services.AddHostedService<OutcomeReporter>();
 
         builder.Services.AddHealthChecks()
             .AddCheck<PostgresHealthCheck>("queuedb", tags: ["ready"])

@@ -11,6 +11,7 @@ using Lifeline.Queue.Events;
 using Lifeline.Queue.Leasing;
 using Lifeline.Queue.Reading;
 using Lifeline.Queue.V1;
+using Lifeline.ServiceDefaults.Postgres;
 using Lifeline.ServiceDefaults.Validation;
 
 namespace Lifeline.Queue.Grpc;
@@ -376,10 +377,10 @@ internal static partial class RequestValidation
         {
             v.AddIf(!EventTypes.Contains(request.EventTypes[i]), $"event_types[{i}]", $"'{Violations.Truncate(request.EventTypes[i], 64)}' is not an event type");
         }
-        EventPosition? after = null;
+        LogPosition? after = null;
         if (!string.IsNullOrEmpty(request.AfterEventId))
         {
-            if (EventPosition.TryParse(request.AfterEventId, out var position))
+            if (LogPosition.TryParse(request.AfterEventId, out var position))
             {
                 after = position;
             }

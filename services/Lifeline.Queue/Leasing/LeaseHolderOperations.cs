@@ -56,7 +56,10 @@ public sealed class LeaseHolderOperations(NpgsqlDataSource dataSource, ReadySign
 
     private static readonly string CompleteSql = Guarded("'assigned','running'",
         "status = 'completed', result = @result::jsonb, error = NULL, completed_at = now(), lease_expires_at = NULL, progress_percent = 100",
-        "completed", "'completed'");
+        "completed", "'completed'", details: RunDuration);
+
+    // How long the attempt ran (from start, or from the lease when it was never started); reported to the registry.
+    private const string RunDuration = "jsonb_build_object('duration_ms', floor(extract(epoch FROM now() - COALESCE(started_at, assigned_at)) * 1000)::bigint)";
 
     public Task<TaskRecord> StartAsync(string tenant, Guid id, long token, CancellationToken ct) =>
         RunGuardedAsync(tenant, id, token, "start", StartSql, _ => { }, idempotentIn: TaskState.Running, ct);
@@ -137,9 +140,10 @@ public sealed class LeaseHolderOperations(NpgsqlDataSource dataSource, ReadySign
                 progress_percent = 100, updated_at = now()
             FROM input i, old o
             WHERE t.id = i.id AND o.id = t.id AND t.fencing_token = i.token AND o.status IN ('assigned','running')
-            RETURNING t.id, t.tenant_id, t.type, t.assigned_worker_id, t.fencing_token, t.has_dependents, o.status AS from_status
+            RETURNING t.id, t.tenant_id, t.type, t.assigned_worker_id, t.fencing_token, t.has_dependents, t.started_at, t.assigned_at,
+                      o.status AS from_status
         ), history AS (
-            {History.InsertFrom("changed", "completed", "from_status", "'completed'")}
+            {History.InsertFrom("changed", "completed", "from_status", "'completed'", details: RunDuration)}
         )
         SELECT id, has_dependents FROM changed
         """;
@@ -242,7 +246,12 @@ public sealed class LeaseHolderOperations(NpgsqlDataSource dataSource, ReadySign
             string status, eventType;
             var retryCount = current.RetryCount;
             var notBefore = DateTime.UtcNow;
-            var details = new Dictionary<string, string> { ["error_code"] = error.Code };
+            var details = new Dictionary<string, string>
+            {
+                ["error_code"] = error.Code,
+                ["duration_ms"] = ((long)(DateTime.UtcNow - (current.StartedAt ?? current.AssignedAt ?? DateTime.UtcNow)).TotalMilliseconds)
+                    .ToString(System.Globalization.CultureInfo.InvariantCulture),
+            };
             if (!error.Retryable)
             {
                 status = TaskState.Failed;

@@ -17,7 +17,7 @@ public sealed record LeaseRequest(string WorkerId, string[] TaskTypes, int MaxTa
 /// <c>FOR UPDATE SKIP LOCKED</c>, so any number of workers and service instances lease at once and no
 /// task is ever leased twice; each leased task's fencing token grows by one.
 /// </summary>
-public sealed class TaskLeaser(NpgsqlDataSource dataSource, ReadySignal readySignal, IOptions<QueueOptions> options)
+public sealed class TaskLeaser(NpgsqlDataSource dataSource, ReadySignal readySignal, WorkerGate gate, IOptions<QueueOptions> options)
 {
     private static readonly string LeaseSql = $"""
         WITH locked AS (
@@ -51,6 +51,7 @@ public sealed class TaskLeaser(NpgsqlDataSource dataSource, ReadySignal readySig
 
     public async Task<IReadOnlyList<TaskRecord>> LeaseAsync(string tenant, LeaseRequest request, CancellationToken cancellationToken)
     {
+        request = request with { TaskTypes = await gate.AdmitAsync(tenant, request) };
         var deadline = Stopwatch.GetTimestamp() + (long)(request.Wait.TotalSeconds * Stopwatch.Frequency);
         while (true)
         {

@@ -23,7 +23,28 @@ public sealed class QueueOptions
     [Range(typeof(TimeSpan), "00:00:00.010", "00:00:30")]
     public TimeSpan LeasePollInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Who may lease: <see cref="WorkerEligibilityMode.Registry"/> (default) admits only workers the registry
+    /// knows as registered, not draining, not offline and with a closed or half-open breaker, and hands them only
+    /// task types among their capabilities; <see cref="WorkerEligibilityMode.None"/> admits any worker id.
+    /// </summary>
+    public WorkerEligibilityMode WorkerEligibility { get; set; } = WorkerEligibilityMode.Registry;
+
+    /// <summary>How often task outcomes are reported to the registry (when its address is configured).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
+    public TimeSpan OutcomeReportInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>How often WatchTasks streams read new events from the task history.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:00:10")]
     public TimeSpan WatchPollInterval { get; set; } = TimeSpan.FromMilliseconds(200);
+}
+
+/// <summary>How LeaseTasks decides whether a worker may lease.</summary>
+public enum WorkerEligibilityMode
+{
+    /// <summary>Check the registry's Redis mirror of the worker.</summary>
+    Registry,
+
+    /// <summary>Any worker id may lease (development, or a queue used without the registry).</summary>
+    None,
 }

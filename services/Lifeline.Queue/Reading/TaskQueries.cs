@@ -48,14 +48,14 @@ public sealed record PageCursor(DateTime Time, Guid Id)
 /// <summary>One row of task_history.</summary>
 public sealed record TaskEventRecord(
     long Id, ulong Xid, Guid TaskId, string TaskType, string EventType, string? FromStatus, string ToStatus, string? WorkerId,
-    long? FencingToken, string? Message, string? Details, DateTime OccurredAt)
+    long? FencingToken, string? Message, string? Details, DateTime OccurredAt, string TenantId)
 {
-    public const string Columns = "id, xid::text::bigint, task_id, task_type, event_type, from_status, to_status, worker_id, fencing_token, message, details::text, occurred_at";
+    public const string Columns = "id, xid::text::bigint, task_id, task_type, event_type, from_status, to_status, worker_id, fencing_token, message, details::text, occurred_at, tenant_id";
 
     public static TaskEventRecord Read(NpgsqlDataReader r) => new(
         r.GetInt64(0), (ulong)r.GetInt64(1), r.GetGuid(2), r.GetString(3), r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5),
         r.GetString(6), r.IsDBNull(7) ? null : r.GetString(7), r.IsDBNull(8) ? null : r.GetInt64(8),
-        r.IsDBNull(9) ? null : r.GetString(9), r.IsDBNull(10) ? null : r.GetString(10), r.GetDateTime(11));
+        r.IsDBNull(9) ? null : r.GetString(9), r.IsDBNull(10) ? null : r.GetString(10), r.GetDateTime(11), r.GetString(12));
 }
 
 /// <summary>Queue statistics of one tenant.</summary>

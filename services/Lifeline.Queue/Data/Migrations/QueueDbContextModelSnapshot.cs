@@ -22,6 +22,29 @@ namespace Lifeline.Queue.Data.Migrations
 
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
+            modelBuilder.Entity("Lifeline.Queue.Data.ReportCursorEntity", b =>
+                {
+                    b.Property<string>("Name")
+                        .HasColumnType("text")
+                        .HasColumnName("name");
+
+                    b.Property<long>("EventId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("event_id");
+
+                    b.Property<DateTime>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.Property<long>("Xid")
+                        .HasColumnType("bigint")
+                        .HasColumnName("xid");
+
+                    b.HasKey("Name");
+
+                    b.ToTable("outcome_report_cursors", (string)null);
+                });
+
             modelBuilder.Entity("Lifeline.Queue.Data.TaskDependencyEntity", b =>
                 {
                     b.Property<Guid>("TaskId")

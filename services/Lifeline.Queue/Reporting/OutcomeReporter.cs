@@ -1,0 +1,158 @@
+using System.Globalization;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Lifeline.Queue.Events;
+using Lifeline.Queue.Options;
+using Lifeline.Queue.Reading;
+using Lifeline.Registry.V1;
+using Lifeline.ServiceDefaults.Postgres;
+using Lifeline.ServiceDefaults.Tenancy;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace Lifeline.Queue.Reporting;
+
+/// <summary>
+/// Reports task outcomes to the registry (worker statistics and circuit breakers) off the hot path: it
+/// follows the task history in commit order from a cursor stored in the queue database, sends each
+/// batch of outcomes, and advances the cursor only after the registry accepted them. Outcomes are
+/// identified by their history event id, so a batch sent twice counts once. One queue instance reports
+/// at a time (a PostgreSQL advisory lock held on its own connection); if it stops, another takes over.
+/// </summary>
+public sealed partial class OutcomeReporter(
+    NpgsqlDataSource dataSource, TaskEventFeed feed, IConfiguration configuration, IOptions<QueueOptions> options,
+    ILogger<OutcomeReporter> logger) : BackgroundService
+{
+    private const string CursorName = "registry-outcomes";
+    private const long LeaderLockKey = 0x4c_69_66_65_4f_75_74_63; // "LifeOutc"
+
+    private static readonly string[] OutcomeEvents = ["completed", "failed", "retry_scheduled", "dead_lettered", "timed_out", "lease_expired"];
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var address = configuration["services:registry:grpc:0"];
+        if (string.IsNullOrWhiteSpace(address))
+        {
+            LogDisabled(logger);
+            return;
+        }
+        using var channel = GrpcChannel.ForAddress(address);
+        var registry = new RegistryService.RegistryServiceClient(channel);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await using var leader = await dataSource.OpenConnectionAsync(stoppingToken);
+                if (await TryLeadAsync(leader, stoppingToken))
+                {
+                    LogLeading(logger);
+                    while (!stoppingToken.IsCancellationRequested && leader.State == System.Data.ConnectionState.Open)
+                    {
+                        var sent = await ReportOnceAsync(registry, stoppingToken);
+                        if (sent == 0)
+                        {
+                            await Task.Delay(options.Value.OutcomeReportInterval, stoppingToken);
+                        }
+                    }
+                }
+                else
+                {
+                    await Task.Delay(options.Value.OutcomeReportInterval * 5, stoppingToken);
+                }
+            }
+            catch (Exception ex) when (ex is NpgsqlException or RpcException or TimeoutException or HttpRequestException)
+            {
+                LogReportFailed(logger, ex);
+                await Task.Delay(options.Value.OutcomeReportInterval * 2, stoppingToken);
+            }
+        }
+    }
+
+    private static async Task<bool> TryLeadAsync(NpgsqlConnection connection, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(@key)", connection);
+        command.Parameters.AddWithValue("key", LeaderLockKey);
+        return (bool)(await command.ExecuteScalarAsync(ct))!;
+    }
+
+    /// <summary>Sends the next batch of outcomes; returns how many history events it consumed.</summary>
+    public async Task<int> ReportOnceAsync(RegistryService.RegistryServiceClient registry, CancellationToken ct)
+    {
+        var cursor = await ReadCursorAsync(ct);
+        var (events, next) = await feed.ReadAsync(cursor, null, [], null, OutcomeEvents, ct);
+        foreach (var tenantEvents in events.Where(e => Guid.TryParse(e.WorkerId, out _)).GroupBy(e => e.TenantId))
+        {
+            var request = new RecordTaskOutcomesRequest();
+            request.Outcomes.AddRange(tenantEvents.Select(ToOutcome));
+            var headers = new Metadata { { Tenant.HeaderName, tenantEvents.Key } };
+            await registry.RecordTaskOutcomesAsync(request, headers, cancellationToken: ct);
+        }
+        if (next.CompareTo(cursor) > 0)
+        {
+            await SaveCursorAsync(next, ct);
+        }
+        return events.Count;
+    }
+
+    private static TaskOutcome ToOutcome(TaskEventRecord e)
+    {
+        System.Text.Json.JsonElement? details = e.Details is null ? null : System.Text.Json.JsonDocument.Parse(e.Details).RootElement;
+        long durationMs = 0;
+        string? code = null;
+        if (details is { } d)
+        {
+            if (d.TryGetProperty("duration_ms", out var duration))
+            {
+                durationMs = duration.ValueKind == System.Text.Json.JsonValueKind.Number
+                    ? duration.GetInt64()
+                    : long.TryParse(duration.GetString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var parsed) ? parsed : 0;
+            }
+            if (d.TryGetProperty("error_code", out var errorCode))
+            {
+                code = errorCode.GetString();
+            }
+        }
+        var success = e.EventType == "completed";
+        return new TaskOutcome
+        {
+            OutcomeId = $"queue:{e.Xid}-{e.Id}",
+            WorkerId = e.WorkerId,
+            TaskId = e.TaskId.ToString(),
+            TaskType = e.TaskType,
+            Success = success,
+            Duration = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(Math.Max(0, durationMs))),
+            ErrorCode = success ? "" : code ?? e.EventType.ToUpperInvariant(),
+            OccurredAt = Timestamp.FromDateTime(DateTime.SpecifyKind(e.OccurredAt, DateTimeKind.Utc)),
+        };
+    }
+
+    private async Task<LogPosition> ReadCursorAsync(CancellationToken ct)
+    {
+        await using var command = dataSource.CreateCommand("SELECT xid, event_id FROM outcome_report_cursors WHERE name = @name");
+        command.Parameters.AddWithValue("name", CursorName);
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        return await reader.ReadAsync(ct) ? new LogPosition((ulong)reader.GetInt64(0), reader.GetInt64(1)) : new LogPosition(0, 0);
+    }
+
+    private async Task SaveCursorAsync(LogPosition position, CancellationToken ct)
+    {
+        await using var command = dataSource.CreateCommand("""
+            INSERT INTO outcome_report_cursors (name, xid, event_id, updated_at) VALUES (@name, @xid, @id, now())
+            ON CONFLICT (name) DO UPDATE SET xid = EXCLUDED.xid, event_id = EXCLUDED.event_id, updated_at = now()
+            """);
+        command.Parameters.AddWithValue("name", CursorName);
+        command.Parameters.AddWithValue("xid", (long)position.Xid);
+        command.Parameters.AddWithValue("id", position.Id);
+        await command.ExecuteNonQueryAsync(ct);
+    }
+
+    [LoggerMessage(EventId = 1501, Level = LogLevel.Information, Message = "No registry address (services:registry:grpc:0): task outcomes are not reported")]
+    private static partial void LogDisabled(ILogger logger);
+
+    [LoggerMessage(EventId = 1502, Level = LogLevel.Information, Message = "This instance reports task outcomes to the registry")]
+    private static partial void LogLeading(ILogger logger);
+
+    [LoggerMessage(EventId = 1503, Level = LogLevel.Warning, Message = "Reporting task outcomes failed; retrying")]
+    private static partial void LogReportFailed(ILogger logger, Exception exception);
+}

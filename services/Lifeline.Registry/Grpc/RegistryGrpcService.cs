@@ -1,0 +1,306 @@
+using Grpc.Core;
+using Lifeline.Registry.Breakers;
+using Lifeline.Registry.Events;
+using Lifeline.Registry.Heartbeats;
+using Lifeline.Registry.Options;
+using Lifeline.Registry.Stats;
+using Lifeline.Registry.V1;
+using Lifeline.Registry.Workers;
+using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Postgres;
+using Lifeline.ServiceDefaults.Tenancy;
+using Lifeline.ServiceDefaults.Validation;
+using Microsoft.Extensions.Options;
+
+namespace Lifeline.Registry.Grpc;
+
+/// <summary>The RegistryService contract: validates, delegates to the domain classes, maps the result.</summary>
+public sealed class RegistryGrpcService(
+    WorkerDirectory directory, HeartbeatRecorder heartbeats, RedisMirror mirror, WorkerCommandHub commands, OutcomeRecorder outcomes,
+    BreakerStore breakers, WorkerEventFeed feed, IOptions<RegistryOptions> options) : RegistryService.RegistryServiceBase
+{
+    public override async Task<RegisterWorkerResponse> RegisterWorker(RegisterWorkerRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var registration = RegistryValidation.Registration(request);
+        var (worker, created) = await directory.RegisterAsync(tenant, registration, context.CancellationToken);
+        return new RegisterWorkerResponse
+        {
+            Worker = worker.ToProto(),
+            Created = created,
+            HeartbeatInterval = RegistryValidation.Interval(options.Value.HeartbeatInterval),
+        };
+    }
+
+    public override async Task<DeregisterWorkerResponse> DeregisterWorker(DeregisterWorkerRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var id = RegistryValidation.WorkerId(request.WorkerId);
+        return new DeregisterWorkerResponse { Worker = (await directory.DeregisterAsync(tenant, id, context.CancellationToken)).ToProto() };
+    }
+
+    public override async Task<HeartbeatResponse> Heartbeat(HeartbeatRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        var beat = RegistryValidation.Heartbeat(v, request);
+        v.ThrowIfAny();
+        return ToResponse(await heartbeats.BeatAsync(tenant, beat, context.CancellationToken));
+    }
+
+    public override async Task HeartbeatStream(IAsyncStreamReader<HeartbeatStreamRequest> requestStream,
+        IServerStreamWriter<HeartbeatStreamResponse> responseStream, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var ct = context.CancellationToken;
+        using var writeLock = new SemaphoreSlim(1, 1);
+        async Task WriteAsync(HeartbeatStreamResponse message)
+        {
+            await writeLock.WaitAsync(ct);
+            try
+            {
+                await responseStream.WriteAsync(message, ct);
+            }
+            finally
+            {
+                writeLock.Release();
+            }
+        }
+
+        Guid? bound = null;
+        IDisposable? subscription = null;
+        try
+        {
+            await foreach (var message in requestStream.ReadAllAsync(ct))
+            {
+                var v = new Violations();
+                var beat = RegistryValidation.Heartbeat(v, message.Beat ?? new HeartbeatRequest(), "beat.");
+                v.AddIf(bound is { } b && b != beat.WorkerId, "beat.worker_id", "a heartbeat stream serves one worker");
+                v.ThrowIfAny();
+                var outcome = await heartbeats.BeatAsync(tenant, beat, ct);
+                if (bound is null)
+                {
+                    bound = beat.WorkerId;
+                    // From now on, commands issued for this worker are pushed as soon as they are announced.
+                    subscription = commands.Subscribe(tenant, beat.WorkerId, async () =>
+                    {
+                        foreach (var command in await mirror.TakeCommandsAsync(tenant, beat.WorkerId))
+                        {
+                            await WriteAsync(new HeartbeatStreamResponse { Command = command });
+                        }
+                    });
+                }
+                await WriteAsync(new HeartbeatStreamResponse { Ack = ToResponse(outcome) });
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // the worker hung up
+        }
+        finally
+        {
+            subscription?.Dispose();
+        }
+    }
+
+    private HeartbeatResponse ToResponse(HeartbeatOutcome outcome)
+    {
+        var response = new HeartbeatResponse
+        {
+            Status = WorkerMapper.ParseStatus(outcome.Status),
+            ExpiresAt = WorkerMapper.Time(outcome.ExpiresAt),
+        };
+        response.Commands.AddRange(outcome.Commands);
+        return response;
+    }
+
+    public override async Task<GetWorkerResponse> GetWorker(GetWorkerRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var id = RegistryValidation.WorkerId(request.WorkerId);
+        var worker = await directory.GetAsync(tenant, id, context.CancellationToken);
+        return new GetWorkerResponse { Worker = worker.ToProto(await mirror.LiveAsync(tenant, id)) };
+    }
+
+    public override async Task<ListWorkersResponse> ListWorkers(ListWorkersRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        v.DefinedEnum("status", request.Status);
+        v.DefinedEnum("type", request.Type);
+        var capability = RegistryValidation.Capability(v, request.Capability);
+        var size = v.PageSize("page_size", request.PageSize, 50, 1000);
+        string? after = null;
+        if (!string.IsNullOrEmpty(request.PageToken))
+        {
+            try
+            {
+                after = System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(request.PageToken));
+            }
+            catch (FormatException)
+            {
+                v.Add("page_token", "is not a token returned by this listing");
+            }
+        }
+        v.ThrowIfAny();
+        var status = request.Status == WorkerStatus.Unspecified ? null : WorkerMapper.StatusName(request.Status);
+        var type = request.Type == WorkerType.Unspecified ? null : WorkerMapper.TypeName(request.Type);
+        var (workers, next) = await directory.ListAsync(tenant, status, capability, type, size, after, context.CancellationToken);
+        var response = new ListWorkersResponse
+        {
+            NextPageToken = next is null ? "" : Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(next)),
+        };
+        response.Workers.AddRange(workers.Select(w => w.ToProto()));
+        return response;
+    }
+
+    public override async Task<DrainWorkerResponse> DrainWorker(DrainWorkerRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        var id = v.Uuid("worker_id", request.WorkerId);
+        v.AddIf(request.Reason.Length > 1024, "reason", "must be at most 1024 characters");
+        v.ThrowIfAny();
+        var reason = string.IsNullOrEmpty(request.Reason) ? "drained by an operator" : request.Reason;
+        return new DrainWorkerResponse { Worker = (await directory.DrainAsync(tenant, id, reason, context.CancellationToken)).ToProto() };
+    }
+
+    public override async Task WatchWorkers(WatchWorkersRequest request, IServerStreamWriter<WatchWorkersResponse> responseStream, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        for (var i = 0; i < request.EventTypes.Count; i++)
+        {
+            v.AddIf(request.EventTypes[i] == WorkerEventType.Unspecified || !Enum.IsDefined(request.EventTypes[i]),
+                $"event_types[{i}]", "is not a worker event type");
+        }
+        Guid? worker = string.IsNullOrEmpty(request.WorkerId) ? null : v.Uuid("worker_id", request.WorkerId);
+        LogPosition? after = null;
+        if (!string.IsNullOrEmpty(request.AfterEventId))
+        {
+            if (LogPosition.TryParse(request.AfterEventId, out var position))
+            {
+                after = position;
+            }
+            else
+            {
+                v.Add("after_event_id", "is not an event_id returned by this service");
+            }
+        }
+        v.ThrowIfAny();
+        var filter = new WorkerWatchFilter(
+            request.EventTypes.Where(e => Enum.IsDefined(e) && e != WorkerEventType.Unspecified).Select(WorkerMapper.EventName).ToArray(), worker, after);
+        try
+        {
+            await foreach (var e in feed.WatchAsync(tenant, filter, context.CancellationToken))
+            {
+                await responseStream.WriteAsync(new WatchWorkersResponse { Event = e.ToProto() }, context.CancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    public override async Task<RecordTaskOutcomeResponse> RecordTaskOutcome(RecordTaskOutcomeRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        var workerId = v.Uuid("worker_id", request.WorkerId);
+        if (request.Outcome is { } o && string.IsNullOrEmpty(o.WorkerId))
+        {
+            o.WorkerId = request.WorkerId;
+        }
+        var outcome = RegistryValidation.Outcome(v, "outcome", request.Outcome);
+        v.AddIf(outcome is not null && workerId != Guid.Empty && outcome.WorkerId != Guid.Empty && outcome.WorkerId != workerId,
+            "outcome.worker_id", "must equal worker_id");
+        v.ThrowIfAny();
+        _ = await directory.GetAsync(tenant, workerId, context.CancellationToken); // NOT_FOUND for unknown workers
+        var (recorded, _) = await outcomes.RecordAsync(tenant, [outcome!], context.CancellationToken);
+        var stats = await outcomes.GetAsync(tenant, workerId, context.CancellationToken);
+        var breaker = await breakers.GetAsync(tenant, workerId, context.CancellationToken);
+        return new RecordTaskOutcomeResponse { Stats = stats!.ToProto(), CircuitBreaker = breaker.ToProto(), Recorded = recorded > 0 };
+    }
+
+    public override async Task<RecordTaskOutcomesResponse> RecordTaskOutcomes(RecordTaskOutcomesRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        if (request.Outcomes.Count is 0 or > 1000)
+        {
+            v.Add("outcomes", $"must hold 1 to 1000 outcomes; got {request.Outcomes.Count}");
+            v.ThrowIfAny();
+        }
+        var list = request.Outcomes.Select((o, i) => RegistryValidation.Outcome(v, $"outcomes[{i}]", o)).ToList();
+        v.ThrowIfAny();
+        var (recorded, unknown) = await outcomes.RecordAsync(tenant, list, context.CancellationToken);
+        return new RecordTaskOutcomesResponse { RecordedCount = recorded, UnknownWorkerCount = unknown };
+    }
+
+    public override async Task<GetWorkerStatsResponse> GetWorkerStats(GetWorkerStatsRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var id = RegistryValidation.WorkerId(request.WorkerId);
+        var stats = await outcomes.GetAsync(tenant, id, context.CancellationToken) ?? throw new NotFoundException("worker", id.ToString());
+        return new GetWorkerStatsResponse { Stats = stats.ToProto() };
+    }
+
+    public override async Task<ListWorkerStatsResponse> ListWorkerStats(ListWorkerStatsRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        v.DefinedEnum("order", request.Order);
+        v.AddIf(request.MinOutcomes < 0, "min_outcomes", "must not be negative");
+        v.AddIf(double.IsNaN(request.MaxSuccessRate) || request.MaxSuccessRate is < 0 or > 1, "max_success_rate", "must be between 0 and 1");
+        var size = v.PageSize("page_size", request.PageSize, 50, 1000);
+        v.ThrowIfAny();
+        var underperforming = request.Order == StatsOrder.Underperforming;
+        var list = await outcomes.ListAsync(tenant, underperforming, request.MinOutcomes == 0 ? 10 : request.MinOutcomes,
+            request.MaxSuccessRate == 0 ? 0.8 : request.MaxSuccessRate, size, context.CancellationToken);
+        var response = new ListWorkerStatsResponse();
+        response.Stats.AddRange(list.Select(s => s.ToProto()));
+        return response;
+    }
+
+    public override async Task<RecalculateWorkerStatsResponse> RecalculateWorkerStats(RecalculateWorkerStatsRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        Guid? id = string.IsNullOrEmpty(request.WorkerId) ? null : RegistryValidation.WorkerId(request.WorkerId);
+        if (id is { } w)
+        {
+            _ = await directory.GetAsync(tenant, w, context.CancellationToken);
+        }
+        return new RecalculateWorkerStatsResponse { WorkersRecalculated = await outcomes.RecalculateAsync(tenant, id, context.CancellationToken) };
+    }
+
+    public override async Task<GetCircuitBreakerResponse> GetCircuitBreaker(GetCircuitBreakerRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var id = RegistryValidation.WorkerId(request.WorkerId);
+        return new GetCircuitBreakerResponse { CircuitBreaker = (await breakers.GetAsync(tenant, id, context.CancellationToken)).ToProto() };
+    }
+
+    public override async Task<ListCircuitBreakersResponse> ListCircuitBreakers(ListCircuitBreakersRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        v.DefinedEnum("state", request.State);
+        var size = v.PageSize("page_size", request.PageSize, 50, 1000);
+        Guid? after = string.IsNullOrEmpty(request.PageToken) ? null : v.Uuid("page_token", request.PageToken);
+        v.ThrowIfAny();
+        var state = request.State == CircuitState.Unspecified ? null : WorkerMapper.CircuitName(request.State);
+        var (list, next) = await breakers.ListAsync(tenant, state, size, after, context.CancellationToken);
+        var response = new ListCircuitBreakersResponse { NextPageToken = next?.ToString() ?? "" };
+        response.CircuitBreakers.AddRange(list.Select(b => b.ToProto()));
+        return response;
+    }
+
+    public override async Task<ResetCircuitBreakerResponse> ResetCircuitBreaker(ResetCircuitBreakerRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var id = RegistryValidation.WorkerId(request.WorkerId);
+        _ = await directory.GetAsync(tenant, id, context.CancellationToken);
+        var breaker = await breakers.ChangeAsync(tenant, id, (_, _) => BreakerState.Initial, context.CancellationToken);
+        return new ResetCircuitBreakerResponse { CircuitBreaker = breaker.ToProto() };
+    }
+}

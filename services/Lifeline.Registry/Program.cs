@@ -1,0 +1,4 @@
+using Lifeline.Registry;
+
+var app = RegistryApplication.Build(args);
+await app.RunAsync();

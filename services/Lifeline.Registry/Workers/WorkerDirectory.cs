@@ -1,0 +1,234 @@
+using Lifeline.Registry.Breakers;
+using Lifeline.Registry.Heartbeats;
+using Lifeline.Registry.Options;
+using Lifeline.Registry.V1;
+using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Postgres;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Lifeline.Registry.Workers;
+
+/// <summary>A validated registration.</summary>
+public sealed record Registration(string Name, string Type, string[] Capabilities, string MetadataJson);
+
+/// <summary>
+/// Worker life-cycle changes. Each is one PostgreSQL transaction that changes the worker and writes its
+/// event (the WatchWorkers log) together, guarded on the current state so that it happens once even with
+/// several registry instances; the Redis mirror is updated after commit.
+/// </summary>
+public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mirror, BreakerStore breakers, IOptions<RegistryOptions> options)
+{
+    private static string EventFrom(string source, string eventType, string message, string running = "running_task_ids") => $"""
+        INSERT INTO worker_events (tenant_id, worker_id, worker_name, event_type, session_epoch, running_task_ids, message)
+        SELECT tenant_id, id, name, '{eventType}', session_epoch, {running}, {message} FROM {source}
+        """;
+
+    private static readonly string RegisterSql = $"""
+        WITH up AS (
+            INSERT INTO workers (id, tenant_id, name, type, status, capabilities, metadata, running_task_ids, session_epoch,
+                                 registered_at, updated_at, last_heartbeat_at)
+            VALUES (@id, @tenant, @name, @type, 'online', @capabilities, @metadata::jsonb, '{"{}"}', 1, now(), now(), now())
+            ON CONFLICT (tenant_id, name) DO UPDATE
+            SET session_epoch = workers.session_epoch + 1, status = 'online', capabilities = EXCLUDED.capabilities,
+                metadata = EXCLUDED.metadata, running_task_ids = '{"{}"}', deregistered_at = NULL, updated_at = now(),
+                last_heartbeat_at = now()
+            WHERE workers.type = EXCLUDED.type
+            RETURNING {WorkerRecord.Columns}, (xmax = 0) AS created
+        ), event AS (
+            {EventFrom("up", "registered", "CASE WHEN created THEN 'registered' ELSE 'registered again: session ' || session_epoch END")}
+        ), breaker AS (
+            INSERT INTO circuit_breakers (worker_id, tenant_id, state, consecutive_failures, failure_threshold, updated_at)
+            SELECT id, tenant_id, 'closed', 0, @threshold, now() FROM up
+            ON CONFLICT (worker_id) DO NOTHING
+        )
+        SELECT {WorkerRecord.Columns}, created FROM up
+        """;
+
+    /// <summary>Registers a worker, idempotently by name: the same id, a new session epoch.</summary>
+    public async Task<(WorkerRecord Worker, bool Created)> RegisterAsync(string tenant, Registration registration, CancellationToken cancellationToken)
+    {
+        var (worker, created) = await SerializationRetry.RunAsync(async ct =>
+        {
+            await using var command = dataSource.CreateCommand(RegisterSql);
+            command.Parameters.AddWithValue("id", Guid.CreateVersion7());
+            command.Parameters.AddWithValue("tenant", tenant);
+            command.Parameters.AddWithValue("name", registration.Name);
+            command.Parameters.AddWithValue("type", registration.Type);
+            command.Parameters.AddWithValue("capabilities", registration.Capabilities);
+            command.Parameters.AddWithValue("metadata", registration.MetadataJson);
+            command.Parameters.AddWithValue("threshold", options.Value.BreakerFailureThreshold);
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            if (await reader.ReadAsync(ct))
+            {
+                return (WorkerRecord.Read(reader), reader.GetBoolean(WorkerColumnCount));
+            }
+            await reader.DisposeAsync();
+            var existing = await FindByNameAsync(tenant, registration.Name, ct);
+            throw new PreconditionFailedException("WORKER_TYPE_MISMATCH",
+                $"Worker '{registration.Name}' is registered as {existing?.Type}; it cannot register again as {registration.Type}.")
+            {
+                Metadata = { ["worker_id"] = existing?.Id.ToString() ?? "", ["registered_type"] = existing?.Type ?? "" },
+            };
+        }, cancellationToken);
+        var breaker = await breakers.GetStateAsync(worker.Id, cancellationToken);
+        await mirror.WriteWorkerAsync(worker, breaker, alive: true);
+        return (worker, created);
+    }
+
+    private const int WorkerColumnCount = 14;
+
+    private static readonly string DeregisterSql = $"""
+        WITH changed AS (
+            UPDATE workers SET status = 'offline', deregistered_at = now(), updated_at = now(), running_task_ids = '{"{}"}'
+            WHERE id = @id AND tenant_id = @tenant AND deregistered_at IS NULL
+            RETURNING {WorkerRecord.Columns}
+        ), event AS (
+            {EventFrom("changed", "deregistered", "'deregistered'")}
+        )
+        SELECT {WorkerRecord.Columns} FROM changed
+        """;
+
+    public async Task<WorkerRecord> DeregisterAsync(string tenant, Guid id, CancellationToken ct)
+    {
+        var changed = await SingleAsync(DeregisterSql, tenant, id, p => { }, ct);
+        if (changed is null)
+        {
+            // Already deregistered: asking again changes nothing.
+            return await GetAsync(tenant, id, ct);
+        }
+        await mirror.MarkDeregisteredAsync(tenant, id);
+        return changed;
+    }
+
+    private static readonly string DrainSql = $"""
+        WITH changed AS (
+            UPDATE workers SET status = 'draining', updated_at = now()
+            WHERE id = @id AND tenant_id = @tenant AND deregistered_at IS NULL AND status <> 'draining'
+            RETURNING {WorkerRecord.Columns}
+        ), event AS (
+            {EventFrom("changed", "draining", "@reason")}
+        )
+        SELECT {WorkerRecord.Columns} FROM changed
+        """;
+
+    public async Task<WorkerRecord> DrainAsync(string tenant, Guid id, string reason, CancellationToken ct)
+    {
+        var changed = await SingleAsync(DrainSql, tenant, id, p => p.AddWithValue("reason", reason), ct);
+        if (changed is null)
+        {
+            var current = await GetAsync(tenant, id, ct);
+            if (current.DeregisteredAt is not null)
+            {
+                throw new PreconditionFailedException("WORKER_DEREGISTERED", $"Worker {id} is deregistered; it cannot be drained.");
+            }
+            return current; // already draining
+        }
+        await mirror.SetStatusAsync(tenant, id, "draining");
+        await mirror.PushCommandAsync(tenant, id, new WorkerCommand { Drain = new DrainCommand { Reason = reason } });
+        return changed;
+    }
+
+    private static readonly string LostSql = $"""
+        WITH changed AS (
+            UPDATE workers SET status = 'offline', updated_at = now(),
+                running_task_ids = CASE WHEN cardinality(@running::text[]) > 0 THEN @running ELSE running_task_ids END
+            WHERE id = @id AND tenant_id = @tenant AND deregistered_at IS NULL AND status <> 'offline'
+            RETURNING {WorkerRecord.Columns}
+        ), event AS (
+            {EventFrom("changed", "lost", "'heartbeat lapsed'")}
+        )
+        SELECT {WorkerRecord.Columns} FROM changed
+        """;
+
+    /// <summary>Marks a worker lost, once: only the transition to offline writes the event.</summary>
+    public async Task<WorkerRecord?> MarkLostAsync(string tenant, Guid id, string[] running, CancellationToken ct) =>
+        await SingleAsync(LostSql, tenant, id, p => p.AddWithValue("running", running), ct);
+
+    private static readonly string RecoveredSql = $"""
+        WITH changed AS (
+            UPDATE workers SET status = 'online', updated_at = now(), last_heartbeat_at = now()
+            WHERE id = @id AND tenant_id = @tenant AND deregistered_at IS NULL AND status = 'offline'
+            RETURNING {WorkerRecord.Columns}
+        ), event AS (
+            {EventFrom("changed", "recovered", "'heartbeats again'")}
+        )
+        SELECT {WorkerRecord.Columns} FROM changed
+        """;
+
+    /// <summary>Marks a lost worker back online, once.</summary>
+    public async Task<WorkerRecord?> MarkRecoveredAsync(string tenant, Guid id, CancellationToken ct) =>
+        await SingleAsync(RecoveredSql, tenant, id, _ => { }, ct);
+
+    public async Task<WorkerRecord> GetAsync(string tenant, Guid id, CancellationToken ct) =>
+        await FindAsync(tenant, id, ct) ?? throw new NotFoundException("worker", id.ToString());
+
+    public async Task<WorkerRecord?> FindAsync(string tenant, Guid id, CancellationToken ct)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT {WorkerRecord.Columns} FROM workers WHERE id = @id AND tenant_id = @tenant");
+        command.Parameters.AddWithValue("id", id);
+        command.Parameters.AddWithValue("tenant", tenant);
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        return await reader.ReadAsync(ct) ? WorkerRecord.Read(reader) : null;
+    }
+
+    private async Task<WorkerRecord?> FindByNameAsync(string tenant, string name, CancellationToken ct)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT {WorkerRecord.Columns} FROM workers WHERE name = @name AND tenant_id = @tenant");
+        command.Parameters.AddWithValue("name", name);
+        command.Parameters.AddWithValue("tenant", tenant);
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        return await reader.ReadAsync(ct) ? WorkerRecord.Read(reader) : null;
+    }
+
+    /// <summary>Workers by name, after <paramref name="afterName"/>, filtered.</summary>
+    public async Task<(IReadOnlyList<WorkerRecord> Workers, string? NextName)> ListAsync(
+        string tenant, string? status, string? capability, string? type, int pageSize, string? afterName, CancellationToken ct)
+    {
+        await using var command = dataSource.CreateCommand($"""
+            SELECT {WorkerRecord.Columns} FROM workers
+            WHERE tenant_id = @tenant
+              AND (@status::text IS NULL OR status = @status)
+              AND (@capability::text IS NULL OR @capability = ANY(capabilities))
+              AND (@type::text IS NULL OR type = @type)
+              AND (@after::text IS NULL OR name > @after)
+            ORDER BY name LIMIT @limit
+            """);
+        command.Parameters.AddWithValue("tenant", tenant);
+        command.Parameters.Add(new NpgsqlParameter("status", NpgsqlDbType.Text) { Value = (object?)status ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter("capability", NpgsqlDbType.Text) { Value = (object?)capability ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter("type", NpgsqlDbType.Text) { Value = (object?)type ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter("after", NpgsqlDbType.Text) { Value = (object?)afterName ?? DBNull.Value });
+        command.Parameters.AddWithValue("limit", pageSize + 1);
+        var workers = new List<WorkerRecord>();
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            workers.Add(WorkerRecord.Read(reader));
+        }
+        if (workers.Count <= pageSize)
+        {
+            return (workers, null);
+        }
+        workers.RemoveAt(workers.Count - 1);
+        return (workers, workers[^1].Name);
+    }
+
+    private async Task<WorkerRecord?> SingleAsync(string sql, string tenant, Guid id, Action<NpgsqlParameterCollection> parameters, CancellationToken cancellationToken) =>
+        await SerializationRetry.RunAsync(async ct =>
+        {
+            await using var command = dataSource.CreateCommand(sql);
+            command.Parameters.AddWithValue("id", id);
+            command.Parameters.AddWithValue("tenant", tenant);
+            parameters(command.Parameters);
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            if (await reader.ReadAsync(ct))
+            {
+                return WorkerRecord.Read(reader);
+            }
+            await reader.DisposeAsync();
+            _ = await FindAsync(tenant, id, ct) ?? throw new NotFoundException("worker", id.ToString());
+            return null;
+        }, cancellationToken);
+}

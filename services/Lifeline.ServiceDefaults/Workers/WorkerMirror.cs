@@ -1,0 +1,81 @@
+using System.Globalization;
+using StackExchange.Redis;
+
+namespace Lifeline.ServiceDefaults.Workers;
+
+/// <summary>
+/// The Redis mirror of worker state that the registry writes and the queue reads on its lease path
+/// (no registry call per lease). Redis may lose it: the registry rewrites a worker's entry on its next
+/// heartbeat, and PostgreSQL in the registry stays the record.
+/// <list type="table">
+/// <item><term><c>lifeline:worker:{tenant}:{id}</c></term><description>hash: name, type, status, epoch,
+/// capabilities (newline-separated), deregistered (0/1), breaker (closed/open/half_open), breaker_reset_at
+/// (unix ms), running (newline-separated task ids), load, beat_at (unix ms).</description></item>
+/// <item><term><c>lifeline:worker-alive:{tenant}:{id}</c></term><description>the heartbeat: the session
+/// epoch, with a TTL of 3 × the heartbeat interval.</description></item>
+/// <item><term><c>lifeline:worker-commands:{tenant}:{id}</c></term><description>list of pending commands
+/// (serialized <c>lifeline.registry.v1.WorkerCommand</c>); <see cref="CommandsChannel"/> announces new ones.</description></item>
+/// </list>
+/// </summary>
+public static class WorkerMirror
+{
+    public static RedisKey WorkerKey(string tenant, string workerId) => $"lifeline:worker:{tenant}:{workerId}";
+    public static RedisKey AliveKey(string tenant, string workerId) => $"lifeline:worker-alive:{tenant}:{workerId}";
+    public static RedisKey CommandsKey(string tenant, string workerId) => $"lifeline:worker-commands:{tenant}:{workerId}";
+
+    /// <summary>Deadlines of all heartbeats (member <c>{tenant}/{id}</c>, score = expiry in unix ms).</summary>
+    public static readonly RedisKey Deadlines = "lifeline:registry:deadlines";
+
+    /// <summary>Pub/sub channel: message <c>{tenant}/{id}</c> when a worker has new commands.</summary>
+    public static readonly RedisChannel CommandsChannel = RedisChannel.Literal("lifeline:worker-commands");
+
+    /// <summary>Queues a serialized <c>WorkerCommand</c> for a worker and announces it to its heartbeat stream.</summary>
+    public static async Task PushCommandAsync(IConnectionMultiplexer redis, string tenant, string workerId, byte[] command)
+    {
+        await redis.GetDatabase().ListRightPushAsync(CommandsKey(tenant, workerId), command);
+        await redis.GetSubscriber().PublishAsync(CommandsChannel, $"{tenant}/{workerId}");
+    }
+
+    private static readonly RedisValue[] EligibilityFields = ["status", "capabilities", "deregistered", "breaker", "breaker_reset_at"];
+
+    /// <summary>Reads what the queue needs to decide whether a worker may lease; null when the mirror has no entry.</summary>
+    public static async Task<WorkerEligibility?> ReadEligibilityAsync(IDatabaseAsync redis, string tenant, string workerId)
+    {
+        var values = await redis.HashGetAsync(WorkerKey(tenant, workerId), EligibilityFields);
+        if (values[0].IsNull)
+        {
+            return null;
+        }
+        var capabilities = values[1].IsNullOrEmpty ? [] : ((string)values[1]!).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var resetAt = values[4].IsNullOrEmpty ? (DateTimeOffset?)null
+            : DateTimeOffset.FromUnixTimeMilliseconds(long.Parse((string)values[4]!, CultureInfo.InvariantCulture));
+        return new WorkerEligibility((string)values[0]!, capabilities, values[2] == "1", values[3].IsNullOrEmpty ? "closed" : (string)values[3]!, resetAt);
+    }
+}
+
+/// <summary>A worker's eligibility for new leases, as mirrored in Redis.</summary>
+public sealed record WorkerEligibility(string Status, string[] Capabilities, bool Deregistered, string Breaker, DateTimeOffset? BreakerResetAt)
+{
+    /// <summary>Why the worker may not lease now (an ErrorInfo reason and message), or null when it may.</summary>
+    public (string Reason, string Message)? Refusal(DateTimeOffset now)
+    {
+        if (Deregistered)
+        {
+            return ("WORKER_DEREGISTERED", "the worker is deregistered; register it again to lease");
+        }
+        if (Status == "offline")
+        {
+            return ("WORKER_OFFLINE", "the worker is offline (its heartbeat lapsed); heartbeat to come back");
+        }
+        if (Status == "draining")
+        {
+            return ("WORKER_DRAINING", "the worker is draining and gets no new work");
+        }
+        // An open breaker whose reset time passed is half-open: work flows again on trial.
+        if (Breaker == "open" && (BreakerResetAt is null || BreakerResetAt > now))
+        {
+            return ("CIRCUIT_OPEN", $"the worker's circuit breaker is open until {BreakerResetAt:O}");
+        }
+        return null;
+    }
+}
