@@ -1,0 +1,42 @@
+namespace Lifeline.AppHost.Model;
+
+/// <summary>One service of the suite, as declared in <see cref="Composition"/>.</summary>
+/// <param name="Name">Lowercase identifier: the PostgreSQL role, <c>OTEL_SERVICE_NAME</c> and the <c>services__{Name}__…</c> key.</param>
+/// <param name="Project">The .csproj, relative to the repository root; the dll has the project's file name.</param>
+/// <param name="Endpoints">Loopback endpoints; the first also answers <c>GET /health</c>.</param>
+/// <param name="Database">The service's own PostgreSQL database (and <c>ConnectionStrings__{Database}</c>), if any.</param>
+/// <param name="DependsOn">Resources that must be healthy first: "postgres", "redis" or other services.</param>
+internal sealed record ServiceDefinition(
+    string Name,
+    string Project,
+    IReadOnlyList<Endpoint> Endpoints,
+    string? Database = null,
+    IReadOnlyList<string>? DependsOn = null)
+{
+    /// <summary>Declared dependencies plus "postgres" when the service has a database.</summary>
+    public IReadOnlyList<string> Dependencies { get; } =
+        [.. (DependsOn ?? []).Concat(Database is null ? [] : [InfrastructureNames.Postgres]).Distinct(StringComparer.Ordinal)];
+
+    public Endpoint PrimaryEndpoint => Endpoints[0];
+
+    public Uri HealthUri => new(PrimaryEndpoint.Url, "/health");
+}
+
+/// <summary>A named endpoint on 127.0.0.1, published to the others as <c>services__{service}__{Name}__0</c>.</summary>
+internal sealed record Endpoint(string Name, int Port)
+{
+    /// <summary>Cleartext HTTP/2 (h2c), as every Lifeline service serves gRPC.</summary>
+    public static Endpoint Grpc(int port) => new("grpc", port);
+
+    public Uri Url => new($"http://127.0.0.1:{Port}");
+
+    public override string ToString() => $"http://127.0.0.1:{Port}";
+}
+
+internal static class InfrastructureNames
+{
+    public const string Postgres = "postgres";
+    public const string Redis = "redis";
+
+    public static bool IsInfrastructure(string name) => name is Postgres or Redis;
+}

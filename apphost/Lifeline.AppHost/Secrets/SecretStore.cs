@@ -1,0 +1,103 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Lifeline.AppHost.Secrets;
+
+/// <summary>
+/// Passwords generated on first use and kept in <c>.lifeline/secrets.json</c> (mode 0600), so the cluster's
+/// superuser and each service role keep the same password across runs.
+/// </summary>
+internal sealed class SecretStore
+{
+    private const string Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+
+    private readonly string _path;
+    private readonly SecretsDocument _document;
+
+    private SecretStore(string path, SecretsDocument document)
+    {
+        _path = path;
+        _document = document;
+    }
+
+    public static SecretStore Open(string path)
+    {
+        if (!File.Exists(path))
+        {
+            return new SecretStore(path, new SecretsDocument());
+        }
+
+        File.SetUnixFileMode(path, OwnerOnly);
+        try
+        {
+            var document = JsonSerializer.Deserialize(File.ReadAllText(path), SecretsJsonContext.Default.SecretsDocument)
+                ?? new SecretsDocument();
+            return new SecretStore(path, document);
+        }
+        catch (JsonException ex)
+        {
+            throw new AppHostException($"{path} is not valid JSON ({ex.Message}); fix or delete it.", ex);
+        }
+    }
+
+    /// <summary>The local cluster's superuser password; null until the cluster was initialised.</summary>
+    public string? PostgresSuperuserPassword => _document.PostgresSuperuserPassword;
+
+    public string GetOrCreatePostgresSuperuserPassword()
+    {
+        if (_document.PostgresSuperuserPassword is null)
+        {
+            _document.PostgresSuperuserPassword = NewPassword();
+            Save();
+        }
+
+        return _document.PostgresSuperuserPassword;
+    }
+
+    public string GetOrCreateRolePassword(string role)
+    {
+        if (!_document.RolePasswords.TryGetValue(role, out var password))
+        {
+            password = NewPassword();
+            _document.RolePasswords[role] = password;
+            Save();
+        }
+
+        return password;
+    }
+
+    private static string NewPassword() => RandomNumberGenerator.GetString(Alphabet, 32);
+
+    /// <summary>Written to a 0600 temporary file, then renamed over the old one: never readable by others, never half-written.</summary>
+    private void Save()
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
+        var temporary = _path + ".tmp";
+        using (var stream = new FileStream(temporary, new FileStreamOptions
+        {
+            Mode = FileMode.Create,
+            Access = FileAccess.Write,
+            UnixCreateMode = OwnerOnly,
+        }))
+        {
+            JsonSerializer.Serialize(stream, _document, SecretsJsonContext.Default.SecretsDocument);
+            stream.Flush(flushToDisk: true);
+        }
+
+        File.SetUnixFileMode(temporary, OwnerOnly);
+        File.Move(temporary, _path, overwrite: true);
+    }
+}
+
+internal sealed class SecretsDocument
+{
+    public string? PostgresSuperuserPassword { get; set; }
+
+    public Dictionary<string, string> RolePasswords { get; init; } = new(StringComparer.Ordinal);
+}
+
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+[JsonSerializable(typeof(SecretsDocument))]
+internal sealed partial class SecretsJsonContext : JsonSerializerContext;

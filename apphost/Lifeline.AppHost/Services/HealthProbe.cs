@@ -1,0 +1,43 @@
+using System.Net;
+using Lifeline.AppHost.Supervision;
+
+namespace Lifeline.AppHost.Services;
+
+/// <summary>
+/// <c>GET /health</c> over cleartext HTTP/2 with prior knowledge: the services speak only h2c, so the request
+/// must not start as HTTP/1.1 and try to upgrade.
+/// </summary>
+internal sealed class HealthProbe : IDisposable
+{
+    private readonly HttpClient _client = new(new SocketsHttpHandler
+    {
+        ConnectTimeout = TimeSpan.FromSeconds(2),
+        PooledConnectionLifetime = TimeSpan.FromMinutes(1),
+    })
+    {
+        DefaultRequestVersion = HttpVersion.Version20,
+        DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        Timeout = Timeout.InfiniteTimeSpan, // the caller's token bounds each probe
+    };
+
+    public async Task<HealthResult> CheckAsync(Uri healthUri, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var response = await _client.GetAsync(healthUri, cancellationToken).ConfigureAwait(false);
+            var body = (await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false)).Trim();
+            return (response.StatusCode, body) switch
+            {
+                (HttpStatusCode.OK, "Healthy") => HealthResult.Healthy,
+                (HttpStatusCode.OK, "Degraded") => new HealthResult(HealthStatus.Degraded, "Degraded"),
+                _ => HealthResult.Unhealthy($"{(int)response.StatusCode} {body}"),
+            };
+        }
+        catch (HttpRequestException ex)
+        {
+            return HealthResult.Unhealthy(ex.Message);
+        }
+    }
+
+    public void Dispose() => _client.Dispose();
+}

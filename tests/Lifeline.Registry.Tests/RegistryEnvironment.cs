@@ -1,0 +1,166 @@
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using Grpc.Net.Client;
+using Lifeline.Queue;
+using Lifeline.Queue.V1;
+using Lifeline.Registry.V1;
+using Lifeline.Testing;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace Lifeline.Registry.Tests;
+
+/// <summary>
+/// A test class's own registry database, queue database and Redis, with a registry instance (more on
+/// demand) and a queue instance wired to it as in production: the queue checks workers in the
+/// registry's Redis mirror and reports outcomes to the registry.
+/// Short intervals keep the tests fast: heartbeat 1 s (TTL 3 s), lapse checks every 100 ms.
+/// </summary>
+public sealed class RegistryEnvironment() : ServiceTestEnvironment("registry")
+{
+    public static readonly Dictionary<string, string?> FastSettings = new()
+    {
+        ["Registry:HeartbeatInterval"] = "00:00:01",
+        ["Registry:MonitorInterval"] = "00:00:00.100",
+        ["Registry:ReconcileInterval"] = "00:00:01",
+        ["Registry:HeartbeatFlushInterval"] = "00:00:00.500",
+        ["Registry:BreakerFailureThreshold"] = "3",
+        ["Registry:BreakerOpenDuration"] = "00:00:02",
+        ["Registry:WatchPollInterval"] = "00:00:00.050",
+        ["Registry:RetentionInterval"] = "01:00:00",
+    };
+
+    private readonly List<Host> _hosts = [];
+
+    public Host Registry { get; private set; } = null!;
+    public Host Queue { get; private set; } = null!;
+    public string QueueDatabase { get; private set; } = "";
+
+    protected override async Task OnInitializedAsync()
+    {
+        Registry = await StartRegistryAsync();
+        QueueDatabase = await Postgres.CreateDatabaseAsync("queue_for_registry");
+        Queue = await StartQueueAsync();
+    }
+
+    /// <summary>Starts a registry instance on this environment's database and Redis.</summary>
+    public async Task<Host> StartRegistryAsync(IDictionary<string, string?>? settings = null)
+    {
+        var config = new Dictionary<string, string?>(FastSettings)
+        {
+            ["ConnectionStrings:registrydb"] = DatabaseConnectionString,
+            ["ConnectionStrings:redis"] = RedisConnectionString,
+        };
+        foreach (var (k, v) in settings ?? new Dictionary<string, string?>())
+        {
+            config[k] = v;
+        }
+        var host = await Host.StartAsync(args => RegistryApplication.Build(args, b => Configure(b, config)));
+        _hosts.Add(host);
+        return host;
+    }
+
+    /// <summary>Starts a queue instance that checks workers against the registry and reports outcomes to it.</summary>
+    public async Task<Host> StartQueueAsync()
+    {
+        var config = new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:queuedb"] = QueueDatabase,
+            ["ConnectionStrings:redis"] = RedisConnectionString,
+            ["services:registry:grpc:0"] = Registry.Address.ToString(),
+            ["Queue:MaintenanceInterval"] = "00:00:00.100",
+            ["Queue:LeasePollInterval"] = "00:00:00.250",
+            ["Queue:OutcomeReportInterval"] = "00:00:00.100",
+        };
+        var host = await Host.StartAsync(args => QueueApplication.Build(args, b => Configure(b, config)));
+        _hosts.Add(host);
+        return host;
+    }
+
+    private static void Configure(WebApplicationBuilder builder, Dictionary<string, string?> config)
+    {
+        builder.Configuration.AddInMemoryCollection(config);
+        builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0, o => o.Protocols = HttpProtocols.Http2));
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+    }
+
+    protected override async Task OnDisposingAsync()
+    {
+        foreach (var host in _hosts)
+        {
+            await host.DisposeAsync();
+        }
+        if (QueueDatabase.Length > 0)
+        {
+            await Postgres.DropDatabaseAsync(QueueDatabase);
+        }
+    }
+
+    public async Task<T> ScalarAsync<T>(string sql, params (string Name, object Value)[] parameters)
+    {
+        await using var connection = new NpgsqlConnection(DatabaseConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value);
+        }
+        return (T)(await command.ExecuteScalarAsync())!;
+    }
+
+    public Task<long> CountEventsAsync(Guid workerId, string type) =>
+        ScalarAsync<long>("SELECT count(*) FROM worker_events WHERE worker_id = @id AND event_type = @type", ("id", workerId), ("type", type));
+}
+
+/// <summary>One running service instance on a loopback port, with gRPC clients through a real channel.</summary>
+public sealed class Host(WebApplication app, Uri address) : IAsyncDisposable
+{
+    private readonly GrpcChannel _channel = GrpcChannel.ForAddress(address);
+    private bool _stopped;
+
+    public Uri Address { get; } = address;
+    public WebApplication App { get; } = app;
+    public GrpcChannel Channel => _channel;
+
+    public static async Task<Host> StartAsync(Func<string[], WebApplication> build)
+    {
+        var app = build([]);
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new Host(app, new Uri(address));
+    }
+
+    private CallInvoker Invoker(string tenant) => _channel.Intercept(m =>
+    {
+        m.Add("x-lifeline-tenant", tenant);
+        return m;
+    });
+
+    public RegistryService.RegistryServiceClient Registry(string tenant = "default") => new(Invoker(tenant));
+
+    public QueueService.QueueServiceClient Queue(string tenant = "default") => new(Invoker(tenant));
+
+    /// <summary>Stops the instance (as a crash or a deploy would); the environment no longer needs to.</summary>
+    public async Task StopAsync()
+    {
+        if (!_stopped)
+        {
+            _stopped = true;
+            await App.StopAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _channel.Dispose();
+        await StopAsync();
+        await App.DisposeAsync();
+    }
+}
