@@ -45,7 +45,12 @@ public static class Extensions
 
     private static void AddOpenTelemetryDefaults(this IHostApplicationBuilder builder)
     {
-        var otel = builder.Services.AddOpenTelemetry()
+        // Traces and metrics cost CPU on every call; collect them only when there is somewhere to send them.
+        if (string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            return;
+        }
+        builder.Services.AddOpenTelemetry()
             .WithMetrics(metrics => metrics
                 .AddAspNetCoreInstrumentation()
                 .AddHttpClientInstrumentation()
@@ -55,11 +60,8 @@ public static class Extensions
                 .AddSource(builder.Environment.ApplicationName)
                 .AddSource("Lifeline.*")
                 .AddAspNetCoreInstrumentation(o => o.Filter = ctx => !ctx.Request.Path.StartsWithSegments("/health"))
-                .AddHttpClientInstrumentation());
-        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
-        {
-            otel.UseOtlpExporter();
-        }
+                .AddHttpClientInstrumentation())
+            .UseOtlpExporter();
     }
 
     /// <summary>Maps <c>/health</c> (everything), <c>/alive</c> (liveness), reflection and <c>grpc.health.v1</c>.</summary>

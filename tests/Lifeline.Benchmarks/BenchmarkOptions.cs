@@ -4,7 +4,7 @@ using System.Globalization;
 namespace Lifeline.Benchmarks;
 
 /// <summary>The command line: which queue service to drive, how long, where the results go.</summary>
-internal sealed record BenchmarkOptions(Uri? QueueUrl, int? QueuePid, bool Quick, string JsonPath)
+internal sealed record BenchmarkOptions(Uri? QueueUrl, int? QueuePid, bool Quick, double Scale, string JsonPath)
 {
     public const string Usage = """
         Lifeline queue benchmark: throughput and latency of the queue service through gRPC.
@@ -15,12 +15,13 @@ internal sealed record BenchmarkOptions(Uri? QueueUrl, int? QueuePid, bool Quick
                              Redis and the queue service (its Release build, as a separate process) locally
           --queue-url URL    drive an already-running queue service instead, e.g. http://127.0.0.1:5101
           --queue-pid PID    with --queue-url: read that process's memory (VmRSS, VmHWM) after each phase
-          --quick            short smoke run (small counts, under a minute)
+          --quick            short smoke run (small counts, about a minute)
+          --scale FACTOR     multiply every task count (default 1; e.g. 5 on a machine with more and faster cores)
           --json PATH        where to write the results as JSON (default: benchmark-results.json)
           --help             this text
         """;
 
-    public BenchmarkProfile Profile => Quick ? BenchmarkProfile.QuickRun : BenchmarkProfile.FullRun;
+    public BenchmarkProfile Profile => Quick ? BenchmarkProfile.Quick(Scale) : BenchmarkProfile.Full(Scale);
 
     /// <summary>False with a null <paramref name="problem"/> when only help was asked for.</summary>
     public static bool TryParse(string[] args, [NotNullWhen(true)] out BenchmarkOptions? options, out string? problem)
@@ -30,6 +31,7 @@ internal sealed record BenchmarkOptions(Uri? QueueUrl, int? QueuePid, bool Quick
         Uri? url = null;
         int? pid = null;
         var quick = false;
+        var scale = 1.0;
         var json = "benchmark-results.json";
         for (var i = 0; i < args.Length; i++)
         {
@@ -54,6 +56,13 @@ internal sealed record BenchmarkOptions(Uri? QueueUrl, int? QueuePid, bool Quick
                 case "--quick":
                     quick = true;
                     break;
+                case "--scale":
+                    if (!double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out scale) || scale is <= 0 or > 1_000)
+                    {
+                        problem = "--scale needs a positive factor, e.g. 0.5 or 5";
+                        return false;
+                    }
+                    break;
                 case "--json":
                     json = Value() ?? "";
                     if (json.Length == 0)
@@ -76,7 +85,7 @@ internal sealed record BenchmarkOptions(Uri? QueueUrl, int? QueuePid, bool Quick
             return false;
         }
 
-        options = new BenchmarkOptions(url, pid, quick, Path.GetFullPath(json));
+        options = new BenchmarkOptions(url, pid, quick, scale, Path.GetFullPath(json));
         return true;
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Lifeline.Benchmarks;
 
 if (!BenchmarkOptions.TryParse(args, out var options, out var problem))
@@ -7,12 +8,15 @@ if (!BenchmarkOptions.TryParse(args, out var options, out var problem))
     return problem is null ? 0 : 2;
 }
 
+// Ctrl+C or SIGTERM cancels the run, which then stops its queue service, PostgreSQL and Redis on the way out.
 using var cancellation = new CancellationTokenSource();
-Console.CancelKeyPress += (_, e) =>
+void Cancel(PosixSignalContext context)
 {
-    // Let the run stop its child processes (queue service, PostgreSQL, Redis) on the way out.
-    e.Cancel = true;
+    context.Cancel = true;
     cancellation.Cancel();
-};
+}
+
+using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Cancel);
+using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Cancel);
 
 return await BenchmarkRun.ExecuteAsync(options, cancellation.Token);

@@ -145,4 +145,22 @@ public sealed class LeasingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
             await env.Redis.RestartAsync();
         }
     }
+
+    [Fact]
+    public async Task Lease_with_start_hands_out_running_tasks_in_one_step()
+    {
+        var type = NewType("lease.start");
+        var task = await Client.EnqueueAsync(Spec(type, timeoutSeconds: 60));
+        var request = new LeaseTasksRequest { WorkerId = "w", TaskTypes = { type }, Start = true };
+        var leased = Assert.Single((await Client.LeaseTasksAsync(request)).Tasks);
+
+        Assert.Equal(V1.TaskStatus.Running, leased.Status);
+        Assert.NotNull(leased.StartedAt);
+        Assert.Equal(1L, await env.ScalarAsync<long>(
+            "SELECT count(*) FROM tasks WHERE id = @id AND status = 'running' AND deadline_at > now() + interval '50 seconds'", ("id", Guid.Parse(task.Id))));
+        await Client.CompleteTaskAsync(new CompleteTaskRequest { TaskId = task.Id, FencingToken = leased.FencingToken });
+        var history = (await Client.GetTaskHistoryAsync(new GetTaskHistoryRequest { TaskId = task.Id })).Events;
+        Assert.Equal(["enqueued", "leased", "completed"], history.Select(e => e.EventType));
+        Assert.Equal(V1.TaskStatus.Running, history[1].ToStatus);
+    }
 }

@@ -16,18 +16,41 @@ public sealed partial class ReadySignal : IDisposable
     private readonly ConcurrentDictionary<string, TaskCompletionSource> _waiters = new();
     private readonly IConnectionMultiplexer _redis;
     private readonly ILogger<ReadySignal> _logger;
+    private readonly CancellationTokenSource _disposed = new();
 
     public ReadySignal(IConnectionMultiplexer redis, ILogger<ReadySignal> logger)
     {
         _redis = redis;
         _logger = logger;
-        try
+        _ = SubscribeAsync();
+    }
+
+    // Redis may be down when the service starts: keep trying in the background (long polls poll meanwhile).
+    // Once subscribed, the multiplexer re-subscribes by itself after reconnects.
+    private async Task SubscribeAsync()
+    {
+        for (var attempt = 0; !_disposed.IsCancellationRequested; attempt++)
         {
-            _redis.GetSubscriber().Subscribe(Channel, (_, tenant) => WakeLocal(tenant.ToString()));
-        }
-        catch (RedisException ex)
-        {
-            LogSubscribeFailed(_logger, ex);
+            try
+            {
+                await _redis.GetSubscriber().SubscribeAsync(Channel, (_, tenant) => WakeLocal(tenant.ToString()));
+                return;
+            }
+            catch (RedisException ex)
+            {
+                if (attempt == 0)
+                {
+                    LogSubscribeFailed(_logger, ex);
+                }
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(2), _disposed.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
         }
     }
 
@@ -69,6 +92,8 @@ public sealed partial class ReadySignal : IDisposable
 
     public void Dispose()
     {
+        _disposed.Cancel();
+        _disposed.Dispose();
         try
         {
             _redis.GetSubscriber().Unsubscribe(Channel);
@@ -79,7 +104,7 @@ public sealed partial class ReadySignal : IDisposable
         }
     }
 
-    [LoggerMessage(EventId = 1201, Level = LogLevel.Warning, Message = "Could not subscribe to ready signals; long polls fall back to polling")]
+    [LoggerMessage(EventId = 1201, Level = LogLevel.Warning, Message = "Could not subscribe to ready signals yet; long polls fall back to polling until Redis answers")]
     private static partial void LogSubscribeFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 1202, Level = LogLevel.Debug, Message = "Could not publish a ready signal; other instances will find the work by polling")]

@@ -34,8 +34,7 @@ internal static class QueueServiceExtensions
             throw new InvalidOperationException("ConnectionStrings:redis is not set: the queue needs Redis for wake-up signals.");
         }
 
-        builder.Services.AddSingleton(sp => new NpgsqlDataSourceBuilder(queueDb)
-            .UseLoggerFactory(sp.GetRequiredService<ILoggerFactory>()).Build());
+        builder.Services.AddSingleton(sp => ServiceDataSource.Create(queueDb, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddDbContext<QueueDbContext>((sp, o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>()));
         builder.Services.AddSingleton<IConnectionMultiplexer>(_ =>
         {

@@ -306,7 +306,7 @@ internal static partial class RequestValidation
         var lease = Duration(v, "lease_duration", request.LeaseDuration, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1), DefaultLease);
         var wait = Duration(v, "wait", request.Wait, TimeSpan.Zero, TimeSpan.FromSeconds(30), TimeSpan.Zero);
         v.ThrowIfAny();
-        return new LeaseRequest(request.WorkerId, request.TaskTypes.Distinct(StringComparer.Ordinal).ToArray(), max, lease, wait);
+        return new LeaseRequest(request.WorkerId, request.TaskTypes.Distinct(StringComparer.Ordinal).ToArray(), max, lease, wait, request.Start);
     }
 
     public static void WorkerId(Violations v, string path, string value, bool required)

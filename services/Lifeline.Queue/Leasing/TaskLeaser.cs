@@ -9,7 +9,7 @@ using Npgsql;
 namespace Lifeline.Queue.Leasing;
 
 /// <summary>A validated LeaseTasks request.</summary>
-public sealed record LeaseRequest(string WorkerId, string[] TaskTypes, int MaxTasks, TimeSpan LeaseDuration, TimeSpan Wait);
+public sealed record LeaseRequest(string WorkerId, string[] TaskTypes, int MaxTasks, TimeSpan LeaseDuration, TimeSpan Wait, bool Start = false);
 
 /// <summary>
 /// Hands ready tasks to workers. One statement picks and leases them: for each requested type it walks
@@ -36,15 +36,18 @@ public sealed class TaskLeaser(NpgsqlDataSource dataSource, ReadySignal readySig
             SELECT id FROM locked ORDER BY priority DESC, created_at, id LIMIT @max
         ), leased AS (
             UPDATE tasks t
-            SET status = 'assigned', assigned_worker_id = @worker, fencing_token = t.fencing_token + 1,
-                lease_seconds = @lease_seconds, lease_expires_at = now() + make_interval(secs => @lease_seconds), assigned_at = now(),
-                started_at = NULL, deadline_at = NULL, progress_percent = 0, progress_message = NULL, updated_at = now()
+            SET status = CASE WHEN @start THEN 'running' ELSE 'assigned' END, assigned_worker_id = @worker,
+                fencing_token = t.fencing_token + 1, lease_seconds = @lease_seconds,
+                lease_expires_at = now() + make_interval(secs => @lease_seconds), assigned_at = now(),
+                started_at = CASE WHEN @start THEN now() END,
+                deadline_at = CASE WHEN @start THEN now() + make_interval(secs => t.timeout_seconds) END,
+                progress_percent = 0, progress_message = NULL, updated_at = now()
             FROM picked
             WHERE t.id = picked.id
             RETURNING {TaskRecord.ColumnsOf("t")}
         ), history AS (
-            {History.InsertFrom("leased", "leased", "'pending'", "'assigned'",
-                details: "jsonb_build_object('wait_ms', floor(extract(epoch FROM now() - not_before) * 1000)::bigint, 'lease_seconds', @lease_seconds)")}
+            {History.InsertFrom("leased", "leased", "'pending'", "status",
+                details: "jsonb_build_object('wait_ms', floor(extract(epoch FROM now() - not_before) * 1000)::bigint, 'lease_seconds', @lease_seconds, 'started', @start)")}
         )
         SELECT {TaskRecord.Columns} FROM leased ORDER BY priority DESC, created_at, id
         """;
@@ -74,6 +77,7 @@ public sealed class TaskLeaser(NpgsqlDataSource dataSource, ReadySignal readySig
         command.Parameters.AddWithValue("max", request.MaxTasks);
         command.Parameters.AddWithValue("worker", request.WorkerId);
         command.Parameters.AddWithValue("lease_seconds", request.LeaseDuration.TotalSeconds);
+        command.Parameters.AddWithValue("start", request.Start);
         await using var reader = await command.ExecuteReaderAsync(ct);
         var tasks = new List<TaskRecord>(request.MaxTasks);
         while (await reader.ReadAsync(ct))

@@ -31,7 +31,7 @@ internal static class RegistryServiceExtensions
             throw new InvalidOperationException("ConnectionStrings:redis is not set: the registry keeps heartbeats in Redis.");
         }
 
-        builder.Services.AddSingleton(sp => new NpgsqlDataSourceBuilder(registryDb).UseLoggerFactory(sp.GetRequiredService<ILoggerFactory>()).Build());
+        builder.Services.AddSingleton(sp => ServiceDataSource.Create(registryDb, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddDbContextFactory<RegistryDbContext>((sp, o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>()));
         builder.Services.AddSingleton<IConnectionMultiplexer>(_ =>
         {

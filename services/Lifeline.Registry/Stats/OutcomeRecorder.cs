@@ -177,12 +177,12 @@ public sealed class OutcomeRecorder(NpgsqlDataSource dataSource, BreakerStore br
                            COALESCE(sum(o.duration_ms), 0) AS duration_ms,
                            max(o.occurred_at) AS last_at,
                            count(o.outcome_id) FILTER (WHERE NOT o.success AND o.occurred_at > COALESCE(
-                               (SELECT max(x.occurred_at) FROM task_outcomes x WHERE x.worker_id = t.id AND x.success), '-infinity')) AS trailing
+                               (SELECT max(x.occurred_at) FROM task_outcomes x WHERE x.worker_id = t.id AND x.success), '-infinity')) AS trailing_failures
                     FROM target t LEFT JOIN task_outcomes o ON o.worker_id = t.id
                     GROUP BY t.id
                 )
                 INSERT INTO worker_stats AS s (worker_id, tenant_id, total, succeeded, failed, total_duration_ms, consecutive_failures, last_outcome_at, updated_at)
-                SELECT worker_id, @tenant, total, succeeded, total - succeeded, duration_ms, trailing, last_at, now() FROM rebuilt
+                SELECT worker_id, @tenant, total, succeeded, total - succeeded, duration_ms, trailing_failures, last_at, now() FROM rebuilt
                 ON CONFLICT (worker_id) DO UPDATE SET total = EXCLUDED.total, succeeded = EXCLUDED.succeeded, failed = EXCLUDED.failed,
                     total_duration_ms = EXCLUDED.total_duration_ms, consecutive_failures = EXCLUDED.consecutive_failures,
                     last_outcome_at = EXCLUDED.last_outcome_at, updated_at = now()

@@ -82,16 +82,10 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
                 return new RpcException(new Grpc.Core.Status(StatusCode.Cancelled, "The call was cancelled."));
             case NpgsqlException { IsTransient: true } or TimeoutException:
                 LogTransientFailure(logger, context.Method, ex);
-                return new Status
-                {
-                    Code = (int)Code.Unavailable,
-                    Message = "The database is temporarily unavailable; retry shortly.",
-                    Details =
-                    {
-                        Any.Pack(new ErrorInfo { Reason = "STORE_UNAVAILABLE", Domain = Domain }),
-                        Any.Pack(new RetryInfo { RetryDelay = Duration.FromTimeSpan(TimeSpan.FromSeconds(1)) }),
-                    },
-                }.ToRpcException();
+                return Unavailable("The database is temporarily unavailable; retry shortly.", "STORE_UNAVAILABLE");
+            case StackExchange.Redis.RedisException:
+                LogTransientFailure(logger, context.Method, ex);
+                return Unavailable("Redis is temporarily unavailable; retry shortly.", "REDIS_UNAVAILABLE");
             default:
                 LogUnexpectedFailure(logger, context.Method, ex);
                 return new Status
@@ -102,6 +96,17 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
                 }.ToRpcException();
         }
     }
+
+    private static RpcException Unavailable(string message, string reason) => new Status
+    {
+        Code = (int)Code.Unavailable,
+        Message = message,
+        Details =
+        {
+            Any.Pack(new ErrorInfo { Reason = reason, Domain = Domain }),
+            Any.Pack(new RetryInfo { RetryDelay = Duration.FromTimeSpan(TimeSpan.FromSeconds(1)) }),
+        },
+    }.ToRpcException();
 
     /// <summary>Builds the rich status of a domain exception (also used outside the interceptor, e.g. per-item batch results).</summary>
     public static RpcException ToRpcException(LifelineException ex)

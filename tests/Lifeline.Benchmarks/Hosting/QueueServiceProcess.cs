@@ -13,6 +13,7 @@ namespace Lifeline.Benchmarks.Hosting;
 internal sealed class QueueServiceProcess : IAsyncDisposable
 {
     private const string AssemblyMetadataKey = "QueueServiceAssembly";
+    private const string WorkerEligibilitySetting = "Queue__WorkerEligibility";
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(90);
     private readonly Process _process;
 
@@ -28,6 +29,11 @@ internal sealed class QueueServiceProcess : IAsyncDisposable
     public int Pid => _process.Id;
 
     public ServiceOutput Output { get; }
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Which workers the service lets lease (Queue:WorkerEligibility): any worker id, as no registry runs.</summary>
+    public static string WorkerEligibility => "None";
 
     /// <summary>Lifeline.Queue.dll as built with this benchmark (the csproj records its path).</summary>
     public static string AssemblyPath { get; } =
@@ -109,6 +115,8 @@ internal sealed class QueueServiceProcess : IAsyncDisposable
                 ["ConnectionStrings__queuedb"] = databaseConnectionString,
                 ["ConnectionStrings__redis"] = redisConnectionString,
                 ["Logging__Console__FormatterOptions__SingleLine"] = "true",
+                // No registry runs here to register the simulated workers; the queue's gate would refuse them.
+                [WorkerEligibilitySetting] = WorkerEligibility,
             },
         };
         var output = new ServiceOutput();

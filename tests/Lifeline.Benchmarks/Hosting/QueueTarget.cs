@@ -14,15 +14,16 @@ internal sealed class QueueTarget : IAsyncDisposable
         ["server_version", "fsync", "synchronous_commit", "full_page_writes", "wal_level", "shared_buffers", "max_connections"];
 
     private readonly IReadOnlyList<IAsyncDisposable> _owned;
+    private readonly QueueServiceProcess? _service;
 
     private QueueTarget(Uri url, int? pid, string description, IReadOnlyDictionary<string, string> postgresSettings,
-        ServiceOutput? output, IReadOnlyList<IAsyncDisposable> owned)
+        QueueServiceProcess? service, IReadOnlyList<IAsyncDisposable> owned)
     {
         Url = url;
         Pid = pid;
         Description = description;
         PostgresSettings = postgresSettings;
-        Output = output;
+        _service = service;
         _owned = owned;
     }
 
@@ -37,12 +38,21 @@ internal sealed class QueueTarget : IAsyncDisposable
     public IReadOnlyDictionary<string, string> PostgresSettings { get; }
 
     /// <summary>The service's console output, when this run started it.</summary>
-    public ServiceOutput? Output { get; }
+    public ServiceOutput? Output => _service?.Output;
 
     public ServiceMemory? ReadMemory() => Pid is { } pid ? ServiceMemory.Read(pid) : null;
 
+    /// <summary>Throws, with the service's last output, when the service this run started has died.</summary>
+    public void EnsureServiceRunning()
+    {
+        if (_service is { HasExited: true })
+        {
+            throw new InvalidOperationException($"The queue service exited during the run. Its last output:\n{_service.Output.Tail()}");
+        }
+    }
+
     public static QueueTarget Existing(Uri url, int? pid) =>
-        new(url, pid, $"existing service at {url}", new Dictionary<string, string>(), output: null, owned: []);
+        new(url, pid, $"existing service at {url}", new Dictionary<string, string>(), service: null, owned: []);
 
     /// <summary>Durable PostgreSQL cluster + Redis + the queue service as a child process.</summary>
     public static async Task<QueueTarget> StartLocalAsync(CancellationToken ct)
@@ -81,9 +91,10 @@ internal sealed class QueueTarget : IAsyncDisposable
             var service = await QueueServiceProcess.StartAsync(database, redisStart.Result.ConnectionString, ct);
             owned.Add(service);
             var description =
-                $"local: {QueueServiceProcess.AssemblyPath} (pid {service.Pid}) at {service.Url}; " +
+                $"local: {QueueServiceProcess.AssemblyPath} (pid {service.Pid}) at {service.Url}, " +
+                $"Queue:WorkerEligibility={QueueServiceProcess.WorkerEligibility} (no registry); " +
                 $"PostgreSQL {settings["server_version"]} on 127.0.0.1:{postgres.Port}; Redis on {redisStart.Result.ConnectionString}";
-            return new QueueTarget(service.Url, service.Pid, description, settings, service.Output, owned);
+            return new QueueTarget(service.Url, service.Pid, description, settings, service, owned);
         }
         catch
         {

@@ -30,12 +30,13 @@ internal sealed record MachineInfo(string Cpu, int Cores, long RamBytes, string 
 
     private static string OsName()
     {
-        var pretty = ReadLines("/etc/os-release")
-            .Where(line => line.StartsWith("PRETTY_NAME=", StringComparison.Ordinal))
-            .Select(line => line["PRETTY_NAME=".Length..].Trim('"'))
-            .FirstOrDefault();
-        return pretty is null ? RuntimeInformation.OSDescription : $"{pretty} ({RuntimeInformation.OSDescription})";
+        var kernel = ReadLines("/proc/sys/kernel/osrelease").FirstOrDefault();
+        return kernel is null ? RuntimeInformation.OSDescription : $"{RuntimeInformation.OSDescription}, kernel {kernel}";
     }
+
+    /// <summary>1, 5 and 15 minute load averages: other work on the machine competes with the benchmark for its cores.</summary>
+    public static string LoadAverage() =>
+        ReadLines("/proc/loadavg").FirstOrDefault() is { } line ? string.Join(' ', line.Split(' ').Take(3)) : "unknown";
 
     private static IEnumerable<string> ReadLines(string path)
     {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using Grpc.Core;
 using Lifeline.Benchmarks.Client;
 using Lifeline.Benchmarks.Hosting;
 using Lifeline.Queue.V1;
@@ -11,17 +12,24 @@ namespace Lifeline.Benchmarks.Scenarios;
 /// <summary>What every scenario needs: the shared channel, the target (for memory), the profile, and checks against the queue's own counts.</summary>
 internal sealed class ScenarioContext(QueueConnection connection, QueueTarget target, BenchmarkProfile profile)
 {
-    // About 100 bytes of JSON, a typical small job description.
-    private static readonly string PayloadPadding = new('x', 64);
-
     public QueueConnection Connection { get; } = connection;
 
     public QueueTarget Target { get; } = target;
 
     public BenchmarkProfile Profile { get; } = profile;
 
-    public static TaskSpec Spec(string taskType, int number) =>
-        new() { Type = taskType, Payload = $$"""{"n":{{number}},"order":"bench-{{number}}","note":"{{PayloadPadding}}"}""" };
+    /// <summary>Fails fast, with the reason, when the service does not answer at all (rather than every scenario timing out).</summary>
+    public async Task EnsureReachableAsync(CancellationToken ct)
+    {
+        try
+        {
+            await Connection.Queue.GetQueueStatsAsync(new GetQueueStatsRequest(), deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
+        }
+        catch (RpcException ex) when (!ct.IsCancellationRequested)
+        {
+            throw new InvalidOperationException($"The queue service at {Target.Url} does not answer GetQueueStats: {ex.StatusCode} {ex.Status.Detail}", ex);
+        }
+    }
 
     public static double SecondsSince(long startTimestamp, long endTimestamp) =>
         (endTimestamp - startTimestamp) / (double)Stopwatch.Frequency;

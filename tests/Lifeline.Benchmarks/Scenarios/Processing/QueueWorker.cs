@@ -4,7 +4,9 @@ using Grpc.Core;
 using Lifeline.Benchmarks.Client;
 using Lifeline.Benchmarks.Measurement;
 using Lifeline.Queue.V1;
+using QueuedTask = Lifeline.Queue.V1.Task;
 using Task = System.Threading.Tasks.Task;
+using TaskStatus = Lifeline.Queue.V1.TaskStatus;
 
 namespace Lifeline.Benchmarks.Scenarios.Processing;
 
@@ -78,11 +80,11 @@ internal sealed class QueueWorker(QueueConnection connection, string workerId, s
         }
     }
 
-    private async Task CompleteOneAsync(Queue.V1.Task task, CancellationToken ct)
+    private async Task CompleteOneAsync(QueuedTask task, CancellationToken ct)
     {
         var request = new CompleteTaskRequest { TaskId = task.Id, FencingToken = task.FencingToken, Result = Result };
         var response = await CallAsync(CompleteCall, options => connection.Queue.CompleteTaskAsync(request, options), ct);
-        if (response?.Task is { Status: Queue.V1.TaskStatus.Completed } completed)
+        if (response?.Task is { Status: TaskStatus.Completed } completed)
         {
             ledger.Completed(completed.Id);
         }
@@ -93,7 +95,7 @@ internal sealed class QueueWorker(QueueConnection connection, string workerId, s
         }
     }
 
-    private async Task CompleteAllAsync(IReadOnlyList<Queue.V1.Task> tasks, CancellationToken ct)
+    private async Task CompleteAllAsync(IReadOnlyList<QueuedTask> tasks, CancellationToken ct)
     {
         var request = new CompleteTasksRequest();
         request.Completions.AddRange(tasks.Select(t => new TaskCompletion { TaskId = t.Id, FencingToken = t.FencingToken, Result = Result }));

@@ -1,0 +1,138 @@
+using System.Globalization;
+using Lifeline.Benchmarks.Measurement;
+using Lifeline.Benchmarks.Scenarios;
+using Lifeline.Benchmarks.Scenarios.Enqueue;
+using Lifeline.Benchmarks.Scenarios.Processing;
+
+namespace Lifeline.Benchmarks.Reporting;
+
+/// <summary>The report as readable tables.</summary>
+internal static class ConsoleReport
+{
+    public static void Write(BenchmarkReport report, TextWriter writer)
+    {
+        writer.WriteLine();
+        writer.WriteLine($"Machine:  {report.Machine}");
+        writer.WriteLine($"Load:     {report.LoadAverageAtStart} at start, {report.LoadAverageAtEnd} at end (1/5/15 min, whole machine)");
+        writer.WriteLine($"Target:   {report.Target.Description}");
+        if (report.Target.PostgresSettings.Count > 0)
+        {
+            writer.WriteLine($"Postgres: {string.Join(", ", report.Target.PostgresSettings.Select(s => $"{s.Key}={s.Value}"))}");
+        }
+
+        writer.WriteLine($"Profile:  {report.Profile}; tenant {report.Tenant}; payload ~100 B JSON; one shared gRPC channel (HTTP/2)");
+
+        Section(writer, "Enqueue");
+        var enqueue = new TextTable("scenario", "tasks", "s", "tasks/s", "call p50 ms", "call p99 ms", "errors", "RSS MiB", "check");
+        foreach (var r in report.Results.Where(r => r.Kind == "enqueue"))
+        {
+            var call = r.Latencies.GetValueOrDefault(TaskProducer.EnqueueCall) ?? r.Latencies.GetValueOrDefault(TaskProducer.EnqueueBatchCall);
+            enqueue.Add(r.Name, Int(r.Tasks), Seconds(r.Seconds), Rate(r.TasksPerSecond), Ms(call?.P50Ms), Ms(call?.P99Ms),
+                Int(r.Errors), Mib(r.Memory), r.Check);
+        }
+
+        enqueue.WriteTo(writer);
+
+        Section(writer, "Processing of pre-enqueued tasks (W workers: LeaseTasks max B → StartTask each → CompleteTask(s))");
+        var processing = new TextTable("W", "B", "tasks", "s", "tasks/s", "lease p50/p99 ms", "start p50/p99 ms", "complete p50/p99 ms",
+            "errors", "RSS MiB", "check");
+        foreach (var r in report.Results.Where(r => r.Kind == "processing"))
+        {
+            processing.Add(Int(r.Workers), Int(r.BatchSize), Int(r.Tasks), Seconds(r.Seconds), Rate(r.TasksPerSecond),
+                Pair(r, QueueWorker.LeaseCall), Pair(r, QueueWorker.StartCall), Pair(r, Completion(r)), Int(r.Errors), Mib(r.Memory), r.Check);
+        }
+
+        processing.WriteTo(writer);
+
+        Section(writer, "Full cycle (producers enqueue while workers process)");
+        var fullCycle = new TextTable("scenario", "tasks", "s", "tasks/s", "enqueue p50/p99 ms", "lease p50/p99 ms", "complete p50/p99 ms",
+            "errors", "RSS MiB", "check");
+        foreach (var r in report.Results.Where(r => r.Kind == "full-cycle"))
+        {
+            var enqueueCall = r.Latencies.ContainsKey(TaskProducer.EnqueueCall) ? TaskProducer.EnqueueCall : TaskProducer.EnqueueBatchCall;
+            fullCycle.Add(r.Name, Int(r.Tasks), Seconds(r.Seconds), Rate(r.TasksPerSecond), Pair(r, enqueueCall),
+                Pair(r, QueueWorker.LeaseCall), Pair(r, Completion(r)), Int(r.Errors), Mib(r.Memory), r.Check);
+        }
+
+        fullCycle.WriteTo(writer);
+
+        if (report.Latency is { } latency)
+        {
+            Section(writer, $"Latency, processing {latency.Cell} (client-side, per call; LeaseTasks counted only when it returned a task)");
+            var table = new TextTable("call", "samples", "p50 ms", "p90 ms", "p99 ms", "max ms");
+            foreach (var (name, summary) in new[] { (QueueWorker.LeaseCall, latency.LeaseTasks), (QueueWorker.CompleteCall, latency.CompleteTask) })
+            {
+                if (summary is not null)
+                {
+                    table.Add(name, Int(summary.Count), Ms(summary.P50Ms), Ms(summary.P90Ms), Ms(summary.P99Ms), Ms(summary.MaxMs));
+                }
+            }
+
+            table.WriteTo(writer);
+        }
+
+        if (report.Memory.Count > 0)
+        {
+            Section(writer, "Service memory (/proc/PID/status after each phase)");
+            var memory = new TextTable("phase", "VmRSS MiB", "VmHWM MiB");
+            foreach (var phase in report.Memory)
+            {
+                memory.Add(phase.Phase, Mib(phase.Memory.RssMiB), Mib(phase.Memory.PeakRssMiB));
+            }
+
+            memory.WriteTo(writer);
+        }
+
+        var failures = report.Results.Where(r => r.Errors > 0 || !r.Verified).ToList();
+        if (failures.Count > 0)
+        {
+            Section(writer, "Problems");
+            foreach (var r in failures)
+            {
+                writer.WriteLine($"{r.Kind} {r.Name}: {r.Check}");
+                foreach (var error in r.ErrorDetails)
+                {
+                    writer.WriteLine($"    {error}");
+                }
+            }
+        }
+
+        if (report.ServiceWarningsAndErrors > 0)
+        {
+            Section(writer, $"Service logged {report.ServiceWarningsAndErrors} warnings/errors (first {report.ServiceLogSample.Count})");
+            foreach (var line in report.ServiceLogSample.Take(20))
+            {
+                writer.WriteLine($"    {line}");
+            }
+        }
+
+        writer.WriteLine();
+        writer.WriteLine($"Run took {report.RunSeconds:0} s.");
+        writer.WriteLine(report.AllVerified
+            ? "Every scenario accounted for every task exactly once (client ledger and the queue's stored counts agree)."
+            : "SOME SCENARIOS DID NOT ACCOUNT FOR THEIR TASKS: see the check column and Problems above.");
+    }
+
+    private static string Completion(ScenarioResult r) => r.BatchSize == 1 ? QueueWorker.CompleteCall : QueueWorker.CompleteBatchCall;
+
+    private static void Section(TextWriter writer, string title)
+    {
+        writer.WriteLine();
+        writer.WriteLine($"== {title} ==");
+    }
+
+    private static string Pair(ScenarioResult r, string call) =>
+        r.Latencies.GetValueOrDefault(call) is { } s ? $"{Ms(s.P50Ms)} / {Ms(s.P99Ms)}" : "-";
+
+    private static string Int(int value) => value.ToString("N0", CultureInfo.InvariantCulture);
+
+    private static string Rate(double value) => value.ToString("N0", CultureInfo.InvariantCulture);
+
+    private static string Seconds(double value) => value.ToString("0.0", CultureInfo.InvariantCulture);
+
+    private static string Ms(double? value) => value is { } v ? v.ToString(v < 10 ? "0.00" : "0.0", CultureInfo.InvariantCulture) : "-";
+
+    private static string Mib(ServiceMemory? memory) => memory is null ? "-" : Mib(memory.RssMiB);
+
+    private static string Mib(double value) => value.ToString("0.0", CultureInfo.InvariantCulture);
+}
