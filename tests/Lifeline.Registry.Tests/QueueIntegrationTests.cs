@@ -120,4 +120,25 @@ public sealed class QueueIntegrationTests(RegistryEnvironment env) : IClassFixtu
         Assert.Equal(worker.Id, leased.WorkerId);
         Assert.True(long.Parse(leased.Details["wait_ms"]) >= 0);
     }
+
+    [Fact]
+    public async Task Cancelling_a_leased_task_tells_the_worker_holding_it()
+    {
+        var type = NewType("cancel");
+        var worker = await Registry.RegisterAsync(Registration(capabilities: type));
+        await Registry.BeatAsync(worker);
+        await EnqueueAsync(type);
+        var task = Assert.Single((await LeaseAsync(worker.Id, type)).Tasks);
+
+        await Queue.CancelTaskAsync(new CancelTaskRequest { TaskId = task.Id, Reason = "customer withdrew" });
+
+        var beat = await Registry.BeatAsync(worker, task.Id);
+        var command = Assert.Single(beat.Commands).CancelTask;
+        Assert.Equal(task.Id, command.TaskId);
+        Assert.Equal("customer withdrew", command.Reason);
+        // Its outcome is refused: the task is cancelled.
+        var refused = await RefusedAsync(() => Queue.CompleteTaskAsync(new CompleteTaskRequest { TaskId = task.Id, FencingToken = task.FencingToken }).ResponseAsync,
+            StatusCode.FailedPrecondition);
+        Assert.Equal("INVALID_TASK_STATE", refused.ErrorInfo().Reason);
+    }
 }

@@ -1,3 +1,4 @@
+using Lifeline.Processes;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;

@@ -1,3 +1,4 @@
+using Lifeline.Processes;
 using System.ComponentModel;
 using System.Diagnostics;
 using System.Text;

@@ -1,3 +1,4 @@
+using Lifeline.Processes;
 using System.Globalization;
 
 namespace Lifeline.Testing.Internal;
