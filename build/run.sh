@@ -14,7 +14,7 @@ if ! dotnet build Lifeline.slnx -c Release -nologo -v quiet; then
   # Someone may be mid-edit elsewhere in the solution: what the apphost runs is enough.
   echo "run: the solution did not build; building only the apphost and the services it runs" >&2
   dotnet build apphost/Lifeline.AppHost/Lifeline.AppHost.csproj -c Release -nologo -v quiet
-  for project in services/*/*.csproj; do
+  for project in services/*/*.csproj gateway/*/*.csproj; do
     case "$project" in
       *ServiceDefaults*) ;;  # a library, built as a dependency of the services
       *) dotnet build "$project" -c Release -nologo -v quiet \

@@ -44,6 +44,10 @@ internal sealed class AppHost(AppHostOptions options, RepositoryLayout layout, S
                     {
                         _table.Print(force: false);
                         console.Info($"all {_ready.Count} resources are healthy; Ctrl-C stops them");
+                        if (graph.StartOrder.Any(s => s.FrontDoor))
+                        {
+                            console.Info($"gateway API keys are in {layout.CredentialsFile} (and printed above)");
+                        }
                     },
                     CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
                 await Task.Delay(Timeout.Infinite, shutdown).ConfigureAwait(false);
@@ -97,13 +101,27 @@ internal sealed class AppHost(AppHostOptions options, RepositoryLayout layout, S
             connectionStrings[grant.Database] = postgres!.ForService(grant);
         }
 
+        var credentialLines = new List<string>();
         foreach (var service in graph.StartOrder)
         {
             var environment = ServiceEnvironment.Build(service, graph.StartOrder, connectionStrings);
+            if (service.FrontDoor)
+            {
+                var keys = secrets.GetOrCreateApiKeys(DevelopmentCredentials.Wanted);
+                foreach (var (name, value) in DevelopmentCredentials.GatewayEnvironment(keys))
+                {
+                    environment[name] = value;
+                }
+
+                DevelopmentCredentials.Write(layout.CredentialsFile, service, keys);
+                credentialLines.AddRange(DevelopmentCredentials.Describe(layout.CredentialsFile, service, keys));
+            }
+
             AddSupervised(new ServiceProcess(service, assemblies[service.Name], environment, probe, _pidFiles), _services, failFast: false);
         }
 
         console.Info($"repository {layout.Root}; data in {layout.DataDirectory}; services from bin/{layout.Configuration}/{layout.TargetFramework}");
+        credentialLines.ForEach(console.Info);
 
         // Leftovers of an apphost that was killed outright, dependents first; then make sure our ports are free.
         foreach (var supervisor in Enumerable.Reverse(_services).Concat(Enumerable.Reverse(_infrastructure)))
@@ -308,6 +326,8 @@ internal sealed class AppHost(AppHostOptions options, RepositoryLayout layout, S
                     {
                         "postgres" => " (choose another with --postgres-port)",
                         "redis" => " (choose another with --redis-port)",
+                        "gateway" => " (choose others with --gateway-port and --gateway-rest-port)",
+                        _ when options.ServicePortOffset == 0 => " (run beside another suite with --service-port-offset)",
                         _ => "",
                     };
                     throw new AppHostException(

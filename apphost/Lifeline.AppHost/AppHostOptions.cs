@@ -7,13 +7,16 @@ internal sealed record AppHostOptions
 {
     public const int DefaultPostgresPort = 55432;
     public const int DefaultRedisPort = 56379;
+    public const int DefaultGatewayPort = 5100;
+    public const int DefaultGatewayRestPort = 5180;
 
     public const string Usage =
         """
         Usage: build/run.sh [options]      (or: dotnet apphost/Lifeline.AppHost/bin/Release/net10.0/Lifeline.AppHost.dll [options])
 
-        Starts PostgreSQL, Redis and every Lifeline service, restarts services that crash, and stops
-        everything on Ctrl-C / SIGTERM.
+        Starts PostgreSQL, Redis, every Lifeline service and the gateway in front of them, restarts services
+        that crash, and stops everything on Ctrl-C / SIGTERM. Development API keys for the gateway are made at
+        the first run and written to <data dir>/credentials.json.
 
         Options (environment variable in brackets):
           --postgres <connection string>  Use this PostgreSQL server (an admin role that may create roles and
@@ -22,6 +25,10 @@ internal sealed record AppHostOptions
                                           instead of a local redis-server                   [LIFELINE_REDIS]
           --postgres-port <port>          Port of the local cluster (default 55432)         [LIFELINE_POSTGRES_PORT]
           --redis-port <port>             Port of the local redis-server (default 56379)    [LIFELINE_REDIS_PORT]
+          --gateway-port <port>           The gateway's gRPC port (HTTP/2 cleartext; REST too) (default 5100)  [LIFELINE_GATEWAY_PORT]
+          --gateway-rest-port <port>      The gateway's REST port (HTTP/1.1) (default 5180)  [LIFELINE_GATEWAY_REST_PORT]
+          --service-port-offset <n>       Added to every service's port (registry 5102, queue 5101 …), to run
+                                          beside another suite (default 0)                  [LIFELINE_SERVICE_PORT_OFFSET]
           --data-dir <directory>          Cluster, Redis data and secrets (default <repo>/.lifeline)  [LIFELINE_DATA_DIR]
           --exit-when-healthy             Start everything, verify it is healthy, stop cleanly and exit 0 (CI smoke check)
           --startup-timeout <seconds>     How long --exit-when-healthy waits for health (default 180)
@@ -35,6 +42,12 @@ internal sealed record AppHostOptions
     public int PostgresPort { get; init; } = DefaultPostgresPort;
 
     public int RedisPort { get; init; } = DefaultRedisPort;
+
+    public int GatewayPort { get; init; } = DefaultGatewayPort;
+
+    public int GatewayRestPort { get; init; } = DefaultGatewayRestPort;
+
+    public int ServicePortOffset { get; init; }
 
     public string? DataDirectory { get; init; }
 
@@ -55,6 +68,9 @@ internal sealed record AppHostOptions
             ExternalRedis = NonEmpty(environment("LIFELINE_REDIS")),
             PostgresPort = ParsePort(NonEmpty(environment("LIFELINE_POSTGRES_PORT")), "LIFELINE_POSTGRES_PORT") ?? DefaultPostgresPort,
             RedisPort = ParsePort(NonEmpty(environment("LIFELINE_REDIS_PORT")), "LIFELINE_REDIS_PORT") ?? DefaultRedisPort,
+            GatewayPort = ParsePort(NonEmpty(environment("LIFELINE_GATEWAY_PORT")), "LIFELINE_GATEWAY_PORT") ?? DefaultGatewayPort,
+            GatewayRestPort = ParsePort(NonEmpty(environment("LIFELINE_GATEWAY_REST_PORT")), "LIFELINE_GATEWAY_REST_PORT") ?? DefaultGatewayRestPort,
+            ServicePortOffset = ParseOffset(NonEmpty(environment("LIFELINE_SERVICE_PORT_OFFSET")), "LIFELINE_SERVICE_PORT_OFFSET") ?? 0,
             DataDirectory = NonEmpty(environment("LIFELINE_DATA_DIR")),
         };
 
@@ -85,6 +101,9 @@ internal sealed record AppHostOptions
                 "--redis" => options with { ExternalRedis = Value() },
                 "--postgres-port" => options with { PostgresPort = ParsePort(Value(), name)!.Value },
                 "--redis-port" => options with { RedisPort = ParsePort(Value(), name)!.Value },
+                "--gateway-port" => options with { GatewayPort = ParsePort(Value(), name)!.Value },
+                "--gateway-rest-port" => options with { GatewayRestPort = ParsePort(Value(), name)!.Value },
+                "--service-port-offset" => options with { ServicePortOffset = ParseOffset(Value(), name)!.Value },
                 "--data-dir" => options with { DataDirectory = Value() },
                 "--exit-when-healthy" => options with { ExitWhenHealthy = true },
                 "--startup-timeout" => options with { StartupTimeout = ParseSeconds(Value(), name) },
@@ -106,6 +125,18 @@ internal sealed record AppHostOptions
         return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65536
             ? port
             : throw new AppHostException($"{source}: '{value}' is not a TCP port (1-65535).");
+    }
+
+    private static int? ParseOffset(string? value, string source)
+    {
+        if (value is null)
+        {
+            return null;
+        }
+
+        return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var offset) && offset <= 50_000
+            ? offset
+            : throw new AppHostException($"{source}: '{value}' is not a port offset (0-50000).");
     }
 
     private static TimeSpan ParseSeconds(string value, string source) =>

@@ -10,11 +10,24 @@ namespace Lifeline.AppHost;
 /// </summary>
 internal static class Composition
 {
-    // Ports kept for the rest of the suite: gateway 5100, checkpoint 5103, recovery 5104, backup 5105.
-    public static IReadOnlyList<ServiceDefinition> Services { get; } =
+    // Ports kept for the rest of the suite: checkpoint 5103, recovery 5104, backup 5105 (all plus --service-port-offset).
+    public static IReadOnlyList<ServiceDefinition> Services(AppHostOptions options) =>
     [
-        new("registry", "services/Lifeline.Registry/Lifeline.Registry.csproj", [Endpoint.Grpc(5102)], Database: "registrydb", DependsOn: ["redis"]),
+        new("registry", "services/Lifeline.Registry/Lifeline.Registry.csproj", [Endpoint.Grpc(5102 + options.ServicePortOffset)], Database: "registrydb", DependsOn: ["redis"]),
         // The queue admits only workers the registry knows (its Redis mirror) and reports outcomes to it.
-        new("queue", "services/Lifeline.Queue/Lifeline.Queue.csproj", [Endpoint.Grpc(5101)], Database: "queuedb", DependsOn: ["redis", "registry"]),
+        new("queue", "services/Lifeline.Queue/Lifeline.Queue.csproj", [Endpoint.Grpc(5101 + options.ServicePortOffset)], Database: "queuedb", DependsOn: ["redis", "registry"]),
+        // The single front door: routes to every service it finds a services__<name>__grpc__0 for; its /health aggregates them.
+        // It gets the development API keys (hashes only); FrontDoor makes the apphost print them and write credentials.json.
+        new("gateway", "gateway/Lifeline.Gateway/Lifeline.Gateway.csproj",
+            [Endpoint.Grpc(options.GatewayPort), Endpoint.Rest(options.GatewayRestPort)],
+            DependsOn: ["queue", "registry"],
+            Environment: new Dictionary<string, string?>
+            {
+                // Two listeners of different protocols, so not ASPNETCORE_URLS.
+                ["ASPNETCORE_URLS"] = null,
+                ["Gateway__GrpcEndpoint"] = $"127.0.0.1:{options.GatewayPort}",
+                ["Gateway__RestEndpoint"] = $"127.0.0.1:{options.GatewayRestPort}",
+            },
+            FrontDoor: true),
     ];
 }

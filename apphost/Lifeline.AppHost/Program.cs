@@ -20,7 +20,7 @@ try
     }
 
     layout = RepositoryLayout.Locate(options.DataDirectory);
-    graph = ServiceGraph.Create(Composition.Services);
+    graph = ServiceGraph.Create(Composition.Services(options));
 }
 catch (AppHostException ex)
 {

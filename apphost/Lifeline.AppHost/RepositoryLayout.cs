@@ -34,6 +34,9 @@ internal sealed class RepositoryLayout
 
     public string SecretsFile => Path.Combine(DataDirectory, "secrets.json");
 
+    /// <summary>The gateway's URLs and development API keys, for tools and workers (mode 0600).</summary>
+    public string CredentialsFile => Path.Combine(DataDirectory, "credentials.json");
+
     public static RepositoryLayout Locate(string? dataDirectory)
     {
         var baseDirectory = AppContext.BaseDirectory;

@@ -43,7 +43,8 @@ public static class Extensions
         return builder;
     }
 
-    private static void AddOpenTelemetryDefaults(this IHostApplicationBuilder builder)
+    /// <summary>Traces and metrics over OTLP, only when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set (also used by the gateway).</summary>
+    public static void AddOpenTelemetryDefaults(this IHostApplicationBuilder builder)
     {
         // Traces and metrics cost CPU on every call; collect them only when there is somewhere to send them.
         if (string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))

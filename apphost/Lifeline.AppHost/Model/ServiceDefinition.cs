@@ -6,12 +6,16 @@ namespace Lifeline.AppHost.Model;
 /// <param name="Endpoints">Loopback endpoints; the first also answers <c>GET /health</c>.</param>
 /// <param name="Database">The service's own PostgreSQL database (and <c>ConnectionStrings__{Database}</c>), if any.</param>
 /// <param name="DependsOn">Resources that must be healthy first: "postgres", "redis" or other services.</param>
+/// <param name="Environment">Extra environment variables of the service; a null value removes one (also one the apphost sets).</param>
+/// <param name="FrontDoor">The gateway: it gets the development API keys (as hashes), which the apphost prints.</param>
 internal sealed record ServiceDefinition(
     string Name,
     string Project,
     IReadOnlyList<Endpoint> Endpoints,
     string? Database = null,
-    IReadOnlyList<string>? DependsOn = null)
+    IReadOnlyList<string>? DependsOn = null,
+    IReadOnlyDictionary<string, string?>? Environment = null,
+    bool FrontDoor = false)
 {
     /// <summary>Declared dependencies plus "postgres" when the service has a database.</summary>
     public IReadOnlyList<string> Dependencies { get; } =
@@ -27,6 +31,9 @@ internal sealed record Endpoint(string Name, int Port)
 {
     /// <summary>Cleartext HTTP/2 (h2c), as every Lifeline service serves gRPC.</summary>
     public static Endpoint Grpc(int port) => new("grpc", port);
+
+    /// <summary>REST over HTTP/1.1 (the gateway's second listener).</summary>
+    public static Endpoint Rest(int port) => new("rest", port);
 
     public Uri Url => new($"http://127.0.0.1:{Port}");
 

@@ -68,13 +68,36 @@ internal sealed class SecretStore
         return password;
     }
 
+    /// <summary>The gateway's development API keys: those in secrets.json, plus any of <paramref name="wanted"/> not there yet.</summary>
+    public IReadOnlyList<ApiKeySecret> GetOrCreateApiKeys(IEnumerable<(string Name, string Tenant, string Role)> wanted)
+    {
+        var changed = false;
+        foreach (var (name, tenant, role) in wanted)
+        {
+            if (_document.ApiKeys.All(k => k.Name != name))
+            {
+                _document.ApiKeys.Add(new ApiKeySecret { Name = name, Tenant = tenant, Role = role, Key = "llk_" + RandomNumberGenerator.GetString(Alphabet, 40) });
+                changed = true;
+            }
+        }
+
+        if (changed)
+        {
+            Save();
+        }
+
+        return _document.ApiKeys;
+    }
+
     private static string NewPassword() => RandomNumberGenerator.GetString(Alphabet, 32);
 
+    private void Save() => WriteOwnerOnly(_path, stream => JsonSerializer.Serialize(stream, _document, SecretsJsonContext.Default.SecretsDocument));
+
     /// <summary>Written to a 0600 temporary file, then renamed over the old one: never readable by others, never half-written.</summary>
-    private void Save()
+    public static void WriteOwnerOnly(string path, Action<Stream> write)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
-        var temporary = _path + ".tmp";
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var temporary = path + ".tmp";
         using (var stream = new FileStream(temporary, new FileStreamOptions
         {
             Mode = FileMode.Create,
@@ -82,12 +105,12 @@ internal sealed class SecretStore
             UnixCreateMode = OwnerOnly,
         }))
         {
-            JsonSerializer.Serialize(stream, _document, SecretsJsonContext.Default.SecretsDocument);
+            write(stream);
             stream.Flush(flushToDisk: true);
         }
 
         File.SetUnixFileMode(temporary, OwnerOnly);
-        File.Move(temporary, _path, overwrite: true);
+        File.Move(temporary, path, overwrite: true);
     }
 }
 
@@ -96,6 +119,20 @@ internal sealed class SecretsDocument
     public string? PostgresSuperuserPassword { get; set; }
 
     public Dictionary<string, string> RolePasswords { get; init; } = new(StringComparer.Ordinal);
+
+    public List<ApiKeySecret> ApiKeys { get; init; } = [];
+}
+
+/// <summary>A gateway API key for local development, bound to one tenant and role.</summary>
+internal sealed class ApiKeySecret
+{
+    public string Name { get; set; } = "";
+
+    public string Tenant { get; set; } = "";
+
+    public string Role { get; set; } = "";
+
+    public string Key { get; set; } = "";
 }
 
 [JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.Json;
 using Lifeline.AppHost.Supervision;
 
 namespace Lifeline.AppHost.Services;
@@ -25,7 +26,7 @@ internal sealed class HealthProbe : IDisposable
         try
         {
             using var response = await _client.GetAsync(healthUri, cancellationToken).ConfigureAwait(false);
-            var body = (await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false)).Trim();
+            var body = StatusOf((await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false)).Trim());
             return (response.StatusCode, body) switch
             {
                 (HttpStatusCode.OK, "Healthy") => HealthResult.Healthy,
@@ -40,4 +41,25 @@ internal sealed class HealthProbe : IDisposable
     }
 
     public void Dispose() => _client.Dispose();
+
+    /// <summary>Services answer <c>Healthy</c>; the gateway answers <c>{"status":"Healthy","services":{…}}</c>.</summary>
+    private static string StatusOf(string body)
+    {
+        if (!body.StartsWith('{'))
+        {
+            return body;
+        }
+
+        try
+        {
+            using var document = JsonDocument.Parse(body);
+            return document.RootElement.TryGetProperty("status", out var status) && status.ValueKind == JsonValueKind.String
+                ? status.GetString()!
+                : body;
+        }
+        catch (JsonException)
+        {
+            return body;
+        }
+    }
 }

@@ -45,6 +45,11 @@ internal static class ServiceEnvironment
             }
         }
 
+        foreach (var (name, value) in service.Environment ?? new Dictionary<string, string?>())
+        {
+            environment[name] = value;
+        }
+
         foreach (var other in allServices.Where(s => s.Name != service.Name))
         {
             foreach (var endpoint in other.Endpoints)

@@ -14,7 +14,7 @@ internal sealed class ServiceProcess(
 
     public string Name => definition.Name;
 
-    public string Url => definition.PrimaryEndpoint.ToString();
+    public string Url => string.Join(' ', definition.Endpoints);
 
     public IReadOnlyList<int> Ports => [.. definition.Endpoints.Select(e => e.Port)];
 

@@ -86,7 +86,15 @@ public sealed partial class OutcomeReporter(
             var request = new RecordTaskOutcomesRequest();
             request.Outcomes.AddRange(tenantEvents.Select(ToOutcome));
             var headers = new Metadata { { Tenant.HeaderName, tenantEvents.Key } };
-            await registry.RecordTaskOutcomesAsync(request, headers, cancellationToken: ct);
+            try
+            {
+                await registry.RecordTaskOutcomesAsync(request, headers, cancellationToken: ct);
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.InvalidArgument)
+            {
+                // A batch the registry will never accept must not stall reporting for good: skip it, loudly.
+                LogBatchRefused(logger, request.Outcomes.Count, tenantEvents.Key, ex);
+            }
         }
         if (next.CompareTo(cursor) > 0)
         {
@@ -152,6 +160,9 @@ public sealed partial class OutcomeReporter(
 
     [LoggerMessage(EventId = 1502, Level = LogLevel.Information, Message = "This instance reports task outcomes to the registry")]
     private static partial void LogLeading(ILogger logger);
+
+    [LoggerMessage(EventId = 1504, Level = LogLevel.Error, Message = "The registry refused {Count} outcomes of tenant {Tenant} as invalid; they are skipped")]
+    private static partial void LogBatchRefused(ILogger logger, int count, string tenant, Exception exception);
 
     [LoggerMessage(EventId = 1503, Level = LogLevel.Warning, Message = "Reporting task outcomes failed; retrying")]
     private static partial void LogReportFailed(ILogger logger, Exception exception);

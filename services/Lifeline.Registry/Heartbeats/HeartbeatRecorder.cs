@@ -32,11 +32,13 @@ public sealed partial class HeartbeatRecorder(
         var result = await mirror.HeartbeatAsync(tenant, beat.WorkerId, beat.SessionEpoch, beat.Status, beat.RunningTaskIds, beat.Load);
         if (result.Result == BeatResult.UnknownInRedis)
         {
-            // Redis lost the entry (or never had it): PostgreSQL decides, and the entry is written back.
+            // Redis lost the entry (or never had it): PostgreSQL decides, and the entry is written back with its
+            // heartbeat clock running (in one batch), so a liveness pass between the rewrite and this beat does not
+            // find an entry without a heartbeat and announce a lapse of a worker that is beating right now.
             var worker = await directory.GetAsync(tenant, beat.WorkerId, ct);
             if (worker.DeregisteredAt is null)
             {
-                await mirror.WriteWorkerAsync(worker, await breakers.GetStateAsync(worker.Id, ct), alive: false);
+                await mirror.WriteWorkerAsync(worker, await breakers.GetStateAsync(worker.Id, ct), alive: true);
                 result = await mirror.HeartbeatAsync(tenant, beat.WorkerId, beat.SessionEpoch, beat.Status, beat.RunningTaskIds, beat.Load);
             }
             else

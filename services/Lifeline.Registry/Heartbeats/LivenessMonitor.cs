@@ -103,6 +103,23 @@ public sealed partial class LivenessMonitor(
             else if (status != "offline" && !alive)
             {
                 var claim = await mirror.ClaimLapseAsync(tenant, id, DateTime.UtcNow);
+                if (claim is { Epoch: 0 })
+                {
+                    // No mirror entry at all: Redis lost its data, so beats since could not be recorded (the worker
+                    // may be beating right now). Write the entry back from PostgreSQL with a fresh heartbeat clock;
+                    // a worker that is really gone lapses one TTL later and is announced lost then.
+                    if (await directory.FindAsync(tenant, id, ct) is { DeregisteredAt: null } worker)
+                    {
+                        await mirror.WriteWorkerAsync(worker, await breakers.GetStateAsync(id, ct), alive: true);
+                    }
+                    continue;
+                }
+                if (claim is null && await mirror.IsAliveAsync(tenant, id))
+                {
+                    continue; // it beat again since the check above: not lost
+                }
+                // Won the claim, or another instance claimed the lapse in Redis (and may have crashed before
+                // PostgreSQL knew): the transition to offline happens once either way.
                 var running = claim?.Running ?? [];
                 if (await directory.MarkLostAsync(tenant, id, running, ct) is not null)
                 {

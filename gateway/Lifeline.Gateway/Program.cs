@@ -1,0 +1,4 @@
+using Lifeline.Gateway;
+
+var app = GatewayApplication.Build(args);
+await app.RunAsync();

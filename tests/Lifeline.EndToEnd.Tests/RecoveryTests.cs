@@ -1,0 +1,100 @@
+using System.Diagnostics;
+using System.Net;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Lifeline.EndToEnd.Tests.Suite;
+using Lifeline.Processes;
+using Lifeline.Queue.V1;
+using Lifeline.Registry.V1;
+
+namespace Lifeline.EndToEnd.Tests;
+
+/// <summary>A crashed service is restarted by the apphost, and the suite heals without anyone's help.</summary>
+[Collection(SuiteCollection.Name)]
+public sealed class RecoveryTests(SuiteFixture suite)
+{
+    // Only this test's own worker leases this type.
+    private const string TaskType = "e2e.recovery";
+
+    [Fact]
+    public async Task Killing_the_queue_service_makes_the_apphost_restart_it_and_a_new_task_completes()
+    {
+        var killed = suite.ResourcePid("queue") ?? throw new InvalidOperationException($"no live queue pid in {suite.DataDirectory}/run/queue.pid");
+        Assert.Contains("Lifeline.Queue.dll", UnixProcess.CommandLine(killed), StringComparison.Ordinal);
+
+        Assert.True(UnixProcess.Signal(killed, UnixProcess.SigKill), $"could not SIGKILL queue pid {killed}");
+        Assert.True(await UnixProcess.WaitForExitAsync(killed, TimeSpan.FromSeconds(10)), $"queue pid {killed} survived SIGKILL");
+
+        // The apphost notices, restarts it (backoff from 1 s) and records the new pid.
+        var restarted = await EventuallyAsync(
+            () => Task.FromResult(suite.ResourcePid("queue") is { } pid && pid != killed && UnixProcess.CommandLine(pid).Contains("Lifeline.Queue.dll", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(90));
+        Assert.True(restarted, $"the queue was not restarted within 90 s\n{suite.ApphostLogTail()}");
+        await suite.WaitUntilHealthyAsync(TimeSpan.FromSeconds(90));
+
+        // Healed: a task enqueued over REST now is leased, started and completed over gRPC.
+        var taskId = await EventuallyValueAsync(() => suite.EnqueueOverRestAsync(Keys.DefaultWorker, TaskType, """{"after":"restart"}"""));
+        var registry = suite.Registry(Keys.DefaultWorker);
+        var worker = (await registry.RegisterWorkerAsync(new RegisterWorkerRequest
+        {
+            Name = $"e2e-recovery-{Guid.NewGuid():N}", Type = WorkerType.Standalone, Capabilities = { TaskType },
+        })).Worker;
+        try
+        {
+            var queue = suite.Queue(Keys.DefaultWorker);
+            var leased = await EventuallyValueAsync(async () =>
+            {
+                var response = await queue.LeaseTasksAsync(new LeaseTasksRequest
+                {
+                    WorkerId = worker.Id, TaskTypes = { TaskType }, MaxTasks = 1, Wait = Duration.FromTimeSpan(TimeSpan.FromSeconds(5)),
+                });
+                return response.Tasks.SingleOrDefault(t => t.Id == taskId) ?? throw new InvalidOperationException("our task was not leased yet");
+            });
+            await queue.StartTaskAsync(new StartTaskRequest { TaskId = taskId, FencingToken = leased.FencingToken });
+            await queue.CompleteTaskAsync(new CompleteTaskRequest { TaskId = taskId, FencingToken = leased.FencingToken, Result = """{"healed":true}""" });
+        }
+        finally
+        {
+            await registry.DeregisterWorkerAsync(new DeregisterWorkerRequest { WorkerId = worker.Id });
+        }
+
+        var task = await suite.GetTaskAsync(taskId);
+        Assert.Equal(TaskStatus.Completed, task.Status);
+        Assert.True(SuiteCalls.SameJson("""{"healed":true}""", task.Result), task.Result);
+        Assert.Equal(HttpStatusCode.OK, await suite.HealthAsync());
+    }
+
+    private static async Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        while (stopwatch.Elapsed < timeout)
+        {
+            if (await condition())
+            {
+                return true;
+            }
+
+            await Task.Delay(250);
+        }
+
+        return false;
+    }
+
+    /// <summary>Retries a call for a while: right after a restart the gateway may still see the old connection fail.</summary>
+    private static async Task<T> EventuallyValueAsync<T>(Func<Task<T>> call)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                return await call();
+            }
+            catch (Exception ex) when (ex is RpcException or InvalidOperationException or Xunit.Sdk.XunitException or HttpRequestException
+                && stopwatch.Elapsed < TimeSpan.FromSeconds(30))
+            {
+                await Task.Delay(500);
+            }
+        }
+    }
+}

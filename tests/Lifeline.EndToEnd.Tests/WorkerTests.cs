@@ -1,0 +1,80 @@
+using System.Text.Json.Nodes;
+using Lifeline.EndToEnd.Tests.Suite;
+using Xunit.Abstractions;
+
+namespace Lifeline.EndToEnd.Tests;
+
+/// <summary>Tasks enqueued over REST are run by real worker processes over gRPC, both through the gateway.</summary>
+[Collection(SuiteCollection.Name)]
+public sealed class WorkerTests(SuiteFixture suite, ITestOutputHelper output)
+{
+    private static readonly TimeSpan WorkerTimeout = TimeSpan.FromSeconds(120);
+
+    [Fact]
+    public async Task Python_worker_completes_an_echo_task_and_fails_a_fail_task_enqueued_over_rest()
+    {
+        var (echo, fail, payload) = await EnqueueDemoTasksAsync();
+
+        var generate = await ProcessRun.RunAsync(
+            "/bin/bash", [Path.Combine(suite.RepositoryRoot, "workers/python/generate.sh")], suite.RepositoryRoot, TimeSpan.FromSeconds(60));
+        Assert.True(generate.ExitCode == 0, generate.ToString());
+
+        var worker = await ProcessRun.RunAsync(
+            "/usr/bin/python3",
+            [
+                Path.Combine(suite.RepositoryRoot, "workers/python/example_worker.py"),
+                "--credentials", suite.CredentialsFile, "--key-name", Keys.DefaultWorker,
+                "--name", $"e2e-python-{Guid.NewGuid():N}", "--once", "2", "--poll-seconds", "5",
+            ],
+            suite.RepositoryRoot,
+            WorkerTimeout);
+        output.WriteLine(worker.ToString());
+        Assert.True(worker.ExitCode == 0, worker.ToString());
+        Assert.Contains("done: 1 completed, 1 failed", worker.Output, StringComparison.Ordinal);
+
+        await AssertOutcomesAsync(echo, fail, payload, worker);
+    }
+
+    [Fact]
+    public async Task Dotnet_demo_worker_completes_an_echo_task_and_fails_a_fail_task_enqueued_over_rest()
+    {
+        var (echo, fail, payload) = await EnqueueDemoTasksAsync();
+
+        var worker = await ProcessRun.RunAsync(
+            SuiteFixture.DotnetHost(),
+            [
+                suite.BuiltAssembly("workers/dotnet/Lifeline.DemoWorker", "Lifeline.DemoWorker"),
+                "--credentials", suite.CredentialsFile, "--key-name", Keys.DefaultWorker,
+                "--name", $"e2e-dotnet-{Guid.NewGuid():N}", "--once", "2",
+            ],
+            suite.RepositoryRoot,
+            WorkerTimeout);
+        output.WriteLine(worker.ToString());
+        Assert.True(worker.ExitCode == 0, worker.ToString());
+        Assert.Contains("done: 1 completed, 1 failed", worker.Output, StringComparison.Ordinal);
+
+        await AssertOutcomesAsync(echo, fail, payload, worker);
+    }
+
+    private async Task<(string Echo, string Fail, string Payload)> EnqueueDemoTasksAsync()
+    {
+        var payload = new JsonObject { ["greeting"] = "hello", ["run"] = Guid.NewGuid().ToString("N"), ["n"] = 42 }.ToJsonString();
+        var echo = await suite.EnqueueOverRestAsync(Keys.DefaultOperator, "demo.echo", payload);
+        var fail = await suite.EnqueueOverRestAsync(Keys.DefaultWorker, "demo.fail", "{}");
+        return (echo, fail, payload);
+    }
+
+    private async Task AssertOutcomesAsync(string echoId, string failId, string payload, ProcessRun worker)
+    {
+        var echo = await suite.GetTaskAsync(echoId);
+        Assert.True(echo.Status == TaskStatus.Completed, $"echo task is {echo.Status}\n{worker}");
+        var result = JsonNode.Parse(echo.Result);
+        Assert.True(SuiteCalls.SameJson(payload, result?["echo"]?.ToJsonString()), $"result {echo.Result} does not echo {payload}");
+
+        var fail = await suite.GetTaskAsync(failId);
+        Assert.True(fail.Status == TaskStatus.Failed, $"fail task is {fail.Status}\n{worker}");
+        Assert.Equal("DEMO_FAILURE", fail.Error.Code);
+        Assert.False(fail.Error.Retryable);
+        Assert.Equal(echo.AssignedWorkerId, fail.AssignedWorkerId);
+    }
+}

@@ -1,0 +1,267 @@
+using System.Collections.Concurrent;
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using Grpc.Net.Client;
+using Lifeline.Gateway;
+using Lifeline.Gateway.Routing;
+using Lifeline.Gateway.Security;
+using Lifeline.Queue;
+using Lifeline.Queue.V1;
+using Lifeline.Registry;
+using Lifeline.Registry.V1;
+using Lifeline.Testing;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Lifeline.Gateway.Tests;
+
+/// <summary>
+/// A registry and a queue (own databases, own Redis) as in production, and a gateway in front of them with
+/// the test API keys below. The gateway's unary activity timeout is short (2 s), so a stream that outlives it
+/// proves streams use their own, long one. The queue records the headers each call arrived with.
+/// </summary>
+public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
+{
+    public const string SigningKey = "test-signing-key-of-at-least-32-bytes!!";
+
+    /// <summary>name → (tenant, role, key).</summary>
+    public static readonly IReadOnlyDictionary<string, (string Tenant, string Role, string Key)> Keys =
+        new Dictionary<string, (string, string, string)>
+        {
+            ["default-reader"] = ("default", "reader", "key-default-reader-0123456789"),
+            ["default-worker"] = ("default", "worker", "key-default-worker-0123456789"),
+            ["default-operator"] = ("default", "operator", "key-default-operator-0123456789"),
+            ["acme-worker"] = ("acme", "worker", "key-acme-worker-0123456789"),
+            ["acme-operator"] = ("acme", "operator", "key-acme-operator-0123456789"),
+            ["limited-worker"] = ("default", "worker", "key-limited-worker-0123456789"),
+            ["limited-rest"] = ("default", "worker", "key-limited-rest-0123456789"),
+        };
+
+    private readonly List<IAsyncDisposable> _hosts = [];
+
+    public ServiceHost Registry { get; private set; } = null!;
+    public ServiceHost Queue { get; private set; } = null!;
+    public GatewayHost Gateway { get; private set; } = null!;
+    public string QueueDatabase { get; private set; } = "";
+
+    /// <summary>Headers of every call the queue received: x-trace-id, traceparent, x-lifeline-tenant, authorization, x-api-key.</summary>
+    public ConcurrentQueue<IReadOnlyDictionary<string, string>> QueueRequests { get; } = new();
+
+    public static string Key(string name) => Keys[name].Key;
+
+    protected override async Task OnInitializedAsync()
+    {
+        Registry = await StartRegistryAsync();
+        QueueDatabase = await Postgres.CreateDatabaseAsync("queue_for_gateway");
+        Queue = await StartQueueAsync();
+        Gateway = await StartGatewayAsync();
+    }
+
+    public async Task<ServiceHost> StartRegistryAsync()
+    {
+        var config = new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:registrydb"] = DatabaseConnectionString,
+            ["ConnectionStrings:redis"] = RedisConnectionString,
+            ["Registry:HeartbeatInterval"] = "00:00:01",
+            ["Registry:MonitorInterval"] = "00:00:00.100",
+            ["Registry:WatchPollInterval"] = "00:00:00.050",
+        };
+        return Track(await ServiceHost.StartAsync(args => RegistryApplication.Build(args, b => ConfigureService(b, config))));
+    }
+
+    private async Task<ServiceHost> StartQueueAsync()
+    {
+        var config = new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:queuedb"] = QueueDatabase,
+            ["ConnectionStrings:redis"] = RedisConnectionString,
+            ["services:registry:grpc:0"] = Registry.Address.ToString(),
+            ["Queue:WatchPollInterval"] = "00:00:00.050",
+        };
+        return Track(await ServiceHost.StartAsync(args => QueueApplication.Build(args, b =>
+        {
+            ConfigureService(b, config);
+            b.Services.AddSingleton<IStartupFilter>(new HeaderRecorder(QueueRequests));
+        })));
+    }
+
+    /// <summary>A gateway in front of the given registry (default: the environment's) and the queue.</summary>
+    public async Task<GatewayHost> StartGatewayAsync(IDictionary<string, string?>? settings = null, ServiceHost? registry = null)
+    {
+        var config = new Dictionary<string, string?>
+        {
+            ["services:queue:grpc:0"] = Queue.Address.ToString(),
+            ["services:registry:grpc:0"] = (registry ?? Registry).Address.ToString(),
+            ["Gateway:GrpcEndpoint"] = "127.0.0.1:0",
+            ["Gateway:RestEndpoint"] = "127.0.0.1:0",
+            ["Gateway:ActivityTimeout"] = "00:00:02",
+            ["Gateway:HealthCacheDuration"] = "00:00:00",
+            ["Gateway:Jwt:SigningKey"] = SigningKey,
+        };
+        var i = 0;
+        foreach (var (name, (tenant, role, key)) in Keys)
+        {
+            config[$"Gateway:ApiKeys:{i}:Name"] = name;
+            config[$"Gateway:ApiKeys:{i}:Tenant"] = tenant;
+            config[$"Gateway:ApiKeys:{i}:Role"] = role;
+            config[$"Gateway:ApiKeys:{i}:Sha256"] = ApiKeyStore.Hash(key);
+            i++;
+        }
+
+        foreach (var (k, v) in settings ?? new Dictionary<string, string?>())
+        {
+            config[k] = v;
+        }
+
+        var app = GatewayApplication.Build([], b =>
+        {
+            b.Configuration.AddInMemoryCollection(config);
+            b.Logging.SetMinimumLevel(LogLevel.Warning);
+        });
+        await app.StartAsync();
+        return Track(new GatewayHost(app));
+    }
+
+    private T Track<T>(T host) where T : IAsyncDisposable
+    {
+        lock (_hosts)
+        {
+            _hosts.Add(host);
+        }
+
+        return host;
+    }
+
+    private static void ConfigureService(WebApplicationBuilder builder, Dictionary<string, string?> config)
+    {
+        builder.Configuration.AddInMemoryCollection(config);
+        builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0, o => o.Protocols = HttpProtocols.Http2));
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+    }
+
+    protected override async Task OnDisposingAsync()
+    {
+        foreach (var host in Enumerable.Reverse(_hosts))
+        {
+            await host.DisposeAsync();
+        }
+
+        if (QueueDatabase.Length > 0)
+        {
+            await Postgres.DropDatabaseAsync(QueueDatabase);
+        }
+    }
+
+    /// <summary>Records the headers of every request, before anything else sees them.</summary>
+    private sealed class HeaderRecorder(ConcurrentQueue<IReadOnlyDictionary<string, string>> into) : IStartupFilter
+    {
+        private static readonly string[] Recorded = ["x-trace-id", "traceparent", "x-lifeline-tenant", "authorization", "x-api-key"];
+
+        public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+        {
+            app.Use(async (HttpContext context, RequestDelegate nextMiddleware) =>
+            {
+                into.Enqueue(Recorded
+                    .Where(h => context.Request.Headers.ContainsKey(h))
+                    .ToDictionary(h => h, h => context.Request.Headers[h].ToString(), StringComparer.Ordinal));
+                await nextMiddleware(context);
+            });
+            next(app);
+        };
+    }
+}
+
+/// <summary>A service instance on a loopback port.</summary>
+public sealed class ServiceHost(WebApplication app, Uri address) : IAsyncDisposable
+{
+    private bool _stopped;
+
+    public Uri Address { get; } = address;
+
+    public static async Task<ServiceHost> StartAsync(Func<string[], WebApplication> build)
+    {
+        var app = build([]);
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new ServiceHost(app, new Uri(address));
+    }
+
+    public async Task StopAsync()
+    {
+        if (!_stopped)
+        {
+            _stopped = true;
+            await app.StopAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        await app.DisposeAsync();
+    }
+}
+
+/// <summary>The gateway in-process, with clients that present a key (or none) through a real channel.</summary>
+public sealed class GatewayHost : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly GrpcChannel _channel;
+
+    public GatewayHost(WebApplication app)
+    {
+        _app = app;
+        var endpoints = app.Services.GetRequiredService<GatewayEndpoints>();
+        Grpc = endpoints.Grpc;
+        Rest = endpoints.Rest;
+        _channel = GrpcChannel.ForAddress(Grpc, new GrpcChannelOptions { MaxReceiveMessageSize = null });
+        RestClient = new HttpClient { BaseAddress = Rest, DefaultRequestVersion = System.Net.HttpVersion.Version11 };
+    }
+
+    /// <summary>gRPC and REST over HTTP/2.</summary>
+    public Uri Grpc { get; }
+
+    /// <summary>REST over HTTP/1.1.</summary>
+    public Uri Rest { get; }
+
+    public GrpcChannel Channel => _channel;
+
+    /// <summary>Plain HTTP/1.1 client of the REST port.</summary>
+    public HttpClient RestClient { get; }
+
+    /// <summary>A call invoker that sends <c>authorization: Bearer</c> with the named key (none when null) and any extra headers.</summary>
+    public CallInvoker Invoker(string? keyName, params (string Name, string Value)[] headers) => _channel.Intercept(m =>
+    {
+        if (keyName is not null)
+        {
+            m.Add("authorization", "Bearer " + GatewayEnvironment.Key(keyName));
+        }
+
+        foreach (var (name, value) in headers)
+        {
+            m.Add(name, value);
+        }
+
+        return m;
+    });
+
+    public QueueService.QueueServiceClient Queue(string? keyName, params (string Name, string Value)[] headers) => new(Invoker(keyName, headers));
+
+    public RegistryService.RegistryServiceClient Registry(string? keyName, params (string Name, string Value)[] headers) => new(Invoker(keyName, headers));
+
+    public async ValueTask DisposeAsync()
+    {
+        RestClient.Dispose();
+        _channel.Dispose();
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}

@@ -1,0 +1,38 @@
+using Google.Rpc;
+using Grpc.Core;
+
+namespace Lifeline.Worker.Internal;
+
+/// <summary>Reads Lifeline's refusals: gRPC status codes with a <c>google.rpc.ErrorInfo</c> reason.</summary>
+internal static class RpcErrors
+{
+    /// <summary>The ErrorInfo reason (e.g. <c>STALE_FENCING_TOKEN</c>), or an empty string.</summary>
+    public static string Reason(RpcException exception)
+    {
+        try
+        {
+            return exception.GetRpcStatus()?.GetDetail<ErrorInfo>()?.Reason ?? "";
+        }
+        catch (Google.Protobuf.InvalidProtocolBufferException)
+        {
+            return "";
+        }
+    }
+
+    /// <summary>The lease is no longer ours: the task ended, was cancelled, or someone else holds it now.</summary>
+    public static bool LeaseIsGone(RpcException exception) =>
+        exception.StatusCode is StatusCode.FailedPrecondition or StatusCode.NotFound;
+
+    /// <summary>Waiting and trying again may help.</summary>
+    public static bool IsTransient(RpcException exception) =>
+        exception.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.ResourceExhausted
+            or StatusCode.Aborted or StatusCode.Internal or StatusCode.Unknown;
+
+    public static string Describe(RpcException exception)
+    {
+        var reason = Reason(exception);
+        return reason.Length == 0
+            ? $"{exception.StatusCode}: {exception.Status.Detail}"
+            : $"{exception.StatusCode} ({reason}): {exception.Status.Detail}";
+    }
+}

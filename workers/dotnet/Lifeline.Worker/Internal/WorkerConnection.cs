@@ -1,0 +1,69 @@
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using Grpc.Net.Client;
+using Lifeline.Queue.V1;
+using Lifeline.Registry.V1;
+
+namespace Lifeline.Worker.Internal;
+
+/// <summary>The channels to the gateway (or to the queue and registry directly) and the clients on them.</summary>
+internal sealed class WorkerConnection : IDisposable
+{
+    private readonly GrpcChannel _channel;
+    private readonly GrpcChannel? _registryChannel;
+    private readonly TimeSpan _callTimeout;
+
+    public WorkerConnection(LifelineWorkerOptions options)
+    {
+        _callTimeout = options.CallTimeout;
+        _channel = GrpcChannel.ForAddress(options.Target!);
+        Queue = new QueueService.QueueServiceClient(WithCredentials(_channel, options));
+        if (options.RegistryTarget is { } registryTarget && registryTarget != options.Target)
+        {
+            _registryChannel = GrpcChannel.ForAddress(registryTarget);
+            Registry = new RegistryService.RegistryServiceClient(WithCredentials(_registryChannel, options));
+        }
+        else
+        {
+            Registry = new RegistryService.RegistryServiceClient(WithCredentials(_channel, options));
+        }
+    }
+
+    public QueueService.QueueServiceClient Queue { get; }
+
+    public RegistryService.RegistryServiceClient Registry { get; }
+
+    /// <summary>Options of a unary call: the configured deadline plus <paramref name="extra"/> (a long poll's wait).</summary>
+    public CallOptions CallOptions(CancellationToken cancellationToken, TimeSpan extra = default) =>
+        new(deadline: DateTime.UtcNow + _callTimeout + extra, cancellationToken: cancellationToken);
+
+    public void Dispose()
+    {
+        _channel.Dispose();
+        _registryChannel?.Dispose();
+    }
+
+    /// <summary>
+    /// Adds <c>authorization: Bearer</c> (and <c>x-lifeline-tenant</c> when configured) to every call. Metadata rather
+    /// than call credentials: gRPC only sends call credentials over TLS, and the local gateway speaks cleartext HTTP/2.
+    /// </summary>
+    private static CallInvoker WithCredentials(GrpcChannel channel, LifelineWorkerOptions options)
+    {
+        var apiKey = options.ApiKey;
+        var tenant = options.Tenant;
+        return channel.Intercept(metadata =>
+        {
+            if (!string.IsNullOrEmpty(apiKey))
+            {
+                metadata.Add("authorization", $"Bearer {apiKey}");
+            }
+
+            if (!string.IsNullOrEmpty(tenant))
+            {
+                metadata.Add("x-lifeline-tenant", tenant);
+            }
+
+            return metadata;
+        });
+    }
+}

@@ -1,0 +1,136 @@
+using System.Text.Json;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Lifeline.Queue.V1;
+using Lifeline.Worker.Internal;
+
+namespace Lifeline.Worker;
+
+/// <summary>Why a handler's cancellation token was cancelled.</summary>
+public enum TaskCancellationReason
+{
+    /// <summary>Not cancelled.</summary>
+    None = 0,
+
+    /// <summary>The worker is shutting down; a handler that gives up has its task released (no attempt used).</summary>
+    WorkerStopping = 1,
+
+    /// <summary>The task was cancelled (a <c>cancel_task</c> command); its outcome would be refused.</summary>
+    TaskCancelled = 2,
+
+    /// <summary>The lease is no longer this worker's (expired, superseded, or the task ended elsewhere).</summary>
+    LeaseLost = 3,
+}
+
+/// <summary>One leased task as a handler sees it: its identity and payload, progress reporting and cancellation.</summary>
+public sealed class TaskContext : IDisposable
+{
+    private readonly WorkerConnection _connection;
+    private readonly LifelineWorkerOptions _options;
+    private readonly CancellationTokenSource _cancellation;
+    private int _reason;
+    private long _lastExtendedTicks = Environment.TickCount64;
+
+    internal TaskContext(Queue.V1.Task task, string workerId, WorkerConnection connection, LifelineWorkerOptions options, CancellationToken workerStopping)
+    {
+        Task = task;
+        WorkerId = workerId;
+        _connection = connection;
+        _options = options;
+        _cancellation = CancellationTokenSource.CreateLinkedTokenSource(workerStopping);
+        _cancellation.Token.Register(() => Interlocked.CompareExchange(ref _reason, (int)TaskCancellationReason.WorkerStopping, 0));
+    }
+
+    /// <summary>The task's id (UUID).</summary>
+    public string TaskId => Task.Id;
+
+    /// <summary>The task's type.</summary>
+    public string TaskType => Task.Type;
+
+    /// <summary>The task's input: a JSON object as text (<c>{}</c> when none was given).</summary>
+    public string Payload => string.IsNullOrEmpty(Task.Payload) ? "{}" : Task.Payload;
+
+    /// <summary>The fencing token of this worker's lease; every call about the task carries it.</summary>
+    public long FencingToken => Task.FencingToken;
+
+    /// <summary>Which attempt this is: 1 for the first run, 2 for the first retry, …</summary>
+    public int Attempt => Task.RetryCount + 1;
+
+    /// <summary>Retries the task is allowed after its first attempt.</summary>
+    public int MaxRetries => Task.MaxRetries;
+
+    /// <summary>The id of the worker running the task.</summary>
+    public string WorkerId { get; }
+
+    /// <summary>Cancelled when the handler should stop; <see cref="CancellationReason"/> says why.</summary>
+    public CancellationToken CancellationToken => _cancellation.Token;
+
+    /// <summary>Why <see cref="CancellationToken"/> was cancelled, or <see cref="TaskCancellationReason.None"/>.</summary>
+    public TaskCancellationReason CancellationReason => (TaskCancellationReason)Volatile.Read(ref _reason);
+
+    internal Queue.V1.Task Task { get; }
+
+    internal TimeSpan SinceLeaseExtended => TimeSpan.FromMilliseconds(Environment.TickCount64 - Interlocked.Read(ref _lastExtendedTicks));
+
+    /// <summary>The payload deserialized with System.Text.Json (web defaults: camelCase, case-insensitive).</summary>
+    /// <typeparam name="T">The payload's shape.</typeparam>
+    public T? GetPayload<T>(JsonSerializerOptions? options = null) =>
+        JsonSerializer.Deserialize<T>(Payload, options ?? JsonSerializerOptions.Web);
+
+    /// <summary>
+    /// Records progress and extends the lease by <see cref="LifelineWorkerOptions.LeaseDuration"/>. When the server
+    /// says the lease is gone (task cancelled, lease superseded), cancels <see cref="CancellationToken"/> and throws
+    /// <see cref="OperationCanceledException"/>; a transient failure is only logged (the worker keeps extending the lease).
+    /// </summary>
+    /// <param name="percent">Progress, 0 to 100.</param>
+    /// <param name="message">What is happening (at most 1,024 characters).</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <exception cref="OperationCanceledException">The lease is no longer this worker's, or the call was cancelled.</exception>
+    public async System.Threading.Tasks.Task ReportProgressAsync(int percent, string? message = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(percent);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(percent, 100);
+        try
+        {
+            await _connection.Queue.ReportProgressAsync(
+                new ReportProgressRequest
+                {
+                    TaskId = TaskId,
+                    FencingToken = FencingToken,
+                    Percent = percent,
+                    Message = message ?? "",
+                    LeaseDuration = Duration.FromTimeSpan(_options.LeaseDuration),
+                },
+                _connection.CallOptions(cancellationToken)).ConfigureAwait(false);
+            MarkLeaseExtended();
+        }
+        catch (RpcException ex) when (RpcErrors.LeaseIsGone(ex))
+        {
+            Cancel(TaskCancellationReason.LeaseLost);
+            throw new OperationCanceledException($"The lease of task {TaskId} is gone: {ex.Status.Detail}", ex, CancellationToken);
+        }
+        catch (RpcException ex) when (RpcErrors.IsTransient(ex))
+        {
+            // The lease keeper extends the lease again shortly; progress is best effort.
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _cancellation.Dispose();
+
+    internal void MarkLeaseExtended() => Interlocked.Exchange(ref _lastExtendedTicks, Environment.TickCount64);
+
+    /// <summary>Cancels the handler's token with <paramref name="reason"/>, unless it was cancelled before.</summary>
+    internal void Cancel(TaskCancellationReason reason)
+    {
+        Interlocked.CompareExchange(ref _reason, (int)reason, 0);
+        try
+        {
+            _cancellation.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The handler has already finished.
+        }
+    }
+}
