@@ -36,7 +36,7 @@ public sealed partial class ReadySignal : IDisposable
                 await _redis.GetSubscriber().SubscribeAsync(Channel, (_, tenant) => WakeLocal(tenant.ToString()));
                 return;
             }
-            catch (RedisException ex)
+            catch (Exception ex) when (ex is RedisException or RedisTimeoutException)
             {
                 if (attempt == 0)
                 {

@@ -13,12 +13,39 @@ public sealed partial class WorkerCommandHub : IDisposable
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<Guid, Func<Task>>> _subscribers = new();
     private readonly IConnectionMultiplexer _redis;
     private readonly ILogger<WorkerCommandHub> _logger;
+    private readonly CancellationTokenSource _disposed = new();
 
     public WorkerCommandHub(IConnectionMultiplexer redis, ILogger<WorkerCommandHub> logger)
     {
         _redis = redis;
         _logger = logger;
-        _redis.GetSubscriber().Subscribe(WorkerMirror.CommandsChannel, (_, member) => Dispatch(member.ToString()));
+        _ = SubscribeAsync();
+    }
+
+    // Never block a request thread on Redis: subscribe in the background and keep trying while Redis is
+    // unreachable (meanwhile commands still reach workers with their next heartbeat).
+    private async Task SubscribeAsync()
+    {
+        while (!_disposed.IsCancellationRequested)
+        {
+            try
+            {
+                await _redis.GetSubscriber().SubscribeAsync(WorkerMirror.CommandsChannel, (_, member) => Dispatch(member.ToString()));
+                return;
+            }
+            catch (Exception ex) when (ex is RedisException or RedisTimeoutException)
+            {
+                LogDeliveryFailed(_logger, ex);
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(2), _disposed.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
     }
 
     /// <summary>Calls <paramref name="onCommands"/> whenever commands are announced for the worker, until disposed.</summary>
@@ -60,7 +87,19 @@ public sealed partial class WorkerCommandHub : IDisposable
         }
     }
 
-    public void Dispose() => _redis.GetSubscriber().Unsubscribe(WorkerMirror.CommandsChannel);
+    public void Dispose()
+    {
+        _disposed.Cancel();
+        _disposed.Dispose();
+        try
+        {
+            _redis.GetSubscriber().Unsubscribe(WorkerMirror.CommandsChannel);
+        }
+        catch (RedisException)
+        {
+            // shutting down
+        }
+    }
 
     private sealed class Subscription(Action dispose) : IDisposable
     {

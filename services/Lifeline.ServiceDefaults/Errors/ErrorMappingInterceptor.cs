@@ -80,12 +80,13 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
                 return ToRpcException(domain);
             case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
                 return new RpcException(new Grpc.Core.Status(StatusCode.Cancelled, "The call was cancelled."));
+            // Redis first: RedisTimeoutException is also a TimeoutException.
+            case StackExchange.Redis.RedisException or StackExchange.Redis.RedisTimeoutException:
+                LogTransientFailure(logger, context.Method, ex);
+                return Unavailable("Redis is temporarily unavailable; retry shortly.", "REDIS_UNAVAILABLE");
             case NpgsqlException { IsTransient: true } or TimeoutException:
                 LogTransientFailure(logger, context.Method, ex);
                 return Unavailable("The database is temporarily unavailable; retry shortly.", "STORE_UNAVAILABLE");
-            case StackExchange.Redis.RedisException:
-                LogTransientFailure(logger, context.Method, ex);
-                return Unavailable("Redis is temporarily unavailable; retry shortly.", "REDIS_UNAVAILABLE");
             default:
                 LogUnexpectedFailure(logger, context.Method, ex);
                 return new Status
