@@ -12,10 +12,7 @@ using Lifeline.Registry.V1;
 using Lifeline.Testing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -74,7 +71,7 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
             ["Registry:MonitorInterval"] = "00:00:00.100",
             ["Registry:WatchPollInterval"] = "00:00:00.050",
         };
-        return Track(await ServiceHost.StartAsync(args => RegistryApplication.Build(args, b => ConfigureService(b, config))));
+        return Track(await ServiceHost.StartAsync(RegistryApplication.Build, config));
     }
 
     private async Task<ServiceHost> StartQueueAsync()
@@ -86,11 +83,8 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
             ["services:registry:grpc:0"] = Registry.Address.ToString(),
             ["Queue:WatchPollInterval"] = "00:00:00.050",
         };
-        return Track(await ServiceHost.StartAsync(args => QueueApplication.Build(args, b =>
-        {
-            ConfigureService(b, config);
-            b.Services.AddSingleton<IStartupFilter>(new HeaderRecorder(QueueRequests));
-        })));
+        return Track(await ServiceHost.StartAsync(QueueApplication.Build, config,
+            b => b.Services.AddSingleton<IStartupFilter>(new HeaderRecorder(QueueRequests))));
     }
 
     /// <summary>A gateway in front of the given registry (default: the environment's) and the queue.</summary>
@@ -140,13 +134,6 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
         return host;
     }
 
-    private static void ConfigureService(WebApplicationBuilder builder, Dictionary<string, string?> config)
-    {
-        builder.Configuration.AddInMemoryCollection(config);
-        builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0, o => o.Protocols = HttpProtocols.Http2));
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-    }
-
     protected override async Task OnDisposingAsync()
     {
         foreach (var host in Enumerable.Reverse(_hosts))
@@ -176,37 +163,6 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
             });
             next(app);
         };
-    }
-}
-
-/// <summary>A service instance on a loopback port.</summary>
-public sealed class ServiceHost(WebApplication app, Uri address) : IAsyncDisposable
-{
-    private bool _stopped;
-
-    public Uri Address { get; } = address;
-
-    public static async Task<ServiceHost> StartAsync(Func<string[], WebApplication> build)
-    {
-        var app = build([]);
-        await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new ServiceHost(app, new Uri(address));
-    }
-
-    public async Task StopAsync()
-    {
-        if (!_stopped)
-        {
-            _stopped = true;
-            await app.StopAsync();
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await StopAsync();
-        await app.DisposeAsync();
     }
 }
 

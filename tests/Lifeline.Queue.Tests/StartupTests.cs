@@ -14,7 +14,7 @@ public sealed class StartupTests(ServiceTestEnvironment env) : IClassFixture<Ser
     public async Task Three_instances_starting_at_once_on_an_empty_database_migrate_it_once_and_all_serve()
     {
         var database = await env.Postgres.CreateDatabaseAsync("queue_migrate");
-        var instances = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => QueueInstance.StartAsync(database, env.RedisConnectionString)));
+        var instances = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => QueueEnvironment.StartQueueAsync(database, env.RedisConnectionString)));
         try
         {
             await using var connection = new NpgsqlConnection(database);

@@ -1,18 +1,7 @@
-using Grpc.Core;
-using Grpc.Core.Interceptors;
-using Grpc.Net.Client;
 using Lifeline.Queue;
 using Lifeline.Queue.V1;
 using Lifeline.Registry.V1;
 using Lifeline.Testing;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace Lifeline.Registry.Tests;
@@ -37,10 +26,10 @@ public sealed class RegistryEnvironment() : ServiceTestEnvironment("registry")
         ["Registry:RetentionInterval"] = "01:00:00",
     };
 
-    private readonly List<Host> _hosts = [];
+    private readonly List<ServiceHost> _hosts = [];
 
-    public Host Registry { get; private set; } = null!;
-    public Host Queue { get; private set; } = null!;
+    public ServiceHost Registry { get; private set; } = null!;
+    public ServiceHost Queue { get; private set; } = null!;
     public string QueueDatabase { get; private set; } = "";
 
     protected override async Task OnInitializedAsync()
@@ -51,7 +40,7 @@ public sealed class RegistryEnvironment() : ServiceTestEnvironment("registry")
     }
 
     /// <summary>Starts a registry instance on this environment's database and Redis.</summary>
-    public async Task<Host> StartRegistryAsync(IDictionary<string, string?>? settings = null)
+    public async Task<ServiceHost> StartRegistryAsync(IDictionary<string, string?>? settings = null)
     {
         var config = new Dictionary<string, string?>(FastSettings)
         {
@@ -62,13 +51,13 @@ public sealed class RegistryEnvironment() : ServiceTestEnvironment("registry")
         {
             config[k] = v;
         }
-        var host = await Host.StartAsync(args => RegistryApplication.Build(args, b => Configure(b, config)));
+        var host = await ServiceHost.StartAsync(RegistryApplication.Build, config);
         _hosts.Add(host);
         return host;
     }
 
     /// <summary>Starts a queue instance that checks workers against the registry and reports outcomes to it.</summary>
-    public async Task<Host> StartQueueAsync()
+    public async Task<ServiceHost> StartQueueAsync()
     {
         var config = new Dictionary<string, string?>
         {
@@ -79,16 +68,9 @@ public sealed class RegistryEnvironment() : ServiceTestEnvironment("registry")
             ["Queue:LeasePollInterval"] = "00:00:00.250",
             ["Queue:OutcomeReportInterval"] = "00:00:00.100",
         };
-        var host = await Host.StartAsync(args => QueueApplication.Build(args, b => Configure(b, config)));
+        var host = await ServiceHost.StartAsync(QueueApplication.Build, config);
         _hosts.Add(host);
         return host;
-    }
-
-    private static void Configure(WebApplicationBuilder builder, Dictionary<string, string?> config)
-    {
-        builder.Configuration.AddInMemoryCollection(config);
-        builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0, o => o.Protocols = HttpProtocols.Http2));
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
     }
 
     protected override async Task OnDisposingAsync()
@@ -119,48 +101,10 @@ public sealed class RegistryEnvironment() : ServiceTestEnvironment("registry")
         ScalarAsync<long>("SELECT count(*) FROM worker_events WHERE worker_id = @id AND event_type = @type", ("id", workerId), ("type", type));
 }
 
-/// <summary>One running service instance on a loopback port, with gRPC clients through a real channel.</summary>
-public sealed class Host(WebApplication app, Uri address) : IAsyncDisposable
+/// <summary>Registry and queue clients of a running instance.</summary>
+public static class HostClients
 {
-    private readonly GrpcChannel _channel = GrpcChannel.ForAddress(address);
-    private bool _stopped;
+    public static RegistryService.RegistryServiceClient Registry(this ServiceHost host, string tenant = "default") => new(host.ForTenant(tenant));
 
-    public Uri Address { get; } = address;
-    public WebApplication App { get; } = app;
-    public GrpcChannel Channel => _channel;
-
-    public static async Task<Host> StartAsync(Func<string[], WebApplication> build)
-    {
-        var app = build([]);
-        await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new Host(app, new Uri(address));
-    }
-
-    private CallInvoker Invoker(string tenant) => _channel.Intercept(m =>
-    {
-        m.Add("x-lifeline-tenant", tenant);
-        return m;
-    });
-
-    public RegistryService.RegistryServiceClient Registry(string tenant = "default") => new(Invoker(tenant));
-
-    public QueueService.QueueServiceClient Queue(string tenant = "default") => new(Invoker(tenant));
-
-    /// <summary>Stops the instance (as a crash or a deploy would); the environment no longer needs to.</summary>
-    public async Task StopAsync()
-    {
-        if (!_stopped)
-        {
-            _stopped = true;
-            await App.StopAsync();
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        _channel.Dispose();
-        await StopAsync();
-        await App.DisposeAsync();
-    }
+    public static QueueService.QueueServiceClient Queue(this ServiceHost host, string tenant = "default") => new(host.ForTenant(tenant));
 }

@@ -9,23 +9,24 @@ using static Lifeline.Registry.Tests.TestData;
 namespace Lifeline.Registry.Tests;
 
 /// <summary>
-/// The retention sweep, called explicitly on an instance whose retention age is 1 s (its own timer is a
+/// The retention sweep, called explicitly on an instance whose retention age is 3 s (its own timer is a
 /// day, so only these calls sweep); its breakers stay open for 10 minutes, so "open" is stable.
 /// </summary>
 public sealed class RetentionTests(RegistryEnvironment env) : IClassFixture<RegistryEnvironment>
 {
-    private static readonly TimeSpan Age = TimeSpan.FromSeconds(1);
+    // Long enough that rows made just before a sweep are surely younger, even on a loaded machine.
+    private static readonly TimeSpan Age = TimeSpan.FromSeconds(3);
 
-    private Task<Host> SweepingRegistryAsync() => env.StartRegistryAsync(new Dictionary<string, string?>
+    private Task<ServiceHost> SweepingRegistryAsync() => env.StartRegistryAsync(new Dictionary<string, string?>
     {
-        ["Registry:RetentionAge"] = "00:00:01",
+        ["Registry:RetentionAge"] = "00:00:03",
         ["Registry:RetentionInterval"] = "1.00:00:00",
         ["Registry:BreakerOpenDuration"] = "00:10:00",
     });
 
     private static string NewTenant() => $"ret-{Guid.NewGuid():N}"[..20];
 
-    private static Task<(int Breakers, int Workers)> SweepAsync(Host host) =>
+    private static Task<(int Breakers, int Workers)> SweepAsync(ServiceHost host) =>
         host.App.Services.GetRequiredService<RetentionSweeper>().SweepAsync(CancellationToken.None);
 
     private Task<long> BreakerRowsAsync(string workerId) =>

@@ -35,7 +35,7 @@ public sealed class StatsAndBreakerTests(RegistryEnvironment env) : IClassFixtur
     }
 
     /// <summary>A registry instance whose breakers stay open for 10 minutes, so "open" cannot expire mid-test.</summary>
-    private Task<Host> LongOpenRegistryAsync() =>
+    private Task<ServiceHost> LongOpenRegistryAsync() =>
         env.StartRegistryAsync(new Dictionary<string, string?> { ["Registry:BreakerOpenDuration"] = "00:10:00" });
 
     private async Task<Worker> OpenBreakerAsync(RegistryService.RegistryServiceClient client)

@@ -1,0 +1,91 @@
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Lifeline.Testing;
+
+/// <summary>
+/// A Lifeline service running in the test process on a free loopback port (HTTP/2 cleartext, as in the
+/// composed suite), with a real gRPC channel to it.
+/// </summary>
+public sealed class ServiceHost : IAsyncDisposable
+{
+    /// <summary>The tenant header the gateway sets from a credential.</summary>
+    public const string TenantHeader = "x-lifeline-tenant";
+
+    private bool _stopped;
+
+    private ServiceHost(WebApplication app, Uri address)
+    {
+        App = app;
+        Address = address;
+        Channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true },
+            MaxReceiveMessageSize = 64 * 1024 * 1024,
+            MaxSendMessageSize = 64 * 1024 * 1024,
+        });
+    }
+
+    public WebApplication App { get; }
+
+    public Uri Address { get; }
+
+    public GrpcChannel Channel { get; }
+
+    /// <summary>
+    /// Starts a service from its <c>XApplication.Build(args, configure)</c> with the given settings, listening on
+    /// a free loopback port with HTTP/2 only, logging warnings and errors.
+    /// </summary>
+    public static Task<ServiceHost> StartAsync(
+        Func<string[], Action<WebApplicationBuilder>, WebApplication> build, IDictionary<string, string?> settings,
+        Action<WebApplicationBuilder>? configure = null) =>
+        StartAsync(args => build(args, builder =>
+        {
+            builder.Configuration.AddInMemoryCollection(settings);
+            builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0, o => o.Protocols = HttpProtocols.Http2));
+            builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            configure?.Invoke(builder);
+        }));
+
+    /// <summary>Starts an application built by <paramref name="build"/> (which configures its own endpoints).</summary>
+    public static async Task<ServiceHost> StartAsync(Func<string[], WebApplication> build)
+    {
+        var app = build([]);
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new ServiceHost(app, new Uri(address));
+    }
+
+    /// <summary>A call invoker acting for <paramref name="tenant"/> (the header the gateway would set).</summary>
+    public CallInvoker ForTenant(string tenant = "default") => Channel.Intercept(metadata =>
+    {
+        metadata.Add(TenantHeader, tenant);
+        return metadata;
+    });
+
+    /// <summary>Stops the service (as a crash or a deploy would); disposing later is still safe.</summary>
+    public async Task StopAsync()
+    {
+        if (!_stopped)
+        {
+            _stopped = true;
+            await App.StopAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Channel.Dispose();
+        await StopAsync();
+        await App.DisposeAsync();
+    }
+}
