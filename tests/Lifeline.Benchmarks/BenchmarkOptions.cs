@@ -3,33 +3,53 @@ using System.Globalization;
 
 namespace Lifeline.Benchmarks;
 
-/// <summary>The command line: which queue service to drive, how long, where the results go.</summary>
-internal sealed record BenchmarkOptions(Uri? QueueUrl, int? QueuePid, bool Quick, double Scale, string JsonPath)
+/// <summary>The command line: which services to drive, how long, where the results go.</summary>
+internal sealed record BenchmarkOptions(
+    string Only, Uri? QueueUrl, int? QueuePid, Uri? RegistryUrl, int? RegistryPid, int? RegistryWorkers, bool Quick, double Scale, string JsonPath)
 {
     public const string Usage = """
-        Lifeline queue benchmark: throughput and latency of the queue service through gRPC.
+        Lifeline benchmark: throughput and latency of the queue and registry services through gRPC.
 
         dotnet run -c Release --project tests/Lifeline.Benchmarks -- [options]
 
-          (default)          start PostgreSQL (durable settings: fsync, synchronous_commit, full_page_writes on),
-                             Redis and the queue service (its Release build, as a separate process) locally
-          --queue-url URL    drive an already-running queue service instead, e.g. http://127.0.0.1:5101
-          --queue-pid PID    with --queue-url: read that process's memory (VmRSS, VmHWM) after each phase
-          --quick            short smoke run (small counts, about a minute)
-          --scale FACTOR     multiply every task count (default 1; e.g. 5 on a machine with more and faster cores)
-          --json PATH        where to write the results as JSON (default: benchmark-results.json)
-          --help             this text
+          (default)             start PostgreSQL (durable settings: fsync, synchronous_commit, full_page_writes on),
+                                Redis and each service under test (its Release build, as a separate process) locally
+          --only WHAT           queue, registry or all (default all)
+          --queue-url URL       drive an already-running queue service instead, e.g. http://127.0.0.1:5101
+          --queue-pid PID       with --queue-url: read that process's memory (VmRSS, VmHWM) after each phase
+          --registry-url URL    drive an already-running registry service instead (no PostgreSQL write counts then)
+          --registry-pid PID    with --registry-url: read that process's memory after each phase
+          --registry-workers N  simulated workers of the registry scenarios (default 10000)
+          --quick               short smoke run (small task counts, 5 s heartbeat windows; a few minutes)
+          --scale FACTOR        multiply every queue task count (default 1; e.g. 5 on a machine with more and faster cores)
+          --json PATH           where to write the results as JSON (default: benchmark-results.json)
+          --help                this text
         """;
 
-    public BenchmarkProfile Profile => Quick ? BenchmarkProfile.Quick(Scale) : BenchmarkProfile.Full(Scale);
+    public bool RunQueue => Only is "queue" or "all";
+
+    public bool RunRegistry => Only is "registry" or "all";
+
+    public BenchmarkProfile Profile
+    {
+        get
+        {
+            var profile = Quick ? BenchmarkProfile.Quick(Scale) : BenchmarkProfile.Full(Scale);
+            return RegistryWorkers is { } workers ? profile with { Registry = profile.Registry with { Workers = workers } } : profile;
+        }
+    }
 
     /// <summary>False with a null <paramref name="problem"/> when only help was asked for.</summary>
     public static bool TryParse(string[] args, [NotNullWhen(true)] out BenchmarkOptions? options, out string? problem)
     {
         options = null;
         problem = null;
-        Uri? url = null;
-        int? pid = null;
+        var only = "all";
+        Uri? queueUrl = null;
+        int? queuePid = null;
+        Uri? registryUrl = null;
+        int? registryPid = null;
+        int? registryWorkers = null;
         var quick = false;
         var scale = 1.0;
         var json = "benchmark-results.json";
@@ -38,20 +58,55 @@ internal sealed record BenchmarkOptions(Uri? QueueUrl, int? QueuePid, bool Quick
             string? Value() => i + 1 < args.Length ? args[++i] : null;
             switch (args[i])
             {
-                case "--queue-url":
-                    if (!Uri.TryCreate(Value(), UriKind.Absolute, out url) || url.Scheme is not ("http" or "https"))
+                case "--only":
+                    only = Value() ?? "";
+                    if (only is not ("queue" or "registry" or "all"))
                     {
-                        problem = "--queue-url needs an absolute http(s) URL, e.g. http://127.0.0.1:5101";
+                        problem = "--only needs queue, registry or all";
                         return false;
                     }
                     break;
-                case "--queue-pid":
-                    if (!int.TryParse(Value(), NumberStyles.None, CultureInfo.InvariantCulture, out var parsed) || parsed <= 0)
+                case "--queue-url" or "--registry-url":
+                    var name = args[i];
+                    if (!Uri.TryCreate(Value(), UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
                     {
-                        problem = "--queue-pid needs a process id";
+                        problem = $"{name} needs an absolute http(s) URL, e.g. http://127.0.0.1:5101";
                         return false;
                     }
-                    pid = parsed;
+
+                    if (name == "--queue-url")
+                    {
+                        queueUrl = url;
+                    }
+                    else
+                    {
+                        registryUrl = url;
+                    }
+                    break;
+                case "--queue-pid" or "--registry-pid":
+                    var option = args[i];
+                    if (!int.TryParse(Value(), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid <= 0)
+                    {
+                        problem = $"{option} needs a process id";
+                        return false;
+                    }
+
+                    if (option == "--queue-pid")
+                    {
+                        queuePid = pid;
+                    }
+                    else
+                    {
+                        registryPid = pid;
+                    }
+                    break;
+                case "--registry-workers":
+                    if (!int.TryParse(Value(), NumberStyles.None, CultureInfo.InvariantCulture, out var workers) || workers is < 100 or > 1_000_000)
+                    {
+                        problem = "--registry-workers needs a count from 100 to 1000000";
+                        return false;
+                    }
+                    registryWorkers = workers;
                     break;
                 case "--quick":
                     quick = true;
@@ -79,13 +134,19 @@ internal sealed record BenchmarkOptions(Uri? QueueUrl, int? QueuePid, bool Quick
             }
         }
 
-        if (pid is not null && url is null)
+        if (queuePid is not null && queueUrl is null)
         {
             problem = "--queue-pid only goes with --queue-url (a locally started service is measured anyway).";
             return false;
         }
 
-        options = new BenchmarkOptions(url, pid, quick, scale, Path.GetFullPath(json));
+        if (registryPid is not null && registryUrl is null)
+        {
+            problem = "--registry-pid only goes with --registry-url (a locally started service is measured anyway).";
+            return false;
+        }
+
+        options = new BenchmarkOptions(only, queueUrl, queuePid, registryUrl, registryPid, registryWorkers, quick, scale, Path.GetFullPath(json));
         return true;
     }
 }

@@ -3,11 +3,49 @@ namespace Lifeline.Benchmarks;
 /// <summary>Enqueue-only: <paramref name="Tasks"/> tasks by <paramref name="Callers"/> concurrent callers, <paramref name="BatchSize"/> per call (1 = EnqueueTask).</summary>
 internal sealed record EnqueueCase(int BatchSize, int Callers, int Tasks);
 
-/// <summary>Drain <paramref name="Tasks"/> pre-enqueued tasks with <paramref name="Workers"/> workers leasing <paramref name="BatchSize"/> at a time.</summary>
-internal sealed record ProcessingCase(int Workers, int BatchSize, int Tasks);
+/// <summary>
+/// Drain <paramref name="Tasks"/> pre-enqueued tasks with <paramref name="Workers"/> workers leasing <paramref name="BatchSize"/> at a time:
+/// lease → StartTask each → complete, or with <paramref name="LeaseAndStart"/> lease-and-start in one
+/// LeaseTasks (start = true) → complete.
+/// </summary>
+internal sealed record ProcessingCase(int Workers, int BatchSize, int Tasks, bool LeaseAndStart = false);
 
 /// <summary>Producers enqueue <paramref name="Tasks"/> tasks (<paramref name="EnqueueBatchSize"/> per call) while workers process them.</summary>
 internal sealed record FullCycleCase(int Workers, int BatchSize, int Producers, int EnqueueBatchSize, int Tasks);
+
+/// <summary>
+/// The registry scenarios: register <paramref name="Workers"/> workers (<paramref name="RegisterCallers"/> concurrent
+/// callers), have each beat once per second for <paramref name="UnaryWindow"/> with unary calls, then for
+/// <paramref name="StreamWindow"/> on one HeartbeatStream each (each window after an untimed <paramref name="HeartbeatLeadIn"/>) (opened <paramref name="StreamOpenConcurrency"/> at a
+/// time), and time the detection of <paramref name="DetectionWorkers"/> workers that stop after
+/// <paramref name="DetectionBeats"/> beats, waiting <paramref name="DuplicateWait"/> more for duplicate lost events.
+/// </summary>
+internal sealed record RegistryProfile(
+    int Workers,
+    int RegisterCallers,
+    TimeSpan HeartbeatLeadIn,
+    TimeSpan UnaryWindow,
+    TimeSpan StreamWindow,
+    int StreamOpenConcurrency,
+    int DetectionWorkers,
+    int DetectionBeats,
+    TimeSpan DuplicateWait,
+    int WarmUpWorkers)
+{
+    /// <summary>The fleet the registry is specified for: 10,000 workers, each beating once per second.</summary>
+    public const int DefaultWorkers = 10_000;
+
+    public static RegistryProfile Full { get; } = new(
+        DefaultWorkers, RegisterCallers: 64, HeartbeatLeadIn: TimeSpan.FromSeconds(3), UnaryWindow: TimeSpan.FromSeconds(20), StreamWindow: TimeSpan.FromSeconds(20),
+        StreamOpenConcurrency: 200, DetectionWorkers: 100, DetectionBeats: 3, DuplicateWait: TimeSpan.FromSeconds(11), WarmUpWorkers: 200);
+
+    /// <summary>The same fleet, shorter windows.</summary>
+    public static RegistryProfile Quick { get; } = Full with
+    {
+        HeartbeatLeadIn = TimeSpan.FromSeconds(1), UnaryWindow = TimeSpan.FromSeconds(5), StreamWindow = TimeSpan.FromSeconds(5),
+        DuplicateWait = TimeSpan.FromSeconds(5),
+    };
+}
 
 /// <summary>
 /// How much work each scenario does. The full-run counts are sized so each cell takes roughly 3–10 s on
@@ -20,7 +58,8 @@ internal sealed record BenchmarkProfile(
     IReadOnlyList<EnqueueCase> Enqueue,
     IReadOnlyList<ProcessingCase> Processing,
     IReadOnlyList<FullCycleCase> FullCycle,
-    TimeSpan CellTimeout)
+    TimeSpan CellTimeout,
+    RegistryProfile Registry)
 {
     /// <summary>The processing cell whose LeaseTasks/CompleteTask latencies are reported on their own.</summary>
     public static readonly (int Workers, int BatchSize) LatencyCell = (8, 1);
@@ -28,14 +67,17 @@ internal sealed record BenchmarkProfile(
     private static readonly int[] WorkerCounts = [1, 8, 32];
     private static readonly int[] BatchSizes = [1, 10, 50];
 
-    public static BenchmarkProfile Full(double scale) => Create(Label("full", scale), scale, TimeSpan.FromMinutes(3));
+    /// <summary>Processing cells that lease and start in one LeaseTasks (start = true), next to the spec'd lease → start → complete rows.</summary>
+    private static readonly (int Workers, int BatchSize)[] FusedCells = [(8, 1), (8, 10), (8, 50), (32, 10), (32, 50)];
 
-    public static BenchmarkProfile Quick(double scale) => Create(Label("quick", scale), scale * 0.2, TimeSpan.FromSeconds(30));
+    public static BenchmarkProfile Full(double scale) => Create(Label("full", scale), scale, TimeSpan.FromMinutes(3), RegistryProfile.Full);
+
+    public static BenchmarkProfile Quick(double scale) => Create(Label("quick", scale), scale * 0.2, TimeSpan.FromSeconds(30), RegistryProfile.Quick);
 
     private static string Label(string name, double scale) =>
         scale == 1 ? name : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{name} ×{scale}");
 
-    private static BenchmarkProfile Create(string name, double scale, TimeSpan cellTimeout)
+    private static BenchmarkProfile Create(string name, double scale, TimeSpan cellTimeout, RegistryProfile registry)
     {
         int Scaled(int tasks) => Math.Max(20, (int)(tasks * scale));
 
@@ -52,13 +94,14 @@ internal sealed record BenchmarkProfile(
         ];
         var processing = WorkerCounts
             .SelectMany(workers => BatchSizes.Select(batch => new ProcessingCase(workers, batch, Scaled(ProcessingTasks(workers, batch)))))
+            .Concat(FusedCells.Select(cell => new ProcessingCase(cell.Workers, cell.BatchSize, Scaled(FusedTasks(cell.Workers, cell.BatchSize)), LeaseAndStart: true)))
             .ToArray();
         FullCycleCase[] fullCycle =
         [
             new(Workers: 8, BatchSize: 1, Producers: 8, EnqueueBatchSize: 1, Tasks: Scaled(1_000)),
             new(Workers: 32, BatchSize: 50, Producers: 4, EnqueueBatchSize: 100, Tasks: Scaled(3_000)),
         ];
-        return new BenchmarkProfile(name, warmUp, enqueue, processing, fullCycle, cellTimeout);
+        return new BenchmarkProfile(name, warmUp, enqueue, processing, fullCycle, cellTimeout, registry);
     }
 
     // Every task costs a LeaseTasks share, a StartTask and a CompleteTask(s) share, each a durable commit:
@@ -74,5 +117,16 @@ internal sealed record BenchmarkProfile(
         (_, 1) => 1_000,
         (_, 10) => 2_500,
         _ => 3_000,
+    };
+
+    // Without a StartTask per task, batches cost one LeaseTasks and one CompleteTasks commit per batch:
+    // large batches get through many more tasks per second, so their cells need more tasks to last a few seconds.
+    private static int FusedTasks(int workers, int batchSize) => (workers, batchSize) switch
+    {
+        (_, 1) => 1_500,
+        (8, 10) => 8_000,
+        (8, _) => 15_000,
+        (_, 10) => 10_000,
+        _ => 20_000,
     };
 }

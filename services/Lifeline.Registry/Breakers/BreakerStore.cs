@@ -94,6 +94,7 @@ public sealed class BreakerStore(IDbContextFactory<RegistryDbContext> contexts, 
         var now = DateTime.UtcNow;
         var expired = await db.CircuitBreakers.AsNoTracking()
             .Where(b => b.State == BreakerState.Open && b.ResetAt <= now)
+            .OrderBy(b => b.ResetAt)
             .Select(b => new { b.TenantId, b.WorkerId })
             .Take(1000)
             .ToListAsync(ct);

@@ -18,7 +18,7 @@ public sealed record Registration(string Name, string Type, string[] Capabilitie
 /// event (the WatchWorkers log) together, guarded on the current state so that it happens once even with
 /// several registry instances; the Redis mirror is updated after commit.
 /// </summary>
-public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mirror, BreakerStore breakers, IOptions<RegistryOptions> options)
+public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mirror, IOptions<RegistryOptions> options)
 {
     private static string EventFrom(string source, string eventType, string message, string running = "running_task_ids") => $"""
         INSERT INTO worker_events (tenant_id, worker_id, worker_name, event_type, session_epoch, running_task_ids, message)
@@ -43,13 +43,15 @@ public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mir
             SELECT id, tenant_id, 'closed', 0, @threshold, now() FROM up
             ON CONFLICT (worker_id) DO NOTHING
         )
-        SELECT {WorkerRecord.Columns}, created FROM up
+        -- The breaker inserted above is not visible here; a worker registering again sees its existing one.
+        SELECT {WorkerRecord.ColumnsOf("up")}, up.created, b.state, b.consecutive_failures, b.reset_at, b.opened_at
+        FROM up LEFT JOIN circuit_breakers b ON b.worker_id = up.id
         """;
 
     /// <summary>Registers a worker, idempotently by name: the same id, a new session epoch.</summary>
     public async Task<(WorkerRecord Worker, bool Created)> RegisterAsync(string tenant, Registration registration, CancellationToken cancellationToken)
     {
-        var (worker, created) = await SerializationRetry.RunAsync(async ct =>
+        var (worker, created, breaker) = await SerializationRetry.RunAsync(async ct =>
         {
             await using var command = dataSource.CreateCommand(RegisterSql);
             command.Parameters.AddWithValue("id", Guid.CreateVersion7());
@@ -62,7 +64,12 @@ public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mir
             await using var reader = await command.ExecuteReaderAsync(ct);
             if (await reader.ReadAsync(ct))
             {
-                return (WorkerRecord.Read(reader), reader.GetBoolean(WorkerColumnCount));
+                var breaker = reader.IsDBNull(WorkerColumnCount + 1)
+                    ? BreakerState.Initial
+                    : new BreakerState(reader.GetString(WorkerColumnCount + 1), reader.GetInt32(WorkerColumnCount + 2),
+                        reader.IsDBNull(WorkerColumnCount + 3) ? null : reader.GetDateTime(WorkerColumnCount + 3),
+                        reader.IsDBNull(WorkerColumnCount + 4) ? null : reader.GetDateTime(WorkerColumnCount + 4));
+                return (WorkerRecord.Read(reader), reader.GetBoolean(WorkerColumnCount), breaker);
             }
             await reader.DisposeAsync();
             var existing = await FindByNameAsync(tenant, registration.Name, ct);
@@ -72,7 +79,6 @@ public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mir
                 Metadata = { ["worker_id"] = existing?.Id.ToString() ?? "", ["registered_type"] = existing?.Type ?? "" },
             };
         }, cancellationToken);
-        var breaker = await breakers.GetStateAsync(worker.Id, cancellationToken);
         await mirror.WriteWorkerAsync(worker, breaker, alive: true);
         return (worker, created);
     }

@@ -1,28 +1,28 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Reflection;
 using Lifeline.Testing;
 
 namespace Lifeline.Benchmarks.Hosting;
 
 /// <summary>
-/// The queue service run as production runs it: <c>dotnet Lifeline.Queue.dll</c> in a process of its
-/// own (its own GC, thread pool and memory, measurable from /proc), listening h2c on a loopback port.
+/// A Lifeline service run as production runs it: <c>dotnet Lifeline.X.dll</c> in a process of its own
+/// (its own GC, thread pool and memory, measurable from /proc), listening h2c on a loopback port.
 /// </summary>
-internal sealed class QueueServiceProcess : IAsyncDisposable
+internal sealed class ServiceProcess : IAsyncDisposable
 {
-    private const string AssemblyMetadataKey = "QueueServiceAssembly";
-    private const string WorkerEligibilitySetting = "Queue__WorkerEligibility";
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(90);
     private readonly Process _process;
 
-    private QueueServiceProcess(Process process, Uri url, ServiceOutput output)
+    private ServiceProcess(ServiceDefinition definition, Process process, Uri url, ServiceOutput output)
     {
+        Definition = definition;
         _process = process;
         Url = url;
         Output = output;
     }
+
+    public ServiceDefinition Definition { get; }
 
     public Uri Url { get; }
 
@@ -32,27 +32,20 @@ internal sealed class QueueServiceProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
-    /// <summary>Which workers the service lets lease (Queue:WorkerEligibility): any worker id, as no registry runs.</summary>
-    public static string WorkerEligibility => "None";
-
-    /// <summary>Lifeline.Queue.dll as built with this benchmark (the csproj records its path).</summary>
-    public static string AssemblyPath { get; } =
-        typeof(QueueServiceProcess).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
-            .FirstOrDefault(a => a.Key == AssemblyMetadataKey)?.Value
-        ?? throw new InvalidOperationException($"The benchmark was built without the {AssemblyMetadataKey} metadata (see its csproj).");
-
     /// <summary>Starts the service and returns once <c>/health</c> reports it healthy (schema migrated, PostgreSQL and Redis reachable).</summary>
-    public static async Task<QueueServiceProcess> StartAsync(string databaseConnectionString, string redisConnectionString, CancellationToken ct)
+    public static async Task<ServiceProcess> StartAsync(
+        ServiceDefinition definition, string databaseConnectionString, string redisConnectionString, CancellationToken ct)
     {
-        if (!File.Exists(AssemblyPath))
+        var assemblyPath = definition.AssemblyPath;
+        if (!File.Exists(assemblyPath))
         {
             throw new FileNotFoundException(
-                $"The queue service is not built at {AssemblyPath}; run the benchmark with `dotnet run -c Release --project tests/Lifeline.Benchmarks`, which builds it.");
+                $"The {definition.Name} is not built at {assemblyPath}; run the benchmark with `dotnet run -c Release --project tests/Lifeline.Benchmarks`, which builds it.");
         }
 
         for (var attempt = 1; ; attempt++)
         {
-            var service = Launch(FreePort.Next(), databaseConnectionString, redisConnectionString);
+            var service = Launch(definition, assemblyPath, FreePort.Next(), databaseConnectionString, redisConnectionString);
             try
             {
                 await service.WaitUntilHealthyAsync(ct);
@@ -96,14 +89,15 @@ internal sealed class QueueServiceProcess : IAsyncDisposable
         }
     }
 
-    private static QueueServiceProcess Launch(int port, string databaseConnectionString, string redisConnectionString)
+    private static ServiceProcess Launch(
+        ServiceDefinition definition, string assemblyPath, int port, string databaseConnectionString, string redisConnectionString)
     {
         var url = new Uri($"http://127.0.0.1:{port.ToString(CultureInfo.InvariantCulture)}");
         var startInfo = new ProcessStartInfo("dotnet")
         {
-            ArgumentList = { AssemblyPath },
-            // The content root, where the service's appsettings.json (Kestrel h2c, queue options) lives.
-            WorkingDirectory = Path.GetDirectoryName(AssemblyPath)!,
+            ArgumentList = { assemblyPath },
+            // The content root, where the service's appsettings.json (Kestrel h2c, service options) lives.
+            WorkingDirectory = Path.GetDirectoryName(assemblyPath)!,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
@@ -112,13 +106,16 @@ internal sealed class QueueServiceProcess : IAsyncDisposable
                 ["ASPNETCORE_URLS"] = url.ToString(),
                 ["ASPNETCORE_ENVIRONMENT"] = "Production",
                 ["DOTNET_ENVIRONMENT"] = "Production",
-                ["ConnectionStrings__queuedb"] = databaseConnectionString,
+                [$"ConnectionStrings__{definition.DatabaseConnectionName}"] = databaseConnectionString,
                 ["ConnectionStrings__redis"] = redisConnectionString,
                 ["Logging__Console__FormatterOptions__SingleLine"] = "true",
-                // No registry runs here to register the simulated workers; the queue's gate would refuse them.
-                [WorkerEligibilitySetting] = WorkerEligibility,
             },
         };
+        foreach (var (name, value) in definition.Settings)
+        {
+            startInfo.Environment[name] = value;
+        }
+
         var output = new ServiceOutput();
         var process = new Process { StartInfo = startInfo };
         process.OutputDataReceived += (_, e) => output.Append(e.Data);
@@ -126,7 +123,7 @@ internal sealed class QueueServiceProcess : IAsyncDisposable
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        return new QueueServiceProcess(process, url, output);
+        return new ServiceProcess(definition, process, url, output);
     }
 
     private async Task WaitUntilHealthyAsync(CancellationToken ct)
@@ -146,7 +143,7 @@ internal sealed class QueueServiceProcess : IAsyncDisposable
             if (_process.HasExited)
             {
                 throw new InvalidOperationException(
-                    $"The queue service exited with code {_process.ExitCode} before it was healthy. Output:\n{Output.Tail()}");
+                    $"The {Definition.Name} exited with code {_process.ExitCode} before it was healthy. Output:\n{Output.Tail()}");
             }
 
             try
@@ -171,7 +168,7 @@ internal sealed class QueueServiceProcess : IAsyncDisposable
             if (deadline.Elapsed > ReadyTimeout)
             {
                 throw new InvalidOperationException(
-                    $"The queue service at {Url} was not healthy within {ReadyTimeout.TotalSeconds:0} s (last answer: {lastAnswer}). Output:\n{Output.Tail()}");
+                    $"The {Definition.Name} at {Url} was not healthy within {ReadyTimeout.TotalSeconds:0} s (last answer: {lastAnswer}). Output:\n{Output.Tail()}");
             }
 
             await Task.Delay(200, ct);

@@ -1,31 +1,30 @@
 using Lifeline.Benchmarks.Measurement;
-using Lifeline.Testing;
-using Npgsql;
 
 namespace Lifeline.Benchmarks.Hosting;
 
 /// <summary>
-/// The queue service under test: either one this run started (with its own PostgreSQL and Redis, all
-/// stopped on dispose) or one already running at a URL.
+/// One service under test: either one this run started as a child process on the local infrastructure
+/// (stopped on dispose; its database is known, so PostgreSQL statistics can be read), or one already
+/// running at a URL.
 /// </summary>
-internal sealed class QueueTarget : IAsyncDisposable
+internal sealed class ServiceTarget : IAsyncDisposable
 {
-    private static readonly string[] ReportedPostgresSettings =
-        ["server_version", "fsync", "synchronous_commit", "full_page_writes", "wal_level", "shared_buffers", "max_connections"];
+    private readonly ServiceProcess? _service;
 
-    private readonly IReadOnlyList<IAsyncDisposable> _owned;
-    private readonly QueueServiceProcess? _service;
-
-    private QueueTarget(Uri url, int? pid, string description, IReadOnlyDictionary<string, string> postgresSettings,
-        QueueServiceProcess? service, IReadOnlyList<IAsyncDisposable> owned)
+    private ServiceTarget(
+        ServiceDefinition definition, Uri url, int? pid, string description, string? databaseConnectionString, ServiceProcess? service,
+        LocalInfrastructure? infrastructure)
     {
+        Definition = definition;
         Url = url;
         Pid = pid;
         Description = description;
-        PostgresSettings = postgresSettings;
+        DatabaseConnectionString = databaseConnectionString;
         _service = service;
-        _owned = owned;
+        CpuSources = new CpuSources(pid, infrastructure is null ? null : infrastructure.RedisPids, infrastructure is null ? null : infrastructure.PostgresPids);
     }
+
+    public ServiceDefinition Definition { get; }
 
     public Uri Url { get; }
 
@@ -34,11 +33,14 @@ internal sealed class QueueTarget : IAsyncDisposable
 
     public string Description { get; }
 
-    /// <summary>Settings of the service's PostgreSQL cluster, when this run started it.</summary>
-    public IReadOnlyDictionary<string, string> PostgresSettings { get; }
+    /// <summary>The service's own database (superuser), when this run started it.</summary>
+    public string? DatabaseConnectionString { get; }
 
     /// <summary>The service's console output, when this run started it.</summary>
     public ServiceOutput? Output => _service?.Output;
+
+    /// <summary>The processes whose CPU a phase measures: the service's, and the local Redis and PostgreSQL when this run started them.</summary>
+    public CpuSources CpuSources { get; }
 
     public ServiceMemory? ReadMemory() => Pid is { } pid ? ServiceMemory.Read(pid) : null;
 
@@ -47,84 +49,28 @@ internal sealed class QueueTarget : IAsyncDisposable
     {
         if (_service is { HasExited: true })
         {
-            throw new InvalidOperationException($"The queue service exited during the run. Its last output:\n{_service.Output.Tail()}");
+            throw new InvalidOperationException($"The {Definition.Name} exited during the run. Its last output:\n{_service.Output.Tail()}");
         }
     }
 
-    public static QueueTarget Existing(Uri url, int? pid) =>
-        new(url, pid, $"existing service at {url}", new Dictionary<string, string>(), service: null, owned: []);
+    public static ServiceTarget Existing(ServiceDefinition definition, Uri url, int? pid) =>
+        new(definition, url, pid, $"existing {definition.Name} at {url}", databaseConnectionString: null, service: null, infrastructure: null);
 
-    /// <summary>Durable PostgreSQL cluster + Redis + the queue service as a child process.</summary>
-    public static async Task<QueueTarget> StartLocalAsync(CancellationToken ct)
+    /// <summary>The service as a child process, on a new database of the local cluster and the local Redis.</summary>
+    public static async Task<ServiceTarget> StartLocalAsync(ServiceDefinition definition, LocalInfrastructure infrastructure, CancellationToken ct)
     {
-        var owned = new List<IAsyncDisposable>();
-        try
-        {
-            var postgresStart = PostgresServer.StartDedicatedAsync(Testing.PostgresSettings.Durable);
-            var redisStart = RedisServer.StartAsync();
-            try
-            {
-                await Task.WhenAll(postgresStart, redisStart);
-            }
-            finally
-            {
-                // Whichever started is stopped again even if the other failed.
-                if (postgresStart.IsCompletedSuccessfully)
-                {
-                    owned.Add(postgresStart.Result);
-                }
-
-                if (redisStart.IsCompletedSuccessfully)
-                {
-                    owned.Add(redisStart.Result);
-                }
-            }
-
-            var postgres = postgresStart.Result;
-            var database = await postgres.CreateDatabaseAsync("queue_benchmark", ct);
-            var settings = await ReadPostgresSettingsAsync(postgres.AdminConnectionString, ct);
-            if (settings["fsync"] != "on" || settings["synchronous_commit"] != "on" || settings["full_page_writes"] != "on")
-            {
-                throw new InvalidOperationException("The benchmark cluster is not durable: " + string.Join(", ", settings));
-            }
-
-            var service = await QueueServiceProcess.StartAsync(database, redisStart.Result.ConnectionString, ct);
-            owned.Add(service);
-            var description =
-                $"local: {QueueServiceProcess.AssemblyPath} (pid {service.Pid}) at {service.Url}, " +
-                $"Queue:WorkerEligibility={QueueServiceProcess.WorkerEligibility} (no registry); " +
-                $"PostgreSQL {settings["server_version"]} on 127.0.0.1:{postgres.Port}; Redis on {redisStart.Result.ConnectionString}";
-            return new QueueTarget(service.Url, service.Pid, description, settings, service, owned);
-        }
-        catch
-        {
-            await DisposeAllAsync(owned);
-            throw;
-        }
+        var database = await infrastructure.CreateDatabaseAsync(definition.DatabaseNamePrefix, ct);
+        var service = await ServiceProcess.StartAsync(definition, database, infrastructure.RedisConnectionString, ct);
+        var description =
+            $"local: {definition.AssemblyPath} (pid {service.Pid}) at {service.Url}, {definition.SettingsDescription}; {infrastructure.Description}";
+        return new ServiceTarget(definition, service.Url, service.Pid, description, database, service, infrastructure);
     }
 
-    public ValueTask DisposeAsync() => DisposeAllAsync(_owned);
-
-    private static async ValueTask DisposeAllAsync(IReadOnlyList<IAsyncDisposable> owned)
+    public async ValueTask DisposeAsync()
     {
-        // The service first, then what it depends on.
-        for (var i = owned.Count - 1; i >= 0; i--)
+        if (_service is not null)
         {
-            await owned[i].DisposeAsync();
+            await _service.DisposeAsync();
         }
-    }
-
-    private static async Task<IReadOnlyDictionary<string, string>> ReadPostgresSettingsAsync(string connectionString, CancellationToken ct)
-    {
-        var settings = new Dictionary<string, string>(StringComparer.Ordinal);
-        await using var connection = new NpgsqlConnection(connectionString);
-        await connection.OpenAsync(ct);
-        foreach (var name in ReportedPostgresSettings)
-        {
-            await using var command = new NpgsqlCommand($"SHOW {name}", connection);
-            settings[name] = (string)(await command.ExecuteScalarAsync(ct))!;
-        }
-
-        return settings;
     }
 }

@@ -34,7 +34,8 @@ internal sealed class CallTimings
             .ToDictionary(group => group.Key, group => Summarize(group.SelectMany(entry => entry.Value).ToArray()), StringComparer.Ordinal);
     }
 
-    private static LatencySummary Summarize(long[] ticks)
+    /// <summary>Exact percentiles of durations in <see cref="Stopwatch"/> ticks (sorts the array in place).</summary>
+    public static LatencySummary Summarize(long[] ticks)
     {
         Array.Sort(ticks);
         double Percentile(double p) => ToMilliseconds(ticks[Math.Clamp((int)Math.Ceiling(p * ticks.Length) - 1, 0, ticks.Length - 1)]);

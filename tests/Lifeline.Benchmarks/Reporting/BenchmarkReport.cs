@@ -3,17 +3,52 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Lifeline.Benchmarks.Measurement;
 using Lifeline.Benchmarks.Scenarios;
+using Lifeline.Benchmarks.Scenarios.Registry;
 
 namespace Lifeline.Benchmarks.Reporting;
 
 /// <summary>The service's memory after one phase of the run.</summary>
 internal sealed record MemoryPhase(string Phase, ServiceMemory Memory);
 
-/// <summary>Where the run went and what the service was, for the report header.</summary>
-internal sealed record TargetInfo(string Url, string Description, IReadOnlyDictionary<string, string> PostgresSettings);
+/// <summary>Where a section's calls went and what the service was, for the report header.</summary>
+internal sealed record TargetInfo(string Url, string Description);
 
 /// <summary>LeaseTasks and CompleteTask latency of one processing cell.</summary>
 internal sealed record LatencyReport(string Cell, LatencySummary? LeaseTasks, LatencySummary? CompleteTask);
+
+/// <summary>What the queue section measured.</summary>
+internal sealed record QueueSection(
+    TargetInfo Target,
+    string LoadAverageAtStart,
+    IReadOnlyList<ScenarioResult> Results,
+    LatencyReport? Latency,
+    IReadOnlyList<MemoryPhase> Memory,
+    int ServiceWarningsAndErrors,
+    IReadOnlyList<string> ServiceLogSample)
+{
+    public bool Verified => Results.All(r => r.Verified);
+}
+
+/// <summary>What the registry section measured.</summary>
+/// <param name="KeepAliveBeats">Unary beats the fleet's keep-alive sent outside the heartbeat windows (at the registry's interval).</param>
+/// <param name="FleetWorkersLost">Lost events of fleet workers, which never stop beating: each one is a false detection.</param>
+internal sealed record RegistrySection(
+    TargetInfo Target,
+    string LoadAverageAtStart,
+    RegistrationResult Registration,
+    IReadOnlyList<HeartbeatResult> Heartbeats,
+    DetectionResult Detection,
+    long KeepAliveBeats,
+    int KeepAliveErrors,
+    IReadOnlyList<string> KeepAliveErrorDetails,
+    int FleetWorkersLost,
+    IReadOnlyList<MemoryPhase> Memory,
+    int ServiceWarningsAndErrors,
+    IReadOnlyList<string> ServiceLogSample)
+{
+    public bool Verified =>
+        Registration.Verified && Heartbeats.All(h => h.Verified) && Detection.Verified && KeepAliveErrors == 0 && FleetWorkersLost == 0;
+}
 
 /// <summary>Everything a run measured; printed as tables and written as JSON.</summary>
 internal sealed record BenchmarkReport(
@@ -24,21 +59,19 @@ internal sealed record BenchmarkReport(
     string LoadAverageAtStart,
     string LoadAverageAtEnd,
     double RunSeconds,
-    TargetInfo Target,
-    IReadOnlyList<ScenarioResult> Results,
-    LatencyReport? Latency,
-    IReadOnlyList<MemoryPhase> Memory,
-    int ServiceWarningsAndErrors,
-    IReadOnlyList<string> ServiceLogSample)
+    IReadOnlyDictionary<string, string> PostgresSettings,
+    QueueSection? Queue,
+    RegistrySection? Registry)
 {
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
     {
         WriteIndented = true,
         Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
-    public bool AllVerified => Results.All(r => r.Verified);
+    public bool AllVerified => (Queue?.Verified ?? true) && (Registry?.Verified ?? true);
 
     public async Task WriteJsonAsync(string path, CancellationToken ct)
     {

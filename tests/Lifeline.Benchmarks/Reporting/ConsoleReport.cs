@@ -3,6 +3,7 @@ using Lifeline.Benchmarks.Measurement;
 using Lifeline.Benchmarks.Scenarios;
 using Lifeline.Benchmarks.Scenarios.Enqueue;
 using Lifeline.Benchmarks.Scenarios.Processing;
+using Lifeline.Benchmarks.Scenarios.Registry;
 
 namespace Lifeline.Benchmarks.Reporting;
 
@@ -14,13 +15,43 @@ internal static class ConsoleReport
         writer.WriteLine();
         writer.WriteLine($"Machine:  {report.Machine}");
         writer.WriteLine($"Load:     {report.LoadAverageAtStart} at start, {report.LoadAverageAtEnd} at end (1/5/15 min, whole machine)");
-        writer.WriteLine($"Target:   {report.Target.Description}");
-        if (report.Target.PostgresSettings.Count > 0)
+        if (report.PostgresSettings.Count > 0)
         {
-            writer.WriteLine($"Postgres: {string.Join(", ", report.Target.PostgresSettings.Select(s => $"{s.Key}={s.Value}"))}");
+            writer.WriteLine($"Postgres: {string.Join(", ", report.PostgresSettings.Select(s => $"{s.Key}={s.Value}"))}");
         }
 
-        writer.WriteLine($"Profile:  {report.Profile}; tenant {report.Tenant}; payload ~100 B JSON; one shared gRPC channel (HTTP/2)");
+        writer.WriteLine($"Profile:  {report.Profile}; tenant {report.Tenant}; one shared gRPC channel (HTTP/2) per service");
+        if (report.Queue is { } queue)
+        {
+            WriteQueue(queue, writer);
+        }
+
+        if (report.Registry is { } registry)
+        {
+            RegistryConsoleReport.Write(registry, writer);
+        }
+
+        writer.WriteLine();
+        writer.WriteLine($"Run took {report.RunSeconds:0} s.");
+        if (report.Queue is not null)
+        {
+            writer.WriteLine(report.Queue.Verified
+                ? "Queue: every scenario accounted for every task exactly once (client ledger and the queue's stored counts agree)."
+                : "Queue: SOME SCENARIOS DID NOT ACCOUNT FOR THEIR TASKS: see the check column and Problems above.");
+        }
+
+        if (report.Registry is not null)
+        {
+            writer.WriteLine(report.Registry.Verified
+                ? "Registry: every registration and beat answered, exactly one lost event per stopped worker, no live worker reported lost."
+                : "Registry: SOME CHECKS FAILED: see the check columns and Problems above.");
+        }
+    }
+
+    private static void WriteQueue(QueueSection report, TextWriter writer)
+    {
+        Section(writer, $"QUEUE: {report.Target.Description}");
+        writer.WriteLine($"Load average at start of section: {report.LoadAverageAtStart}; payload ~100 B JSON");
 
         Section(writer, "Enqueue");
         var enqueue = new TextTable("scenario", "tasks", "s", "tasks/s", "call p50 ms", "call p99 ms", "errors", "RSS MiB", "check");
@@ -36,13 +67,28 @@ internal static class ConsoleReport
         Section(writer, "Processing of pre-enqueued tasks (W workers: LeaseTasks max B → StartTask each → CompleteTask(s))");
         var processing = new TextTable("W", "B", "tasks", "s", "tasks/s", "lease p50/p99 ms", "start p50/p99 ms", "complete p50/p99 ms",
             "errors", "RSS MiB", "check");
-        foreach (var r in report.Results.Where(r => r.Kind == "processing"))
+        foreach (var r in report.Results.Where(r => r.Kind == ProcessingScenario.Kind))
         {
             processing.Add(Int(r.Workers), Int(r.BatchSize), Int(r.Tasks), Seconds(r.Seconds), Rate(r.TasksPerSecond),
                 Pair(r, QueueWorker.LeaseCall), Pair(r, QueueWorker.StartCall), Pair(r, Completion(r)), Int(r.Errors), Mib(r.Memory), r.Check);
         }
 
         processing.WriteTo(writer);
+
+        var fused = report.Results.Where(r => r.Kind == ProcessingScenario.FusedKind).ToList();
+        if (fused.Count > 0)
+        {
+            Section(writer, "Processing, LEASE+START FUSED (LeaseTasks max B with start=true → CompleteTask(s); no StartTask calls; " +
+                            "not the spec'd lease → start → complete cycle above)");
+            var table = new TextTable("W", "B", "tasks", "s", "tasks/s", "lease+start p50/p99 ms", "complete p50/p99 ms", "errors", "RSS MiB", "check");
+            foreach (var r in fused)
+            {
+                table.Add(Int(r.Workers), Int(r.BatchSize), Int(r.Tasks), Seconds(r.Seconds), Rate(r.TasksPerSecond),
+                    Pair(r, QueueWorker.LeaseCall), Pair(r, Completion(r)), Int(r.Errors), Mib(r.Memory), r.Check);
+            }
+
+            table.WriteTo(writer);
+        }
 
         Section(writer, "Full cycle (producers enqueue while workers process)");
         var fullCycle = new TextTable("scenario", "tasks", "s", "tasks/s", "enqueue p50/p99 ms", "lease p50/p99 ms", "complete p50/p99 ms",
@@ -71,22 +117,12 @@ internal static class ConsoleReport
             table.WriteTo(writer);
         }
 
-        if (report.Memory.Count > 0)
-        {
-            Section(writer, "Service memory (/proc/PID/status after each phase)");
-            var memory = new TextTable("phase", "VmRSS MiB", "VmHWM MiB");
-            foreach (var phase in report.Memory)
-            {
-                memory.Add(phase.Phase, Mib(phase.Memory.RssMiB), Mib(phase.Memory.PeakRssMiB));
-            }
-
-            memory.WriteTo(writer);
-        }
+        WriteMemory(writer, "Queue service memory (/proc/PID/status after each phase)", report.Memory);
 
         var failures = report.Results.Where(r => r.Errors > 0 || !r.Verified).ToList();
         if (failures.Count > 0)
         {
-            Section(writer, "Problems");
+            Section(writer, "Queue problems");
             foreach (var r in failures)
             {
                 writer.WriteLine($"{r.Kind} {r.Name}: {r.Check}");
@@ -97,25 +133,41 @@ internal static class ConsoleReport
             }
         }
 
-        if (report.ServiceWarningsAndErrors > 0)
+        WriteServiceLog(writer, "Queue service", report.ServiceWarningsAndErrors, report.ServiceLogSample);
+    }
+
+    public static void WriteMemory(TextWriter writer, string title, IReadOnlyList<MemoryPhase> phases)
+    {
+        if (phases.Count == 0)
         {
-            Section(writer, $"Service logged {report.ServiceWarningsAndErrors} warnings/errors (first {report.ServiceLogSample.Count})");
-            foreach (var line in report.ServiceLogSample.Take(20))
+            return;
+        }
+
+        Section(writer, title);
+        var memory = new TextTable("phase", "VmRSS MiB", "VmHWM MiB");
+        foreach (var phase in phases)
+        {
+            memory.Add(phase.Phase, Mib(phase.Memory.RssMiB), Mib(phase.Memory.PeakRssMiB));
+        }
+
+        memory.WriteTo(writer);
+    }
+
+    public static void WriteServiceLog(TextWriter writer, string service, int count, IReadOnlyList<string> sample)
+    {
+        if (count > 0)
+        {
+            Section(writer, $"{service} logged {count} warnings/errors (first {Math.Min(20, sample.Count)})");
+            foreach (var line in sample.Take(20))
             {
                 writer.WriteLine($"    {line}");
             }
         }
-
-        writer.WriteLine();
-        writer.WriteLine($"Run took {report.RunSeconds:0} s.");
-        writer.WriteLine(report.AllVerified
-            ? "Every scenario accounted for every task exactly once (client ledger and the queue's stored counts agree)."
-            : "SOME SCENARIOS DID NOT ACCOUNT FOR THEIR TASKS: see the check column and Problems above.");
     }
 
     private static string Completion(ScenarioResult r) => r.BatchSize == 1 ? QueueWorker.CompleteCall : QueueWorker.CompleteBatchCall;
 
-    private static void Section(TextWriter writer, string title)
+    public static void Section(TextWriter writer, string title)
     {
         writer.WriteLine();
         writer.WriteLine($"== {title} ==");
@@ -124,15 +176,15 @@ internal static class ConsoleReport
     private static string Pair(ScenarioResult r, string call) =>
         r.Latencies.GetValueOrDefault(call) is { } s ? $"{Ms(s.P50Ms)} / {Ms(s.P99Ms)}" : "-";
 
-    private static string Int(int value) => value.ToString("N0", CultureInfo.InvariantCulture);
+    public static string Int(long value) => value.ToString("N0", CultureInfo.InvariantCulture);
 
-    private static string Rate(double value) => value.ToString("N0", CultureInfo.InvariantCulture);
+    public static string Rate(double value) => double.IsFinite(value) ? value.ToString("N0", CultureInfo.InvariantCulture) : "-";
 
-    private static string Seconds(double value) => value.ToString("0.0", CultureInfo.InvariantCulture);
+    public static string Seconds(double value) => value.ToString("0.0", CultureInfo.InvariantCulture);
 
-    private static string Ms(double? value) => value is { } v ? v.ToString(v < 10 ? "0.00" : "0.0", CultureInfo.InvariantCulture) : "-";
+    public static string Ms(double? value) => value is { } v ? v.ToString(v < 10 ? "0.00" : "0.0", CultureInfo.InvariantCulture) : "-";
 
-    private static string Mib(ServiceMemory? memory) => memory is null ? "-" : Mib(memory.RssMiB);
+    public static string Mib(ServiceMemory? memory) => memory is null ? "-" : Mib(memory.RssMiB);
 
-    private static string Mib(double value) => value.ToString("0.0", CultureInfo.InvariantCulture);
+    public static string Mib(double value) => value.ToString("0.0", CultureInfo.InvariantCulture);
 }

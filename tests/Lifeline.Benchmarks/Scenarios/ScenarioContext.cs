@@ -10,11 +10,11 @@ using TaskStatus = Lifeline.Queue.V1.TaskStatus;
 namespace Lifeline.Benchmarks.Scenarios;
 
 /// <summary>What every scenario needs: the shared channel, the target (for memory), the profile, and checks against the queue's own counts.</summary>
-internal sealed class ScenarioContext(QueueConnection connection, QueueTarget target, BenchmarkProfile profile)
+internal sealed class ScenarioContext(QueueConnection connection, ServiceTarget target, BenchmarkProfile profile)
 {
     public QueueConnection Connection { get; } = connection;
 
-    public QueueTarget Target { get; } = target;
+    public ServiceTarget Target { get; } = target;
 
     public BenchmarkProfile Profile { get; } = profile;
 

@@ -13,11 +13,12 @@ namespace Lifeline.Benchmarks.Scenarios.Processing;
 /// <summary>How a simulated worker handles what it leases.</summary>
 /// <param name="BatchSize">max_tasks per LeaseTasks; 1 completes with CompleteTask, more with one CompleteTasks.</param>
 /// <param name="StartEachTask">StartTask every leased task (one call each, in order) before completing.</param>
-internal sealed record WorkerPlan(int BatchSize, bool StartEachTask);
+/// <param name="LeaseAndStart">Lease with start = true: the tasks come back running, no StartTask calls.</param>
+internal sealed record WorkerPlan(int BatchSize, bool StartEachTask, bool LeaseAndStart = false);
 
 /// <summary>
 /// A simulated worker doing no work of its own: LeaseTasks (long-polling when nothing is ready) →
-/// StartTask each → CompleteTask / CompleteTasks, until its ledger says every task is done. Failed
+/// StartTask each (or lease-and-start in the LeaseTasks call) → CompleteTask / CompleteTasks, until its ledger says every task is done. Failed
 /// calls are recorded and retried a few times (completion with the same fencing token is idempotent).
 /// </summary>
 internal sealed class QueueWorker(QueueConnection connection, string workerId, string taskType, WorkerPlan plan, TaskLedger ledger, CallErrors errors)
@@ -43,6 +44,7 @@ internal sealed class QueueWorker(QueueConnection connection, string workerId, s
             MaxTasks = plan.BatchSize,
             LeaseDuration = LeaseDuration,
             Wait = LeaseWait,
+            Start = plan.LeaseAndStart,
         };
         while (!ct.IsCancellationRequested)
         {
@@ -58,6 +60,10 @@ internal sealed class QueueWorker(QueueConnection connection, string workerId, s
             foreach (var task in leased.Tasks)
             {
                 ledger.Leased(task.Id);
+                if (plan.LeaseAndStart && task.Status != TaskStatus.Running)
+                {
+                    errors.Record($"{LeaseCall} with start = true returned a task {task.Status}, not running");
+                }
             }
 
             if (plan.StartEachTask)

@@ -1,0 +1,98 @@
+using Lifeline.Benchmarks.Measurement;
+using Lifeline.Testing;
+using Npgsql;
+
+namespace Lifeline.Benchmarks.Hosting;
+
+/// <summary>
+/// What locally started services share: one durable PostgreSQL cluster (a database per service) and
+/// one Redis. Both are stopped on dispose.
+/// </summary>
+internal sealed class LocalInfrastructure : IAsyncDisposable
+{
+    private static readonly string[] ReportedPostgresSettings =
+        ["server_version", "fsync", "synchronous_commit", "full_page_writes", "wal_level", "shared_buffers", "max_connections"];
+
+    private readonly PostgresServer _postgres;
+    private readonly RedisServer _redis;
+
+    private LocalInfrastructure(PostgresServer postgres, RedisServer redis, IReadOnlyDictionary<string, string> postgresSettings)
+    {
+        _postgres = postgres;
+        _redis = redis;
+        PostgresSettings = postgresSettings;
+    }
+
+    /// <summary>Settings of the PostgreSQL cluster (checked to be crash-safe).</summary>
+    public IReadOnlyDictionary<string, string> PostgresSettings { get; }
+
+    public string RedisConnectionString => _redis.ConnectionString;
+
+    public string Description => $"PostgreSQL {PostgresSettings["server_version"]} on 127.0.0.1:{_postgres.Port}; Redis on {_redis.ConnectionString}";
+
+    /// <summary>Starts a durable PostgreSQL cluster and a Redis server.</summary>
+    public static async Task<LocalInfrastructure> StartAsync(CancellationToken ct)
+    {
+        var postgresStart = PostgresServer.StartDedicatedAsync(Testing.PostgresSettings.Durable);
+        var redisStart = RedisServer.StartAsync();
+        try
+        {
+            await Task.WhenAll(postgresStart, redisStart);
+            var settings = await ReadPostgresSettingsAsync(postgresStart.Result.AdminConnectionString, ct);
+            if (settings["fsync"] != "on" || settings["synchronous_commit"] != "on" || settings["full_page_writes"] != "on")
+            {
+                throw new InvalidOperationException("The benchmark cluster is not durable: " + string.Join(", ", settings));
+            }
+
+            return new LocalInfrastructure(postgresStart.Result, redisStart.Result, settings);
+        }
+        catch
+        {
+            // Whichever started is stopped again even if the other failed.
+            if (postgresStart.IsCompletedSuccessfully)
+            {
+                await postgresStart.Result.DisposeAsync();
+            }
+
+            if (redisStart.IsCompletedSuccessfully)
+            {
+                await redisStart.Result.DisposeAsync();
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>The Redis server process (its title names its port).</summary>
+    public IReadOnlyList<int> RedisPids() =>
+        ProcessTable.Find(c => c.Contains("redis-server", StringComparison.Ordinal) && c.Contains($":{_redis.Port}", StringComparison.Ordinal));
+
+    /// <summary>The PostgreSQL postmaster and its children (backends, checkpointer, WAL writer…).</summary>
+    public IReadOnlyList<int> PostgresPids() =>
+        ProcessTable.WithChildren(ProcessTable.Find(c =>
+            c.Contains("/bin/postgres -D", StringComparison.Ordinal) && !c.Contains("runuser", StringComparison.Ordinal) &&
+            c.Contains($" -p {_postgres.Port} ", StringComparison.Ordinal)));
+
+    /// <summary>A new empty database on the cluster; the connection string is the superuser's.</summary>
+    public Task<string> CreateDatabaseAsync(string namePrefix, CancellationToken ct) => _postgres.CreateDatabaseAsync(namePrefix, ct);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _redis.DisposeAsync();
+        await _postgres.DisposeAsync();
+    }
+
+    private static async Task<IReadOnlyDictionary<string, string>> ReadPostgresSettingsAsync(string connectionString, CancellationToken ct)
+    {
+        var settings = new Dictionary<string, string>(StringComparer.Ordinal);
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync(ct);
+        foreach (var name in ReportedPostgresSettings)
+        {
+            await using var command = new NpgsqlCommand($"SHOW {name}", connection);
+            settings[name] = (string)(await command.ExecuteScalarAsync(ct))!;
+        }
+
+        return settings;
+    }
+}
