@@ -35,7 +35,7 @@ public static class DependencyResolver
                 ELSE 'violated' END,
             resolved_at = now()
         FROM ended e
-        WHERE d.depends_on_id = e.id AND d.state = 'waiting'
+        WHERE d.depends_on_id = ANY(@ids) AND d.depends_on_id = e.id AND d.state = 'waiting'
         RETURNING d.task_id, d.depends_on_id, d.state, d.type, e.status
         """;
 
@@ -52,7 +52,7 @@ public static class DependencyResolver
                     'code', 'DEPENDENCY_UNSATISFIED', 'message', d.violation, 'retryable', false, 'severity', 'medium') END,
                 updated_at = now()
             FROM delta d
-            WHERE t.id = d.task_id AND t.status = 'pending'
+            WHERE t.id = ANY(@task_ids) AND t.id = d.task_id AND t.status = 'pending'
             RETURNING t.id, t.tenant_id, t.type, t.status, t.unmet_dependencies, t.has_dependents, t.assigned_worker_id,
                       t.fencing_token, d.violation
         ), met_history AS (

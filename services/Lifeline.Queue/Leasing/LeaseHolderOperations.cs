@@ -132,14 +132,15 @@ public sealed class LeaseHolderOperations(NpgsqlDataSource dataSource, ReadySign
         WITH input(id, token, result) AS (
             SELECT * FROM unnest(@ids::uuid[], @tokens::bigint[], @results::text[])
         ), old AS (
-            SELECT t.id, t.status FROM tasks t JOIN input i ON i.id = t.id
-            WHERE t.tenant_id = @tenant ORDER BY t.id FOR UPDATE OF t
+            -- "id = ANY(@ids)" (not a join with the unnest) so the planner walks the primary key, however large the table.
+            SELECT t.id, t.status FROM tasks t
+            WHERE t.id = ANY(@ids) AND t.tenant_id = @tenant ORDER BY t.id FOR UPDATE
         ), changed AS (
             UPDATE tasks t
             SET status = 'completed', result = i.result::jsonb, error = NULL, completed_at = now(), lease_expires_at = NULL,
                 progress_percent = 100, updated_at = now()
-            FROM input i, old o
-            WHERE t.id = i.id AND o.id = t.id AND t.fencing_token = i.token AND o.status IN ('assigned','running')
+            FROM input i JOIN old o ON o.id = i.id
+            WHERE t.id = ANY(@ids) AND t.id = i.id AND t.fencing_token = i.token AND o.status IN ('assigned','running')
             RETURNING t.id, t.tenant_id, t.type, t.assigned_worker_id, t.fencing_token, t.has_dependents, t.started_at, t.assigned_at,
                       o.status AS from_status
         ), history AS (
