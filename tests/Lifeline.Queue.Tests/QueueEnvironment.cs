@@ -1,6 +1,5 @@
 using Lifeline.Queue.V1;
 using Lifeline.Testing;
-using Npgsql;
 
 namespace Lifeline.Queue.Tests;
 
@@ -53,18 +52,6 @@ public sealed class QueueEnvironment() : ServiceTestEnvironment("queue")
         }
     }
 
-    /// <summary>Runs a scalar query against the queue database (assertions look at the store, not just replies).</summary>
-    public async Task<T> ScalarAsync<T>(string sql, params (string Name, object Value)[] parameters)
-    {
-        await using var connection = new NpgsqlConnection(DatabaseConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value);
-        }
-        return (T)(await command.ExecuteScalarAsync())!;
-    }
 
     /// <summary>A task's status in the store.</summary>
     public Task<string> StatusAsync(string taskId) =>

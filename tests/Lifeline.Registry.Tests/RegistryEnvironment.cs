@@ -2,7 +2,6 @@ using Lifeline.Queue;
 using Lifeline.Queue.V1;
 using Lifeline.Registry.V1;
 using Lifeline.Testing;
-using Npgsql;
 
 namespace Lifeline.Registry.Tests;
 
@@ -85,17 +84,6 @@ public sealed class RegistryEnvironment() : ServiceTestEnvironment("registry")
         }
     }
 
-    public async Task<T> ScalarAsync<T>(string sql, params (string Name, object Value)[] parameters)
-    {
-        await using var connection = new NpgsqlConnection(DatabaseConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value);
-        }
-        return (T)(await command.ExecuteScalarAsync())!;
-    }
 
     public Task<long> CountEventsAsync(Guid workerId, string type) =>
         ScalarAsync<long>("SELECT count(*) FROM worker_events WHERE worker_id = @id AND event_type = @type", ("id", workerId), ("type", type));

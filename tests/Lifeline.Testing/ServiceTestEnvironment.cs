@@ -44,6 +44,19 @@ public class ServiceTestEnvironment : IAsyncLifetime
     /// <summary>Shortcut for <c>Redis.ConnectionString</c>.</summary>
     public string RedisConnectionString => Redis.ConnectionString;
 
+    /// <summary>Runs a scalar query against this fixture's database (assertions look at the store, not just replies).</summary>
+    public async Task<T> ScalarAsync<T>(string sql, params (string Name, object Value)[] parameters)
+    {
+        await using var connection = new Npgsql.NpgsqlConnection(DatabaseConnectionString);
+        await connection.OpenAsync().ConfigureAwait(false);
+        await using var command = new Npgsql.NpgsqlCommand(sql, connection);
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value);
+        }
+        return (T)(await command.ExecuteScalarAsync().ConfigureAwait(false))!;
+    }
+
     /// <inheritdoc />
     public async Task InitializeAsync()
     {

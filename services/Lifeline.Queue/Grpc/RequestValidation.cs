@@ -377,18 +377,7 @@ internal static partial class RequestValidation
         {
             v.AddIf(!EventTypes.Contains(request.EventTypes[i]), $"event_types[{i}]", $"'{Violations.Truncate(request.EventTypes[i], 64)}' is not an event type");
         }
-        LogPosition? after = null;
-        if (!string.IsNullOrEmpty(request.AfterEventId))
-        {
-            if (LogPosition.TryParse(request.AfterEventId, out var position))
-            {
-                after = position;
-            }
-            else
-            {
-                v.Add("after_event_id", "is not an event_id returned by this service");
-            }
-        }
+        var after = v.Position("after_event_id", request.AfterEventId);
         v.ThrowIfAny();
         return new WatchFilter(request.TaskTypes.ToArray(), taskId, request.EventTypes.ToArray(), after);
     }

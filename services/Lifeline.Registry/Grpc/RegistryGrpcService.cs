@@ -175,18 +175,7 @@ public sealed class RegistryGrpcService(
                 $"event_types[{i}]", "is not a worker event type");
         }
         Guid? worker = string.IsNullOrEmpty(request.WorkerId) ? null : v.Uuid("worker_id", request.WorkerId);
-        LogPosition? after = null;
-        if (!string.IsNullOrEmpty(request.AfterEventId))
-        {
-            if (LogPosition.TryParse(request.AfterEventId, out var position))
-            {
-                after = position;
-            }
-            else
-            {
-                v.Add("after_event_id", "is not an event_id returned by this service");
-            }
-        }
+        var after = v.Position("after_event_id", request.AfterEventId);
         v.ThrowIfAny();
         var filter = new WorkerWatchFilter(
             request.EventTypes.Where(e => Enum.IsDefined(e) && e != WorkerEventType.Unspecified).Select(WorkerMapper.EventName).ToArray(), worker, after);

@@ -49,6 +49,21 @@ public sealed class Violations
         }
     }
 
+    /// <summary>Parses a resume position of an event stream (an <c>event_id</c>); empty means none.</summary>
+    public Postgres.LogPosition? Position(string field, string? value)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            return null;
+        }
+        if (Postgres.LogPosition.TryParse(value, out var position))
+        {
+            return position;
+        }
+        Add(field, "is not an event_id returned by this service");
+        return null;
+    }
+
     /// <summary>Validates a page size: 0 means <paramref name="defaultSize"/>.</summary>
     public int PageSize(string field, int value, int defaultSize, int maxSize)
     {
