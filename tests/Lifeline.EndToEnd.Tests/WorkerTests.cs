@@ -16,13 +16,13 @@ public sealed class WorkerTests(SuiteFixture suite, ITestOutputHelper output)
         var (echo, fail, payload) = await EnqueueDemoTasksAsync();
 
         var generate = await ProcessRun.RunAsync(
-            "/bin/bash", [Path.Combine(suite.RepositoryRoot, "workers/python/generate.sh")], suite.RepositoryRoot, TimeSpan.FromSeconds(60));
+            "/bin/bash", [Path.Combine(suite.RepositoryRoot, "services/workers/python/generate.sh")], suite.RepositoryRoot, TimeSpan.FromSeconds(60));
         Assert.True(generate.ExitCode == 0, generate.ToString());
 
         var worker = await ProcessRun.RunAsync(
             "/usr/bin/python3",
             [
-                Path.Combine(suite.RepositoryRoot, "workers/python/example_worker.py"),
+                Path.Combine(suite.RepositoryRoot, "services/workers/python/example_worker.py"),
                 "--credentials", suite.CredentialsFile, "--key-name", Keys.DefaultWorker,
                 "--name", $"e2e-python-{Guid.NewGuid():N}", "--once", "2", "--poll-seconds", "5",
             ],
@@ -43,7 +43,7 @@ public sealed class WorkerTests(SuiteFixture suite, ITestOutputHelper output)
         var worker = await ProcessRun.RunAsync(
             SuiteFixture.DotnetHost(),
             [
-                suite.BuiltAssembly("workers/dotnet/Lifeline.DemoWorker", "Lifeline.DemoWorker"),
+                suite.BuiltAssembly("services/workers/dotnet/Lifeline.DemoWorker", "Lifeline.DemoWorker"),
                 "--credentials", suite.CredentialsFile, "--key-name", Keys.DefaultWorker,
                 "--name", $"e2e-dotnet-{Guid.NewGuid():N}", "--once", "2",
             ],

@@ -46,7 +46,7 @@ try:
     from lifeline.queue.v1 import queue_pb2, queue_pb2_grpc  # noqa: E402
     from lifeline.registry.v1 import registry_pb2, registry_pb2_grpc  # noqa: E402
 except ImportError as error:  # a setup problem: say how to fix it
-    raise ImportError(f"{error}: the gRPC stubs are missing; run workers/python/generate.sh first") from error
+    raise ImportError(f"{error}: the gRPC stubs are missing; run services/workers/python/generate.sh first") from error
 
 log = logging.getLogger("lifeline.worker")
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-protos=$(cd "$here/../../protos" && pwd)
+protos=$(cd "$here/../../../protos" && pwd)
 out="$here/_generated"
 
 command -v protoc >/dev/null 2>&1 || { echo "generate.sh: protoc not found (apt-get install protobuf-compiler)" >&2; exit 1; }
