@@ -89,6 +89,12 @@ public sealed class QueueIntegrationTests(RegistryEnvironment env) : IClassFixtu
         Assert.True(await EventuallyAsync(async () =>
             (await Registry.GetCircuitBreakerAsync(new GetCircuitBreakerRequest { WorkerId = worker.Id })).CircuitBreaker.State == CircuitState.Open,
             TimeSpan.FromSeconds(10)));
+        // The Redis mirror the queue reads follows the committed breaker a moment later.
+        await using (var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(env.RedisConnectionString))
+        {
+            var key = Lifeline.ServiceDefaults.Workers.WorkerMirror.WorkerKey("default", worker.Id);
+            Assert.True(await EventuallyAsync(async () => await redis.GetDatabase().HashGetAsync(key, "breaker") == "open", TimeSpan.FromSeconds(5)));
+        }
         Assert.Equal("CIRCUIT_OPEN", await RefusalReasonAsync(worker.Id, type));
         var stats = (await Registry.GetWorkerStatsAsync(new GetWorkerStatsRequest { WorkerId = worker.Id })).Stats;
         Assert.Equal(3, stats.Failed);

@@ -45,8 +45,10 @@ internal static class RpcPermissions
         [Registry + "DeregisterWorker"] = Role.Worker,
         [Registry + "Heartbeat"] = Role.Worker,
         [Registry + "HeartbeatStream"] = Role.Worker,
-        [Registry + "RecordTaskOutcome"] = Role.Worker,
-        [Registry + "RecordTaskOutcomes"] = Role.Worker,
+        // Outcomes drive breakers and statistics: the queue reports them service to service; through the
+        // front door only operators may (a worker must not be able to vouch for itself).
+        [Registry + "RecordTaskOutcome"] = Role.Operator,
+        [Registry + "RecordTaskOutcomes"] = Role.Operator,
         [Registry + "DrainWorker"] = Role.Operator,
         [Registry + "ResetCircuitBreaker"] = Role.Operator,
         [Registry + "RecalculateWorkerStats"] = Role.Operator,
