@@ -55,6 +55,7 @@ public sealed class SecurityTests(GatewayEnvironment env) : IClassFixture<Gatewa
     [Fact]
     public async Task A_reader_cannot_lease_and_a_worker_cannot_redrive_permission_denied_and_403()
     {
+        var before = env.QueueRequests.Count;
         var ex = await RefusedAsync(
             () => Gateway.Queue("default-reader").LeaseTasksAsync(Lease(Guid.NewGuid().ToString(), "any.type")).ResponseAsync,
             StatusCode.PermissionDenied);
@@ -81,6 +82,7 @@ public sealed class SecurityTests(GatewayEnvironment env) : IClassFixture<Gatewa
         };
         using var redriveResponse = await Gateway.RestClient.SendAsync(redrive);
         Assert.Equal(HttpStatusCode.Forbidden, redriveResponse.StatusCode);
+        Assert.Equal(before, env.QueueRequests.Count); // refused at the door: nothing reached the queue
     }
 
     [Fact]

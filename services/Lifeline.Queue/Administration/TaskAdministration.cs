@@ -37,7 +37,11 @@ public sealed partial class TaskAdministration(NpgsqlDataSource dataSource, Read
     /// </summary>
     public async Task<(TaskRecord Task, int Cascaded)> CancelAsync(string tenant, Guid id, string reason, CancellationToken cancellationToken)
     {
-        var (task, cascaded, holder) = await CancelInStoreAsync(tenant, id, reason, cancellationToken);
+        var (task, resolution, holder) = await CancelInStoreAsync(tenant, id, reason, cancellationToken);
+        foreach (var ready in resolution?.TenantsWithReadyTasks ?? [])
+        {
+            readySignal.Notify(ready); // after commit, once: failure-type dependents may have become ready
+        }
         if (holder is not null)
         {
             try
@@ -50,10 +54,10 @@ public sealed partial class TaskAdministration(NpgsqlDataSource dataSource, Read
                 LogCommandFailed(logger, id, ex);
             }
         }
-        return (task, cascaded);
+        return (task, resolution?.Cancelled ?? 0);
     }
 
-    private async Task<(TaskRecord Task, int Cascaded, string? Holder)> CancelInStoreAsync(string tenant, Guid id, string reason, CancellationToken cancellationToken) =>
+    private async Task<(TaskRecord Task, Resolution? Resolution, string? Holder)> CancelInStoreAsync(string tenant, Guid id, string reason, CancellationToken cancellationToken) =>
         await SerializationRetry.RunAsync(async ct =>
         {
             await using var connection = await dataSource.OpenConnectionAsync(ct);
@@ -74,22 +78,11 @@ public sealed partial class TaskAdministration(NpgsqlDataSource dataSource, Read
                 await reader.ReadAsync(ct);
                 changed = TaskRecord.Read(reader);
             }
-            var cascaded = 0;
-            if (changed.HasDependents)
-            {
-                var resolution = await DependencyResolver.ResolveAsync(connection, tx, [new EndedTask(id, TaskState.Cancelled)], ct);
-                cascaded = resolution.Cancelled;
-                await tx.CommitAsync(ct);
-                foreach (var t in resolution.TenantsWithReadyTasks)
-                {
-                    readySignal.Notify(t);
-                }
-            }
-            else
-            {
-                await tx.CommitAsync(ct);
-            }
-            return (changed, cascaded, current.IsLeased ? current.AssignedWorkerId : null);
+            var resolution = changed.HasDependents
+                ? await DependencyResolver.ResolveAsync(connection, tx, [new EndedTask(id, TaskState.Cancelled)], ct)
+                : null;
+            await tx.CommitAsync(ct);
+            return (changed, resolution, current.IsLeased ? current.AssignedWorkerId : null);
         }, cancellationToken);
 
     [LoggerMessage(EventId = 1601, Level = LogLevel.Warning, Message = "Could not tell the worker holding task {TaskId} that it was cancelled")]

@@ -39,9 +39,6 @@ public sealed record TaskRecord(
     /// <summary>The column list qualified with a table alias (for UPDATE … FROM … RETURNING).</summary>
     public static string ColumnsOf(string alias) => string.Join(", ", ColumnNames.Select(c => alias + "." + c));
 
-    /// <summary>Number of columns <see cref="Read"/> consumes, so callers can append their own after them.</summary>
-    public static int ColumnCount => ColumnNames.Length;
-
     public static TaskRecord Read(NpgsqlDataReader r) => new(
         r.GetGuid(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt32(4), r.GetString(5),
         r.IsDBNull(6) ? null : r.GetString(6), r.IsDBNull(7) ? null : StoredError.FromJson(r.GetString(7)),

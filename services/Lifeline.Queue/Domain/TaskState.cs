@@ -18,11 +18,6 @@ public static class TaskState
     public const string Timeout = "timeout";
     public const string DeadLettered = "dead_lettered";
 
-    public static readonly string[] All = [Pending, Assigned, Running, Completed, Failed, Cancelled, Timeout, DeadLettered];
-
-    /// <summary>States in which a worker holds a lease.</summary>
-    public static readonly string[] Leased = [Assigned, Running];
-
     /// <summary>States after which the task does not run again (unless a dead letter is redriven).</summary>
     public static readonly string[] Ended = [Completed, Failed, Cancelled, Timeout, DeadLettered];
 

@@ -28,7 +28,7 @@ public sealed class RegistryGrpcService(
         {
             Worker = worker.ToProto(),
             Created = created,
-            HeartbeatInterval = RegistryValidation.Interval(options.Value.HeartbeatInterval),
+            HeartbeatInterval = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(options.Value.HeartbeatInterval),
         };
     }
 

@@ -147,6 +147,4 @@ internal static partial class RegistryValidation
         v.AddIf(!TaskTypePattern().IsMatch(value), "capability", "must be 1 to 128 characters of letters, digits, '.', '_', '-', ':' and '/'");
         return value;
     }
-
-    public static Duration Interval(TimeSpan span) => Duration.FromTimeSpan(span);
 }

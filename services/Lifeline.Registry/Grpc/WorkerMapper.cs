@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Lifeline.Registry.Breakers;
@@ -172,6 +171,4 @@ internal static class WorkerMapper
     }
 
     public static Timestamp Time(DateTime value) => Timestamp.FromDateTime(DateTime.SpecifyKind(value, DateTimeKind.Utc));
-
-    public static string Serialize(object value) => JsonSerializer.Serialize(value);
 }

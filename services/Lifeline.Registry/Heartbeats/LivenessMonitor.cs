@@ -65,7 +65,7 @@ public sealed partial class LivenessMonitor(
         foreach (var (tenant, id) in await mirror.LapsedAsync(now, 1000))
         {
             var claim = await mirror.ClaimLapseAsync(tenant, id, now);
-            if (claim is { } won && await directory.MarkLostAsync(tenant, id, won.Running, ct) is not null)
+            if (claim.Result == LapseClaimResult.Won && await directory.MarkLostAsync(tenant, id, claim.Running, ct) is not null)
             {
                 lost++;
                 LogLost(logger, id, tenant);
@@ -103,7 +103,7 @@ public sealed partial class LivenessMonitor(
             else if (status != "offline" && !alive)
             {
                 var claim = await mirror.ClaimLapseAsync(tenant, id, DateTime.UtcNow);
-                if (claim is { Epoch: 0 })
+                if (claim.Result == LapseClaimResult.MirrorMissing)
                 {
                     // No mirror entry at all: Redis lost its data, so beats since could not be recorded (the worker
                     // may be beating right now). Write the entry back from PostgreSQL with a fresh heartbeat clock;
@@ -114,14 +114,13 @@ public sealed partial class LivenessMonitor(
                     }
                     continue;
                 }
-                if (claim is null && await mirror.IsAliveAsync(tenant, id))
+                if (claim.Result == LapseClaimResult.NotLapsed && await mirror.IsAliveAsync(tenant, id))
                 {
                     continue; // it beat again since the check above: not lost
                 }
                 // Won the claim, or another instance claimed the lapse in Redis (and may have crashed before
                 // PostgreSQL knew): the transition to offline happens once either way.
-                var running = claim?.Running ?? [];
-                if (await directory.MarkLostAsync(tenant, id, running, ct) is not null)
+                if (await directory.MarkLostAsync(tenant, id, claim.Running, ct) is not null)
                 {
                     LogLost(logger, id, tenant);
                 }

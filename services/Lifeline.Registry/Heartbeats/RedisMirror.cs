@@ -19,6 +19,17 @@ public enum BeatResult
     Deregistered,
 }
 
+/// <summary>How a lapse claim ended.</summary>
+public enum LapseClaimResult
+{
+    Won,
+    NotLapsed,
+    MirrorMissing,
+}
+
+/// <summary>The result of <see cref="RedisMirror.ClaimLapseAsync"/>: the worker's last running tasks when won.</summary>
+public sealed record LapseClaim(LapseClaimResult Result, string[] Running);
+
 /// <summary>What a heartbeat changed.</summary>
 public sealed record Beat(BeatResult Result, string Status, bool WasOffline, long CurrentEpoch, IReadOnlyList<WorkerCommand> Commands);
 
@@ -58,7 +69,7 @@ public sealed class RedisMirror(IConnectionMultiplexer redis, IOptions<RegistryO
         local status = redis.call('HGET', KEYS[1], 'status')
         if status == 'offline' or redis.call('HGET', KEYS[1], 'deregistered') == '1' then return {0} end
         redis.call('HSET', KEYS[1], 'status', 'offline')
-        return {1, redis.call('HGET', KEYS[1], 'running') or '', redis.call('HGET', KEYS[1], 'epoch') or '0'}
+        return {1, redis.call('HGET', KEYS[1], 'running') or ''}
         """;
 
     private IDatabase Db => redis.GetDatabase();
@@ -121,10 +132,11 @@ public sealed class RedisMirror(IConnectionMultiplexer redis, IOptions<RegistryO
     }
 
     /// <summary>
-    /// Atomically marks a lapsed worker offline in Redis. Returns the running task ids and epoch when this
-    /// caller won the claim, null when the worker is alive again or someone else already claimed it.
+    /// Atomically marks a lapsed worker offline in Redis: <see cref="LapseClaimResult.Won"/> (with its last running
+    /// tasks) for exactly one caller; <see cref="LapseClaimResult.NotLapsed"/> when it beats again or was already
+    /// claimed; <see cref="LapseClaimResult.MirrorMissing"/> when Redis has no entry for it (PostgreSQL decides).
     /// </summary>
-    public async Task<(string[] Running, long Epoch)?> ClaimLapseAsync(string tenant, Guid id, DateTime now)
+    public async Task<LapseClaim> ClaimLapseAsync(string tenant, Guid id, DateTime now)
     {
         var ws = id.ToString();
         var result = (RedisResult[])(await Db.ScriptEvaluateAsync(ClaimLapseScript,
@@ -132,9 +144,9 @@ public sealed class RedisMirror(IConnectionMultiplexer redis, IOptions<RegistryO
             [Member(tenant, id), UnixMs(now)]))!;
         return (int)result[0] switch
         {
-            1 => (((string)result[1]!).Split('\n', StringSplitOptions.RemoveEmptyEntries), long.Parse((string)result[2]!, CultureInfo.InvariantCulture)),
-            2 => ([], 0), // no mirror entry at all (Redis lost it): PostgreSQL decides
-            _ => null,
+            1 => new LapseClaim(LapseClaimResult.Won, ((string)result[1]!).Split('\n', StringSplitOptions.RemoveEmptyEntries)),
+            2 => new LapseClaim(LapseClaimResult.MirrorMissing, []),
+            _ => new LapseClaim(LapseClaimResult.NotLapsed, []),
         };
     }
 

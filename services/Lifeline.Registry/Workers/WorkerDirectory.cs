@@ -64,12 +64,12 @@ public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mir
             await using var reader = await command.ExecuteReaderAsync(ct);
             if (await reader.ReadAsync(ct))
             {
-                var breaker = reader.IsDBNull(WorkerColumnCount + 1)
+                var breaker = reader.IsDBNull(WorkerRecord.ColumnCount + 1)
                     ? BreakerState.Initial
-                    : new BreakerState(reader.GetString(WorkerColumnCount + 1), reader.GetInt32(WorkerColumnCount + 2),
-                        reader.IsDBNull(WorkerColumnCount + 3) ? null : reader.GetDateTime(WorkerColumnCount + 3),
-                        reader.IsDBNull(WorkerColumnCount + 4) ? null : reader.GetDateTime(WorkerColumnCount + 4));
-                return (WorkerRecord.Read(reader), reader.GetBoolean(WorkerColumnCount), breaker);
+                    : new BreakerState(reader.GetString(WorkerRecord.ColumnCount + 1), reader.GetInt32(WorkerRecord.ColumnCount + 2),
+                        reader.IsDBNull(WorkerRecord.ColumnCount + 3) ? null : reader.GetDateTime(WorkerRecord.ColumnCount + 3),
+                        reader.IsDBNull(WorkerRecord.ColumnCount + 4) ? null : reader.GetDateTime(WorkerRecord.ColumnCount + 4));
+                return (WorkerRecord.Read(reader), reader.GetBoolean(WorkerRecord.ColumnCount), breaker);
             }
             await reader.DisposeAsync();
             var existing = await FindByNameAsync(tenant, registration.Name, ct);
@@ -82,8 +82,6 @@ public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mir
         await mirror.WriteWorkerAsync(worker, breaker, alive: true);
         return (worker, created);
     }
-
-    private const int WorkerColumnCount = 14;
 
     private static readonly string DeregisterSql = $"""
         WITH changed AS (

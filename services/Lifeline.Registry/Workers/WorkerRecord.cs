@@ -11,6 +11,9 @@ public sealed record WorkerRecord(
     public const string Columns =
         "id, tenant_id, name, type, status, capabilities, metadata::text, running_task_ids, load, last_heartbeat_at, session_epoch, registered_at, updated_at, deregistered_at";
 
+    /// <summary>Number of columns <see cref="Read"/> consumes; a query may append its own after them.</summary>
+    public static readonly int ColumnCount = Columns.Split(", ").Length;
+
     public static string ColumnsOf(string alias) =>
         string.Join(", ", Columns.Split(", ").Select(c => c == "metadata::text" ? $"{alias}.metadata::text" : $"{alias}.{c}"));
 
