@@ -63,9 +63,24 @@ public class PreconditionFailedException(string reason, string message) : Lifeli
 }
 
 /// <summary>A concurrent change won; retrying the whole operation may succeed: ABORTED with RetryInfo.</summary>
-public sealed class ConcurrencyConflictException(string message, TimeSpan retryAfter) : LifelineException(message)
+public sealed class ConcurrencyConflictException(string message, TimeSpan retryAfter, string reason = "CONCURRENT_MODIFICATION")
+    : LifelineException(message)
 {
     public TimeSpan RetryAfter { get; } = retryAfter;
     public override StatusCode Code => StatusCode.Aborted;
-    public override string Reason => "CONCURRENT_MODIFICATION";
+    public override string Reason { get; } = reason;
+}
+
+/// <summary>Stored data failed its integrity check (checksum mismatch, undecodable bytes): DATA_LOSS. Never served.</summary>
+public sealed class DataLossException(string reason, string message) : LifelineException(message)
+{
+    public override StatusCode Code => StatusCode.DataLoss;
+    public override string Reason { get; } = reason;
+}
+
+/// <summary>An operation ran past its own time limit and was undone: DEADLINE_EXCEEDED.</summary>
+public sealed class OperationTimedOutException(string reason, string message) : LifelineException(message)
+{
+    public override StatusCode Code => StatusCode.DeadlineExceeded;
+    public override string Reason { get; } = reason;
 }

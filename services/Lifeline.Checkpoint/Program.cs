@@ -1,0 +1,4 @@
+using Lifeline.Checkpoint;
+
+var app = CheckpointApplication.Build(args);
+await app.RunAsync();
