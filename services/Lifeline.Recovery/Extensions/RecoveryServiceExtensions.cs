@@ -1,0 +1,63 @@
+using Lifeline.Recovery.Clients;
+using Lifeline.Recovery.Consistency;
+using Lifeline.Recovery.Data;
+using Lifeline.Recovery.DisasterRecovery;
+using Lifeline.Recovery.InFlight;
+using Lifeline.Recovery.Leadership;
+using Lifeline.Recovery.Notifications;
+using Lifeline.Recovery.Options;
+using Lifeline.Recovery.Plans;
+using Lifeline.Recovery.SystemState;
+using Lifeline.ServiceDefaults;
+using Lifeline.ServiceDefaults.Postgres;
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+using StackExchange.Redis;
+
+namespace Lifeline.Recovery.Extensions;
+
+internal static class RecoveryServiceExtensions
+{
+    /// <summary>The recovery database, Redis (leader lease), clients of the other services, and every recovery loop.</summary>
+    public static IHostApplicationBuilder AddRecoveryServices(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<RecoveryOptions>().BindConfiguration(RecoveryOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        var recoveryDb = builder.Configuration.GetConnectionString("recoverydb");
+        if (string.IsNullOrWhiteSpace(recoveryDb))
+        {
+            throw new InvalidOperationException("ConnectionStrings:recoverydb is not set: the recovery service needs its PostgreSQL database.");
+        }
+        var redis = builder.Configuration.GetConnectionString("redis");
+        if (string.IsNullOrWhiteSpace(redis))
+        {
+            throw new InvalidOperationException("ConnectionStrings:redis is not set: recovery instances elect their leader in Redis.");
+        }
+
+        builder.Services.AddSingleton(sp => ServiceDataSource.Create(recoveryDb, sp.GetRequiredService<ILoggerFactory>()));
+        builder.Services.AddDbContextFactory<RecoveryDbContext>((sp, o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>()));
+        builder.Services.AddSingleton<IConnectionMultiplexer>(_ =>
+        {
+            var config = ConfigurationOptions.Parse(redis);
+            config.AbortOnConnectFail = false;
+            return ConnectionMultiplexer.Connect(config);
+        });
+        builder.Services.AddSingleton<SuiteClients>();
+        builder.Services.AddSingleton(TimeProvider.System);
+
+        // Order matters: the schema is migrated before the loops start; the leader lease before the leader-only loops.
+        builder.Services.AddHostedService<DatabaseMigrator<RecoveryDbContext>>();
+        builder.Services.AddSingleton<RecoveryLeader>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<RecoveryLeader>());
+        builder.AddInFlightRecovery();
+        builder.AddSystemState();
+        builder.AddConsistencyChecks();
+        builder.AddNotifications();
+        builder.AddRecoveryPlans();
+        builder.AddDisasterRecovery();
+
+        builder.Services.AddHealthChecks()
+            .AddCheck<PostgresHealthCheck>("recoverydb", tags: ["ready"])
+            .AddCheck<RedisHealthCheck>("redis", tags: ["ready"]);
+        return builder;
+    }
+}

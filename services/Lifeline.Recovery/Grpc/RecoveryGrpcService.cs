@@ -1,0 +1,5 @@
+using Lifeline.Recovery.V1;
+
+namespace Lifeline.Recovery.Grpc;
+
+public sealed class RecoveryGrpcService : RecoveryService.RecoveryServiceBase;

@@ -1,0 +1,6 @@
+namespace Lifeline.Recovery.InFlight;
+
+internal static class InFlightRegistration
+{
+    public static IHostApplicationBuilder AddInFlightRecovery(this IHostApplicationBuilder builder) => builder;
+}

@@ -1,0 +1,4 @@
+using Lifeline.Recovery;
+
+var app = RecoveryApplication.Build(args);
+await app.RunAsync();
