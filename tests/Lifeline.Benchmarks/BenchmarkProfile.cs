@@ -47,6 +47,39 @@ internal sealed record RegistryProfile(
     };
 }
 
+/// <summary>One state size of the checkpoint latency scenario: <paramref name="Checkpoints"/> successive checkpoints, each changing 1% of a state of about <paramref name="StateBytes"/>, then as many GetCheckpoint calls.</summary>
+internal sealed record CheckpointLatencyCase(string Label, int StateBytes, int Checkpoints);
+
+/// <summary>
+/// The checkpoint scenarios: CreateCheckpoint/GetCheckpoint latency per state size; the bytes stored for
+/// <paramref name="StorageCheckpoints"/> successive 1% changes of a <paramref name="StorageStateBytes"/> state with deltas versus full
+/// snapshots; artifact upload and download of <paramref name="ArtifactBytes"/> in <paramref name="ArtifactChunkBytes"/> chunks, <paramref name="ArtifactRepetitions"/> times.
+/// </summary>
+internal sealed record CheckpointProfile(
+    IReadOnlyList<CheckpointLatencyCase> Latency,
+    int WarmUpCheckpoints,
+    int StorageCheckpoints,
+    int StorageStateBytes,
+    int ArtifactBytes,
+    int ArtifactChunkBytes,
+    int ArtifactRepetitions)
+{
+    /// <summary>The goal for stored bytes with deltas versus full snapshots.</summary>
+    public const double TargetDeltaRatio = 0.10;
+
+    public static CheckpointProfile Full { get; } = new(
+        [new("4 KiB", 4 * 1024, 200), new("256 KiB", 256 * 1024, 200), new("4 MiB", 4 * 1024 * 1024, 30)],
+        WarmUpCheckpoints: 20, StorageCheckpoints: 100, StorageStateBytes: 256 * 1024,
+        ArtifactBytes: 64 * 1024 * 1024, ArtifactChunkBytes: 1024 * 1024, ArtifactRepetitions: 3);
+
+    /// <summary>Fewer calls and a smaller artifact; the storage comparison keeps its 100 checkpoints (it takes seconds).</summary>
+    public static CheckpointProfile Quick { get; } = Full with
+    {
+        Latency = [new("4 KiB", 4 * 1024, 40), new("256 KiB", 256 * 1024, 40), new("4 MiB", 4 * 1024 * 1024, 8)],
+        WarmUpCheckpoints = 5, ArtifactBytes = 16 * 1024 * 1024, ArtifactRepetitions = 2,
+    };
+}
+
 /// <summary>
 /// How much work each scenario does. The full-run counts are sized so each cell takes roughly 3–10 s on
 /// a 2-core machine where client, service, PostgreSQL and Redis share the cores; the quick run does a
@@ -59,7 +92,8 @@ internal sealed record BenchmarkProfile(
     IReadOnlyList<ProcessingCase> Processing,
     IReadOnlyList<FullCycleCase> FullCycle,
     TimeSpan CellTimeout,
-    RegistryProfile Registry)
+    RegistryProfile Registry,
+    CheckpointProfile Checkpoint)
 {
     /// <summary>The processing cell whose LeaseTasks/CompleteTask latencies are reported on their own.</summary>
     public static readonly (int Workers, int BatchSize) LatencyCell = (8, 1);
@@ -70,14 +104,14 @@ internal sealed record BenchmarkProfile(
     /// <summary>Processing cells that lease and start in one LeaseTasks (start = true), next to the spec'd lease → start → complete rows.</summary>
     private static readonly (int Workers, int BatchSize)[] FusedCells = [(8, 1), (8, 10), (8, 50), (32, 10), (32, 50)];
 
-    public static BenchmarkProfile Full(double scale) => Create(Label("full", scale), scale, TimeSpan.FromMinutes(3), RegistryProfile.Full);
+    public static BenchmarkProfile Full(double scale) => Create(Label("full", scale), scale, TimeSpan.FromMinutes(3), RegistryProfile.Full, CheckpointProfile.Full);
 
-    public static BenchmarkProfile Quick(double scale) => Create(Label("quick", scale), scale * 0.2, TimeSpan.FromSeconds(30), RegistryProfile.Quick);
+    public static BenchmarkProfile Quick(double scale) => Create(Label("quick", scale), scale * 0.2, TimeSpan.FromSeconds(30), RegistryProfile.Quick, CheckpointProfile.Quick);
 
     private static string Label(string name, double scale) =>
         scale == 1 ? name : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{name} ×{scale}");
 
-    private static BenchmarkProfile Create(string name, double scale, TimeSpan cellTimeout, RegistryProfile registry)
+    private static BenchmarkProfile Create(string name, double scale, TimeSpan cellTimeout, RegistryProfile registry, CheckpointProfile checkpoint)
     {
         int Scaled(int tasks) => Math.Max(20, (int)(tasks * scale));
 
@@ -101,7 +135,7 @@ internal sealed record BenchmarkProfile(
             new(Workers: 8, BatchSize: 1, Producers: 8, EnqueueBatchSize: 1, Tasks: Scaled(1_000)),
             new(Workers: 32, BatchSize: 50, Producers: 4, EnqueueBatchSize: 100, Tasks: Scaled(3_000)),
         ];
-        return new BenchmarkProfile(name, warmUp, enqueue, processing, fullCycle, cellTimeout, registry);
+        return new BenchmarkProfile(name, warmUp, enqueue, processing, fullCycle, cellTimeout, registry, checkpoint);
     }
 
     // Every task costs a LeaseTasks share, a StartTask and a CompleteTask(s) share, each a durable commit:

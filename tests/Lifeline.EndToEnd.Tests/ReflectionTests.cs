@@ -7,7 +7,7 @@ namespace Lifeline.EndToEnd.Tests;
 [Collection(SuiteCollection.Name)]
 public sealed class ReflectionTests(SuiteFixture suite)
 {
-    private static readonly string[] SuiteServices = ["lifeline.queue.v1.QueueService", "lifeline.registry.v1.RegistryService"];
+    private static readonly string[] SuiteServices = ["lifeline.queue.v1.QueueService", "lifeline.registry.v1.RegistryService", "lifeline.checkpoint.v1.CheckpointService"];
 
     [Fact]
     public async Task Reflection_v1alpha_through_the_gateway_lists_the_queue_and_registry_services()

@@ -114,7 +114,12 @@ public sealed class CheckpointPruner(CheckpointStore store, StateCache cache)
     {
         await using var connection = await store.OpenAsync(ct);
         await using var select = new NpgsqlCommand(
-            "SELECT tenant_id, workflow_id FROM checkpoints GROUP BY tenant_id, workflow_id HAVING count(*) > @n LIMIT 1000", connection);
+            // Phase endpoints are kept, so they don't count towards the bound; the fullest workflows go first.
+            """
+            SELECT tenant_id, workflow_id FROM checkpoints WHERE type NOT IN (3, 4)
+            GROUP BY tenant_id, workflow_id HAVING count(*) > @n
+            ORDER BY count(*) DESC LIMIT 1000
+            """, connection);
         select.Parameters.AddWithValue("n", keepLast);
         var result = new List<(string, string)>();
         await using var r = await select.ExecuteReaderAsync(ct);

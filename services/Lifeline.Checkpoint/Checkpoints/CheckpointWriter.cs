@@ -13,55 +13,53 @@ namespace Lifeline.Checkpoint.Checkpoints;
 /// </summary>
 public sealed class CheckpointWriter(CheckpointStore store, StateCache cache, IOptions<CheckpointOptions> options)
 {
-    /// <summary>Retries when no parent was given and another writer moved the head meanwhile.</summary>
-    private const int Attempts = 8;
-
     /// <param name="canonical">The state's canonical bytes (validation computed them to check the size limit).</param>
     public async Task<CheckpointRecord> CreateAsync(string tenant, NewCheckpoint spec, byte[] canonical, CancellationToken ct)
     {
         var checksum = CanonicalState.Checksum(canonical);
-        for (var attempt = 1; ; attempt++)
-        {
-            var parentId = spec.ParentId ?? (await store.ReadHeadAsync(tenant, spec.WorkflowId, ct))?.HeadId;
-            var encoded = await EncodeAsync(tenant, spec.WorkflowId, parentId, canonical, ct);
+        // The stored form is computed before the lock against the parent the writer names, or the head as read now.
+        var parentId = spec.ParentId ?? (await store.ReadHeadAsync(tenant, spec.WorkflowId, ct))?.HeadId;
+        var encoded = await EncodeAsync(tenant, spec.WorkflowId, parentId, canonical, ct);
 
-            await using var connection = await store.OpenAsync(ct);
-            await using var tx = await connection.BeginTransactionAsync(ct);
-            var head = (await CheckpointStore.LockWorkflowAsync(connection, tx, tenant, spec.WorkflowId, create: true, ct))!;
-            if (head.HeadId != parentId)
+        await using var connection = await store.OpenAsync(ct);
+        await using var tx = await connection.BeginTransactionAsync(ct);
+        var head = (await CheckpointStore.LockWorkflowAsync(connection, tx, tenant, spec.WorkflowId, create: true, ct))!;
+        if (head.HeadId != parentId)
+        {
+            if (spec.ParentId is { } given)
             {
-                await tx.RollbackAsync(ct);
-                if (spec.ParentId is { } given)
-                {
-                    throw HeadMoved(spec.WorkflowId, given, head.HeadId);
-                }
-                if (attempt < Attempts)
-                {
-                    continue;
-                }
-                throw new ConcurrencyConflictException(
-                    $"The head of workflow '{spec.WorkflowId}' kept moving under {Attempts} attempts; retry.", TimeSpan.FromMilliseconds(50), "HEAD_MOVED");
+                throw HeadMoved(spec.WorkflowId, given, head.HeadId);
             }
-            var record = await CheckpointStore.InsertAsync(connection, tx, tenant, head, spec, canonical, checksum, encoded, parentId, ct);
-            await tx.CommitAsync(ct);
-            cache.Put(record.Id, canonical);
-            return record;
+            // No parent named: the parent is whatever the head is now. Re-encode against it under the lock (it cannot move
+            // while we hold it), so a busy workflow never turns a parentless writer away.
+            parentId = head.HeadId;
+            encoded = await EncodeAsync(connection, tx, tenant, spec.WorkflowId, parentId, canonical, ct);
         }
+        var record = await CheckpointStore.InsertAsync(connection, tx, tenant, head, spec, canonical, checksum, encoded, parentId, ct);
+        await tx.CommitAsync(ct);
+        cache.Put(record.Id, canonical);
+        return record;
+    }
+
+    private async Task<EncodedState> EncodeAsync(string tenant, string workflowId, Guid? parentId, byte[] canonical, CancellationToken ct)
+    {
+        await using var connection = await store.OpenAsync(ct);
+        return await EncodeAsync(connection, null, tenant, workflowId, parentId, canonical, ct);
     }
 
     /// <summary>
     /// The stored form of a state whose parent is <paramref name="parentId"/>. The parent must belong to
     /// the workflow; a parent whose own state fails verification is not used as a delta base.
     /// </summary>
-    internal async Task<EncodedState> EncodeAsync(string tenant, string workflowId, Guid? parentId, byte[] canonical, CancellationToken ct)
+    private async Task<EncodedState> EncodeAsync(
+        NpgsqlConnection connection, NpgsqlTransaction? tx, string tenant, string workflowId, Guid? parentId, byte[] canonical, CancellationToken ct)
     {
         var maxChain = options.Value.MaxDeltaChain;
         if (parentId is not { } pid)
         {
             return StateCodec.Encode(canonical, null, null, 0, maxChain);
         }
-        await using var connection = await store.OpenAsync(ct);
-        var parent = await CheckpointStore.FindAsync(connection, null, tenant, pid, ct)
+        var parent = await CheckpointStore.FindAsync(connection, tx, tenant, pid, ct)
             ?? throw ValidationException.For("parent_id", $"checkpoint '{pid}' does not exist");
         if (parent.WorkflowId != workflowId)
         {
@@ -75,7 +73,7 @@ public sealed class CheckpointWriter(CheckpointStore store, StateCache cache, IO
         {
             try
             {
-                parentState = await CheckpointStore.ReconstructAsync(connection, null, parent, ct);
+                parentState = await CheckpointStore.ReconstructAsync(connection, tx, parent, ct);
             }
             catch (DataLossException)
             {

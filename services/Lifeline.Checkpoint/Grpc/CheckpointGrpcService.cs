@@ -141,6 +141,8 @@ public sealed class CheckpointGrpcService(
         }
     }
 
+    private const int MaxChunkBytes = 4 * 1024 * 1024;
+
     private static async IAsyncEnumerable<ReadOnlyMemory<byte>> Chunks(IAsyncStreamReader<PutArtifactRequest> stream,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
@@ -149,6 +151,10 @@ public sealed class CheckpointGrpcService(
             if (stream.Current.PartCase != PutArtifactRequest.PartOneofCase.Chunk)
             {
                 throw ValidationException.For("chunk", "only the first message may carry a header; the following ones carry chunks");
+            }
+            if (stream.Current.Chunk.Length is 0 or > MaxChunkBytes)
+            {
+                throw ValidationException.For("chunk", $"must be 1 byte to 4 MiB; got {stream.Current.Chunk.Length} bytes");
             }
             yield return stream.Current.Chunk.Memory;
         }

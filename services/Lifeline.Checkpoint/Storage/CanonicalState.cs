@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using Lifeline.Checkpoint.V1;
 
@@ -13,13 +12,6 @@ namespace Lifeline.Checkpoint.Storage;
 /// </summary>
 public static class CanonicalState
 {
-    private static readonly JsonWriterOptions WriterOptions = new()
-    {
-        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        Indented = false,
-        SkipValidation = false,
-    };
-
     private static readonly JsonDocumentOptions ReadOptions = new() { AllowDuplicateProperties = false, MaxDepth = 128 };
 
     /// <summary>Parses a JSON object given as text (context, an agent state); null with a reason when it is not one.</summary>
@@ -48,61 +40,60 @@ public static class CanonicalState
     /// <summary>The canonical bytes of a state whose JSON parts were validated (throws <see cref="JsonException"/> otherwise).</summary>
     public static byte[] Serialize(CheckpointState state)
     {
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>(4096);
-        using (var w = new Utf8JsonWriter(buffer, WriterOptions))
+        var w = new CanonicalJsonWriter();
+        w.Raw("{\"agent_states\":{"u8);
+        var first = true;
+        foreach (var (agent, json) in state.AgentStates.OrderBy(p => p.Key, CodePointComparer.Instance))
         {
-            w.WriteStartObject();
-
-            w.WritePropertyName("agent_states");
-            w.WriteStartObject();
-            foreach (var (agent, json) in state.AgentStates.OrderBy(p => p.Key, StringComparer.Ordinal))
+            if (!first)
             {
-                w.WritePropertyName(agent);
-                WriteJsonText(w, json);
+                w.Raw(',');
             }
-            w.WriteEndObject();
-
-            w.WritePropertyName("artifacts");
-            w.WriteStartArray();
-            foreach (var a in state.Artifacts)
-            {
-                WriteArtifact(w, a);
-            }
-            w.WriteEndArray();
-
-            w.WritePropertyName("context");
-            WriteJsonText(w, state.Context);
-
-            var bus = state.MessageBusState ?? new MessageBusState();
-            w.WritePropertyName("message_bus_state");
-            w.WriteStartObject();
-            w.WriteString("last_processed_id", bus.LastProcessedId);
-            w.WritePropertyName("pending_messages");
-            w.WriteStartArray();
-            foreach (var m in bus.PendingMessages)
-            {
-                w.WriteStringValue(m);
-            }
-            w.WriteEndArray();
-            w.WriteEndObject();
-
-            var wf = state.Workflow ?? new WorkflowState();
-            w.WritePropertyName("workflow");
-            w.WriteStartObject();
-            w.WritePropertyName("completed_phases");
-            w.WriteStartArray();
-            foreach (var p in wf.CompletedPhases)
-            {
-                w.WriteNumberValue(p);
-            }
-            w.WriteEndArray();
-            w.WriteNumber("current_phase", wf.CurrentPhase);
-            w.WriteString("status", wf.Status);
-            w.WriteEndObject();
-
-            w.WriteEndObject();
+            first = false;
+            w.String(agent);
+            w.Raw(':');
+            WriteJsonText(w, json);
         }
-        return buffer.WrittenSpan.ToArray();
+        w.Raw("},\"artifacts\":["u8);
+        for (var i = 0; i < state.Artifacts.Count; i++)
+        {
+            if (i > 0)
+            {
+                w.Raw(',');
+            }
+            WriteArtifact(w, state.Artifacts[i]);
+        }
+        w.Raw("],\"context\":"u8);
+        WriteJsonText(w, state.Context);
+
+        var bus = state.MessageBusState ?? new MessageBusState();
+        w.Raw(",\"message_bus_state\":{\"last_processed_id\":"u8);
+        w.String(bus.LastProcessedId);
+        w.Raw(",\"pending_messages\":["u8);
+        for (var i = 0; i < bus.PendingMessages.Count; i++)
+        {
+            if (i > 0)
+            {
+                w.Raw(',');
+            }
+            w.String(bus.PendingMessages[i]);
+        }
+        var wf = state.Workflow ?? new WorkflowState();
+        w.Raw("]},\"workflow\":{\"completed_phases\":["u8);
+        for (var i = 0; i < wf.CompletedPhases.Count; i++)
+        {
+            if (i > 0)
+            {
+                w.Raw(',');
+            }
+            w.Number(wf.CompletedPhases[i]);
+        }
+        w.Raw("],\"current_phase\":"u8);
+        w.Number(wf.CurrentPhase);
+        w.Raw(",\"status\":"u8);
+        w.String(wf.Status);
+        w.Raw("}}"u8);
+        return w.ToArray();
     }
 
     /// <summary>Reads canonical bytes back into a state (context and agent states as canonical JSON text).</summary>
@@ -147,97 +138,54 @@ public static class CanonicalState
     /// <summary>Canonical JSON of a JSON value given as text (for diffs and item versions).</summary>
     public static string CanonicalJson(string jsonText)
     {
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
-        using (var w = new Utf8JsonWriter(buffer, WriterOptions))
-        {
-            WriteJsonText(w, jsonText);
-        }
-        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+        var w = new CanonicalJsonWriter(256);
+        WriteJsonText(w, jsonText);
+        return System.Text.Encoding.UTF8.GetString(w.Written);
     }
 
     /// <summary>Canonical JSON of one element.</summary>
     public static string CanonicalJson(JsonElement element)
     {
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
-        using (var w = new Utf8JsonWriter(buffer, WriterOptions))
-        {
-            WriteCanonical(w, element);
-        }
-        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+        var w = new CanonicalJsonWriter(256);
+        w.Value(element);
+        return System.Text.Encoding.UTF8.GetString(w.Written);
     }
 
     /// <summary>Canonical JSON of one artifact reference.</summary>
     public static string CanonicalJson(ArtifactRef artifact)
     {
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
-        using (var w = new Utf8JsonWriter(buffer, WriterOptions))
-        {
-            WriteArtifact(w, artifact);
-        }
-        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+        var w = new CanonicalJsonWriter(256);
+        WriteArtifact(w, artifact);
+        return System.Text.Encoding.UTF8.GetString(w.Written);
     }
 
     /// <summary>First 12 hex digits of the SHA-256 of a canonical JSON value: a short version of a state item.</summary>
     public static string ShortVersion(string canonicalJson) =>
         Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(canonicalJson)))[..12];
 
-    private static void WriteJsonText(Utf8JsonWriter w, string jsonText)
+    private static void WriteJsonText(CanonicalJsonWriter w, string jsonText)
     {
         using var document = JsonDocument.Parse(jsonText.Length == 0 ? "{}" : jsonText, ReadOptions);
-        WriteCanonical(w, document.RootElement);
+        w.Value(document.RootElement);
     }
 
-    private static void WriteCanonical(Utf8JsonWriter w, JsonElement element)
+    private static void WriteArtifact(CanonicalJsonWriter w, ArtifactRef a)
     {
-        switch (element.ValueKind)
-        {
-            case JsonValueKind.Object:
-                w.WriteStartObject();
-                foreach (var property in element.EnumerateObject().OrderBy(p => p.Name, StringComparer.Ordinal))
-                {
-                    w.WritePropertyName(property.Name);
-                    WriteCanonical(w, property.Value);
-                }
-                w.WriteEndObject();
-                break;
-            case JsonValueKind.Array:
-                w.WriteStartArray();
-                foreach (var item in element.EnumerateArray())
-                {
-                    WriteCanonical(w, item);
-                }
-                w.WriteEndArray();
-                break;
-            case JsonValueKind.String:
-                w.WriteStringValue(element.GetString());
-                break;
-            case JsonValueKind.Number:
-                // Numbers exactly as written: no float round trip may change a checksum or a value.
-                w.WriteRawValue(element.GetRawText(), skipInputValidation: true);
-                break;
-            case JsonValueKind.True:
-                w.WriteBooleanValue(true);
-                break;
-            case JsonValueKind.False:
-                w.WriteBooleanValue(false);
-                break;
-            default:
-                w.WriteNullValue();
-                break;
-        }
-    }
-
-    private static void WriteArtifact(Utf8JsonWriter w, ArtifactRef a)
-    {
-        w.WriteStartObject();
-        w.WriteString("checksum", a.Checksum);
-        w.WriteString("id", a.Id);
-        w.WriteString("name", a.Name);
-        w.WriteString("ref", a.Ref);
-        w.WriteNumber("size", a.Size);
-        w.WriteString("type", a.Type);
-        w.WriteNumber("version", a.Version);
-        w.WriteEndObject();
+        w.Raw("{\"checksum\":"u8);
+        w.String(a.Checksum);
+        w.Raw(",\"id\":"u8);
+        w.String(a.Id);
+        w.Raw(",\"name\":"u8);
+        w.String(a.Name);
+        w.Raw(",\"ref\":"u8);
+        w.String(a.Ref);
+        w.Raw(",\"size\":"u8);
+        w.Number(a.Size);
+        w.Raw(",\"type\":"u8);
+        w.String(a.Type);
+        w.Raw(",\"version\":"u8);
+        w.Number(a.Version);
+        w.Raw('}');
     }
 
     private static ArtifactRef ReadArtifact(JsonElement a) => new()

@@ -157,6 +157,13 @@ public sealed class CheckpointStore(NpgsqlDataSource dataSource)
                 {
                     Parameters = { new("id", id), new("t", tenant), new("shas", artifactShas) },
                 },
+                // Touching the referenced artifacts makes collection wait for this transaction and then see them as used
+                // (its DELETE re-checks last_used_at on the new row version), so a new reference never points at a collected artifact.
+                new NpgsqlBatchCommand(
+                    "UPDATE artifacts SET last_used_at = now() WHERE tenant_id = @t AND sha256 = ANY(@shas) AND cardinality(@shas::text[]) > 0")
+                {
+                    Parameters = { new("t", tenant), new("shas", artifactShas) },
+                },
                 new NpgsqlBatchCommand(
                     "UPDATE workflows SET head_id = @id, head_sequence = @seq, next_sequence = @seq + 1, updated_at = now() " +
                     "WHERE tenant_id = @t AND workflow_id = @w")

@@ -29,6 +29,18 @@ internal sealed record ServiceDefinition(
         new Dictionary<string, string>(),
         "Registry defaults: HeartbeatInterval 5 s (TTL 15 s), MonitorInterval 1 s, HeartbeatFlushInterval 5 s, ReconcileInterval 10 s");
 
+    /// <summary>The checkpoint service with its defaults: MaxDeltaChain 32 (deltas against the parent when smaller), state cache 256 MiB.</summary>
+    public static ServiceDefinition Checkpoint { get; } = new(
+        "checkpoint service", "CheckpointServiceAssembly", "checkpointdb", "checkpoint_benchmark",
+        new Dictionary<string, string>(),
+        "Checkpoint defaults: MaxDeltaChain 32, ArtifactChunkBytes 1 MiB, StateCacheBytes 256 MiB");
+
+    /// <summary>The checkpoint service storing every checkpoint as a compressed full snapshot: the baseline deltas are measured against.</summary>
+    public static ServiceDefinition CheckpointFullSnapshots { get; } = new(
+        "checkpoint service (full snapshots)", "CheckpointServiceAssembly", "checkpointdb", "checkpoint_full_benchmark",
+        new Dictionary<string, string> { ["Checkpoint__MaxDeltaChain"] = "0" },
+        "Checkpoint:MaxDeltaChain=0 (every checkpoint a compressed full snapshot)");
+
     /// <summary>The service's dll as built with this benchmark (the csproj records its path).</summary>
     public string AssemblyPath =>
         typeof(ServiceDefinition).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Lifeline.Benchmarks.Measurement;
 using Lifeline.Benchmarks.Scenarios;
+using Lifeline.Benchmarks.Scenarios.Checkpoint;
 using Lifeline.Benchmarks.Scenarios.Registry;
 
 namespace Lifeline.Benchmarks.Reporting;
@@ -50,6 +51,22 @@ internal sealed record RegistrySection(
         Registration.Verified && Heartbeats.All(h => h.Verified) && Detection.Verified && KeepAliveErrors == 0 && FleetWorkersLost == 0;
 }
 
+/// <summary>What the checkpoint section measured.</summary>
+/// <param name="FullSnapshotTarget">The second instance (MaxDeltaChain = 0) the storage comparison used.</param>
+internal sealed record CheckpointSection(
+    TargetInfo Target,
+    TargetInfo FullSnapshotTarget,
+    string LoadAverageAtStart,
+    IReadOnlyList<CheckpointLatencyResult> Latency,
+    CheckpointStorageResult Storage,
+    ArtifactTransferResult Artifacts,
+    IReadOnlyList<MemoryPhase> Memory,
+    int ServiceWarningsAndErrors,
+    IReadOnlyList<string> ServiceLogSample)
+{
+    public bool Verified => Latency.All(l => l.Verified) && Storage.Verified && Artifacts.Verified;
+}
+
 /// <summary>Everything a run measured; printed as tables and written as JSON.</summary>
 internal sealed record BenchmarkReport(
     DateTimeOffset GeneratedAtUtc,
@@ -61,7 +78,8 @@ internal sealed record BenchmarkReport(
     double RunSeconds,
     IReadOnlyDictionary<string, string> PostgresSettings,
     QueueSection? Queue,
-    RegistrySection? Registry)
+    RegistrySection? Registry,
+    CheckpointSection? Checkpoint)
 {
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
     {
@@ -71,7 +89,7 @@ internal sealed record BenchmarkReport(
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
-    public bool AllVerified => (Queue?.Verified ?? true) && (Registry?.Verified ?? true);
+    public bool AllVerified => (Queue?.Verified ?? true) && (Registry?.Verified ?? true) && (Checkpoint?.Verified ?? true);
 
     public async Task WriteJsonAsync(string path, CancellationToken ct)
     {

@@ -31,6 +31,11 @@ internal static class ConsoleReport
             RegistryConsoleReport.Write(registry, writer);
         }
 
+        if (report.Checkpoint is { } checkpoint)
+        {
+            CheckpointConsoleReport.Write(checkpoint, writer);
+        }
+
         writer.WriteLine();
         writer.WriteLine($"Run took {report.RunSeconds:0} s.");
         if (report.Queue is not null)
@@ -45,6 +50,13 @@ internal static class ConsoleReport
             writer.WriteLine(report.Registry.Verified
                 ? "Registry: every registration and beat answered, exactly one lost event per stopped worker, no live worker reported lost."
                 : "Registry: SOME CHECKS FAILED: see the check columns and Problems above.");
+        }
+
+        if (report.Checkpoint is not null)
+        {
+            writer.WriteLine(report.Checkpoint.Verified
+                ? "Checkpoint: every checkpoint saved and read back with its checksum; both storage modes agree; every artifact verified."
+                : "Checkpoint: SOME CHECKS FAILED: see the check columns and Problems above.");
         }
     }
 

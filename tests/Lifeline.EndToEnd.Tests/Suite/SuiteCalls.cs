@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Lifeline.Checkpoint.V1;
 using Lifeline.Queue.V1;
 using Lifeline.Registry.V1;
 
@@ -12,6 +13,8 @@ public static class SuiteCalls
     public static QueueService.QueueServiceClient Queue(this SuiteFixture suite, string? keyName) => new(suite.Grpc(keyName));
 
     public static RegistryService.RegistryServiceClient Registry(this SuiteFixture suite, string? keyName) => new(suite.Grpc(keyName));
+
+    public static CheckpointService.CheckpointServiceClient Checkpoints(this SuiteFixture suite, string? keyName) => new(suite.Grpc(keyName));
 
     /// <summary>Enqueues a task over REST (HTTP/1.1) and returns its id.</summary>
     public static async Task<string> EnqueueOverRestAsync(this SuiteFixture suite, string keyName, string type, string payload)
