@@ -10,17 +10,23 @@ namespace Lifeline.AppHost;
 /// </summary>
 internal static class Composition
 {
-    // Ports kept for the rest of the suite: checkpoint 5103, recovery 5104, backup 5105 (all plus --service-port-offset).
+    // Port kept for the rest of the suite: backup 5105 (plus --service-port-offset).
     public static IReadOnlyList<ServiceDefinition> Services(AppHostOptions options) =>
     [
         new("registry", "services/Lifeline.Registry/Lifeline.Registry.csproj", [Endpoint.Grpc(5102 + options.ServicePortOffset)], Database: "registrydb", DependsOn: ["redis"]),
         // The queue admits only workers the registry knows (its Redis mirror) and reports outcomes to it.
         new("queue", "services/Lifeline.Queue/Lifeline.Queue.csproj", [Endpoint.Grpc(5101 + options.ServicePortOffset)], Database: "queuedb", DependsOn: ["redis", "registry"]),
+        // Versioned workflow state and artifacts; PostgreSQL only.
+        new("checkpoint", "services/Lifeline.Checkpoint/Lifeline.Checkpoint.csproj", [Endpoint.Grpc(5103 + options.ServicePortOffset)], Database: "checkpointdb"),
+        // Puts in-flight work right after crashes; talks to the others only through their contracts.
+        new("recovery", "services/Lifeline.Recovery/Lifeline.Recovery.csproj", [Endpoint.Grpc(5104 + options.ServicePortOffset)], Database: "recoverydb",
+            DependsOn: ["redis", "queue", "registry", "checkpoint"],
+            Environment: new Dictionary<string, string?> { ["Recovery__Tenants__0"] = "default", ["Recovery__Tenants__1"] = "acme" }),
         // The single front door: routes to every service it finds a services__<name>__grpc__0 for; its /health aggregates them.
         // It gets the development API keys (hashes only); FrontDoor makes the apphost print them and write credentials.json.
         new("gateway", "gateway/Lifeline.Gateway/Lifeline.Gateway.csproj",
             [Endpoint.Grpc(options.GatewayPort), Endpoint.Rest(options.GatewayRestPort)],
-            DependsOn: ["queue", "registry"],
+            DependsOn: ["queue", "registry", "checkpoint", "recovery"],
             Environment: new Dictionary<string, string?>
             {
                 // Two listeners of different protocols, so not ASPNETCORE_URLS.

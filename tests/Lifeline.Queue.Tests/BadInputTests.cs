@@ -46,6 +46,10 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
             {
                 Task = Spec(t, retry: new RetryPolicy { Backoff = (BackoffStrategy)42 }),
             }).ResponseAsync, ["task.retry_policy.backoff"]),
+        ["enqueue: workflow_id with a space"] = (
+            (c, t) => c.EnqueueTaskAsync(new EnqueueTaskRequest { Task = WithWorkflow(Spec(t), "order 42") }).ResponseAsync, ["task.workflow_id"]),
+        ["enqueue: workflow_id of 201 characters"] = (
+            (c, t) => c.EnqueueTaskAsync(new EnqueueTaskRequest { Task = WithWorkflow(Spec(t), new string('w', 201)) }).ResponseAsync, ["task.workflow_id"]),
         ["enqueue: every field wrong at once"] = (
             (c, _) => c.EnqueueTaskAsync(new EnqueueTaskRequest { Task = Spec("", "[]", maxRetries: 101, timeoutSeconds: 0) }).ResponseAsync,
             ["task.type", "task.payload", "task.max_retries", "task.timeout_seconds"]),
@@ -72,6 +76,7 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
         ["list: page_size -1"] = ((c, _) => c.ListTasksAsync(new ListTasksRequest { PageSize = -1 }).ResponseAsync, ["page_size"]),
         ["list: page_size 1001"] = ((c, _) => c.ListTasksAsync(new ListTasksRequest { PageSize = 1001 }).ResponseAsync, ["page_size"]),
         ["list: unknown status"] = ((c, _) => c.ListTasksAsync(new ListTasksRequest { Status = (TaskStatus)99 }).ResponseAsync, ["status"]),
+        ["list: invalid workflow_id"] = ((c, _) => c.ListTasksAsync(new ListTasksRequest { WorkflowId = "no spaces please" }).ResponseAsync, ["workflow_id"]),
         ["list: malformed page_token"] = (
             (c, _) => c.ListTasksAsync(new ListTasksRequest { PageToken = "definitely not a token!" }).ResponseAsync, ["page_token"]),
         ["list: page_token of the wrong length"] = (
@@ -82,6 +87,22 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
         ["history: page_size 1001"] = (
             (c, _) => c.GetTaskHistoryAsync(new GetTaskHistoryRequest { TaskId = Guid.NewGuid().ToString(), PageSize = 1001 }).ResponseAsync,
             ["page_size"]),
+
+        // ---- RecoverTask ----
+        ["recover: missing task_id"] = ((c, _) => c.RecoverTaskAsync(Recover(id: "")).ResponseAsync, ["task_id"]),
+        ["recover: malformed task_id"] = ((c, _) => c.RecoverTaskAsync(Recover(id: "not-a-uuid")).ResponseAsync, ["task_id"]),
+        ["recover: fencing_token 0"] = ((c, _) => c.RecoverTaskAsync(Recover(token: 0)).ResponseAsync, ["fencing_token"]),
+        ["recover: negative fencing_token"] = ((c, _) => c.RecoverTaskAsync(Recover(token: -3)).ResponseAsync, ["fencing_token"]),
+        ["recover: action unspecified"] = ((c, _) => c.RecoverTaskAsync(Recover(action: RecoveryAction.Unspecified)).ResponseAsync, ["action"]),
+        ["recover: unknown action"] = ((c, _) => c.RecoverTaskAsync(Recover(action: (RecoveryAction)9)).ResponseAsync, ["action"]),
+        ["recover: no reason"] = ((c, _) => c.RecoverTaskAsync(Recover(withoutReason: true)).ResponseAsync, ["reason"]),
+        ["recover: reason without a code"] = (
+            (c, _) => c.RecoverTaskAsync(Recover(reason: new Common.V1.ErrorDetail { Message = "lost" })).ResponseAsync, ["reason.code"]),
+        ["recover: resume_checkpoint_id not a UUID"] = (
+            (c, _) => c.RecoverTaskAsync(Recover(checkpoint: "checkpoint-7")).ResponseAsync, ["resume_checkpoint_id"]),
+        ["recover: every field wrong at once"] = (
+            (c, _) => c.RecoverTaskAsync(Recover("x", 0, RecoveryAction.Unspecified, new Common.V1.ErrorDetail(), "nope")).ResponseAsync,
+            ["task_id", "fencing_token", "action", "reason.code", "resume_checkpoint_id"]),
 
         // ---- AddDependency ----
         ["add dependency: unknown type"] = (
@@ -122,6 +143,9 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
             ["tasks[0].depends_on[0].task_id"]),
         ["batch: dependency with no target"] = (
             (c, t) => c.EnqueueTasksAsync(Batch(Item(t, "a", new BatchDependency()))).ResponseAsync, ["tasks[0].depends_on[0]"]),
+        ["batch: invalid workflow_id"] = (
+            (c, t) => c.EnqueueTasksAsync(Batch(Item(t), new BatchTask { Task = WithWorkflow(Spec(t), "bad\u0000id") })).ResponseAsync,
+            ["tasks[1].task.workflow_id"]),
         ["batch: unknown dependency type"] = (
             (c, t) => c.EnqueueTasksAsync(Batch(Item(t, "a"), Item(t, "b", new BatchDependency { TaskKey = "a", Type = (DependencyType)7 }))).ResponseAsync,
             ["tasks[1].depends_on[0].type"]),
@@ -192,6 +216,7 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
             ("CompleteTask", () => Client.CompleteTaskAsync(new CompleteTaskRequest { TaskId = id, FencingToken = 1 }).ResponseAsync),
             ("StartTask", () => Client.StartTaskAsync(new StartTaskRequest { TaskId = id, FencingToken = 1 }).ResponseAsync),
             ("GetTaskHistory", () => Client.GetTaskHistoryAsync(new GetTaskHistoryRequest { TaskId = id }).ResponseAsync),
+            ("RecoverTask", () => Client.RecoverTaskAsync(Recover(id: id)).ResponseAsync),
         };
         foreach (var (name, call) in calls)
         {
@@ -318,6 +343,29 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
     private static BatchTask ItemWithPayload(string type, string payload) => new() { Task = Spec(type, payload) };
 
     private static BatchDependency DependsOnKey(string key) => new() { TaskKey = key };
+
+    private static TaskSpec WithWorkflow(TaskSpec spec, string workflowId)
+    {
+        spec.WorkflowId = workflowId;
+        return spec;
+    }
+
+    private static readonly Common.V1.ErrorDetail WorkerLost = new() { Code = "WORKER_LOST" };
+
+    /// <summary>A valid RecoverTask request unless a field is overridden.</summary>
+    private static RecoverTaskRequest Recover(string? id = null, long token = 1, RecoveryAction action = RecoveryAction.Requeue,
+        Common.V1.ErrorDetail? reason = null, string checkpoint = "", bool withoutReason = false)
+    {
+        var request = new RecoverTaskRequest
+        {
+            TaskId = id ?? Guid.NewGuid().ToString(), FencingToken = token, Action = action, ResumeCheckpointId = checkpoint, CountRetry = true,
+        };
+        if (!withoutReason)
+        {
+            request.Reason = reason ?? WorkerLost.Clone();
+        }
+        return request;
+    }
 
     private static EnqueueTasksRequest Batch(params BatchTask[] items)
     {

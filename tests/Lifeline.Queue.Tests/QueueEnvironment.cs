@@ -7,14 +7,17 @@ namespace Lifeline.Queue.Tests;
 /// A test class's own queue database and Redis, with one or more real queue service instances on
 /// loopback ports, reached through real gRPC channels.
 /// </summary>
-public sealed class QueueEnvironment() : ServiceTestEnvironment("queue")
+public class QueueEnvironment() : ServiceTestEnvironment("queue")
 {
     private readonly List<ServiceHost> _instances = [];
 
     /// <summary>The first instance, started with the fixture.</summary>
     public ServiceHost Queue => _instances[0];
 
-    protected override async Task OnInitializedAsync() => _instances.Add(await StartQueueAsync(DatabaseConnectionString, RedisConnectionString));
+    /// <summary>Settings of the first instance over the test defaults (a derived fixture may change them).</summary>
+    protected virtual IDictionary<string, string?>? Settings => null;
+
+    protected override async Task OnInitializedAsync() => _instances.Add(await StartQueueAsync(DatabaseConnectionString, RedisConnectionString, Settings));
 
     /// <summary>Starts another instance of the service on the same database and Redis (stopped with the fixture).</summary>
     public async Task<ServiceHost> StartInstanceAsync(IDictionary<string, string?>? settings = null)

@@ -9,6 +9,12 @@ internal static class RpcPermissions
 {
     private const string Queue = "lifeline.queue.v1.QueueService/";
     private const string Registry = "lifeline.registry.v1.RegistryService/";
+    private const string Checkpoint = "lifeline.checkpoint.v1.CheckpointService/";
+    private const string Recovery = "lifeline.recovery.v1.RecoveryService/";
+    private const string SystemState = "lifeline.recovery.v1.SystemStateService/";
+    private const string Consistency = "lifeline.recovery.v1.ConsistencyService/";
+    private const string RecoveryPlans = "lifeline.recovery.v1.RecoveryPlanService/";
+    private const string DisasterRecovery = "lifeline.recovery.v1.DisasterRecoveryService/";
 
     public static IReadOnlyDictionary<string, Role> Table { get; } = new Dictionary<string, Role>(StringComparer.Ordinal)
     {
@@ -32,6 +38,9 @@ internal static class RpcPermissions
         [Queue + "CancelTask"] = Role.Operator,
         [Queue + "AddDependency"] = Role.Operator,
         [Queue + "RedriveDeadLetters"] = Role.Operator,
+        [Queue + "RecoverTask"] = Role.Operator,
+        [Queue + "RemoveDependency"] = Role.Operator,
+        [Queue + "FindDependencyCycles"] = Role.Operator,
 
         // registry
         [Registry + "GetWorker"] = Role.Reader,
@@ -52,6 +61,52 @@ internal static class RpcPermissions
         [Registry + "DrainWorker"] = Role.Operator,
         [Registry + "ResetCircuitBreaker"] = Role.Operator,
         [Registry + "RecalculateWorkerStats"] = Role.Operator,
+        [Registry + "SendWorkerCommand"] = Role.Operator,
+        [Registry + "ReconcileWorkers"] = Role.Operator,
+
+        // checkpoint: workers save and read their workflows' state and artifacts; removing history and
+        // rolling back are operator decisions.
+        [Checkpoint + "GetCheckpoint"] = Role.Reader,
+        [Checkpoint + "GetLatestCheckpoint"] = Role.Reader,
+        [Checkpoint + "ListCheckpoints"] = Role.Reader,
+        [Checkpoint + "GetWorkflow"] = Role.Reader,
+        [Checkpoint + "DiffCheckpoints"] = Role.Reader,
+        [Checkpoint + "GetArtifact"] = Role.Reader,
+        [Checkpoint + "CreateCheckpoint"] = Role.Worker,
+        [Checkpoint + "PutArtifact"] = Role.Worker,
+        [Checkpoint + "InvalidateCheckpoint"] = Role.Worker,
+        [Checkpoint + "Rollback"] = Role.Operator,
+        [Checkpoint + "DeleteCheckpoint"] = Role.Operator,
+        [Checkpoint + "CleanupCheckpoints"] = Role.Operator,
+
+        // recovery: what it did and the system's state are readable; acting is for operators.
+        [Recovery + "ListRecoveryActions"] = Role.Reader,
+        [Recovery + "GetRecoveryStats"] = Role.Reader,
+        [Recovery + "GetLeadership"] = Role.Reader,
+        [Recovery + "RunRecoveryScan"] = Role.Operator,
+        [SystemState + "GetSystemState"] = Role.Reader,
+        [SystemState + "ListSystemStateHistory"] = Role.Reader,
+        [Consistency + "ListChecks"] = Role.Reader,
+        [Consistency + "RunAllChecks"] = Role.Operator,
+        [Consistency + "RunCheck"] = Role.Operator,
+        [Consistency + "FixIssues"] = Role.Operator,
+
+        // recovery plans: reading them is for everyone; creating, approving, executing and resolving are operator decisions.
+        [RecoveryPlans + "GetRecoveryPlan"] = Role.Reader,
+        [RecoveryPlans + "ListRecoveryPlans"] = Role.Reader,
+        [RecoveryPlans + "CreateRecoveryPlan"] = Role.Operator,
+        [RecoveryPlans + "ExecuteRecoveryPlan"] = Role.Operator,
+        [RecoveryPlans + "ApproveRecoveryPlan"] = Role.Operator,
+        [RecoveryPlans + "ResolveManualAction"] = Role.Operator,
+
+        // disaster recovery: plans, runs and the webhook outbox are readable; everything that changes them is for operators.
+        [DisasterRecovery + "GetDisasterRecoveryPlan"] = Role.Reader,
+        [DisasterRecovery + "ListDisasterRecoveryPlans"] = Role.Reader,
+        [DisasterRecovery + "GetDisasterRecoveryRun"] = Role.Reader,
+        [DisasterRecovery + "ListNotifications"] = Role.Reader,
+        [DisasterRecovery + "CreateDisasterRecoveryPlan"] = Role.Operator,
+        [DisasterRecovery + "RunDisasterRecoveryPlan"] = Role.Operator,
+        [DisasterRecovery + "CancelDisasterRecoveryRun"] = Role.Operator,
     };
 
     /// <summary>The least role that may call <paramref name="rpcFullName"/> (<c>package.Service/Method</c>).</summary>

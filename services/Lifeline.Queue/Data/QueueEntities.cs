@@ -39,6 +39,10 @@ public sealed class TaskEntity
     public bool HasDependents { get; set; }
     public int ProgressPercent { get; set; }
     public string? ProgressMessage { get; set; }
+    public string? WorkflowId { get; set; }
+    public Guid? ResumeCheckpointId { get; set; }
+    public int RecoveryCount { get; set; }
+    public long? RecoveredToken { get; set; }
 }
 
 /// <summary>A row of <c>task_dependencies</c>: <see cref="TaskId"/> waits for <see cref="DependsOnId"/>.</summary>

@@ -52,3 +52,20 @@ public sealed class DependencyUnsatisfiableException : PreconditionFailedExcepti
         Metadata["depends_on_state"] = state;
     }
 }
+
+/// <summary>
+/// RecoverTask would take a task away from a worker that may still be working on it: its lease has not
+/// expired and the registry's mirror does not show the worker dead.
+/// </summary>
+public sealed class WorkerStillAliveException : PreconditionFailedException
+{
+    public WorkerStillAliveException(Guid taskId, string workerId, DateTime leaseExpiresAt, string liveness, string why)
+        : base("WORKER_STILL_ALIVE",
+            $"Task {taskId} is held by worker {workerId} under a lease that expires at {leaseExpiresAt:O}; {why}. It was not recovered.")
+    {
+        Metadata["task_id"] = taskId.ToString();
+        Metadata["worker_id"] = workerId;
+        Metadata["lease_expires_at"] = DateTime.SpecifyKind(leaseExpiresAt, DateTimeKind.Utc).ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        Metadata["liveness"] = liveness;
+    }
+}

@@ -19,9 +19,9 @@ public sealed class TaskEnqueuer(NpgsqlDataSource dataSource, ReadySignal readyS
         WITH ins AS (
             INSERT INTO tasks (id, tenant_id, type, status, priority, payload, created_at, updated_at, not_before,
                                max_retries, timeout_seconds, idempotency_key, backoff, initial_interval_ms,
-                               maximum_interval_ms, jitter)
+                               maximum_interval_ms, jitter, workflow_id)
             VALUES (@id, @tenant, @type, 'pending', @priority, @payload::jsonb, now(), now(), COALESCE(@not_before, now()),
-                    @max_retries, @timeout_seconds, @idempotency_key, @backoff, @initial_ms, @maximum_ms, @jitter)
+                    @max_retries, @timeout_seconds, @idempotency_key, @backoff, @initial_ms, @maximum_ms, @jitter, @workflow_id)
             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING {TaskRecord.Columns}
         ), history AS (
@@ -84,6 +84,7 @@ public sealed class TaskEnqueuer(NpgsqlDataSource dataSource, ReadySignal readyS
         command.Parameters.AddWithValue("initial_ms", (long)task.Retry.Initial.TotalMilliseconds);
         command.Parameters.AddWithValue("maximum_ms", (long)task.Retry.Maximum.TotalMilliseconds);
         command.Parameters.AddWithValue("jitter", task.Retry.Jitter);
+        command.Parameters.Add(new NpgsqlParameter("workflow_id", NpgsqlDbType.Text) { Value = (object?)task.WorkflowId ?? DBNull.Value });
     }
 
     // ---- batches ----
@@ -91,15 +92,15 @@ public sealed class TaskEnqueuer(NpgsqlDataSource dataSource, ReadySignal readyS
     private const string InsertBatchSql = """
         INSERT INTO tasks (id, tenant_id, type, status, priority, payload, created_at, updated_at, not_before, max_retries,
                            timeout_seconds, idempotency_key, backoff, initial_interval_ms, maximum_interval_ms, jitter,
-                           unmet_dependencies, has_dependents)
+                           unmet_dependencies, has_dependents, workflow_id)
         SELECT b.id, @tenant, b.type, 'pending', b.priority, b.payload::jsonb, now(), now(), COALESCE(b.not_before, now()),
                b.max_retries, b.timeout_seconds, b.idempotency_key, b.backoff, b.initial_ms, b.maximum_ms, b.jitter,
-               b.unmet, b.has_dependents
+               b.unmet, b.has_dependents, b.workflow_id
         FROM unnest(@ids::uuid[], @types::text[], @priorities::int[], @payloads::text[], @not_befores::timestamptz[],
                     @max_retries::int[], @timeouts::int[], @keys::text[], @backoffs::text[], @initial_ms::bigint[],
-                    @maximum_ms::bigint[], @jitters::float8[], @unmet::int[], @has_dependents::bool[])
+                    @maximum_ms::bigint[], @jitters::float8[], @unmet::int[], @has_dependents::bool[], @workflow_ids::text[])
              AS b(id, type, priority, payload, not_before, max_retries, timeout_seconds, idempotency_key, backoff,
-                  initial_ms, maximum_ms, jitter, unmet, has_dependents)
+                  initial_ms, maximum_ms, jitter, unmet, has_dependents, workflow_id)
         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         """;
 
@@ -300,6 +301,10 @@ public sealed class TaskEnqueuer(NpgsqlDataSource dataSource, ReadySignal readyS
             insert.Parameters.AddWithValue("jitters", newIndexes.Select(i => batch[i].Task.Retry.Jitter).ToArray());
             insert.Parameters.AddWithValue("unmet", newIndexes.Select(i => unmet[i]).ToArray());
             insert.Parameters.AddWithValue("has_dependents", newIndexes.Select(i => hasDependents[i]).ToArray());
+            insert.Parameters.Add(new NpgsqlParameter("workflow_ids", NpgsqlDbType.Array | NpgsqlDbType.Text)
+            {
+                Value = newIndexes.Select(i => (object?)batch[i].Task.WorkflowId ?? DBNull.Value).ToArray(),
+            });
             var inserted = await insert.ExecuteNonQueryAsync(ct);
             if (inserted != newIndexes.Length)
             {

@@ -1,11 +1,13 @@
 using Lifeline.Queue.Administration;
 using Lifeline.Queue.Data;
+using Lifeline.Queue.Dependencies;
 using Lifeline.Queue.Enqueuing;
 using Lifeline.Queue.Events;
 using Lifeline.Queue.Leasing;
 using Lifeline.Queue.Maintenance;
 using Lifeline.Queue.Options;
 using Lifeline.Queue.Reading;
+using Lifeline.Queue.Recovery;
 using Lifeline.Queue.Reporting;
 using Lifeline.ServiceDefaults;
 using Lifeline.ServiceDefaults.Postgres;
@@ -51,6 +53,10 @@ internal static class QueueServiceExtensions
         builder.Services.AddSingleton<TaskLeaser>();
         builder.Services.AddSingleton<LeaseHolderOperations>();
         builder.Services.AddSingleton<TaskAdministration>();
+        builder.Services.AddSingleton<LivenessFence>();
+        builder.Services.AddSingleton<TaskRecovery>();
+        builder.Services.AddSingleton<TimeoutEnforcement>();
+        builder.Services.AddSingleton<DependencyRepair>();
         builder.Services.AddSingleton<TaskQueries>();
         builder.Services.AddSingleton<TaskEventFeed>();
         builder.Services.AddSingleton<QueueMaintenance>();

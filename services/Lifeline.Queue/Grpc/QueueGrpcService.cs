@@ -7,6 +7,7 @@ using Lifeline.Queue.Events;
 using Lifeline.Queue.Leasing;
 using Lifeline.Queue.Options;
 using Lifeline.Queue.Reading;
+using Lifeline.Queue.Recovery;
 using Lifeline.Queue.V1;
 using Task = System.Threading.Tasks.Task;
 using Lifeline.ServiceDefaults.Errors;
@@ -19,7 +20,8 @@ namespace Lifeline.Queue.Grpc;
 /// <summary>The QueueService contract: validates, delegates to the domain classes, maps the result.</summary>
 public sealed class QueueGrpcService(
     TaskEnqueuer enqueuer, TaskLeaser leaser, LeaseHolderOperations holders, TaskAdministration administration,
-    TaskQueries queries, TaskEventFeed feed, IOptions<QueueOptions> options) : QueueService.QueueServiceBase
+    TaskQueries queries, TaskEventFeed feed, TaskRecovery recovery, IOptions<QueueOptions> options,
+    DependencyRepair dependencyRepair, TimeoutEnforcement timeouts) : QueueService.QueueServiceBase
 {
     private int MaxPayload => options.Value.MaxPayloadBytes;
 
@@ -54,7 +56,7 @@ public sealed class QueueGrpcService(
     {
         var tenant = Tenant.From(context);
         var v = new Violations();
-        var filter = RequestValidation.Filter(v, request.Status, request.Type, request.WorkerId, request.PageSize, request.PageToken);
+        var filter = RequestValidation.Filter(v, request.Status, request.Type, request.WorkerId, request.PageSize, request.PageToken, request.WorkflowId);
         v.ThrowIfAny();
         var (tasks, next) = await queries.ListAsync(tenant, filter, context.CancellationToken);
         var response = new ListTasksResponse { NextPageToken = next?.Encode() ?? "" };
@@ -184,6 +186,28 @@ public sealed class QueueGrpcService(
         return new ReleaseTaskResponse { Task = (await holders.ReleaseAsync(tenant, id, token, reason, delay, context.CancellationToken)).ToProto() };
     }
 
+    public override async Task<RecoverTaskResponse> RecoverTask(RecoverTaskRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var recover = RequestValidation.Recovery(request);
+        if (request.Action == RecoveryAction.Timeout)
+        {
+            var (timedOut, changed) = await timeouts.EnforceAsync(tenant, recover.TaskId, recover.FencingToken, recover.Reason.Code, context.CancellationToken);
+            return new RecoverTaskResponse { Task = timedOut.ToProto(), Outcome = changed ? RecoverOutcome.TimedOut : RecoverOutcome.AlreadyRecovered };
+        }
+        var (task, outcome) = await recovery.RecoverAsync(tenant, recover, context.CancellationToken);
+        return new RecoverTaskResponse
+        {
+            Task = task.ToProto(),
+            Outcome = outcome switch
+            {
+                RecoveryOutcome.Requeued => RecoverOutcome.Requeued,
+                RecoveryOutcome.DeadLettered => RecoverOutcome.DeadLettered,
+                _ => RecoverOutcome.AlreadyRecovered,
+            },
+        };
+    }
+
     public override async Task<AddDependencyResponse> AddDependency(AddDependencyRequest request, ServerCallContext context)
     {
         var tenant = Tenant.From(context);
@@ -195,6 +219,38 @@ public sealed class QueueGrpcService(
         v.ThrowIfAny();
         var task = await administration.AddDependencyAsync(tenant, id, dependsOn, DependencyResolver.TypeName(request.Type), context.CancellationToken);
         return new AddDependencyResponse { Task = task.ToProto() };
+    }
+
+    public override async Task<RemoveDependencyResponse> RemoveDependency(RemoveDependencyRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        var id = v.Uuid("task_id", request.TaskId);
+        var dependsOn = v.Uuid("depends_on_task_id", request.DependsOnTaskId);
+        v.AddIf(id != Guid.Empty && id == dependsOn, "depends_on_task_id", "a task never depends on itself");
+        v.ThrowIfAny();
+        var (task, state) = await dependencyRepair.RemoveAsync(tenant, id, dependsOn, context.CancellationToken);
+        return new RemoveDependencyResponse { Task = task.ToProto(), RemovedState = state };
+    }
+
+    public override async Task<FindDependencyCyclesResponse> FindDependencyCycles(FindDependencyCyclesRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var response = new FindDependencyCyclesResponse();
+        foreach (var cycle in await dependencyRepair.FindCyclesAsync(tenant, context.CancellationToken))
+        {
+            var proto = new DependencyCycle();
+            proto.TaskIds.AddRange(cycle.TaskIds.Select(id => id.ToString()));
+            proto.Edges.AddRange(cycle.Edges.Select(e => new DependencyEdge
+            {
+                TaskId = e.TaskId.ToString(),
+                DependsOnTaskId = e.DependsOnId.ToString(),
+                Type = e.Type switch { "completion" => DependencyType.Completion, "failure" => DependencyType.Failure, _ => DependencyType.Success },
+                CreatedAt = Timestamp.FromDateTime(DateTime.SpecifyKind(e.CreatedAt, DateTimeKind.Utc)),
+            }));
+            response.Cycles.Add(proto);
+        }
+        return response;
     }
 
     public override async Task<GetTaskHistoryResponse> GetTaskHistory(GetTaskHistoryRequest request, ServerCallContext context)

@@ -10,6 +10,7 @@ using Lifeline.Queue.Enqueuing;
 using Lifeline.Queue.Events;
 using Lifeline.Queue.Leasing;
 using Lifeline.Queue.Reading;
+using Lifeline.Queue.Recovery;
 using Lifeline.Queue.V1;
 using Lifeline.ServiceDefaults.Postgres;
 using Lifeline.ServiceDefaults.Validation;
@@ -29,11 +30,14 @@ internal static partial class RequestValidation
     public static readonly HashSet<string> EventTypes =
     [
         "enqueued", "leased", "started", "progress", "lease_extended", "completed", "failed", "retry_scheduled", "lease_expired",
-        "released", "cancelled", "timed_out", "dead_lettered", "redriven", "dependency_added", "dependencies_met",
+        "released", "cancelled", "timed_out", "dead_lettered", "redriven", "dependency_added", "dependency_removed", "dependencies_met", "recovered",
     ];
 
     [GeneratedRegex("^[A-Za-z0-9._:/-]{1,128}$")]
     private static partial Regex TaskTypePattern();
+
+    [GeneratedRegex("^[A-Za-z0-9._:/-]{1,200}$")]
+    private static partial Regex WorkflowIdPattern();
 
     public static NewTask Task(Violations v, string path, TaskSpec? spec, int maxPayloadBytes)
     {
@@ -54,7 +58,8 @@ internal static partial class RequestValidation
         v.AddIf(key is { Length: > 256 }, $"{path}.idempotency_key", "must be at most 256 characters");
         v.AddIf(key is not null && key.Contains('\0', StringComparison.Ordinal), $"{path}.idempotency_key", "must not contain NUL characters");
         var retry = Retry(v, $"{path}.retry_policy", spec.RetryPolicy);
-        return new NewTask(spec.Type, payload, spec.Priority, maxRetries, timeout, notBefore, key, retry);
+        var workflow = string.IsNullOrEmpty(spec.WorkflowId) ? null : WorkflowId(v, $"{path}.workflow_id", spec.WorkflowId);
+        return new NewTask(spec.Type, payload, spec.Priority, maxRetries, timeout, notBefore, key, retry, workflow);
     }
 
     private static RetrySchedule Retry(Violations v, string path, RetryPolicy? policy)
@@ -84,6 +89,13 @@ internal static partial class RequestValidation
         {
             v.Add(path, "must be 1 to 128 characters of letters, digits, '.', '_', '-', ':' and '/'");
         }
+    }
+
+    /// <summary>A workflow id (of the checkpoint service): 1 to 200 characters of letters, digits, '.', '_', '-', ':' and '/'.</summary>
+    public static string WorkflowId(Violations v, string path, string value)
+    {
+        v.AddIf(!WorkflowIdPattern().IsMatch(value), path, "must be 1 to 200 characters of letters, digits, '.', '_', '-', ':' and '/'");
+        return value;
     }
 
     /// <summary>A payload: a JSON object (empty means {}), within the size limit.</summary>
@@ -323,31 +335,66 @@ internal static partial class RequestValidation
 
     public static FailureReport Failure(Violations v, ErrorDetail? error, Duration? retryAfter)
     {
-        if (error is null)
+        var stored = Error(v, "error", error);
+        if (stored is null)
         {
-            v.Add("error", "is required");
             return null!;
         }
-        if (string.IsNullOrEmpty(error.Code))
-        {
-            v.Add("error.code", "is required");
-        }
-        else
-        {
-            v.AddIf(error.Code.Length > 128, "error.code", "must be at most 128 characters");
-        }
-        v.AddIf(error.Message.Length > 4096, "error.message", "must be at most 4096 characters");
-        v.DefinedEnum("error.severity", error.Severity);
-        v.AddIf(error.Details.Count > 64, "error.details", "must have at most 64 entries");
-        v.AddIf(error.Details.Any(d => d.Key.Length > 128 || d.Value.Length > 4096), "error.details", "keys must be at most 128 and values at most 4096 characters");
         TimeSpan? after = retryAfter is null ? null : Duration(v, "retry_after", retryAfter, TimeSpan.Zero, TimeSpan.FromHours(24));
-        var stored = new StoredError(error.Code, error.Message, error.Retryable, TaskMapper.SeverityName(error.Severity),
-            error.Details.Count == 0 ? null : new Dictionary<string, string>(error.Details));
         return new FailureReport(stored, after);
     }
 
-    public static TaskFilter Filter(Violations v, V1.TaskStatus status, string type, string workerId, int pageSize, string pageToken)
+    /// <summary>A required ErrorDetail (code required, bounded sizes) as it is stored; null when missing.</summary>
+    private static StoredError? Error(Violations v, string path, ErrorDetail? error)
     {
+        if (error is null)
+        {
+            v.Add(path, "is required");
+            return null;
+        }
+        if (string.IsNullOrEmpty(error.Code))
+        {
+            v.Add($"{path}.code", "is required");
+        }
+        else
+        {
+            v.AddIf(error.Code.Length > 128, $"{path}.code", "must be at most 128 characters");
+        }
+        v.AddIf(error.Message.Length > 4096, $"{path}.message", "must be at most 4096 characters");
+        v.DefinedEnum($"{path}.severity", error.Severity);
+        v.AddIf(error.Details.Count > 64, $"{path}.details", "must have at most 64 entries");
+        v.AddIf(error.Details.Any(d => d.Key.Length > 128 || d.Value.Length > 4096), $"{path}.details", "keys must be at most 128 and values at most 4096 characters");
+        return new StoredError(error.Code, error.Message, error.Retryable, TaskMapper.SeverityName(error.Severity),
+            error.Details.Count == 0 ? null : new Dictionary<string, string>(error.Details));
+    }
+
+    public static RecoveryRequest Recovery(RecoverTaskRequest request)
+    {
+        var v = new Violations();
+        var id = v.Uuid("task_id", request.TaskId);
+        Token(v, request.FencingToken);
+        if (request.Action == RecoveryAction.Unspecified)
+        {
+            v.Add("action", "is required: RECOVERY_ACTION_REQUEUE, RECOVERY_ACTION_DEAD_LETTER or RECOVERY_ACTION_TIMEOUT");
+        }
+        else
+        {
+            v.DefinedEnum("action", request.Action);
+        }
+        var reason = Error(v, "reason", request.Reason);
+        Guid? checkpoint = string.IsNullOrEmpty(request.ResumeCheckpointId) ? null : v.Uuid("resume_checkpoint_id", request.ResumeCheckpointId);
+        v.ThrowIfAny();
+        return new RecoveryRequest(id, request.FencingToken, request.Action == RecoveryAction.DeadLetter ? RecoveryKind.DeadLetter : RecoveryKind.Requeue,
+            reason!, checkpoint, request.CountRetry);
+    }
+
+    public static TaskFilter Filter(Violations v, V1.TaskStatus status, string type, string workerId, int pageSize, string pageToken,
+        string workflowId = "")
+    {
+        if (!string.IsNullOrEmpty(workflowId))
+        {
+            WorkflowId(v, "workflow_id", workflowId);
+        }
         v.DefinedEnum("status", status);
         if (!string.IsNullOrEmpty(type))
         {
@@ -362,7 +409,8 @@ internal static partial class RequestValidation
             v.AddIf(after is null, "page_token", "is not a token returned by this listing");
         }
         var stored = status == V1.TaskStatus.Unspecified || !System.Enum.IsDefined(status) ? null : TaskState.FromProto(status);
-        return new TaskFilter(stored, string.IsNullOrEmpty(type) ? null : type, string.IsNullOrEmpty(workerId) ? null : workerId, size, after);
+        return new TaskFilter(stored, string.IsNullOrEmpty(type) ? null : type, string.IsNullOrEmpty(workerId) ? null : workerId, size, after,
+            string.IsNullOrEmpty(workflowId) ? null : workflowId);
     }
 
     public static WatchFilter Watch(WatchTasksRequest request)

@@ -40,6 +40,9 @@ internal static class TaskMapper
             UnmetDependencies = r.UnmetDependencies,
             ProgressPercent = r.ProgressPercent,
             ProgressMessage = r.ProgressMessage ?? "",
+            WorkflowId = r.WorkflowId ?? "",
+            ResumeCheckpointId = r.ResumeCheckpointId?.ToString() ?? "",
+            RecoveryCount = r.RecoveryCount,
         };
         if (r.Error is { } e)
         {

@@ -7,7 +7,7 @@ using NpgsqlTypes;
 namespace Lifeline.Queue.Reading;
 
 /// <summary>A validated ListTasks / ListDeadLetters filter.</summary>
-public sealed record TaskFilter(string? Status, string? Type, string? WorkerId, int PageSize, PageCursor? After);
+public sealed record TaskFilter(string? Status, string? Type, string? WorkerId, int PageSize, PageCursor? After, string? WorkflowId = null);
 
 /// <summary>Keyset position in a newest-first listing: the (time, id) of the last row of the previous page.</summary>
 public sealed record PageCursor(DateTime Time, Guid Id)
@@ -82,6 +82,7 @@ public sealed class TaskQueries(NpgsqlDataSource dataSource)
               AND (@status::text IS NULL OR status = @status)
               AND (@type::text IS NULL OR type = @type)
               AND (@worker::text IS NULL OR assigned_worker_id = @worker)
+              AND (@workflow::text IS NULL OR workflow_id = @workflow)
               AND (@after_time::timestamptz IS NULL OR (created_at, id) < (@after_time, @after_id))
             ORDER BY created_at DESC, id DESC
             LIMIT @limit
@@ -111,6 +112,7 @@ public sealed class TaskQueries(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter("status", NpgsqlDbType.Text) { Value = (object?)filter.Status ?? DBNull.Value });
         command.Parameters.Add(new NpgsqlParameter("type", NpgsqlDbType.Text) { Value = (object?)filter.Type ?? DBNull.Value });
         command.Parameters.Add(new NpgsqlParameter("worker", NpgsqlDbType.Text) { Value = (object?)filter.WorkerId ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter("workflow", NpgsqlDbType.Text) { Value = (object?)filter.WorkflowId ?? DBNull.Value });
         command.Parameters.Add(new NpgsqlParameter("after_time", NpgsqlDbType.TimestampTz) { Value = filter.After is { } a ? a.Time : DBNull.Value });
         command.Parameters.Add(new NpgsqlParameter("after_id", NpgsqlDbType.Uuid) { Value = filter.After is { } b ? b.Id : Guid.Empty });
         command.Parameters.AddWithValue("limit", filter.PageSize + 1);

@@ -27,7 +27,9 @@ public sealed partial class OutcomeReporter(
     private const string CursorName = "registry-outcomes";
     private const long LeaderLockKey = 0x4c_69_66_65_4f_75_74_63; // "LifeOutc"
 
-    private static readonly string[] OutcomeEvents = ["completed", "failed", "retry_scheduled", "dead_lettered", "timed_out", "lease_expired"];
+    // "recovered": RecoverTask took the task from a lease that ended without an outcome, a failure of that
+    // worker like an expired lease (a recovery out of "timeout" was reported already, as "timed_out").
+    private static readonly string[] OutcomeEvents = ["completed", "failed", "retry_scheduled", "dead_lettered", "timed_out", "lease_expired", "recovered"];
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -81,7 +83,7 @@ public sealed partial class OutcomeReporter(
     {
         var cursor = await ReadCursorAsync(ct);
         var (events, next) = await feed.ReadAsync(cursor, null, [], null, OutcomeEvents, ct);
-        foreach (var tenantEvents in events.Where(e => Guid.TryParse(e.WorkerId, out _)).GroupBy(e => e.TenantId))
+        foreach (var tenantEvents in events.Where(e => Guid.TryParse(e.WorkerId, out _) && IsAttemptOutcome(e)).GroupBy(e => e.TenantId))
         {
             var request = new RecordTaskOutcomesRequest();
             request.Outcomes.AddRange(tenantEvents.Select(ToOutcome));
@@ -103,7 +105,10 @@ public sealed partial class OutcomeReporter(
         return events.Count;
     }
 
-    private static TaskOutcome ToOutcome(TaskEventRecord e)
+    /// <summary>Whether the event ends an attempt of a worker that has not been reported yet.</summary>
+    internal static bool IsAttemptOutcome(TaskEventRecord e) => e.EventType != "recovered" || e.FromStatus != Domain.TaskState.Timeout;
+
+    internal static TaskOutcome ToOutcome(TaskEventRecord e)
     {
         System.Text.Json.JsonElement? details = e.Details is null ? null : System.Text.Json.JsonDocument.Parse(e.Details).RootElement;
         long durationMs = 0;

@@ -1,7 +1,16 @@
 namespace Lifeline.Recovery.Consistency;
 
-// TEMPORARY scaffold while this area is being built in parallel; replaced by the area's own registration.
 internal static class ConsistencyRegistration
 {
-    public static IHostApplicationBuilder AddConsistencyChecks(this IHostApplicationBuilder builder) => builder;
+    /// <summary>The consistency checks (in the order they run) and their runner.</summary>
+    public static IHostApplicationBuilder AddConsistencyChecks(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<IConsistencyCheck, OrphanedAssignmentsCheck>();
+        builder.Services.AddSingleton<IConsistencyCheck, WorkerTaskMismatchCheck>();
+        builder.Services.AddSingleton<IConsistencyCheck, CircularDependenciesCheck>();
+        builder.Services.AddSingleton<IConsistencyCheck, TimeoutViolationsCheck>();
+        builder.Services.AddSingleton<IConsistencyCheck, RedisPostgresDisagreementCheck>();
+        builder.Services.AddSingleton<ConsistencyRunner>();
+        return builder;
+    }
 }

@@ -21,7 +21,9 @@ internal static class RecoveryServiceExtensions
     /// <summary>The recovery database, Redis (leader lease), clients of the other services, and every recovery loop.</summary>
     public static IHostApplicationBuilder AddRecoveryServices(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddOptions<RecoveryOptions>().BindConfiguration(RecoveryOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<RecoveryOptions>().BindConfiguration(RecoveryOptions.Section)
+            .PostConfigure(o => o.Tenants = o.Tenants.Length == 0 ? ["default"] : [.. o.Tenants.Distinct(StringComparer.Ordinal)])
+            .ValidateDataAnnotations().ValidateOnStart();
         var recoveryDb = builder.Configuration.GetConnectionString("recoverydb");
         if (string.IsNullOrWhiteSpace(recoveryDb))
         {

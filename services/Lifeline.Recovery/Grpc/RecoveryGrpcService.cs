@@ -1,5 +1,132 @@
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Lifeline.Queue.V1;
+using Task = System.Threading.Tasks.Task;
+using Lifeline.Recovery.Clients;
+using Lifeline.Recovery.InFlight;
+using Lifeline.Recovery.Leadership;
+using Lifeline.Recovery.Options;
 using Lifeline.Recovery.V1;
+using Lifeline.ServiceDefaults.Validation;
+using Microsoft.Extensions.Options;
 
 namespace Lifeline.Recovery.Grpc;
 
-public sealed class RecoveryGrpcService : RecoveryService.RecoveryServiceBase;
+/// <summary>The RecoveryService contract: actions, statistics, on-demand scans, leadership.</summary>
+public sealed class RecoveryGrpcService(
+    ActionLog log, RecoveryScanner scanner, RecoveryLeader leader, SuiteClients clients, IOptions<RecoveryOptions> options)
+    : RecoveryService.RecoveryServiceBase
+{
+    public override async Task<ListRecoveryActionsResponse> ListRecoveryActions(ListRecoveryActionsRequest request, ServerCallContext context)
+    {
+        var v = new Violations();
+        var taskId = v.Uuid("task_id", request.TaskId, required: false);
+        var workerId = v.Uuid("worker_id", request.WorkerId, required: false);
+        if (request.Action != ActionType.Unspecified)
+        {
+            v.DefinedEnum("action", request.Action);
+        }
+        var pageSize = v.PageSize("page_size", request.PageSize, 100, 1000);
+        (DateTime, Guid)? before = null;
+        if (request.PageToken.Length > 0)
+        {
+            var parts = request.PageToken.Split('_');
+            if (parts.Length == 2 && long.TryParse(parts[0], System.Globalization.CultureInfo.InvariantCulture, out var ticks) && Guid.TryParse(parts[1], out var id)
+                && ticks > 0 && ticks < DateTime.MaxValue.Ticks)
+            {
+                before = (new DateTime(ticks, DateTimeKind.Utc), id);
+            }
+            else
+            {
+                v.Add("page_token", "is not a page token returned by this service");
+            }
+        }
+        v.ThrowIfAny();
+        var page = await log.ListAsync(new ActionFilter(taskId == Guid.Empty ? null : taskId, workerId == Guid.Empty ? null : request.WorkerId,
+            request.Action == ActionType.Unspecified ? null : request.Action, request.Since?.ToDateTime(), pageSize, before), context.CancellationToken);
+        var response = new ListRecoveryActionsResponse();
+        response.Actions.AddRange(page.Select(ToProto));
+        if (page.Count == pageSize)
+        {
+            response.NextPageToken = $"{page[^1].RecoveredAt.Ticks}_{page[^1].Id}";
+        }
+        return response;
+    }
+
+    public override async Task<GetRecoveryStatsResponse> GetRecoveryStats(GetRecoveryStatsRequest request, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        var today = await log.TodayAsync(ct);
+        long inFlight = 0;
+        foreach (var tenant in options.Value.Tenants)
+        {
+            var stats = await clients.Queue.GetQueueStatsAsync(new GetQueueStatsRequest(), SuiteClients.For(tenant, ct));
+            inFlight += stats.Totals.GetValueOrDefault("TASK_STATUS_ASSIGNED") + stats.Totals.GetValueOrDefault("TASK_STATUS_RUNNING");
+        }
+        var last = scanner.LastScan;
+        return new GetRecoveryStatsResponse
+        {
+            InFlight = inFlight,
+            Recoverable = last?.Recoverable ?? 0,
+            RecoveredToday = today.Recovered,
+            FailedToday = today.Failed,
+            TimeToRecoveryP50 = Duration.FromTimeSpan(today.P50),
+            TimeToRecoveryP95 = Duration.FromTimeSpan(today.P95),
+            TimeToRecoveryP99 = Duration.FromTimeSpan(today.P99),
+            SuccessRate = today.Total == 0 ? 1 : (double)today.Recovered / today.Total,
+            LastScanAt = last is null ? null : Timestamp.FromDateTime(DateTime.SpecifyKind(last.At, DateTimeKind.Utc)),
+            LastScanDuration = last is null ? null : Duration.FromTimeSpan(last.Duration),
+        };
+    }
+
+    public override async Task<RunRecoveryScanResponse> RunRecoveryScan(RunRecoveryScanRequest request, ServerCallContext context)
+    {
+        var result = await scanner.ScanOnceAsync(context.CancellationToken);
+        var response = new RunRecoveryScanResponse
+        {
+            Examined = result.Examined,
+            SkippedAlive = result.SkippedAlive,
+            Duration = Duration.FromTimeSpan(result.Duration),
+        };
+        response.Actions.AddRange(result.Actions.Select(ToProto));
+        return response;
+    }
+
+    public override async Task<GetLeadershipResponse> GetLeadership(GetLeadershipRequest request, ServerCallContext context)
+    {
+        var (holder, token) = await leader.ReadLeaseAsync();
+        var term = leader.Term;
+        return new GetLeadershipResponse
+        {
+            LeaderInstance = holder,
+            FencingToken = token,
+            Since = term is null ? null : Timestamp.FromDateTime(DateTime.SpecifyKind(term.Since, DateTimeKind.Utc)),
+            ThisInstance = leader.Instance,
+            IsLeader = term is not null && holder == leader.Instance,
+            LeaseDuration = Duration.FromTimeSpan(options.Value.LeaderLeaseDuration),
+        };
+    }
+
+    internal static V1.RecoveryAction ToProto(ActionRecord a) => new()
+    {
+        Id = a.Id.ToString(),
+        TenantId = a.TenantId,
+        TaskId = a.TaskId.ToString(),
+        TaskType = a.TaskType,
+        WorkflowId = a.WorkflowId,
+        PreviousStatus = a.PreviousStatus,
+        NewStatus = a.NewStatus,
+        Action = a.Action,
+        Trigger = a.Trigger,
+        Reason = a.Reason,
+        WorkerId = a.WorkerId,
+        CheckpointId = a.CheckpointId?.ToString() ?? "",
+        FencingToken = a.FencingToken,
+        DetectedAt = Timestamp.FromDateTime(DateTime.SpecifyKind(a.DetectedAt, DateTimeKind.Utc)),
+        RecoveredAt = Timestamp.FromDateTime(DateTime.SpecifyKind(a.RecoveredAt, DateTimeKind.Utc)),
+        TimeToRecovery = Duration.FromTimeSpan(a.RecoveredAt - a.DetectedAt),
+        Succeeded = a.Succeeded,
+        Error = a.Error ?? "",
+        LeaderToken = a.LeaderToken,
+    };
+}

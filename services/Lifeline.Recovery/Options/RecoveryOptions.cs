@@ -7,9 +7,12 @@ public sealed class RecoveryOptions
 {
     public const string Section = "Recovery";
 
-    /// <summary>Tenants whose tasks and workers recovery watches and acts on.</summary>
+    /// <summary>
+    /// Tenants whose tasks and workers recovery watches and acts on; <c>default</c> when none are configured (applied
+    /// after binding: the binder appends configured entries to an array that already has items).
+    /// </summary>
     [MinLength(1)]
-    public string[] Tenants { get; set; } = ["default"];
+    public string[] Tenants { get; set; } = [];
 
     /// <summary>This instance's name in the leader lease (default: host, process id and a random suffix).</summary>
     public string? InstanceId { get; set; }

@@ -1,7 +1,14 @@
 namespace Lifeline.Recovery.SystemState;
 
-// TEMPORARY scaffold while this area is being built in parallel; replaced by the area's own registration.
 internal static class SystemStateRegistration
 {
-    public static IHostApplicationBuilder AddSystemState(this IHostApplicationBuilder builder) => builder;
+    /// <summary>The system state: its store, the live collector, and the keeper (leader only) that restores and snapshots it.</summary>
+    public static IHostApplicationBuilder AddSystemState(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<SystemStateStore>();
+        builder.Services.AddSingleton<SystemStateCollector>();
+        builder.Services.AddSingleton<SystemStateKeeper>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<SystemStateKeeper>());
+        return builder;
+    }
 }

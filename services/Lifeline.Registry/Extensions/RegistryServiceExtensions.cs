@@ -52,6 +52,7 @@ internal static class RegistryServiceExtensions
         builder.Services.AddHostedService(sp => sp.GetRequiredService<HeartbeatRecorder>());
         builder.Services.AddSingleton<LivenessMonitor>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<LivenessMonitor>());
+        builder.Services.AddSingleton<WorkerReconciliation>();
         builder.Services.AddSingleton<RetentionSweeper>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<RetentionSweeper>());
 

@@ -17,7 +17,8 @@ namespace Lifeline.Registry.Grpc;
 /// <summary>The RegistryService contract: validates, delegates to the domain classes, maps the result.</summary>
 public sealed class RegistryGrpcService(
     WorkerDirectory directory, HeartbeatRecorder heartbeats, RedisMirror mirror, WorkerCommandHub commands, OutcomeRecorder outcomes,
-    BreakerStore breakers, WorkerEventFeed feed, IOptions<RegistryOptions> options) : RegistryService.RegistryServiceBase
+    BreakerStore breakers, WorkerEventFeed feed, IOptions<RegistryOptions> options, WorkerReconciliation reconciliation)
+    : RegistryService.RegistryServiceBase
 {
     public override async Task<RegisterWorkerResponse> RegisterWorker(RegisterWorkerRequest request, ServerCallContext context)
     {
@@ -281,6 +282,70 @@ public sealed class RegistryGrpcService(
         var (list, next) = await breakers.ListAsync(tenant, state, size, after, context.CancellationToken);
         var response = new ListCircuitBreakersResponse { NextPageToken = next?.ToString() ?? "" };
         response.CircuitBreakers.AddRange(list.Select(b => b.ToProto()));
+        return response;
+    }
+
+    public override async Task<SendWorkerCommandResponse> SendWorkerCommand(SendWorkerCommandRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        var id = v.Uuid("worker_id", request.WorkerId);
+        var command = request.Command;
+        switch (command?.CommandCase ?? WorkerCommand.CommandOneofCase.None)
+        {
+            case WorkerCommand.CommandOneofCase.Drain:
+                v.AddIf(command!.Drain.Reason.Length > 1024, "command.drain.reason", "must be at most 1024 characters");
+                break;
+            case WorkerCommand.CommandOneofCase.CancelTask:
+                v.Uuid("command.cancel_task.task_id", command!.CancelTask.TaskId);
+                v.AddIf(command.CancelTask.Reason.Length > 1024, "command.cancel_task.reason", "must be at most 1024 characters");
+                break;
+            default:
+                v.Add("command", "is required: drain or cancel_task");
+                break;
+        }
+        v.ThrowIfAny();
+        if (command!.CommandCase == WorkerCommand.CommandOneofCase.Drain)
+        {
+            // A drain also changes the worker's status (no new leases): the same path as DrainWorker.
+            var reason = string.IsNullOrEmpty(command.Drain.Reason) ? "drained by an operator" : command.Drain.Reason;
+            return new SendWorkerCommandResponse { Worker = (await directory.DrainAsync(tenant, id, reason, context.CancellationToken)).ToProto() };
+        }
+        var worker = await directory.GetAsync(tenant, id, context.CancellationToken);
+        if (worker.DeregisteredAt is not null)
+        {
+            throw new PreconditionFailedException("WORKER_DEREGISTERED", $"Worker {id} is deregistered; it takes no commands.")
+            {
+                Metadata = { ["worker_id"] = id.ToString() },
+            };
+        }
+        await mirror.PushCommandAsync(tenant, id, command);
+        return new SendWorkerCommandResponse { Worker = worker.ToProto(await mirror.LiveAsync(tenant, id)) };
+    }
+
+    public override async Task<ReconcileWorkersResponse> ReconcileWorkers(ReconcileWorkersRequest request, ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var v = new Violations();
+        Guid? id = string.IsNullOrEmpty(request.WorkerId) ? null : v.Uuid("worker_id", request.WorkerId);
+        v.ThrowIfAny();
+        var (disagreements, examined) = await reconciliation.ReconcileAsync(tenant, id, request.DryRun, context.CancellationToken);
+        var response = new ReconcileWorkersResponse { Examined = examined };
+        response.Disagreements.AddRange(disagreements.Select(d => new WorkerDisagreement
+        {
+            WorkerId = d.WorkerId.ToString(),
+            WorkerName = d.Name,
+            PostgresStatus = WorkerMapper.ParseStatus(d.PostgresStatus),
+            AliveInRedis = d.AliveInRedis,
+            InRedis = d.InRedis,
+            Action = d.Action switch
+            {
+                WorkerReconciliation.MarkLost => ReconcileAction.MarkLost,
+                WorkerReconciliation.MarkRecovered => ReconcileAction.MarkRecovered,
+                _ => ReconcileAction.RewriteMirror,
+            },
+            Applied = d.Applied,
+        }));
         return response;
     }
 

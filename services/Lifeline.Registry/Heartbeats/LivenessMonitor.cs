@@ -95,37 +95,59 @@ public sealed partial class LivenessMonitor(
         }
         foreach (var (tenant, id, status) in candidates)
         {
-            var alive = await mirror.IsAliveAsync(tenant, id);
-            if (status == "offline" && alive)
-            {
-                await directory.MarkRecoveredAsync(tenant, id, ct);
-            }
-            else if (status != "offline" && !alive)
-            {
-                var claim = await mirror.ClaimLapseAsync(tenant, id, DateTime.UtcNow);
-                if (claim.Result == LapseClaimResult.MirrorMissing)
-                {
-                    // No mirror entry at all: Redis lost its data, so beats since could not be recorded (the worker
-                    // may be beating right now). Write the entry back from PostgreSQL with a fresh heartbeat clock;
-                    // a worker that is really gone lapses one TTL later and is announced lost then.
-                    if (await directory.FindAsync(tenant, id, ct) is { DeregisteredAt: null } worker)
-                    {
-                        await mirror.WriteWorkerAsync(worker, await breakers.GetStateAsync(id, ct), alive: true);
-                    }
-                    continue;
-                }
-                if (claim.Result == LapseClaimResult.NotLapsed && await mirror.IsAliveAsync(tenant, id))
-                {
-                    continue; // it beat again since the check above: not lost
-                }
-                // Won the claim, or another instance claimed the lapse in Redis (and may have crashed before
-                // PostgreSQL knew): the transition to offline happens once either way.
-                if (await directory.MarkLostAsync(tenant, id, claim.Running, ct) is not null)
-                {
-                    LogLost(logger, id, tenant);
-                }
-            }
+            await ReconcileWorkerAsync(tenant, id, status, ct);
         }
+    }
+
+    /// <summary>What reconciling one worker did.</summary>
+    public enum Reconciled
+    {
+        Nothing,
+        MarkedLost,
+        MarkedRecovered,
+        MirrorRewritten,
+    }
+
+    /// <summary>
+    /// Reconciles one worker whose PostgreSQL status is <paramref name="status"/> with Redis (also used by
+    /// RegistryService.ReconcileWorkers). Each change is guarded, so it happens once across instances.
+    /// </summary>
+    public async Task<Reconciled> ReconcileWorkerAsync(string tenant, Guid id, string status, CancellationToken ct)
+    {
+        var alive = await mirror.IsAliveAsync(tenant, id);
+        if (status == "offline" && alive)
+        {
+            return await directory.MarkRecoveredAsync(tenant, id, ct) is null ? Reconciled.Nothing : Reconciled.MarkedRecovered;
+        }
+        if (status == "offline" || alive)
+        {
+            return Reconciled.Nothing;
+        }
+        var claim = await mirror.ClaimLapseAsync(tenant, id, DateTime.UtcNow);
+        if (claim.Result == LapseClaimResult.MirrorMissing)
+        {
+            // No mirror entry at all: Redis lost its data, so beats since could not be recorded (the worker
+            // may be beating right now). Write the entry back from PostgreSQL with a fresh heartbeat clock;
+            // a worker that is really gone lapses one TTL later and is announced lost then.
+            if (await directory.FindAsync(tenant, id, ct) is { DeregisteredAt: null } worker)
+            {
+                await mirror.WriteWorkerAsync(worker, await breakers.GetStateAsync(id, ct), alive: true);
+                return Reconciled.MirrorRewritten;
+            }
+            return Reconciled.Nothing;
+        }
+        if (claim.Result == LapseClaimResult.NotLapsed && await mirror.IsAliveAsync(tenant, id))
+        {
+            return Reconciled.Nothing; // it beat again since the check above: not lost
+        }
+        // Won the claim, or another instance claimed the lapse in Redis (and may have crashed before
+        // PostgreSQL knew): the transition to offline happens once either way.
+        if (await directory.MarkLostAsync(tenant, id, claim.Running, ct) is not null)
+        {
+            LogLost(logger, id, tenant);
+            return Reconciled.MarkedLost;
+        }
+        return Reconciled.Nothing;
     }
 
     [LoggerMessage(EventId = 2201, Level = LogLevel.Information, Message = "Worker {WorkerId} of tenant {Tenant} is lost: its heartbeat lapsed")]

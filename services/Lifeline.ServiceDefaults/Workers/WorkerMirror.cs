@@ -51,6 +51,22 @@ public static class WorkerMirror
             : DateTimeOffset.FromUnixTimeMilliseconds(long.Parse((string)values[4]!, CultureInfo.InvariantCulture));
         return new WorkerEligibility((string)values[0]!, capabilities, values[2] == "1", values[3].IsNullOrEmpty ? "closed" : (string)values[3]!, resetAt);
     }
+
+    private static readonly RedisValue[] LivenessFields = ["status", "deregistered"];
+
+    /// <summary>
+    /// Reads whether a worker is alive (its heartbeat key and the state fields of its entry) in one MULTI/EXEC,
+    /// so both come from the same moment. Redis failures are thrown, never guessed around.
+    /// </summary>
+    public static async Task<WorkerLiveness> ReadLivenessAsync(IDatabase redis, string tenant, string workerId)
+    {
+        var transaction = redis.CreateTransaction();
+        var beating = transaction.KeyExistsAsync(AliveKey(tenant, workerId));
+        var fields = transaction.HashGetAsync(WorkerKey(tenant, workerId), LivenessFields);
+        await transaction.ExecuteAsync();
+        var values = await fields;
+        return new WorkerLiveness(await beating, !values[0].IsNull, values[0].IsNull ? null : (string)values[0]!, values[1] == "1");
+    }
 }
 
 /// <summary>A worker's eligibility for new leases, as mirrored in Redis.</summary>
@@ -78,4 +94,14 @@ public sealed record WorkerEligibility(string Status, string[] Capabilities, boo
         }
         return null;
     }
+}
+
+/// <summary>Whether a worker is alive, as mirrored in Redis: its heartbeat key and the state fields of its entry.</summary>
+public sealed record WorkerLiveness(bool Beating, bool HasEntry, string? Status, bool Deregistered)
+{
+    /// <summary>Alive: its heartbeat key exists and the registry has not marked it offline or deregistered.</summary>
+    public bool IsAlive => Beating && !Deregistered && Status != "offline";
+
+    /// <summary>The mirror knows nothing of the worker (no heartbeat key, no entry): Redis may have lost it, so liveness is unknown.</summary>
+    public bool IsUnknown => !Beating && !HasEntry;
 }

@@ -34,6 +34,10 @@ internal sealed class TaskEntityConfiguration : IEntityTypeConfiguration<TaskEnt
             t.HasCheckConstraint("ck_tasks_unmet_dependencies", "unmet_dependencies >= 0");
             t.HasCheckConstraint("ck_tasks_payload_object", "jsonb_typeof(payload) = 'object'");
             t.HasCheckConstraint("ck_tasks_jitter", "jitter >= 0 AND jitter <= 1");
+            t.HasCheckConstraint("ck_tasks_workflow_id", "workflow_id IS NULL OR length(workflow_id) BETWEEN 1 AND 200");
+            t.HasCheckConstraint("ck_tasks_recovery_count", "recovery_count >= 0");
+            // RecoverTask remembers the token of the lease it recovered (its idempotency key); leases only grow.
+            t.HasCheckConstraint("ck_tasks_recovered_token", "recovered_token IS NULL OR (recovered_token > 0 AND recovered_token <= fencing_token)");
         });
         e.HasKey(x => x.Id);
         e.Property(x => x.Id).HasColumnName("id").ValueGeneratedNever();
@@ -68,6 +72,10 @@ internal sealed class TaskEntityConfiguration : IEntityTypeConfiguration<TaskEnt
         e.Property(x => x.HasDependents).HasColumnName("has_dependents").HasDefaultValue(false);
         e.Property(x => x.ProgressPercent).HasColumnName("progress_percent").HasDefaultValue(0);
         e.Property(x => x.ProgressMessage).HasColumnName("progress_message");
+        e.Property(x => x.WorkflowId).HasColumnName("workflow_id");
+        e.Property(x => x.ResumeCheckpointId).HasColumnName("resume_checkpoint_id");
+        e.Property(x => x.RecoveryCount).HasColumnName("recovery_count").HasDefaultValue(0);
+        e.Property(x => x.RecoveredToken).HasColumnName("recovered_token");
 
         // The lease path: one index whose order is the dequeue order, holding only ready tasks.
         e.HasIndex(x => new { x.TenantId, x.Type, x.Priority, x.CreatedAt, x.Id }, "ix_tasks_ready")
@@ -84,6 +92,9 @@ internal sealed class TaskEntityConfiguration : IEntityTypeConfiguration<TaskEnt
         e.HasIndex(x => new { x.TenantId, x.Status, x.CreatedAt, x.Id }, "ix_tasks_list_status").IsDescending(false, false, true, true);
         e.HasIndex(x => new { x.TenantId, x.DeadLetteredAt, x.Id }, "ix_tasks_dead_letters")
             .IsDescending(false, true, true).HasFilter("status = 'dead_lettered'");
+        // Listing the tasks of a workflow (ListTasks workflow_id), newest first.
+        e.HasIndex(x => new { x.TenantId, x.WorkflowId, x.CreatedAt, x.Id }, "ix_tasks_workflow")
+            .IsDescending(false, false, true, true).HasFilter("workflow_id IS NOT NULL");
     }
 }
 

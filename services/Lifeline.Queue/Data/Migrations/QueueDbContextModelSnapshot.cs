@@ -200,9 +200,23 @@ namespace Lifeline.Queue.Data.Migrations
                         .HasDefaultValue(0)
                         .HasColumnName("progress_percent");
 
+                    b.Property<long?>("RecoveredToken")
+                        .HasColumnType("bigint")
+                        .HasColumnName("recovered_token");
+
+                    b.Property<int>("RecoveryCount")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("integer")
+                        .HasDefaultValue(0)
+                        .HasColumnName("recovery_count");
+
                     b.Property<string>("Result")
                         .HasColumnType("jsonb")
                         .HasColumnName("result");
+
+                    b.Property<Guid?>("ResumeCheckpointId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("resume_checkpoint_id");
 
                     b.Property<int>("RetryCount")
                         .ValueGeneratedOnAdd()
@@ -243,6 +257,10 @@ namespace Lifeline.Queue.Data.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("updated_at");
 
+                    b.Property<string>("WorkflowId")
+                        .HasColumnType("text")
+                        .HasColumnName("workflow_id");
+
                     b.HasKey("Id");
 
                     b.HasIndex(new[] { "TenantId", "DeadLetteredAt", "Id" }, "ix_tasks_dead_letters")
@@ -264,6 +282,10 @@ namespace Lifeline.Queue.Data.Migrations
                     b.HasIndex(new[] { "TenantId", "Type", "Priority", "CreatedAt", "Id" }, "ix_tasks_ready")
                         .IsDescending(false, false, true, false, false)
                         .HasFilter("status = 'pending' AND unmet_dependencies = 0");
+
+                    b.HasIndex(new[] { "TenantId", "WorkflowId", "CreatedAt", "Id" }, "ix_tasks_workflow")
+                        .IsDescending(false, false, true, true)
+                        .HasFilter("workflow_id IS NOT NULL");
 
                     b.HasIndex(new[] { "TenantId", "IdempotencyKey" }, "ux_tasks_idempotency")
                         .IsUnique()
@@ -293,6 +315,10 @@ namespace Lifeline.Queue.Data.Migrations
 
                             t.HasCheckConstraint("ck_tasks_progress", "progress_percent BETWEEN 0 AND 100");
 
+                            t.HasCheckConstraint("ck_tasks_recovered_token", "recovered_token IS NULL OR (recovered_token > 0 AND recovered_token <= fencing_token)");
+
+                            t.HasCheckConstraint("ck_tasks_recovery_count", "recovery_count >= 0");
+
                             t.HasCheckConstraint("ck_tasks_retry_count", "retry_count >= 0 AND retry_count <= max_retries");
 
                             t.HasCheckConstraint("ck_tasks_running_started", "status <> 'running' OR (started_at IS NOT NULL AND deadline_at IS NOT NULL)");
@@ -302,6 +328,8 @@ namespace Lifeline.Queue.Data.Migrations
                             t.HasCheckConstraint("ck_tasks_timeout", "timeout_seconds > 0");
 
                             t.HasCheckConstraint("ck_tasks_unmet_dependencies", "unmet_dependencies >= 0");
+
+                            t.HasCheckConstraint("ck_tasks_workflow_id", "workflow_id IS NULL OR length(workflow_id) BETWEEN 1 AND 200");
                         });
                 });
 

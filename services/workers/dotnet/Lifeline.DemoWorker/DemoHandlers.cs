@@ -36,3 +36,39 @@ internal sealed class FailHandler : ITaskHandler
     public Task<string?> HandleAsync(TaskContext context, CancellationToken cancellationToken) =>
         throw new TaskFailedException("DEMO_FAILURE", $"demo.fail always fails (task {context.TaskId})", retryable: false);
 }
+
+/// <summary>
+/// <c>demo.steps</c>: works through <c>{"steps": N, "step_ms": M}</c> steps, saving a checkpoint of its workflow after
+/// each one; an attempt that recovery requeued after a crash resumes after the last saved step. With <c>--ledger</c>,
+/// appends "task_id fencing_token resumed_from_step" when done — the side effect crash tests count.
+/// </summary>
+internal sealed class StepsHandler(DemoOptions demo) : ITaskHandler
+{
+    public string TaskType => "demo.steps";
+
+    public async Task<string?> HandleAsync(TaskContext context, CancellationToken cancellationToken)
+    {
+        var payload = JsonNode.Parse(context.Payload) as JsonObject;
+        var steps = payload?["steps"]?.GetValue<int>() ?? 5;
+        var stepMs = payload?["step_ms"]?.GetValue<int>() ?? 200;
+        var start = 0;
+        if (await context.LoadResumeContextAsync(cancellationToken) is { } saved)
+        {
+            start = JsonNode.Parse(saved)?["step"]?.GetValue<int>() ?? 0;
+        }
+        for (var step = start; step < steps; step++)
+        {
+            await Task.Delay(stepMs, cancellationToken);
+            await context.SaveCheckpointAsync($"step {step + 1}", $"{{\"step\":{step + 1}}}", cancellationToken: cancellationToken);
+        }
+        if (demo.Ledger is { } ledger)
+        {
+            // One write per line with O_APPEND: lines of several worker processes never interleave.
+            var line = System.Text.Encoding.UTF8.GetBytes($"{context.TaskId} {context.FencingToken} {start}\n");
+            await using var file = new FileStream(ledger, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
+            await file.WriteAsync(line, cancellationToken);
+            await file.FlushAsync(cancellationToken);
+        }
+        return new JsonObject { ["steps"] = steps, ["resumed_from"] = start }.ToJsonString(JsonSerializerOptions.Web);
+    }
+}

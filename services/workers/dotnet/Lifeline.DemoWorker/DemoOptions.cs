@@ -14,16 +14,18 @@ internal sealed class DemoOptions
           --api-key <key>          API key (sent as 'authorization: Bearer <key>')
           --credentials <file>     the apphost's credentials.json, e.g. .lifeline/credentials.json
           --key-name <name>        key to use from --credentials (default default-worker)
-          --types <a,b>            task types to run (default demo.echo,demo.fail)
+          --types <a,b>            task types to run: demo.echo, demo.fail, demo.steps (default demo.echo,demo.fail)
           --max-tasks <n>          tasks run at once (default 4)
           --once <n>               exit after n tasks have ended (for tests)
+          --ledger <file>          demo.steps appends "task_id fencing_token resumed_from_step" per finished task
           --name <name>            worker name (default dotnet-<host>-<pid>)
           --registry-target <url>  registry address when --target is the queue service itself (no gateway)
           --tenant <tenant>        x-lifeline-tenant, only when talking to services without the gateway
           -h, --help               this text
         """;
 
-    private static readonly string[] KnownTypes = ["demo.echo", "demo.fail"];
+    private static readonly string[] KnownTypes = ["demo.echo", "demo.fail", "demo.steps"];
+    private static readonly string[] DefaultTypes = ["demo.echo", "demo.fail"];
 
     public Uri? Target { get; private set; }
 
@@ -39,7 +41,10 @@ internal sealed class DemoOptions
 
     public int? Once { get; private set; }
 
-    public IReadOnlySet<string> Types { get; private set; } = new HashSet<string>(KnownTypes, StringComparer.Ordinal);
+    public IReadOnlySet<string> Types { get; private set; } = new HashSet<string>(DefaultTypes, StringComparer.Ordinal);
+
+    /// <summary>File demo.steps appends one line per finished task to: "task_id fencing_token resumed_from_step".</summary>
+    public string? Ledger { get; private set; }
 
     public bool ShowHelp { get; private set; }
 
@@ -63,6 +68,7 @@ internal sealed class DemoOptions
                 case "--name": options.Name = Value(); break;
                 case "--max-tasks": options.MaxTasks = ParsePositive(Value(), "--max-tasks"); break;
                 case "--once": options.Once = ParsePositive(Value(), "--once"); break;
+                case "--ledger": options.Ledger = Value(); break;
                 case "--types":
                     var types = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
                     var unknown = types.Except(KnownTypes, StringComparer.Ordinal).ToList();

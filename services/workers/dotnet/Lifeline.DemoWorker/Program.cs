@@ -37,6 +37,12 @@ if (demo.Types.Contains("demo.fail"))
     handlers.AddTaskHandler<FailHandler>();
 }
 
+if (demo.Types.Contains("demo.steps"))
+{
+    builder.Services.AddSingleton(demo);
+    handlers.AddTaskHandler<StepsHandler>();
+}
+
 using var host = builder.Build();
 var worker = host.Services.GetRequiredService<LifelineWorker>();
 try

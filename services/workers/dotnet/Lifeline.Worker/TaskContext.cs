@@ -62,6 +62,54 @@ public sealed class TaskContext : IDisposable
     /// <summary>The id of the worker running the task.</summary>
     public string WorkerId { get; }
 
+    /// <summary>The workflow the task belongs to (its saved state lives under this id in the checkpoint service), if any.</summary>
+    public string? WorkflowId => string.IsNullOrEmpty(Task.WorkflowId) ? null : Task.WorkflowId;
+
+    /// <summary>
+    /// The checkpoint this attempt should resume from: set when recovery requeued the task after its previous
+    /// worker died, pointing at the workflow's newest valid checkpoint. Null: start from the beginning.
+    /// </summary>
+    public string? ResumeCheckpointId => string.IsNullOrEmpty(Task.ResumeCheckpointId) ? null : Task.ResumeCheckpointId;
+
+    /// <summary>
+    /// The <c>context</c> (a JSON object as text) of <see cref="ResumeCheckpointId"/>, verified by the checkpoint
+    /// service; null when there is nothing to resume from.
+    /// </summary>
+    public async System.Threading.Tasks.Task<string?> LoadResumeContextAsync(CancellationToken cancellationToken = default)
+    {
+        if (ResumeCheckpointId is not { } id)
+        {
+            return null;
+        }
+        var response = await _connection.Checkpoints.GetCheckpointAsync(
+            new Checkpoint.V1.GetCheckpointRequest { CheckpointId = id }, _connection.CallOptions(cancellationToken)).ConfigureAwait(false);
+        return response.Checkpoint.State.Context;
+    }
+
+    /// <summary>
+    /// Saves the task's progress as a checkpoint of its workflow (<see cref="WorkflowId"/>, or <c>task-&lt;id&gt;</c>
+    /// when it has none): <paramref name="contextJson"/> (a JSON object) as the state's context, <paramref name="phase"/>
+    /// as its current phase. Returns the checkpoint's id. A later attempt gets it as <see cref="ResumeCheckpointId"/>.
+    /// </summary>
+    public async System.Threading.Tasks.Task<string> SaveCheckpointAsync(string name, string contextJson, int phase = 0, CancellationToken cancellationToken = default)
+    {
+        var request = new Checkpoint.V1.CreateCheckpointRequest
+        {
+            WorkflowId = WorkflowId ?? $"task-{TaskId}",
+            Name = name,
+            Type = Checkpoint.V1.CheckpointType.Auto,
+            Phase = phase,
+            Agent = WorkerId,
+            State = new Checkpoint.V1.CheckpointState
+            {
+                Workflow = new Checkpoint.V1.WorkflowState { CurrentPhase = phase, Status = "running" },
+                Context = contextJson,
+            },
+        };
+        var response = await _connection.Checkpoints.CreateCheckpointAsync(request, _connection.CallOptions(cancellationToken)).ConfigureAwait(false);
+        return response.Metadata.Id;
+    }
+
     /// <summary>Cancelled when the handler should stop; <see cref="CancellationReason"/> says why.</summary>
     public CancellationToken CancellationToken => _cancellation.Token;
 

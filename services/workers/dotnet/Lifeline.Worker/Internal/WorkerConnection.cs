@@ -18,6 +18,7 @@ internal sealed class WorkerConnection : IDisposable
         _callTimeout = options.CallTimeout;
         _channel = GrpcChannel.ForAddress(options.Target!);
         Queue = new QueueService.QueueServiceClient(WithCredentials(_channel, options));
+        Checkpoints = new Checkpoint.V1.CheckpointService.CheckpointServiceClient(WithCredentials(_channel, options));
         if (options.RegistryTarget is { } registryTarget && registryTarget != options.Target)
         {
             _registryChannel = GrpcChannel.ForAddress(registryTarget);
@@ -32,6 +33,9 @@ internal sealed class WorkerConnection : IDisposable
     public QueueService.QueueServiceClient Queue { get; }
 
     public RegistryService.RegistryServiceClient Registry { get; }
+
+    /// <summary>The checkpoint service, through the same target as the queue (the gateway routes it).</summary>
+    public Checkpoint.V1.CheckpointService.CheckpointServiceClient Checkpoints { get; }
 
     /// <summary>Options of a unary call: the configured deadline plus <paramref name="extra"/> (a long poll's wait).</summary>
     public CallOptions CallOptions(CancellationToken cancellationToken, TimeSpan extra = default) =>

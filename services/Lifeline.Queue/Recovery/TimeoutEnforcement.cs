@@ -1,0 +1,115 @@
+using System.Text.Json;
+using Lifeline.Queue.Data;
+using Lifeline.Queue.Dependencies;
+using Lifeline.Queue.Domain;
+using Lifeline.Queue.Events;
+using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Postgres;
+using Npgsql;
+
+namespace Lifeline.Queue.Recovery;
+
+/// <summary>
+/// RecoverTask with RECOVERY_ACTION_TIMEOUT: ends a running attempt that is past its own timeout as
+/// <c>timeout</c>, exactly as <see cref="Maintenance.QueueMaintenance"/> does, for when the maintenance
+/// did not (it was down, or the deadline column disagrees with <c>started_at</c> + <c>timeout_seconds</c>).
+/// Allowed whatever the worker's liveness, because the task's own timeout has passed; refused otherwise.
+/// The row is locked throughout, so a concurrent outcome or the maintenance happens entirely before or after.
+/// </summary>
+public sealed class TimeoutEnforcement(NpgsqlDataSource dataSource, ReadySignal readySignal)
+{
+    private static readonly string LockSql = $"""
+        SELECT {TaskRecord.Columns},
+               COALESCE(LEAST(deadline_at, started_at + make_interval(secs => timeout_seconds)) < clock_timestamp(), false) AS past
+        FROM tasks WHERE id = @id AND tenant_id = @tenant FOR UPDATE
+        """;
+
+    private static readonly string TimeoutSql = $"""
+        WITH changed AS (
+            UPDATE tasks t
+            SET status = 'timeout', lease_expires_at = NULL, completed_at = now(), updated_at = now(),
+                error = jsonb_build_object('code', 'TASK_TIMEOUT', 'retryable', false, 'severity', 'high',
+                    'message', 'the attempt ran longer than its timeout of ' || t.timeout_seconds || ' s')
+            WHERE t.id = @id AND t.tenant_id = @tenant AND t.fencing_token = @token AND t.status = 'running'
+            RETURNING {TaskRecord.ColumnsOf("t")}
+        ), history AS (
+            {History.InsertFrom("changed", "timed_out", "'running'", "'timeout'", "'the attempt ran longer than its timeout'", "@details::jsonb")}
+        )
+        SELECT {TaskRecord.Columns} FROM changed
+        """;
+
+    /// <summary>The task after the call, and whether this call ended it (false: it had already timed out under this token).</summary>
+    public async Task<(TaskRecord Task, bool Changed)> EnforceAsync(string tenant, Guid id, long token, string reasonCode, CancellationToken cancellationToken)
+    {
+        var (task, changed, resolution) = await SerializationRetry.RunAsync(async ct =>
+        {
+            await using var connection = await dataSource.OpenConnectionAsync(ct);
+            await using var tx = await connection.BeginTransactionAsync(ct);
+            TaskRecord? current = null;
+            var past = false;
+            await using (var read = new NpgsqlCommand(LockSql, connection, tx))
+            {
+                read.Parameters.AddWithValue("id", id);
+                read.Parameters.AddWithValue("tenant", tenant);
+                await using var reader = await read.ExecuteReaderAsync(ct);
+                if (await reader.ReadAsync(ct))
+                {
+                    current = TaskRecord.Read(reader);
+                    past = reader.GetBoolean(TaskRecord.ColumnCount);
+                }
+            }
+            if (current is null)
+            {
+                throw new NotFoundException("task", id.ToString());
+            }
+            if (current.Status == TaskState.Timeout && current.FencingToken == token)
+            {
+                return (current, false, (Resolution?)null);
+            }
+            if (current.FencingToken != token)
+            {
+                throw new StaleFencingTokenException(id, token, current.FencingToken);
+            }
+            if (current.Status != TaskState.Running)
+            {
+                throw new InvalidTaskStateException(id, current.Status, "ending the attempt as timed out");
+            }
+            if (!past)
+            {
+                throw new PreconditionFailedException("NOT_TIMED_OUT",
+                    $"Task {id} started at {current.StartedAt:O} with a timeout of {current.TimeoutSeconds} s; it is not past its timeout.")
+                {
+                    Metadata = { ["task_id"] = id.ToString(), ["timeout_seconds"] = current.TimeoutSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+                };
+            }
+            TaskRecord ended;
+            await using (var command = new NpgsqlCommand(TimeoutSql, connection, tx))
+            {
+                command.Parameters.AddWithValue("id", id);
+                command.Parameters.AddWithValue("tenant", tenant);
+                command.Parameters.AddWithValue("token", token);
+                command.Parameters.AddWithValue("details", JsonSerializer.Serialize(new Dictionary<string, string>
+                {
+                    ["action"] = "timeout",
+                    ["error_code"] = reasonCode,
+                }));
+                await using var reader = await command.ExecuteReaderAsync(ct);
+                if (!await reader.ReadAsync(ct))
+                {
+                    throw new ConcurrencyConflictException($"Task {id} changed while it was being timed out; retry.", TimeSpan.FromMilliseconds(100));
+                }
+                ended = TaskRecord.Read(reader);
+            }
+            var resolution = ended.HasDependents
+                ? await DependencyResolver.ResolveAsync(connection, tx, [new EndedTask(id, TaskState.Timeout)], ct)
+                : null;
+            await tx.CommitAsync(ct);
+            return (ended, true, resolution);
+        }, cancellationToken);
+        foreach (var ready in resolution?.TenantsWithReadyTasks ?? [])
+        {
+            readySignal.Notify(ready);
+        }
+        return (task, changed);
+    }
+}
