@@ -8,13 +8,15 @@ internal sealed record BenchmarkOptions(
     string Only, Uri? QueueUrl, int? QueuePid, Uri? RegistryUrl, int? RegistryPid, int? RegistryWorkers, bool Quick, double Scale, string JsonPath)
 {
     public const string Usage = """
-        Lifeline benchmark: throughput and latency of the queue, registry and checkpoint services through gRPC.
+        Lifeline benchmark: throughput and latency of the queue, registry and checkpoint services through gRPC,
+        and how fast the recovery service puts the work of dead workers right.
 
         dotnet run -c Release --project tests/Lifeline.Benchmarks -- [options]
 
           (default)             start PostgreSQL (durable settings: fsync, synchronous_commit, full_page_writes on),
                                 Redis and each service under test (its Release build, as a separate process) locally
-          --only WHAT           queue, registry, checkpoint or all (default all)
+          --only WHAT           queue, registry, checkpoint, recovery or all (default all); recovery always starts its own
+                                registry, queue and recovery services (it needs their settings: 1 s heartbeats, 1 s scans)
           --queue-url URL       drive an already-running queue service instead, e.g. http://127.0.0.1:5101
           --queue-pid PID       with --queue-url: read that process's memory (VmRSS, VmHWM) after each phase
           --registry-url URL    drive an already-running registry service instead (no PostgreSQL write counts then)
@@ -32,6 +34,9 @@ internal sealed record BenchmarkOptions(
 
     /// <summary>The checkpoint section always runs its own services locally: the delta-versus-full comparison needs a second instance with other settings.</summary>
     public bool RunCheckpoint => Only is "checkpoint" or "all";
+
+    /// <summary>The recovery section always runs its own registry, queue and recovery services locally, with the settings it measures.</summary>
+    public bool RunRecovery => Only is "recovery" or "all";
 
     public BenchmarkProfile Profile
     {
@@ -63,9 +68,9 @@ internal sealed record BenchmarkOptions(
             {
                 case "--only":
                     only = Value() ?? "";
-                    if (only is not ("queue" or "registry" or "checkpoint" or "all"))
+                    if (only is not ("queue" or "registry" or "checkpoint" or "recovery" or "all"))
                     {
-                        problem = "--only needs queue, registry, checkpoint or all";
+                        problem = "--only needs queue, registry, checkpoint, recovery or all";
                         return false;
                     }
                     break;

@@ -81,6 +81,46 @@ internal sealed record CheckpointProfile(
 }
 
 /// <summary>
+/// The recovery scenarios. Worker death: <paramref name="DeadWorkers"/> workers each lease
+/// <paramref name="TasksPerDeadWorker"/> tasks (started, leases of <paramref name="DeadWorkerLease"/>, far longer than the
+/// measurement, so recovery acts because the worker died, not because a lease ran out) and stop beating together; a live
+/// rescuer re-leases what recovery requeues, within <paramref name="ReleaseTimeout"/> of the heartbeat TTL; a warm-up round
+/// with <paramref name="WarmUpDeadWorkers"/> runs the same path first. Scan: <paramref name="ScanTasks"/> tasks enqueued
+/// <paramref name="EnqueueBatchSize"/> per call and leased to <paramref name="ScanHolders"/> live workers, then
+/// <paramref name="Scans"/> RunRecoveryScan calls over them.
+/// </summary>
+internal sealed record RecoveryProfile(
+    int DeadWorkers,
+    int TasksPerDeadWorker,
+    TimeSpan DeadWorkerLease,
+    TimeSpan ReleaseTimeout,
+    int WarmUpDeadWorkers,
+    int ScanTasks,
+    int ScanHolders,
+    int Scans,
+    int EnqueueBatchSize,
+    int EnqueueCallers)
+{
+    /// <summary>Registry heartbeat interval of the recovery section (TTL = 3 ×).</summary>
+    public static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>Recovery's scan interval and leader lease in the worker-death scenario (its other settings stay at their defaults).</summary>
+    public static readonly TimeSpan ScanInterval = TimeSpan.FromSeconds(1);
+
+    public static readonly TimeSpan LeaderLease = TimeSpan.FromSeconds(2);
+
+    /// <summary>LeaseTasks allows at most this many tasks per call (queue.proto, LeaseTasksRequest.max_tasks).</summary>
+    public const int MaxLeaseBatch = 500;
+
+    public static RecoveryProfile Full { get; } = new(
+        DeadWorkers: 100, TasksPerDeadWorker: 2, DeadWorkerLease: TimeSpan.FromSeconds(300), ReleaseTimeout: TimeSpan.FromSeconds(60),
+        WarmUpDeadWorkers: 5, ScanTasks: 100_000, ScanHolders: 100, Scans: 3, EnqueueBatchSize: 1_000, EnqueueCallers: 4);
+
+    /// <summary>A fifth of the dead workers, a tenth of the in-flight tasks.</summary>
+    public static RecoveryProfile Quick { get; } = Full with { DeadWorkers = 20, ScanTasks = 10_000 };
+}
+
+/// <summary>
 /// How much work each scenario does. The full-run counts are sized so each cell takes roughly 3–10 s on
 /// a 2-core machine where client, service, PostgreSQL and Redis share the cores; the quick run does a
 /// fifth. <c>--scale</c> multiplies every count (raise it on faster machines so cells do not get too short).
@@ -93,7 +133,8 @@ internal sealed record BenchmarkProfile(
     IReadOnlyList<FullCycleCase> FullCycle,
     TimeSpan CellTimeout,
     RegistryProfile Registry,
-    CheckpointProfile Checkpoint)
+    CheckpointProfile Checkpoint,
+    RecoveryProfile Recovery)
 {
     /// <summary>The processing cell whose LeaseTasks/CompleteTask latencies are reported on their own.</summary>
     public static readonly (int Workers, int BatchSize) LatencyCell = (8, 1);
@@ -104,14 +145,17 @@ internal sealed record BenchmarkProfile(
     /// <summary>Processing cells that lease and start in one LeaseTasks (start = true), next to the spec'd lease → start → complete rows.</summary>
     private static readonly (int Workers, int BatchSize)[] FusedCells = [(8, 1), (8, 10), (8, 50), (32, 10), (32, 50)];
 
-    public static BenchmarkProfile Full(double scale) => Create(Label("full", scale), scale, TimeSpan.FromMinutes(3), RegistryProfile.Full, CheckpointProfile.Full);
+    public static BenchmarkProfile Full(double scale) =>
+        Create(Label("full", scale), scale, TimeSpan.FromMinutes(3), RegistryProfile.Full, CheckpointProfile.Full, RecoveryProfile.Full);
 
-    public static BenchmarkProfile Quick(double scale) => Create(Label("quick", scale), scale * 0.2, TimeSpan.FromSeconds(30), RegistryProfile.Quick, CheckpointProfile.Quick);
+    public static BenchmarkProfile Quick(double scale) =>
+        Create(Label("quick", scale), scale * 0.2, TimeSpan.FromSeconds(30), RegistryProfile.Quick, CheckpointProfile.Quick, RecoveryProfile.Quick);
 
     private static string Label(string name, double scale) =>
         scale == 1 ? name : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{name} ×{scale}");
 
-    private static BenchmarkProfile Create(string name, double scale, TimeSpan cellTimeout, RegistryProfile registry, CheckpointProfile checkpoint)
+    private static BenchmarkProfile Create(
+        string name, double scale, TimeSpan cellTimeout, RegistryProfile registry, CheckpointProfile checkpoint, RecoveryProfile recovery)
     {
         int Scaled(int tasks) => Math.Max(20, (int)(tasks * scale));
 
@@ -135,7 +179,7 @@ internal sealed record BenchmarkProfile(
             new(Workers: 8, BatchSize: 1, Producers: 8, EnqueueBatchSize: 1, Tasks: Scaled(1_000)),
             new(Workers: 32, BatchSize: 50, Producers: 4, EnqueueBatchSize: 100, Tasks: Scaled(3_000)),
         ];
-        return new BenchmarkProfile(name, warmUp, enqueue, processing, fullCycle, cellTimeout, registry, checkpoint);
+        return new BenchmarkProfile(name, warmUp, enqueue, processing, fullCycle, cellTimeout, registry, checkpoint, recovery);
     }
 
     // Every task costs a LeaseTasks share, a StartTask and a CompleteTask(s) share, each a durable commit:

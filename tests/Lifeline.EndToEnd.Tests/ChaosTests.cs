@@ -109,12 +109,17 @@ public sealed class ChaosTests(SuiteFixture suite, ITestOutputHelper output)
             // Every task completed exactly once: one side effect carrying the fencing token the queue accepted.
             var accepted = await CompletedTokensAsync();
             Assert.Equal(taskIds.OrderBy(x => x), accepted.Keys.OrderBy(x => x));
-            var effects = File.ReadAllLines(ledger).Select(line => line.Split(' ')).Select(f => (Task: f[0], Token: long.Parse(f[1], CultureInfo.InvariantCulture),
-                ResumedFrom: int.Parse(f[2], CultureInfo.InvariantCulture))).ToList();
-            foreach (var (task, token) in accepted)
-            {
-                Assert.Equal(1, effects.Count(e => e.Task == task && e.Token == token));
-            }
+            // One ledger file per worker process; a line cut short by a SIGKILL is not a side effect.
+            var effects = Directory.GetFiles(suite.WorkDirectory, Path.GetFileName(ledger) + ".*")
+                .SelectMany(File.ReadAllLines)
+                .Select(line => line.Split(' '))
+                .Where(f => f.Length == 3 && long.TryParse(f[1], CultureInfo.InvariantCulture, out _) && int.TryParse(f[2], CultureInfo.InvariantCulture, out _))
+                .Select(f => (Task: f[0], Token: long.Parse(f[1], CultureInfo.InvariantCulture), ResumedFrom: int.Parse(f[2], CultureInfo.InvariantCulture)))
+                .ToList();
+            var wrong = accepted.Where(a => effects.Count(e => e.Task == a.Key && e.Token == a.Value) != 1)
+                .Select(a => $"task {a.Key} accepted token {a.Value}: effects [{string.Join(", ", effects.Where(e => e.Task == a.Key).Select(e => $"token {e.Token} from step {e.ResumedFrom}"))}]")
+                .ToList();
+            Assert.True(wrong.Count == 0, $"{wrong.Count} task(s) without exactly one side effect of their accepted run:\n{string.Join("\n", wrong.Take(20))}");
             var strays = effects.Count(e => accepted[e.Task] != e.Token);
             output.WriteLine($"{effects.Count} side effects for {TaskCount} tasks; {strays} from attempts whose worker died before completing");
 

@@ -41,6 +41,46 @@ internal sealed record ServiceDefinition(
         new Dictionary<string, string> { ["Checkpoint__MaxDeltaChain"] = "0" },
         "Checkpoint:MaxDeltaChain=0 (every checkpoint a compressed full snapshot)");
 
+    /// <summary>
+    /// The queue as deployed with the registry (<c>Queue:WorkerEligibility=Registry</c>, its default): LeaseTasks
+    /// admits only workers the registry's Redis mirror shows registered and capable, and RecoverTask takes a
+    /// current lease only from a worker the mirror shows dead. Outcomes are reported to the registry.
+    /// </summary>
+    public static ServiceDefinition QueueWithRegistry(Uri registryUrl) => new(
+        "queue service", "QueueServiceAssembly", "queuedb", "queue_recovery_benchmark",
+        new Dictionary<string, string>
+        {
+            ["Queue__WorkerEligibility"] = "Registry",
+            ["services__registry__grpc__0"] = registryUrl.ToString(),
+        },
+        "Queue:WorkerEligibility=Registry (liveness and capabilities from the registry's Redis mirror)");
+
+    /// <summary>The registry with a 1 s heartbeat interval (TTL 3 s), so a dead worker is declared lost within seconds.</summary>
+    public static ServiceDefinition RegistryFastHeartbeat { get; } = new(
+        "registry service", "RegistryServiceAssembly", "registrydb", "registry_recovery_benchmark",
+        new Dictionary<string, string> { ["Registry__HeartbeatInterval"] = "00:00:01" },
+        "Registry:HeartbeatInterval=00:00:01 (TTL 3 s), other settings default");
+
+    /// <summary>
+    /// The recovery service covering the run's tenant, talking to the queue and registry (no checkpoint service:
+    /// the benchmark's tasks have no workflow), leader lease <paramref name="leaderLease"/>, a scan every <paramref name="scanInterval"/>.
+    /// </summary>
+    public static ServiceDefinition Recovery(Uri queueUrl, Uri registryUrl, string tenant, TimeSpan scanInterval, TimeSpan leaderLease) => new(
+        "recovery service", "RecoveryServiceAssembly", "recoverydb", "recovery_benchmark",
+        new Dictionary<string, string>
+        {
+            ["Recovery__Tenants__0"] = tenant,
+            ["Recovery__ScanInterval"] = scanInterval.ToString("c", System.Globalization.CultureInfo.InvariantCulture),
+            ["Recovery__LeaderLeaseDuration"] = leaderLease.ToString("c", System.Globalization.CultureInfo.InvariantCulture),
+            ["services__queue__grpc__0"] = queueUrl.ToString(),
+            ["services__registry__grpc__0"] = registryUrl.ToString(),
+        },
+        $"Recovery defaults except ScanInterval {Describe(scanInterval)}, LeaderLeaseDuration {Describe(leaderLease)}; " +
+        "queue and registry as above, no checkpoint service");
+
+    private static string Describe(TimeSpan interval) =>
+        interval >= TimeSpan.FromHours(1) ? $"{interval.TotalHours:0.#} h" : $"{interval.TotalSeconds:0.#} s";
+
     /// <summary>The service's dll as built with this benchmark (the csproj records its path).</summary>
     public string AssemblyPath =>
         typeof(ServiceDefinition).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()

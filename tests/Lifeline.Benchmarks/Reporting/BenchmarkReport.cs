@@ -4,6 +4,7 @@ using System.Text.Json.Serialization;
 using Lifeline.Benchmarks.Measurement;
 using Lifeline.Benchmarks.Scenarios;
 using Lifeline.Benchmarks.Scenarios.Checkpoint;
+using Lifeline.Benchmarks.Scenarios.Recovery;
 using Lifeline.Benchmarks.Scenarios.Registry;
 
 namespace Lifeline.Benchmarks.Reporting;
@@ -67,6 +68,25 @@ internal sealed record CheckpointSection(
     public bool Verified => Latency.All(l => l.Verified) && Storage.Verified && Artifacts.Verified;
 }
 
+/// <summary>What the recovery section measured: re-lease after worker death, and scans of a large in-flight set.</summary>
+/// <param name="ScanTarget">The second recovery instance the scans ran on (ScanInterval 1 h: only the timed RunRecoveryScan calls scan).</param>
+/// <param name="WarmUp">The worker-death path run once with a few workers before the timed run.</param>
+internal sealed record RecoverySection(
+    TargetInfo Registry,
+    TargetInfo Queue,
+    TargetInfo Target,
+    TargetInfo ScanTarget,
+    string LoadAverageAtStart,
+    WorkerDeathResult WarmUp,
+    WorkerDeathResult WorkerDeath,
+    RecoveryScanResult Scan,
+    IReadOnlyList<MemoryPhase> Memory,
+    int ServiceWarningsAndErrors,
+    IReadOnlyList<string> ServiceLogSample)
+{
+    public bool Verified => WorkerDeath.Verified && Scan.Verified;
+}
+
 /// <summary>Everything a run measured; printed as tables and written as JSON.</summary>
 internal sealed record BenchmarkReport(
     DateTimeOffset GeneratedAtUtc,
@@ -79,7 +99,8 @@ internal sealed record BenchmarkReport(
     IReadOnlyDictionary<string, string> PostgresSettings,
     QueueSection? Queue,
     RegistrySection? Registry,
-    CheckpointSection? Checkpoint)
+    CheckpointSection? Checkpoint,
+    RecoverySection? Recovery)
 {
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
     {
@@ -89,7 +110,8 @@ internal sealed record BenchmarkReport(
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
-    public bool AllVerified => (Queue?.Verified ?? true) && (Registry?.Verified ?? true) && (Checkpoint?.Verified ?? true);
+    public bool AllVerified =>
+        (Queue?.Verified ?? true) && (Registry?.Verified ?? true) && (Checkpoint?.Verified ?? true) && (Recovery?.Verified ?? true);
 
     public async Task WriteJsonAsync(string path, CancellationToken ct)
     {

@@ -36,6 +36,11 @@ internal static class ConsoleReport
             CheckpointConsoleReport.Write(checkpoint, writer);
         }
 
+        if (report.Recovery is { } recovery)
+        {
+            RecoveryConsoleReport.Write(recovery, writer);
+        }
+
         writer.WriteLine();
         writer.WriteLine($"Run took {report.RunSeconds:0} s.");
         if (report.Queue is not null)
@@ -57,6 +62,14 @@ internal static class ConsoleReport
             writer.WriteLine(report.Checkpoint.Verified
                 ? "Checkpoint: every checkpoint saved and read back with its checksum; both storage modes agree; every artifact verified."
                 : "Checkpoint: SOME CHECKS FAILED: see the check columns and Problems above.");
+        }
+
+        if (report.Recovery is not null)
+        {
+            writer.WriteLine(report.Recovery.Verified
+                ? "Recovery: every task of a dead worker recovered and re-leased exactly once with a newer fencing token; the dead workers' " +
+                  "late completions refused; every scan examined every in-flight task and took none from a live worker."
+                : "Recovery: SOME CHECKS FAILED: see the check columns and Problems above.");
         }
     }
 

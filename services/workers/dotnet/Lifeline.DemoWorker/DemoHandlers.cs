@@ -40,10 +40,12 @@ internal sealed class FailHandler : ITaskHandler
 /// <summary>
 /// <c>demo.steps</c>: works through <c>{"steps": N, "step_ms": M}</c> steps, saving a checkpoint of its workflow after
 /// each one; an attempt that recovery requeued after a crash resumes after the last saved step. With <c>--ledger</c>,
-/// appends "task_id fencing_token resumed_from_step" when done — the side effect crash tests count.
+/// appends "task_id fencing_token resumed_from_step" to <c>&lt;ledger&gt;.&lt;pid&gt;</c> when done — the side effect crash tests count.
 /// </summary>
 internal sealed class StepsHandler(DemoOptions demo) : ITaskHandler
 {
+    private static readonly SemaphoreSlim LedgerLock = new(1, 1);
+
     public string TaskType => "demo.steps";
 
     public async Task<string?> HandleAsync(TaskContext context, CancellationToken cancellationToken)
@@ -63,11 +65,19 @@ internal sealed class StepsHandler(DemoOptions demo) : ITaskHandler
         }
         if (demo.Ledger is { } ledger)
         {
-            // One write per line with O_APPEND: lines of several worker processes never interleave.
+            // A file per process (appends of several processes to one file can overwrite each other) and one writer at a time in it.
             var line = System.Text.Encoding.UTF8.GetBytes($"{context.TaskId} {context.FencingToken} {start}\n");
-            await using var file = new FileStream(ledger, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
-            await file.WriteAsync(line, cancellationToken);
-            await file.FlushAsync(cancellationToken);
+            await LedgerLock.WaitAsync(cancellationToken);
+            try
+            {
+                await using var file = new FileStream($"{ledger}.{Environment.ProcessId}", FileMode.Append, FileAccess.Write, FileShare.Read);
+                await file.WriteAsync(line, cancellationToken);
+                await file.FlushAsync(cancellationToken);
+            }
+            finally
+            {
+                LedgerLock.Release();
+            }
         }
         return new JsonObject { ["steps"] = steps, ["resumed_from"] = start }.ToJsonString(JsonSerializerOptions.Web);
     }

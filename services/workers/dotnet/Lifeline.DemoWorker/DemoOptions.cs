@@ -17,7 +17,7 @@ internal sealed class DemoOptions
           --types <a,b>            task types to run: demo.echo, demo.fail, demo.steps (default demo.echo,demo.fail)
           --max-tasks <n>          tasks run at once (default 4)
           --once <n>               exit after n tasks have ended (for tests)
-          --ledger <file>          demo.steps appends "task_id fencing_token resumed_from_step" per finished task
+          --ledger <path>          demo.steps appends "task_id fencing_token resumed_from_step" per finished task to <path>.<pid>
           --name <name>            worker name (default dotnet-<host>-<pid>)
           --registry-target <url>  registry address when --target is the queue service itself (no gateway)
           --tenant <tenant>        x-lifeline-tenant, only when talking to services without the gateway
@@ -43,7 +43,7 @@ internal sealed class DemoOptions
 
     public IReadOnlySet<string> Types { get; private set; } = new HashSet<string>(DefaultTypes, StringComparer.Ordinal);
 
-    /// <summary>File demo.steps appends one line per finished task to: "task_id fencing_token resumed_from_step".</summary>
+    /// <summary>demo.steps appends one line per finished task to &lt;Ledger&gt;.&lt;pid&gt;: "task_id fencing_token resumed_from_step".</summary>
     public string? Ledger { get; private set; }
 
     public bool ShowHelp { get; private set; }
