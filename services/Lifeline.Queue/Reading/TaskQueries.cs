@@ -74,48 +74,48 @@ public sealed class TaskQueries(NpgsqlDataSource dataSource)
     }
 
     /// <summary>Tasks newest first (by created_at, id), one page past the cursor.</summary>
-    public async Task<(IReadOnlyList<TaskRecord> Tasks, PageCursor? Next)> ListAsync(string tenant, TaskFilter filter, CancellationToken ct)
-    {
-        var sql = $"""
-            SELECT {TaskRecord.Columns} FROM tasks
-            WHERE tenant_id = @tenant
-              AND (@status::text IS NULL OR status = @status)
-              AND (@type::text IS NULL OR type = @type)
-              AND (@worker::text IS NULL OR assigned_worker_id = @worker)
-              AND (@workflow::text IS NULL OR workflow_id = @workflow)
-              AND (@after_time::timestamptz IS NULL OR (created_at, id) < (@after_time, @after_id))
-            ORDER BY created_at DESC, id DESC
-            LIMIT @limit
-            """;
-        return await PageAsync(sql, tenant, filter, r => r.CreatedAt, ct);
-    }
+    public async Task<(IReadOnlyList<TaskRecord> Tasks, PageCursor? Next)> ListAsync(string tenant, TaskFilter filter, CancellationToken ct) =>
+        await PageAsync("created_at", "", tenant, filter, r => r.CreatedAt, ct);
 
     /// <summary>Dead letters, most recently dead-lettered first.</summary>
-    public async Task<(IReadOnlyList<TaskRecord> Tasks, PageCursor? Next)> ListDeadLettersAsync(string tenant, TaskFilter filter, CancellationToken ct)
-    {
-        var sql = $"""
-            SELECT {TaskRecord.Columns} FROM tasks
-            WHERE tenant_id = @tenant AND status = 'dead_lettered'
-              AND (@type::text IS NULL OR type = @type)
-              AND (@after_time::timestamptz IS NULL OR (dead_lettered_at, id) < (@after_time, @after_id))
-            ORDER BY dead_lettered_at DESC, id DESC
-            LIMIT @limit
-            """;
-        return await PageAsync(sql, tenant, filter, r => r.DeadLetteredAt!.Value, ct);
-    }
+    public async Task<(IReadOnlyList<TaskRecord> Tasks, PageCursor? Next)> ListDeadLettersAsync(string tenant, TaskFilter filter, CancellationToken ct) =>
+        await PageAsync("dead_lettered_at", "status = 'dead_lettered'", tenant, filter with { Status = null }, r => r.DeadLetteredAt!.Value, ct);
 
+    /// <summary>
+    /// One keyset page. The statement names only the filters given (no <c>@x IS NULL OR …</c>): with prepared,
+    /// generic plans such a catch-all predicate keeps PostgreSQL from walking the matching index, and every page
+    /// would scan the table — a listing of 100,000 in-flight tasks became quadratic.
+    /// </summary>
     private async Task<(IReadOnlyList<TaskRecord>, PageCursor?)> PageAsync(
-        string sql, string tenant, TaskFilter filter, Func<TaskRecord, DateTime> position, CancellationToken ct)
+        string orderColumn, string fixedCondition, string tenant, TaskFilter filter, Func<TaskRecord, DateTime> position, CancellationToken ct)
     {
-        await using var command = dataSource.CreateCommand(sql);
+        await using var command = dataSource.CreateCommand();
+        var where = new List<string> { "tenant_id = @tenant" };
         command.Parameters.AddWithValue("tenant", tenant);
-        command.Parameters.Add(new NpgsqlParameter("status", NpgsqlDbType.Text) { Value = (object?)filter.Status ?? DBNull.Value });
-        command.Parameters.Add(new NpgsqlParameter("type", NpgsqlDbType.Text) { Value = (object?)filter.Type ?? DBNull.Value });
-        command.Parameters.Add(new NpgsqlParameter("worker", NpgsqlDbType.Text) { Value = (object?)filter.WorkerId ?? DBNull.Value });
-        command.Parameters.Add(new NpgsqlParameter("workflow", NpgsqlDbType.Text) { Value = (object?)filter.WorkflowId ?? DBNull.Value });
-        command.Parameters.Add(new NpgsqlParameter("after_time", NpgsqlDbType.TimestampTz) { Value = filter.After is { } a ? a.Time : DBNull.Value });
-        command.Parameters.Add(new NpgsqlParameter("after_id", NpgsqlDbType.Uuid) { Value = filter.After is { } b ? b.Id : Guid.Empty });
+        if (fixedCondition.Length > 0)
+        {
+            where.Add(fixedCondition);
+        }
+        void Filter(string column, string name, string? value)
+        {
+            if (value is not null)
+            {
+                where.Add($"{column} = @{name}");
+                command.Parameters.Add(new NpgsqlParameter(name, NpgsqlDbType.Text) { Value = value });
+            }
+        }
+        Filter("status", "status", filter.Status);
+        Filter("type", "type", filter.Type);
+        Filter("assigned_worker_id", "worker", filter.WorkerId);
+        Filter("workflow_id", "workflow", filter.WorkflowId);
+        if (filter.After is { } after)
+        {
+            where.Add($"({orderColumn}, id) < (@after_time, @after_id)");
+            command.Parameters.Add(new NpgsqlParameter("after_time", NpgsqlDbType.TimestampTz) { Value = after.Time });
+            command.Parameters.Add(new NpgsqlParameter("after_id", NpgsqlDbType.Uuid) { Value = after.Id });
+        }
         command.Parameters.AddWithValue("limit", filter.PageSize + 1);
+        command.CommandText = $"SELECT {TaskRecord.Columns} FROM tasks WHERE {string.Join(" AND ", where)} ORDER BY {orderColumn} DESC, id DESC LIMIT @limit";
         var tasks = new List<TaskRecord>(filter.PageSize + 1);
         await using var reader = await command.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))

@@ -24,6 +24,8 @@ public sealed partial class WorkerLossWatcher(
     TimeProvider time, ILogger<WorkerLossWatcher> logger) : BackgroundService
 {
     private const string Source = "registry-workers";
+    private const int EventsAtOnce = 16;
+    private const int TasksAtOnce = 8;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -51,14 +53,26 @@ public sealed partial class WorkerLossWatcher(
                 using var call = clients.Registry.WatchWorkers(
                     new WatchWorkersRequest { EventTypes = { WorkerEventType.Lost }, AfterEventId = cursor ?? "" },
                     new CallOptions(new Metadata { { "x-lifeline-tenant", tenant } }, cancellationToken: ct));
+                // Lost workers are handled concurrently (a rack going down loses many at once); the cursor advances in
+                // stream order, past an event only once it and every earlier one are handled.
+                var inFlight = new Queue<(string EventId, Task Work)>();
+                using var slots = new SemaphoreSlim(EventsAtOnce);
                 await foreach (var message in call.ResponseStream.ReadAllAsync(ct))
                 {
                     var e = message.Event;
-                    if (e.Type == WorkerEventType.Lost)
+                    await slots.WaitAsync(ct);
+                    inFlight.Enqueue((e.EventId, HandleAsync(tenant, e, term, slots, ct)));
+                    while (inFlight.TryPeek(out var head) && head.Work.IsCompleted)
                     {
-                        await RecoverWorkerTasksAsync(tenant, e, term, ct);
+                        await head.Work;
+                        await SaveCursorAsync(tenant, head.EventId, ct);
+                        inFlight.Dequeue();
                     }
-                    await SaveCursorAsync(tenant, e.EventId, ct);
+                }
+                while (inFlight.TryDequeue(out var rest))
+                {
+                    await rest.Work;
+                    await SaveCursorAsync(tenant, rest.EventId, ct);
                 }
             }
             catch (Exception e) when (!ct.IsCancellationRequested && e is RpcException or NpgsqlException or InvalidOperationException)
@@ -69,11 +83,27 @@ public sealed partial class WorkerLossWatcher(
         }
     }
 
-    /// <summary>Recovers every task the queue has leased to the lost worker.</summary>
+    private async Task HandleAsync(string tenant, WorkerEvent e, LeaderTerm term, SemaphoreSlim slots, CancellationToken ct)
+    {
+        try
+        {
+            await Task.Yield();
+            if (e.Type == WorkerEventType.Lost)
+            {
+                await RecoverWorkerTasksAsync(tenant, e, term, ct);
+            }
+        }
+        finally
+        {
+            slots.Release();
+        }
+    }
+
+    /// <summary>Recovers every task the queue has leased to the lost worker (several at a time).</summary>
     public async Task<int> RecoverWorkerTasksAsync(string tenant, WorkerEvent lost, LeaderTerm term, CancellationToken ct)
     {
         var detectedAt = lost.OccurredAt?.ToDateTime() ?? time.GetUtcNow().UtcDateTime;
-        var recovered = 0;
+        var held = new List<Queue.V1.Task>();
         foreach (var status in new[] { TaskStatus.Assigned, TaskStatus.Running })
         {
             var token = "";
@@ -81,15 +111,20 @@ public sealed partial class WorkerLossWatcher(
             {
                 var page = await clients.Queue.ListTasksAsync(
                     new ListTasksRequest { Status = status, WorkerId = lost.WorkerId, PageSize = 1000, PageToken = token }, SuiteClients.For(tenant, ct));
-                foreach (var task in page.Tasks.Where(t => t.AssignedWorkerId == lost.WorkerId))
-                {
-                    var (result, _) = await recoverer.RecoverAsync(tenant, task, RecoveryTrigger.WorkerLost, detectedAt, term, ct);
-                    recovered += result == RecoveryResult.Recovered ? 1 : 0;
-                }
+                held.AddRange(page.Tasks.Where(t => t.AssignedWorkerId == lost.WorkerId));
                 token = page.NextPageToken;
             }
             while (token.Length > 0);
         }
+        var recovered = 0;
+        await Parallel.ForEachAsync(held, new ParallelOptions { MaxDegreeOfParallelism = TasksAtOnce, CancellationToken = ct }, async (task, token) =>
+        {
+            var (result, _) = await recoverer.RecoverAsync(tenant, task, RecoveryTrigger.WorkerLost, detectedAt, term, token);
+            if (result == RecoveryResult.Recovered)
+            {
+                Interlocked.Increment(ref recovered);
+            }
+        });
         LogLost(logger, lost.WorkerId, tenant, recovered);
         return recovered;
     }
