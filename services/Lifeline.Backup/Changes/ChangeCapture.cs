@@ -23,6 +23,13 @@ public static class ChangeCapture
 {
     private const string MarkerPrefix = "lifeline_backup";
 
+    /// <summary>
+    /// Creating a logical slot waits until every transaction running in the whole cluster has ended (the snapshot
+    /// builder needs a consistent point), so replication commands have no timeout of their own: cancellation ends them.
+    /// </summary>
+    private static string ReplicationConnectionString(BackupTarget target) =>
+        new NpgsqlConnectionStringBuilder(target.ConnectionStringFor(target.Database)) { CommandTimeout = 0 }.ConnectionString;
+
     public static long ToLong(NpgsqlLogSequenceNumber lsn) => unchecked((long)(ulong)lsn);
 
     public static NpgsqlLogSequenceNumber ToLsn(long value) => new(unchecked((ulong)value));
@@ -30,7 +37,7 @@ public static class ChangeCapture
     /// <summary>Creates the chain slot of a new full backup; keep the result open while its snapshot is read.</summary>
     public static async Task<SlotSnapshot> CreateChainSlotAsync(BackupTarget target, string slotName, CancellationToken ct)
     {
-        var replication = new LogicalReplicationConnection(target.ConnectionStringFor(target.Database));
+        var replication = new LogicalReplicationConnection(ReplicationConnectionString(target));
         try
         {
             await replication.Open(ct);
@@ -96,7 +103,7 @@ public static class ChangeCapture
         // Fix the end point L: a temporary slot's exported snapshot shows exactly the transactions committed before L.
         long endLsn;
         DatabaseState state;
-        await using (var pointer = new LogicalReplicationConnection(target.ConnectionStringFor(target.Database)))
+        await using (var pointer = new LogicalReplicationConnection(ReplicationConnectionString(target)))
         {
             await pointer.Open(ct);
             var temp = await pointer.CreatePgOutputReplicationSlot($"{slotName[..Math.Min(slotName.Length, 40)]}_t{Guid.NewGuid():N}"[..60],
@@ -121,7 +128,7 @@ public static class ChangeCapture
         }
 
         var identityAlways = new Dictionary<uint, IReadOnlySet<string>>();
-        var replication = new LogicalReplicationConnection(target.ConnectionStringFor(target.Database));
+        var replication = new LogicalReplicationConnection(ReplicationConnectionString(target));
         IAsyncEnumerator<PgOutputReplicationMessage>? stream = null;
         try
         {

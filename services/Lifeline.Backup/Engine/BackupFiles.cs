@@ -41,12 +41,20 @@ public sealed class BackupFiles
         Directory.EnumerateFiles(Root, "*" + PartialSuffix, SearchOption.AllDirectories)
             .Select(p => Path.GetRelativePath(Root, p)[..^PartialSuffix.Length]);
 
-    public void DeletePartial(string fileName) => File.Delete(PathOf(fileName) + PartialSuffix);
+    public void DeletePartial(string fileName) => DeleteIfThere(PathOf(fileName) + PartialSuffix);
 
     public void Delete(string fileName)
     {
-        File.Delete(PathOf(fileName));
-        File.Delete(PathOf(fileName) + PartialSuffix);
+        DeleteIfThere(PathOf(fileName));
+        DeleteIfThere(PathOf(fileName) + PartialSuffix);
+    }
+
+    private static void DeleteIfThere(string path)
+    {
+        if (File.Exists(path))
+        {
+            File.Delete(path);
+        }
     }
 
     /// <summary>Hex sha256 of a complete file, or null when it does not exist.</summary>

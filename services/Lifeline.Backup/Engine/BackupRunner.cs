@@ -14,7 +14,7 @@ namespace Lifeline.Backup.Engine;
 /// <summary>Takes full, incremental and differential backups of a target.</summary>
 public sealed partial class BackupRunner(
     BackupCatalog catalog, TargetDirectory targets, TargetLocks locks, BackupFiles files, PgTools pg,
-    IOptions<BackupOptions> options, ILogger<BackupRunner> logger)
+    Maintenance.StaleRunSweeper sweeper, IOptions<BackupOptions> options, ILogger<BackupRunner> logger)
 {
     /// <summary>Takes a backup under the target's lock; another operation on the target → ABORTED.</summary>
     public async Task<BackupEntity> CreateAsync(string targetName, string type, ProgressSink progress, CancellationToken ct)
@@ -45,6 +45,8 @@ public sealed partial class BackupRunner(
             }
         }
 
+        // Holding the target's lock, any running row of the target belongs to a dead instance.
+        await sweeper.AbandonAsync(target.Name, ct);
         var id = Guid.NewGuid();
         var backup = new BackupEntity
         {

@@ -36,6 +36,18 @@ public sealed class TargetLocks(NpgsqlDataSource catalog)
         return null;
     }
 
+    /// <summary>Whether any session holds the target's lock (read from pg_locks: looking takes no lock).</summary>
+    public async Task<bool> IsHeldAsync(string target, CancellationToken ct)
+    {
+        await using var command = catalog.CreateCommand("""
+            SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                           AND classid = @c::int4::oid AND objid::bigint = (@k::bigint & 4294967295) AND objsubid = 2)
+            """);
+        command.Parameters.AddWithValue("c", LockClass);
+        command.Parameters.AddWithValue("k", KeyOf(target));
+        return (bool)(await command.ExecuteScalarAsync(ct))!;
+    }
+
     private static int KeyOf(string target) => BitConverter.ToInt32(SHA256.HashData(Encoding.UTF8.GetBytes(target)), 0);
 
     public sealed class TargetLock(NpgsqlConnection connection, string target) : IAsyncDisposable

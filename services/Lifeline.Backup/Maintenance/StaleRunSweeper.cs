@@ -8,12 +8,14 @@ using Microsoft.EntityFrameworkCore;
 namespace Lifeline.Backup.Maintenance;
 
 /// <summary>
-/// Cleans up after backups and restores whose instance died: a <c>running</c> row whose target lock nobody
-/// holds is marked <c>failed</c> and its file removed; leftover <c>.partial</c> files of anything not running are
-/// deleted; a restore's half-built database is dropped. Runs at start and on every scheduler tick.
+/// Cleans up after backups and restores whose instance died. A live operation holds its target's lock from
+/// before its <c>running</c> row is written until after it is finished, so a <c>running</c> row whose target lock
+/// nobody holds is abandoned: it is marked <c>failed</c> and its file removed; a restore's half-built database is
+/// dropped; <c>.partial</c> files of anything not live are deleted. Runs at start, on every scheduler tick, and
+/// (for its target) whenever an operation takes a target's lock.
 /// </summary>
 public sealed partial class StaleRunSweeper(
-    IDbContextFactory<BackupDbContext> contexts, BackupCatalog catalog, TargetLocks locks, BackupFiles files, TargetDirectory targets,
+    IDbContextFactory<BackupDbContext> contexts, TargetLocks locks, BackupFiles files, TargetDirectory targets,
     ILogger<StaleRunSweeper> logger) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken) => SweepAsync(cancellationToken);
@@ -23,44 +25,61 @@ public sealed partial class StaleRunSweeper(
     public async Task SweepAsync(CancellationToken ct)
     {
         await using var db = await contexts.CreateDbContextAsync(ct);
-        var runningBackups = await db.Backups.AsNoTracking().Where(b => b.Status == BackupKinds.Running).ToListAsync(ct);
-        var runningRestores = await db.RestoreRuns.AsNoTracking().Where(r => r.Status == BackupKinds.Running).ToListAsync(ct);
+        var running = await db.Backups.AsNoTracking().Where(b => b.Status == BackupKinds.Running).Select(b => new { b.Id, b.Target }).ToListAsync(ct);
+        var restores = await db.RestoreRuns.AsNoTracking().Where(r => r.Status == BackupKinds.Running).Select(r => r.Target).ToListAsync(ct);
         var live = new HashSet<Guid>();
-        foreach (var target in runningBackups.Select(b => b.Target).Concat(runningRestores.Select(r => r.Target)).Distinct())
+        foreach (var target in running.Select(b => b.Target).Concat(restores).Distinct())
         {
-            await using var held = await locks.TryAcquireAsync(target, ct);
-            if (held is null)
+            if (await locks.IsHeldAsync(target, ct))
             {
-                // Someone is working on this target right now.
-                live.UnionWith(runningBackups.Where(b => b.Target == target).Select(b => b.Id));
-                continue;
+                live.UnionWith(running.Where(b => b.Target == target).Select(b => b.Id));
             }
-            foreach (var backup in runningBackups.Where(b => b.Target == target))
+            else
             {
-                files.Delete(backup.FileName);
-                await catalog.MarkFailedAsync(backup.Id, "interrupted: the service stopped before the backup completed");
-                LogAbandonedBackup(logger, backup.Id, target);
-            }
-            foreach (var run in runningRestores.Where(r => r.Target == target))
-            {
-                if (run.RestoredDatabase is { } restored && targets.Contains(target) && restored != targets.Get(target).Database)
-                {
-                    await ChainRestorer.DropDatabaseAsync(targets.Get(target), restored);
-                }
-                await db.RestoreRuns.Where(r => r.Id == run.Id && r.Status == BackupKinds.Running).ExecuteUpdateAsync(s => s
-                    .SetProperty(r => r.Status, BackupKinds.Failed)
-                    .SetProperty(r => r.CompletedAt, DateTime.UtcNow)
-                    .SetProperty(r => r.Error, "interrupted: the service stopped before the restore completed"), ct);
-                LogAbandonedRestore(logger, run.Id, target);
+                await AbandonAsync(target, ct);
             }
         }
-
         foreach (var partial in files.PartialFiles())
         {
             var stem = Path.GetFileName(partial).Split('.')[0];
             if (!Guid.TryParseExact(stem, "N", out var id) || !live.Contains(id))
             {
                 files.DeletePartial(partial);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Fails every <c>running</c> backup and restore of a target whose lock is free or held by the caller — either
+    /// way no live operation owns them. Guarded on the status, so a run that completed meanwhile is left alone.
+    /// </summary>
+    public async Task AbandonAsync(string target, CancellationToken ct)
+    {
+        await using var db = await contexts.CreateDbContextAsync(ct);
+        foreach (var backup in await db.Backups.AsNoTracking().Where(b => b.Target == target && b.Status == BackupKinds.Running).ToListAsync(ct))
+        {
+            var changed = await db.Backups.Where(b => b.Id == backup.Id && b.Status == BackupKinds.Running).ExecuteUpdateAsync(s => s
+                .SetProperty(b => b.Status, BackupKinds.Failed)
+                .SetProperty(b => b.Error, "interrupted: the service stopped before the backup completed"), ct);
+            if (changed > 0)
+            {
+                files.Delete(backup.FileName);
+                LogAbandonedBackup(logger, backup.Id, target);
+            }
+        }
+        foreach (var run in await db.RestoreRuns.AsNoTracking().Where(r => r.Target == target && r.Status == BackupKinds.Running).ToListAsync(ct))
+        {
+            var changed = await db.RestoreRuns.Where(r => r.Id == run.Id && r.Status == BackupKinds.Running).ExecuteUpdateAsync(s => s
+                .SetProperty(r => r.Status, BackupKinds.Failed)
+                .SetProperty(r => r.CompletedAt, DateTime.UtcNow)
+                .SetProperty(r => r.Error, "interrupted: the service stopped before the restore completed"), ct);
+            if (changed > 0 && run.RestoredDatabase is { } restored && targets.Contains(target) && restored != targets.Get(target).Database)
+            {
+                await ChainRestorer.DropDatabaseAsync(targets.Get(target), restored);
+            }
+            if (changed > 0)
+            {
+                LogAbandonedRestore(logger, run.Id, target);
             }
         }
     }

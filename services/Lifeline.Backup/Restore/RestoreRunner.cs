@@ -21,7 +21,7 @@ public sealed record RestoreOutcome(RestoreRunEntity Run, IReadOnlyList<TableChe
 /// </summary>
 public sealed partial class RestoreRunner(
     BackupCatalog catalog, IDbContextFactory<BackupDbContext> contexts, TargetDirectory targets, TargetLocks locks,
-    BackupRunner backups, ChainRestorer restorer, ILogger<RestoreRunner> logger)
+    BackupRunner backups, ChainRestorer restorer, Maintenance.StaleRunSweeper sweeper, ILogger<RestoreRunner> logger)
 {
     public async Task<RestoreOutcome> RestoreAsync(string targetName, Guid backupId, bool preRestoreBackup,
         ProgressSink progress, CancellationToken ct)
@@ -40,6 +40,7 @@ public sealed partial class RestoreRunner(
         // Refuse a corrupt chain before anything is written.
         var chain = await restorer.VerifiedChainAsync(backup, progress, ct);
 
+        await sweeper.AbandonAsync(target.Name, ct);
         var run = new RestoreRunEntity
         {
             Id = Guid.NewGuid(),
