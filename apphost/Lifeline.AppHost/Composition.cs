@@ -10,8 +10,8 @@ namespace Lifeline.AppHost;
 /// </summary>
 internal static class Composition
 {
-    // Ports kept for the rest of the suite: checkpoint 5103, recovery 5104, backup 5105 (all plus --service-port-offset).
-    public static IReadOnlyList<ServiceDefinition> Services(AppHostOptions options) =>
+    // Ports kept for the rest of the suite: checkpoint 5103, recovery 5104 (plus --service-port-offset).
+    public static IReadOnlyList<ServiceDefinition> Services(AppHostOptions options, string dataDirectory) =>
     [
         new("registry", "services/Lifeline.Registry/Lifeline.Registry.csproj", [Endpoint.Grpc(5102 + options.ServicePortOffset)], Database: "registrydb", DependsOn: ["redis"]),
         // The queue admits only workers the registry knows (its Redis mirror) and reports outcomes to it.
@@ -29,5 +29,19 @@ internal static class Composition
                 ["Gateway__RestEndpoint"] = $"127.0.0.1:{options.GatewayRestPort}",
             },
             FrontDoor: true),
+        // Backs up the other services' databases. It reaches them with the admin connection: logical decoding needs
+        // REPLICATION, a publication FOR ALL TABLES and applying changes need a superuser, and a restore creates,
+        // renames and switches databases (see README "Backup"). Its own catalog is backupdb, which it does not back up.
+        new("backup", "services/Lifeline.Backup/Lifeline.Backup.csproj", [Endpoint.Grpc(5105 + options.ServicePortOffset)], Database: "backupdb",
+            DependsOn: ["queue", "registry"],
+            Environment: new Dictionary<string, string?>
+            {
+                ["Backup__Directory"] = Path.Combine(dataDirectory, "backups"),
+                ["Backup__Targets__queuedb__Connection"] = InfrastructureNames.PostgresAdmin,
+                ["Backup__Targets__queuedb__Database"] = "queuedb",
+                ["Backup__Targets__registrydb__Connection"] = InfrastructureNames.PostgresAdmin,
+                ["Backup__Targets__registrydb__Database"] = "registrydb",
+            },
+            PostgresAdmin: true),
     ];
 }

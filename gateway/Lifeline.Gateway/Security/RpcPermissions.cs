@@ -9,6 +9,7 @@ internal static class RpcPermissions
 {
     private const string Queue = "lifeline.queue.v1.QueueService/";
     private const string Registry = "lifeline.registry.v1.RegistryService/";
+    private const string Backup = "lifeline.backup.v1.BackupService/";
 
     public static IReadOnlyDictionary<string, Role> Table { get; } = new Dictionary<string, Role>(StringComparer.Ordinal)
     {
@@ -52,6 +53,18 @@ internal static class RpcPermissions
         [Registry + "DrainWorker"] = Role.Operator,
         [Registry + "ResetCircuitBreaker"] = Role.Operator,
         [Registry + "RecalculateWorkerStats"] = Role.Operator,
+
+        // backup: the catalog may be read; everything that takes, proves, restores or removes a backup is for operators
+        [Backup + "ListBackups"] = Role.Reader,
+        [Backup + "GetBackup"] = Role.Reader,
+        [Backup + "ListSchedules"] = Role.Reader,
+        [Backup + "CreateBackup"] = Role.Operator,
+        [Backup + "VerifyBackup"] = Role.Operator,
+        [Backup + "RestoreBackup"] = Role.Operator,
+        [Backup + "DeleteBackup"] = Role.Operator,
+        [Backup + "ApplyRetention"] = Role.Operator,
+        [Backup + "SetSchedule"] = Role.Operator,
+        [Backup + "DeleteSchedule"] = Role.Operator,
     };
 
     /// <summary>The least role that may call <paramref name="rpcFullName"/> (<c>package.Service/Method</c>).</summary>
