@@ -208,6 +208,13 @@ public static class BackupCalls
 
     public static Google.Rpc.BadRequest BadRequest(this Google.Rpc.Status status) => status.GetDetail<Google.Rpc.BadRequest>()!;
 
+    /// <summary>Ids of a target's backups, newest first.</summary>
+    public sealed class Lister(ServiceHost host)
+    {
+        public async Task<List<string>> AllAsync(string target) =>
+            (await host.Backups().ListBackupsAsync(new ListBackupsRequest { Target = target })).Backups.Select(b => b.BackupId).ToList();
+    }
+
     /// <summary>Polls until <paramref name="condition"/> holds or the timeout passes.</summary>
     public static async Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout)
     {

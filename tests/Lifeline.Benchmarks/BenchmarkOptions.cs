@@ -8,19 +8,19 @@ internal sealed record BenchmarkOptions(
     string Only, Uri? QueueUrl, int? QueuePid, Uri? RegistryUrl, int? RegistryPid, int? RegistryWorkers, bool Quick, double Scale, string JsonPath)
 {
     public const string Usage = """
-        Lifeline benchmark: throughput and latency of the queue and registry services through gRPC.
+        Lifeline benchmark: throughput and latency of the queue, registry and backup services through gRPC.
 
         dotnet run -c Release --project tests/Lifeline.Benchmarks -- [options]
 
           (default)             start PostgreSQL (durable settings: fsync, synchronous_commit, full_page_writes on),
                                 Redis and each service under test (its Release build, as a separate process) locally
-          --only WHAT           queue, registry or all (default all)
+          --only WHAT           queue, registry, backup or all (default all)
           --queue-url URL       drive an already-running queue service instead, e.g. http://127.0.0.1:5101
           --queue-pid PID       with --queue-url: read that process's memory (VmRSS, VmHWM) after each phase
           --registry-url URL    drive an already-running registry service instead (no PostgreSQL write counts then)
           --registry-pid PID    with --registry-url: read that process's memory after each phase
           --registry-workers N  simulated workers of the registry scenarios (default 10000)
-          --quick               short smoke run (small task counts, 5 s heartbeat windows; a few minutes)
+          --quick               short smoke run (small task counts, 5 s heartbeat windows, a 40 MB backup target; a few minutes)
           --scale FACTOR        multiply every queue task count (default 1; e.g. 5 on a machine with more and faster cores)
           --json PATH           where to write the results as JSON (default: benchmark-results.json)
           --help                this text
@@ -29,6 +29,8 @@ internal sealed record BenchmarkOptions(
     public bool RunQueue => Only is "queue" or "all";
 
     public bool RunRegistry => Only is "registry" or "all";
+
+    public bool RunBackup => Only is "backup" or "all";
 
     public BenchmarkProfile Profile
     {
@@ -60,9 +62,9 @@ internal sealed record BenchmarkOptions(
             {
                 case "--only":
                     only = Value() ?? "";
-                    if (only is not ("queue" or "registry" or "all"))
+                    if (only is not ("queue" or "registry" or "backup" or "all"))
                     {
-                        problem = "--only needs queue, registry or all";
+                        problem = "--only needs queue, registry, backup or all";
                         return false;
                     }
                     break;

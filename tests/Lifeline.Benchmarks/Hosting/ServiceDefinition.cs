@@ -29,6 +29,12 @@ internal sealed record ServiceDefinition(
         new Dictionary<string, string>(),
         "Registry defaults: HeartbeatInterval 5 s (TTL 15 s), MonitorInterval 1 s, HeartbeatFlushInterval 5 s, ReconcileInterval 10 s");
 
+    /// <summary>The backup service; its target and directory are added per run (see <see cref="BackupBenchmark"/>).</summary>
+    public static ServiceDefinition Backup { get; } = new(
+        "backup service", "BackupServiceAssembly", "backupdb", "backup_benchmark_catalog",
+        new Dictionary<string, string>(),
+        "Backup defaults: pg_dump custom format, compression 6");
+
     /// <summary>The service's dll as built with this benchmark (the csproj records its path).</summary>
     public string AssemblyPath =>
         typeof(ServiceDefinition).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()

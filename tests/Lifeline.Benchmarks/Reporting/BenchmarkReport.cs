@@ -50,6 +50,31 @@ internal sealed record RegistrySection(
         Registration.Verified && Heartbeats.All(h => h.Verified) && Detection.Verified && KeepAliveErrors == 0 && FleetWorkersLost == 0;
 }
 
+/// <summary>One timed operation of the backup section: bytes of database moved per second of wall time.</summary>
+internal sealed record BackupTiming(string Operation, double Seconds, long FileBytes, double DatabaseMegabytesPerSecond);
+
+/// <summary>What the backup section measured: the service against raw pg_dump/pg_restore on the same database.</summary>
+internal sealed record BackupSection(
+    TargetInfo Target,
+    string LoadAverageAtStart,
+    long DatabaseBytes,
+    long Rows,
+    IReadOnlyList<BackupTiming> Timings,
+    double BackupRatio,
+    double RestoreRatio,
+    long ChangedRows,
+    long IncrementalBytes,
+    long FullBytes,
+    long IncrementalChanges,
+    bool RestoredContentMatches,
+    int ServiceWarningsAndErrors,
+    IReadOnlyList<string> ServiceLogSample)
+{
+    public double IncrementalToFull => FullBytes == 0 ? 0 : (double)IncrementalBytes / FullBytes;
+
+    public bool Verified => RestoredContentMatches && IncrementalChanges >= ChangedRows;
+}
+
 /// <summary>Everything a run measured; printed as tables and written as JSON.</summary>
 internal sealed record BenchmarkReport(
     DateTimeOffset GeneratedAtUtc,
@@ -61,7 +86,8 @@ internal sealed record BenchmarkReport(
     double RunSeconds,
     IReadOnlyDictionary<string, string> PostgresSettings,
     QueueSection? Queue,
-    RegistrySection? Registry)
+    RegistrySection? Registry,
+    BackupSection? Backup = null)
 {
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
     {
@@ -71,7 +97,7 @@ internal sealed record BenchmarkReport(
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
-    public bool AllVerified => (Queue?.Verified ?? true) && (Registry?.Verified ?? true);
+    public bool AllVerified => (Queue?.Verified ?? true) && (Registry?.Verified ?? true) && (Backup?.Verified ?? true);
 
     public async Task WriteJsonAsync(string path, CancellationToken ct)
     {
