@@ -165,6 +165,31 @@ public sealed class BackupRestoreTests(BackupEnvironment env) : IClassFixture<Ba
     }
 
     [Fact]
+    public async Task A_restore_with_a_pre_restore_backup_keeps_the_state_it_replaced_restorable()
+    {
+        var target = await env.CreateTargetAsync(rows: 100);
+        await using var host = await env.StartAsync([target]);
+        var client = host.Backups();
+        var (full, _) = await client.CreateAsync(target.Name, BackupType.Full);
+        var atBackup = await target.ContentAsync();
+        await target.ExecuteAsync(SampleSchema.Changes(1));
+        var beforeRestore = await target.ContentAsync();
+
+        var result = await client.RestoreAsync(target.Name, full.BackupId, preRestore: true);
+        env.TrackDatabase(target.ConnectionStringFor(result.ReplacedDatabase));
+        Assert.Equal(atBackup, await target.ContentAsync());
+        var pre = (await client.GetBackupAsync(new GetBackupRequest { BackupId = result.PreRestoreBackupId })).Backup;
+        Assert.Equal(BackupType.Full, pre.Type);
+        Assert.Equal(BackupStatus.Completed, pre.Status);
+
+        // Undo the restore: back to the state it replaced.
+        var undo = await client.RestoreAsync(target.Name, pre.BackupId);
+        env.TrackDatabase(target.ConnectionStringFor(undo.ReplacedDatabase));
+        Assert.Equal(beforeRestore, await target.ContentAsync());
+        Assert.Equal(2L, await env.ScalarAsync<long>("SELECT count(*) FROM restore_runs WHERE target = @t AND status = 'completed'", ("t", target.Name)));
+    }
+
+    [Fact]
     public async Task A_change_backup_is_refused_after_DDL_since_the_full()
     {
         var target = await env.CreateTargetAsync(rows: 50);
