@@ -187,6 +187,7 @@ public sealed class BackupRestoreTests(BackupEnvironment env) : IClassFixture<Ba
         env.TrackDatabase(target.ConnectionStringFor(undo.ReplacedDatabase));
         Assert.Equal(beforeRestore, await target.ContentAsync());
         Assert.Equal(2L, await env.ScalarAsync<long>("SELECT count(*) FROM restore_runs WHERE target = @t AND status = 'completed'", ("t", target.Name)));
+        Assert.Equal(0L, await env.ScalarAsync<long>("SELECT count(*) FROM restore_runs WHERE target = @t AND error IS NOT NULL", ("t", target.Name)));
     }
 
     [Fact]

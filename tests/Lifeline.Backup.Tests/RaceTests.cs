@@ -122,4 +122,74 @@ public sealed class RaceTests(BackupEnvironment env) : IClassFixture<BackupEnvir
         env.TrackDatabase(target.ConnectionStringFor(result.ReplacedDatabase));
         Assert.Equal(expected, await target.ContentAsync());
     }
+
+    [Fact]
+    public async Task Racing_schedule_writes_and_deletes_leave_one_row_per_target_and_type()
+    {
+        var target = await env.CreateTargetAsync(rows: 10);
+        await using var a = await env.StartAsync([target]);
+        await using var b = await env.StartAsync([target]);
+        var clients = new[] { a.Backups(), b.Backups() };
+        var crons = new[] { "0 1 * * *", "0 2 * * *", "*/5 * * * *", "15 3 * * 1-5" };
+        var outcomes = await Task.WhenAll(Enumerable.Range(0, 16).Select(i => Task.Run(async () =>
+        {
+            try
+            {
+                await clients[i % 2].SetScheduleAsync(new SetScheduleRequest { Target = target.Name, Type = BackupType.Full, Cron = crons[i % crons.Length] });
+                return StatusCode.OK;
+            }
+            catch (RpcException ex)
+            {
+                return ex.StatusCode;
+            }
+        })));
+        Assert.All(outcomes, o => Assert.Contains(o, new[] { StatusCode.OK, StatusCode.Aborted }));
+        Assert.Contains(StatusCode.OK, outcomes);
+        var rows = await env.ScalarAsync<long>("SELECT count(*) FROM schedules WHERE target = @t", ("t", target.Name));
+        Assert.Equal(1L, rows);
+        var cron = await env.ScalarAsync<string>("SELECT cron FROM schedules WHERE target = @t", ("t", target.Name));
+        Assert.Contains(cron, crons);
+    }
+
+    [Fact]
+    public async Task A_delete_racing_a_backup_of_the_same_target_is_aborted_or_serialised_never_orphaning_a_chain()
+    {
+        var target = await env.CreateTargetAsync(rows: 50);
+        await using var host = await env.StartAsync([target]);
+        var client = host.Backups();
+        var (full, _) = await client.CreateAsync(target.Name, BackupType.Full);
+        await target.ExecuteAsync(SampleSchema.Changes(1));
+
+        var incremental = Task.Run(async () =>
+        {
+            try
+            {
+                return (await client.CreateAsync(target.Name, BackupType.Incremental)).Backup;
+            }
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.Aborted or StatusCode.FailedPrecondition)
+            {
+                return null;
+            }
+        });
+        var delete = Task.Run(async () =>
+        {
+            try
+            {
+                return (await client.DeleteBackupAsync(new DeleteBackupRequest { BackupId = full.BackupId })).DeletedBackupIds.Count;
+            }
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.Aborted or StatusCode.FailedPrecondition)
+            {
+                return 0;
+            }
+        });
+        var (inc, deleted) = (await incremental, await delete);
+
+        // Whatever the order, no completed backup points at a parent that is gone.
+        Assert.Equal(0L, await env.ScalarAsync<long>("""
+            SELECT count(*) FROM backups b WHERE b.target = @t AND b.status = 'completed' AND b.parent_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM backups p WHERE p.id = b.parent_id AND p.status = 'completed')
+            """, ("t", target.Name)));
+        Assert.True(inc is not null || deleted == 1);
+        Assert.False(inc is not null && deleted == 1);
+    }
 }

@@ -45,52 +45,75 @@ internal static class BackupBenchmark
             using var connection = new BackupConnection(target.Url);
             var client = connection.Backups;
             var timings = new List<BackupTiming>();
-            BackupTiming Timing(string operation, double seconds, long fileBytes)
+            BackupTiming Timing(string operation, IReadOnlyList<double> samples, long fileBytes)
             {
-                var timing = new BackupTiming(operation, seconds, fileBytes, databaseBytes / MiB / seconds);
+                var median = samples.Order().ElementAt(samples.Count / 2);
+                var timing = new BackupTiming(operation, median, fileBytes, databaseBytes / MiB / median, samples);
                 timings.Add(timing);
-                Console.WriteLine($"  backup     {operation,-58} {seconds,7:0.00} s {timing.DatabaseMegabytesPerSecond,7:0.0} MiB/s");
+                Console.WriteLine($"  backup     {operation,-58} {median,7:0.00} s {timing.DatabaseMegabytesPerSecond,7:0.0} MiB/s  " +
+                                  $"(runs: {string.Join(", ", samples.Select(x => x.ToString("0.00", CultureInfo.InvariantCulture)))} s)");
                 return timing;
             }
 
-            // Warm-up: a small full backup of the (cached) database settles JIT and caches for both sides.
+            // Warm-up: a first full backup settles JIT and caches for both sides.
             await CreateAsync(client, BackupType.Full, ct);
 
+            // Raw and service runs alternate, so a burst of load on the shared machine hits both alike; medians are reported.
+            var rounds = options.Quick ? 2 : 3;
             var rawFile = Path.Combine(work.FullName, "raw.dump");
-            var clock = Stopwatch.StartNew();
-            await RunToolAsync(infrastructure, "pg_dump", ["--format=custom", "--compress=6", $"--file={rawFile}", .. ConnectionArgs(targetDb)], ct);
-            var rawDump = Timing("raw pg_dump -Fc -Z6", clock.Elapsed.TotalSeconds, new FileInfo(rawFile).Length);
-
             var digestAtFull = await DigestAsync(targetDb, ct);
-            clock.Restart();
-            var full = await CreateAsync(client, BackupType.Full, ct);
-            var serviceFull = Timing("service CreateBackup full (snapshot slot, dump, checksums)", clock.Elapsed.TotalSeconds, full.SizeBytes);
+            var rawDumps = new List<double>();
+            var serviceFulls = new List<double>();
+            Backup.V1.Backup full = null!;
+            for (var round = 0; round < rounds; round++)
+            {
+                var clock = Stopwatch.StartNew();
+                await RunToolAsync(infrastructure, "pg_dump", ["--format=custom", "--compress=6", $"--file={rawFile}", .. ConnectionArgs(targetDb)], ct);
+                rawDumps.Add(clock.Elapsed.TotalSeconds);
+                clock.Restart();
+                full = await CreateAsync(client, BackupType.Full, ct);
+                serviceFulls.Add(clock.Elapsed.TotalSeconds);
+            }
+            var rawDump = Timing("raw pg_dump -Fc -Z6", rawDumps, new FileInfo(rawFile).Length);
+            var serviceFull = Timing("service CreateBackup full (snapshot slot, dump, checksums)", serviceFulls, full.SizeBytes);
 
             // 1 % of the rows change.
             var changed = await ExecuteAsync(targetDb, "UPDATE orders SET amount = amount + 1, status = 'changed' WHERE id % 100 = 0", ct);
             var digestAtIncremental = await DigestAsync(targetDb, ct);
-            clock.Restart();
+            var incrementalClock = Stopwatch.StartNew();
             var incremental = await CreateAsync(client, BackupType.Incremental, ct);
-            Timing($"service CreateBackup incremental ({changed:N0} rows changed)", clock.Elapsed.TotalSeconds, incremental.SizeBytes);
+            Timing($"service CreateBackup incremental ({changed:N0} rows changed)", [incrementalClock.Elapsed.TotalSeconds], incremental.SizeBytes);
 
-            var rawDb = await infrastructure.CreateDatabaseAsync("backup_bench_raw_restore", ct);
-            clock.Restart();
-            await RunToolAsync(infrastructure, "pg_restore", ["--single-transaction", "--exit-on-error", .. ConnectionArgs(rawDb), rawFile], ct);
-            var rawRestore = Timing("raw pg_restore --single-transaction", clock.Elapsed.TotalSeconds, new FileInfo(rawFile).Length);
+            var rawRestores = new List<double>();
+            var serviceRestores = new List<double>();
+            var fullMatches = true;
+            RestoreResult restoredFull = null!;
+            for (var round = 0; round < rounds; round++)
+            {
+                var rawDb = await infrastructure.CreateDatabaseAsync("backup_bench_raw_restore", ct);
+                var clock = Stopwatch.StartNew();
+                await RunToolAsync(infrastructure, "pg_restore", ["--single-transaction", "--exit-on-error", .. ConnectionArgs(rawDb), rawFile], ct);
+                rawRestores.Add(clock.Elapsed.TotalSeconds);
+                await DropDatabaseAsync(targetDb, new NpgsqlConnectionStringBuilder(rawDb).Database!, ct);
 
-            clock.Restart();
-            var restoredFull = await RestoreAsync(client, full.BackupId, ct);
-            var serviceRestore = Timing("service RestoreBackup full (sha256, restore, checksums, switch)", clock.Elapsed.TotalSeconds, full.SizeBytes);
-            var fullMatches = await DigestAsync(targetDb, ct) == digestAtFull;
+                clock.Restart();
+                restoredFull = await RestoreAsync(client, full.BackupId, ct);
+                serviceRestores.Add(clock.Elapsed.TotalSeconds);
+                fullMatches &= await DigestAsync(targetDb, ct) == digestAtFull;
+                await DropDatabaseAsync(targetDb, restoredFull.ReplacedDatabase, ct);
+            }
+            var rawRestore = Timing("raw pg_restore --single-transaction", rawRestores, new FileInfo(rawFile).Length);
+            var serviceRestore = Timing("service RestoreBackup full (sha256, restore, checksums, switch)", serviceRestores, full.SizeBytes);
 
-            clock.Restart();
-            await RestoreAsync(client, incremental.BackupId, ct);
-            Timing("service RestoreBackup full + incremental", clock.Elapsed.TotalSeconds, full.SizeBytes + incremental.SizeBytes);
+            var chainClock = Stopwatch.StartNew();
+            var restoredChain = await RestoreAsync(client, incremental.BackupId, ct);
+            Timing("service RestoreBackup full + incremental", [chainClock.Elapsed.TotalSeconds], full.SizeBytes + incremental.SizeBytes);
             var incrementalMatches = await DigestAsync(targetDb, ct) == digestAtIncremental;
+            await DropDatabaseAsync(targetDb, restoredChain.ReplacedDatabase, ct);
 
             target.EnsureServiceRunning();
             Console.WriteLine($"  backup     incremental {incremental.SizeBytes / 1024.0:0.0} KiB = {100.0 * incremental.SizeBytes / full.SizeBytes:0.00} % of the full; " +
-                              $"restored content matches: {fullMatches && incrementalMatches} (replaced databases: {restoredFull.ReplacedDatabase} …)");
+                              $"restored content matches: {fullMatches && incrementalMatches}");
             return new BackupSection(
                 new TargetInfo(target.Url.ToString(), target.Description), load, databaseBytes, rows, timings,
                 BackupRatio: serviceFull.DatabaseMegabytesPerSecond / rawDump.DatabaseMegabytesPerSecond,
@@ -184,6 +207,10 @@ internal static class BackupBenchmark
             throw new InvalidOperationException($"{tool} exited with {process.ExitCode}: {await stderr}");
         }
     }
+
+    private static Task DropDatabaseAsync(string anyConnection, string database, CancellationToken ct) =>
+        ExecuteAsync(new NpgsqlConnectionStringBuilder(anyConnection) { Database = "postgres" }.ConnectionString,
+            $"DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)", ct);
 
     private static async Task<long> ExecuteAsync(string connectionString, string sql, CancellationToken ct)
     {

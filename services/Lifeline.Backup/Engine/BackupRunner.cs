@@ -45,8 +45,8 @@ public sealed partial class BackupRunner(
             }
         }
 
-        // Holding the target's lock, any running row of the target belongs to a dead instance.
-        await sweeper.AbandonAsync(target.Name, ct);
+        // Holding the target's lock, any running backup of the target belongs to a dead instance.
+        await sweeper.AbandonAsync(target.Name, ct, includeRestores: false);
         var id = Guid.NewGuid();
         var backup = new BackupEntity
         {

@@ -50,10 +50,11 @@ public sealed partial class StaleRunSweeper(
     }
 
     /// <summary>
-    /// Fails every <c>running</c> backup and restore of a target whose lock is free or held by the caller — either
-    /// way no live operation owns them. Guarded on the status, so a run that completed meanwhile is left alone.
+    /// Fails every <c>running</c> backup (and, with <paramref name="includeRestores"/>, restore) of a target whose lock
+    /// is free or held by the caller — either way no live operation owns them (a restore that takes a pre-restore
+    /// backup passes false for its own run). Guarded on the status, so a run that completed meanwhile is left alone.
     /// </summary>
-    public async Task AbandonAsync(string target, CancellationToken ct)
+    public async Task AbandonAsync(string target, CancellationToken ct, bool includeRestores = true)
     {
         await using var db = await contexts.CreateDbContextAsync(ct);
         foreach (var backup in await db.Backups.AsNoTracking().Where(b => b.Target == target && b.Status == BackupKinds.Running).ToListAsync(ct))
@@ -67,7 +68,10 @@ public sealed partial class StaleRunSweeper(
                 LogAbandonedBackup(logger, backup.Id, target);
             }
         }
-        foreach (var run in await db.RestoreRuns.AsNoTracking().Where(r => r.Target == target && r.Status == BackupKinds.Running).ToListAsync(ct))
+        var restores = includeRestores
+            ? await db.RestoreRuns.AsNoTracking().Where(r => r.Target == target && r.Status == BackupKinds.Running).ToListAsync(ct)
+            : [];
+        foreach (var run in restores)
         {
             var changed = await db.RestoreRuns.Where(r => r.Id == run.Id && r.Status == BackupKinds.Running).ExecuteUpdateAsync(s => s
                 .SetProperty(r => r.Status, BackupKinds.Failed)

@@ -50,8 +50,8 @@ internal sealed record RegistrySection(
         Registration.Verified && Heartbeats.All(h => h.Verified) && Detection.Verified && KeepAliveErrors == 0 && FleetWorkersLost == 0;
 }
 
-/// <summary>One timed operation of the backup section: bytes of database moved per second of wall time.</summary>
-internal sealed record BackupTiming(string Operation, double Seconds, long FileBytes, double DatabaseMegabytesPerSecond);
+/// <summary>One timed operation of the backup section (median of its runs): database MiB per second of wall time.</summary>
+internal sealed record BackupTiming(string Operation, double Seconds, long FileBytes, double DatabaseMegabytesPerSecond, IReadOnlyList<double> RunSeconds);
 
 /// <summary>What the backup section measured: the service against raw pg_dump/pg_restore on the same database.</summary>
 internal sealed record BackupSection(
