@@ -113,22 +113,25 @@ public sealed partial class BackupRunner(
             {
                 await using var file = files.Create(backup.FileName);
                 await progress(new BackupProgress("dump", 5, 0, $"pg_dump in snapshot {snapshot.SnapshotName}"));
-                using (var reporter = ReportBytes(progress, "dump", 5, 85, estimate, () => file.BytesWritten, ct))
+                // The checksums read the same exported snapshot as pg_dump, at the same time (two backends, two cores).
+                using var checksumCancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                var checksums = ReadStateInSnapshotAsync(target, snapshot.SnapshotName, checksumCancel.Token);
+                try
                 {
-                    await pg.DumpAsync(target.ConnectionStringFor(target.Database), snapshot.SnapshotName, options.Value.CompressionLevel, file, ct);
+                    using (var reporter = ReportBytes(progress, "dump", 5, 85, estimate, () => file.BytesWritten, ct))
+                    {
+                        await pg.DumpAsync(target.ConnectionStringFor(target.Database), snapshot.SnapshotName, options.Value.CompressionLevel, file, ct);
+                    }
+                }
+                catch
+                {
+                    // Never leave the checksum query running once the dump has failed.
+                    await checksumCancel.CancelAsync();
+                    await Task.WhenAny(checksums);
+                    throw;
                 }
                 await progress(new BackupProgress("checksums", 86, file.BytesWritten, "per-table checksums in the dump's snapshot"));
-                await using (var sql = new NpgsqlConnection(target.ConnectionStringFor(target.Database)))
-                {
-                    await sql.OpenAsync(ct);
-                    await using var tx = await sql.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct);
-                    await using (var import = new NpgsqlCommand($"SET TRANSACTION SNAPSHOT '{snapshot.SnapshotName}'", sql, tx))
-                    {
-                        await import.ExecuteNonQueryAsync(ct);
-                    }
-                    state = await DatabaseInspector.ReadStateAsync(sql, tx, ct);
-                    await tx.CommitAsync(ct);
-                }
+                state = await checksums;
                 var (size, sha) = await file.CompleteAsync(ct);
                 backup.SizeBytes = size;
                 backup.Sha256 = sha;
@@ -237,6 +240,20 @@ public sealed partial class BackupRunner(
         {
             LogConfirmFailed(logger, target.Name, backup.Id, ex);
         }
+    }
+
+    private static async Task<DatabaseState> ReadStateInSnapshotAsync(BackupTarget target, string snapshotName, CancellationToken ct)
+    {
+        await using var sql = new NpgsqlConnection(target.ConnectionStringFor(target.Database));
+        await sql.OpenAsync(ct);
+        await using var tx = await sql.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct);
+        await using (var import = new NpgsqlCommand($"SET TRANSACTION SNAPSHOT '{snapshotName}'", sql, tx))
+        {
+            await import.ExecuteNonQueryAsync(ct);
+        }
+        var state = await DatabaseInspector.ReadStateAsync(sql, tx, ct);
+        await tx.CommitAsync(ct);
+        return state;
     }
 
     private static void Record(BackupEntity backup, DatabaseState state)
