@@ -7,7 +7,6 @@ using Lifeline.Backup.Engine;
 using Lifeline.Backup.Restore;
 using Lifeline.Backup.Retention;
 using Lifeline.Backup.Scheduling;
-using Lifeline.Backup.Targets;
 using Lifeline.Backup.V1;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.EntityFrameworkCore;
@@ -17,7 +16,7 @@ namespace Lifeline.Backup.Grpc;
 /// <summary>The BackupService contract: validates, delegates to the domain classes, maps the result.</summary>
 public sealed class BackupGrpcService(
     BackupRunner runner, BackupCatalog catalog, BackupVerifier verifier, RestoreRunner restorer, BackupPruner pruner,
-    ScheduleStore schedules, TargetDirectory targets, IDbContextFactory<BackupDbContext> contexts) : BackupService.BackupServiceBase
+    ScheduleStore schedules, IDbContextFactory<BackupDbContext> contexts) : BackupService.BackupServiceBase
 {
     public override async Task CreateBackup(CreateBackupRequest request, IServerStreamWriter<CreateBackupResponse> responseStream, ServerCallContext context)
     {
@@ -111,7 +110,6 @@ public sealed class BackupGrpcService(
         var target = BackupValidation.Target(v, "target", request.Target);
         var id = v.Uuid("backup_id", request.BackupId);
         v.ThrowIfAny();
-        targets.Get(target);
         var sink = Sink(responseStream, p => new RestoreBackupResponse { Progress = p }, context.CancellationToken);
         var outcome = await restorer.RestoreAsync(target, id, request.PreRestoreBackup, sink.Report, context.CancellationToken);
         var result = new RestoreResult
