@@ -101,6 +101,11 @@ internal sealed class AppHost(AppHostOptions options, RepositoryLayout layout, S
             connectionStrings[grant.Database] = postgres!.ForService(grant);
         }
 
+        if (postgres is not null)
+        {
+            connectionStrings[InfrastructureNames.PostgresAdmin] = postgres.AdminConnectionString;
+        }
+
         var credentialLines = new List<string>();
         foreach (var service in graph.StartOrder)
         {

@@ -20,7 +20,7 @@ try
     }
 
     layout = RepositoryLayout.Locate(options.DataDirectory);
-    graph = ServiceGraph.Create(Composition.Services(options));
+    graph = ServiceGraph.Create(Composition.Services(options, layout.DataDirectory));
 }
 catch (AppHostException ex)
 {

@@ -8,21 +8,21 @@ internal sealed record BenchmarkOptions(
     string Only, Uri? QueueUrl, int? QueuePid, Uri? RegistryUrl, int? RegistryPid, int? RegistryWorkers, bool Quick, double Scale, string JsonPath)
 {
     public const string Usage = """
-        Lifeline benchmark: throughput and latency of the queue, registry and checkpoint services through gRPC,
+        Lifeline benchmark: throughput and latency of the queue, registry, checkpoint and backup services through gRPC,
         and how fast the recovery service puts the work of dead workers right.
 
         dotnet run -c Release --project tests/Lifeline.Benchmarks -- [options]
 
           (default)             start PostgreSQL (durable settings: fsync, synchronous_commit, full_page_writes on),
                                 Redis and each service under test (its Release build, as a separate process) locally
-          --only WHAT           queue, registry, checkpoint, recovery or all (default all); recovery always starts its own
+          --only WHAT           queue, registry, checkpoint, recovery, backup or all (default all); recovery always starts its own
                                 registry, queue and recovery services (it needs their settings: 1 s heartbeats, 1 s scans)
           --queue-url URL       drive an already-running queue service instead, e.g. http://127.0.0.1:5101
           --queue-pid PID       with --queue-url: read that process's memory (VmRSS, VmHWM) after each phase
           --registry-url URL    drive an already-running registry service instead (no PostgreSQL write counts then)
           --registry-pid PID    with --registry-url: read that process's memory after each phase
           --registry-workers N  simulated workers of the registry scenarios (default 10000)
-          --quick               short smoke run (small task counts, 5 s heartbeat windows; a few minutes)
+          --quick               short smoke run (small task counts, 5 s heartbeat windows, a 40 MB backup target; a few minutes)
           --scale FACTOR        multiply every queue task count (default 1; e.g. 5 on a machine with more and faster cores)
           --json PATH           where to write the results as JSON (default: benchmark-results.json)
           --help                this text
@@ -37,6 +37,8 @@ internal sealed record BenchmarkOptions(
 
     /// <summary>The recovery section always runs its own registry, queue and recovery services locally, with the settings it measures.</summary>
     public bool RunRecovery => Only is "recovery" or "all";
+
+    public bool RunBackup => Only is "backup" or "all";
 
     public BenchmarkProfile Profile
     {
@@ -68,9 +70,9 @@ internal sealed record BenchmarkOptions(
             {
                 case "--only":
                     only = Value() ?? "";
-                    if (only is not ("queue" or "registry" or "checkpoint" or "recovery" or "all"))
+                    if (only is not ("queue" or "registry" or "checkpoint" or "recovery" or "backup" or "all"))
                     {
-                        problem = "--only needs queue, registry, checkpoint, recovery or all";
+                        problem = "--only needs queue, registry, checkpoint, recovery, backup or all";
                         return false;
                     }
                     break;

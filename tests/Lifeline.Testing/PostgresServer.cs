@@ -206,6 +206,10 @@ public sealed class PostgresServer : IAsyncDisposable
             "-c", $"unix_socket_directories={rootDirectory}",
             "-c", "max_connections=400",
             "-c", "logging_collector=off",
+            // Logical decoding for the backup service's incremental and differential backups.
+            "-c", "wal_level=logical",
+            "-c", "max_replication_slots=64",
+            "-c", "max_wal_senders=64",
             .. settings.ServerArguments(),
         ];
         var process = ChildProcess.Start(AsServerUser(Path.Combine(binDirectory, "postgres"), arguments, rootDirectory), log);

@@ -8,6 +8,8 @@ namespace Lifeline.AppHost.Model;
 /// <param name="DependsOn">Resources that must be healthy first: "postgres", "redis" or other services.</param>
 /// <param name="Environment">Extra environment variables of the service; a null value removes one (also one the apphost sets).</param>
 /// <param name="FrontDoor">The gateway: it gets the development API keys (as hashes), which the apphost prints.</param>
+/// <param name="PostgresAdmin">Also gets the admin connection as <c>ConnectionStrings__postgres_admin</c> (the backup service,
+/// which dumps, restores and switches the other services' databases).</param>
 internal sealed record ServiceDefinition(
     string Name,
     string Project,
@@ -15,7 +17,8 @@ internal sealed record ServiceDefinition(
     string? Database = null,
     IReadOnlyList<string>? DependsOn = null,
     IReadOnlyDictionary<string, string?>? Environment = null,
-    bool FrontDoor = false)
+    bool FrontDoor = false,
+    bool PostgresAdmin = false)
 {
     /// <summary>Declared dependencies plus "postgres" when the service has a database.</summary>
     public IReadOnlyList<string> Dependencies { get; } =
@@ -44,6 +47,9 @@ internal static class InfrastructureNames
 {
     public const string Postgres = "postgres";
     public const string Redis = "redis";
+
+    /// <summary>The connection string name under which a <see cref="ServiceDefinition.PostgresAdmin"/> service gets the admin connection.</summary>
+    public const string PostgresAdmin = "postgres_admin";
 
     public static bool IsInfrastructure(string name) => name is Postgres or Redis;
 }

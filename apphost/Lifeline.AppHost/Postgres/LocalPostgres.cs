@@ -143,6 +143,10 @@ internal sealed class LocalPostgres : IManagedResource
             "-c", "full_page_writes=on",
             "-c", "max_connections=300",
             "-c", "logging_collector=off",
+            // Logical decoding: the backup service's incremental and differential backups read a replication slot per target.
+            "-c", "wal_level=logical",
+            "-c", "max_replication_slots=16",
+            "-c", "max_wal_senders=16",
         ];
         return ProcessLauncher.Start(
             ProcessLauncher.Describe(Path.Combine(binDirectory, "postgres"), arguments, _rootDirectory, ownSession: true, runAs: OsUser),

@@ -45,6 +45,11 @@ internal static class ServiceEnvironment
             }
         }
 
+        if (service.PostgresAdmin && connectionStrings.TryGetValue(InfrastructureNames.PostgresAdmin, out var admin))
+        {
+            environment[$"ConnectionStrings__{InfrastructureNames.PostgresAdmin}"] = admin;
+        }
+
         foreach (var (name, value) in service.Environment ?? new Dictionary<string, string?>())
         {
             environment[name] = value;

@@ -15,6 +15,7 @@ internal static class RpcPermissions
     private const string Consistency = "lifeline.recovery.v1.ConsistencyService/";
     private const string RecoveryPlans = "lifeline.recovery.v1.RecoveryPlanService/";
     private const string DisasterRecovery = "lifeline.recovery.v1.DisasterRecoveryService/";
+    private const string Backup = "lifeline.backup.v1.BackupService/";
 
     public static IReadOnlyDictionary<string, Role> Table { get; } = new Dictionary<string, Role>(StringComparer.Ordinal)
     {
@@ -107,6 +108,18 @@ internal static class RpcPermissions
         [DisasterRecovery + "CreateDisasterRecoveryPlan"] = Role.Operator,
         [DisasterRecovery + "RunDisasterRecoveryPlan"] = Role.Operator,
         [DisasterRecovery + "CancelDisasterRecoveryRun"] = Role.Operator,
+
+        // backup: the catalog may be read; everything that takes, proves, restores or removes a backup is for operators
+        [Backup + "ListBackups"] = Role.Reader,
+        [Backup + "GetBackup"] = Role.Reader,
+        [Backup + "ListSchedules"] = Role.Reader,
+        [Backup + "CreateBackup"] = Role.Operator,
+        [Backup + "VerifyBackup"] = Role.Operator,
+        [Backup + "RestoreBackup"] = Role.Operator,
+        [Backup + "DeleteBackup"] = Role.Operator,
+        [Backup + "ApplyRetention"] = Role.Operator,
+        [Backup + "SetSchedule"] = Role.Operator,
+        [Backup + "DeleteSchedule"] = Role.Operator,
     };
 
     /// <summary>The least role that may call <paramref name="rpcFullName"/> (<c>package.Service/Method</c>).</summary>

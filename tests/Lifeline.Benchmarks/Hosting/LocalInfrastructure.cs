@@ -28,6 +28,9 @@ internal sealed class LocalInfrastructure : IAsyncDisposable
 
     public string RedisConnectionString => _redis.ConnectionString;
 
+    /// <summary>Where the cluster's pg_dump and pg_restore are (the raw baseline of the backup section).</summary>
+    public string PostgresBinDirectory => _postgres.BinDirectory;
+
     public string Description => $"PostgreSQL {PostgresSettings["server_version"]} on 127.0.0.1:{_postgres.Port}; Redis on {_redis.ConnectionString}";
 
     /// <summary>Starts a durable PostgreSQL cluster and a Redis server.</summary>

@@ -81,6 +81,12 @@ internal sealed record ServiceDefinition(
     private static string Describe(TimeSpan interval) =>
         interval >= TimeSpan.FromHours(1) ? $"{interval.TotalHours:0.#} h" : $"{interval.TotalSeconds:0.#} s";
 
+    /// <summary>The backup service; its target and directory are added per run (see <see cref="BackupBenchmark"/>).</summary>
+    public static ServiceDefinition Backup { get; } = new(
+        "backup service", "BackupServiceAssembly", "backupdb", "backup_benchmark_catalog",
+        new Dictionary<string, string>(),
+        "Backup defaults: pg_dump custom format, compression 6");
+
     /// <summary>The service's dll as built with this benchmark (the csproj records its path).</summary>
     public string AssemblyPath =>
         typeof(ServiceDefinition).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()

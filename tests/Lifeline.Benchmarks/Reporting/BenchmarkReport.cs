@@ -87,6 +87,31 @@ internal sealed record RecoverySection(
     public bool Verified => WorkerDeath.Verified && Scan.Verified;
 }
 
+/// <summary>One timed operation of the backup section (median of its runs): database MiB per second of wall time.</summary>
+internal sealed record BackupTiming(string Operation, double Seconds, long FileBytes, double DatabaseMegabytesPerSecond, IReadOnlyList<double> RunSeconds);
+
+/// <summary>What the backup section measured: the service against raw pg_dump/pg_restore on the same database.</summary>
+internal sealed record BackupSection(
+    TargetInfo Target,
+    string LoadAverageAtStart,
+    long DatabaseBytes,
+    long Rows,
+    IReadOnlyList<BackupTiming> Timings,
+    double BackupRatio,
+    double RestoreRatio,
+    long ChangedRows,
+    long IncrementalBytes,
+    long FullBytes,
+    long IncrementalChanges,
+    bool RestoredContentMatches,
+    int ServiceWarningsAndErrors,
+    IReadOnlyList<string> ServiceLogSample)
+{
+    public double IncrementalToFull => FullBytes == 0 ? 0 : (double)IncrementalBytes / FullBytes;
+
+    public bool Verified => RestoredContentMatches && IncrementalChanges >= ChangedRows;
+}
+
 /// <summary>Everything a run measured; printed as tables and written as JSON.</summary>
 internal sealed record BenchmarkReport(
     DateTimeOffset GeneratedAtUtc,
@@ -100,7 +125,8 @@ internal sealed record BenchmarkReport(
     QueueSection? Queue,
     RegistrySection? Registry,
     CheckpointSection? Checkpoint,
-    RecoverySection? Recovery)
+    RecoverySection? Recovery,
+    BackupSection? Backup)
 {
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
     {
@@ -111,7 +137,8 @@ internal sealed record BenchmarkReport(
     };
 
     public bool AllVerified =>
-        (Queue?.Verified ?? true) && (Registry?.Verified ?? true) && (Checkpoint?.Verified ?? true) && (Recovery?.Verified ?? true);
+        (Queue?.Verified ?? true) && (Registry?.Verified ?? true) && (Checkpoint?.Verified ?? true) && (Recovery?.Verified ?? true) &&
+        (Backup?.Verified ?? true);
 
     public async Task WriteJsonAsync(string path, CancellationToken ct)
     {

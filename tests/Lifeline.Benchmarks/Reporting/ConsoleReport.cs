@@ -10,6 +10,22 @@ namespace Lifeline.Benchmarks.Reporting;
 /// <summary>The report as readable tables.</summary>
 internal static class ConsoleReport
 {
+    private static void WriteBackup(BackupSection backup, TextWriter writer)
+    {
+        writer.WriteLine();
+        writer.WriteLine($"Backup — {backup.Target.Description}");
+        writer.WriteLine($"  database {backup.DatabaseBytes / 1048576.0:0.0} MiB ({backup.Rows:N0} rows); MB/s = database MiB per second of wall time");
+        foreach (var t in backup.Timings)
+        {
+            writer.WriteLine($"  {t.Operation,-58} {t.Seconds,8:0.00} s {t.DatabaseMegabytesPerSecond,8:0.0} MiB/s   file {t.FileBytes / 1048576.0,8:0.0} MiB");
+        }
+        writer.WriteLine($"  backup ratio (service full backup MiB/s ÷ raw pg_dump MiB/s)      {backup.BackupRatio:0.00}");
+        writer.WriteLine($"  restore ratio (service restore MiB/s ÷ raw pg_restore MiB/s)      {backup.RestoreRatio:0.00}");
+        writer.WriteLine($"  incremental after {backup.ChangedRows:N0} updated rows (1 %): {backup.IncrementalBytes / 1024.0:0.0} KiB, {backup.IncrementalChanges:N0} changes; " +
+                         $"{100 * backup.IncrementalToFull:0.00} % of the full backup ({backup.FullBytes / 1048576.0:0.0} MiB)");
+        writer.WriteLine($"  restored content equals the source at the backup: {(backup.RestoredContentMatches ? "yes" : "NO")}; service warnings/errors: {backup.ServiceWarningsAndErrors}");
+    }
+
     public static void Write(BenchmarkReport report, TextWriter writer)
     {
         writer.WriteLine();
@@ -39,6 +55,11 @@ internal static class ConsoleReport
         if (report.Recovery is { } recovery)
         {
             RecoveryConsoleReport.Write(recovery, writer);
+        }
+
+        if (report.Backup is { } backup)
+        {
+            WriteBackup(backup, writer);
         }
 
         writer.WriteLine();

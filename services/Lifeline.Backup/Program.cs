@@ -1,0 +1,4 @@
+using Lifeline.Backup;
+
+var app = BackupApplication.Build(args);
+await app.RunAsync();
