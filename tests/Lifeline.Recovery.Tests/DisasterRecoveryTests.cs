@@ -53,6 +53,23 @@ public sealed class DisasterRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         ["Recovery:Webhooks:0:Secret"] = "dr-secret",
     });
 
+    private async Task WaitForSystemStateAsync()
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (true)
+        {
+            try
+            {
+                await env.SystemStateClient().GetSystemStateAsync(new GetSystemStateRequest());
+                return;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.NotFound && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100);
+            }
+        }
+    }
+
     [Fact]
     public async Task A_failing_non_critical_step_is_recorded_and_the_run_completes_with_failures()
     {
@@ -60,6 +77,8 @@ public sealed class DisasterRecoveryTests(RecoveryEnvironment env) : IClassFixtu
             Step("validate", DrStepType.Validation, critical: true),
             Step("tell-nobody", DrStepType.Notification, critical: false, "nobody"),
             Step("recover-tasks", DrStepType.TaskRecovery, critical: true));
+        // Validation requires a system-state snapshot: the leader writes its first one once it leads.
+        await WaitForSystemStateAsync();
 
         var events = await RunAsync(Dr, plan.Id);
 

@@ -42,6 +42,7 @@ import grpc  # noqa: E402
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, duration_pb2, message_factory  # noqa: E402
 
 try:
+    from lifeline.checkpoint.v1 import checkpoint_pb2, checkpoint_pb2_grpc  # noqa: E402
     from lifeline.common.v1 import common_pb2  # noqa: E402
     from lifeline.queue.v1 import queue_pb2, queue_pb2_grpc  # noqa: E402
     from lifeline.registry.v1 import registry_pb2, registry_pb2_grpc  # noqa: E402
@@ -96,6 +97,34 @@ class TaskContext:
     def payload(self) -> Any:
         """The task's payload, parsed from JSON ({} when empty)."""
         return json.loads(self.task.payload) if self.task.payload else {}
+
+    @property
+    def workflow_id(self) -> Optional[str]:
+        """The workflow the task belongs to (its saved state lives under this id), if any."""
+        return self.task.workflow_id or None
+
+    @property
+    def resume_checkpoint_id(self) -> Optional[str]:
+        """The checkpoint to resume from: set when recovery requeued the task after its worker died. None: start over."""
+        return self.task.resume_checkpoint_id or None
+
+    def load_resume_context(self) -> Optional[Any]:
+        """The context (parsed JSON object) of resume_checkpoint_id, verified by the checkpoint service; None when there is none."""
+        if not self.resume_checkpoint_id:
+            return None
+        response = self._worker.checkpoints.GetCheckpoint(
+            checkpoint_pb2.GetCheckpointRequest(checkpoint_id=self.resume_checkpoint_id), timeout=self._worker.rpc_timeout)
+        return json.loads(response.checkpoint.state.context or "{}")
+
+    def save_checkpoint(self, name: str, context: Any, phase: int = 0) -> str:
+        """Saves progress as a checkpoint of the task's workflow (or task-<id>): context (a JSON-serializable dict). Returns its id."""
+        request = checkpoint_pb2.CreateCheckpointRequest(
+            workflow_id=self.workflow_id or f"task-{self.task_id}", name=name,
+            type=checkpoint_pb2.CHECKPOINT_TYPE_AUTO, phase=phase, agent=self._worker.worker_id or "",
+            state=checkpoint_pb2.CheckpointState(
+                workflow=checkpoint_pb2.WorkflowState(current_phase=phase, status="running"),
+                context=json.dumps(context, separators=(",", ":"))))
+        return self._worker.checkpoints.CreateCheckpoint(request, timeout=self._worker.rpc_timeout).metadata.id
 
     @property
     def cancelled(self) -> bool:
@@ -250,6 +279,7 @@ class Worker:
         self._registry_channel = (open_channel(registry_target, api_key, tenant)
                                   if registry_target and registry_target != target else self._channel)
         self.queue = queue_pb2_grpc.QueueServiceStub(self._channel)
+        self.checkpoints = checkpoint_pb2_grpc.CheckpointServiceStub(self._channel)
         self.registry = registry_pb2_grpc.RegistryServiceStub(self._registry_channel)
 
         self.worker_id = ""
