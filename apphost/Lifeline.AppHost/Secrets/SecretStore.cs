@@ -118,9 +118,21 @@ internal sealed class SecretsDocument
 {
     public string? PostgresSuperuserPassword { get; set; }
 
-    public Dictionary<string, string> RolePasswords { get; init; } = new(StringComparer.Ordinal);
+    private Dictionary<string, string>? _rolePasswords;
+    private List<ApiKeySecret>? _apiKeys;
 
-    public List<ApiKeySecret> ApiKeys { get; init; } = [];
+    // A file written by an older apphost may lack a section or hold null for it: both read as empty.
+    public Dictionary<string, string> RolePasswords
+    {
+        get => _rolePasswords ??= new(StringComparer.Ordinal);
+        init => _rolePasswords = value;
+    }
+
+    public List<ApiKeySecret> ApiKeys
+    {
+        get => _apiKeys ??= [];
+        init => _apiKeys = value;
+    }
 }
 
 /// <summary>A gateway API key for local development, bound to one tenant and role.</summary>
