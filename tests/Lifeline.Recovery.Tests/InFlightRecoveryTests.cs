@@ -41,8 +41,7 @@ public sealed class InFlightRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         var refused = await Assert.ThrowsAsync<RpcException>(() => queue.CompleteTaskAsync(new CompleteTaskRequest { TaskId = task.Id, FencingToken = leased.FencingToken }).ResponseAsync);
         Assert.Equal("STALE_FENCING_TOKEN", refused.Reason());
 
-        var actions = (await env.RecoveryClient().ListRecoveryActionsAsync(new ListRecoveryActionsRequest { TaskId = task.Id })).Actions;
-        var action = Assert.Single(actions);
+        var action = Assert.Single(await ActionsAsync(task.Id, 1));
         Assert.Equal(ActionType.Resume, action.Action);
         // The lost event (fast path) or a scan that saw the worker offline first: either way, because the worker died.
         Assert.Contains(action.Trigger, new[] { RecoveryTrigger.WorkerLost, RecoveryTrigger.WorkerGone });
@@ -84,7 +83,7 @@ public sealed class InFlightRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         Assert.Equal(task.Id, resumed.Id);
         Assert.True(resumed.FencingToken > leased.FencingToken);
         Assert.Equal(first.Id, resumed.ResumeCheckpointId);
-        var action = Assert.Single((await env.RecoveryClient().ListRecoveryActionsAsync(new ListRecoveryActionsRequest { TaskId = task.Id })).Actions);
+        var action = Assert.Single(await ActionsAsync(task.Id, 1));
         Assert.Contains("corrupt", action.Reason, StringComparison.Ordinal);
     }
 
@@ -130,12 +129,7 @@ public sealed class InFlightRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         }, TimeSpan.FromSeconds(20), "the second timeout to be dead-lettered");
         Assert.Equal("MAX_RETRIES_EXCEEDED", dead.Error.Code);
 
-        // The action is recorded right after the queue call that dead-lettered the task returns.
-        var actions = (await InFlightTestSupport.EventuallyAsync(async () =>
-        {
-            var listed = (await env.RecoveryClient().ListRecoveryActionsAsync(new ListRecoveryActionsRequest { TaskId = retried.Id })).Actions;
-            return listed.Count >= 2 ? listed : null;
-        }, TimeSpan.FromSeconds(5), "both actions to be recorded")).ToList();
+        var actions = await ActionsAsync(retried.Id, 2);
         Assert.Equal([ActionType.DeadLetter, ActionType.Retry], actions.Select(a => a.Action));
         Assert.All(actions, a => Assert.Equal(RecoveryTrigger.TimedOut, a.Trigger));
         Assert.Equal(2, actions.Select(a => a.FencingToken).Distinct().Count());
@@ -146,6 +140,17 @@ public sealed class InFlightRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         Assert.InRange(stats.SuccessRate, 0, 1);
         Assert.NotNull(stats.LastScanAt);
     }
+
+    /// <summary>
+    /// The task's recorded actions once there are <paramref name="count"/>: an action is recorded right after the queue
+    /// call that moved the task returns, so a fast rescuer may lease the task a moment before the record exists.
+    /// </summary>
+    private async Task<List<Recovery.V1.RecoveryAction>> ActionsAsync(string taskId, int count) =>
+        (await InFlightTestSupport.EventuallyAsync(async () =>
+        {
+            var listed = (await env.RecoveryClient().ListRecoveryActionsAsync(new ListRecoveryActionsRequest { TaskId = taskId })).Actions;
+            return listed.Count >= count ? listed : null;
+        }, TimeSpan.FromSeconds(5), $"{count} recorded action(s) of task {taskId}")).ToList();
 
     [Fact]
     public async Task Bad_input_to_list_actions_is_refused_with_field_violations()
