@@ -49,10 +49,12 @@ public sealed class RollbackRunner(CheckpointStore store, CheckpointReader reade
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !callToken.IsCancellationRequested)
         {
-            throw new OperationTimedOutException("ROLLBACK_TIMEOUT",
-                $"The rollback of workflow '{command.WorkflowId}' did not finish within {command.Timeout.TotalSeconds:0.###} s; nothing was changed.");
+            throw TimedOut(command);
         }
     }
+
+    private static OperationTimedOutException TimedOut(RollbackCommand command) => new("ROLLBACK_TIMEOUT",
+        $"The rollback of workflow '{command.WorkflowId}' did not finish within {command.Timeout.TotalSeconds:0.###} s; nothing was changed.");
 
     private async Task<RollbackOutcome> RunCoreAsync(
         string tenant, RollbackCommand command, Func<RollbackPhase, int, string, Task> progress, Stopwatch clock, CancellationToken ct)
@@ -135,6 +137,11 @@ public sealed class RollbackRunner(CheckpointStore store, CheckpointReader reade
                 "The rolled-back state did not verify; nothing was changed: " + string.Join("; ", problems));
         }
         ct.ThrowIfCancellationRequested();
+        if (clock.Elapsed > command.Timeout)
+        {
+            // The timer may not have fired yet on a busy machine: the deadline is the elapsed time, checked last before committing.
+            throw TimedOut(command);
+        }
         await tx.CommitAsync(CancellationToken.None); // past this point the rollback happened; don't leave it ambiguous
         cache.Put(newHead.Id, newCanonical);
         await progress(RollbackPhase.Complete, 100, $"new head '{newHead.Id}'");
