@@ -11,6 +11,8 @@ using Lifeline.Backup.V1;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.EntityFrameworkCore;
 
+using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
+
 namespace Lifeline.Backup.Grpc;
 
 /// <summary>The BackupService contract: validates, delegates to the domain classes, maps the result.</summary>
@@ -119,8 +121,8 @@ public sealed class BackupGrpcService(
             BackupId = outcome.Run.BackupId.ToString(),
             PreRestoreBackupId = outcome.Run.PreRestoreBackupId?.ToString() ?? "",
             ReplacedDatabase = outcome.Run.ReplacedDatabase ?? "",
-            StartedAt = BackupMapper.Time(outcome.Run.StartedAt),
-            CompletedAt = BackupMapper.Time(outcome.Run.CompletedAt),
+            StartedAt = Time(outcome.Run.StartedAt),
+            CompletedAt = Time(outcome.Run.CompletedAt),
         };
         result.Tables.AddRange(outcome.Tables.Select(t => t.ToProto()));
         await sink.WriteAsync(new RestoreBackupResponse { Result = result });

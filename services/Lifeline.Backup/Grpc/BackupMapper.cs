@@ -4,6 +4,7 @@ using Lifeline.Backup.Data;
 using Lifeline.Backup.Engine;
 using Lifeline.Backup.V1;
 using BackupProto = Lifeline.Backup.V1.Backup;
+using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
 
 namespace Lifeline.Backup.Grpc;
 
@@ -48,9 +49,6 @@ internal static class BackupMapper
         BackupKinds.VerificationFailed => VerificationStatus.Failed,
         _ => VerificationStatus.Unverified,
     };
-
-    public static Timestamp? Time(DateTime? value) =>
-        value is { } v ? Timestamp.FromDateTime(DateTime.SpecifyKind(v, DateTimeKind.Utc)) : null;
 
     public static BackupProto ToProto(this BackupEntity b)
     {

@@ -3,6 +3,7 @@ using Lifeline.Checkpoint.Artifacts;
 using Lifeline.Checkpoint.Checkpoints;
 using Lifeline.Checkpoint.Rollbacks;
 using Lifeline.Checkpoint.V1;
+using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
 
 namespace Lifeline.Checkpoint.Grpc;
 
@@ -87,6 +88,4 @@ internal static class CheckpointMapper
         CreatedAt = Time(a.CreatedAt),
         Ref = "artifact:" + a.Sha256,
     };
-
-    public static Timestamp Time(DateTime value) => Timestamp.FromDateTime(DateTime.SpecifyKind(value, DateTimeKind.Utc));
 }

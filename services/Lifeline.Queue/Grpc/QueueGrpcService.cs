@@ -14,6 +14,7 @@ using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Tenancy;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.Extensions.Options;
+using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
 
 namespace Lifeline.Queue.Grpc;
 
@@ -246,7 +247,7 @@ public sealed class QueueGrpcService(
                 TaskId = e.TaskId.ToString(),
                 DependsOnTaskId = e.DependsOnId.ToString(),
                 Type = e.Type switch { "completion" => DependencyType.Completion, "failure" => DependencyType.Failure, _ => DependencyType.Success },
-                CreatedAt = Timestamp.FromDateTime(DateTime.SpecifyKind(e.CreatedAt, DateTimeKind.Utc)),
+                CreatedAt = Time(e.CreatedAt),
             }));
             response.Cycles.Add(proto);
         }

@@ -4,6 +4,7 @@ using Lifeline.Queue.Data;
 using Lifeline.Queue.Domain;
 using Lifeline.Queue.Reading;
 using Lifeline.Queue.V1;
+using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
 
 namespace Lifeline.Queue.Grpc;
 
@@ -125,5 +126,4 @@ internal static class TaskMapper
         _ => Severity.Medium,
     };
 
-    private static Timestamp Time(DateTime value) => Timestamp.FromDateTime(DateTime.SpecifyKind(value, DateTimeKind.Utc));
 }

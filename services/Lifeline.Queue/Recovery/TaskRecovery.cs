@@ -45,10 +45,31 @@ public sealed record RecoveryRequest(Guid TaskId, long FencingToken, RecoveryKin
 public sealed partial class TaskRecovery(NpgsqlDataSource dataSource, ReadySignal readySignal, LivenessFence fence, ILogger<TaskRecovery> logger)
 {
     // clock_timestamp(), not now(): the lock may have been waited for, and an expiry meanwhile counts.
+    /// <summary>
+    /// The row every recovery decides on, locked until the transaction ends, with the two clock facts read in the
+    /// same statement (clock_timestamp(): time spent waiting for the lock counts): is the lease current, is the
+    /// attempt past its own timeout.
+    /// </summary>
     private static readonly string LockSql = $"""
-        SELECT {TaskRecord.Columns}, COALESCE(lease_expires_at > clock_timestamp(), false) AS lease_current
+        SELECT {TaskRecord.Columns},
+               COALESCE(lease_expires_at > clock_timestamp(), false) AS lease_current,
+               COALESCE(LEAST(deadline_at, started_at + make_interval(secs => timeout_seconds)) < clock_timestamp(), false) AS past_timeout
         FROM tasks WHERE id = @id AND tenant_id = @tenant FOR UPDATE
         """;
+
+    internal sealed record LockedTask(TaskRecord Task, bool LeaseCurrent, bool PastTimeout);
+
+    /// <summary>The task locked for a recovery decision; NOT_FOUND when this tenant has no such task.</summary>
+    internal static async Task<LockedTask> LockAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string tenant, Guid id, CancellationToken ct)
+    {
+        await using var read = new NpgsqlCommand(LockSql, connection, tx);
+        read.Parameters.AddWithValue("id", id);
+        read.Parameters.AddWithValue("tenant", tenant);
+        await using var reader = await read.ExecuteReaderAsync(ct);
+        return await reader.ReadAsync(ct)
+            ? new LockedTask(TaskRecord.Read(reader), reader.GetBoolean(TaskRecord.ColumnCount), reader.GetBoolean(TaskRecord.ColumnCount + 1))
+            : throw new NotFoundException("task", id.ToString());
+    }
 
     private static readonly string RecoverSql = $"""
         WITH changed AS (
@@ -74,23 +95,7 @@ public sealed partial class TaskRecovery(NpgsqlDataSource dataSource, ReadySigna
         {
             await using var connection = await dataSource.OpenConnectionAsync(ct);
             await using var tx = await connection.BeginTransactionAsync(ct);
-            TaskRecord? current = null;
-            var leaseCurrent = false;
-            await using (var read = new NpgsqlCommand(LockSql, connection, tx))
-            {
-                read.Parameters.AddWithValue("id", request.TaskId);
-                read.Parameters.AddWithValue("tenant", tenant);
-                await using var reader = await read.ExecuteReaderAsync(ct);
-                if (await reader.ReadAsync(ct))
-                {
-                    current = TaskRecord.Read(reader);
-                    leaseCurrent = reader.GetBoolean(TaskRecord.ColumnCount);
-                }
-            }
-            if (current is null)
-            {
-                throw new NotFoundException("task", request.TaskId.ToString());
-            }
+            var (current, leaseCurrent, _) = await LockAsync(connection, tx, tenant, request.TaskId, ct);
             if (current.RecoveredToken == request.FencingToken)
             {
                 return (current, RecoveryOutcome.AlreadyRecovered, (Resolution?)null);

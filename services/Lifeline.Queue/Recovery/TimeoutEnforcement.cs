@@ -18,12 +18,6 @@ namespace Lifeline.Queue.Recovery;
 /// </summary>
 public sealed class TimeoutEnforcement(NpgsqlDataSource dataSource, ReadySignal readySignal)
 {
-    private static readonly string LockSql = $"""
-        SELECT {TaskRecord.Columns},
-               COALESCE(LEAST(deadline_at, started_at + make_interval(secs => timeout_seconds)) < clock_timestamp(), false) AS past
-        FROM tasks WHERE id = @id AND tenant_id = @tenant FOR UPDATE
-        """;
-
     private static readonly string TimeoutSql = $"""
         WITH changed AS (
             UPDATE tasks t
@@ -45,23 +39,7 @@ public sealed class TimeoutEnforcement(NpgsqlDataSource dataSource, ReadySignal 
         {
             await using var connection = await dataSource.OpenConnectionAsync(ct);
             await using var tx = await connection.BeginTransactionAsync(ct);
-            TaskRecord? current = null;
-            var past = false;
-            await using (var read = new NpgsqlCommand(LockSql, connection, tx))
-            {
-                read.Parameters.AddWithValue("id", id);
-                read.Parameters.AddWithValue("tenant", tenant);
-                await using var reader = await read.ExecuteReaderAsync(ct);
-                if (await reader.ReadAsync(ct))
-                {
-                    current = TaskRecord.Read(reader);
-                    past = reader.GetBoolean(TaskRecord.ColumnCount);
-                }
-            }
-            if (current is null)
-            {
-                throw new NotFoundException("task", id.ToString());
-            }
+            var (current, _, past) = await TaskRecovery.LockAsync(connection, tx, tenant, id, ct);
             if (current.Status == TaskState.Timeout && current.FencingToken == token)
             {
                 return (current, false, (Resolution?)null);

@@ -10,6 +10,7 @@ using Lifeline.ServiceDefaults.Postgres;
 using Lifeline.ServiceDefaults.Tenancy;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
 
 namespace Lifeline.Queue.Reporting;
 
@@ -136,7 +137,7 @@ public sealed partial class OutcomeReporter(
             Success = success,
             Duration = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(Math.Max(0, durationMs))),
             ErrorCode = success ? "" : code ?? e.EventType.ToUpperInvariant(),
-            OccurredAt = Timestamp.FromDateTime(DateTime.SpecifyKind(e.OccurredAt, DateTimeKind.Utc)),
+            OccurredAt = Time(e.OccurredAt),
         };
     }
 

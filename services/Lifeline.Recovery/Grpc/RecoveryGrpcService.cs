@@ -9,6 +9,7 @@ using Lifeline.Recovery.Options;
 using Lifeline.Recovery.V1;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.Extensions.Options;
+using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
 
 namespace Lifeline.Recovery.Grpc;
 
@@ -74,7 +75,7 @@ public sealed class RecoveryGrpcService(
             TimeToRecoveryP95 = Duration.FromTimeSpan(today.P95),
             TimeToRecoveryP99 = Duration.FromTimeSpan(today.P99),
             SuccessRate = today.Total == 0 ? 1 : (double)today.Recovered / today.Total,
-            LastScanAt = last is null ? null : Timestamp.FromDateTime(DateTime.SpecifyKind(last.At, DateTimeKind.Utc)),
+            LastScanAt = Time(last?.At),
             LastScanDuration = last is null ? null : Duration.FromTimeSpan(last.Duration),
         };
     }
@@ -100,7 +101,7 @@ public sealed class RecoveryGrpcService(
         {
             LeaderInstance = holder,
             FencingToken = token,
-            Since = term is null ? null : Timestamp.FromDateTime(DateTime.SpecifyKind(term.Since, DateTimeKind.Utc)),
+            Since = Time(term?.Since),
             ThisInstance = leader.Instance,
             IsLeader = term is not null && holder == leader.Instance,
             LeaseDuration = Duration.FromTimeSpan(options.Value.LeaderLeaseDuration),
@@ -122,8 +123,8 @@ public sealed class RecoveryGrpcService(
         WorkerId = a.WorkerId,
         CheckpointId = a.CheckpointId?.ToString() ?? "",
         FencingToken = a.FencingToken,
-        DetectedAt = Timestamp.FromDateTime(DateTime.SpecifyKind(a.DetectedAt, DateTimeKind.Utc)),
-        RecoveredAt = Timestamp.FromDateTime(DateTime.SpecifyKind(a.RecoveredAt, DateTimeKind.Utc)),
+        DetectedAt = Time(a.DetectedAt),
+        RecoveredAt = Time(a.RecoveredAt),
         TimeToRecovery = Duration.FromTimeSpan(a.RecoveredAt - a.DetectedAt),
         Succeeded = a.Succeeded,
         Error = a.Error ?? "",

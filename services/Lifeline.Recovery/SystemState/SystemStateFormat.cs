@@ -5,6 +5,7 @@ using System.Text.RegularExpressions;
 using Google.Protobuf.WellKnownTypes;
 using Lifeline.Recovery.Data;
 using Lifeline.Recovery.V1;
+using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
 
 namespace Lifeline.Recovery.SystemState;
 
@@ -228,7 +229,7 @@ public static partial class SystemStateFormat
             Id = row.Id.ToString(),
             Status = row.Status is >= 1 and <= 5 ? (SystemStatus)row.Status : SystemStatus.Unspecified,
             Version = row.Version,
-            CreatedAt = Timestamp.FromDateTime(DateTime.SpecifyKind(row.CreatedAt, DateTimeKind.Utc)),
+            CreatedAt = Time(row.CreatedAt),
             Reason = row.Reason,
             Message = row.Message,
             WorkerPool = new WorkerPoolSummary(),

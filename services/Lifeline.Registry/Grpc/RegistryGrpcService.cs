@@ -11,6 +11,7 @@ using Lifeline.ServiceDefaults.Postgres;
 using Lifeline.ServiceDefaults.Tenancy;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.Extensions.Options;
+using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
 
 namespace Lifeline.Registry.Grpc;
 
@@ -109,7 +110,7 @@ public sealed class RegistryGrpcService(
         var response = new HeartbeatResponse
         {
             Status = WorkerMapper.ParseStatus(outcome.Status),
-            ExpiresAt = WorkerMapper.Time(outcome.ExpiresAt),
+            ExpiresAt = Time(outcome.ExpiresAt),
         };
         response.Commands.AddRange(outcome.Commands);
         return response;

@@ -6,6 +6,7 @@ using Lifeline.Registry.Events;
 using Lifeline.Registry.Stats;
 using Lifeline.Registry.V1;
 using Lifeline.Registry.Workers;
+using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
 
 namespace Lifeline.Registry.Grpc;
 
@@ -170,5 +171,4 @@ internal static class WorkerMapper
         };
     }
 
-    public static Timestamp Time(DateTime value) => Timestamp.FromDateTime(DateTime.SpecifyKind(value, DateTimeKind.Utc));
 }
