@@ -45,6 +45,20 @@ print(passed, failed, files)
 PY
 ) || true
 
+# Name every failed test with the first lines of its message, so the end of the log says what broke.
+python3 - "$results_dir" <<'PY' || true
+import glob, os, sys
+import xml.etree.ElementTree as ET
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "**", "*.trx"), recursive=True)):
+    for result in ET.parse(path).iter():
+        if not result.tag.endswith("UnitTestResult") or result.get("outcome") in ("Passed", "NotExecuted", None):
+            continue
+        message = next((e.text or "" for e in result.iter() if e.tag.endswith("Message")), "")
+        print(f"FAILED {result.get('testName')} ({result.get('duration')})")
+        for line in message.strip().splitlines()[:12]:
+            print(f"    {line}")
+PY
+
 if [[ $test_status -ne 0 && $failed -eq 0 ]]; then
   # The test run failed without a failed test in any TRX (a crashed test host, a missing TRX …).
   echo "dotnet test exited with $test_status but no TRX recorded a failure (${files} TRX files); counting it as a failure"

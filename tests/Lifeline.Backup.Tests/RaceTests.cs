@@ -1,5 +1,7 @@
 using Grpc.Core;
+using Lifeline.Backup.Maintenance;
 using Lifeline.Backup.V1;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Lifeline.Backup.Tests;
 
@@ -119,6 +121,50 @@ public sealed class RaceTests(BackupEnvironment env) : IClassFixture<BackupEnvir
         var expected = await target.ContentAsync();
         var last = completed.Single(b => completed.All(c => c.ParentBackupId != b.BackupId));
         var result = await clients[0].RestoreAsync(target.Name, last.BackupId);
+        env.TrackDatabase(target.ConnectionStringFor(result.ReplacedDatabase));
+        Assert.Equal(expected, await target.ContentAsync());
+    }
+
+    [Fact]
+    public async Task Another_instances_sweep_racing_backups_never_deletes_a_live_backups_file()
+    {
+        var target = await env.CreateTargetAsync(rows: 100);
+        await using var host = await env.StartAsync([target]);
+        await using var second = await env.StartAsync([target]);
+        var client = host.Backups();
+        await client.CreateAsync(target.Name, BackupType.Full);
+
+        // The other instance sweeps for abandoned runs without pause while this one takes backup after backup.
+        var sweeper = second.App.Services.GetRequiredService<StaleRunSweeper>();
+        using var stop = new CancellationTokenSource();
+        var sweeps = 0;
+        var sweeping = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                await sweeper.SweepAsync(CancellationToken.None);
+                sweeps++;
+            }
+        });
+        var chain = new List<Backup.V1.Backup>();
+        try
+        {
+            for (var round = 1; round <= 12; round++)
+            {
+                await target.ExecuteAsync(SampleSchema.Changes(round));
+                chain.Add((await client.CreateAsync(target.Name, round % 4 == 0 ? BackupType.Differential : BackupType.Incremental)).Backup);
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await sweeping;
+        }
+
+        Assert.True(sweeps > 12, $"only {sweeps} sweeps ran");
+        Assert.Equal(0L, await env.ScalarAsync<long>("SELECT count(*) FROM backups WHERE target = @t AND status <> 'completed'", ("t", target.Name)));
+        var expected = await target.ContentAsync();
+        var result = await client.RestoreAsync(target.Name, chain[^1].BackupId);
         env.TrackDatabase(target.ConnectionStringFor(result.ReplacedDatabase));
         Assert.Equal(expected, await target.ContentAsync());
     }

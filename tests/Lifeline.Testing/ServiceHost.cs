@@ -50,6 +50,8 @@ public sealed class ServiceHost : IAsyncDisposable
         Action<WebApplicationBuilder>? configure = null) =>
         StartAsync(args => build(args, builder =>
         {
+            // The services' appsettings log at Information; a test host logs warnings and errors unless a test says otherwise.
+            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Logging:LogLevel:Default"] = "Warning" });
             builder.Configuration.AddInMemoryCollection(settings);
             builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0, o => o.Protocols = HttpProtocols.Http2));
             builder.Logging.SetMinimumLevel(LogLevel.Warning);

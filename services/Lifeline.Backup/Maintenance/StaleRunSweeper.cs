@@ -24,11 +24,15 @@ public sealed partial class StaleRunSweeper(
 
     public async Task SweepAsync(CancellationToken ct)
     {
+        // The files are listed before the rows are read: an operation writes its running row before its file, so
+        // every file listed here has its row by then. Listed after, a backup that started between the two reads
+        // would have its file but not its row, and its file would be deleted under it.
+        var partials = files.PartialFiles().ToList();
         await using var db = await contexts.CreateDbContextAsync(ct);
         var running = await db.Backups.AsNoTracking().Where(b => b.Status == BackupKinds.Running).Select(b => new { b.Id, b.Target }).ToListAsync(ct);
-        var restores = await db.RestoreRuns.AsNoTracking().Where(r => r.Status == BackupKinds.Running).Select(r => r.Target).ToListAsync(ct);
+        var restores = await db.RestoreRuns.AsNoTracking().Where(r => r.Status == BackupKinds.Running).Select(r => new { r.Id, r.Target }).ToListAsync(ct);
         var live = new HashSet<Guid>();
-        foreach (var target in running.Select(b => b.Target).Concat(restores).Distinct())
+        foreach (var target in running.Select(b => b.Target).Concat(restores.Select(r => r.Target)).Distinct())
         {
             if (await locks.IsHeldAsync(target, ct))
             {
@@ -36,10 +40,13 @@ public sealed partial class StaleRunSweeper(
             }
             else
             {
-                await AbandonAsync(target, ct);
+                // Only the runs read above: they were running then and their lock is free now, so their operation has
+                // ended. A run that started since (taking the lock after the look) is not among them.
+                var seen = running.Select(b => b.Id).Concat(restores.Select(r => r.Id)).ToHashSet();
+                await AbandonAsync(target, ct, includeRestores: true, only: seen);
             }
         }
-        foreach (var partial in files.PartialFiles())
+        foreach (var partial in partials)
         {
             var stem = Path.GetFileName(partial).Split('.')[0];
             if (!Guid.TryParseExact(stem, "N", out var id) || !live.Contains(id))
@@ -53,11 +60,13 @@ public sealed partial class StaleRunSweeper(
     /// Fails every <c>running</c> backup (and, with <paramref name="includeRestores"/>, restore) of a target whose lock
     /// is free or held by the caller — either way no live operation owns them (a restore that takes a pre-restore
     /// backup passes false for its own run). Guarded on the status, so a run that completed meanwhile is left alone.
+    /// With <paramref name="only"/>, only those runs (a sweep that does not hold the lock names the ones it saw).
     /// </summary>
-    public async Task AbandonAsync(string target, CancellationToken ct, bool includeRestores = true)
+    public async Task AbandonAsync(string target, CancellationToken ct, bool includeRestores = true, IReadOnlySet<Guid>? only = null)
     {
         await using var db = await contexts.CreateDbContextAsync(ct);
-        foreach (var backup in await db.Backups.AsNoTracking().Where(b => b.Target == target && b.Status == BackupKinds.Running).ToListAsync(ct))
+        var backups = await db.Backups.AsNoTracking().Where(b => b.Target == target && b.Status == BackupKinds.Running).ToListAsync(ct);
+        foreach (var backup in backups.Where(b => only is null || only.Contains(b.Id)))
         {
             var changed = await db.Backups.Where(b => b.Id == backup.Id && b.Status == BackupKinds.Running).ExecuteUpdateAsync(s => s
                 .SetProperty(b => b.Status, BackupKinds.Failed)
@@ -71,7 +80,7 @@ public sealed partial class StaleRunSweeper(
         var restores = includeRestores
             ? await db.RestoreRuns.AsNoTracking().Where(r => r.Target == target && r.Status == BackupKinds.Running).ToListAsync(ct)
             : [];
-        foreach (var run in restores)
+        foreach (var run in restores.Where(r => only is null || only.Contains(r.Id)))
         {
             var changed = await db.RestoreRuns.Where(r => r.Id == run.Id && r.Status == BackupKinds.Running).ExecuteUpdateAsync(s => s
                 .SetProperty(r => r.Status, BackupKinds.Failed)
