@@ -53,6 +53,21 @@ public sealed class SecurityTests(GatewayEnvironment env) : IClassFixture<Gatewa
     }
 
     [Fact]
+    public async Task Cross_tenant_service_calls_are_refused_to_every_credential_even_an_operator()
+    {
+        var before = env.QueueRequests.Count;
+        var queue = await RefusedAsync(
+            () => Gateway.Queue("default-operator").ListActiveTenantsAsync(new Lifeline.Queue.V1.ListActiveTenantsRequest()).ResponseAsync,
+            StatusCode.PermissionDenied);
+        Assert.Equal("ROLE_NOT_ALLOWED", queue.GetRpcStatus()!.GetDetail<Google.Rpc.ErrorInfo>().Reason);
+        var registry = await RefusedAsync(
+            () => Gateway.Registry("default-operator").ListActiveTenantsAsync(new Lifeline.Registry.V1.ListActiveTenantsRequest()).ResponseAsync,
+            StatusCode.PermissionDenied);
+        Assert.Equal("ROLE_NOT_ALLOWED", registry.GetRpcStatus()!.GetDetail<Google.Rpc.ErrorInfo>().Reason);
+        Assert.Equal(before, env.QueueRequests.Count); // refused at the gateway, never forwarded
+    }
+
+    [Fact]
     public async Task A_reader_cannot_lease_and_a_worker_cannot_redrive_permission_denied_and_403()
     {
         var before = env.QueueRequests.Count;

@@ -36,6 +36,26 @@ public sealed class TenantIsolationTests(QueueEnvironment env) : IClassFixture<Q
     }
 
     [Fact]
+    public async Task ListActiveTenants_names_every_tenant_with_unfinished_tasks_whatever_tenant_asks()
+    {
+        var type = NewType("tenant.active");
+        var busy = $"busy-{Guid.NewGuid():N}"[..20];
+        var done = $"done-{Guid.NewGuid():N}"[..20];
+        await env.Queue.Client(busy).EnqueueAsync(Spec(type));
+        var finished = env.Queue.Client(done);
+        await finished.EnqueueAsync(Spec(type));
+        var leased = Assert.Single(await finished.LeaseAsync("w1", type));
+        await finished.CompleteTaskAsync(new CompleteTaskRequest { TaskId = leased.Id, FencingToken = leased.FencingToken });
+
+        var tenants = (await env.Queue.Client("someone-else").ListActiveTenantsAsync(new ListActiveTenantsRequest())).Tenants.ToList();
+
+        Assert.Contains(busy, tenants);
+        Assert.DoesNotContain(done, tenants);
+        Assert.DoesNotContain("someone-else", tenants);
+        Assert.Equal(tenants.Distinct().Order(StringComparer.Ordinal), tenants);
+    }
+
+    [Fact]
     public async Task A_lease_holders_calls_from_another_tenant_are_not_found()
     {
         var type = NewType("tenant.holder");

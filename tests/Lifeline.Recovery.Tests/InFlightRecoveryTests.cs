@@ -56,6 +56,41 @@ public sealed class InFlightRecoveryTests(RecoveryEnvironment env) : IClassFixtu
     }
 
     [Fact]
+    public async Task A_tenant_missing_from_the_configuration_is_discovered_and_its_lost_workers_tasks_recovered()
+    {
+        // Recovery:Tenants names default and acme only; this tenant appears after the service started.
+        var tenant = $"newco-{Guid.NewGuid():N}"[..20];
+        var type = InFlightTestSupport.NewType();
+        var queue = env.QueueClient(tenant);
+        var task = await queue.EnqueueAsync(type);
+        var doomed = await LiveWorker.StartAsync(env, type, tenant);
+        var leased = await queue.LeaseOneAsync(doomed.Id, type, start: true, leaseSeconds: 300);
+        Assert.Equal(task.Id, leased.Id);
+
+        var crashedAt = Stopwatch.StartNew();
+        await doomed.CrashAsync();
+        await using var rescuer = await LiveWorker.StartAsync(env, type, tenant);
+        var resumed = await queue.LeaseOneAsync(rescuer.Id, type, start: true);
+        var elapsed = crashedAt.Elapsed;
+
+        Assert.Equal(task.Id, resumed.Id);
+        Assert.True(resumed.FencingToken > leased.FencingToken);
+        // TTL 3 s + detection; the 300 s lease had not expired, so recovery (not the queue's lease expiry) requeued it.
+        Assert.True(elapsed < TimeSpan.FromSeconds(8), $"re-leased after {elapsed.TotalSeconds:0.0} s");
+        var action = Assert.Single(await ActionsAsync(task.Id, 1));
+        Assert.Equal(doomed.Id, action.WorkerId);
+        Assert.True(action.Succeeded);
+
+        // The periodic system state snapshot names it among the covered tenants.
+        await InFlightTestSupport.EventuallyAsync(async () =>
+        {
+            var state = (await env.SystemStateClient().GetSystemStateAsync(new GetSystemStateRequest())).State;
+            return state.Configuration.GetValueOrDefault("CoveredTenants", "").Split(',').Contains(tenant) ? state : null;
+        }, TimeSpan.FromSeconds(10), $"a system state covering {tenant}");
+        await queue.CompleteTaskAsync(new CompleteTaskRequest { TaskId = task.Id, FencingToken = resumed.FencingToken });
+    }
+
+    [Fact]
     public async Task A_corrupt_latest_checkpoint_is_skipped_and_the_task_resumes_from_the_previous_valid_one()
     {
         var type = InFlightTestSupport.NewType();

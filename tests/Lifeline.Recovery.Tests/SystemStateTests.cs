@@ -76,7 +76,7 @@ public sealed class SystemStateTests(RecoveryEnvironment env) : IClassFixture<Re
             ["Recovery:Webhooks:0:Url"] = "http://127.0.0.1:9/hook",
             ["Recovery:Webhooks:0:Secret"] = "s3cret-value-never-shown",
         });
-        var configuration = standby.App.Services.GetRequiredService<SystemStateCollector>().Configuration();
+        var configuration = standby.App.Services.GetRequiredService<SystemStateCollector>().Configuration(["default"]);
 
         Assert.Equal("ops", configuration["Webhooks"]);
         Assert.DoesNotContain(configuration, kv => kv.Value.Contains("s3cret", StringComparison.Ordinal) || kv.Key.Contains("Secret", StringComparison.Ordinal));

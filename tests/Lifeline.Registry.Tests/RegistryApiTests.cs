@@ -17,6 +17,24 @@ public sealed class RegistryApiTests(RegistryEnvironment env) : IClassFixture<Re
     private static string NewTenant() => $"api-{Guid.NewGuid():N}"[..20];
 
     [Fact]
+    public async Task ListActiveTenants_names_every_tenant_with_registered_workers_whatever_tenant_asks()
+    {
+        var live = $"live-{Guid.NewGuid():N}"[..20];
+        var gone = $"gone-{Guid.NewGuid():N}"[..20];
+        await env.Registry.Registry(live).RegisterAsync(Registration());
+        var leaving = env.Registry.Registry(gone);
+        var worker = await leaving.RegisterAsync(Registration());
+        await leaving.DeregisterWorkerAsync(new DeregisterWorkerRequest { WorkerId = worker.Id });
+
+        var tenants = (await env.Registry.Registry("someone-else").ListActiveTenantsAsync(new ListActiveTenantsRequest())).Tenants.ToList();
+
+        Assert.Contains(live, tenants);
+        Assert.DoesNotContain(gone, tenants);
+        Assert.DoesNotContain("someone-else", tenants);
+        Assert.Equal(tenants.Distinct().Order(StringComparer.Ordinal), tenants);
+    }
+
+    [Fact]
     public async Task A_worker_of_one_tenant_is_invisible_to_another()
     {
         var acme = env.Registry.Registry("acme");

@@ -11,6 +11,12 @@ internal enum Role
 
     /// <summary>Everything, including administration: cancel, redrive, drain, reset breakers, recalculate, purge, restore, approve, recover.</summary>
     Operator = 3,
+
+    /// <summary>
+    /// Service-to-service calls that look across tenants (ListActiveTenants). No credential holds it (a key's role is
+    /// reader, worker or operator), so the gateway refuses them to everyone: only services call them, directly.
+    /// </summary>
+    Internal = 4,
 }
 
 internal static class Roles

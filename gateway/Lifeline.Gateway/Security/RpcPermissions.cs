@@ -42,6 +42,7 @@ internal static class RpcPermissions
         [Queue + "RecoverTask"] = Role.Operator,
         [Queue + "RemoveDependency"] = Role.Operator,
         [Queue + "FindDependencyCycles"] = Role.Operator,
+        [Queue + "ListActiveTenants"] = Role.Internal,
 
         // registry
         [Registry + "GetWorker"] = Role.Reader,
@@ -64,6 +65,7 @@ internal static class RpcPermissions
         [Registry + "RecalculateWorkerStats"] = Role.Operator,
         [Registry + "SendWorkerCommand"] = Role.Operator,
         [Registry + "ReconcileWorkers"] = Role.Operator,
+        [Registry + "ListActiveTenants"] = Role.Internal,
 
         // checkpoint: workers save and read their workflows' state and artifacts; removing history and
         // rolling back are operator decisions.

@@ -234,6 +234,9 @@ public sealed class QueueGrpcService(
         return new RemoveDependencyResponse { Task = task.ToProto(), RemovedState = state };
     }
 
+    public override async Task<ListActiveTenantsResponse> ListActiveTenants(ListActiveTenantsRequest request, ServerCallContext context) =>
+        new() { Tenants = { await queries.ActiveTenantsAsync(context.CancellationToken) } };
+
     public override async Task<FindDependencyCyclesResponse> FindDependencyCycles(FindDependencyCyclesRequest request, ServerCallContext context)
     {
         var tenant = Tenant.From(context);

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Lifeline.Queue.Data;
 using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Tenancy;
 using Npgsql;
 using NpgsqlTypes;
 
@@ -157,6 +158,10 @@ public sealed class TaskQueries(NpgsqlDataSource dataSource)
         events.RemoveAt(events.Count - 1);
         return (events, events[^1].Id);
     }
+
+    /// <summary>Every tenant with unfinished tasks (pending, assigned or running), in byte order.</summary>
+    public Task<IReadOnlyList<string>> ActiveTenantsAsync(CancellationToken ct) =>
+        ActiveTenants.ListAsync(dataSource, "tasks", "x.status IN ('pending', 'assigned', 'running')", ct);
 
     public async Task<QueueStats> StatsAsync(string tenant, string? type, CancellationToken ct)
     {

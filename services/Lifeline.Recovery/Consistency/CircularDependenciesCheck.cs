@@ -5,11 +5,12 @@ using Lifeline.Recovery.Clients;
 using Lifeline.Recovery.Options;
 using Lifeline.Recovery.V1;
 using Microsoft.Extensions.Options;
+using Lifeline.Recovery.Tenancy;
 
 namespace Lifeline.Recovery.Consistency;
 
 /// <summary>Tasks that wait for each other in a ring (the queue refuses these at insert; a restore or a manual change can bring them in).</summary>
-public sealed class CircularDependenciesCheck(SuiteClients clients, IOptions<RecoveryOptions> options) : IConsistencyCheck
+public sealed class CircularDependenciesCheck(SuiteClients clients, CoveredTenants tenants) : IConsistencyCheck
 {
     public CheckDefinition Definition { get; } = new()
     {
@@ -23,7 +24,7 @@ public sealed class CircularDependenciesCheck(SuiteClients clients, IOptions<Rec
     public async Task<IReadOnlyList<FoundIssue>> FindAsync(CancellationToken ct)
     {
         var issues = new List<FoundIssue>();
-        foreach (var tenant in options.Value.Tenants.Distinct(StringComparer.Ordinal))
+        foreach (var tenant in await tenants.RefreshAsync(ct))
         {
             var response = await clients.Queue.FindDependencyCyclesAsync(new FindDependencyCyclesRequest(), SuiteClients.For(tenant, ct));
             foreach (var cycle in response.Cycles)

@@ -8,11 +8,12 @@ using Lifeline.Recovery.SystemState;
 using Lifeline.Recovery.V1;
 using Microsoft.Extensions.Options;
 using TaskStatus = Lifeline.Queue.V1.TaskStatus;
+using Lifeline.Recovery.Tenancy;
 
 namespace Lifeline.Recovery.Consistency;
 
 /// <summary>Assigned or running tasks whose worker the registry does not know, or knows offline or deregistered.</summary>
-public sealed class OrphanedAssignmentsCheck(SuiteClients clients, IOptions<RecoveryOptions> options) : IConsistencyCheck
+public sealed class OrphanedAssignmentsCheck(SuiteClients clients, CoveredTenants tenants, IOptions<RecoveryOptions> options) : IConsistencyCheck
 {
     public CheckDefinition Definition { get; } = new()
     {
@@ -27,7 +28,7 @@ public sealed class OrphanedAssignmentsCheck(SuiteClients clients, IOptions<Reco
     public async Task<IReadOnlyList<FoundIssue>> FindAsync(CancellationToken ct)
     {
         var issues = new List<FoundIssue>();
-        foreach (var tenant in options.Value.Tenants.Distinct(StringComparer.Ordinal))
+        foreach (var tenant in await tenants.RefreshAsync(ct))
         {
             var workers = (await clients.AllWorkersAsync(tenant, ct)).ToDictionary(w => w.Id, StringComparer.OrdinalIgnoreCase);
             foreach (var status in new[] { TaskStatus.Assigned, TaskStatus.Running })

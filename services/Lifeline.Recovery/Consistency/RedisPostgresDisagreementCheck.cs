@@ -4,11 +4,12 @@ using Lifeline.Recovery.Options;
 using Lifeline.Recovery.V1;
 using Lifeline.Registry.V1;
 using Microsoft.Extensions.Options;
+using Lifeline.Recovery.Tenancy;
 
 namespace Lifeline.Recovery.Consistency;
 
 /// <summary>Workers whose liveness the registry records differently in PostgreSQL (status) and Redis (heartbeat key).</summary>
-public sealed class RedisPostgresDisagreementCheck(SuiteClients clients, IOptions<RecoveryOptions> options) : IConsistencyCheck
+public sealed class RedisPostgresDisagreementCheck(SuiteClients clients, CoveredTenants tenants) : IConsistencyCheck
 {
     public CheckDefinition Definition { get; } = new()
     {
@@ -24,7 +25,7 @@ public sealed class RedisPostgresDisagreementCheck(SuiteClients clients, IOption
     public async Task<IReadOnlyList<FoundIssue>> FindAsync(CancellationToken ct)
     {
         var issues = new List<FoundIssue>();
-        foreach (var tenant in options.Value.Tenants.Distinct(StringComparer.Ordinal))
+        foreach (var tenant in await tenants.RefreshAsync(ct))
         {
             var response = await clients.Registry.ReconcileWorkersAsync(new ReconcileWorkersRequest { DryRun = true }, SuiteClients.For(tenant, ct));
             foreach (var d in response.Disagreements)

@@ -8,11 +8,12 @@ using Lifeline.Recovery.SystemState;
 using Lifeline.Recovery.V1;
 using Microsoft.Extensions.Options;
 using TaskStatus = Lifeline.Queue.V1.TaskStatus;
+using Lifeline.Recovery.Tenancy;
 
 namespace Lifeline.Recovery.Consistency;
 
 /// <summary>Running tasks past their own timeout (plus <c>Recovery:TimeoutGrace</c>) that the queue's maintenance has not timed out.</summary>
-public sealed class TimeoutViolationsCheck(SuiteClients clients, IOptions<RecoveryOptions> options, TimeProvider time) : IConsistencyCheck
+public sealed class TimeoutViolationsCheck(SuiteClients clients, CoveredTenants tenants, IOptions<RecoveryOptions> options, TimeProvider time) : IConsistencyCheck
 {
     public CheckDefinition Definition { get; } = new()
     {
@@ -27,7 +28,7 @@ public sealed class TimeoutViolationsCheck(SuiteClients clients, IOptions<Recove
     {
         var issues = new List<FoundIssue>();
         var now = time.GetUtcNow().UtcDateTime;
-        foreach (var tenant in options.Value.Tenants.Distinct(StringComparer.Ordinal))
+        foreach (var tenant in await tenants.RefreshAsync(ct))
         {
             foreach (var task in await clients.TasksAsync(tenant, TaskStatus.Running, options.Value.ScanPageSize, ct))
             {

@@ -7,6 +7,7 @@ using Lifeline.Recovery.V1;
 using Lifeline.Registry.V1;
 using Microsoft.Extensions.Options;
 using TaskStatus = Lifeline.Queue.V1.TaskStatus;
+using Lifeline.Recovery.Tenancy;
 
 namespace Lifeline.Recovery.Consistency;
 
@@ -15,7 +16,7 @@ namespace Lifeline.Recovery.Consistency;
 /// leased to another worker): fixed by telling the worker to drop it. Also reported, not fixed: a running
 /// task whose live worker, heartbeating since the task started, leaves it out of the tasks it reports.
 /// </summary>
-public sealed class WorkerTaskMismatchCheck(SuiteClients clients, IOptions<RecoveryOptions> options) : IConsistencyCheck
+public sealed class WorkerTaskMismatchCheck(SuiteClients clients, CoveredTenants tenants, IOptions<RecoveryOptions> options) : IConsistencyCheck
 {
     /// <summary>How long after a task started its worker's heartbeats must include it before its absence is reported.</summary>
     private static readonly TimeSpan ReportGrace = TimeSpan.FromSeconds(2);
@@ -34,7 +35,7 @@ public sealed class WorkerTaskMismatchCheck(SuiteClients clients, IOptions<Recov
     public async Task<IReadOnlyList<FoundIssue>> FindAsync(CancellationToken ct)
     {
         var issues = new List<FoundIssue>();
-        foreach (var tenant in options.Value.Tenants.Distinct(StringComparer.Ordinal))
+        foreach (var tenant in await tenants.RefreshAsync(ct))
         {
             var workers = await clients.AllWorkersAsync(tenant, ct);
             var leased = new Dictionary<string, Queue.V1.Task>(StringComparer.OrdinalIgnoreCase);

@@ -44,6 +44,7 @@ internal static class RecoveryServiceExtensions
             return ConnectionMultiplexer.Connect(config);
         });
         builder.Services.AddSingleton<SuiteClients>();
+        builder.Services.AddSingleton<Tenancy.CoveredTenants>();
         builder.Services.AddSingleton(TimeProvider.System);
 
         // Order matters: the schema is migrated before the loops start; the leader lease before the leader-only loops.

@@ -10,12 +10,13 @@ using Lifeline.Recovery.V1;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.Extensions.Options;
 using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
+using Lifeline.Recovery.Tenancy;
 
 namespace Lifeline.Recovery.Grpc;
 
 /// <summary>The RecoveryService contract: actions, statistics, on-demand scans, leadership.</summary>
 public sealed class RecoveryGrpcService(
-    ActionLog log, RecoveryScanner scanner, RecoveryLeader leader, SuiteClients clients, IOptions<RecoveryOptions> options)
+    ActionLog log, RecoveryScanner scanner, RecoveryLeader leader, SuiteClients clients, CoveredTenants tenants, IOptions<RecoveryOptions> options)
     : RecoveryService.RecoveryServiceBase
 {
     public override async Task<ListRecoveryActionsResponse> ListRecoveryActions(ListRecoveryActionsRequest request, ServerCallContext context)
@@ -59,7 +60,7 @@ public sealed class RecoveryGrpcService(
         var ct = context.CancellationToken;
         var today = await log.TodayAsync(ct);
         long inFlight = 0;
-        foreach (var tenant in options.Value.Tenants)
+        foreach (var tenant in await tenants.RefreshAsync(ct))
         {
             var stats = await clients.Queue.GetQueueStatsAsync(new GetQueueStatsRequest(), SuiteClients.For(tenant, ct));
             inFlight += stats.Totals.GetValueOrDefault("TASK_STATUS_ASSIGNED") + stats.Totals.GetValueOrDefault("TASK_STATUS_RUNNING");

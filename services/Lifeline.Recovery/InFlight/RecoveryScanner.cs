@@ -9,6 +9,7 @@ using Lifeline.Registry.V1;
 using Microsoft.Extensions.Options;
 using QueueTask = Lifeline.Queue.V1.Task;
 using TaskStatus = Lifeline.Queue.V1.TaskStatus;
+using Lifeline.Recovery.Tenancy;
 
 namespace Lifeline.Recovery.InFlight;
 
@@ -24,7 +25,7 @@ public sealed record ScanResult(long Examined, long Recoverable, List<ActionReco
 /// lease: the queue refuses a stale token and the action log records one action per lease.
 /// </summary>
 public sealed partial class RecoveryScanner(
-    SuiteClients clients, TaskRecoverer recoverer, RecoveryLeader leader, IOptions<RecoveryOptions> options, TimeProvider time,
+    SuiteClients clients, TaskRecoverer recoverer, RecoveryLeader leader, CoveredTenants tenants, IOptions<RecoveryOptions> options, TimeProvider time,
     ILogger<RecoveryScanner> logger) : BackgroundService
 {
     private readonly SemaphoreSlim _oneAtATime = new(1, 1);
@@ -69,7 +70,7 @@ public sealed partial class RecoveryScanner(
             var at = time.GetUtcNow().UtcDateTime;
             long examined = 0, recoverable = 0, skippedAlive = 0;
             var actions = new List<ActionRecord>();
-            foreach (var tenant in options.Value.Tenants)
+            foreach (var tenant in await tenants.RefreshAsync(ct))
             {
                 var workers = await LoadWorkersAsync(tenant, ct);
                 foreach (var status in new[] { TaskStatus.Assigned, TaskStatus.Running, TaskStatus.Timeout })

@@ -4,6 +4,7 @@ using Task = System.Threading.Tasks.Task;
 using Lifeline.Recovery.Clients;
 using Lifeline.Recovery.Leadership;
 using Lifeline.Recovery.Options;
+using Lifeline.Recovery.Tenancy;
 using Lifeline.Recovery.V1;
 using Lifeline.Registry.V1;
 using Microsoft.Extensions.Options;
@@ -14,14 +15,14 @@ namespace Lifeline.Recovery.InFlight;
 
 /// <summary>
 /// The fast path: while this instance leads, it follows the registry's <c>WatchWorkers</c> stream
-/// of every covered tenant (lost events only) from a cursor stored in the recovery database, and
+/// of every covered tenant (lost events only; see <see cref="CoveredTenants"/>) from a cursor stored in the recovery database, and
 /// recovers the tasks of a lost worker at once — before their leases expire. The cursor is saved
 /// after each event is handled, so a new leader resumes where the old one stopped (at least once;
 /// the fenced, idempotent recovery makes a repeat harmless).
 /// </summary>
 public sealed partial class WorkerLossWatcher(
-    SuiteClients clients, TaskRecoverer recoverer, RecoveryLeader leader, NpgsqlDataSource dataSource, IOptions<RecoveryOptions> options,
-    TimeProvider time, ILogger<WorkerLossWatcher> logger) : BackgroundService
+    SuiteClients clients, TaskRecoverer recoverer, RecoveryLeader leader, NpgsqlDataSource dataSource, CoveredTenants tenants,
+    IOptions<RecoveryOptions> options, TimeProvider time, ILogger<WorkerLossWatcher> logger) : BackgroundService
 {
     private const string Source = "registry-workers";
     private const int EventsAtOnce = 16;
@@ -35,9 +36,40 @@ public sealed partial class WorkerLossWatcher(
             {
                 var term = await leader.WaitForTermAsync(stoppingToken);
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, term.Lost);
-                await Task.WhenAll(options.Value.Tenants.Select(tenant => WatchTenantAsync(tenant, term, linked.Token)));
+                await WatchCoveredTenantsAsync(term, linked.Token);
             }
             catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+            {
+            }
+        }
+    }
+
+    /// <summary>One watch per covered tenant for the term; a tenant found later (every scan interval) gets its own then.</summary>
+    private async Task WatchCoveredTenantsAsync(LeaderTerm term, CancellationToken ct)
+    {
+        var watches = new Dictionary<string, Task>(StringComparer.Ordinal);
+        try
+        {
+            while (true)
+            {
+                foreach (var tenant in await tenants.RefreshAsync(ct))
+                {
+                    if (!watches.ContainsKey(tenant))
+                    {
+                        watches[tenant] = WatchTenantAsync(tenant, term, ct);
+                    }
+                }
+                await Task.Delay(options.Value.ScanInterval, time, ct);
+            }
+        }
+        finally
+        {
+            // The term is over (or the service stops): every watch ends with it.
+            try
+            {
+                await Task.WhenAll(watches.Values);
+            }
+            catch (Exception e) when (ct.IsCancellationRequested && e is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled })
             {
             }
         }

@@ -8,11 +8,18 @@ public sealed class RecoveryOptions
     public const string Section = "Recovery";
 
     /// <summary>
-    /// Tenants whose tasks and workers recovery watches and acts on; <c>default</c> when none are configured (applied
+    /// Tenants whose tasks and workers recovery always watches and acts on (see <see cref="DiscoverTenants"/> for the
+    /// others); <c>default</c> when none are configured (applied
     /// after binding: the binder appends configured entries to an array that already has items).
     /// </summary>
     [MinLength(1)]
     public string[] Tenants { get; set; } = [];
+
+    /// <summary>
+    /// Also cover every tenant the queue has unfinished tasks for and the registry has registered workers for (asked
+    /// again before every scan), beyond <see cref="Tenants"/>.
+    /// </summary>
+    public bool DiscoverTenants { get; set; } = true;
 
     /// <summary>This instance's name in the leader lease (default: host, process id and a random suffix).</summary>
     public string? InstanceId { get; set; }

@@ -8,6 +8,7 @@ using Lifeline.Recovery.V1;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using StackExchange.Redis;
+using Lifeline.Recovery.Tenancy;
 
 namespace Lifeline.Recovery.SystemState;
 
@@ -25,14 +26,13 @@ public sealed record LiveState(
 /// recovery metrics from <c>recovery_actions</c>, and the recovery settings in effect (never secrets).
 /// </summary>
 public sealed class SystemStateCollector(SuiteClients clients, IConnectionMultiplexer redis, NpgsqlDataSource dataSource,
-    IOptions<RecoveryOptions> options, TimeProvider time)
+    CoveredTenants covered, IOptions<RecoveryOptions> options, TimeProvider time)
 {
     private static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(3);
 
-    private IEnumerable<string> Tenants => options.Value.Tenants.Distinct(StringComparer.Ordinal);
-
     public async Task<LiveState> CollectAsync(CancellationToken ct)
     {
+        var tenants = await covered.RefreshAsync(ct);
         var unreachable = new List<string>();
         foreach (var service in new[] { "queue", "registry", "checkpoint" })
         {
@@ -53,7 +53,7 @@ public sealed class SystemStateCollector(SuiteClients clients, IConnectionMultip
         List<PooledWorker>? all = [];
         try
         {
-            foreach (var tenant in Tenants)
+            foreach (var tenant in tenants)
             {
                 foreach (var w in await clients.AllWorkersAsync(tenant, ct))
                 {
@@ -70,7 +70,7 @@ public sealed class SystemStateCollector(SuiteClients clients, IConnectionMultip
         Dictionary<string, long>? counts = [];
         try
         {
-            foreach (var tenant in Tenants)
+            foreach (var tenant in tenants)
             {
                 var stats = await clients.Queue.GetQueueStatsAsync(new GetQueueStatsRequest(), SuiteClients.For(tenant, ct));
                 foreach (var (status, count) in stats.Totals)
@@ -86,7 +86,7 @@ public sealed class SystemStateCollector(SuiteClients clients, IConnectionMultip
         }
 
         var pool = all is null ? null : WorkerPool.Of(all.Where(w => w.Status != "deregistered").ToList());
-        return new LiveState(all, pool, counts, await MetricsAsync(ct), Configuration(), unreachable);
+        return new LiveState(all, pool, counts, await MetricsAsync(ct), Configuration(tenants), unreachable);
     }
 
     private static void AddOnce(List<string> problems, string problem)
@@ -137,14 +137,19 @@ public sealed class SystemStateCollector(SuiteClients clients, IConnectionMultip
         };
     }
 
-    /// <summary>The settings in effect. Listed one by one, so nothing secret (webhook secrets) can slip in.</summary>
-    public IReadOnlyDictionary<string, string> Configuration()
+    /// <summary>
+    /// The settings in effect and the tenants covered under them. Listed one by one, so nothing secret (webhook
+    /// secrets) can slip in.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Configuration(IReadOnlyList<string> coveredTenants)
     {
         var o = options.Value;
         static string Span(TimeSpan t) => t.ToString("c", CultureInfo.InvariantCulture);
         return new Dictionary<string, string>
         {
             ["Tenants"] = string.Join(",", o.Tenants.Distinct(StringComparer.Ordinal)),
+            ["DiscoverTenants"] = o.DiscoverTenants ? "true" : "false",
+            ["CoveredTenants"] = string.Join(",", coveredTenants),
             ["LeaderLeaseDuration"] = Span(o.LeaderLeaseDuration),
             ["ScanInterval"] = Span(o.ScanInterval),
             ["UnstartedThreshold"] = Span(o.UnstartedThreshold),

@@ -324,6 +324,9 @@ public sealed class RegistryGrpcService(
         return new SendWorkerCommandResponse { Worker = worker.ToProto(await mirror.LiveAsync(tenant, id)) };
     }
 
+    public override async Task<ListActiveTenantsResponse> ListActiveTenants(ListActiveTenantsRequest request, ServerCallContext context) =>
+        new() { Tenants = { await directory.ActiveTenantsAsync(context.CancellationToken) } };
+
     public override async Task<ReconcileWorkersResponse> ReconcileWorkers(ReconcileWorkersRequest request, ServerCallContext context)
     {
         var tenant = Tenant.From(context);

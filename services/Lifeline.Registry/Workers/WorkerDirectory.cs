@@ -4,6 +4,7 @@ using Lifeline.Registry.Options;
 using Lifeline.Registry.V1;
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Postgres;
+using Lifeline.ServiceDefaults.Tenancy;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using NpgsqlTypes;
@@ -47,6 +48,10 @@ public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mir
         SELECT {WorkerRecord.ColumnsOf("up")}, up.created, b.state, b.consecutive_failures, b.reset_at, b.opened_at
         FROM up LEFT JOIN circuit_breakers b ON b.worker_id = up.id
         """;
+
+    /// <summary>Every tenant with registered (not deregistered) workers, in byte order.</summary>
+    public Task<IReadOnlyList<string>> ActiveTenantsAsync(CancellationToken ct) =>
+        ActiveTenants.ListAsync(dataSource, "workers", "x.deregistered_at IS NULL", ct);
 
     /// <summary>Registers a worker, idempotently by name: the same id, a new session epoch.</summary>
     public async Task<(WorkerRecord Worker, bool Created)> RegisterAsync(string tenant, Registration registration, CancellationToken cancellationToken)

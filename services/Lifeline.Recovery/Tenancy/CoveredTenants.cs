@@ -1,0 +1,61 @@
+using Grpc.Core;
+using Lifeline.Recovery.Clients;
+using Lifeline.Recovery.Options;
+using Microsoft.Extensions.Options;
+using QueueTenantsRequest = Lifeline.Queue.V1.ListActiveTenantsRequest;
+using RegistryTenantsRequest = Lifeline.Registry.V1.ListActiveTenantsRequest;
+
+namespace Lifeline.Recovery.Tenancy;
+
+/// <summary>
+/// The tenants recovery covers: those configured in <c>Recovery:Tenants</c> and, with <c>Recovery:DiscoverTenants</c>
+/// (on by default), every tenant the queue has unfinished tasks for and every tenant the registry has registered
+/// workers for (their service-to-service <c>ListActiveTenants</c>), so a tenant that appears after start is covered
+/// without a configuration change. When discovery fails (a service is down) the last answer stands.
+/// </summary>
+public sealed partial class CoveredTenants(SuiteClients clients, IOptions<RecoveryOptions> options, ILogger<CoveredTenants> logger)
+{
+    private volatile string[] _discovered = [];
+
+    /// <summary>The covered tenants as of the last refresh, in byte order.</summary>
+    public IReadOnlyList<string> Current => Union(_discovered);
+
+    /// <summary>Asks the queue and the registry again; the covered tenants, in byte order.</summary>
+    public async Task<IReadOnlyList<string>> RefreshAsync(CancellationToken ct)
+    {
+        if (!options.Value.DiscoverTenants)
+        {
+            return Current;
+        }
+        try
+        {
+            // The calls look across tenants; the header only names the caller's own default tenant.
+            var queue = clients.Queue.ListActiveTenantsAsync(new QueueTenantsRequest(), SuiteClients.For(ServiceDefaults.Tenancy.Tenant.Default, ct));
+            var registry = clients.Registry.ListActiveTenantsAsync(new RegistryTenantsRequest(), SuiteClients.For(ServiceDefaults.Tenancy.Tenant.Default, ct));
+            var found = (await queue).Tenants.Concat((await registry).Tenants).Distinct(StringComparer.Ordinal).ToArray();
+            foreach (var tenant in found.Except(_discovered, StringComparer.Ordinal).Except(options.Value.Tenants, StringComparer.Ordinal))
+            {
+                LogDiscovered(logger, tenant);
+            }
+            _discovered = found;
+        }
+        catch (RpcException e) when (!ct.IsCancellationRequested)
+        {
+            LogDiscoveryFailed(logger, e.Status.Detail);
+        }
+        return Current;
+    }
+
+    private string[] Union(string[] discovered)
+    {
+        var all = options.Value.Tenants.Concat(discovered).Distinct(StringComparer.Ordinal).ToArray();
+        Array.Sort(all, StringComparer.Ordinal);
+        return all;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Tenant {Tenant} found (unfinished tasks or registered workers): recovery now covers it")]
+    private static partial void LogDiscovered(ILogger logger, string tenant);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not ask the queue and the registry for their tenants ({Detail}); covering the tenants known so far")]
+    private static partial void LogDiscoveryFailed(ILogger logger, string detail);
+}
