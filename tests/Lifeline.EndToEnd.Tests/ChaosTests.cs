@@ -3,6 +3,7 @@ using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Net.Client;
 using Lifeline.EndToEnd.Tests.Suite;
+using Lifeline.Testing;
 using Lifeline.Processes;
 using Lifeline.Queue.V1;
 using Lifeline.Recovery.V1;

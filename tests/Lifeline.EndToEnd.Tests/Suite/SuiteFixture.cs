@@ -35,7 +35,7 @@ public sealed class SuiteFixture : IAsyncLifetime
 
     public SuiteFixture()
     {
-        RepositoryRoot = FindRepositoryRoot();
+        RepositoryRoot = BuiltAssemblies.RepositoryRoot;
         WorkDirectory = Path.Combine(Path.GetTempPath(), $"lifeline-e2e-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40]);
         DataDirectory = Path.Combine(WorkDirectory, "data");
         ApphostLog = Path.Combine(WorkDirectory, "apphost.log");
@@ -214,23 +214,9 @@ public sealed class SuiteFixture : IAsyncLifetime
     }
 
     /// <summary>The built dll of a project under the repository (Release, else Debug), or an explanation of how to build it.</summary>
-    public string BuiltAssembly(string projectDirectory, string assemblyName)
-    {
-        foreach (var configuration in new[] { "Release", "Debug" })
-        {
-            var path = Path.Combine(RepositoryRoot, projectDirectory, "bin", configuration, "net10.0", assemblyName + ".dll");
-            if (File.Exists(path))
-            {
-                return path;
-            }
-        }
+    public string BuiltAssembly(string projectDirectory, string assemblyName) => BuiltAssemblies.Find(projectDirectory, assemblyName);
 
-        throw new InvalidOperationException(
-            $"{assemblyName}.dll is not built under {projectDirectory}/bin/(Release|Debug)/net10.0; run `dotnet build Lifeline.slnx -c Release` first.");
-    }
-
-    public static string DotnetHost() =>
-        Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host) ? host : "dotnet";
+    public static string DotnetHost() => BuiltAssemblies.DotnetHost();
 
     private async Task StartAsync()
     {
@@ -384,19 +370,6 @@ public sealed class SuiteFixture : IAsyncLifetime
                 return false;
             }
         }
-    }
-
-    private static string FindRepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Lifeline.slnx")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"Lifeline.slnx not found above {AppContext.BaseDirectory}.");
     }
 }
 

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace Lifeline.EndToEnd.Tests.Suite;
+namespace Lifeline.Testing;
 
 /// <summary>A long-running child process of a test (a worker, a standby service) with its output in a file; killed on dispose.</summary>
 public sealed class BackgroundProcess : IDisposable
