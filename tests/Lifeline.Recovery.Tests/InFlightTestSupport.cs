@@ -86,6 +86,17 @@ internal static class InFlightTestSupport
         return Assert.Single(leased.Tasks);
     }
 
+    /// <summary>
+    /// The task's recorded actions once there are <paramref name="count"/>: an action is recorded right after the queue
+    /// call that moved the task returns, so a fast rescuer may lease the task a moment before the record exists.
+    /// </summary>
+    public static async Task<List<Recovery.V1.RecoveryAction>> ActionsAsync(this RecoveryEnvironment env, string taskId, int count) =>
+        (await EventuallyAsync(async () =>
+        {
+            var listed = (await env.RecoveryClient().ListRecoveryActionsAsync(new Recovery.V1.ListRecoveryActionsRequest { TaskId = taskId })).Actions;
+            return listed.Count >= count ? listed : null;
+        }, TimeSpan.FromSeconds(5), $"{count} recorded action(s) of task {taskId}")).ToList();
+
     public static async Task<T> EventuallyAsync<T>(Func<Task<T?>> probe, TimeSpan timeout, string what) where T : class
     {
         var deadline = DateTime.UtcNow + timeout;

@@ -15,7 +15,7 @@ namespace Lifeline.Recovery.Tests;
 /// heartbeat 1 s (TTL 3 s), recovery lease 1.5 s, scans every 500 ms. More recovery instances
 /// (standbys) on demand.
 /// </summary>
-public sealed class RecoveryEnvironment() : ServiceTestEnvironment("recovery")
+public class RecoveryEnvironment() : ServiceTestEnvironment("recovery")
 {
     public static readonly Dictionary<string, string?> FastRecovery = new()
     {
@@ -29,7 +29,13 @@ public sealed class RecoveryEnvironment() : ServiceTestEnvironment("recovery")
         ["Recovery:WebhookPollInterval"] = "00:00:00.100",
         ["Recovery:Tenants:0"] = "default",
         ["Recovery:Tenants:1"] = "acme",
+        // Each test names the tenants its instances cover (a consistency scene's own tenant must not be recovered by
+        // the class's leader behind the check's back); TenantDiscoveryTests turns discovery, the default, back on.
+        ["Recovery:DiscoverTenants"] = "false",
     };
+
+    /// <summary>Settings of the class's first recovery instance (the leader) over <see cref="FastRecovery"/>.</summary>
+    protected virtual IDictionary<string, string?>? LeaderSettings => null;
 
     private readonly List<ServiceHost> _hosts = [];
 
@@ -64,7 +70,7 @@ public sealed class RecoveryEnvironment() : ServiceTestEnvironment("recovery")
         {
             ["ConnectionStrings:checkpointdb"] = CheckpointDatabase,
         });
-        Recovery = await StartRecoveryAsync();
+        Recovery = await StartRecoveryAsync(LeaderSettings);
     }
 
     /// <summary>A queue instance wired to the registry (more than one for race tests).</summary>
