@@ -54,10 +54,16 @@ public sealed partial class WorkerLossWatcher(
             {
                 foreach (var tenant in await tenants.RefreshAsync(ct))
                 {
-                    if (!watches.ContainsKey(tenant))
+                    if (watches.TryGetValue(tenant, out var watch) && !watch.IsCompleted)
                     {
-                        watches[tenant] = WatchTenantAsync(tenant, term, ct);
+                        continue;
                     }
+                    if (watch?.Exception is { } failure)
+                    {
+                        // A watch retries what it expects; anything else ends it. Start it again rather than lose the tenant.
+                        LogWatchFailed(logger, tenant, failure.GetBaseException());
+                    }
+                    watches[tenant] = WatchTenantAsync(tenant, term, ct);
                 }
                 await Task.Delay(options.Value.ScanInterval, time, ct);
             }
