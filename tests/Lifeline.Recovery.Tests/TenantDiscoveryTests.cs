@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Lifeline.Queue.V1;
+using Lifeline.Recovery.Tenancy;
 using Lifeline.Recovery.V1;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Lifeline.Recovery.Tests;
 
@@ -47,5 +49,22 @@ public sealed class TenantDiscoveryTests(TenantDiscoveryEnvironment env) : IClas
             return state.Configuration.GetValueOrDefault("CoveredTenants", "").Split(',').Contains(tenant) ? state : null;
         }, TimeSpan.FromSeconds(10), $"a system state covering {tenant}");
         await queue.CompleteTaskAsync(new CompleteTaskRequest { TaskId = task.Id, FencingToken = resumed.FencingToken });
+    }
+
+    [Fact]
+    public async Task Many_askers_at_once_all_get_the_configured_tenants_and_a_new_tenant_soon_after()
+    {
+        var covered = env.Recovery.App.Services.GetRequiredService<CoveredTenants>();
+        var tenant = $"later-{Guid.NewGuid():N}"[..20];
+        await env.QueueClient(tenant).EnqueueAsync(InFlightTestSupport.NewType());
+
+        // The scanner, the watcher, the checks and the stats ask at once; they share the answers (one round of calls).
+        var answers = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => covered.RefreshAsync(CancellationToken.None)));
+        Assert.All(answers, a => Assert.Superset(new HashSet<string> { "default", "acme" }, a.ToHashSet()));
+        Assert.All(answers, a => Assert.Equal(a.Order(StringComparer.Ordinal), a));
+
+        // An answer is reused for at most half a scan interval (0.5 s here), so the new tenant is covered soon after.
+        await InFlightTestSupport.EventuallyAsync(async () =>
+            (await covered.RefreshAsync(CancellationToken.None)).Contains(tenant) ? tenant : null, TimeSpan.FromSeconds(3), $"{tenant} covered");
     }
 }

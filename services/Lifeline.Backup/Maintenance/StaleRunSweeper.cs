@@ -31,6 +31,9 @@ public sealed partial class StaleRunSweeper(
         await using var db = await contexts.CreateDbContextAsync(ct);
         var running = await db.Backups.AsNoTracking().Where(b => b.Status == BackupKinds.Running).Select(b => new { b.Id, b.Target }).ToListAsync(ct);
         var restores = await db.RestoreRuns.AsNoTracking().Where(r => r.Status == BackupKinds.Running).Select(r => new { r.Id, r.Target }).ToListAsync(ct);
+        // Abandoned, if at all, are only the runs read here: they were running then, so once their target's lock is free
+        // their operation has ended. A run that started since (taking the lock after the look) is not among them.
+        var seen = running.Select(b => b.Id).Concat(restores.Select(r => r.Id)).ToHashSet();
         var live = new HashSet<Guid>();
         foreach (var target in running.Select(b => b.Target).Concat(restores.Select(r => r.Target)).Distinct())
         {
@@ -40,9 +43,6 @@ public sealed partial class StaleRunSweeper(
             }
             else
             {
-                // Only the runs read above: they were running then and their lock is free now, so their operation has
-                // ended. A run that started since (taking the lock after the look) is not among them.
-                var seen = running.Select(b => b.Id).Concat(restores.Select(r => r.Id)).ToHashSet();
                 await AbandonAsync(target, ct, includeRestores: true, only: seen);
             }
         }

@@ -12,21 +12,45 @@ namespace Lifeline.Recovery.Tenancy;
 /// (on by default), every tenant the queue has unfinished tasks for and every tenant the registry has registered
 /// workers for (their service-to-service <c>ListActiveTenants</c>), so a tenant that appears after start is covered
 /// without a configuration change. When discovery fails (a service is down) the last answer stands.
+/// The scanner, the lost-worker watcher, the checks, the state snapshots and the stats all ask; one answer younger
+/// than half a scan interval serves them all, and concurrent askers share one round of calls.
 /// </summary>
-public sealed partial class CoveredTenants(SuiteClients clients, IOptions<RecoveryOptions> options, ILogger<CoveredTenants> logger)
+public sealed partial class CoveredTenants(SuiteClients clients, IOptions<RecoveryOptions> options, TimeProvider time, ILogger<CoveredTenants> logger)
 {
+    private readonly SemaphoreSlim _oneAtATime = new(1, 1);
     private volatile string[] _discovered = [];
+    private long _answeredAt = long.MinValue;
 
     /// <summary>The covered tenants as of the last refresh, in byte order.</summary>
     public IReadOnlyList<string> Current => Union(_discovered);
 
-    /// <summary>Asks the queue and the registry again; the covered tenants, in byte order.</summary>
+    /// <summary>The covered tenants, in byte order, asking the queue and the registry again unless a recent answer stands.</summary>
     public async Task<IReadOnlyList<string>> RefreshAsync(CancellationToken ct)
     {
-        if (!options.Value.DiscoverTenants)
+        if (!options.Value.DiscoverTenants || Fresh())
         {
             return Current;
         }
+        await _oneAtATime.WaitAsync(ct);
+        try
+        {
+            if (!Fresh())
+            {
+                await AskAsync(ct);
+            }
+        }
+        finally
+        {
+            _oneAtATime.Release();
+        }
+        return Current;
+    }
+
+    private bool Fresh() =>
+        Interlocked.Read(ref _answeredAt) is var at && at != long.MinValue && time.GetElapsedTime(at) < options.Value.ScanInterval / 2;
+
+    private async Task AskAsync(CancellationToken ct)
+    {
         try
         {
             // The calls look across tenants; the header only names the caller's own default tenant.
@@ -38,12 +62,13 @@ public sealed partial class CoveredTenants(SuiteClients clients, IOptions<Recove
                 LogDiscovered(logger, tenant);
             }
             _discovered = found;
+            Interlocked.Exchange(ref _answeredAt, time.GetTimestamp());
         }
         catch (RpcException e) when (!ct.IsCancellationRequested)
         {
+            // Not marked fresh: the next asker tries again.
             LogDiscoveryFailed(logger, e.Status.Detail);
         }
-        return Current;
     }
 
     private string[] Union(string[] discovered)
