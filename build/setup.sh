@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Ensures a Debian 12 machine has what the build and tests need. Idempotent: installs only what is
-# missing and runs `apt-get update` at most once, and only when something is missing.
+# Ensures a Debian 12 machine has what the build, the tests and `build/run.sh` need, then verifies the
+# files and tools themselves — a package name in dpkg's list is not proof that what the build reads is
+# there (Debian's protobuf-compiler without its recommended libprotobuf-dev has no google/protobuf/*.proto).
+# Idempotent: installs only what is missing and runs `apt-get update` at most once, only when needed.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,33 +18,71 @@ if ! dotnet --list-sdks 2>/dev/null | grep -q '^10\.'; then
   fail "no .NET 10 SDK found (dotnet --list-sdks: $(dotnet --list-sdks 2>/dev/null | tr '\n' ' ')). Install .NET SDK 10."
 fi
 
-# --- apt packages -------------------------------------------------------------------------------
-SUDO=()
-if [[ $(id -u) -ne 0 ]]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo)
-  fi
-fi
+PGBIN=/usr/lib/postgresql/15/bin
+SYSTEM_PYTHON=/usr/bin/python3
+WELL_KNOWN=/usr/include/google/protobuf
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+# What the suite reads or runs, each with the Debian package that provides it. A check is a path that
+# must exist (and be executable when it is a program), or "python:<module>" for the system interpreter.
+checks=(
+  "$PGBIN/postgres|postgresql-15"
+  "$PGBIN/initdb|postgresql-15"
+  "$PGBIN/pg_ctl|postgresql-15"
+  "$PGBIN/pg_dump|postgresql-client-15"
+  "$PGBIN/pg_restore|postgresql-client-15"
+  "/usr/bin/pg_config|postgresql-common"
+  "/usr/bin/redis-server|redis-server"
+  "/usr/bin/redis-cli|redis-tools"
+  "/usr/bin/protoc|protobuf-compiler"
+  "/usr/bin/grpc_python_plugin|protobuf-compiler-grpc"
+  "$WELL_KNOWN/descriptor.proto|libprotobuf-dev"
+  "$WELL_KNOWN/timestamp.proto|libprotobuf-dev"
+  "$WELL_KNOWN/duration.proto|libprotobuf-dev"
+  "$WELL_KNOWN/struct.proto|libprotobuf-dev"
+  "$WELL_KNOWN/empty.proto|libprotobuf-dev"
+  "$WELL_KNOWN/wrappers.proto|libprotobuf-dev"
+  "$WELL_KNOWN/any.proto|libprotobuf-dev"
+  "$SYSTEM_PYTHON|python3"
+  "python:grpc|python3-grpcio"
+  "python:google.protobuf|python3-protobuf"
+)
 
-missing=()
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-[[ -x /usr/lib/postgresql/15/bin/postgres ]] || missing+=(postgresql-15)
-for package in python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc; do
-  installed "$package" || missing+=("$package")
-done
+check() {
+  local target=$1
+  case "$target" in
+    python:*) [[ -x $SYSTEM_PYTHON ]] && "$SYSTEM_PYTHON" -c "import ${target#python:}" >/dev/null 2>&1 ;;
+    */bin/*|*/sbin/*) [[ -f $target && -x $target ]] ;;
+    *) [[ -f $target && -r $target ]] ;;
+  esac
+}
 
-if [[ ${#missing[@]} -eq 0 ]]; then
+missing_files=() missing_packages=()
+scan() {
+  missing_files=() missing_packages=()
+  local entry target package
+  for entry in "${checks[@]}"; do
+    target=${entry%%|*} package=${entry##*|}
+    if ! check "$target"; then
+      missing_files+=("$target ($package)")
+      [[ " ${missing_packages[*]} " == *" $package "* ]] || missing_packages+=("$package")
+    fi
+  done
+}
+
+scan
+if [[ ${#missing_packages[@]} -eq 0 ]]; then
   log "system packages present"
 else
+  SUDO=()
+  if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null 2>&1; then SUDO=(sudo); fi
   if ! command -v apt-get >/dev/null 2>&1; then
-    fail "missing ${missing[*]} and apt-get is not available; install them by hand."
+    fail "missing: ${missing_files[*]}; apt-get is not available: install ${missing_packages[*]} by hand."
   fi
   if [[ $(id -u) -ne 0 && ${#SUDO[@]} -eq 0 ]]; then
-    fail "missing ${missing[*]}; run as root or install sudo, or install them by hand."
+    fail "missing: ${missing_files[*]}; run as root or install sudo, or install ${missing_packages[*]} by hand."
   fi
-  log "installing ${missing[*]}"
+  log "missing: ${missing_files[*]}"
+  log "installing ${missing_packages[*]}"
 
   # Keep the packages' own services (a system redis on 6379, a postgres 'main' cluster on 5432) from
   # starting: tests run private servers on free ports. Only if no policy is in place already.
@@ -55,13 +95,26 @@ else
 
   export DEBIAN_FRONTEND=noninteractive
   "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 update
-  "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "${missing[@]}"
+  "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "${missing_packages[@]}"
+
+  scan
+  if [[ ${#missing_files[@]} -gt 0 ]]; then
+    fail "still missing after installing ${missing_packages[*]}: ${missing_files[*]}"
+  fi
 fi
 
-# --- sanity -------------------------------------------------------------------------------------
-command -v redis-server >/dev/null 2>&1 || fail "redis-server still not on PATH"
-[[ -x /usr/lib/postgresql/15/bin/postgres ]] || fail "/usr/lib/postgresql/15/bin/postgres still missing"
+# --- the tools work, not only exist ------------------------------------------------------------------
+# protoc must resolve the well-known imports our contracts use (google/api/annotations.proto imports
+# google/protobuf/descriptor.proto): compile one contract to a scratch directory.
+scratch=$(mktemp -d)
+if ! protoc_out=$(/usr/bin/protoc -I protos --descriptor_set_out="$scratch/check.pb" google/api/annotations.proto 2>&1); then
+  rm -rf "$scratch"
+  fail "protoc cannot compile protos/google/api/annotations.proto: $protoc_out"
+fi
+rm -rf "$scratch"
+"$PGBIN/postgres" --version >/dev/null 2>&1 || fail "$PGBIN/postgres does not run"
+/usr/bin/redis-server --version >/dev/null 2>&1 || fail "/usr/bin/redis-server does not run"
 if [[ $(id -u) -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
   fail "running as root but there is no 'postgres' OS user to run PostgreSQL as (reinstall postgresql-15)"
 fi
-log "ok: $(dotnet --version 2>/dev/null || true) SDK, $(redis-server --version | awk '{print $3}'), PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}')"
+log "ok: $(dotnet --version 2>/dev/null || true) SDK, redis $(/usr/bin/redis-server --version | awk '{print $3}'), PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $(/usr/bin/protoc --version), python $("$SYSTEM_PYTHON" -c 'import grpc; print("grpcio", grpc.__version__)')"

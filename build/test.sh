@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Builds the solution and runs every test project. Prints each project's summary and, last,
-# "N passed, N failed" summed over all projects (from the TRX files). Exits non-zero on any failure.
+# Builds the solution and runs every test project. Prints each project's summary, the slowest tests, the
+# suite's wall time and, last, "N passed, N failed" summed over all projects (from the TRX files). Exits
+# non-zero on any failure.
+#
+# Nothing can hang the run: every async test has a timeout (TestTimeouts.Default), every gRPC call a test
+# makes has a deadline (TestDeadlines), and as a last guard a test host whose current test runs longer than
+# HANG_MINUTES is stopped (dotnet test --blame-hang), with that test named in the log and counted as failed.
 set -euo pipefail
+started=$SECONDS
+HANG_MINUTES=${LIFELINE_TEST_HANG_MINUTES:-8}  # keep in step with TestTimeouts.HangMinutes
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,6 +29,7 @@ fi
 set +e
 dotnet test Lifeline.slnx -c Release --no-build \
   --results-directory "$results_dir" \
+  --blame-hang --blame-hang-timeout "${HANG_MINUTES}m" --blame-hang-dump-type none \
   --logger "console;verbosity=normal" \
   --logger "trx"
 test_status=$?
@@ -58,6 +66,31 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "**", "*.trx"), recursive
         for line in message.strip().splitlines()[:12]:
             print(f"    {line}")
 PY
+
+# The slowest tests and the suite's wall time: what to look at when the run gets slow.
+python3 - "$results_dir" <<'PY' || true
+import glob, os, sys
+import xml.etree.ElementTree as ET
+def seconds(d):
+    h, m, s = (d or "0:0:0").split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+rows = []
+for path in glob.glob(os.path.join(sys.argv[1], "**", "*.trx"), recursive=True):
+    for result in ET.parse(path).iter():
+        if result.tag.endswith("UnitTestResult") and result.get("duration"):
+            rows.append((seconds(result.get("duration")), result.get("testName")))
+rows.sort(reverse=True)
+print("slowest tests:")
+for duration, name in rows[:15]:
+    print(f"  {duration:7.1f} s  {name}")
+PY
+echo "test suite wall time: $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
+
+# A test host stopped by --blame-hang leaves a Sequence file naming the tests it had started.
+while IFS= read -r sequence; do
+  echo "HANG: a test host was stopped after ${HANG_MINUTES} min on one test; the last tests it started ($sequence):"
+  grep -o 'Name="[^"]*"' "$sequence" | tail -n 3 | sed 's/^/    /'
+done < <(find "$results_dir" -name 'Sequence_*.xml' 2>/dev/null)
 
 if [[ $test_status -ne 0 && $failed -eq 0 ]]; then
   # The test run failed without a failed test in any TRX (a crashed test host, a missing TRX …).

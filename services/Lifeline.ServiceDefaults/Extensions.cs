@@ -1,4 +1,6 @@
 using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Grpc;
+using Lifeline.ServiceDefaults.Validation;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.Extensions.DependencyInjection;
@@ -30,10 +32,15 @@ public static class Extensions
             options.MaxSendMessageSize = MaxMessageBytes;
             options.EnableDetailedErrors = false;
         }).AddJsonTranscoding(o =>
+        {
             // Error details travel as google.protobuf.Any; REST callers see them as JSON too.
             o.TypeRegistry = Google.Protobuf.Reflection.TypeRegistry.FromMessages(
                 Google.Rpc.BadRequest.Descriptor, Google.Rpc.ErrorInfo.Descriptor, Google.Rpc.RetryInfo.Descriptor,
-                Google.Rpc.ResourceInfo.Descriptor, Google.Rpc.PreconditionFailure.Descriptor));
+                Google.Rpc.ResourceInfo.Descriptor, Google.Rpc.PreconditionFailure.Descriptor);
+            // The proto3 JSON mapping: 64-bit integers are strings (a JavaScript number cannot hold every int64).
+            o.JsonSettings.WriteInt64sAsStrings = true;
+        });
+        builder.Services.AddMalformedRequestHandling();
         builder.Services.AddGrpcReflection();
         builder.Services.AddGrpcHealthChecks()
             .AddCheck("self", () => HealthCheckResult.Healthy(), ["live"]);
@@ -65,9 +72,14 @@ public static class Extensions
             .UseOtlpExporter();
     }
 
-    /// <summary>Maps <c>/health</c> (everything), <c>/alive</c> (liveness), reflection and <c>grpc.health.v1</c>.</summary>
+    /// <summary>
+    /// Maps <c>/health</c> (everything), <c>/alive</c> (liveness), reflection and <c>grpc.health.v1</c>, and
+    /// bounds every unary call's duration on the server (<see cref="Grpc.CallTimeLimit"/>).
+    /// </summary>
     public static WebApplication MapDefaultEndpoints(this WebApplication app)
     {
+        app.UseCallTimeLimit();
+        app.UseRestContractGuard();
         app.MapHealthChecks("/health");
         app.MapHealthChecks("/alive", new HealthCheckOptions { Predicate = r => r.Tags.Contains("live") });
         app.MapGrpcReflectionService();

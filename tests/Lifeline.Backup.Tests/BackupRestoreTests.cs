@@ -7,7 +7,7 @@ namespace Lifeline.Backup.Tests;
 /// <summary>Backups restore to exactly the database as it was at the backup — full, and full + change chains.</summary>
 public sealed class BackupRestoreTests(BackupEnvironment env) : IClassFixture<BackupEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Full_backup_then_changes_then_restore_gives_the_database_of_the_backup_moment()
     {
         var target = await env.CreateTargetAsync(rows: 500);
@@ -74,7 +74,7 @@ public sealed class BackupRestoreTests(BackupEnvironment env) : IClassFixture<Ba
         Assert.Equal(501L, await target.ScalarAsync<long>("SELECT count(*) FROM items"));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Full_incremental_and_differential_chains_restore_exactly_to_each_backup()
     {
         var target = await env.CreateTargetAsync(rows: 300);
@@ -140,7 +140,7 @@ public sealed class BackupRestoreTests(BackupEnvironment env) : IClassFixture<Ba
         Assert.Equal(fresh.BackupId, after.ParentBackupId);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Verify_proves_every_kind_of_backup_by_a_restore_drill_and_stores_the_verdict()
     {
         var target = await env.CreateTargetAsync(rows: 200);
@@ -167,7 +167,7 @@ public sealed class BackupRestoreTests(BackupEnvironment env) : IClassFixture<Ba
             $"SELECT count(*) FROM pg_database WHERE datname LIKE '{target.Database[..Math.Min(40, target.Database.Length)]}\\_v\\_%'"));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_restore_with_a_pre_restore_backup_keeps_the_state_it_replaced_restorable()
     {
         var target = await env.CreateTargetAsync(rows: 100);
@@ -193,7 +193,7 @@ public sealed class BackupRestoreTests(BackupEnvironment env) : IClassFixture<Ba
         Assert.Equal(0L, await env.ScalarAsync<long>("SELECT count(*) FROM restore_runs WHERE target = @t AND error IS NOT NULL", ("t", target.Name)));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_change_backup_is_refused_after_DDL_since_the_full()
     {
         var target = await env.CreateTargetAsync(rows: 50);

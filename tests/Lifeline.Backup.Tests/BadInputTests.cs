@@ -15,7 +15,7 @@ public sealed class BadInputTests(BackupEnvironment env) : IClassFixture<BackupE
         Assert.Equal("INVALID_ARGUMENT", status.ErrorInfo().Reason);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Every_bad_request_is_refused_with_its_status_and_reason_and_writes_nothing()
     {
         var target = await env.CreateTargetAsync(rows: 10);
@@ -85,7 +85,7 @@ public sealed class BadInputTests(BackupEnvironment env) : IClassFixture<BackupE
         Assert.Empty(Directory.Exists(files) ? Directory.GetFiles(files) : []);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Restoring_a_backup_onto_another_target_or_a_failed_backup_is_refused()
     {
         var a = await env.CreateTargetAsync(rows: 10);
@@ -100,7 +100,7 @@ public sealed class BadInputTests(BackupEnvironment env) : IClassFixture<BackupE
         Assert.Equal(content, await b.ContentAsync());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Schedules_are_set_listed_and_deleted()
     {
         var target = await env.CreateTargetAsync(rows: 10);
@@ -122,7 +122,7 @@ public sealed class BadInputTests(BackupEnvironment env) : IClassFixture<BackupE
         Assert.Single((await client.ListSchedulesAsync(new ListSchedulesRequest { Target = target.Name })).Schedules);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task List_filters_by_target_type_status_and_time_and_pages()
     {
         var target = await env.CreateTargetAsync(rows: 10);

@@ -22,7 +22,7 @@ public sealed class CorruptionAndInterruptionTests(BackupEnvironment env) : ICla
         return connection;
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_corrupted_full_backup_fails_verification_and_restore_refuses_it_leaving_the_target_unchanged()
     {
         var target = await env.CreateTargetAsync(rows: 300);
@@ -49,7 +49,7 @@ public sealed class CorruptionAndInterruptionTests(BackupEnvironment env) : ICla
         Assert.Equal(0L, await env.ScalarAsync<long>("SELECT count(*) FROM restore_runs WHERE target = @t", ("t", target.Name)));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_corrupted_incremental_fails_verification_of_itself_and_of_backups_that_depend_on_it()
     {
         var target = await env.CreateTargetAsync(rows: 100);
@@ -76,7 +76,7 @@ public sealed class CorruptionAndInterruptionTests(BackupEnvironment env) : ICla
         Assert.Empty(Directory.GetFiles(env.BackupDirectory, "*.partial", SearchOption.AllDirectories));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_backup_cancelled_mid_stream_is_failed_in_the_catalog_and_leaves_no_file()
     {
         var target = await env.CreateTargetAsync(rows: 1000);
@@ -119,7 +119,7 @@ public sealed class CorruptionAndInterruptionTests(BackupEnvironment env) : ICla
         Assert.Equal("NO_FULL_BACKUP", refused.ErrorInfo().Reason);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task An_interrupted_incremental_loses_no_change_the_next_one_captures_them()
     {
         var target = await env.CreateTargetAsync(rows: 100);
@@ -155,7 +155,7 @@ public sealed class CorruptionAndInterruptionTests(BackupEnvironment env) : ICla
         Assert.Equal(expected, await target.ContentAsync());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_backup_abandoned_by_a_crashed_instance_is_failed_and_its_partial_file_removed_at_start()
     {
         var target = await env.CreateTargetAsync(rows: 10);

@@ -1,5 +1,6 @@
 using Grpc.Core;
 using Grpc.Net.Client;
+using Lifeline.Testing;
 using Lifeline.Backup.V1;
 using Npgsql;
 
@@ -11,7 +12,7 @@ namespace Lifeline.Backup.Tests;
 /// </summary>
 public sealed class CrashTests(BackupEnvironment env) : IClassFixture<BackupEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_service_killed_mid_dump_leaves_nothing_usable_and_the_next_instance_cleans_up_and_backs_up_again()
     {
         var target = await env.CreateTargetAsync(rows: 2000);
@@ -29,7 +30,7 @@ public sealed class CrashTests(BackupEnvironment env) : IClassFixture<BackupEnvi
                 [$"Backup__Targets__{target.Name}__Connection"] = target.ConnectionString,
             });
         using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{port}");
-        var client = new BackupService.BackupServiceClient(channel);
+        var client = new BackupService.BackupServiceClient(channel.WithDeadlines());
         await WaitUntilServingAsync(client, service);
 
         // Caught mid-dump: running row, .partial file open, the chain's slot and snapshot created, pg_dump started.

@@ -8,7 +8,7 @@ namespace Lifeline.Backup.Tests;
 /// <summary>Racing operations on one target: one wins, the other is ABORTED or builds on the winner — never on the same range.</summary>
 public sealed class RaceTests(BackupEnvironment env) : IClassFixture<BackupEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Two_restores_of_one_target_at_once_one_is_aborted_and_the_target_is_the_winners()
     {
         var target = await env.CreateTargetAsync(rows: 2000);
@@ -49,7 +49,7 @@ public sealed class RaceTests(BackupEnvironment env) : IClassFixture<BackupEnvir
         Assert.Equal((long)won.Count, await env.ScalarAsync<long>("SELECT count(*) FROM restore_runs WHERE target = @t AND status = 'completed'", ("t", target.Name)));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_restore_while_another_holds_the_target_is_aborted_and_changes_nothing()
     {
         var target = await env.CreateTargetAsync(rows: 100);
@@ -82,7 +82,7 @@ public sealed class RaceTests(BackupEnvironment env) : IClassFixture<BackupEnvir
         Assert.Equal(live, await target.ContentAsync());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Concurrent_incrementals_never_claim_the_same_change_range_and_lose_nothing()
     {
         var target = await env.CreateTargetAsync(rows: 100);
@@ -125,7 +125,7 @@ public sealed class RaceTests(BackupEnvironment env) : IClassFixture<BackupEnvir
         Assert.Equal(expected, await target.ContentAsync());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Another_instances_sweep_racing_backups_never_deletes_a_live_backups_file()
     {
         var target = await env.CreateTargetAsync(rows: 100);
@@ -169,7 +169,7 @@ public sealed class RaceTests(BackupEnvironment env) : IClassFixture<BackupEnvir
         Assert.Equal(expected, await target.ContentAsync());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Racing_schedule_writes_and_deletes_leave_one_row_per_target_and_type()
     {
         var target = await env.CreateTargetAsync(rows: 10);
@@ -197,7 +197,7 @@ public sealed class RaceTests(BackupEnvironment env) : IClassFixture<BackupEnvir
         Assert.Contains(cron, crons);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_delete_racing_a_backup_of_the_same_target_is_aborted_or_serialised_never_orphaning_a_chain()
     {
         var target = await env.CreateTargetAsync(rows: 50);

@@ -7,7 +7,7 @@ namespace Lifeline.Backup.Tests;
 /// <summary>The REST routes of the README (google.api.http), served by the service's JSON transcoding.</summary>
 public sealed class RestTranscodingTests(BackupEnvironment env) : IClassFixture<BackupEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Backups_and_schedules_are_reachable_over_REST_as_documented()
     {
         var target = await env.CreateTargetAsync(rows: 10);

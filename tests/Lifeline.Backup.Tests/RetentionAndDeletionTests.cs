@@ -9,7 +9,7 @@ public sealed class RetentionAndDeletionTests(BackupEnvironment env) : IClassFix
     private async Task<long> RowsAsync(string target) =>
         await env.ScalarAsync<long>("SELECT count(*) FROM backups WHERE target = @t", ("t", target));
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Delete_refuses_a_backup_others_depend_on_unless_cascading()
     {
         var target = await env.CreateTargetAsync(rows: 50);
@@ -39,7 +39,7 @@ public sealed class RetentionAndDeletionTests(BackupEnvironment env) : IClassFix
         Assert.Equal(0L, await target.ScalarAsync<long>("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Retention_keeps_the_newest_per_type_the_last_verified_full_and_every_backup_a_kept_one_needs()
     {
         var target = await env.CreateTargetAsync(rows: 50);
@@ -83,7 +83,7 @@ public sealed class RetentionAndDeletionTests(BackupEnvironment env) : IClassFix
         Assert.Equal(expected, await target.ContentAsync());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Retention_by_age_removes_only_old_backups()
     {
         var target = await env.CreateTargetAsync(rows: 10);

@@ -6,7 +6,7 @@ namespace Lifeline.Backup.Tests;
 /// <summary>Due schedules run once, on exactly one of several instances.</summary>
 public sealed class SchedulerTests(BackupEnvironment env) : IClassFixture<BackupEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_due_schedule_runs_exactly_once_across_two_instances_and_moves_to_its_next_time()
     {
         var target = await env.CreateTargetAsync(rows: 20);

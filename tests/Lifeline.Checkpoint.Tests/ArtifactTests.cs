@@ -22,7 +22,7 @@ public sealed class ArtifactTests(CheckpointEnvironment env) : IClassFixture<Che
     private Task<long> OrphanChunksAsync() =>
         env.ScalarAsync<long>("SELECT count(*) FROM artifact_chunks c WHERE NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.blob_id = c.blob_id)");
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task An_upload_in_chunks_is_addressed_by_its_sha256_and_downloads_byte_for_byte()
     {
         var tenant = NewTenant("art");
@@ -50,7 +50,7 @@ public sealed class ArtifactTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.All(chunks, c => Assert.InRange(c, 1, ChunkBytes));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_same_bytes_again_are_deduplicated_into_one_stored_copy()
     {
         var tenant = NewTenant("dedup");
@@ -73,7 +73,7 @@ public sealed class ArtifactTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(1, await ArtifactRowsAsync(otherTenant));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Concurrent_uploads_of_the_same_new_bytes_store_one_copy()
     {
         var tenant = NewTenant("conc");
@@ -91,7 +91,7 @@ public sealed class ArtifactTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(bytes, (await clients[1].GetArtifactAsync(results[0].Artifact.Sha256)).Bytes);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task An_expected_sha256_that_does_not_match_is_refused_and_stores_nothing()
     {
         var tenant = NewTenant("mismatch");
@@ -111,7 +111,7 @@ public sealed class ArtifactTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(1, await ArtifactRowsAsync(tenant));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_corrupted_chunk_ends_the_download_with_data_loss()
     {
         var tenant = NewTenant("rot");
@@ -130,7 +130,7 @@ public sealed class ArtifactTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal("ARTIFACT_CORRUPTED", status.ErrorInfo().Reason);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Another_tenants_artifact_is_not_found()
     {
         var tenant = NewTenant("own");
@@ -141,7 +141,7 @@ public sealed class ArtifactTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(bytes, (await env.Checkpoint.Checkpoints(tenant).GetArtifactAsync(sha)).Bytes);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Malformed_artifact_requests_are_refused_and_store_nothing()
     {
         var tenant = NewTenant("badart");
@@ -166,7 +166,7 @@ public sealed class ArtifactTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(0, await OrphanChunksAsync());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Unreferenced_artifacts_are_removed_after_the_grace_period_and_referenced_ones_kept()
     {
         await using var host = await env.StartCheckpointAsync(new Dictionary<string, string?>

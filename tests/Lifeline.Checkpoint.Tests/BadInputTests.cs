@@ -19,7 +19,7 @@ public sealed class BadInputTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(0, await env.ScalarAsync<long>("SELECT count(*) FROM checkpoints WHERE workflow_id = @w", ("w", workflow)));
     }
 
-    [Theory]
+    [Theory(Timeout = TestTimeouts.Default)]
     [InlineData("missing workflow_id", "workflow_id", false)]
     [InlineData("workflow_id with a space", "workflow_id", false)]
     [InlineData("workflow_id longer than 200", "workflow_id", false)]
@@ -86,7 +86,7 @@ public sealed class BadInputTests(CheckpointEnvironment env) : IClassFixture<Che
         await AssertNothingWrittenAsync(request.WorkflowId);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Several_invalid_fields_are_reported_together()
     {
         var workflow = NewWorkflow("bad");
@@ -101,7 +101,7 @@ public sealed class BadInputTests(CheckpointEnvironment env) : IClassFixture<Che
         await AssertNothingWrittenAsync(workflow);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_state_over_max_state_bytes_is_refused_on_the_state_and_one_under_it_is_saved()
     {
         await using var host = await env.StartCheckpointAsync(new Dictionary<string, string?> { ["Checkpoint:MaxStateBytes"] = (64 * 1024).ToString() });
@@ -123,7 +123,7 @@ public sealed class BadInputTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(1, await env.CountCheckpointsAsync(workflow));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Unknown_workflows_are_not_found_for_every_call_that_names_one()
     {
         var workflow = NewWorkflow("unknown");
@@ -137,7 +137,7 @@ public sealed class BadInputTests(CheckpointEnvironment env) : IClassFixture<Che
         await AssertNothingWrittenAsync(workflow);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Unknown_checkpoint_ids_are_not_found()
     {
         var id = Guid.NewGuid().ToString();
@@ -152,7 +152,7 @@ public sealed class BadInputTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(1, await env.CountCheckpointsAsync(existing.WorkflowId));
     }
 
-    [Theory]
+    [Theory(Timeout = TestTimeouts.Default)]
     [InlineData("get")]
     [InlineData("invalidate")]
     [InlineData("delete")]
@@ -178,7 +178,7 @@ public sealed class BadInputTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(existing.Id, (await Client.WorkflowAsync(existing.WorkflowId)).HeadCheckpointId);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Malformed_rollback_requests_name_their_field_and_write_nothing()
     {
         var workflow = NewWorkflow("rbbad");
@@ -203,7 +203,7 @@ public sealed class BadInputTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(2, await env.CountCheckpointsAsync(workflow));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Malformed_list_invalidate_and_diff_requests_name_their_field()
     {
         var workflow = NewWorkflow("misc");
@@ -224,7 +224,7 @@ public sealed class BadInputTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.True((await Client.GetAsync(first.Id)).Metadata.IsValid);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_malformed_tenant_header_is_refused()
     {
         var workflow = NewWorkflow("tenant");

@@ -10,7 +10,7 @@ public sealed class CheckpointApiTests(CheckpointEnvironment env) : IClassFixtur
 {
     private CheckpointService.CheckpointServiceClient Client => env.Checkpoint.Checkpoints();
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Checkpoints_round_trip_with_canonical_checksums_sequences_parents_and_a_moving_head()
     {
         var workflow = NewWorkflow();
@@ -75,7 +75,7 @@ public sealed class CheckpointApiTests(CheckpointEnvironment env) : IClassFixtur
         AssertSameState(states[2], latest.Checkpoint.State);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task An_empty_context_is_the_empty_object_and_non_ascii_text_survives_the_round_trip()
     {
         var workflow = NewWorkflow();
@@ -105,7 +105,7 @@ public sealed class CheckpointApiTests(CheckpointEnvironment env) : IClassFixtur
     /// Basic Multilingual Plane is its UTF-8 bytes (not a \\uD83D\\uDE00 escape pair), and U+1F600 sorts
     /// after U+FF01 (UTF-16 code-unit order would put it first). Any client can then compute the checksum.
     /// </summary>
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_canonical_form_sorts_keys_by_code_point_and_writes_characters_outside_the_bmp_as_utf8()
     {
         var workflow = NewWorkflow();
@@ -119,7 +119,7 @@ public sealed class CheckpointApiTests(CheckpointEnvironment env) : IClassFixtur
         Assert.Equal(Canonical.Size(state), created.SizeBytes);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task List_is_newest_first_pages_without_gaps_and_filters_by_type_tag_and_validity()
     {
         var workflow = NewWorkflow();
@@ -161,7 +161,7 @@ public sealed class CheckpointApiTests(CheckpointEnvironment env) : IClassFixtur
         Assert.Equal([created[0].Id], before.Checkpoints.Select(c => c.Id));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Diff_names_every_changed_part_with_before_and_after()
     {
         var workflow = NewWorkflow();
@@ -203,7 +203,7 @@ public sealed class CheckpointApiTests(CheckpointEnvironment env) : IClassFixtur
         Assert.Empty(none.Changes);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Invalidate_marks_the_checkpoint_in_the_store_and_is_idempotent()
     {
         var workflow = NewWorkflow();
@@ -224,7 +224,7 @@ public sealed class CheckpointApiTests(CheckpointEnvironment env) : IClassFixtur
         AssertSameState(SmallState(1), read.State);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Another_tenants_checkpoints_and_workflows_are_not_found_and_untouched()
     {
         var workflow = NewWorkflow();
@@ -257,7 +257,7 @@ public sealed class CheckpointApiTests(CheckpointEnvironment env) : IClassFixtur
         Assert.Equal(head.Id, (await mine.WorkflowAsync(workflow)).HeadCheckpointId);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Reflection_lists_the_checkpoint_service_and_describes_it()
     {
         var client = new ServerReflection.ServerReflectionClient(env.Checkpoint.Channel);

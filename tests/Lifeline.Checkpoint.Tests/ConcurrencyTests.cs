@@ -70,21 +70,21 @@ public sealed class ConcurrencyTests(CheckpointEnvironment env) : IClassFixture<
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Two_writers_on_the_same_parent_one_wins_the_other_gets_head_moved_and_its_retry_succeeds()
     {
         var client = env.Checkpoint.Checkpoints();
         await RaceOnTheHeadAsync(client, client, rounds: 25);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Two_writers_on_two_instances_race_on_the_same_parent_without_losing_a_checkpoint()
     {
         await using var second = await env.StartCheckpointAsync();
         await RaceOnTheHeadAsync(env.Checkpoint.Checkpoints(), second.Checkpoints(), rounds: 25);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_stale_parent_is_refused_with_head_moved_and_writes_nothing()
     {
         var client = env.Checkpoint.Checkpoints();
@@ -100,7 +100,7 @@ public sealed class ConcurrencyTests(CheckpointEnvironment env) : IClassFixture<
         Assert.Equal(second.Id, (await client.WorkflowAsync(workflow)).HeadCheckpointId);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Writers_without_a_parent_all_succeed_on_a_linear_chain_across_two_instances()
     {
         await using var second = await env.StartCheckpointAsync();

@@ -17,7 +17,7 @@ public sealed class CorruptionTests(CheckpointEnvironment env) : IClassFixture<C
         Assert.True(named, $"the refusal names none of {string.Join(", ", anyOfIds)}: {status.Message} {info.Metadata}");
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_flipped_byte_is_data_loss_and_get_latest_falls_back_to_the_previous_intact_checkpoint()
     {
         var workflow = NewWorkflow("rot");
@@ -41,7 +41,7 @@ public sealed class CorruptionTests(CheckpointEnvironment env) : IClassFixture<C
         Assert.Equal(3, await env.CountCheckpointsAsync(workflow));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task An_instance_that_never_cached_the_state_also_reports_the_corruption()
     {
         var workflow = NewWorkflow("rot-fresh");
@@ -55,7 +55,7 @@ public sealed class CorruptionTests(CheckpointEnvironment env) : IClassFixture<C
         AssertCorrupted(status, second.Id);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_corrupt_full_snapshot_makes_every_delta_built_on_it_data_loss_never_wrong_state()
     {
         var workflow = NewWorkflow("rot-base");
@@ -94,7 +94,7 @@ public sealed class CorruptionTests(CheckpointEnvironment env) : IClassFixture<C
         Assert.Equal(created[3].Id, (await Client.WorkflowAsync(workflow)).HeadCheckpointId);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Get_latest_skips_invalidated_checkpoints_without_calling_them_corrupt()
     {
         var workflow = NewWorkflow("invalid");
@@ -125,7 +125,7 @@ public sealed class CorruptionTests(CheckpointEnvironment env) : IClassFixture<C
         await RefusedAsync(() => Client.GetLatestCheckpointAsync(new GetLatestCheckpointRequest { WorkflowId = workflow }).ResponseAsync, StatusCode.NotFound);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_tampered_checksum_column_is_caught_as_corruption()
     {
         var workflow = NewWorkflow("tamper");

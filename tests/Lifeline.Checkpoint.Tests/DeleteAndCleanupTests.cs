@@ -63,7 +63,7 @@ public sealed class DeleteAndCleanupTests(CheckpointEnvironment env) : IClassFix
         Assert.Equal(Guid.Parse(series.Created[^1].Id), row0.Value.HeadId);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Deleting_a_delta_base_rewrites_its_dependents_and_reparents_its_children()
     {
         var series = await WriteSeriesAsync(6, seed: 10);
@@ -93,7 +93,7 @@ public sealed class DeleteAndCleanupTests(CheckpointEnvironment env) : IClassFix
         await AssertRemainingReconstructAsync(series with { Created = series.Created.Where(c => c.Id != deleted.Id).ToList(), States = series.States.Where((_, i) => i != 2).ToList() });
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Deleting_the_first_full_snapshot_leaves_its_child_without_a_parent_and_still_reconstructing()
     {
         var series = await WriteSeriesAsync(4, seed: 11);
@@ -108,7 +108,7 @@ public sealed class DeleteAndCleanupTests(CheckpointEnvironment env) : IClassFix
         await AssertRemainingReconstructAsync(series with { Created = series.Created.Skip(1).ToList(), States = series.States.Skip(1).ToList() });
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_head_cannot_be_deleted()
     {
         var series = await WriteSeriesAsync(2, seed: 12);
@@ -121,7 +121,7 @@ public sealed class DeleteAndCleanupTests(CheckpointEnvironment env) : IClassFix
         await AssertRemainingReconstructAsync(series);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Cleanup_keep_last_removes_the_oldest_and_rewrites_the_deltas_that_depended_on_them()
     {
         var series = await WriteSeriesAsync(10, seed: 13);
@@ -145,7 +145,7 @@ public sealed class DeleteAndCleanupTests(CheckpointEnvironment env) : IClassFix
         Assert.Equal(3, await env.CountCheckpointsAsync(series.Workflow));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Cleanup_dry_run_reports_what_a_real_run_removes_and_changes_nothing()
     {
         var series = await WriteSeriesAsync(6, seed: 14);
@@ -165,7 +165,7 @@ public sealed class DeleteAndCleanupTests(CheckpointEnvironment env) : IClassFix
         await AssertRemainingReconstructAsync(series);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Cleanup_keeps_phase_endpoints_when_asked()
     {
         // 1 PHASE_START, 2-3 AUTO, 4 PHASE_END, 5 PHASE_START, 6-8 AUTO (8 is the head).
@@ -187,7 +187,7 @@ public sealed class DeleteAndCleanupTests(CheckpointEnvironment env) : IClassFix
         await AssertRemainingReconstructAsync(series);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Cleanup_older_than_removes_only_older_checkpoints_and_never_the_head()
     {
         var series = await WriteSeriesAsync(6, seed: 16, pause: TimeSpan.FromMilliseconds(30));
@@ -211,7 +211,7 @@ public sealed class DeleteAndCleanupTests(CheckpointEnvironment env) : IClassFix
         await AssertRemainingReconstructAsync(series);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_maintenance_loop_bounds_history_keeping_phase_endpoints_and_the_head()
     {
         await using var host = await env.StartCheckpointAsync(new Dictionary<string, string?>

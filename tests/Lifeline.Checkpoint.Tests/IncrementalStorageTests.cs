@@ -43,7 +43,7 @@ public sealed class IncrementalStorageTests(CheckpointEnvironment env) : IClassF
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Small_changes_to_a_large_state_are_stored_as_small_deltas_that_reconstruct_exactly()
     {
         var workflow = NewWorkflow("delta");
@@ -83,7 +83,7 @@ public sealed class IncrementalStorageTests(CheckpointEnvironment env) : IClassF
         await AssertEveryCheckpointReconstructsAsync(fresh.Checkpoints(), states, created);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_bounded_delta_chain_takes_a_full_snapshot_at_least_every_max_plus_one_checkpoints()
     {
         const int maxChain = 5;
@@ -105,7 +105,7 @@ public sealed class IncrementalStorageTests(CheckpointEnvironment env) : IClassF
         await AssertEveryCheckpointReconstructsAsync(client, states, created);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task With_max_delta_chain_zero_every_checkpoint_is_a_full_snapshot()
     {
         await using var host = await env.StartCheckpointAsync(new Dictionary<string, string?> { ["Checkpoint:MaxDeltaChain"] = "0" });
@@ -128,7 +128,7 @@ public sealed class IncrementalStorageTests(CheckpointEnvironment env) : IClassF
     /// may beat the full snapshot by a few bytes; what must hold is that it never costs more than one.
     /// The full size is measured on an instance that stores every checkpoint full.
     /// </summary>
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_checkpoint_that_rewrites_everything_is_never_stored_larger_than_a_full_snapshot()
     {
         var workflow = NewWorkflow("rewrite");

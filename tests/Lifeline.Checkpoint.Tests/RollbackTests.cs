@@ -114,7 +114,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal((Guid.Parse(history.Head.Id), history.Head.Sequence), (row!.Value.HeadId!.Value, row.Value.HeadSequence));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Full_rollback_makes_the_targets_state_the_new_head_and_streams_its_phases_in_order()
     {
         var history = await HistoryAsync();
@@ -136,7 +136,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(history.Checkpoints[1].Checksum, (await Client.GetAsync(again.Result.NewHeadId)).Metadata.Checksum);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Partial_rollback_of_the_context_restores_only_the_context()
     {
         var history = await HistoryAsync();
@@ -151,7 +151,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.All(result.Items, item => Assert.Equal("context", item.Kind));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Partial_rollback_of_workflow_and_message_bus_restores_those_parts_whole()
     {
         var history = await HistoryAsync();
@@ -168,7 +168,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(["agent_state", "message_bus_state", "workflow"], result.Items.Select(i => i.Kind).Distinct().Order());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Selective_rollback_restores_only_the_named_items_and_lists_their_versions()
     {
         var history = await HistoryAsync();
@@ -196,7 +196,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         ], items);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Incremental_rollback_visits_every_checkpoint_from_the_head_back_to_the_target()
     {
         var s4 = S3.Clone();
@@ -220,7 +220,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(RollbackPhase.Complete, progress[^1].Phase);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_rollback_with_a_backup_saves_the_previous_head_as_a_recovery_checkpoint_first()
     {
         var history = await HistoryAsync();
@@ -240,7 +240,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Contains(head.ParentId, new[] { history.Head.Id, backup.Metadata.Id });
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_dry_run_reports_the_items_and_writes_nothing()
     {
         var history = await HistoryAsync();
@@ -259,7 +259,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         await AssertNothingWrittenAsync(history);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task An_invalidated_target_needs_force()
     {
         var history = await HistoryAsync();
@@ -275,7 +275,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         await AssertNewHeadAsync(history, result, S1);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Latest_valid_rolls_back_to_the_newest_valid_checkpoint()
     {
         var history = await HistoryAsync();
@@ -287,7 +287,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         await AssertNewHeadAsync(history, result, S2);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Phase_start_rolls_back_to_the_newest_valid_phase_start_of_that_phase()
     {
         var s4 = S3.Clone();
@@ -308,7 +308,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         Assert.Equal(6, await env.CountCheckpointsAsync(history.Workflow));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_target_of_another_workflow_is_an_invalid_checkpoint_id_and_writes_nothing()
     {
         var history = await HistoryAsync();
@@ -321,7 +321,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         await AssertNothingWrittenAsync(other);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task An_expected_head_that_moved_is_refused_with_head_moved()
     {
         var history = await HistoryAsync();
@@ -339,7 +339,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         await AssertNewHeadAsync(history, result, S1);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_rollback_that_cannot_commit_in_time_is_deadline_exceeded_and_changes_nothing()
     {
         var history = await HistoryAsync();
@@ -352,7 +352,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
         await AssertNothingWrittenAsync(history);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_rollback_to_a_state_equal_to_the_head_writes_no_new_head()
     {
         var history = await HistoryAsync((S1, CheckpointType.Auto, 1), (S2, CheckpointType.Auto, 1), (S1, CheckpointType.Auto, 1));
@@ -369,7 +369,7 @@ public sealed class RollbackTests(CheckpointEnvironment env) : IClassFixture<Che
     /// previous head), so every checkpoint is an ancestor of the head. A history whose parent links do not
     /// lead back to the target (here: a link cut in the store) must be refused, not walked past.
     /// </summary>
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Incremental_rollback_to_a_checkpoint_that_is_not_an_ancestor_of_the_head_is_refused()
     {
         var history = await HistoryAsync();

@@ -29,7 +29,7 @@ public sealed class ChaosTests(SuiteFixture suite, ITestOutputHelper output)
     private static readonly TimeSpan ScanInterval = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan LeaderLease = TimeSpan.FromSeconds(5);
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_third_of_the_workers_and_the_recovery_leader_killed_lose_no_task_and_complete_none_twice()
     {
         var run = Guid.NewGuid().ToString("N")[..8];
@@ -68,7 +68,7 @@ public sealed class ChaosTests(SuiteFixture suite, ITestOutputHelper output)
         using var standby = BackgroundProcess.Start(SuiteFixture.DotnetHost(), [recoveryDll],
             Path.GetDirectoryName(recoveryDll)!, Path.Combine(suite.WorkDirectory, $"chaos-{run}-standby.log"), environment, clearEnvironment: true);
         using var standbyChannel = GrpcChannel.ForAddress($"http://127.0.0.1:{standbyPort}");
-        var standbyRecovery = new RecoveryService.RecoveryServiceClient(standbyChannel);
+        var standbyRecovery = new RecoveryService.RecoveryServiceClient(standbyChannel.WithDeadlines());
         var before = await EventuallyAsync(async () =>
         {
             var l = await standbyRecovery.GetLeadershipAsync(new GetLeadershipRequest());

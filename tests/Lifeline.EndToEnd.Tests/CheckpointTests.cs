@@ -10,7 +10,7 @@ namespace Lifeline.EndToEnd.Tests;
 [Collection(SuiteCollection.Name)]
 public sealed class CheckpointTests(SuiteFixture suite)
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Worker_saves_checkpoints_operator_dry_runs_then_rolls_back_and_rest_reads_the_new_head()
     {
         var workflow = $"e2e-invoices-{Guid.NewGuid():N}";

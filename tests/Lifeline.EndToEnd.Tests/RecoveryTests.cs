@@ -16,7 +16,7 @@ public sealed class RecoveryTests(SuiteFixture suite)
     // Only this test's own worker leases this type.
     private const string TaskType = "e2e.recovery";
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Killing_the_queue_service_makes_the_apphost_restart_it_and_a_new_task_completes()
     {
         var killed = suite.ResourcePid("queue") ?? throw new InvalidOperationException($"no live queue pid in {suite.DataDirectory}/run/queue.pid");

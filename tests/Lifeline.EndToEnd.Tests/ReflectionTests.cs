@@ -9,7 +9,7 @@ public sealed class ReflectionTests(SuiteFixture suite)
 {
     private static readonly string[] SuiteServices = ["lifeline.queue.v1.QueueService", "lifeline.registry.v1.RegistryService", "lifeline.checkpoint.v1.CheckpointService"];
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Reflection_v1alpha_through_the_gateway_lists_the_queue_and_registry_services()
     {
         var client = new Grpc.Reflection.V1Alpha.ServerReflection.ServerReflectionClient(suite.Grpc(keyName: null));
@@ -21,7 +21,7 @@ public sealed class ReflectionTests(SuiteFixture suite)
         Assert.All(SuiteServices, name => Assert.Contains(name, listed));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Reflection_v1_through_the_gateway_lists_and_describes_the_queue_service()
     {
         var client = new Grpc.Reflection.V1.ServerReflection.ServerReflectionClient(suite.Grpc(Keys.DefaultReader));

@@ -13,7 +13,7 @@ public sealed class SecurityTests(SuiteFixture suite)
     // No worker leases this type, so the tasks these tests enqueue stay where they are put.
     private const string TaskType = "e2e.security";
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_call_without_a_credential_is_unauthenticated_over_grpc_and_401_over_rest()
     {
         var getTask = await Assert.ThrowsAsync<RpcException>(async () =>
@@ -34,7 +34,7 @@ public sealed class SecurityTests(SuiteFixture suite)
         Assert.Equal(HttpStatusCode.Unauthorized, restPost.StatusCode);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task An_unknown_api_key_is_unauthenticated_over_grpc_and_401_over_rest()
     {
         var unknownKey = "llk_" + Guid.NewGuid().ToString("N");
@@ -46,7 +46,7 @@ public sealed class SecurityTests(SuiteFixture suite)
         Assert.Equal(HttpStatusCode.Unauthorized, rest.StatusCode);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_reader_may_read_but_not_enqueue_or_lease_permission_denied_and_403()
     {
         var taskId = await suite.EnqueueOverRestAsync(Keys.DefaultWorker, TaskType, "{}");
@@ -68,7 +68,7 @@ public sealed class SecurityTests(SuiteFixture suite)
         Assert.Equal(HttpStatusCode.Forbidden, restPost.StatusCode);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_worker_may_not_call_operator_rpcs_permission_denied_and_403()
     {
         var taskId = await suite.EnqueueOverRestAsync(Keys.DefaultWorker, TaskType, "{}");
@@ -92,7 +92,7 @@ public sealed class SecurityTests(SuiteFixture suite)
         Assert.Equal(TaskStatus.Pending, (await suite.GetTaskAsync(taskId)).Status);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Another_tenants_task_is_not_found_and_left_unchanged()
     {
         var taskId = await suite.EnqueueOverRestAsync(Keys.DefaultOperator, TaskType, """{"secret":"default tenant"}""");

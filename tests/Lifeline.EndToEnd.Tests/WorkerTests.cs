@@ -10,7 +10,7 @@ public sealed class WorkerTests(SuiteFixture suite, ITestOutputHelper output)
 {
     private static readonly TimeSpan WorkerTimeout = TimeSpan.FromSeconds(120);
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Python_worker_completes_an_echo_task_and_fails_a_fail_task_enqueued_over_rest()
     {
         var (echo, fail, payload) = await EnqueueDemoTasksAsync();
@@ -35,7 +35,7 @@ public sealed class WorkerTests(SuiteFixture suite, ITestOutputHelper output)
         await AssertOutcomesAsync(echo, fail, payload, worker);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Dotnet_demo_worker_completes_an_echo_task_and_fails_a_fail_task_enqueued_over_rest()
     {
         var (echo, fail, payload) = await EnqueueDemoTasksAsync();

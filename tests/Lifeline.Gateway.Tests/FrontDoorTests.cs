@@ -16,7 +16,7 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
 {
     private GatewayHost Gateway => env.Gateway;
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Reflection_through_the_gateway_lists_every_service_and_needs_no_credential()
     {
         var client = new ServerReflection.ServerReflectionClient(Gateway.Channel);
@@ -35,7 +35,7 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
         await call.RequestStream.CompleteAsync();
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Rest_over_http1_enqueues_a_task_that_grpc_then_reads()
     {
         var type = NewType("rest");
@@ -61,7 +61,7 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
         Assert.Equal(type, JsonDocument.Parse(await got.Content.ReadAsStringAsync()).RootElement.GetProperty("task").GetProperty("type").GetString());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Rest_over_http2_works_on_the_grpc_port()
     {
         using var client = new HttpClient { DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
@@ -76,7 +76,7 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
         Assert.Equal(HttpVersion.Version20, response.Version);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Unknown_routes_are_404_and_unknown_methods_unimplemented()
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "/api/v1/nothing-here") { Headers = { { "x-api-key", GatewayEnvironment.Key("default-operator") } } };
@@ -91,7 +91,7 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
             StatusCode.Unimplemented);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_watch_stream_outlives_the_unary_activity_timeout_and_delivers_events()
     {
         var type = NewType("watch");
@@ -108,7 +108,7 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
         Assert.Equal("enqueued", watch.ResponseStream.Current.Event.EventType);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_heartbeat_stream_stays_open_through_the_gateway()
     {
         var worker = await Gateway.Registry("default-worker").RegisterWorkerAsync(Registration("hb.type"));
@@ -128,7 +128,7 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
         await stream.RequestStream.CompleteAsync();
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_trace_id_is_returned_and_propagated_as_traceparent()
     {
         const string traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -150,7 +150,7 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
         Assert.Contains(env.QueueRequests, h => (h.GetValueOrDefault("traceparent") ?? "").StartsWith($"00-{generated}-", StringComparison.Ordinal));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Health_aggregates_every_service_over_http_and_grpc()
     {
         using var response = await Gateway.RestClient.GetAsync("/health");
@@ -166,7 +166,7 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
             (await client.CheckAsync(new HealthCheckRequest { Service = "lifeline.queue.v1.QueueService" })).Status);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Health_turns_503_when_a_service_stops()
     {
         // A gateway of its own in front of a registry instance of its own, which is then stopped.
@@ -192,7 +192,7 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, (await client.CheckAsync(new HealthCheckRequest { Service = "queue" })).Status);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_client_over_its_rate_limit_is_refused_with_resource_exhausted_and_429()
     {
         var gateway = await env.StartGatewayAsync(new Dictionary<string, string?>
@@ -229,7 +229,7 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
         refused.Dispose();
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_openapi_document_describes_the_rest_surface()
     {
         using var response = await Gateway.RestClient.GetAsync("/openapi.json");

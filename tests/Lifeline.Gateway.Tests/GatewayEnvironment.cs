@@ -188,13 +188,14 @@ public sealed class GatewayHost : IAsyncDisposable
     /// <summary>REST over HTTP/1.1.</summary>
     public Uri Rest { get; }
 
-    public GrpcChannel Channel => _channel;
+    /// <summary>Calls with no credential, each with a deadline.</summary>
+    public CallInvoker Channel => _channel.WithDeadlines();
 
     /// <summary>Plain HTTP/1.1 client of the REST port.</summary>
     public HttpClient RestClient { get; }
 
     /// <summary>A call invoker that sends <c>authorization: Bearer</c> with the named key (none when null) and any extra headers.</summary>
-    public CallInvoker Invoker(string? keyName, params (string Name, string Value)[] headers) => _channel.Intercept(m =>
+    public CallInvoker Invoker(string? keyName, params (string Name, string Value)[] headers) => _channel.WithDeadlines().Intercept(m =>
     {
         if (keyName is not null)
         {

@@ -15,7 +15,7 @@ public sealed class SecurityTests(GatewayEnvironment env) : IClassFixture<Gatewa
 {
     private GatewayHost Gateway => env.Gateway;
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_call_without_credential_is_unauthenticated_over_grpc_and_401_over_rest()
     {
         var before = env.QueueRequests.Count;
@@ -31,7 +31,7 @@ public sealed class SecurityTests(GatewayEnvironment env) : IClassFixture<Gatewa
         Assert.Equal(before, env.QueueRequests.Count); // refused at the door: the queue saw nothing
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task An_unknown_key_is_unauthenticated_in_either_header()
     {
         var ex = await RefusedAsync(
@@ -44,7 +44,7 @@ public sealed class SecurityTests(GatewayEnvironment env) : IClassFixture<Gatewa
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_x_api_key_header_is_accepted()
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "/api/v1/queue/stats") { Headers = { { "x-api-key", GatewayEnvironment.Key("default-reader") } } };
@@ -52,7 +52,7 @@ public sealed class SecurityTests(GatewayEnvironment env) : IClassFixture<Gatewa
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Cross_tenant_service_calls_are_refused_to_every_credential_even_an_operator()
     {
         var before = env.QueueRequests.Count;
@@ -67,7 +67,7 @@ public sealed class SecurityTests(GatewayEnvironment env) : IClassFixture<Gatewa
         Assert.Equal(before, env.QueueRequests.Count); // refused at the gateway, never forwarded
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_reader_cannot_lease_and_a_worker_cannot_redrive_permission_denied_and_403()
     {
         var before = env.QueueRequests.Count;
@@ -100,7 +100,7 @@ public sealed class SecurityTests(GatewayEnvironment env) : IClassFixture<Gatewa
         Assert.Equal(before, env.QueueRequests.Count); // refused at the door: nothing reached the queue
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Each_role_may_call_what_it_needs()
     {
         var type = NewType("roles");
@@ -114,7 +114,7 @@ public sealed class SecurityTests(GatewayEnvironment env) : IClassFixture<Gatewa
         await Gateway.Queue("default-operator").RedriveDeadLettersAsync(new RedriveDeadLettersRequest { Type = type });
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_tenant_comes_from_the_credential_and_a_forged_tenant_header_is_ignored()
     {
         var task = (await Gateway.Queue("default-worker").EnqueueTaskAsync(Enqueue(NewType("tenancy")))).Task;
@@ -143,7 +143,7 @@ public sealed class SecurityTests(GatewayEnvironment env) : IClassFixture<Gatewa
         Assert.Equal(task.Id, (await Gateway.Queue("default-reader").GetTaskAsync(new GetTaskRequest { TaskId = task.Id })).Task.Id);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_jwt_bearer_token_carries_tenant_and_role()
     {
         var handler = new JsonWebTokenHandler();

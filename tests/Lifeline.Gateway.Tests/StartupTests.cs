@@ -21,7 +21,7 @@ public sealed class StartupTests
         b.Logging.SetMinimumLevel(LogLevel.Warning);
     });
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_bad_api_key_setting_stops_the_gateway_with_a_message_naming_it()
     {
         await using var app = Build(new()
@@ -45,7 +45,7 @@ public sealed class StartupTests
         Assert.Contains("services:<name>:grpc:0", ex.Message);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_service_that_cannot_be_reached_is_unavailable_not_a_bare_502()
     {
         var port = Lifeline.Testing.FreePort.Next();

@@ -153,7 +153,7 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
 
     public static TheoryData<string> Cases => new(Matrix.Keys);
 
-    [Theory]
+    [Theory(Timeout = TestTimeouts.Default)]
     [MemberData(nameof(Cases))]
     public async Task Bad_input_is_refused_with_a_violation_on_the_exact_field_and_writes_nothing(string name)
     {
@@ -161,7 +161,7 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
         await AssertInvalidAsync(Client, c => call(c, NewType("bad")), fields);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_batch_with_one_invalid_task_among_many_creates_none_of_them()
     {
         var type = NewType("bad.batch");
@@ -171,7 +171,7 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
         Assert.Equal(0L, await env.ScalarAsync<long>("SELECT count(*) FROM tasks WHERE type = @type", ("type", type)));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_batch_whose_dependencies_form_a_cycle_is_refused_naming_the_cycle_and_creates_nothing()
     {
         var type = NewType("bad.cycle");
@@ -185,7 +185,7 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
         Assert.Equal(before, await env.CountRowsAsync());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_payload_over_the_configured_limit_is_refused_and_writes_nothing()
     {
         var small = await env.StartInstanceAsync(new Dictionary<string, string?> { ["Queue:MaxPayloadBytes"] = "2048" });
@@ -204,7 +204,7 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
         Assert.Equal("pending", await env.StatusAsync(accepted.Id));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Unknown_task_ids_are_not_found_with_reason_TASK_NOT_FOUND()
     {
         var before = await env.CountRowsAsync();
@@ -228,7 +228,7 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
         Assert.Equal(before, await env.CountRowsAsync());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Starting_a_completed_task_is_refused_naming_its_state_and_changes_nothing()
     {
         var type = NewType("bad.state");
@@ -249,7 +249,7 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
         Assert.Equal(row, await RowAsync(task.Id));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Cancelling_a_completed_task_is_refused_naming_its_state_and_changes_nothing()
     {
         var type = NewType("bad.cancel");
@@ -270,7 +270,7 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
         Assert.Equal("completed", await env.StatusAsync(task.Id));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Cancelling_a_cancelled_task_is_refused_naming_its_state()
     {
         var task = await Client.EnqueueAsync(Spec(NewType("bad.twice")));
@@ -284,7 +284,7 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
         Assert.Equal(before, await env.CountRowsAsync());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_valid_request_after_the_refusals_still_works()
     {
         // Guards the matrix itself: the helpers build valid requests once the bad field is fixed.
@@ -344,11 +344,6 @@ public sealed class BadInputTests(QueueEnvironment env) : IClassFixture<QueueEnv
 
     private static BatchDependency DependsOnKey(string key) => new() { TaskKey = key };
 
-    private static TaskSpec WithWorkflow(TaskSpec spec, string workflowId)
-    {
-        spec.WorkflowId = workflowId;
-        return spec;
-    }
 
     private static readonly Common.V1.ErrorDetail WorkerLost = new() { Code = "WORKER_LOST" };
 

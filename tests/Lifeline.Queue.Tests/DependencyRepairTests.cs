@@ -18,7 +18,7 @@ public sealed class DependencyRepairTests(QueueEnvironment env) : IClassFixture<
         UPDATE tasks SET unmet_dependencies = unmet_dependencies + 1 WHERE id = @task RETURNING 1
         """, ("task", Guid.Parse(task)), ("on", Guid.Parse(dependsOn)), ("tenant", tenant));
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_planted_cycle_is_found_and_removing_its_newest_edge_releases_the_task()
     {
         const string tenant = "cycles";
@@ -55,7 +55,7 @@ public sealed class DependencyRepairTests(QueueEnvironment env) : IClassFixture<
         Assert.Equal(b.Id, leased.Id);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task One_cycle_is_reported_per_group_and_a_longer_ring_in_order()
     {
         const string tenant = "cycles-ring";
@@ -82,7 +82,7 @@ public sealed class DependencyRepairTests(QueueEnvironment env) : IClassFixture<
         Assert.Equal(cycle.TaskIds.Min(StringComparer.Ordinal), cycle.TaskIds[0]);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task RemoveDependency_refuses_bad_input_and_unknown_edges()
     {
         var client = TenantClient("cycles-bad");
@@ -107,7 +107,7 @@ public sealed class DependencyRepairTests(QueueEnvironment env) : IClassFixture<
         Assert.Equal(1L, await env.ScalarAsync<long>("SELECT count(*) FROM task_dependencies WHERE task_id = @id", ("id", Guid.Parse(a.Id))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task RemoveDependency_racing_the_completion_of_the_dependency_lowers_the_count_exactly_once()
     {
         const string tenant = "cycles-race";

@@ -23,7 +23,7 @@ public sealed class DependencyTests(QueueEnvironment env) : IClassFixture<QueueE
         return leased;
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_dependent_is_not_leased_until_its_dependency_completes()
     {
         var parentType = NewType("dag.parent");
@@ -43,7 +43,7 @@ public sealed class DependencyTests(QueueEnvironment env) : IClassFixture<QueueE
         Assert.Equal(1, await env.ScalarAsync<long>("SELECT count(*) FROM task_history WHERE task_id = @id AND event_type = 'dependencies_met'", ("id", Guid.Parse(child.Id))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_failed_dependency_cancels_success_dependents_transitively_and_names_the_dependency()
     {
         var a = NewType("dag.a");
@@ -78,7 +78,7 @@ public sealed class DependencyTests(QueueEnvironment env) : IClassFixture<QueueE
         Assert.Equal(new[] { ids[3], ids[4] }.Order(), ready.Select(t => t.Id).Order());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_cycle_in_a_batch_is_refused_naming_it_and_nothing_is_written()
     {
         var type = NewType("dag.cycle");
@@ -102,7 +102,7 @@ public sealed class DependencyTests(QueueEnvironment env) : IClassFixture<QueueE
         Assert.Equal(before, await env.CountRowsAsync());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task AddDependency_refuses_self_dependencies_and_cycles()
     {
         var type = NewType("dag.add");
@@ -130,7 +130,7 @@ public sealed class DependencyTests(QueueEnvironment env) : IClassFixture<QueueE
         Assert.Equal([first.Id], leasable.Select(t => t.Id));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Concurrent_opposite_AddDependency_calls_never_create_a_cycle()
     {
         for (var round = 0; round < 10; round++)
@@ -157,7 +157,7 @@ public sealed class DependencyTests(QueueEnvironment env) : IClassFixture<QueueE
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_dependency_that_completes_while_the_edge_is_added_is_never_missed()
     {
         for (var round = 0; round < 10; round++)
@@ -176,7 +176,7 @@ public sealed class DependencyTests(QueueEnvironment env) : IClassFixture<QueueE
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_dag_of_1000_tasks_is_submitted_atomically_and_runs_in_dependency_order()
     {
         var type = NewType("dag.big");

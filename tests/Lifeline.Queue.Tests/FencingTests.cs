@@ -8,7 +8,7 @@ public sealed class FencingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
 {
     private QueueService.QueueServiceClient Client => env.Queue.Client();
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Lease_start_complete_records_every_step_in_history()
     {
         var type = NewType("fence.happy");
@@ -26,7 +26,7 @@ public sealed class FencingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
         Assert.Equal(["enqueued", "leased", "started", "completed"], history);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Complete_with_stale_fencing_token_is_refused_and_changes_nothing()
     {
         var type = NewType("fence.stale");
@@ -47,7 +47,7 @@ public sealed class FencingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
         Assert.Equal(historyBefore, await env.ScalarAsync<long>("SELECT count(*) FROM task_history WHERE task_id = @id", ("id", Guid.Parse(task.Id))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Expired_lease_is_released_with_a_higher_token_and_the_old_holder_is_refused_everything()
     {
         var type = NewType("fence.expiry");
@@ -82,7 +82,7 @@ public sealed class FencingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
         Assert.Equal(1, await env.ScalarAsync<long>("SELECT count(*) FROM task_history WHERE task_id = @id AND event_type = 'lease_expired'", ("id", Guid.Parse(task.Id))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Repeating_a_completion_with_the_same_token_is_harmless()
     {
         var type = NewType("fence.repeat");
@@ -96,7 +96,7 @@ public sealed class FencingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
         Assert.Equal(1, await env.ScalarAsync<long>("SELECT count(*) FROM task_history WHERE task_id = @id AND event_type = 'completed'", ("id", Guid.Parse(task.Id))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Racing_completions_of_one_lease_and_a_cancel_accept_exactly_one_outcome()
     {
         var type = NewType("fence.race");

@@ -5,7 +5,7 @@ namespace Lifeline.Queue.Tests;
 
 public sealed class IdempotencyTests(QueueEnvironment env) : IClassFixture<QueueEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_same_idempotency_key_returns_the_existing_task()
     {
         var client = env.Queue.Client();
@@ -19,7 +19,7 @@ public sealed class IdempotencyTests(QueueEnvironment env) : IClassFixture<Queue
         Assert.Equal(1, await env.ScalarAsync<long>("SELECT count(*) FROM tasks WHERE idempotency_key = 'order-42'"));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Concurrent_enqueues_of_one_key_on_two_instances_create_one_task()
     {
         var second = await env.StartInstanceAsync();
@@ -39,7 +39,7 @@ public sealed class IdempotencyTests(QueueEnvironment env) : IClassFixture<Queue
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Concurrent_batches_sharing_keys_create_each_key_once()
     {
         var type = NewType("idem.batch");

@@ -8,7 +8,7 @@ public sealed class LeasingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
 {
     private QueueService.QueueServiceClient Client => env.Queue.Client();
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Sixteen_workers_on_two_instances_complete_5000_tasks_each_exactly_once()
     {
         var type = NewType("lease.race");
@@ -71,7 +71,7 @@ public sealed class LeasingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
         Assert.Equal(1L, await env.ScalarAsync<long>("SELECT max(fencing_token) FROM tasks WHERE type = @t", ("t", type)));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Higher_priority_leases_first_then_oldest()
     {
         var type = NewType("lease.order");
@@ -88,7 +88,7 @@ public sealed class LeasingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
         Assert.Equal([highOld.Id, highNew.Id, mid.Id, low.Id], order);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_worker_gets_only_the_types_it_asks_for()
     {
         var wanted = NewType("lease.wanted");
@@ -101,7 +101,7 @@ public sealed class LeasingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
         Assert.Equal(1, await env.ScalarAsync<long>("SELECT count(*) FROM tasks WHERE type = @t AND status = 'pending'", ("t", other)));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Long_poll_returns_as_soon_as_work_arrives_on_another_instance()
     {
         var type = NewType("lease.wait");
@@ -117,7 +117,7 @@ public sealed class LeasingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
         Assert.True(started.Elapsed < TimeSpan.FromSeconds(5), $"long poll took {started.Elapsed}");
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Long_poll_with_nothing_to_do_returns_empty_after_the_wait()
     {
         var type = NewType("lease.empty");
@@ -127,7 +127,7 @@ public sealed class LeasingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
         Assert.InRange(started.Elapsed, TimeSpan.FromMilliseconds(900), TimeSpan.FromSeconds(5));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Leasing_keeps_working_while_redis_is_down()
     {
         var type = NewType("lease.noredis");
@@ -146,7 +146,7 @@ public sealed class LeasingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Lease_with_start_hands_out_running_tasks_in_one_step()
     {
         var type = NewType("lease.start");

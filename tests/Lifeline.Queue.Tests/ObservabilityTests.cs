@@ -23,7 +23,7 @@ public sealed class ObservabilityTests(QueueEnvironment env) : IClassFixture<Que
 
     // ---- (a) server reflection ----
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Reflection_lists_the_services_and_serves_the_queue_contract()
     {
         var reflection = new ServerReflection.ServerReflectionClient(env.Queue.Channel);
@@ -58,7 +58,7 @@ public sealed class ObservabilityTests(QueueEnvironment env) : IClassFixture<Que
 
     // ---- (b) grpc.health.v1 ----
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Health_check_reports_serving()
     {
         var health = new Health.HealthClient(env.Queue.Channel);
@@ -68,7 +68,7 @@ public sealed class ObservabilityTests(QueueEnvironment env) : IClassFixture<Que
 
     // ---- (c) REST/JSON transcoding ----
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Rest_enqueue_and_get_round_trip_through_json_transcoding()
     {
         using var http = RestClient();
@@ -103,7 +103,7 @@ public sealed class ObservabilityTests(QueueEnvironment env) : IClassFixture<Que
         Assert.Equal(type, (await Client.GetTaskAsync(new GetTaskRequest { TaskId = id })).Task.Type);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Rest_bad_input_is_400_with_field_violations_and_writes_nothing()
     {
         using var http = RestClient();
@@ -126,7 +126,7 @@ public sealed class ObservabilityTests(QueueEnvironment env) : IClassFixture<Que
         Assert.Equal(before, await env.CountRowsAsync());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Rest_unknown_id_is_404_and_malformed_id_is_400()
     {
         using var http = RestClient();
@@ -142,7 +142,7 @@ public sealed class ObservabilityTests(QueueEnvironment env) : IClassFixture<Que
 
     // ---- (d) WatchTasks ----
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Watch_delivers_enqueued_leased_completed_in_order_and_resumes_after_an_event_id()
     {
         var type = NewType("obs.watch");
@@ -192,7 +192,7 @@ public sealed class ObservabilityTests(QueueEnvironment env) : IClassFixture<Que
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Watch_with_a_bad_filter_is_refused()
     {
         var status = await RefusedAsync(async () =>
@@ -205,7 +205,7 @@ public sealed class ObservabilityTests(QueueEnvironment env) : IClassFixture<Que
 
     // ---- (e) queue statistics ----
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Queue_stats_count_tasks_per_status_and_age_the_oldest_ready_task()
     {
         var type = NewType("obs.stats");
@@ -241,7 +241,7 @@ public sealed class ObservabilityTests(QueueEnvironment env) : IClassFixture<Que
         Assert.True(age < TimeSpan.FromMinutes(1), $"oldest_ready_age {age}");
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Queue_stats_age_is_zero_when_nothing_is_ready()
     {
         var type = NewType("obs.later");
@@ -257,7 +257,7 @@ public sealed class ObservabilityTests(QueueEnvironment env) : IClassFixture<Que
 
     // ---- (f) history pagination ----
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Task_history_pages_through_every_event_in_order()
     {
         var type = NewType("obs.history");

@@ -78,7 +78,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
 {
     private QueueService.QueueServiceClient Client => env.Queue.Client();
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Requeue_of_a_running_task_whose_lease_expired_resumes_from_the_checkpoint_and_fences_out_the_old_holder()
     {
         var type = NewType("recover.expired");
@@ -139,7 +139,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         Assert.Equal(recovered.EventId, watch.ResponseStream.Current.Event.EventId);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_current_lease_of_a_worker_that_still_heartbeats_is_not_recovered_and_nothing_changes()
     {
         foreach (var status in new[] { "online", "busy", "error", "draining" })
@@ -164,7 +164,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_current_lease_of_a_worker_whose_heartbeat_lapsed_is_recovered()
     {
         var type = NewType("recover.dead");
@@ -185,7 +185,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         Assert.Equal(TaskStatus.Assigned, recovered.FromStatus);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_worker_the_mirror_knows_nothing_of_is_not_presumed_dead_under_a_current_lease()
     {
         var type = NewType("recover.unknown");
@@ -204,7 +204,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         Assert.Equal(before, await SnapshotAsync(task.Id));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_stale_fencing_token_is_refused_and_changes_nothing()
     {
         var type = NewType("recover.stale");
@@ -224,7 +224,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         Assert.Equal(before, await SnapshotAsync(task.Id));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Tasks_that_are_not_leased_or_timed_out_are_refused_with_INVALID_TASK_STATE()
     {
         var type = NewType("recover.state");
@@ -242,7 +242,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         Assert.Equal(before, await SnapshotAsync(task.Id));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_timed_out_task_is_retried_and_when_out_of_retries_dead_lettered()
     {
         var type = NewType("recover.timeout");
@@ -286,7 +286,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         Assert.Equal("timed_out", events[1].Details["basis"]);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_requeue_without_retries_left_dead_letters_the_task_and_cancels_its_dependents_in_the_same_transaction()
     {
         var type = NewType("recover.exhausted");
@@ -320,7 +320,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         Assert.Equal("dead_lettered", recovered.Details["outcome"]);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Dead_letter_action_moves_the_task_to_the_dead_letters_with_the_reason_and_cancels_dependents()
     {
         var type = NewType("recover.dl");
@@ -348,7 +348,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         Assert.Equal("DEPENDENCY_UNSATISFIED", cancelled.Error.Code);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Repeating_a_recovery_returns_ALREADY_RECOVERED_and_changes_nothing_also_after_the_next_lease()
     {
         var type = NewType("recover.repeat");
@@ -384,7 +384,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         Assert.Equal(1, late.Task.RecoveryCount);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Another_tenants_task_is_not_found_and_stays_untouched()
     {
         var type = NewType("recover.tenant");
@@ -401,7 +401,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         Assert.Equal(before, await SnapshotAsync(task.Id));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Without_the_registry_only_an_expired_lease_allows_recovery()
     {
         var queue = (await env.InstanceWithoutRegistryAsync()).Client();
@@ -419,7 +419,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         Assert.Equal(RecoverOutcome.Requeued, (await queue.RecoverTaskAsync(Recover(task.Id, leased.FencingToken))).Outcome);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task With_redis_unreachable_a_current_lease_is_refused_with_UNAVAILABLE_and_nothing_changes()
     {
         var type = NewType("recover.noredis");
@@ -441,7 +441,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Recovery_racing_the_holders_completion_accepts_exactly_one_of_them()
     {
         for (var round = 0; round < 4; round++)
@@ -481,7 +481,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Recoveries_racing_on_two_instances_requeue_once_and_the_others_are_told_ALREADY_RECOVERED()
     {
         var clients = new[] { Client, (await env.SecondInstanceAsync()).Client() };
@@ -510,7 +510,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Recovery_racing_the_maintenance_loops_lease_expiry_changes_each_task_once()
     {
         var type = NewType("recover.race.expiry");
@@ -541,7 +541,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Workflow_id_round_trips_and_filters_ListTasks()
     {
         var type = NewType("recover.workflow");
@@ -570,7 +570,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         Assert.Empty((await env.Queue.Client("acme").ListTasksAsync(new ListTasksRequest { WorkflowId = workflow })).Tasks);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task RecoverTask_is_reachable_over_rest()
     {
         var type = NewType("recover.rest");

@@ -26,7 +26,7 @@ public sealed class RecoverTaskTimeoutTests(QueueEnvironment env) : IClassFixtur
         return (await Client.StartTaskAsync(new StartTaskRequest { TaskId = leased.Id, FencingToken = leased.FencingToken })).Task;
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_running_task_past_its_own_timeout_ends_as_timeout_once()
     {
         var task = await StartedAsync();
@@ -48,7 +48,7 @@ public sealed class RecoverTaskTimeoutTests(QueueEnvironment env) : IClassFixtur
             ("id", Guid.Parse(task.Id))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_task_not_past_its_timeout_or_under_another_token_or_not_running_is_refused_and_unchanged()
     {
         var task = await StartedAsync();

@@ -26,7 +26,7 @@ public sealed class RetryTests(QueueEnvironment env) : IClassFixture<QueueEnviro
             Error = new ErrorDetail { Code = code, Message = "upstream said 503", Retryable = retryable, Severity = Severity.High },
         });
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Retryable_failure_returns_after_the_backoff_and_not_before()
     {
         var type = NewType("retry.backoff");
@@ -58,7 +58,7 @@ public sealed class RetryTests(QueueEnvironment env) : IClassFixture<QueueEnviro
         Assert.Equal(2, await env.ScalarAsync<int>("SELECT retry_count FROM tasks WHERE id = @id", ("id", Guid.Parse(task.Id))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Non_retryable_failure_ends_the_task_as_failed()
     {
         var type = NewType("retry.fatal");
@@ -73,7 +73,7 @@ public sealed class RetryTests(QueueEnvironment env) : IClassFixture<QueueEnviro
         Assert.Empty(await Client.LeaseAsync("w", type));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Exhausted_retries_dead_letter_the_task_and_redrive_brings_it_back()
     {
         var type = NewType("retry.dead");
@@ -108,7 +108,7 @@ public sealed class RetryTests(QueueEnvironment env) : IClassFixture<QueueEnviro
         Assert.Equal("completed", await env.StatusAsync(task.Id));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Lease_expiry_beyond_max_retries_dead_letters_with_max_retries_exceeded()
     {
         var type = NewType("retry.expiry");
@@ -126,7 +126,7 @@ public sealed class RetryTests(QueueEnvironment env) : IClassFixture<QueueEnviro
         Assert.Empty(await Client.LeaseAsync("w", type));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_task_running_past_its_timeout_ends_as_timeout()
     {
         var type = NewType("retry.timeout");
@@ -146,7 +146,7 @@ public sealed class RetryTests(QueueEnvironment env) : IClassFixture<QueueEnviro
         Assert.Contains("timeout", late.Message);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Progress_extends_the_lease_so_a_long_task_is_not_taken_away()
     {
         var type = NewType("retry.progress");

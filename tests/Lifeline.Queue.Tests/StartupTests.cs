@@ -10,7 +10,7 @@ namespace Lifeline.Queue.Tests;
 /// <summary>Starting on a fresh database, and the store's transient-abort handling.</summary>
 public sealed class StartupTests(ServiceTestEnvironment env) : IClassFixture<ServiceTestEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Three_instances_starting_at_once_on_an_empty_database_migrate_it_once_and_all_serve()
     {
         var database = await env.Postgres.CreateDatabaseAsync("queue_migrate");
@@ -46,7 +46,7 @@ public sealed class StartupTests(ServiceTestEnvironment env) : IClassFixture<Ser
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Deadlocked_transactions_are_retried_until_both_succeed()
     {
         var database = await env.Postgres.CreateDatabaseAsync("queue_deadlock");

@@ -13,7 +13,7 @@ public sealed class TenantIsolationTests(QueueEnvironment env) : IClassFixture<Q
     private QueueService.QueueServiceClient Acme => env.Queue.Client("acme");
     private QueueService.QueueServiceClient Globex => env.Queue.Client("globex");
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Another_tenants_task_is_not_found_and_stays_untouched()
     {
         var type = NewType("tenant.get");
@@ -35,7 +35,7 @@ public sealed class TenantIsolationTests(QueueEnvironment env) : IClassFixture<Q
         Assert.Equal(task.Id, (await Acme.GetTaskAsync(new GetTaskRequest { TaskId = task.Id })).Task.Id);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task ListActiveTenants_names_every_tenant_with_unfinished_tasks_whatever_tenant_asks()
     {
         var type = NewType("tenant.active");
@@ -55,7 +55,7 @@ public sealed class TenantIsolationTests(QueueEnvironment env) : IClassFixture<Q
         Assert.Equal(tenants.Distinct().Order(StringComparer.Ordinal), tenants);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_lease_holders_calls_from_another_tenant_are_not_found()
     {
         var type = NewType("tenant.holder");
@@ -80,7 +80,7 @@ public sealed class TenantIsolationTests(QueueEnvironment env) : IClassFixture<Q
         Assert.Equal("completed", await env.StatusAsync(task.Id));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Listings_and_stats_show_only_the_callers_tasks()
     {
         var type = NewType("tenant.list");
@@ -104,7 +104,7 @@ public sealed class TenantIsolationTests(QueueEnvironment env) : IClassFixture<Q
         Assert.Equal(1L, Assert.Single(stats.Counts).Count);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_worker_of_another_tenant_leases_nothing_of_the_same_type()
     {
         var type = NewType("tenant.lease");
@@ -120,7 +120,7 @@ public sealed class TenantIsolationTests(QueueEnvironment env) : IClassFixture<Q
         await Acme.CompleteTaskAsync(new CompleteTaskRequest { TaskId = task.Id, FencingToken = leased.FencingToken });
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_same_idempotency_key_in_two_tenants_makes_two_tasks()
     {
         var type = NewType("tenant.idem");
@@ -133,7 +133,7 @@ public sealed class TenantIsolationTests(QueueEnvironment env) : IClassFixture<Q
         Assert.Equal(2L, await env.ScalarAsync<long>("SELECT count(*) FROM tasks WHERE type = @type", ("type", type)));
     }
 
-    [Theory]
+    [Theory(Timeout = TestTimeouts.Default)]
     [InlineData("Bad Tenant!")]
     [InlineData("UPPER")]
     [InlineData("dots.are.not.allowed")]

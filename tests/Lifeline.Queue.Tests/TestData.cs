@@ -7,6 +7,12 @@ namespace Lifeline.Queue.Tests;
 
 internal static class TestData
 {
+    public static TaskSpec WithWorkflow(TaskSpec spec, string workflowId)
+    {
+        spec.WorkflowId = workflowId;
+        return spec;
+    }
+
     public static TaskSpec Spec(string type, string payload = "{}", int priority = 0, int? maxRetries = null, int? timeoutSeconds = null,
         string? idempotencyKey = null, RetryPolicy? retry = null)
     {

@@ -16,7 +16,7 @@ public sealed class ConsistencyTests(RecoveryEnvironment env) : IClassFixture<Re
     private static readonly string[] CheckNames =
         ["orphaned_assignments", "worker_task_mismatch", "circular_dependencies", "timeout_violations", "redis_postgres_disagreement"];
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_healthy_system_has_no_issues_and_every_check_is_listed()
     {
         var scene = await ConsistencyScene.StartAsync(env, "healthy");
@@ -38,7 +38,7 @@ public sealed class ConsistencyTests(RecoveryEnvironment env) : IClassFixture<Re
         Assert.Equal("*", await env.ScalarAsync<string>("SELECT scope FROM check_runs WHERE id = @id AND finished_at IS NOT NULL", ("id", Guid.Parse(run.RunId))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Orphaned_assignment_of_a_deregistered_worker_is_found_and_requeued_but_not_on_a_dry_run()
     {
         var scene = await ConsistencyScene.StartAsync(env, "orphan");
@@ -75,7 +75,7 @@ public sealed class ConsistencyTests(RecoveryEnvironment env) : IClassFixture<Re
         Assert.Empty((await scene.FixAsync(result)).Issues);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_worker_reporting_a_task_the_queue_has_completed_is_told_to_drop_it()
     {
         var scene = await ConsistencyScene.StartAsync(env, "mismatch");
@@ -101,7 +101,7 @@ public sealed class ConsistencyTests(RecoveryEnvironment env) : IClassFixture<Re
         Assert.Equal(task.Id, Assert.Single(commands).CancelTask.TaskId);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_planted_dependency_cycle_is_found_and_its_newest_edge_removed()
     {
         var scene = await ConsistencyScene.StartAsync(env, "cycle");
@@ -134,7 +134,7 @@ public sealed class ConsistencyTests(RecoveryEnvironment env) : IClassFixture<Re
         Assert.Empty((await scene.RunAsync("circular_dependencies")).Issues);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_running_task_past_its_timeout_is_found_and_timed_out()
     {
         var scene = await ConsistencyScene.StartAsync(env, "timeout");
@@ -161,7 +161,7 @@ public sealed class ConsistencyTests(RecoveryEnvironment env) : IClassFixture<Re
         Assert.Empty((await scene.RunAsync("timeout_violations")).Issues);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_worker_online_in_PostgreSQL_without_a_Redis_heartbeat_is_found_and_marked_lost()
     {
         var scene = await ConsistencyScene.StartAsync(env, "liveness");
@@ -192,7 +192,7 @@ public sealed class ConsistencyTests(RecoveryEnvironment env) : IClassFixture<Re
         Assert.Empty((await scene.RunAsync("redis_postgres_disagreement")).Issues);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_check_whose_service_is_unreachable_reports_an_error_and_the_others_still_run()
     {
         var scene = await ConsistencyScene.StartAsync(env, "down", new Dictionary<string, string?> { ["services:queue:grpc:0"] = "http://127.0.0.1:1" });
@@ -204,7 +204,7 @@ public sealed class ConsistencyTests(RecoveryEnvironment env) : IClassFixture<Re
         Assert.Equal("", run.Results.Single(r => r.Check.Name == "redis_postgres_disagreement").Error);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Bad_input_is_refused_with_field_violations_and_unknown_names_and_runs_are_not_found()
     {
         var client = env.ConsistencyClient();

@@ -14,7 +14,7 @@ namespace Lifeline.Recovery.Tests;
 /// </summary>
 public sealed class DisasterRecoveryBackupTests(RecoveryEnvironment env) : IClassFixture<RecoveryEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_backup_step_then_a_restore_step_bring_the_checkpoint_database_back_to_the_backup_moment()
     {
         var backupDirectory = Path.Combine(Path.GetTempPath(), "lifeline-dr-backup-" + Guid.NewGuid().ToString("N")[..10]);

@@ -70,7 +70,7 @@ public sealed class DisasterRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_failing_non_critical_step_is_recorded_and_the_run_completes_with_failures()
     {
         var plan = await CreateAsync("done-when",
@@ -104,7 +104,7 @@ public sealed class DisasterRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         Assert.Equal(3, await env.ScalarAsync<int>("SELECT status FROM dr_runs WHERE id = @id", ("id", Guid.Parse(run.Id))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_failing_critical_step_fails_the_run_and_skips_the_rest()
     {
         var plan = await CreateAsync("critical",
@@ -125,7 +125,7 @@ public sealed class DisasterRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         });
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_second_run_while_one_is_in_progress_is_aborted_on_any_instance()
     {
         var hook = $"dr-{Guid.NewGuid():N}"[..12];
@@ -164,7 +164,7 @@ public sealed class DisasterRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Cancelling_a_run_interrupts_its_step_and_skips_the_rest_even_from_another_instance()
     {
         var hook = $"dr-{Guid.NewGuid():N}"[..12];
@@ -209,7 +209,7 @@ public sealed class DisasterRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_run_left_running_by_a_dead_instance_is_failed_at_startup()
     {
         var plan = await CreateAsync("orphan", Step("validate", DrStepType.Validation, critical: true), Step("notify", DrStepType.Notification, critical: false));
@@ -237,7 +237,7 @@ public sealed class DisasterRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Invalid_plans_name_every_bad_field_and_write_nothing()
     {
         var before = await env.ScalarAsync<long>("SELECT count(*) FROM dr_plans");

@@ -10,7 +10,7 @@ namespace Lifeline.Recovery.Tests;
 /// <summary>In-flight recovery against the real registry, queue and checkpoint services.</summary>
 public sealed class InFlightRecoveryTests(RecoveryEnvironment env) : IClassFixture<RecoveryEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Tasks_of_a_lost_worker_are_requeued_at_once_and_resume_from_the_workflows_latest_valid_checkpoint()
     {
         var type = InFlightTestSupport.NewType();
@@ -55,7 +55,7 @@ public sealed class InFlightRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         await queue.CompleteTaskAsync(new CompleteTaskRequest { TaskId = task.Id, FencingToken = resumed.FencingToken });
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_corrupt_latest_checkpoint_is_skipped_and_the_task_resumes_from_the_previous_valid_one()
     {
         var type = InFlightTestSupport.NewType();
@@ -87,7 +87,7 @@ public sealed class InFlightRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         Assert.Contains("corrupt", action.Reason, StringComparison.Ordinal);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_scan_leaves_a_live_holder_alone_and_repeating_it_changes_nothing()
     {
         var type = InFlightTestSupport.NewType();
@@ -108,7 +108,7 @@ public sealed class InFlightRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         Assert.Equal(0L, await env.ScalarAsync<long>("SELECT count(*) FROM recovery_actions WHERE task_id = @t", ("t", Guid.Parse(task.Id))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_timed_out_task_is_retried_and_one_out_of_retries_is_dead_lettered_with_max_retries_exceeded()
     {
         var type = InFlightTestSupport.NewType();
@@ -141,7 +141,7 @@ public sealed class InFlightRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         Assert.NotNull(stats.LastScanAt);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Bad_input_to_list_actions_is_refused_with_field_violations()
     {
         var recovery = env.RecoveryClient();

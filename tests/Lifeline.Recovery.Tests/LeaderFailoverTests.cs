@@ -7,7 +7,7 @@ namespace Lifeline.Recovery.Tests;
 /// <summary>Leader election between recovery instances (its own environment: it stops the default instance).</summary>
 public sealed class LeaderFailoverTests(RecoveryEnvironment env) : IClassFixture<RecoveryEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_standby_refuses_to_scan_and_takes_over_within_one_lease_period_when_the_leader_stops()
     {
         var leaderHost = await env.StartRecoveryAsync(new Dictionary<string, string?> { ["Recovery:InstanceId"] = "failover-a" });

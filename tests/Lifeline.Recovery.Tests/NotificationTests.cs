@@ -33,7 +33,7 @@ public sealed class NotificationTests(RecoveryEnvironment env) : IClassFixture<R
     private static string Expected(string timestamp, string body) =>
         "sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(Secret), Encoding.UTF8.GetBytes($"{timestamp}.{body}")));
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task An_escalation_is_delivered_as_a_signed_webhook()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
@@ -77,7 +77,7 @@ public sealed class NotificationTests(RecoveryEnvironment env) : IClassFixture<R
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Failed_deliveries_are_retried_with_growing_backoff_and_delivered_exactly_once()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
@@ -112,7 +112,7 @@ public sealed class NotificationTests(RecoveryEnvironment env) : IClassFixture<R
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_notification_is_failed_after_the_configured_attempts()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
@@ -137,7 +137,7 @@ public sealed class NotificationTests(RecoveryEnvironment env) : IClassFixture<R
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_notification_pending_when_its_instance_stops_is_delivered_by_a_new_instance()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
@@ -164,7 +164,7 @@ public sealed class NotificationTests(RecoveryEnvironment env) : IClassFixture<R
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Two_instances_deliver_each_notification_once()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
@@ -190,7 +190,7 @@ public sealed class NotificationTests(RecoveryEnvironment env) : IClassFixture<R
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Notifications_list_newest_first_by_page_and_refuse_bad_input()
     {
         var outbox = env.Recovery.App.Services.GetRequiredService<NotificationOutbox>();

@@ -33,7 +33,7 @@ public sealed class RecoveryPlanTests(RecoveryEnvironment env) : IClassFixture<R
         { ErrorCategory.External, Severity.Critical, [PlanActionType.Retry, PlanActionType.Manual], [0.7, 0.6], true },
     };
 
-    [Theory]
+    [Theory(Timeout = TestTimeouts.Default)]
     [MemberData(nameof(Matrix))]
     public async Task Plans_follow_the_category_and_severity_matrix(ErrorCategory category, Severity severity, PlanActionType[] types, double[] confidence,
         bool approval)
@@ -58,7 +58,7 @@ public sealed class RecoveryPlanTests(RecoveryEnvironment env) : IClassFixture<R
         Assert.Equal((int)plan.Status, await env.ScalarAsync<int>("SELECT status FROM recovery_plans WHERE id = @id", ("id", Guid.Parse(plan.Id))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_custom_plan_for_an_error_code_replaces_the_matrix()
     {
         var custom = await env.StartRecoveryAsync(new Dictionary<string, string?>
@@ -83,7 +83,7 @@ public sealed class RecoveryPlanTests(RecoveryEnvironment env) : IClassFixture<R
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Invalid_requests_name_every_bad_field_and_write_nothing()
     {
         var before = await PlanRowsAsync();
@@ -130,7 +130,7 @@ public sealed class RecoveryPlanTests(RecoveryEnvironment env) : IClassFixture<R
         Assert.Equal(before + 1, await PlanRowsAsync());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_plan_requiring_approval_runs_nothing_until_approved_then_aborts_the_task_and_waits_on_the_escalation()
     {
         var task = await env.EnqueueAsync(NewType("plan.abort"));
@@ -176,7 +176,7 @@ public sealed class RecoveryPlanTests(RecoveryEnvironment env) : IClassFixture<R
         Assert.Equal(PlanActionStatus.Succeeded, resolved.Actions[1].Status);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Retry_redrives_a_dead_lettered_task_and_the_unneeded_escalation_is_skipped()
     {
         var task = await env.EnqueueAsync(NewType("plan.dead"), maxRetries: 0);
@@ -198,7 +198,7 @@ public sealed class RecoveryPlanTests(RecoveryEnvironment env) : IClassFixture<R
         Assert.Equal(executed, await Plans.ExecuteAsync(plan));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Retry_of_a_failed_task_enqueues_one_copy_with_the_plans_idempotency_key()
     {
         var type = NewType("plan.copy");
@@ -220,7 +220,7 @@ public sealed class RecoveryPlanTests(RecoveryEnvironment env) : IClassFixture<R
         Assert.Equal(TaskStatus.Failed, (await env.TaskAsync(task.Id)).Status);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Rollback_moves_the_workflow_head_to_its_latest_valid_checkpoint_then_retry_runs()
     {
         var workflow = $"wf-{Guid.NewGuid():N}";
@@ -255,7 +255,7 @@ public sealed class RecoveryPlanTests(RecoveryEnvironment env) : IClassFixture<R
         Assert.Equal("good", headState.Workflow.Status);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_manual_step_waits_for_the_operator_and_its_resolution_completes_the_plan()
     {
         var plan = await Plans.CreatePlanAsync(Error(ErrorCategory.Validation, Severity.High, code: "SCHEMA_MISMATCH"));
@@ -289,7 +289,7 @@ public sealed class RecoveryPlanTests(RecoveryEnvironment env) : IClassFixture<R
         Assert.Equal((int)PlanStatus.Recovered, await env.ScalarAsync<int>("SELECT status FROM recovery_plans WHERE id = @id", ("id", Guid.Parse(plan.Id))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_failed_retry_falls_back_to_the_escalation_whose_resolution_decides_the_plan()
     {
         // The task does not exist in the queue: the retry fails, so the escalation runs.
@@ -316,7 +316,7 @@ public sealed class RecoveryPlanTests(RecoveryEnvironment env) : IClassFixture<R
         Assert.Equal(PlanStatus.Failed, failed.Status);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Concurrent_executions_of_one_plan_run_it_once_and_abort_the_other()
     {
         var task = await env.EnqueueAsync(NewType("plan.race"));

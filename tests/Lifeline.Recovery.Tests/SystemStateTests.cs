@@ -14,7 +14,7 @@ public sealed class SystemStateTests(RecoveryEnvironment env) : IClassFixture<Re
 {
     private SystemStateService.SystemStateServiceClient Client => env.SystemStateClient();
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_snapshot_is_written_at_start_and_then_periodically_and_the_history_grows()
     {
         var first = await SystemStateSupport.EventuallyAsync(async () =>
@@ -53,7 +53,7 @@ public sealed class SystemStateTests(RecoveryEnvironment env) : IClassFixture<Re
         Assert.True(secondPage.States[0].CreatedAt.ToDateTime() <= firstPage.States[0].CreatedAt.ToDateTime());
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Enqueued_tasks_change_the_queue_counts_and_a_change_snapshot_is_written()
     {
         await env.QueueClient("acme").EnqueueTaskAsync(new EnqueueTaskRequest { Task = new TaskSpec { Type = $"state.{Guid.NewGuid():N}"[..20], Payload = "{}" } });
@@ -67,7 +67,7 @@ public sealed class SystemStateTests(RecoveryEnvironment env) : IClassFixture<Re
         Assert.Contains("TASK_STATUS_PENDING", state.Message, StringComparison.Ordinal);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_configuration_in_a_snapshot_never_holds_webhook_secrets()
     {
         var standby = await env.StartRecoveryAsync(new Dictionary<string, string?>
@@ -83,7 +83,7 @@ public sealed class SystemStateTests(RecoveryEnvironment env) : IClassFixture<Re
         Assert.Equal(0L, await env.ScalarAsync<long>("SELECT count(*) FROM system_states WHERE configuration::text LIKE '%s3cret%'"));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Without_any_snapshot_GetSystemState_is_not_found_and_bad_page_input_is_refused()
     {
         var empty = await env.Postgres.CreateDatabaseAsync("recovery_state_empty");
@@ -133,7 +133,7 @@ public sealed class SystemStateRestoreTests(SystemStateRestoreFixture fixture) :
     private const string Metrics = """{"recovered_today": 0, "failed_today": 0, "success_rate": 1}""";
     private const string Configuration = """{"Tenants": "default,acme"}""";
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_snapshot_of_another_major_version_is_refused_with_a_clear_message_and_status_error()
     {
         var restored = await RestartAfterPlantingAsync("2.1.0", """{"total":0,"online":0,"busy":0,"draining":0,"offline":0}""", Counts);
@@ -144,7 +144,7 @@ public sealed class SystemStateRestoreTests(SystemStateRestoreFixture fixture) :
         Assert.Contains("continuing from the live queue and registry", restored.Message, StringComparison.Ordinal);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_snapshot_missing_a_field_is_refused()
     {
         var restored = await RestartAfterPlantingAsync("1.0.0", """{"total":1,"online":1,"busy":0,"draining":0}""", Counts);
@@ -153,7 +153,7 @@ public sealed class SystemStateRestoreTests(SystemStateRestoreFixture fixture) :
         Assert.Contains("is missing worker_pool.offline — refusing to restore", restored.Message, StringComparison.Ordinal);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_restore_cleans_out_workers_the_registry_no_longer_knows_and_reconciles_counts_with_the_live_queue()
     {
         var registry = Env.RegistryClient();

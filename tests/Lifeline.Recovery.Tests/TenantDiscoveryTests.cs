@@ -16,7 +16,7 @@ public sealed class TenantDiscoveryEnvironment : RecoveryEnvironment
 /// <summary>Tenants nobody configured are covered once the queue or the registry knows them.</summary>
 public sealed class TenantDiscoveryTests(TenantDiscoveryEnvironment env) : IClassFixture<TenantDiscoveryEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_tenant_missing_from_the_configuration_is_discovered_and_its_lost_workers_tasks_recovered()
     {
         // Recovery:Tenants names default and acme only; this tenant appears after the service started.
@@ -51,7 +51,7 @@ public sealed class TenantDiscoveryTests(TenantDiscoveryEnvironment env) : IClas
         await queue.CompleteTaskAsync(new CompleteTaskRequest { TaskId = task.Id, FencingToken = resumed.FencingToken });
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Many_askers_at_once_all_get_the_configured_tenants_and_a_new_tenant_soon_after()
     {
         var covered = env.Recovery.App.Services.GetRequiredService<CoveredTenants>();

@@ -8,7 +8,7 @@ namespace Lifeline.Registry.Tests;
 
 public sealed class LivenessTests(RegistryEnvironment env) : IClassFixture<RegistryEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_silent_worker_is_announced_lost_exactly_once_across_two_instances_and_recovered_when_it_beats_again()
     {
         var second = await env.StartRegistryAsync();
@@ -40,7 +40,7 @@ public sealed class LivenessTests(RegistryEnvironment env) : IClassFixture<Regis
         Assert.Equal("online", await env.ScalarAsync<string>("SELECT status FROM workers WHERE id = @id", ("id", id)));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Many_silent_workers_are_each_lost_exactly_once_with_two_instances()
     {
         await env.StartRegistryAsync();
@@ -57,7 +57,7 @@ public sealed class LivenessTests(RegistryEnvironment env) : IClassFixture<Regis
             "SELECT count(DISTINCT worker_id) FROM worker_events WHERE event_type = 'lost' AND worker_id = ANY(@ids)", ("ids", ids)));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Heartbeats_do_not_write_postgres_until_the_coalesced_flush()
     {
         var quiet = await env.StartRegistryAsync(new Dictionary<string, string?> { ["Registry:HeartbeatFlushInterval"] = "00:10:00" });
@@ -81,7 +81,7 @@ public sealed class LivenessTests(RegistryEnvironment env) : IClassFixture<Regis
         await quiet.StopAsync();
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Registering_a_name_again_keeps_the_id_starts_a_new_session_and_fences_the_old_one()
     {
         var client = env.Registry.Registry();
@@ -104,7 +104,7 @@ public sealed class LivenessTests(RegistryEnvironment env) : IClassFixture<Regis
         Assert.Equal(2, await env.ScalarAsync<long>("SELECT session_epoch FROM workers WHERE id = @id", ("id", Guid.Parse(first.Worker.Id))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Concurrent_registrations_of_one_name_give_one_worker_with_distinct_sessions()
     {
         var request = Registration();
@@ -116,7 +116,7 @@ public sealed class LivenessTests(RegistryEnvironment env) : IClassFixture<Regis
         Assert.Equal(1L, await env.ScalarAsync<long>("SELECT count(*) FROM workers WHERE name = @n", ("n", request.Name)));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Drain_reaches_a_heartbeat_stream_at_once_and_the_next_unary_beat_otherwise()
     {
         var client = env.Registry.Registry();

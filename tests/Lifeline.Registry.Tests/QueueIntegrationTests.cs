@@ -28,7 +28,7 @@ public sealed class QueueIntegrationTests(RegistryEnvironment env) : IClassFixtu
     private async Task<string> RefusalReasonAsync(string workerId, params string[] types) =>
         (await RefusedAsync(() => LeaseAsync(workerId, types), StatusCode.FailedPrecondition)).ErrorInfo().Reason;
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_queue_refuses_unknown_draining_offline_and_deregistered_workers()
     {
         var type = NewType("elig");
@@ -51,7 +51,7 @@ public sealed class QueueIntegrationTests(RegistryEnvironment env) : IClassFixtu
         Assert.Equal(1, (await Queue.GetQueueStatsAsync(new GetQueueStatsRequest { Type = type })).Totals["TASK_STATUS_PENDING"]);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_worker_is_handed_only_task_types_among_its_capabilities()
     {
         var mine = NewType("cap.mine");
@@ -66,7 +66,7 @@ public sealed class QueueIntegrationTests(RegistryEnvironment env) : IClassFixtu
         Assert.Equal("NO_CAPABLE_TASK_TYPES", await RefusalReasonAsync(worker.Id, other));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Failures_open_the_breaker_the_queue_refuses_it_then_it_half_opens_and_a_success_closes_it()
     {
         var type = NewType("breaker");
@@ -113,7 +113,7 @@ public sealed class QueueIntegrationTests(RegistryEnvironment env) : IClassFixtu
         Assert.Equal(4, (await Registry.GetWorkerStatsAsync(new GetWorkerStatsRequest { WorkerId = worker.Id })).Stats.Total);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Each_lease_records_the_worker_and_its_wait_in_task_history()
     {
         var type = NewType("audit");
@@ -127,7 +127,7 @@ public sealed class QueueIntegrationTests(RegistryEnvironment env) : IClassFixtu
         Assert.True(long.Parse(leased.Details["wait_ms"]) >= 0);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Cancelling_a_leased_task_tells_the_worker_holding_it()
     {
         var type = NewType("cancel");

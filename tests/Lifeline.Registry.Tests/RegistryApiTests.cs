@@ -16,7 +16,7 @@ public sealed class RegistryApiTests(RegistryEnvironment env) : IClassFixture<Re
 {
     private static string NewTenant() => $"api-{Guid.NewGuid():N}"[..20];
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task ListActiveTenants_names_every_tenant_with_registered_workers_whatever_tenant_asks()
     {
         var live = $"live-{Guid.NewGuid():N}"[..20];
@@ -34,7 +34,7 @@ public sealed class RegistryApiTests(RegistryEnvironment env) : IClassFixture<Re
         Assert.Equal(tenants.Distinct().Order(StringComparer.Ordinal), tenants);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_worker_of_one_tenant_is_invisible_to_another()
     {
         var acme = env.Registry.Registry("acme");
@@ -76,7 +76,7 @@ public sealed class RegistryApiTests(RegistryEnvironment env) : IClassFixture<Re
         Assert.Equal("acme", (await acme.GetWorkerAsync(new GetWorkerRequest { WorkerId = mine.Id })).Worker.TenantId);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Listing_workers_filters_by_status_capability_and_type_and_pages_by_name()
     {
         var client = env.Registry.Registry(NewTenant());
@@ -135,7 +135,7 @@ public sealed class RegistryApiTests(RegistryEnvironment env) : IClassFixture<Re
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task GetWorker_shows_the_live_fields_of_the_last_heartbeat_from_redis()
     {
         // Beats reach PostgreSQL only at the (here: 10 minute) flush, so what GetWorker shows comes from Redis.
@@ -169,7 +169,7 @@ public sealed class RegistryApiTests(RegistryEnvironment env) : IClassFixture<Re
         await quiet.StopAsync();
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_deregistered_worker_is_refused_heartbeats_and_deregistering_twice_writes_one_event()
     {
         var client = env.Registry.Registry(NewTenant());
@@ -210,7 +210,7 @@ public sealed class RegistryApiTests(RegistryEnvironment env) : IClassFixture<Re
         await client.BeatAsync(back);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Watching_from_an_event_id_resumes_with_the_later_events_only()
     {
         var tenant = NewTenant();
@@ -271,7 +271,7 @@ public sealed class RegistryApiTests(RegistryEnvironment env) : IClassFixture<Re
         Assert.Equal(StatusCode.Cancelled, ex.StatusCode);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task After_redis_loses_its_data_heartbeats_still_succeed_and_a_beating_worker_is_not_announced_lost()
     {
         var tenant = NewTenant();
@@ -342,7 +342,7 @@ public sealed class RegistryApiTests(RegistryEnvironment env) : IClassFixture<Re
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Server_reflection_lists_the_registry_service()
     {
         var reflection = new ServerReflection.ServerReflectionClient(env.Registry.Channel);
@@ -376,7 +376,7 @@ public sealed class RegistryApiTests(RegistryEnvironment env) : IClassFixture<Re
         return request;
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Rest_registration_returns_the_worker_and_a_bad_one_returns_400_with_field_violations()
     {
         using var http = Rest();

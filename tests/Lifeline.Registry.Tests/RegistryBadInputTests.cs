@@ -31,7 +31,7 @@ public sealed class RegistryBadInputTests(RegistryEnvironment env) : IClassFixtu
         Assert.Equal("INVALID_ARGUMENT", status.ErrorInfo().Reason);
     }
 
-    [Theory]
+    [Theory(Timeout = TestTimeouts.Default)]
     [InlineData("empty name", "name")]
     [InlineData("name with invalid characters", "name")]
     [InlineData("name longer than 128", "name")]
@@ -69,7 +69,7 @@ public sealed class RegistryBadInputTests(RegistryEnvironment env) : IClassFixtu
         Assert.Equal((0L, 0L, 0L, 0L, 0L), await RowsAsync(tenant));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_registration_with_several_invalid_fields_reports_them_all_in_one_answer()
     {
         var tenant = NewTenant();
@@ -86,7 +86,7 @@ public sealed class RegistryBadInputTests(RegistryEnvironment env) : IClassFixtu
         Assert.Equal((0L, 0L, 0L, 0L, 0L), await RowsAsync(tenant));
     }
 
-    [Theory]
+    [Theory(Timeout = TestTimeouts.Default)]
     [InlineData("malformed worker_id", "worker_id")]
     [InlineData("session_epoch 0", "session_epoch")]
     [InlineData("load 1.5", "load")]
@@ -134,7 +134,7 @@ public sealed class RegistryBadInputTests(RegistryEnvironment env) : IClassFixtu
         return string.Join(";", fields.OrderBy(f => (string)f.Name!, StringComparer.Ordinal).Select(f => $"{f.Name}={f.Value}"));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_heartbeat_for_an_unknown_worker_id_is_not_found_and_writes_nothing()
     {
         var tenant = NewTenant();
@@ -151,7 +151,7 @@ public sealed class RegistryBadInputTests(RegistryEnvironment env) : IClassFixtu
         Assert.False(await redis.GetDatabase().KeyExistsAsync(WorkerMirror.AliveKey(tenant, unknown)));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Registering_a_name_again_with_another_type_is_refused_and_changes_nothing()
     {
         var tenant = NewTenant();
@@ -178,7 +178,7 @@ public sealed class RegistryBadInputTests(RegistryEnvironment env) : IClassFixtu
         await client.BeatAsync(worker); // the first session is still the current one
     }
 
-    [Theory]
+    [Theory(Timeout = TestTimeouts.Default)]
     [InlineData("page_size 1001", "page_size")]
     [InlineData("negative page_size", "page_size")]
     [InlineData("unknown status 99", "status")]
@@ -204,7 +204,7 @@ public sealed class RegistryBadInputTests(RegistryEnvironment env) : IClassFixtu
         AssertViolation(status, field);
     }
 
-    [Theory]
+    [Theory(Timeout = TestTimeouts.Default)]
     [InlineData("empty outcome_id", "outcome.outcome_id")]
     [InlineData("outcome_id longer than 128", "outcome.outcome_id")]
     [InlineData("negative duration", "outcome.duration")]
@@ -247,7 +247,7 @@ public sealed class RegistryBadInputTests(RegistryEnvironment env) : IClassFixtu
         Assert.Equal(breakerVersion, await env.ScalarAsync<string>("SELECT xmin::text FROM circuit_breakers WHERE worker_id = @id", ("id", Guid.Parse(worker.Id))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_batch_with_one_invalid_outcome_records_none_of_them()
     {
         var tenant = NewTenant();
@@ -273,7 +273,7 @@ public sealed class RegistryBadInputTests(RegistryEnvironment env) : IClassFixtu
             "outcomes");
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task An_outcome_for_an_unknown_worker_is_not_found_and_records_nothing()
     {
         var tenant = NewTenant();
@@ -290,7 +290,7 @@ public sealed class RegistryBadInputTests(RegistryEnvironment env) : IClassFixtu
         Assert.Equal((0L, 0L, 0L, 0L, 0L), await RowsAsync(tenant));
     }
 
-    [Theory]
+    [Theory(Timeout = TestTimeouts.Default)]
     [InlineData("not a position", "after_event_id")]
     [InlineData("12", "after_event_id")]
     [InlineData("-5-3", "after_event_id")]
@@ -314,7 +314,7 @@ public sealed class RegistryBadInputTests(RegistryEnvironment env) : IClassFixtu
         AssertViolation(status, field);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Worker_ids_that_are_not_uuids_are_refused_by_every_single_worker_call()
     {
         var client = env.Registry.Registry(NewTenant());

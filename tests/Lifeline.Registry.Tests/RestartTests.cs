@@ -6,7 +6,7 @@ namespace Lifeline.Registry.Tests;
 /// <summary>Registry restarts (its own class: it stops every registry instance of its environment).</summary>
 public sealed class RestartTests(RegistryEnvironment env) : IClassFixture<RegistryEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Breaker_state_survives_a_registry_restart_and_an_expired_open_breaker_is_restored_half_open()
     {
         var restartable = await env.StartRegistryAsync();

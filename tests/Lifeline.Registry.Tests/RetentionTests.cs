@@ -41,7 +41,7 @@ public sealed class RetentionTests(RegistryEnvironment env) : IClassFixture<Regi
         ErrorCode = "BOOM",
     };
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Closed_breakers_older_than_the_retention_age_are_removed_and_open_ones_are_kept()
     {
         var host = await SweepingRegistryAsync();
@@ -75,7 +75,7 @@ public sealed class RetentionTests(RegistryEnvironment env) : IClassFixture<Regi
         await host.StopAsync();
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Workers_offline_or_deregistered_longer_than_the_retention_age_are_removed_with_their_redis_entry_and_online_ones_kept()
     {
         var host = await SweepingRegistryAsync();

@@ -45,7 +45,7 @@ public sealed class StatsAndBreakerTests(RegistryEnvironment env) : IClassFixtur
         return worker;
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Recording_the_same_outcome_twice_counts_it_once()
     {
         var client = env.Registry.Registry(NewTenant());
@@ -73,7 +73,7 @@ public sealed class StatsAndBreakerTests(RegistryEnvironment env) : IClassFixtur
         Assert.Equal(1, await env.ScalarAsync<int>("SELECT consecutive_failures FROM circuit_breakers WHERE worker_id = @id", ("id", id)));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Concurrent_outcome_batches_for_one_worker_lose_no_update_and_count_shared_ids_once()
     {
         var host = await LongOpenRegistryAsync();
@@ -125,7 +125,7 @@ public sealed class StatsAndBreakerTests(RegistryEnvironment env) : IClassFixtur
         await host.StopAsync();
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Concurrent_single_failures_from_many_tasks_all_reach_the_breaker()
     {
         var host = await LongOpenRegistryAsync();
@@ -144,7 +144,7 @@ public sealed class StatsAndBreakerTests(RegistryEnvironment env) : IClassFixtur
         await host.StopAsync();
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Success_rate_and_mean_duration_are_computed_from_the_recorded_outcomes()
     {
         var client = env.Registry.Registry(NewTenant());
@@ -184,7 +184,7 @@ public sealed class StatsAndBreakerTests(RegistryEnvironment env) : IClassFixtur
         return worker;
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Listing_stats_orders_top_performers_by_success_rate_then_total_and_filters_underperformers()
     {
         var client = env.Registry.Registry(NewTenant());
@@ -214,7 +214,7 @@ public sealed class StatsAndBreakerTests(RegistryEnvironment env) : IClassFixtur
         Assert.Empty((await env.Registry.Registry(NewTenant()).ListWorkerStatsAsync(new ListWorkerStatsRequest { Order = StatsOrder.Top })).Stats);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Recalculating_rebuilds_corrupted_statistics_equal_to_the_incremental_ones()
     {
         var tenant = NewTenant();
@@ -253,7 +253,7 @@ public sealed class StatsAndBreakerTests(RegistryEnvironment env) : IClassFixtur
         Assert.Equal("WORKER_NOT_FOUND", unknown.ErrorInfo().Reason);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Resetting_an_open_breaker_closes_it_and_the_redis_mirror_follows()
     {
         var host = await LongOpenRegistryAsync();
@@ -290,7 +290,7 @@ public sealed class StatsAndBreakerTests(RegistryEnvironment env) : IClassFixtur
         await host.StopAsync();
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Listing_breakers_filters_by_state_and_pages_through_all_of_them()
     {
         var host = await LongOpenRegistryAsync();
@@ -334,7 +334,7 @@ public sealed class StatsAndBreakerTests(RegistryEnvironment env) : IClassFixtur
         await host.StopAsync();
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task An_open_breaker_half_opens_after_its_open_duration_and_a_success_closes_it()
     {
         var client = env.Registry.Registry(NewTenant());
@@ -351,7 +351,7 @@ public sealed class StatsAndBreakerTests(RegistryEnvironment env) : IClassFixtur
         Assert.Equal(0, response.Stats.ConsecutiveFailures);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Breaker_and_stats_of_an_unknown_worker_are_not_found()
     {
         var client = env.Registry.Registry(NewTenant());
@@ -366,7 +366,7 @@ public sealed class StatsAndBreakerTests(RegistryEnvironment env) : IClassFixtur
         Assert.Equal(0L, await env.ScalarAsync<long>("SELECT count(*) FROM circuit_breakers WHERE worker_id = @id", ("id", Guid.Parse(unknown))));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_batch_counts_outcomes_of_unknown_workers_and_records_only_the_known_ones()
     {
         var client = env.Registry.Registry(NewTenant());

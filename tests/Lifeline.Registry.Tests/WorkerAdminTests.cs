@@ -10,7 +10,7 @@ public sealed class WorkerAdminTests(RegistryEnvironment env) : IClassFixture<Re
 {
     private RegistryService.RegistryServiceClient Client(string tenant = "default") => new(env.Registry.ForTenant(tenant));
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task SendWorkerCommand_delivers_a_cancel_with_the_next_heartbeat()
     {
         var client = Client();
@@ -28,7 +28,7 @@ public sealed class WorkerAdminTests(RegistryEnvironment env) : IClassFixture<Re
         Assert.Empty((await client.BeatAsync(worker)).Commands); // delivered once
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task SendWorkerCommand_drain_drains_the_worker_like_DrainWorker()
     {
         var client = Client();
@@ -45,7 +45,7 @@ public sealed class WorkerAdminTests(RegistryEnvironment env) : IClassFixture<Re
         Assert.Contains((await client.BeatAsync(worker)).Commands, c => c.Drain?.Reason == "deploy");
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task SendWorkerCommand_refuses_bad_input_unknown_and_deregistered_workers()
     {
         var client = Client();
@@ -83,7 +83,7 @@ public sealed class WorkerAdminTests(RegistryEnvironment env) : IClassFixture<Re
         }).ResponseAsync, StatusCode.NotFound);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task ReconcileWorkers_reports_a_worker_alive_in_PostgreSQL_without_a_heartbeat_and_marks_it_lost_unless_dry_run()
     {
         const string tenant = "reconcile-lost";
@@ -115,7 +115,7 @@ public sealed class WorkerAdminTests(RegistryEnvironment env) : IClassFixture<Re
         Assert.Equal("online", await StatusAsync(healthy.Id));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task ReconcileWorkers_rewrites_a_worker_Redis_lost_entirely()
     {
         const string tenant = "reconcile-mirror";
@@ -135,7 +135,7 @@ public sealed class WorkerAdminTests(RegistryEnvironment env) : IClassFixture<Re
         Assert.True(await redis.GetDatabase().KeyExistsAsync(WorkerMirror.AliveKey(tenant, worker.Id)));
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task ReconcileWorkers_refuses_a_malformed_worker_id()
     {
         var status = await TestData.RefusedAsync(() => Client().ReconcileWorkersAsync(new ReconcileWorkersRequest { WorkerId = "w-1" }).ResponseAsync,

@@ -4,7 +4,7 @@ namespace Lifeline.Testing.Tests;
 
 public sealed class PostgresServerTests
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Databases_created_for_different_tests_are_isolated_from_each_other()
     {
         var server = await PostgresServer.GetAsync();
@@ -27,7 +27,7 @@ public sealed class PostgresServerTests
         }
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Parallel_database_creation_yields_distinct_usable_databases_that_drop_cleanly()
     {
         var server = await PostgresServer.GetAsync();
@@ -42,7 +42,7 @@ public sealed class PostgresServerTests
         Assert.Equal(0L, remaining);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Cluster_listens_on_loopback_with_the_fast_test_settings()
     {
         var server = await PostgresServer.GetAsync();
@@ -53,7 +53,7 @@ public sealed class PostgresServerTests
         Assert.StartsWith("15", await ScalarAsync<string>(server.AdminConnectionString, "SHOW server_version"), StringComparison.Ordinal);
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Dedicated_cluster_runs_apart_from_the_shared_one_with_its_own_settings_and_stops_on_dispose()
     {
         var shared = await PostgresServer.GetAsync();

@@ -5,7 +5,7 @@ namespace Lifeline.Testing.Tests;
 
 public sealed class RedisServerTests
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Redis_answers_ping_and_restart_keeps_the_port_but_loses_the_data()
     {
         var redis = await RedisServer.StartAsync();

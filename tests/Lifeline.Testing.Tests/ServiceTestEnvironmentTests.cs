@@ -7,7 +7,7 @@ public sealed class QueueLikeEnvironment() : ServiceTestEnvironment("queue");
 
 public sealed class ServiceTestEnvironmentTests(QueueLikeEnvironment environment) : IClassFixture<QueueLikeEnvironment>
 {
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Fixture_provides_its_own_database_and_redis()
     {
         await using var connection = new NpgsqlConnection(environment.DatabaseConnectionString);
@@ -19,7 +19,7 @@ public sealed class ServiceTestEnvironmentTests(QueueLikeEnvironment environment
         await redis.GetDatabase().PingAsync();
     }
 
-    [Fact]
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Disposing_the_fixture_drops_the_database_and_stops_redis()
     {
         var other = new ServiceTestEnvironment();

@@ -21,25 +21,28 @@ public sealed class ServiceHost : IAsyncDisposable
     /// <summary>The tenant header the gateway sets from a credential.</summary>
     public const string TenantHeader = "x-lifeline-tenant";
 
+    private readonly GrpcChannel _channel;
     private bool _stopped;
 
     private ServiceHost(WebApplication app, Uri address)
     {
         App = app;
         Address = address;
-        Channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
+        _channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
         {
             HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true },
             MaxReceiveMessageSize = 64 * 1024 * 1024,
             MaxSendMessageSize = 64 * 1024 * 1024,
         });
+        Channel = _channel.WithDeadlines();
     }
 
     public WebApplication App { get; }
 
     public Uri Address { get; }
 
-    public GrpcChannel Channel { get; }
+    /// <summary>Calls over a real HTTP/2 channel to the service, each with a deadline (<see cref="TestDeadlines"/>).</summary>
+    public CallInvoker Channel { get; }
 
     /// <summary>
     /// Starts a service from its <c>XApplication.Build(args, configure)</c> with the given settings, listening on
@@ -86,7 +89,7 @@ public sealed class ServiceHost : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        Channel.Dispose();
+        _channel.Dispose();
         await StopAsync();
         await App.DisposeAsync();
     }

@@ -38,12 +38,7 @@ internal static class QueueServiceExtensions
 
         builder.Services.AddSingleton(sp => ServiceDataSource.Create(queueDb, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddDbContext<QueueDbContext>((sp, o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>()));
-        builder.Services.AddSingleton<IConnectionMultiplexer>(_ =>
-        {
-            var config = ConfigurationOptions.Parse(redis);
-            config.AbortOnConnectFail = false;
-            return ConnectionMultiplexer.Connect(config);
-        });
+        builder.Services.AddSingleton(_ => Lifeline.ServiceDefaults.Redis.ServiceRedis.Connect(redis));
 
         // Order matters: the schema is migrated before anything else starts.
         builder.Services.AddHostedService<DatabaseMigrator<QueueDbContext>>();

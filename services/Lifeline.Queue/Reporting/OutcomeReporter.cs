@@ -1,6 +1,7 @@
 using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
+using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 using Lifeline.Queue.Events;
 using Lifeline.Queue.Options;
@@ -41,7 +42,7 @@ public sealed partial class OutcomeReporter(
             return;
         }
         using var channel = GrpcChannel.ForAddress(address);
-        var registry = new RegistryService.RegistryServiceClient(channel);
+        var registry = new RegistryService.RegistryServiceClient(channel.Intercept(Lifeline.ServiceDefaults.Grpc.DefaultDeadline.ForServices));
         while (!stoppingToken.IsCancellationRequested)
         {
             try

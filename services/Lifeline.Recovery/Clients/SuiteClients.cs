@@ -1,4 +1,6 @@
 using Grpc.Core;
+using Grpc.Core.Interceptors;
+using Lifeline.ServiceDefaults.Grpc;
 using Grpc.Net.Client;
 using Lifeline.Checkpoint.V1;
 using Lifeline.Queue.V1;
@@ -31,9 +33,12 @@ public sealed class SuiteClients : IDisposable
         }
     }
 
-    public QueueService.QueueServiceClient Queue => new(Channel("queue"));
-    public RegistryService.RegistryServiceClient Registry => new(Channel("registry"));
-    public CheckpointService.CheckpointServiceClient Checkpoint => new(Channel("checkpoint"));
+    public QueueService.QueueServiceClient Queue => new(Invoker("queue"));
+    public RegistryService.RegistryServiceClient Registry => new(Invoker("registry"));
+    public CheckpointService.CheckpointServiceClient Checkpoint => new(Invoker("checkpoint"));
+
+    /// <summary>A configured service's channel with a default deadline on every call that has none.</summary>
+    public CallInvoker Invoker(string name) => Channel(name).Intercept(DefaultDeadline.ForServices);
 
     /// <summary>Whether a service's address is configured.</summary>
     public bool Has(string name) => _channels.ContainsKey(name);

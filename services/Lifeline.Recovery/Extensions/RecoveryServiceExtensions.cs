@@ -37,12 +37,7 @@ internal static class RecoveryServiceExtensions
 
         builder.Services.AddSingleton(sp => ServiceDataSource.Create(recoveryDb, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddDbContextFactory<RecoveryDbContext>((sp, o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>()));
-        builder.Services.AddSingleton<IConnectionMultiplexer>(_ =>
-        {
-            var config = ConfigurationOptions.Parse(redis);
-            config.AbortOnConnectFail = false;
-            return ConnectionMultiplexer.Connect(config);
-        });
+        builder.Services.AddSingleton(_ => Lifeline.ServiceDefaults.Redis.ServiceRedis.Connect(redis));
         builder.Services.AddSingleton<SuiteClients>();
         builder.Services.AddSingleton<Tenancy.CoveredTenants>();
         builder.Services.AddSingleton(TimeProvider.System);

@@ -33,12 +33,7 @@ internal static class RegistryServiceExtensions
 
         builder.Services.AddSingleton(sp => ServiceDataSource.Create(registryDb, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddDbContextFactory<RegistryDbContext>((sp, o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>()));
-        builder.Services.AddSingleton<IConnectionMultiplexer>(_ =>
-        {
-            var config = ConfigurationOptions.Parse(redis);
-            config.AbortOnConnectFail = false;
-            return ConnectionMultiplexer.Connect(config);
-        });
+        builder.Services.AddSingleton(_ => Lifeline.ServiceDefaults.Redis.ServiceRedis.Connect(redis));
 
         // Order matters: the schema is migrated before the loops start.
         builder.Services.AddHostedService<DatabaseMigrator<RegistryDbContext>>();

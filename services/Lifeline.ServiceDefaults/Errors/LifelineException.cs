@@ -18,20 +18,58 @@ public abstract class LifelineException(string message) : Exception(message)
     public IDictionary<string, string> Metadata { get; } = new Dictionary<string, string>();
 }
 
-/// <summary>Invalid input: INVALID_ARGUMENT with BadRequest field violations.</summary>
-public sealed class ValidationException(IReadOnlyList<FieldViolation> violations)
-    : LifelineException(Describe(violations))
+/// <summary>
+/// Invalid input: INVALID_ARGUMENT with BadRequest field violations. However many fields were wrong, an answer
+/// lists at most <see cref="MaxListed"/> of them (each field and description cut to a bounded length) and says
+/// how many there were: an error must stay far below any proxy's header limits (the status travels in HTTP/2
+/// trailers), or one bad request could break the connection other callers share.
+/// </summary>
+public sealed class ValidationException : LifelineException
 {
-    public IReadOnlyList<FieldViolation> Violations { get; } = violations;
+    /// <summary>Most violations one answer lists.</summary>
+    public const int MaxListed = 20;
+
+    private const int MaxFieldLength = 200;
+    private const int MaxDescriptionLength = 300;
+
+    public ValidationException(IReadOnlyList<FieldViolation> violations, int? total = null)
+        : this(Cap(violations), Math.Max(total ?? violations.Count, violations.Count))
+    {
+    }
+
+    private ValidationException(FieldViolation[] listed, int total) : base(Describe(listed, total))
+    {
+        Violations = listed;
+        Total = total;
+    }
+
+    /// <summary>The violations listed (at most <see cref="MaxListed"/>).</summary>
+    public IReadOnlyList<FieldViolation> Violations { get; }
+
+    /// <summary>How many violations the request had in all.</summary>
+    public int Total { get; }
+
     public override StatusCode Code => StatusCode.InvalidArgument;
     public override string Reason => "INVALID_ARGUMENT";
 
     public static ValidationException For(string field, string description) => new([new FieldViolation(field, description)]);
 
-    private static string Describe(IReadOnlyList<FieldViolation> violations) =>
-        violations.Count == 1
-            ? $"{violations[0].Field}: {violations[0].Description}"
-            : $"{violations.Count} invalid fields: " + string.Join("; ", violations.Select(v => $"{v.Field}: {v.Description}"));
+    private static FieldViolation[] Cap(IReadOnlyList<FieldViolation> violations) =>
+        violations.Take(MaxListed)
+            .Select(v => new FieldViolation(Clip(v.Field, MaxFieldLength), Clip(v.Description, MaxDescriptionLength)))
+            .ToArray();
+
+    internal static string Clip(string value, int max) => value.Length <= max ? value : value[..max] + "…";
+
+    private static string Describe(FieldViolation[] listed, int total)
+    {
+        if (total == 1 && listed.Length == 1)
+        {
+            return $"{listed[0].Field}: {listed[0].Description}";
+        }
+        var shown = string.Join("; ", listed.Take(3).Select(v => $"{v.Field}: {v.Description}"));
+        return total > 3 ? $"{total} invalid fields: {shown}; and {total - 3} more (see BadRequest details)" : $"{total} invalid fields: {shown}";
+    }
 }
 
 /// <summary>One invalid field of a request.</summary>

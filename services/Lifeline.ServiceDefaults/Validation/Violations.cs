@@ -3,18 +3,27 @@ using Lifeline.ServiceDefaults.Errors;
 namespace Lifeline.ServiceDefaults.Validation;
 
 /// <summary>
-/// Collects field violations of one request and throws them together, so a caller learns every
-/// problem in one round trip.
+/// Collects field violations of one request and throws them together, so a caller learns its problems in
+/// one round trip. Keeps the first <see cref="ValidationException.MaxListed"/> and counts the rest: a request
+/// with 100,000 bad items costs a counter, not a list of 100,000 messages.
 /// </summary>
 public sealed class Violations
 {
     private readonly List<FieldViolation> _items = [];
+    private int _total;
 
-    public bool Any => _items.Count > 0;
+    public bool Any => _total > 0;
+
+    /// <summary>How many violations were found so far.</summary>
+    public int Count => _total;
 
     public Violations Add(string field, string description)
     {
-        _items.Add(new FieldViolation(field, description));
+        if (_items.Count < ValidationException.MaxListed)
+        {
+            _items.Add(new FieldViolation(field, description));
+        }
+        _total++;
         return this;
     }
 
@@ -81,9 +90,9 @@ public sealed class Violations
 
     public void ThrowIfAny()
     {
-        if (_items.Count > 0)
+        if (_total > 0)
         {
-            throw new ValidationException(_items.ToArray());
+            throw new ValidationException(_items.ToArray(), _total);
         }
     }
 

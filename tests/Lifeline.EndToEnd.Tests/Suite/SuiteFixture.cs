@@ -106,7 +106,7 @@ public sealed class SuiteFixture : IAsyncLifetime
         var channel = _channels.GetOrAdd(keyName ?? "", _ => GrpcChannel.ForAddress(GatewayGrpc));
         if (keyName is null)
         {
-            return channel.CreateCallInvoker();
+            return channel.WithDeadlines();
         }
 
         return GrpcWithBearer(Credentials.Key(keyName).Key);
@@ -114,7 +114,7 @@ public sealed class SuiteFixture : IAsyncLifetime
 
     /// <summary>A gRPC channel to the gateway sending <c>authorization: Bearer <paramref name="token"/></c>, whatever it is.</summary>
     public CallInvoker GrpcWithBearer(string token) =>
-        _channels.GetOrAdd("", _ => GrpcChannel.ForAddress(GatewayGrpc)).Intercept(metadata =>
+        _channels.GetOrAdd("", _ => GrpcChannel.ForAddress(GatewayGrpc)).WithDeadlines().Intercept(metadata =>
         {
             metadata.Add("authorization", $"Bearer {token}");
             return metadata;
