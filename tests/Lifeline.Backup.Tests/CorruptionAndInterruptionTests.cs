@@ -115,8 +115,27 @@ public sealed class CorruptionAndInterruptionTests(BackupEnvironment env) : ICla
             ? Directory.GetFiles(Path.Combine(env.BackupDirectory, target.Name)) : []);
         // The failed full's slot is gone too: a change backup has nothing to build on.
         Assert.Equal(0L, await target.ScalarAsync<long>("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"));
-        var refused = await BackupCalls.RefusedAsync(() => client.CreateAsync(target.Name, BackupType.Incremental), StatusCode.FailedPrecondition);
-        Assert.Equal("NO_FULL_BACKUP", refused.ErrorInfo().Reason);
+        // The cancelled run lets go of the target's lock right after it is marked failed: until then an incremental
+        // is ABORTED (BACKUP_IN_PROGRESS, with RetryInfo), as any caller retrying would see.
+        Google.Rpc.Status? refused = null;
+        Assert.True(await BackupCalls.EventuallyAsync(async () =>
+        {
+            try
+            {
+                await client.CreateAsync(target.Name, BackupType.Incremental);
+                return false;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
+            {
+                refused = e.GetRpcStatus();
+                return true;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Aborted)
+            {
+                return false;
+            }
+        }, TimeSpan.FromSeconds(20)));
+        Assert.Equal("NO_FULL_BACKUP", refused!.ErrorInfo().Reason);
     }
 
     [Fact(Timeout = TestTimeouts.Default)]

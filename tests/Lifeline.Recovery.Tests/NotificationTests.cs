@@ -153,7 +153,9 @@ public sealed class NotificationTests(RecoveryEnvironment env) : IClassFixture<R
         var second = await StartWithWebhookAsync(hook, receiver.Url());
         try
         {
-            var rows = await EventuallyAsync(() => RowsAsync(env, hook), r => r.Single().Status == 2);
+            // The first instance kept failing (and backing off: 100 ms × 2^(n−1)) until it stopped; on a loaded
+            // machine stopping takes seconds, so the next attempt may be 10 s or more away.
+            var rows = await EventuallyAsync(() => RowsAsync(env, hook), r => r.Single().Status == 2, TimeSpan.FromSeconds(60));
             var delivered = receiver.Received.Where(r => r.AnsweredWith == 200).ToList();
             Assert.Equal("{\"survives\":true}", Assert.Single(delivered).Body);
             Assert.Equal(rows.Single().Id.ToString(), delivered[0].Header("X-Lifeline-Delivery"));
