@@ -17,6 +17,39 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
     private GatewayHost Gateway => env.Gateway;
 
     [Fact(Timeout = TestTimeouts.Default)]
+    public async Task One_tenants_request_with_thousands_of_bad_items_gets_a_small_answer_and_another_tenants_long_polls_live_on()
+    {
+        // acme's worker long-polls twice through the gateway (the same HTTP/2 connections as the bad caller).
+        var type = NewType("gw.poll");
+        var acme = await Gateway.Registry("acme-worker").RegisterWorkerAsync(Registration(type));
+        var polls = Enumerable.Range(0, 2).Select(_ =>
+        {
+            var lease = Lease(acme.Worker.Id, type);
+            // Within this environment's 2 s unary activity timeout of the gateway.
+            lease.Wait = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromSeconds(1.5));
+            return Gateway.Queue("acme-worker").LeaseTasksAsync(lease).ResponseAsync;
+        }).ToList();
+        await Task.Delay(200);
+
+        // The default tenant's worker sends 2,000 invalid tasks, and 1,000 ids to redrive as an operator.
+        var batch = new EnqueueTasksRequest();
+        batch.Tasks.AddRange(Enumerable.Range(0, 2000).Select(i => new BatchTask { Key = $"k{i}", Task = new TaskSpec { Type = $"not a type {i} " + new string('x', 200) } }));
+        var ex = await RefusedAsync(() => Gateway.Queue("default-worker").EnqueueTasksAsync(batch).ResponseAsync, StatusCode.InvalidArgument);
+        Assert.True(ex.Status.Detail.Length <= 1001, $"grpc-message of {ex.Status.Detail.Length} characters");
+        Assert.True(ex.GetRpcStatus()!.CalculateSize() < 8 * 1024);
+        var redrive = new RedriveDeadLettersRequest();
+        redrive.TaskIds.AddRange(Enumerable.Range(0, 1000).Select(i => $"not-a-uuid-{i}-" + new string('y', 100)));
+        ex = await RefusedAsync(() => Gateway.Queue("default-operator").RedriveDeadLettersAsync(redrive).ResponseAsync, StatusCode.InvalidArgument);
+        Assert.True(ex.GetRpcStatus()!.CalculateSize() < 8 * 1024);
+
+        // Both polls end normally at their wait (empty), and the connections still carry acme's work.
+        Assert.All(await Task.WhenAll(polls), a => Assert.Empty(a.Tasks));
+        await Gateway.Queue("acme-operator").EnqueueTaskAsync(Enqueue(type));
+        var leased = await Gateway.Queue("acme-worker").LeaseTasksAsync(Lease(acme.Worker.Id, type));
+        Assert.Single(leased.Tasks);
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Reflection_through_the_gateway_lists_every_service_and_needs_no_credential()
     {
         var client = new ServerReflection.ServerReflectionClient(Gateway.Channel);
