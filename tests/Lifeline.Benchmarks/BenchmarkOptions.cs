@@ -26,6 +26,9 @@ internal sealed record BenchmarkOptions(
           --scale FACTOR        multiply every queue task count (default 1; e.g. 5 on a machine with more and faster cores)
           --json PATH           where to write the results as JSON (default: benchmark-results.json)
           --help                this text
+
+        dotnet run -c Release --project tests/Lifeline.Benchmarks -- fuzz --help
+                                the contract fuzz long run against a running suite (its own options)
         """;
 
     public bool RunQueue => Only is "queue" or "all";

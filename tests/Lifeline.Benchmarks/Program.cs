@@ -1,6 +1,17 @@
 using System.Runtime.InteropServices;
 using Lifeline.Benchmarks;
 
+if (args is ["fuzz", .. var fuzzArguments])
+{
+    using var fuzzCancellation = new CancellationTokenSource();
+    Console.CancelKeyPress += (_, e) =>
+    {
+        e.Cancel = true;
+        fuzzCancellation.Cancel();
+    };
+    return await FuzzBenchmark.RunAsync(fuzzArguments, fuzzCancellation.Token);
+}
+
 if (!BenchmarkOptions.TryParse(args, out var options, out var problem))
 {
     Console.Error.WriteLine(problem);
