@@ -58,25 +58,30 @@ public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mir
     {
         var (worker, created, breaker) = await SerializationRetry.RunAsync(async ct =>
         {
-            await using var command = dataSource.CreateCommand(RegisterSql);
-            command.Parameters.AddWithValue("id", Guid.CreateVersion7());
-            command.Parameters.AddWithValue("tenant", tenant);
-            command.Parameters.AddWithValue("name", registration.Name);
-            command.Parameters.AddWithValue("type", registration.Type);
-            command.Parameters.AddWithValue("capabilities", registration.Capabilities);
-            command.Parameters.AddWithValue("metadata", registration.MetadataJson);
-            command.Parameters.AddWithValue("threshold", options.Value.BreakerFailureThreshold);
-            await using var reader = await command.ExecuteReaderAsync(ct);
-            if (await reader.ReadAsync(ct))
+            // A data-source command owns its connection until the command itself is disposed: disposing only the
+            // reader and running another statement inside the same scope let the pool hand that connection to two
+            // callers at once ("A command is already in progress", calls that never got an answer). Close the
+            // scope before the next statement.
+            await using (var command = dataSource.CreateCommand(RegisterSql))
             {
-                var breaker = reader.IsDBNull(WorkerRecord.ColumnCount + 1)
-                    ? BreakerState.Initial
-                    : new BreakerState(reader.GetString(WorkerRecord.ColumnCount + 1), reader.GetInt32(WorkerRecord.ColumnCount + 2),
-                        reader.IsDBNull(WorkerRecord.ColumnCount + 3) ? null : reader.GetDateTime(WorkerRecord.ColumnCount + 3),
-                        reader.IsDBNull(WorkerRecord.ColumnCount + 4) ? null : reader.GetDateTime(WorkerRecord.ColumnCount + 4));
-                return (WorkerRecord.Read(reader), reader.GetBoolean(WorkerRecord.ColumnCount), breaker);
+                command.Parameters.AddWithValue("id", Guid.CreateVersion7());
+                command.Parameters.AddWithValue("tenant", tenant);
+                command.Parameters.AddWithValue("name", registration.Name);
+                command.Parameters.AddWithValue("type", registration.Type);
+                command.Parameters.AddWithValue("capabilities", registration.Capabilities);
+                command.Parameters.AddWithValue("metadata", registration.MetadataJson);
+                command.Parameters.AddWithValue("threshold", options.Value.BreakerFailureThreshold);
+                await using var reader = await command.ExecuteReaderAsync(ct);
+                if (await reader.ReadAsync(ct))
+                {
+                    var breaker = reader.IsDBNull(WorkerRecord.ColumnCount + 1)
+                        ? BreakerState.Initial
+                        : new BreakerState(reader.GetString(WorkerRecord.ColumnCount + 1), reader.GetInt32(WorkerRecord.ColumnCount + 2),
+                            reader.IsDBNull(WorkerRecord.ColumnCount + 3) ? null : reader.GetDateTime(WorkerRecord.ColumnCount + 3),
+                            reader.IsDBNull(WorkerRecord.ColumnCount + 4) ? null : reader.GetDateTime(WorkerRecord.ColumnCount + 4));
+                    return (WorkerRecord.Read(reader), reader.GetBoolean(WorkerRecord.ColumnCount), breaker);
+                }
             }
-            await reader.DisposeAsync();
             var existing = await FindByNameAsync(tenant, registration.Name, ct);
             throw new PreconditionFailedException("WORKER_TYPE_MISMATCH",
                 $"Worker '{registration.Name}' is registered as {existing?.Type}; it cannot register again as {registration.Type}.")
@@ -227,16 +232,19 @@ public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mir
     private async Task<WorkerRecord?> SingleAsync(string sql, string tenant, Guid id, Action<NpgsqlParameterCollection> parameters, CancellationToken cancellationToken) =>
         await SerializationRetry.RunAsync(async ct =>
         {
-            await using var command = dataSource.CreateCommand(sql);
-            command.Parameters.AddWithValue("id", id);
-            command.Parameters.AddWithValue("tenant", tenant);
-            parameters(command.Parameters);
-            await using var reader = await command.ExecuteReaderAsync(ct);
-            if (await reader.ReadAsync(ct))
+            // The statement's connection goes back to the pool (command and reader disposed) before the
+            // lookup below takes one: see RegisterAsync.
+            await using (var command = dataSource.CreateCommand(sql))
             {
-                return WorkerRecord.Read(reader);
+                command.Parameters.AddWithValue("id", id);
+                command.Parameters.AddWithValue("tenant", tenant);
+                parameters(command.Parameters);
+                await using var reader = await command.ExecuteReaderAsync(ct);
+                if (await reader.ReadAsync(ct))
+                {
+                    return WorkerRecord.Read(reader);
+                }
             }
-            await reader.DisposeAsync();
             _ = await FindAsync(tenant, id, ct) ?? throw new NotFoundException("worker", id.ToString());
             return null;
         }, cancellationToken);
