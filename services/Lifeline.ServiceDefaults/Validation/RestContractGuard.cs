@@ -116,13 +116,21 @@ public static class RestContractGuard
         using (document)
         {
             var input = metadata.MethodDescriptor.InputType;
-            if (bodyRule == "*")
+            try
             {
-                CheckMessage(document.RootElement, input, "", violations);
+                if (bodyRule == "*")
+                {
+                    CheckMessage(document.RootElement, input, "", violations);
+                }
+                else if (Find(input, bodyRule) is { } field)
+                {
+                    CheckValue(document.RootElement, field, field.Name, violations, repeatedItem: false);
+                }
             }
-            else if (Find(input, bodyRule) is { } field)
+            catch (InvalidOperationException)
             {
-                CheckValue(document.RootElement, field, field.Name, violations, repeatedItem: false);
+                // A property name that is not valid UTF-8 cannot be read as text.
+                violations.Add("(body)", "is not valid UTF-8");
             }
         }
     }
