@@ -77,6 +77,9 @@ internal static class TestData
 
     public static BadRequest BadRequest(this Google.Rpc.Status status) => status.GetDetail<BadRequest>()!;
 
+    /// <summary>A deadline for one call: every call in a test carries one.</summary>
+    public static DateTime Deadline(double seconds = 10) => DateTime.UtcNow.AddSeconds(seconds);
+
     /// <summary>Polls until <paramref name="condition"/> holds or the timeout passes.</summary>
     public static async Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout)
     {
