@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using Lifeline.Recovery.Options;
 using Lifeline.Recovery.V1;
+using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.Extensions.Options;
 using Npgsql;
 
@@ -21,7 +22,8 @@ namespace Lifeline.Recovery.Notifications;
 /// </summary>
 public sealed partial class WebhookDispatcher(
     NpgsqlDataSource dataSource, NotificationOutbox outbox, IHttpClientFactory httpClients, IOptionsMonitor<RecoveryOptions> options,
-    TimeProvider time, ILogger<WebhookDispatcher> logger) : BackgroundService
+    TimeProvider time, ILogger<WebhookDispatcher> logger)
+    : BackgroundLoop(logger, LoopBackoff.Between(options.CurrentValue.WebhookPollInterval, TimeSpan.FromSeconds(30)), time)
 {
     public const string HttpClientName = "lifeline-webhooks";
 
@@ -35,35 +37,14 @@ public sealed partial class WebhookDispatcher(
 
     private sealed record Claimed(Guid Id, string Webhook, string Event, string Payload, int Attempts, DateTime ClaimedUntil);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>Delivers a batch; when that was not a full one, waits for a new notification or the poll interval.</summary>
+    protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
     {
-        while (!stoppingToken.IsCancellationRequested)
+        if (await DeliverDueAsync(stoppingToken) < BatchSize)
         {
-            var delivered = 0;
-            try
-            {
-                delivered = await DeliverDueAsync(stoppingToken);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
-            {
-                LogDispatchFailed(logger, e);
-            }
-            if (delivered < BatchSize)
-            {
-                try
-                {
-                    await outbox.WaitAsync(options.CurrentValue.WebhookPollInterval, stoppingToken);
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-            }
+            await outbox.WaitAsync(options.CurrentValue.WebhookPollInterval, stoppingToken);
         }
+        return TimeSpan.Zero;
     }
 
     /// <summary>Claims and sends one batch of due notifications; returns how many were claimed.</summary>
@@ -110,7 +91,7 @@ public sealed partial class WebhookDispatcher(
         var started = Stopwatch.GetTimestamp();
         try
         {
-            var timestamp = time.GetUtcNow().ToUnixTimeSeconds();
+            var timestamp = Time.GetUtcNow().ToUnixTimeSeconds();
             using var request = new HttpRequestMessage(HttpMethod.Post, hook.Url)
             {
                 Content = new StringContent(n.Payload, Encoding.UTF8, "application/json"),
@@ -127,8 +108,10 @@ public sealed partial class WebhookDispatcher(
             // Shutting down: the claim lapses and this or another instance tries again; no attempt is counted.
             return;
         }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or UriFormatException or InvalidOperationException)
+        catch (Exception e)
         {
+            // Whatever failed the attempt counts as one (and says why), so a notification that cannot be sent ends failed
+            // after its attempts rather than being claimed again and again.
             error = e is TaskCanceledException ? $"no answer within {AttemptTimeout.TotalSeconds:0} s" : e.Message;
         }
         var attempts = n.Attempts + 1;
@@ -183,7 +166,4 @@ public sealed partial class WebhookDispatcher(
 
     [LoggerMessage(EventId = 4103, Level = LogLevel.Error, Message = "Notification {NotificationId} to webhook {Webhook} failed after {Attempts} attempts: {Error}")]
     private static partial void LogGaveUp(ILogger logger, Guid notificationId, string webhook, int attempts, string error);
-
-    [LoggerMessage(EventId = 4104, Level = LogLevel.Warning, Message = "Webhook dispatch failed; retrying at the next poll")]
-    private static partial void LogDispatchFailed(ILogger logger, Exception exception);
 }

@@ -17,8 +17,14 @@ public abstract class BackgroundLoop : BackgroundService
     private readonly LoopRunner _runner;
     private TimeSpan? _afterFirstPass;
 
-    protected BackgroundLoop(ILogger logger, LoopBackoff? backoff = null, TimeProvider? time = null) =>
-        _runner = new LoopRunner(GetType().Name, logger, backoff, time);
+    protected BackgroundLoop(ILogger logger, LoopBackoff? backoff = null, TimeProvider? time = null)
+    {
+        Time = time ?? TimeProvider.System;
+        _runner = new LoopRunner(GetType().Name, logger, backoff, Time);
+    }
+
+    /// <summary>The clock the loop waits by.</summary>
+    protected TimeProvider Time { get; }
 
     /// <summary>Wait before the first pass (when it does not run at start).</summary>
     protected virtual TimeSpan FirstDelay => TimeSpan.Zero;
