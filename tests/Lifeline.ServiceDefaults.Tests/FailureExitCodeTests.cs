@@ -11,13 +11,15 @@ namespace Lifeline.ServiceDefaults.Tests;
 /// </summary>
 public sealed class FailureExitCodeTests
 {
-    [Fact(Timeout = 30_000)]
-    public async Task A_host_stopped_by_a_failed_background_service_sets_a_non_zero_exit_code()
+    [Theory(Timeout = 30_000)]
+    [InlineData(typeof(NotOnTheRuntime))]
+    [InlineData(typeof(CancelledOnItsOwn))]
+    public async Task A_host_stopped_by_a_failed_background_service_sets_a_non_zero_exit_code(Type service)
     {
         Environment.ExitCode = 0;
         try
         {
-            using var host = Build(services => services.AddHostedService<NotOnTheRuntime>());
+            using var host = Build(services => services.AddSingleton(typeof(IHostedService), service));
             await host.StartAsync();
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
             await host.WaitForShutdownAsync(timeout.Token); // the failure stops the host by itself
@@ -65,6 +67,16 @@ public sealed class FailureExitCodeTests
         {
             await Task.Yield();
             throw new InvalidOperationException("an exception nobody expected");
+        }
+    }
+
+    /// <summary>Ends cancelled while nobody stops the host (a time limit of its own ran out).</summary>
+    private sealed class CancelledOnItsOwn : BackgroundService
+    {
+        protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+        {
+            await Task.Yield();
+            throw new OperationCanceledException("a time limit of its own");
         }
     }
 

@@ -13,7 +13,8 @@ namespace Lifeline.Recovery.Notifications;
 /// Delivers the outbox. Every instance runs one (no leader needed): it claims due rows of the webhooks
 /// <i>it</i> has configured with <c>UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)</c>, which
 /// moves their <c>next_attempt_at</c> past the attempt's time limit — so two instances never send one
-/// notification at the same time, and a claim of an instance that dies is picked up again once it lapses.
+/// notification at the same time, and a claim of an instance that dies is picked up again once it lapses (one that
+/// stops gives its in-flight claims back).
 /// A 2xx answer marks the row delivered; anything else (status, timeout, connection error) counts an
 /// attempt and schedules the next after initial × 2^(attempts−1), capped at <c>WebhookMaxBackoff</c>, up to
 /// 20 % shorter (jitter); after <c>WebhookMaxAttempts</c> the row is failed. Delivery is at least once:
@@ -105,7 +106,9 @@ public sealed partial class WebhookDispatcher(
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            // Shutting down: the claim lapses and this or another instance tries again; no attempt is counted.
+            // Shutting down: no attempt is counted, and the claim is given back, so another instance (or this one once it
+            // is back) tries again at once rather than when the claim would have lapsed.
+            await ReleaseClaimAsync(n);
             return;
         }
         catch (Exception e)
@@ -154,6 +157,15 @@ public sealed partial class WebhookDispatcher(
         command.Parameters.AddWithValue("error", (object?)Truncate(error) ?? DBNull.Value);
         command.Parameters.AddWithValue("backoff", backoff ?? TimeSpan.Zero);
         await command.ExecuteNonQueryAsync(ct);
+    }
+
+    private async Task ReleaseClaimAsync(Claimed n)
+    {
+        await using var command = dataSource.CreateCommand(
+            "UPDATE notifications SET next_attempt_at = clock_timestamp() WHERE id = @id AND status = 1 AND next_attempt_at = @claimed_until");
+        command.Parameters.AddWithValue("id", n.Id);
+        command.Parameters.AddWithValue("claimed_until", n.ClaimedUntil);
+        await command.ExecuteNonQueryAsync(CancellationToken.None); // the stopping token is cancelled already
     }
 
     private static string? Truncate(string? value) => value is null || value.Length <= 1024 ? value : value[..1024];
