@@ -65,13 +65,7 @@ public sealed partial class LivenessMonitor(
         }
     }
 
-    /// <summary>Announces lapsed heartbeats found in the deadline index. Returns how many workers were marked lost.</summary>
-    public async Task<int> DetectLapsesAsync(CancellationToken ct)
-    {
-        var now = DateTime.UtcNow;
-        return await AnnounceLapsesAsync(await mirror.LapsedAsync(now, LapsesPerPass), now, ct);
-    }
-
+    /// <summary>Announces the lapses found in the deadline index. Returns how many workers were marked lost.</summary>
     private async Task<int> AnnounceLapsesAsync(IReadOnlyList<(string Tenant, Guid Id)> lapsed, DateTime now, CancellationToken ct)
     {
         var lost = 0;
