@@ -1,5 +1,6 @@
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Grpc;
+using Lifeline.ServiceDefaults.Hosting;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
@@ -21,7 +22,8 @@ public static class Extensions
 
     /// <summary>
     /// gRPC (with the error-mapping interceptor, JSON transcoding for <c>google.api.http</c> routes,
-    /// reflection and <c>grpc.health.v1</c>), health checks and OpenTelemetry.
+    /// reflection and <c>grpc.health.v1</c>), health checks, OpenTelemetry, and a non-zero exit code when
+    /// the host stopped because background work failed.
     /// </summary>
     public static IHostApplicationBuilder AddServiceDefaults(this IHostApplicationBuilder builder)
     {
@@ -45,6 +47,7 @@ public static class Extensions
         builder.Services.AddGrpcHealthChecks()
             .AddCheck("self", () => HealthCheckResult.Healthy(), ["live"]);
         builder.AddOpenTelemetryDefaults();
+        builder.Services.AddFailureExitCode();
         // EF Core only migrates here; its probe of a not-yet-created history table is not an error.
         builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Database.Command", LogLevel.Critical);
         return builder;

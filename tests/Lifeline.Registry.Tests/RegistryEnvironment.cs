@@ -26,6 +26,7 @@ public sealed class RegistryEnvironment() : ServiceTestEnvironment("registry")
     };
 
     private readonly List<ServiceHost> _hosts = [];
+    private readonly List<ServiceHost> _registries = [];
 
     public ServiceHost Registry { get; private set; } = null!;
     public ServiceHost Queue { get; private set; } = null!;
@@ -52,7 +53,17 @@ public sealed class RegistryEnvironment() : ServiceTestEnvironment("registry")
         }
         var host = await ServiceHost.StartAsync(RegistryApplication.Build, config);
         _hosts.Add(host);
+        _registries.Add(host);
         return host;
+    }
+
+    /// <summary>Stops every registry instance started so far (as an outage of the whole registry would).</summary>
+    public async Task StopRegistriesAsync()
+    {
+        foreach (var registry in _registries)
+        {
+            await registry.StopAsync();
+        }
     }
 
     /// <summary>Starts a queue instance that checks workers against the registry and reports outcomes to it.</summary>

@@ -56,6 +56,43 @@ internal static class TestData
         return new Beating(stop, loop);
     }
 
+    /// <summary>
+    /// A live worker through outages: heartbeats every 300 ms (each with a deadline) through whichever registry
+    /// <paramref name="client"/> gives at the time, and carries on when a beat fails, until disposed.
+    /// </summary>
+    public static IAsyncDisposable KeepBeatingThroughOutages(Func<RegistryService.RegistryServiceClient> client, Worker worker)
+    {
+        var stop = new CancellationTokenSource();
+        var loop = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    var beat = new HeartbeatRequest { WorkerId = worker.Id, SessionEpoch = worker.SessionEpoch, Status = WorkerStatus.Online };
+                    await client().HeartbeatAsync(beat, deadline: Deadline(1), cancellationToken: stop.Token);
+                }
+                catch (RpcException) when (!stop.IsCancellationRequested)
+                {
+                    // the registry (or its store) is down: the worker keeps trying, as a real one does
+                }
+                catch (Exception e) when (stop.IsCancellationRequested && e is OperationCanceledException or RpcException)
+                {
+                    return;
+                }
+                try
+                {
+                    await Task.Delay(300, stop.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        });
+        return new Beating(stop, loop);
+    }
+
     private sealed class Beating(CancellationTokenSource stop, Task loop) : IAsyncDisposable
     {
         public async ValueTask DisposeAsync()
@@ -76,6 +113,9 @@ internal static class TestData
     public static ErrorInfo ErrorInfo(this Google.Rpc.Status status) => status.GetDetail<ErrorInfo>()!;
 
     public static BadRequest BadRequest(this Google.Rpc.Status status) => status.GetDetail<BadRequest>()!;
+
+    /// <summary>A deadline for one call: every call in a test carries one.</summary>
+    public static DateTime Deadline(double seconds = 10) => DateTime.UtcNow.AddSeconds(seconds);
 
     /// <summary>Polls until <paramref name="condition"/> holds or the timeout passes.</summary>
     public static async Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout)

@@ -81,6 +81,24 @@ public sealed class PostgresServerTests
         Assert.Equal(1, await ScalarAsync<int>(shared.AdminConnectionString, "SELECT 1"));
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task A_crashed_dedicated_cluster_refuses_connections_and_restarts_on_its_port_with_its_committed_data()
+    {
+        var shared = await PostgresServer.GetAsync();
+        await Assert.ThrowsAsync<InvalidOperationException>(shared.CrashAsync);
+        await using var dedicated = await PostgresServer.StartDedicatedAsync(PostgresSettings.Durable);
+        var database = await dedicated.CreateDatabaseAsync("crash");
+        await ExecuteAsync(database, "CREATE TABLE widgets (id int PRIMARY KEY); INSERT INTO widgets VALUES (1), (2);");
+        var unpooled = new NpgsqlConnectionStringBuilder(database) { Pooling = false, Timeout = 2 }.ConnectionString;
+
+        await dedicated.CrashAsync();
+        await Assert.ThrowsAnyAsync<NpgsqlException>(() => ScalarAsync<long>(unpooled, "SELECT count(*) FROM widgets"));
+
+        await dedicated.RestartAsync();
+        Assert.Equal(2L, await ScalarAsync<long>(unpooled, "SELECT count(*) FROM widgets"));
+        Assert.Equal(1, await ScalarAsync<int>(await dedicated.CreateDatabaseAsync("after_crash"), "SELECT 1"));
+    }
+
     private static async Task ExecuteAsync(string connectionString, string sql)
     {
         await using var connection = new NpgsqlConnection(connectionString);

@@ -24,17 +24,20 @@ public sealed class PostgresServer : IAsyncDisposable
 
     private readonly string _rootDirectory;
     private readonly string _dataDirectory;
-    private readonly Process _process;
-    private readonly OutputLog _log;
+    private readonly PostgresSettings _settings;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private Process _process;
+    private OutputLog _log;
     private int _stopped;
     private bool _dedicated;
 
-    private PostgresServer(string binDirectory, string rootDirectory, int port, Process process, OutputLog log)
+    private PostgresServer(string binDirectory, string rootDirectory, int port, PostgresSettings settings, Process process, OutputLog log)
     {
         BinDirectory = binDirectory;
         _rootDirectory = rootDirectory;
         _dataDirectory = Path.Combine(rootDirectory, "data");
         Port = port;
+        _settings = settings;
         _process = process;
         _log = log;
         AdminConnectionString = BuildConnectionString("postgres", maxPoolSize: 20);
@@ -82,6 +85,127 @@ public sealed class PostgresServer : IAsyncDisposable
         }
 
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// Crashes a cluster from <see cref="StartDedicatedAsync"/> as a power cut would crash the server: SIGKILL to the
+    /// postmaster and every backend at once, nothing shut down or flushed by PostgreSQL. Connections break; new ones
+    /// are refused until <see cref="RestartAsync"/>. The data directory and the port stay.
+    /// </summary>
+    public async Task CrashAsync()
+    {
+        ThrowIfShared();
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (ReadPostmasterPid(_dataDirectory) is not { } postmaster || !UnixProcess.IsAlive(postmaster))
+            {
+                return;
+            }
+
+            var backends = ChildrenOf(postmaster);
+            // The postmaster first, so its parent (this process, or runuser) is still there to reap it: a postmaster
+            // left a zombie would still "hold" the data directory's lock file when the cluster restarts.
+            UnixProcess.Signal(postmaster, UnixProcess.SigKill);
+            foreach (var backend in backends)
+            {
+                UnixProcess.Signal(backend, UnixProcess.SigKill);
+            }
+
+            using (var reaped = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+            {
+                await _process.WaitForExitAsync(reaped.Token).ConfigureAwait(false);
+            }
+
+            foreach (var backend in backends)
+            {
+                await UnixProcess.WaitForExitAsync(backend, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private static List<int> ChildrenOf(int parent)
+    {
+        var children = new List<int>();
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(directory), CultureInfo.InvariantCulture, out var pid))
+            {
+                continue;
+            }
+
+            try
+            {
+                // /proc/PID/stat: "pid (comm) state ppid ..."; comm may contain spaces, so read after the last ')'.
+                var stat = File.ReadAllText(Path.Combine(directory, "stat"));
+                var fields = stat[(stat.LastIndexOf(')') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (fields.Length > 1 && int.TryParse(fields[1], CultureInfo.InvariantCulture, out var ppid) && ppid == parent)
+                {
+                    children.Add(pid);
+                }
+            }
+            catch (IOException)
+            {
+                // gone meanwhile
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+
+        return children;
+    }
+
+    /// <summary>
+    /// Starts a crashed (or running) cluster from <see cref="StartDedicatedAsync"/> again on the same data directory and
+    /// port, and waits until it accepts connections (after its crash recovery replayed the WAL). Connections pooled
+    /// before the crash are broken: a pool other than the admin one fails on their first use, as a service's would.
+    /// </summary>
+    public async Task RestartAsync()
+    {
+        ThrowIfShared();
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            ChildProcess.KillQuietly(_process, entireProcessTree: true);
+            _process.Dispose();
+            var deadline = Stopwatch.StartNew();
+            while (true)
+            {
+                _log = new OutputLog(filePath: Path.Combine(_rootDirectory, "postgres.log"));
+                _process = ChildProcess.Start(
+                    AsServerUser(Path.Combine(BinDirectory, "postgres"), ServerArguments(_rootDirectory, Port, _settings), _rootDirectory), _log);
+                if (await WaitUntilReadyAsync(this).ConfigureAwait(false))
+                {
+                    // Pooled admin connections died with the old server; callers' own pools are theirs to deal with.
+                    using var admin = new NpgsqlConnection(AdminConnectionString);
+                    NpgsqlConnection.ClearPool(admin);
+                    return;
+                }
+                // The port was taken meanwhile (a client's outgoing connection): it frees up again soon.
+                if (deadline.Elapsed > TimeSpan.FromSeconds(30))
+                {
+                    throw new InvalidOperationException($"PostgreSQL could not bind 127.0.0.1:{Port} again within 30 s. Server log tail:\n{_log.Tail()}");
+                }
+                await Task.Delay(200).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private void ThrowIfShared()
+    {
+        if (!_dedicated)
+        {
+            throw new InvalidOperationException("Only a cluster from StartDedicatedAsync may be crashed or restarted: other tests share this one.");
+        }
     }
 
     /// <summary>
@@ -197,24 +321,46 @@ public sealed class PostgresServer : IAsyncDisposable
     {
         var port = FreePort.Next();
         var log = new OutputLog(filePath: Path.Combine(rootDirectory, "postgres.log"));
-        var dataDirectory = Path.Combine(rootDirectory, "data");
-        string[] arguments =
-        [
-            "-D", dataDirectory,
-            "-p", port.ToString(CultureInfo.InvariantCulture),
-            "-c", "listen_addresses=127.0.0.1",
-            "-c", $"unix_socket_directories={rootDirectory}",
-            "-c", "max_connections=400",
-            "-c", "logging_collector=off",
-            // Logical decoding for the backup service's incremental and differential backups.
-            "-c", "wal_level=logical",
-            "-c", "max_replication_slots=64",
-            "-c", "max_wal_senders=64",
-            .. settings.ServerArguments(),
-        ];
-        var process = ChildProcess.Start(AsServerUser(Path.Combine(binDirectory, "postgres"), arguments, rootDirectory), log);
-        var server = new PostgresServer(binDirectory, rootDirectory, port, process, log);
+        var process = ChildProcess.Start(AsServerUser(Path.Combine(binDirectory, "postgres"), ServerArguments(rootDirectory, port, settings), rootDirectory), log);
+        var server = new PostgresServer(binDirectory, rootDirectory, port, settings, process, log);
+        if (await WaitUntilReadyAsync(server).ConfigureAwait(false))
+        {
+            return server;
+        }
 
+        server.Stop(deleteDirectory: false);
+        if (attempt < 5)
+        {
+            return null;
+        }
+
+        throw new InvalidOperationException(
+            $"PostgreSQL could not bind 127.0.0.1:{port}. Data directory {server._dataDirectory}. Server log tail:\n{log.Tail()}");
+    }
+
+    private static string[] ServerArguments(string rootDirectory, int port, PostgresSettings settings) =>
+    [
+        "-D", Path.Combine(rootDirectory, "data"),
+        "-p", port.ToString(CultureInfo.InvariantCulture),
+        "-c", "listen_addresses=127.0.0.1",
+        "-c", $"unix_socket_directories={rootDirectory}",
+        "-c", "max_connections=400",
+        "-c", "logging_collector=off",
+        // Logical decoding for the backup service's incremental and differential backups.
+        "-c", "wal_level=logical",
+        "-c", "max_replication_slots=64",
+        "-c", "max_wal_senders=64",
+        .. settings.ServerArguments(),
+    ];
+
+    /// <summary>
+    /// Waits until the server's current process accepts connections; false when it exited because its port was taken
+    /// (the caller tries again). Any other early exit, or no answer within <see cref="ReadyTimeout"/>, throws.
+    /// </summary>
+    private static async Task<bool> WaitUntilReadyAsync(PostgresServer server)
+    {
+        var process = server._process;
+        var log = server._log;
         var readyConnectionString = new NpgsqlConnectionStringBuilder(server.AdminConnectionString)
         {
             Pooling = false,
@@ -225,26 +371,27 @@ public sealed class PostgresServer : IAsyncDisposable
         {
             if (process.HasExited)
             {
-                server.Stop(deleteDirectory: false);
-                if (log.Contains("could not bind") && attempt < 5)
+                if (log.Contains("could not bind"))
                 {
-                    return null;
+                    return false;
                 }
 
+                var exitCode = process.ExitCode;
+                server.Stop(deleteDirectory: false);
                 throw new InvalidOperationException(
-                    $"PostgreSQL exited with code {process.ExitCode} before accepting connections on 127.0.0.1:{port}. " +
-                    $"Data directory {dataDirectory}. Server log tail:\n{log.Tail()}");
+                    $"PostgreSQL exited with code {exitCode} before accepting connections on 127.0.0.1:{server.Port}. " +
+                    $"Data directory {server._dataDirectory}. Server log tail:\n{log.Tail()}");
             }
 
             try
             {
                 await using var connection = new NpgsqlConnection(readyConnectionString);
                 await connection.OpenAsync().ConfigureAwait(false);
-                return server;
+                return true;
             }
             catch (NpgsqlException)
             {
-                // Not listening yet, or "the database system is starting up".
+                // Not listening yet, or "the database system is starting up" (or recovering from a crash).
             }
 
             if (deadline.Elapsed > ReadyTimeout)
@@ -252,8 +399,8 @@ public sealed class PostgresServer : IAsyncDisposable
                 var tail = log.Tail();
                 server.Stop(deleteDirectory: false);
                 throw new TimeoutException(
-                    $"PostgreSQL did not accept connections on 127.0.0.1:{port} within {ReadyTimeout.TotalSeconds:0} s. " +
-                    $"Data directory {dataDirectory}. Server log tail:\n{tail}");
+                    $"PostgreSQL did not accept connections on 127.0.0.1:{server.Port} within {ReadyTimeout.TotalSeconds:0} s. " +
+                    $"Data directory {server._dataDirectory}. Server log tail:\n{tail}");
             }
 
             await Task.Delay(100).ConfigureAwait(false);

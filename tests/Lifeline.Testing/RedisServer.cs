@@ -19,6 +19,8 @@ public sealed class RedisServer : IAsyncDisposable
 {
     private const string DirectoryPrefix = "lifeline-redis-";
     private const string PidFileName = "redis.pid";
+    private const int SigStop = 19; // Linux
+    private const int SigCont = 18;
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(30);
     private static readonly ConcurrentDictionary<RedisServer, byte> Running = new();
     private static readonly SemaphoreSlim InstallGate = new(1, 1);
@@ -106,6 +108,31 @@ public sealed class RedisServer : IAsyncDisposable
         try
         {
             Kill(deleteDirectory: false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>
+    /// Freezes the server (SIGSTOP), as a hung or cut-off Redis looks to its clients: connections stay open and nothing
+    /// answers. Its data stays, and its keys' time to live keeps running. <see cref="ResumeAsync"/> thaws it.
+    /// </summary>
+    public Task PauseAsync() => SignalAsync(SigStop);
+
+    /// <summary>Thaws a server frozen by <see cref="PauseAsync"/> (SIGCONT): it answers again, keys whose time ran out are gone.</summary>
+    public Task ResumeAsync() => SignalAsync(SigCont);
+
+    private async Task SignalAsync(int signal)
+    {
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (_process is not { HasExited: false } process || !UnixProcess.Signal(process.Id, signal))
+            {
+                throw new InvalidOperationException($"redis-server on port {Port} is not running.");
+            }
         }
         finally
         {

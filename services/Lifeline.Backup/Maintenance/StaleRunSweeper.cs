@@ -3,6 +3,7 @@ using Lifeline.Backup.Data;
 using Lifeline.Backup.Engine;
 using Lifeline.Backup.Restore;
 using Lifeline.Backup.Targets;
+using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.EntityFrameworkCore;
 
 namespace Lifeline.Backup.Maintenance;
@@ -11,16 +12,21 @@ namespace Lifeline.Backup.Maintenance;
 /// Cleans up after backups and restores whose instance died. A live operation holds its target's lock from
 /// before its <c>running</c> row is written until after it is finished, so a <c>running</c> row whose target lock
 /// nobody holds is abandoned: it is marked <c>failed</c> and its file removed; a restore's half-built database is
-/// dropped; <c>.partial</c> files of anything not live are deleted. Runs at start, on every scheduler tick, and
-/// (for its target) whenever an operation takes a target's lock.
+/// dropped; <c>.partial</c> files of anything not live are deleted. Runs at start (before the service serves; a
+/// start-up sweep that fails is retried in the background rather than keeping the service down), on every scheduler
+/// tick, and (for its target) whenever an operation takes a target's lock.
 /// </summary>
 public sealed partial class StaleRunSweeper(
     IDbContextFactory<BackupDbContext> contexts, TargetLocks locks, BackupFiles files, TargetDirectory targets,
-    ILogger<StaleRunSweeper> logger) : IHostedService
+    ILogger<StaleRunSweeper> logger) : BackgroundLoop(logger)
 {
-    public Task StartAsync(CancellationToken cancellationToken) => SweepAsync(cancellationToken);
+    protected override bool FirstPassAtStart => true;
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
+    {
+        await SweepAsync(stoppingToken);
+        return Done;
+    }
 
     public async Task SweepAsync(CancellationToken ct)
     {

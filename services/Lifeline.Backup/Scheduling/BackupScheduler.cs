@@ -3,6 +3,7 @@ using Lifeline.Backup.Engine;
 using Lifeline.Backup.Maintenance;
 using Lifeline.Backup.Options;
 using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -15,53 +16,45 @@ namespace Lifeline.Backup.Scheduling;
 /// </summary>
 public sealed partial class BackupScheduler(
     NpgsqlDataSource catalogDb, IDbContextFactory<BackupDbContext> contexts, BackupRunner runner, StaleRunSweeper sweeper,
-    TimeProvider clock, IOptions<BackupOptions> options, ILogger<BackupScheduler> logger) : BackgroundService
+    TimeProvider clock, IOptions<BackupOptions> options, ILogger<BackupScheduler> logger)
+    : BackgroundLoop(logger, LoopBackoff.Between(options.Value.SchedulerInterval, TimeSpan.FromSeconds(30)), clock)
 {
     private const int LockClass = 0x4c42;
     private const int SchedulerLockKey = 0x5343; // "SC"; target locks use hashes, a clash only delays one tick
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    private NpgsqlConnection? _leadership; // holds the scheduler's lock while this instance leads
+
+    protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
     {
-        NpgsqlConnection? leadership = null;
         try
         {
-            while (!stoppingToken.IsCancellationRequested)
+            _leadership ??= await TryLeadAsync(stoppingToken);
+            if (_leadership is not null)
             {
-                try
+                await using (var ping = new NpgsqlCommand("SELECT 1", _leadership))
                 {
-                    leadership ??= await TryLeadAsync(stoppingToken);
-                    if (leadership is not null)
-                    {
-                        await using (var ping = new NpgsqlCommand("SELECT 1", leadership))
-                        {
-                            await ping.ExecuteScalarAsync(stoppingToken);
-                        }
-                        await sweeper.SweepAsync(stoppingToken);
-                        await RunDueAsync(stoppingToken);
-                    }
+                    await ping.ExecuteScalarAsync(stoppingToken);
                 }
-                catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
-                {
-                    LogTickFailed(logger, ex);
-                    if (leadership is not null)
-                    {
-                        await leadership.DisposeAsync();
-                        leadership = null;
-                    }
-                }
-                await Task.Delay(options.Value.SchedulerInterval, clock, stoppingToken);
+                await sweeper.SweepAsync(stoppingToken);
+                await RunDueAsync(stoppingToken);
             }
         }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        catch
         {
-            // stopping
+            await StepDownAsync(); // the lock goes with its connection; it is tried for again on the next tick
+            throw;
         }
-        finally
+        return options.Value.SchedulerInterval;
+    }
+
+    protected override Task RunLastPassAsync(CancellationToken cancellationToken) => StepDownAsync();
+
+    private async Task StepDownAsync()
+    {
+        if (_leadership is { } connection)
         {
-            if (leadership is not null)
-            {
-                await leadership.DisposeAsync();
-            }
+            _leadership = null;
+            await connection.DisposeAsync();
         }
     }
 
@@ -81,7 +74,7 @@ public sealed partial class BackupScheduler(
 
     private async Task RunDueAsync(CancellationToken ct)
     {
-        var now = clock.GetUtcNow().UtcDateTime;
+        var now = Time.GetUtcNow().UtcDateTime;
         List<ScheduleEntity> due;
         await using (var db = await contexts.CreateDbContextAsync(ct))
         {
@@ -110,8 +103,9 @@ public sealed partial class BackupScheduler(
             {
                 error = $"{ex.Reason}: {ex.Message}";
             }
-            catch (Exception ex) when (ex is NpgsqlException or PgToolException or IOException)
+            catch (Exception ex) when (!ct.IsCancellationRequested)
             {
+                // Whatever failed this backup is recorded on its schedule (already advanced): the next one still runs.
                 error = ex.Message;
             }
             if (error is not null)
@@ -124,9 +118,6 @@ public sealed partial class BackupScheduler(
                 .SetProperty(x => x.LastError, error), ct);
         }
     }
-
-    [LoggerMessage(EventId = 7501, Level = LogLevel.Warning, Message = "Scheduler tick failed")]
-    private static partial void LogTickFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 7502, Level = LogLevel.Information, Message = "Scheduled {Type} backup of {Target}: {BackupId}")]
     private static partial void LogScheduledBackup(ILogger logger, string type, string target, Guid backupId);

@@ -1,6 +1,7 @@
 using Lifeline.Checkpoint.Artifacts;
 using Lifeline.Checkpoint.Checkpoints;
 using Lifeline.Checkpoint.Options;
+using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace Lifeline.Checkpoint.Maintenance;
@@ -12,22 +13,15 @@ namespace Lifeline.Checkpoint.Maintenance;
 /// several instances: trimming locks the workflow's head row, collection is one statement.
 /// </summary>
 public sealed partial class CheckpointMaintenance(
-    CheckpointPruner pruner, ArtifactStore artifacts, IOptions<CheckpointOptions> options, ILogger<CheckpointMaintenance> logger) : BackgroundService
+    CheckpointPruner pruner, ArtifactStore artifacts, IOptions<CheckpointOptions> options, ILogger<CheckpointMaintenance> logger)
+    : BackgroundLoop(logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override TimeSpan FirstDelay => options.Value.MaintenanceInterval;
+
+    protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(options.Value.MaintenanceInterval);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            try
-            {
-                await RunOnceAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
-            {
-                LogFailed(logger, e);
-            }
-        }
+        await RunOnceAsync(stoppingToken);
+        return options.Value.MaintenanceInterval;
     }
 
     public async Task RunOnceAsync(CancellationToken ct)
@@ -53,7 +47,4 @@ public sealed partial class CheckpointMaintenance(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Collected {Artifacts} unreferenced artifact chunk sets and {Chunks} orphaned chunks")]
     private static partial void LogCollected(ILogger logger, int artifacts, int chunks);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Checkpoint maintenance failed; retrying next interval")]
-    private static partial void LogFailed(ILogger logger, Exception exception);
 }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
@@ -22,36 +23,15 @@ public sealed partial class ReadySignal : IDisposable
     {
         _redis = redis;
         _logger = logger;
-        _ = SubscribeAsync();
+        // Redis may be down when the service starts: subscribe in the background, trying again under the loop policy
+        // (long polls poll meanwhile). Once subscribed, the multiplexer re-subscribes by itself after reconnects.
+        _ = new LoopRunner(nameof(ReadySignal), logger).RunAsync(SubscribeAsync, _disposed.Token);
     }
 
-    // Redis may be down when the service starts: keep trying in the background (long polls poll meanwhile).
-    // Once subscribed, the multiplexer re-subscribes by itself after reconnects.
-    private async Task SubscribeAsync()
+    private async Task<TimeSpan> SubscribeAsync(CancellationToken ct)
     {
-        for (var attempt = 0; !_disposed.IsCancellationRequested; attempt++)
-        {
-            try
-            {
-                await _redis.GetSubscriber().SubscribeAsync(Channel, (_, tenant) => WakeLocal(tenant.ToString()));
-                return;
-            }
-            catch (Exception ex) when (ex is RedisException or RedisTimeoutException)
-            {
-                if (attempt == 0)
-                {
-                    LogSubscribeFailed(_logger, ex);
-                }
-                try
-                {
-                    await Task.Delay(TimeSpan.FromSeconds(2), _disposed.Token);
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-            }
-        }
+        await _redis.GetSubscriber().SubscribeAsync(Channel, (_, tenant) => WakeLocal(tenant.ToString()));
+        return LoopRunner.Done;
     }
 
     /// <summary>Waits until tasks of <paramref name="tenant"/> may have become ready, or the timeout passes.</summary>
@@ -103,9 +83,6 @@ public sealed partial class ReadySignal : IDisposable
             // shutting down
         }
     }
-
-    [LoggerMessage(EventId = 1201, Level = LogLevel.Warning, Message = "Could not subscribe to ready signals yet; long polls fall back to polling until Redis answers")]
-    private static partial void LogSubscribeFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 1202, Level = LogLevel.Debug, Message = "Could not publish a ready signal; other instances will find the work by polling")]
     private static partial void LogPublishFailed(ILogger logger, Exception exception);

@@ -3,6 +3,7 @@ using Lifeline.Queue.Dependencies;
 using Lifeline.Queue.Domain;
 using Lifeline.Queue.Events;
 using Lifeline.Queue.Options;
+using Lifeline.ServiceDefaults.Hosting;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -20,7 +21,8 @@ namespace Lifeline.Queue.Maintenance;
 /// step on each other and each change happens once.
 /// </summary>
 public sealed partial class QueueMaintenance(NpgsqlDataSource dataSource, ReadySignal readySignal,
-    IOptions<QueueOptions> options, ILogger<QueueMaintenance> logger) : BackgroundService
+    IOptions<QueueOptions> options, ILogger<QueueMaintenance> logger)
+    : BackgroundLoop(logger, LoopBackoff.Between(options.Value.MaintenanceInterval, TimeSpan.FromSeconds(30)))
 {
     private static readonly string TimeoutSql = $"""
         WITH overdue AS (
@@ -68,21 +70,10 @@ public sealed partial class QueueMaintenance(NpgsqlDataSource dataSource, ReadyS
         SELECT id, tenant_id, status, has_dependents FROM changed
         """;
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(options.Value.MaintenanceInterval);
-        do
-        {
-            try
-            {
-                await RunOnceAsync(stoppingToken);
-            }
-            catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
-            {
-                LogPassFailed(logger, ex);
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+        await RunOnceAsync(stoppingToken);
+        return options.Value.MaintenanceInterval;
     }
 
     /// <summary>One pass: time out overdue attempts, then rescue expired leases. Returns how many tasks changed.</summary>
@@ -147,9 +138,6 @@ public sealed partial class QueueMaintenance(NpgsqlDataSource dataSource, ReadyS
         }
         return count;
     }
-
-    [LoggerMessage(EventId = 1301, Level = LogLevel.Warning, Message = "Queue maintenance pass failed; it runs again on the next tick")]
-    private static partial void LogPassFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 1302, Level = LogLevel.Information, Message = "Queue maintenance moved {Count} tasks (timeouts or expired leases)")]
     private static partial void LogChanged(ILogger logger, int count);

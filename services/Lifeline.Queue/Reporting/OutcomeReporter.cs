@@ -1,3 +1,4 @@
+using System.Data;
 using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
@@ -7,6 +8,7 @@ using Lifeline.Queue.Events;
 using Lifeline.Queue.Options;
 using Lifeline.Queue.Reading;
 using Lifeline.Registry.V1;
+using Lifeline.ServiceDefaults.Hosting;
 using Lifeline.ServiceDefaults.Postgres;
 using Lifeline.ServiceDefaults.Tenancy;
 using Microsoft.Extensions.Options;
@@ -24,52 +26,71 @@ namespace Lifeline.Queue.Reporting;
 /// </summary>
 public sealed partial class OutcomeReporter(
     NpgsqlDataSource dataSource, TaskEventFeed feed, IConfiguration configuration, IOptions<QueueOptions> options,
-    ILogger<OutcomeReporter> logger) : BackgroundService
+    ILogger<OutcomeReporter> logger)
+    : BackgroundLoop(logger, LoopBackoff.Between(options.Value.OutcomeReportInterval * 2, TimeSpan.FromSeconds(30)))
 {
     private const string CursorName = "registry-outcomes";
     private const long LeaderLockKey = 0x4c_69_66_65_4f_75_74_63; // "LifeOutc"
+    private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(30);
 
     // "recovered": RecoverTask took the task from a lease that ended without an outcome, a failure of that
     // worker like an expired lease (a recovery out of "timeout" was reported already, as "timed_out").
     private static readonly string[] OutcomeEvents = ["completed", "failed", "retry_scheduled", "dead_lettered", "timed_out", "lease_expired", "recovered"];
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    // Kept across passes: the channel to the registry, and the connection holding the reporter's lock while this instance leads.
+    private RegistryService.RegistryServiceClient? _registry;
+    private GrpcChannel? _channel;
+    private NpgsqlConnection? _leadership;
+
+    protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
     {
-        var address = configuration["services:registry:grpc:0"];
-        if (string.IsNullOrWhiteSpace(address))
+        if (_registry is null)
         {
-            LogDisabled(logger);
-            return;
+            var address = configuration["services:registry:grpc:0"];
+            if (string.IsNullOrWhiteSpace(address))
+            {
+                LogDisabled(logger);
+                return Done;
+            }
+            _channel = GrpcChannel.ForAddress(address);
+            _registry = new RegistryService.RegistryServiceClient(_channel.Intercept(Lifeline.ServiceDefaults.Grpc.DefaultDeadline.ForServices));
         }
-        using var channel = GrpcChannel.ForAddress(address);
-        var registry = new RegistryService.RegistryServiceClient(channel.Intercept(Lifeline.ServiceDefaults.Grpc.DefaultDeadline.ForServices));
-        while (!stoppingToken.IsCancellationRequested)
+        var interval = options.Value.OutcomeReportInterval;
+        try
         {
-            try
+            if (_leadership is not { State: ConnectionState.Open })
             {
-                await using var leader = await dataSource.OpenConnectionAsync(stoppingToken);
-                if (await TryLeadAsync(leader, stoppingToken))
+                await StepDownAsync();
+                var connection = await dataSource.OpenConnectionAsync(stoppingToken);
+                if (!await TryLeadAsync(connection, stoppingToken))
                 {
-                    LogLeading(logger);
-                    while (!stoppingToken.IsCancellationRequested && leader.State == System.Data.ConnectionState.Open)
-                    {
-                        var sent = await ReportOnceAsync(registry, stoppingToken);
-                        if (sent == 0)
-                        {
-                            await Task.Delay(options.Value.OutcomeReportInterval, stoppingToken);
-                        }
-                    }
+                    await connection.DisposeAsync();
+                    return interval * 5;
                 }
-                else
-                {
-                    await Task.Delay(options.Value.OutcomeReportInterval * 5, stoppingToken);
-                }
+                _leadership = connection;
+                LogLeading(logger);
             }
-            catch (Exception ex) when (ex is NpgsqlException or RpcException or TimeoutException or HttpRequestException)
-            {
-                LogReportFailed(logger, ex);
-                await Task.Delay(options.Value.OutcomeReportInterval * 2, stoppingToken);
-            }
+            return await ReportOnceAsync(_registry, stoppingToken) == 0 ? interval : TimeSpan.Zero;
+        }
+        catch
+        {
+            await StepDownAsync(); // the lock goes with its connection; whoever takes it next resumes from the stored cursor
+            throw;
+        }
+    }
+
+    protected override async Task RunLastPassAsync(CancellationToken cancellationToken)
+    {
+        await StepDownAsync();
+        _channel?.Dispose();
+    }
+
+    private async Task StepDownAsync()
+    {
+        if (_leadership is { } connection)
+        {
+            _leadership = null;
+            await connection.DisposeAsync();
         }
     }
 
@@ -92,7 +113,7 @@ public sealed partial class OutcomeReporter(
             var headers = new Metadata { { Tenant.HeaderName, tenantEvents.Key } };
             try
             {
-                await registry.RecordTaskOutcomesAsync(request, headers, cancellationToken: ct);
+                await registry.RecordTaskOutcomesAsync(request, headers, deadline: DateTime.UtcNow + CallTimeout, cancellationToken: ct);
             }
             catch (RpcException ex) when (ex.StatusCode == StatusCode.InvalidArgument)
             {
@@ -170,7 +191,4 @@ public sealed partial class OutcomeReporter(
 
     [LoggerMessage(EventId = 1504, Level = LogLevel.Error, Message = "The registry refused {Count} outcomes of tenant {Tenant} as invalid; they are skipped")]
     private static partial void LogBatchRefused(ILogger logger, int count, string tenant, Exception exception);
-
-    [LoggerMessage(EventId = 1503, Level = LogLevel.Warning, Message = "Reporting task outcomes failed; retrying")]
-    private static partial void LogReportFailed(ILogger logger, Exception exception);
 }

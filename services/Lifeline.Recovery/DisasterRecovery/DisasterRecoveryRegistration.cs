@@ -18,6 +18,7 @@ internal static class DisasterRecoveryRegistration
         builder.Services.AddSingleton<IConsistencyProbe, ConsistencyProbe>();
         builder.Services.AddSingleton<DrRunCoordinator>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<DrRunCoordinator>());
+        builder.Services.AddHostedService<DrOrphanSweep>();
         return builder;
     }
 }

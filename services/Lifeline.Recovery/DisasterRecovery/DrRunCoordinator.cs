@@ -8,6 +8,7 @@ using Lifeline.Recovery.Leadership;
 using Lifeline.Recovery.Options;
 using Lifeline.Recovery.V1;
 using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -28,7 +29,8 @@ namespace Lifeline.Recovery.DisasterRecovery;
 /// current step through its token → CANCELLED, the rest SKIPPED.</item>
 /// <item>While a run executes, its instance keeps a Redis key <c>lifeline:recovery:dr-run:&lt;id&gt;</c> alive. A
 /// RUNNING run without it belongs to an instance that died: it is marked FAILED (saying so) at startup and
-/// whenever it blocks a new run. A graceful shutdown fails its own runs the same way before it stops.</item>
+/// whenever it blocks a new run (<see cref="DrOrphanSweep"/> at start). A graceful shutdown fails its own runs the same way
+/// before it stops.</item>
 /// </list>
 /// </summary>
 public sealed partial class DrRunCoordinator(
@@ -54,23 +56,18 @@ public sealed partial class DrRunCoordinator(
 
     public static RedisKey LivenessKey(Guid runId) => $"lifeline:recovery:dr-run:{runId}";
 
-    public async Task StartAsync(CancellationToken cancellationToken)
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask; // orphans: DrOrphanSweep
+
+    /// <summary>Marks FAILED every RUNNING run whose instance is gone (at start; a run that blocks a new one is checked then too).</summary>
+    public async Task FailOrphansAsync(CancellationToken ct)
     {
-        try
+        await using var db = await contexts.CreateDbContextAsync(ct);
+        foreach (var run in await db.DrRuns.AsNoTracking().Where(r => r.Status == (int)DrRunStatus.Running).ToListAsync(ct))
         {
-            await using var db = await contexts.CreateDbContextAsync(cancellationToken);
-            foreach (var run in await db.DrRuns.AsNoTracking().Where(r => r.Status == (int)DrRunStatus.Running).ToListAsync(cancellationToken))
+            if (await IsOrphanedAsync(run))
             {
-                if (await IsOrphanedAsync(run))
-                {
-                    await FailOrphanAsync(run, cancellationToken);
-                }
+                await FailOrphanAsync(run, ct);
             }
-        }
-        catch (Exception e) when (e is NpgsqlException or DbUpdateException or TimeoutException)
-        {
-            // Not fatal: a run that blocks a new one is checked again then.
-            LogOrphanSweepFailed(logger, e);
         }
     }
 
@@ -124,7 +121,14 @@ public sealed partial class DrRunCoordinator(
 
         var active = new ActiveRun(_stopping.Token);
         _active[run.Id] = active;
-        await KeepAliveAsync(run.Id);
+        try
+        {
+            await KeepAliveAsync(run.Id);
+        }
+        catch (RedisException e)
+        {
+            LogWatchFailed(logger, run.Id, e); // the run's watch keeps trying
+        }
         LogRunStarted(logger, run.Id, plan.Name, startedBy);
         active.Completion = Task.Run(() => ExecuteAsync(run.Id, plan, steps, results, active), CancellationToken.None);
         return active.Events.Reader;
@@ -215,9 +219,9 @@ public sealed partial class DrRunCoordinator(
                 : results.Any(r => r.Status == DrStepStatus.Failed) ? DrRunStatus.CompletedWithFailures
                 : DrRunStatus.Completed;
         }
-        catch (Exception e) when (e is NpgsqlException or DbUpdateException or TimeoutException or RunTakenOverException or OperationCanceledException)
+        catch (Exception e)
         {
-            // The run's row could not be written (or was failed by another instance); record what we can.
+            // The run's row could not be written (or was failed by another instance), or the run broke otherwise: record what we can.
             LogRunBroken(logger, runId, e);
             status = DrRunStatus.Failed;
             foreach (var r in results.Where(r => r.Status is DrStepStatus.Pending or DrStepStatus.Running))
@@ -232,32 +236,26 @@ public sealed partial class DrRunCoordinator(
             await watch.CancelAsync();
             await watcher;
         }
-        var finishedAt = time.Now();
         try
         {
-            await SaveAsync(runId, results, status, finishedAt);
-        }
-        catch (Exception e) when (e is NpgsqlException or DbUpdateException or TimeoutException or RunTakenOverException)
-        {
-            LogRunBroken(logger, runId, e);
-        }
-        try
-        {
-            await redis.GetDatabase().KeyDeleteAsync(LivenessKey(runId));
-        }
-        catch (RedisException)
-        {
-            // it expires on its own
-        }
-        LogRunFinished(logger, runId, status.ToString());
-        await using (var db = await contexts.CreateDbContextAsync(CancellationToken.None))
-        {
+            await SaveAsync(runId, results, status, time.Now());
+            LogRunFinished(logger, runId, status.ToString());
+            await redis.GetDatabase().KeyDeleteAsync(LivenessKey(runId)); // else it expires on its own
+            await using var db = await contexts.CreateDbContextAsync(CancellationToken.None);
             var final = await db.DrRuns.AsNoTracking().FirstAsync(r => r.Id == runId);
             active.Events.Writer.TryWrite(new RunDisasterRecoveryPlanResponse { Run = final.ToProto() });
         }
-        active.Events.Writer.TryComplete();
-        _active.TryRemove(runId, out _);
-        active.Cancel.Dispose();
+        catch (Exception e)
+        {
+            LogRunBroken(logger, runId, e);
+        }
+        finally
+        {
+            // However the end went, the caller's stream ends and the run is no longer this instance's.
+            active.Events.Writer.TryComplete();
+            _active.TryRemove(runId, out _);
+            active.Cancel.Dispose();
+        }
     }
 
     private async Task<DrStepOutcome> RunStepAsync(DrStepContext context, ActiveRun active)
@@ -300,50 +298,31 @@ public sealed partial class DrRunCoordinator(
     private static string Why(ActiveRun active) =>
         active.CancelRequested ? "the run was cancelled" : "the recovery instance executing the run is stopping";
 
-    /// <summary>Keeps the liveness key alive and watches for a cancel request from any instance.</summary>
-    private async Task WatchAsync(Guid runId, ActiveRun active, CancellationToken ct)
+    /// <summary>Watches for a cancel request from any instance and keeps the liveness key alive, until the run ends.</summary>
+    private Task WatchAsync(Guid runId, ActiveRun active, CancellationToken ct)
     {
         var lastBeat = time.GetTimestamp();
-        while (!ct.IsCancellationRequested)
+        return new LoopRunner($"{nameof(DrRunCoordinator)}.watch", logger, LoopBackoff.Between(CancelPoll, LivenessRefresh), time).RunAsync(async token =>
         {
-            try
+            await using (var db = await contexts.CreateDbContextAsync(token))
             {
-                await Task.Delay(CancelPoll, time, ct);
-                if (time.GetElapsedTime(lastBeat) >= LivenessRefresh)
-                {
-                    await KeepAliveAsync(runId);
-                    lastBeat = time.GetTimestamp();
-                }
-                await using var db = await contexts.CreateDbContextAsync(ct);
-                if (await db.DrRuns.AsNoTracking().Where(r => r.Id == runId).Select(r => r.CancelRequested).FirstOrDefaultAsync(ct))
+                if (await db.DrRuns.AsNoTracking().Where(r => r.Id == runId).Select(r => r.CancelRequested).FirstOrDefaultAsync(token))
                 {
                     active.CancelRequested = true;
                     await active.Cancel.CancelAsync();
-                    return;
+                    return LoopRunner.Done;
                 }
             }
-            catch (OperationCanceledException)
+            if (time.GetElapsedTime(lastBeat) >= LivenessRefresh)
             {
-                return;
+                await KeepAliveAsync(runId);
+                lastBeat = time.GetTimestamp();
             }
-            catch (Exception e) when (e is NpgsqlException or RedisException or TimeoutException)
-            {
-                LogWatchFailed(logger, runId, e);
-            }
-        }
+            return CancelPoll;
+        }, ct, firstDelay: CancelPoll);
     }
 
-    private async Task KeepAliveAsync(Guid runId)
-    {
-        try
-        {
-            await redis.GetDatabase().StringSetAsync(LivenessKey(runId), leader.Instance, LivenessTtl);
-        }
-        catch (RedisException e)
-        {
-            LogWatchFailed(logger, runId, e);
-        }
-    }
+    private Task KeepAliveAsync(Guid runId) => redis.GetDatabase().StringSetAsync(LivenessKey(runId), leader.Instance, LivenessTtl);
 
     private async Task SaveAsync(Guid runId, List<DrStepResult> results, DrRunStatus status, DateTime? finishedAt)
     {
@@ -433,9 +412,6 @@ public sealed partial class DrRunCoordinator(
 
     [LoggerMessage(EventId = 4305, Level = LogLevel.Warning, Message = "Disaster-recovery run {RunId} was left running by instance {Instance}, which stopped; marked failed")]
     private static partial void LogOrphanFailed(ILogger logger, Guid runId, string instance);
-
-    [LoggerMessage(EventId = 4306, Level = LogLevel.Warning, Message = "Could not look for orphaned disaster-recovery runs at startup")]
-    private static partial void LogOrphanSweepFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 4307, Level = LogLevel.Warning, Message = "Disaster-recovery run {RunId}: liveness or cancel check failed")]
     private static partial void LogWatchFailed(ILogger logger, Guid runId, Exception exception);

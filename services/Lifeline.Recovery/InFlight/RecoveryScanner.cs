@@ -10,6 +10,7 @@ using Microsoft.Extensions.Options;
 using QueueTask = Lifeline.Queue.V1.Task;
 using TaskStatus = Lifeline.Queue.V1.TaskStatus;
 using Lifeline.Recovery.Tenancy;
+using Lifeline.ServiceDefaults.Hosting;
 
 namespace Lifeline.Recovery.InFlight;
 
@@ -26,48 +27,29 @@ public sealed record ScanResult(long Examined, long Recoverable, List<ActionReco
 /// </summary>
 public sealed partial class RecoveryScanner(
     SuiteClients clients, TaskRecoverer recoverer, RecoveryLeader leader, CoveredTenants tenants, IOptions<RecoveryOptions> options, TimeProvider time,
-    ILogger<RecoveryScanner> logger) : BackgroundService
+    ILogger<RecoveryScanner> logger)
+    : LeaderLoop(leader, logger, LoopBackoff.Between(options.Value.ScanInterval, TimeSpan.FromSeconds(30)), time)
 {
     private readonly SemaphoreSlim _oneAtATime = new(1, 1);
 
     /// <summary>The last completed scan (null before the first).</summary>
     public ScanResult? LastScan { get; private set; }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override async Task<TimeSpan> RunTermPassAsync(LeaderTerm term, CancellationToken ct)
     {
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                var term = await leader.WaitForTermAsync(stoppingToken);
-                using var linked = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, term.Lost);
-                while (!linked.IsCancellationRequested)
-                {
-                    await ScanOnceAsync(linked.Token);
-                    await Task.Delay(options.Value.ScanInterval, time, linked.Token);
-                }
-            }
-            catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
-            {
-                // leadership lost: wait for the next term
-            }
-            catch (Exception e) when (e is RpcException or InvalidOperationException or Npgsql.NpgsqlException)
-            {
-                LogScanFailed(logger, e);
-                await Task.Delay(options.Value.ScanInterval, time, stoppingToken);
-            }
-        }
+        await ScanOnceAsync(ct);
+        return options.Value.ScanInterval;
     }
 
     /// <summary>Runs one scan now; FAILED_PRECONDITION-worthy <see cref="NotLeaderException"/> on a standby.</summary>
     public async Task<ScanResult> ScanOnceAsync(CancellationToken ct)
     {
-        var term = leader.Term ?? throw new NotLeaderException((await leader.ReadLeaseAsync()).Holder);
+        var term = Leader.Term ?? throw new NotLeaderException((await Leader.ReadLeaseAsync()).Holder);
         await _oneAtATime.WaitAsync(ct);
         try
         {
-            var started = time.GetTimestamp();
-            var at = time.GetUtcNow().UtcDateTime;
+            var started = Time.GetTimestamp();
+            var at = Time.GetUtcNow().UtcDateTime;
             long examined = 0, recoverable = 0, skippedAlive = 0;
             var actions = new List<ActionRecord>();
             foreach (var tenant in await tenants.RefreshAsync(ct))
@@ -78,7 +60,7 @@ public sealed partial class RecoveryScanner(
                     await foreach (var task in ListAsync(tenant, status, ct))
                     {
                         examined++;
-                        if (Classify(task, workers, time.GetUtcNow().UtcDateTime) is not { } verdict)
+                        if (Classify(task, workers, Time.GetUtcNow().UtcDateTime) is not { } verdict)
                         {
                             skippedAlive++;
                             continue;
@@ -96,7 +78,7 @@ public sealed partial class RecoveryScanner(
                     }
                 }
             }
-            var scan = new ScanResult(examined, recoverable - actions.Count, actions, skippedAlive, time.GetElapsedTime(started), at);
+            var scan = new ScanResult(examined, recoverable - actions.Count, actions, skippedAlive, Time.GetElapsedTime(started), at);
             LastScan = scan;
             if (actions.Count > 0)
             {
@@ -165,9 +147,6 @@ public sealed partial class RecoveryScanner(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Recovery scan: {Examined} in-flight tasks examined, {Recovered} recovered in {Milliseconds:0} ms")]
     private static partial void LogScanned(ILogger logger, long examined, int recovered, double milliseconds);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Recovery scan failed; retrying next interval")]
-    private static partial void LogScanFailed(ILogger logger, Exception exception);
 }
 
 /// <summary>This instance does not hold the leader lease: FAILED_PRECONDITION <c>NOT_LEADER</c>.</summary>

@@ -7,6 +7,7 @@ using Lifeline.Recovery.Options;
 using Lifeline.Recovery.Tenancy;
 using Lifeline.Recovery.V1;
 using Lifeline.Registry.V1;
+using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using TaskStatus = Lifeline.Queue.V1.TaskStatus;
@@ -22,102 +23,80 @@ namespace Lifeline.Recovery.InFlight;
 /// </summary>
 public sealed partial class WorkerLossWatcher(
     SuiteClients clients, TaskRecoverer recoverer, RecoveryLeader leader, NpgsqlDataSource dataSource, CoveredTenants tenants,
-    IOptions<RecoveryOptions> options, TimeProvider time, ILogger<WorkerLossWatcher> logger) : BackgroundService
+    IOptions<RecoveryOptions> options, TimeProvider time, ILogger<WorkerLossWatcher> logger)
+    : LeaderLoop(leader, logger, Backoff(options.Value), time)
 {
     private const string Source = "registry-workers";
     private const int EventsAtOnce = 16;
     private const int TasksAtOnce = 8;
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                var term = await leader.WaitForTermAsync(stoppingToken);
-                using var linked = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, term.Lost);
-                await WatchCoveredTenantsAsync(term, linked.Token);
-            }
-            catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
-            {
-            }
-        }
-    }
+    private static LoopBackoff Backoff(RecoveryOptions options) => LoopBackoff.Between(options.ScanInterval, TimeSpan.FromSeconds(30));
 
-    /// <summary>One watch per covered tenant for the term; a tenant found later (every scan interval) gets its own then.</summary>
-    private async Task WatchCoveredTenantsAsync(LeaderTerm term, CancellationToken ct)
+    /// <summary>
+    /// One pass per term: one watch per covered tenant, and every scan interval a look for tenants found since (each
+    /// its own watch then). Returns when the term ends, with every watch of it.
+    /// </summary>
+    protected override async Task<TimeSpan> RunTermPassAsync(LeaderTerm term, CancellationToken ct)
     {
         var watches = new Dictionary<string, Task>(StringComparer.Ordinal);
         try
         {
-            while (true)
+            await new LoopRunner($"{nameof(WorkerLossWatcher)}.tenants", logger, Backoff(options.Value), Time).RunAsync(async token =>
             {
-                foreach (var tenant in await tenants.RefreshAsync(ct))
+                foreach (var tenant in await tenants.RefreshAsync(token))
                 {
-                    if (watches.TryGetValue(tenant, out var watch) && !watch.IsCompleted)
+                    if (!watches.TryGetValue(tenant, out var watch) || watch.IsCompleted)
                     {
-                        continue;
+                        watches[tenant] = WatchTenantAsync(tenant, term, token);
                     }
-                    if (watch?.Exception is { } failure)
-                    {
-                        // A watch retries what it expects; anything else ends it. Start it again rather than lose the tenant.
-                        LogWatchFailed(logger, tenant, failure.GetBaseException());
-                    }
-                    watches[tenant] = WatchTenantAsync(tenant, term, ct);
                 }
-                await Task.Delay(options.Value.ScanInterval, time, ct);
-            }
+                return options.Value.ScanInterval;
+            }, ct);
         }
         finally
         {
-            // The term is over (or the service stops): every watch ends with it.
-            try
-            {
-                await Task.WhenAll(watches.Values);
-            }
-            catch (Exception e) when (ct.IsCancellationRequested && e is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled })
-            {
-            }
+            await Task.WhenAll(watches.Values); // they end with the term (a watch never throws)
         }
+        return TimeSpan.Zero;
     }
 
+    /// <summary>Follows one tenant's lost events until the term ends, reconnecting under the loop policy whenever the stream breaks.</summary>
     private async Task WatchTenantAsync(string tenant, LeaderTerm term, CancellationToken ct)
     {
-        while (!ct.IsCancellationRequested)
+        using var scope = logger.BeginScope(new Dictionary<string, object> { ["Tenant"] = tenant });
+        await new LoopRunner($"{nameof(WorkerLossWatcher)}.watch", logger, LoopBackoff.Default, Time).RunAsync(async token =>
         {
-            try
+            await FollowAsync(tenant, term, token);
+            return TimeSpan.Zero; // the stream ended: reconnect from the saved cursor
+        }, ct);
+    }
+
+    private async Task FollowAsync(string tenant, LeaderTerm term, CancellationToken ct)
+    {
+        var cursor = await LoadCursorAsync(tenant, ct);
+        using var call = clients.Registry.WatchWorkers(
+            new WatchWorkersRequest { EventTypes = { WorkerEventType.Lost }, AfterEventId = cursor ?? "" },
+            new CallOptions(new Metadata { { "x-lifeline-tenant", tenant } }, cancellationToken: ct));
+        // Lost workers are handled concurrently (a rack going down loses many at once); the cursor advances in
+        // stream order, past an event only once it and every earlier one are handled.
+        var inFlight = new Queue<(string EventId, Task Work)>();
+        using var slots = new SemaphoreSlim(EventsAtOnce);
+        await foreach (var message in call.ResponseStream.ReadAllAsync(ct))
+        {
+            var e = message.Event;
+            await slots.WaitAsync(ct);
+            inFlight.Enqueue((e.EventId, HandleAsync(tenant, e, term, slots, ct)));
+            while (inFlight.TryPeek(out var head) && head.Work.IsCompleted)
             {
-                var cursor = await LoadCursorAsync(tenant, ct);
-                using var call = clients.Registry.WatchWorkers(
-                    new WatchWorkersRequest { EventTypes = { WorkerEventType.Lost }, AfterEventId = cursor ?? "" },
-                    new CallOptions(new Metadata { { "x-lifeline-tenant", tenant } }, cancellationToken: ct));
-                // Lost workers are handled concurrently (a rack going down loses many at once); the cursor advances in
-                // stream order, past an event only once it and every earlier one are handled.
-                var inFlight = new Queue<(string EventId, Task Work)>();
-                using var slots = new SemaphoreSlim(EventsAtOnce);
-                await foreach (var message in call.ResponseStream.ReadAllAsync(ct))
-                {
-                    var e = message.Event;
-                    await slots.WaitAsync(ct);
-                    inFlight.Enqueue((e.EventId, HandleAsync(tenant, e, term, slots, ct)));
-                    while (inFlight.TryPeek(out var head) && head.Work.IsCompleted)
-                    {
-                        await head.Work;
-                        await SaveCursorAsync(tenant, head.EventId, ct);
-                        inFlight.Dequeue();
-                    }
-                }
-                while (inFlight.TryDequeue(out var rest))
-                {
-                    await rest.Work;
-                    await SaveCursorAsync(tenant, rest.EventId, ct);
-                }
+                await head.Work;
+                await SaveCursorAsync(tenant, head.EventId, ct);
+                inFlight.Dequeue();
             }
-            catch (Exception e) when (!ct.IsCancellationRequested && e is RpcException or NpgsqlException or InvalidOperationException)
-            {
-                LogWatchFailed(logger, tenant, e);
-                await Task.Delay(TimeSpan.FromSeconds(1), time, ct);
-            }
+        }
+        while (inFlight.TryDequeue(out var rest))
+        {
+            await rest.Work;
+            await SaveCursorAsync(tenant, rest.EventId, ct);
         }
     }
 
@@ -140,7 +119,7 @@ public sealed partial class WorkerLossWatcher(
     /// <summary>Recovers every task the queue has leased to the lost worker (several at a time).</summary>
     public async Task<int> RecoverWorkerTasksAsync(string tenant, WorkerEvent lost, LeaderTerm term, CancellationToken ct)
     {
-        var detectedAt = lost.OccurredAt?.ToDateTime() ?? time.GetUtcNow().UtcDateTime;
+        var detectedAt = lost.OccurredAt?.ToDateTime() ?? Time.GetUtcNow().UtcDateTime;
         var held = new List<Queue.V1.Task>();
         foreach (var status in new[] { TaskStatus.Assigned, TaskStatus.Running })
         {
@@ -188,7 +167,4 @@ public sealed partial class WorkerLossWatcher(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} (tenant {Tenant}) lost: {Recovered} task(s) recovered")]
     private static partial void LogLost(ILogger logger, string workerId, string tenant, int recovered);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Watching lost workers of tenant {Tenant} failed; reconnecting")]
-    private static partial void LogWatchFailed(ILogger logger, string tenant, Exception exception);
 }

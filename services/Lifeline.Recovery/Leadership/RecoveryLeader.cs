@@ -1,4 +1,5 @@
 using Lifeline.Recovery.Options;
+using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using StackExchange.Redis;
@@ -20,7 +21,8 @@ public sealed record LeaderTerm(long Token, DateTime Since, CancellationToken Lo
 /// </summary>
 public sealed partial class RecoveryLeader(
     IConnectionMultiplexer redis, NpgsqlDataSource dataSource, IOptions<RecoveryOptions> options, TimeProvider time, ILogger<RecoveryLeader> logger)
-    : BackgroundService
+    // Retried at the renewal pace whatever failed: a leader that cannot renew must notice in time to step down.
+    : BackgroundLoop(logger, LoopBackoff.Between(options.Value.LeaderLeaseDuration / 3, options.Value.LeaderLeaseDuration / 3), time)
 {
     public const string LeaseKey = "lifeline:recovery:leader";
     public const string TokenKey = "lifeline:recovery:leader-token";
@@ -53,11 +55,15 @@ public sealed partial class RecoveryLeader(
         """;
 
     private readonly Lock _gate = new();
+    private DateTime _lastRenewed = DateTime.MinValue;
     private CancellationTokenSource? _termSource;
     private LeaderTerm? _term;
     private TaskCompletionSource<LeaderTerm> _nextTerm = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public string Instance { get; } = options.Value.InstanceId ?? $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..6]}";
+
+    /// <summary>How often the lease is renewed (and a standby tries to take it): a third of the lease.</summary>
+    private TimeSpan Pace => options.Value.LeaderLeaseDuration / 3;
 
     /// <summary>The current term, or null when this instance does not lead.</summary>
     public LeaderTerm? Term
@@ -98,58 +104,42 @@ public sealed partial class RecoveryLeader(
         return await next.WaitAsync(ct);
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>Takes or renews the lease; a leader that could not renew steps down when its lease would have run out.</summary>
+    protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
     {
         var lease = options.Value.LeaderLeaseDuration;
-        var pace = lease / 3;
-        var lastRenewed = DateTime.MinValue;
         try
         {
-            while (!stoppingToken.IsCancellationRequested)
+            var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(AcquireScript,
+                [LeaseKey, TokenKey], [Instance, (long)lease.TotalMilliseconds]))!;
+            var token = (long)result[0];
+            if (token > 0 && await FenceAsync(token, stoppingToken))
             {
-                try
-                {
-                    var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(AcquireScript,
-                        [LeaseKey, TokenKey], [Instance, (long)lease.TotalMilliseconds]))!;
-                    var token = (long)result[0];
-                    if (token > 0 && await FenceAsync(token, stoppingToken))
-                    {
-                        lastRenewed = time.GetUtcNow().UtcDateTime;
-                        BeginTerm(token);
-                    }
-                    else
-                    {
-                        EndTerm(token > 0 ? "a newer leader token is recorded" : $"{(string?)result[1]} holds the lease");
-                    }
-                }
-                catch (Exception e) when (e is RedisException or NpgsqlException or TimeoutException)
-                {
-                    LogRenewFailed(logger, e);
-                    if (Term is not null && time.GetUtcNow().UtcDateTime - lastRenewed >= lease - pace)
-                    {
-                        EndTerm("the lease could not be renewed before it ran out");
-                    }
-                }
-                await Task.Delay(pace, time, stoppingToken);
+                _lastRenewed = Time.GetUtcNow().UtcDateTime;
+                BeginTerm(token);
+            }
+            else
+            {
+                EndTerm(token > 0 ? "a newer leader token is recorded" : $"{(string?)result[1]} holds the lease");
             }
         }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        catch
         {
-        }
-        finally
-        {
-            if (Term is not null)
+            if (Term is not null && Time.GetUtcNow().UtcDateTime - _lastRenewed >= lease - Pace)
             {
-                EndTerm("shutting down");
-                try
-                {
-                    await redis.GetDatabase().ScriptEvaluateAsync(ReleaseScript, [LeaseKey], [Instance]);
-                }
-                catch (Exception e) when (e is RedisException or TimeoutException)
-                {
-                    LogRenewFailed(logger, e);
-                }
+                EndTerm("the lease could not be renewed before it ran out");
             }
+            throw;
+        }
+        return Pace;
+    }
+
+    protected override async Task RunLastPassAsync(CancellationToken cancellationToken)
+    {
+        if (Term is not null)
+        {
+            EndTerm("shutting down");
+            await redis.GetDatabase().ScriptEvaluateAsync(ReleaseScript, [LeaseKey], [Instance]);
         }
     }
 
@@ -182,7 +172,7 @@ public sealed partial class RecoveryLeader(
             _termSource?.Cancel();
             _termSource?.Dispose();
             _termSource = new CancellationTokenSource();
-            _term = new LeaderTerm(token, time.GetUtcNow().UtcDateTime, _termSource.Token);
+            _term = new LeaderTerm(token, Time.GetUtcNow().UtcDateTime, _termSource.Token);
             _nextTerm.TrySetResult(_term);
         }
         LogLeading(logger, Instance, token);
@@ -210,7 +200,4 @@ public sealed partial class RecoveryLeader(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Recovery instance {Instance} stops leading (token {Token}): {Why}")]
     private static partial void LogStepDown(ILogger logger, string instance, long token, string why);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not take or renew the recovery leader lease")]
-    private static partial void LogRenewFailed(ILogger logger, Exception exception);
 }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using Lifeline.Recovery.Options;
 using Lifeline.Recovery.V1;
+using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.Extensions.Options;
 using Npgsql;
 
@@ -12,7 +13,8 @@ namespace Lifeline.Recovery.Notifications;
 /// Delivers the outbox. Every instance runs one (no leader needed): it claims due rows of the webhooks
 /// <i>it</i> has configured with <c>UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)</c>, which
 /// moves their <c>next_attempt_at</c> past the attempt's time limit — so two instances never send one
-/// notification at the same time, and a claim of an instance that dies is picked up again once it lapses.
+/// notification at the same time, and a claim of an instance that dies is picked up again once it lapses (one that
+/// stops gives its in-flight claims back).
 /// A 2xx answer marks the row delivered; anything else (status, timeout, connection error) counts an
 /// attempt and schedules the next after initial × 2^(attempts−1), capped at <c>WebhookMaxBackoff</c>, up to
 /// 20 % shorter (jitter); after <c>WebhookMaxAttempts</c> the row is failed. Delivery is at least once:
@@ -21,7 +23,8 @@ namespace Lifeline.Recovery.Notifications;
 /// </summary>
 public sealed partial class WebhookDispatcher(
     NpgsqlDataSource dataSource, NotificationOutbox outbox, IHttpClientFactory httpClients, IOptionsMonitor<RecoveryOptions> options,
-    TimeProvider time, ILogger<WebhookDispatcher> logger) : BackgroundService
+    TimeProvider time, ILogger<WebhookDispatcher> logger)
+    : BackgroundLoop(logger, LoopBackoff.Between(options.CurrentValue.WebhookPollInterval, TimeSpan.FromSeconds(30)), time)
 {
     public const string HttpClientName = "lifeline-webhooks";
 
@@ -35,35 +38,14 @@ public sealed partial class WebhookDispatcher(
 
     private sealed record Claimed(Guid Id, string Webhook, string Event, string Payload, int Attempts, DateTime ClaimedUntil);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>Delivers a batch; when that was not a full one, waits for a new notification or the poll interval.</summary>
+    protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
     {
-        while (!stoppingToken.IsCancellationRequested)
+        if (await DeliverDueAsync(stoppingToken) < BatchSize)
         {
-            var delivered = 0;
-            try
-            {
-                delivered = await DeliverDueAsync(stoppingToken);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
-            {
-                LogDispatchFailed(logger, e);
-            }
-            if (delivered < BatchSize)
-            {
-                try
-                {
-                    await outbox.WaitAsync(options.CurrentValue.WebhookPollInterval, stoppingToken);
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-            }
+            await outbox.WaitAsync(options.CurrentValue.WebhookPollInterval, stoppingToken);
         }
+        return TimeSpan.Zero;
     }
 
     /// <summary>Claims and sends one batch of due notifications; returns how many were claimed.</summary>
@@ -110,7 +92,7 @@ public sealed partial class WebhookDispatcher(
         var started = Stopwatch.GetTimestamp();
         try
         {
-            var timestamp = time.GetUtcNow().ToUnixTimeSeconds();
+            var timestamp = Time.GetUtcNow().ToUnixTimeSeconds();
             using var request = new HttpRequestMessage(HttpMethod.Post, hook.Url)
             {
                 Content = new StringContent(n.Payload, Encoding.UTF8, "application/json"),
@@ -124,11 +106,15 @@ public sealed partial class WebhookDispatcher(
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            // Shutting down: the claim lapses and this or another instance tries again; no attempt is counted.
+            // Shutting down: no attempt is counted, and the claim is given back, so another instance (or this one once it
+            // is back) tries again at once rather than when the claim would have lapsed.
+            await ReleaseClaimAsync(n);
             return;
         }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or UriFormatException or InvalidOperationException)
+        catch (Exception e)
         {
+            // Whatever failed the attempt counts as one (and says why), so a notification that cannot be sent ends failed
+            // after its attempts rather than being claimed again and again.
             error = e is TaskCanceledException ? $"no answer within {AttemptTimeout.TotalSeconds:0} s" : e.Message;
         }
         var attempts = n.Attempts + 1;
@@ -173,6 +159,15 @@ public sealed partial class WebhookDispatcher(
         await command.ExecuteNonQueryAsync(ct);
     }
 
+    private async Task ReleaseClaimAsync(Claimed n)
+    {
+        await using var command = dataSource.CreateCommand(
+            "UPDATE notifications SET next_attempt_at = clock_timestamp() WHERE id = @id AND status = 1 AND next_attempt_at = @claimed_until");
+        command.Parameters.AddWithValue("id", n.Id);
+        command.Parameters.AddWithValue("claimed_until", n.ClaimedUntil);
+        await command.ExecuteNonQueryAsync(CancellationToken.None); // the stopping token is cancelled already
+    }
+
     private static string? Truncate(string? value) => value is null || value.Length <= 1024 ? value : value[..1024];
 
     [LoggerMessage(EventId = 4101, Level = LogLevel.Information, Message = "Notification {NotificationId} ({Event}) delivered to webhook {Webhook} at attempt {Attempts} in {Milliseconds:0} ms")]
@@ -183,7 +178,4 @@ public sealed partial class WebhookDispatcher(
 
     [LoggerMessage(EventId = 4103, Level = LogLevel.Error, Message = "Notification {NotificationId} to webhook {Webhook} failed after {Attempts} attempts: {Error}")]
     private static partial void LogGaveUp(ILogger logger, Guid notificationId, string webhook, int attempts, string error);
-
-    [LoggerMessage(EventId = 4104, Level = LogLevel.Warning, Message = "Webhook dispatch failed; retrying at the next poll")]
-    private static partial void LogDispatchFailed(ILogger logger, Exception exception);
 }

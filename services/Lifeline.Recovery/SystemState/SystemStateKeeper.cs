@@ -1,11 +1,10 @@
 using System.Globalization;
-using Grpc.Core;
 using Lifeline.Recovery.Data;
 using Lifeline.Recovery.Leadership;
 using Lifeline.Recovery.Options;
 using Lifeline.Recovery.V1;
+using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.Extensions.Options;
-using Npgsql;
 
 namespace Lifeline.Recovery.SystemState;
 
@@ -18,7 +17,8 @@ namespace Lifeline.Recovery.SystemState;
 /// </summary>
 public sealed partial class SystemStateKeeper(
     RecoveryLeader leader, SystemStateStore store, SystemStateCollector collector, IOptions<RecoveryOptions> options,
-    TimeProvider time, ILogger<SystemStateKeeper> logger) : BackgroundService
+    TimeProvider time, ILogger<SystemStateKeeper> logger)
+    : LeaderLoop(leader, logger, LoopBackoff.Between(Poll(options.Value), TimeSpan.FromSeconds(30)), time)
 {
     private const int PruneEvery = 100;
     private static readonly TimeSpan MaxPoll = TimeSpan.FromSeconds(5);
@@ -27,6 +27,7 @@ public sealed partial class SystemStateKeeper(
     private StateContent? _last;
     private DateTime _lastWrittenAt;
     private int _writesSincePrune;
+    private long _restoredInTerm; // the token of the term whose start was restored
 
     /// <summary>
     /// Restores the newest snapshot and reconciles it with the live system, and writes the result: status
@@ -38,7 +39,7 @@ public sealed partial class SystemStateKeeper(
     /// </summary>
     public async Task<V1.SystemState> RestoreAndReconcileAsync(CancellationToken ct)
     {
-        var token = leader.Term?.Token;
+        var token = Leader.Term?.Token;
         await _writeGate.WaitAsync(ct);
         try
         {
@@ -46,7 +47,7 @@ public sealed partial class SystemStateKeeper(
             var live = await collector.CollectAsync(ct);
             var (content, reason, message) = Reconcile(persisted, live);
             var written = await store.InsertAsync(content, reason, message, token, ct)
-                ?? throw new SnapshotFencedException(leader.Instance);
+                ?? throw new SnapshotFencedException(Leader.Instance);
             Remember(content, written);
             await store.PruneAsync(ct);
             _writesSincePrune = 0;
@@ -126,66 +127,22 @@ public sealed partial class SystemStateKeeper(
         _lastWrittenAt = written.CreatedAt;
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>At the start of a term: restore and reconcile (again each pass until it succeeds); then a snapshot when due.</summary>
+    protected override async Task<TimeSpan> RunTermPassAsync(LeaderTerm term, CancellationToken ct)
     {
-        while (!stoppingToken.IsCancellationRequested)
+        if (_restoredInTerm != term.Token)
         {
-            LeaderTerm term;
-            try
-            {
-                term = await leader.WaitForTermAsync(stoppingToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-            using var during = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, term.Lost);
-            try
-            {
-                await LeadAsync(during.Token);
-            }
-            catch (OperationCanceledException) when (during.IsCancellationRequested)
-            {
-                // stopping, or the term ended: wait for the next one
-            }
-            catch (SnapshotFencedException)
-            {
-                // a newer leader wrote the fence: this term is over, the leader notices on its next renewal
-                await DelayAsync(options.Value.LeaderLeaseDuration / 3, stoppingToken);
-            }
+            await RestoreAndReconcileAsync(ct);
+            _restoredInTerm = term.Token;
         }
+        else
+        {
+            await SnapshotIfDueAsync(ct);
+        }
+        return Poll(options.Value);
     }
 
-    private async Task LeadAsync(CancellationToken ct)
-    {
-        var interval = options.Value.StateSnapshotInterval;
-        var poll = interval < MaxPoll ? interval : MaxPoll;
-        while (true)
-        {
-            try
-            {
-                await RestoreAndReconcileAsync(ct);
-                break;
-            }
-            catch (Exception e) when (e is not OperationCanceledException and not SnapshotFencedException)
-            {
-                LogWriteFailed(logger, e);
-                await Task.Delay(poll, time, ct);
-            }
-        }
-        while (true)
-        {
-            await Task.Delay(poll, time, ct);
-            try
-            {
-                await SnapshotIfDueAsync(ct);
-            }
-            catch (Exception e) when (e is not OperationCanceledException and not SnapshotFencedException)
-            {
-                LogWriteFailed(logger, e);
-            }
-        }
-    }
+    private static TimeSpan Poll(RecoveryOptions options) => options.StateSnapshotInterval < MaxPoll ? options.StateSnapshotInterval : MaxPoll;
 
     /// <summary>Writes a snapshot when something changed (<c>change</c>) or the interval passed (<c>periodic</c>).</summary>
     internal async Task SnapshotIfDueAsync(CancellationToken ct)
@@ -194,7 +151,7 @@ public sealed partial class SystemStateKeeper(
         var previous = _last;
         var content = FromLive(live, live.Status, previous?.Pool ?? WorkerPool.Empty, previous?.QueueCounts ?? new Dictionary<string, long>());
         var changes = previous is null ? ["first snapshot of this term"] : Changes(previous, content);
-        var due = time.GetUtcNow().UtcDateTime - _lastWrittenAt >= options.Value.StateSnapshotInterval;
+        var due = Time.GetUtcNow().UtcDateTime - _lastWrittenAt >= options.Value.StateSnapshotInterval;
         if (changes.Count == 0 && !due)
         {
             return;
@@ -232,8 +189,8 @@ public sealed partial class SystemStateKeeper(
         await _writeGate.WaitAsync(ct);
         try
         {
-            var token = leader.Term?.Token ?? throw new SnapshotFencedException(leader.Instance);
-            var written = await store.InsertAsync(content, reason, message, token, ct) ?? throw new SnapshotFencedException(leader.Instance);
+            var token = Leader.Term?.Token ?? throw new SnapshotFencedException(Leader.Instance);
+            var written = await store.InsertAsync(content, reason, message, token, ct) ?? throw new SnapshotFencedException(Leader.Instance);
             Remember(content, written);
             if (++_writesSincePrune >= PruneEvery)
             {
@@ -247,34 +204,14 @@ public sealed partial class SystemStateKeeper(
         }
     }
 
-    public override async Task StopAsync(CancellationToken cancellationToken)
+    protected override async Task RunLastPassAsync(CancellationToken cancellationToken)
     {
-        await base.StopAsync(cancellationToken);
-        if (leader.Term is null || _last is not { } last)
+        if (Leader.Term is null || _last is not { } last)
         {
             return;
         }
-        try
-        {
-            // No calls to other services on the way out: the last known content, marked shutting down.
-            await WriteAsync(last with { Status = SystemStatus.ShuttingDown }, "shutdown", $"instance {leader.Instance} is shutting down", cancellationToken);
-        }
-        catch (Exception e) when (e is NpgsqlException or TimeoutException or OperationCanceledException or SnapshotFencedException or RpcException)
-        {
-            LogWriteFailed(logger, e);
-        }
-    }
-
-    private async Task DelayAsync(TimeSpan delay, CancellationToken ct)
-    {
-        try
-        {
-            await Task.Delay(delay, time, ct);
-        }
-        catch (OperationCanceledException)
-        {
-            // stopping
-        }
+        // No calls to other services on the way out: the last known content, marked shutting down.
+        await WriteAsync(last with { Status = SystemStatus.ShuttingDown }, "shutdown", $"instance {Leader.Instance} is shutting down", cancellationToken);
     }
 
     public override void Dispose()
@@ -285,9 +222,6 @@ public sealed partial class SystemStateKeeper(
 
     [LoggerMessage(EventId = 6101, Level = LogLevel.Information, Message = "System state {Reason} with status {Status}: {Message}")]
     private static partial void LogRestored(ILogger logger, string reason, SystemStatus status, string message);
-
-    [LoggerMessage(EventId = 6102, Level = LogLevel.Warning, Message = "Could not write a system state snapshot; trying again")]
-    private static partial void LogWriteFailed(ILogger logger, Exception exception);
 }
 
 /// <summary>

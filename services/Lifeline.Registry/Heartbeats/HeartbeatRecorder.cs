@@ -4,6 +4,7 @@ using Lifeline.Registry.Options;
 using Lifeline.Registry.V1;
 using Lifeline.Registry.Workers;
 using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.Extensions.Options;
 using Npgsql;
 
@@ -19,9 +20,9 @@ public sealed record HeartbeatOutcome(string Status, DateTime ExpiresAt, IReadOn
 /// Records heartbeats: one Redis script per beat, no PostgreSQL write. The beats seen are kept in
 /// memory and written to PostgreSQL in one statement per flush interval (coalesced last_heartbeat_at).
 /// </summary>
-public sealed partial class HeartbeatRecorder(
+public sealed class HeartbeatRecorder(
     RedisMirror mirror, WorkerDirectory directory, BreakerStore breakers, NpgsqlDataSource dataSource,
-    IOptions<RegistryOptions> options, ILogger<HeartbeatRecorder> logger) : BackgroundService
+    IOptions<RegistryOptions> options, ILogger<HeartbeatRecorder> logger) : BackgroundLoop(logger)
 {
     private sealed record Seen(string Tenant, Guid Id, DateTime At, string Status, string[] Running, double Load);
 
@@ -68,23 +69,17 @@ public sealed partial class HeartbeatRecorder(
         return new HeartbeatOutcome(result.Status, now + options.Value.HeartbeatTtl, result.Commands);
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override TimeSpan FirstDelay => options.Value.HeartbeatFlushInterval;
+
+    protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(options.Value.HeartbeatFlushInterval);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
-            {
-                await FlushAsync(stoppingToken);
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
-        await FlushAsync(CancellationToken.None); // what was seen before shutdown
+        await FlushAsync(stoppingToken);
+        return options.Value.HeartbeatFlushInterval;
     }
 
-    /// <summary>Writes the beats seen since the last flush in one statement.</summary>
+    protected override Task RunLastPassAsync(CancellationToken cancellationToken) => FlushAsync(cancellationToken); // what was seen before shutdown
+
+    /// <summary>Writes the beats seen since the last flush in one statement (kept for the next flush if it fails).</summary>
     public async Task<int> FlushAsync(CancellationToken ct)
     {
         var batch = Interlocked.Exchange(ref _seen, new ConcurrentDictionary<(string, Guid), Seen>()).Values.ToList();
@@ -111,17 +106,13 @@ public sealed partial class HeartbeatRecorder(
             command.Parameters.AddWithValue("load", batch.Select(b => b.Load).ToArray());
             return await command.ExecuteNonQueryAsync(ct);
         }
-        catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+        catch
         {
-            LogFlushFailed(logger, batch.Count, ex);
             foreach (var seen in batch)
             {
-                _seen.TryAdd((seen.Tenant, seen.Id), seen); // keep for the next flush unless a newer beat arrived
+                _seen.TryAdd((seen.Tenant, seen.Id), seen); // kept for the next flush unless a newer beat arrived
             }
-            return 0;
+            throw;
         }
     }
-
-    [LoggerMessage(EventId = 2101, Level = LogLevel.Warning, Message = "Could not write {Count} coalesced heartbeats; retrying on the next flush")]
-    private static partial void LogFlushFailed(ILogger logger, int count, Exception exception);
 }

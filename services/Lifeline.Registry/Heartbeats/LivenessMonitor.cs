@@ -1,9 +1,9 @@
 using Lifeline.Registry.Breakers;
 using Lifeline.Registry.Options;
 using Lifeline.Registry.Workers;
+using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using StackExchange.Redis;
 
 namespace Lifeline.Registry.Heartbeats;
 
@@ -13,62 +13,68 @@ namespace Lifeline.Registry.Heartbeats;
 /// <c>offline</c> (which writes the <c>lost</c> event) happens only once per lapse. A slower
 /// reconciliation compares PostgreSQL with Redis, so a claim lost to a crash or to Redis losing data is
 /// still found (level-triggered), and a worker whose beats resumed is announced recovered.
-/// Also turns expired open circuit breakers half-open.
+/// Also turns expired open circuit breakers half-open (first at start, before the registry serves).
+/// <para>
+/// The monitor does not count its own downtime, nor an outage of Redis or PostgreSQL, against the workers: while
+/// it could not look, workers may have been unable to beat (no registry to beat to, Redis unreachable). So after
+/// it starts, and after a pass that failed, it judges no lapse until one heartbeat TTL has passed since it could
+/// reach both stores again — every worker gets a full TTL to be heard first.
+/// </para>
 /// </summary>
 public sealed partial class LivenessMonitor(
     RedisMirror mirror, WorkerDirectory directory, BreakerStore breakers, NpgsqlDataSource dataSource,
-    IOptions<RegistryOptions> options, ILogger<LivenessMonitor> logger) : BackgroundService
+    IOptions<RegistryOptions> options, ILogger<LivenessMonitor> logger)
+    : BackgroundLoop(logger, LoopBackoff.Between(options.Value.MonitorInterval, options.Value.HeartbeatInterval))
 {
-    public override async Task StartAsync(CancellationToken cancellationToken)
+    private const int LapsesPerPass = 1000;
+
+    private DateTime? _judgingFrom; // null: the stores have not been reachable since start or since the last failed pass
+    private DateTime _lastReconcile = DateTime.MinValue;
+
+    protected override bool FirstPassAtStart => true;
+
+    protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
     {
-        // Restore: breakers whose open period ended while no registry ran are half-open now.
         try
         {
-            await breakers.HalfOpenExpiredAsync(cancellationToken);
+            var now = DateTime.UtcNow;
+            await breakers.HalfOpenExpiredAsync(stoppingToken); // reaches PostgreSQL
+            var lapsed = await mirror.LapsedAsync(now, LapsesPerPass); // reaches Redis
+            if (_judgingFrom is not { } from)
+            {
+                _judgingFrom = now + options.Value.HeartbeatTtl;
+                LogGrace(logger, options.Value.HeartbeatTtl.TotalMilliseconds);
+                return options.Value.MonitorInterval;
+            }
+            if (now < from)
+            {
+                return options.Value.MonitorInterval;
+            }
+            await AnnounceLapsesAsync(lapsed, now, stoppingToken);
+            if (DateTime.UtcNow - _lastReconcile >= options.Value.ReconcileInterval)
+            {
+                await ReconcileAsync(stoppingToken);
+                _lastReconcile = DateTime.UtcNow;
+            }
+            return options.Value.MonitorInterval;
         }
-        catch (Exception ex) when (ex is NpgsqlException or RedisException)
+        catch
         {
-            LogPassFailed(logger, ex);
+            _judgingFrom = null; // could not look: every worker gets a full TTL again once the stores answer
+            throw;
         }
-        await base.StartAsync(cancellationToken);
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(options.Value.MonitorInterval);
-        var lastReconcile = DateTime.MinValue;
-        do
-        {
-            try
-            {
-                await DetectLapsesAsync(stoppingToken);
-                await breakers.HalfOpenExpiredAsync(stoppingToken);
-                if (DateTime.UtcNow - lastReconcile >= options.Value.ReconcileInterval)
-                {
-                    await ReconcileAsync(stoppingToken);
-                    lastReconcile = DateTime.UtcNow;
-                }
-            }
-            catch (Exception ex) when (ex is NpgsqlException or RedisException or TimeoutException)
-            {
-                LogPassFailed(logger, ex);
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
-    }
-
-    /// <summary>Announces lapsed heartbeats found in the deadline index. Returns how many workers were marked lost.</summary>
-    public async Task<int> DetectLapsesAsync(CancellationToken ct)
+    /// <summary>Announces the lapses found in the deadline index. Returns how many workers were marked lost.</summary>
+    private async Task<int> AnnounceLapsesAsync(IReadOnlyList<(string Tenant, Guid Id)> lapsed, DateTime now, CancellationToken ct)
     {
         var lost = 0;
-        var now = DateTime.UtcNow;
-        foreach (var (tenant, id) in await mirror.LapsedAsync(now, 1000))
+        foreach (var (tenant, id) in lapsed)
         {
             var claim = await mirror.ClaimLapseAsync(tenant, id, now);
-            if (claim.Result == LapseClaimResult.Won && await directory.MarkLostAsync(tenant, id, claim.Running, ct) is not null)
+            if (claim.Result == LapseClaimResult.Won && await MarkLostAsync(tenant, id, claim.Running, ct) == Reconciled.MarkedLost)
             {
                 lost++;
-                LogLost(logger, id, tenant);
             }
         }
         return lost;
@@ -106,6 +112,7 @@ public sealed partial class LivenessMonitor(
         MarkedLost,
         MarkedRecovered,
         MirrorRewritten,
+        MirrorRemoved,
     }
 
     /// <summary>
@@ -142,17 +149,36 @@ public sealed partial class LivenessMonitor(
         }
         // Won the claim, or another instance claimed the lapse in Redis (and may have crashed before
         // PostgreSQL knew): the transition to offline happens once either way.
-        if (await directory.MarkLostAsync(tenant, id, claim.Running, ct) is not null)
+        return await MarkLostAsync(tenant, id, claim.Running, ct);
+    }
+
+    private async Task<Reconciled> MarkLostAsync(string tenant, Guid id, string[] running, CancellationToken ct)
+    {
+        switch (await directory.MarkLostAsync(tenant, id, running, ct))
         {
-            LogLost(logger, id, tenant);
-            return Reconciled.MarkedLost;
+            case LostMarking.Marked:
+                LogLost(logger, id, tenant);
+                return Reconciled.MarkedLost;
+            case LostMarking.Unknown:
+                // Not an error: PostgreSQL is the record, and it does not know the worker (its database was restored from
+                // before the worker registered, or retention removed it meanwhile). Nothing to announce; the stray mirror
+                // entry goes, so the queue stops seeing the worker and no later pass finds it again.
+                await mirror.RemoveAsync(tenant, id);
+                LogUnknownDropped(logger, id, tenant);
+                return Reconciled.MirrorRemoved;
+            default:
+                return Reconciled.Nothing;
         }
-        return Reconciled.Nothing;
     }
 
     [LoggerMessage(EventId = 2201, Level = LogLevel.Information, Message = "Worker {WorkerId} of tenant {Tenant} is lost: its heartbeat lapsed")]
     private static partial void LogLost(ILogger logger, Guid workerId, string tenant);
 
-    [LoggerMessage(EventId = 2202, Level = LogLevel.Warning, Message = "Liveness pass failed; it runs again on the next tick")]
-    private static partial void LogPassFailed(ILogger logger, Exception exception);
+    [LoggerMessage(EventId = 2203, Level = LogLevel.Warning,
+        Message = "The heartbeat of worker {WorkerId} of tenant {Tenant} lapsed, but the registry database does not know it (restored from before it registered?); its Redis entry was removed")]
+    private static partial void LogUnknownDropped(ILogger logger, Guid workerId, string tenant);
+
+    [LoggerMessage(EventId = 2204, Level = LogLevel.Information,
+        Message = "Liveness: no lapse is judged for {GraceMs:0} ms (one heartbeat TTL), so every worker can be heard first after the monitor could not look")]
+    private static partial void LogGrace(ILogger logger, double graceMs);
 }

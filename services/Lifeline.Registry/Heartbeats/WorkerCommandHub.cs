@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Lifeline.ServiceDefaults.Hosting;
 using Lifeline.ServiceDefaults.Workers;
 using StackExchange.Redis;
 
@@ -19,33 +20,15 @@ public sealed partial class WorkerCommandHub : IDisposable
     {
         _redis = redis;
         _logger = logger;
-        _ = SubscribeAsync();
+        // Never block a request thread on Redis: subscribe in the background, trying again while Redis is unreachable
+        // (meanwhile commands still reach workers with their next heartbeat).
+        _ = new LoopRunner(nameof(WorkerCommandHub), logger).RunAsync(SubscribeAsync, _disposed.Token);
     }
 
-    // Never block a request thread on Redis: subscribe in the background and keep trying while Redis is
-    // unreachable (meanwhile commands still reach workers with their next heartbeat).
-    private async Task SubscribeAsync()
+    private async Task<TimeSpan> SubscribeAsync(CancellationToken ct)
     {
-        while (!_disposed.IsCancellationRequested)
-        {
-            try
-            {
-                await _redis.GetSubscriber().SubscribeAsync(WorkerMirror.CommandsChannel, (_, member) => Dispatch(member.ToString()));
-                return;
-            }
-            catch (Exception ex) when (ex is RedisException or RedisTimeoutException)
-            {
-                LogDeliveryFailed(_logger, ex);
-                try
-                {
-                    await Task.Delay(TimeSpan.FromSeconds(2), _disposed.Token);
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-            }
-        }
+        await _redis.GetSubscriber().SubscribeAsync(WorkerMirror.CommandsChannel, (_, member) => Dispatch(member.ToString()));
+        return LoopRunner.Done;
     }
 
     /// <summary>Calls <paramref name="onCommands"/> whenever commands are announced for the worker, until disposed.</summary>

@@ -1,8 +1,8 @@
 using Lifeline.Registry.Heartbeats;
 using Lifeline.Registry.Options;
 using Microsoft.Extensions.Options;
+using Lifeline.ServiceDefaults.Hosting;
 using Npgsql;
-using StackExchange.Redis;
 
 namespace Lifeline.Registry.Maintenance;
 
@@ -12,22 +12,14 @@ namespace Lifeline.Registry.Maintenance;
 /// than that (with their statistics, outcomes and Redis entry). Safe on several instances at once.
 /// </summary>
 public sealed partial class RetentionSweeper(NpgsqlDataSource dataSource, RedisMirror mirror, IOptions<RegistryOptions> options,
-    ILogger<RetentionSweeper> logger) : BackgroundService
+    ILogger<RetentionSweeper> logger) : BackgroundLoop(logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override TimeSpan FirstDelay => options.Value.RetentionInterval;
+
+    protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(options.Value.RetentionInterval);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            try
-            {
-                await SweepAsync(stoppingToken);
-            }
-            catch (Exception ex) when (ex is NpgsqlException or RedisException or TimeoutException)
-            {
-                LogSweepFailed(logger, ex);
-            }
-        }
+        await SweepAsync(stoppingToken);
+        return options.Value.RetentionInterval;
     }
 
     /// <summary>One sweep. Returns (breakers removed, workers removed).</summary>
@@ -68,7 +60,4 @@ public sealed partial class RetentionSweeper(NpgsqlDataSource dataSource, RedisM
 
     [LoggerMessage(EventId = 2401, Level = LogLevel.Information, Message = "Retention removed {Breakers} closed breakers and {Workers} long-offline workers")]
     private static partial void LogSwept(ILogger logger, int breakers, int workers);
-
-    [LoggerMessage(EventId = 2402, Level = LogLevel.Warning, Message = "Retention sweep failed; it runs again later")]
-    private static partial void LogSweepFailed(ILogger logger, Exception exception);
 }

@@ -156,9 +156,15 @@ public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mir
         SELECT {WorkerRecord.Columns} FROM changed
         """;
 
-    /// <summary>Marks a worker lost, once: only the transition to offline writes the event.</summary>
-    public async Task<WorkerRecord?> MarkLostAsync(string tenant, Guid id, string[] running, CancellationToken ct) =>
-        await SingleAsync(LostSql, tenant, id, p => p.AddWithValue("running", running), ct);
+    /// <summary>
+    /// Marks a worker lost, once: only the transition to offline writes the event. <see cref="LostMarking.Unknown"/>
+    /// when PostgreSQL has no such worker (its database was restored from before the worker registered).
+    /// </summary>
+    public async Task<LostMarking> MarkLostAsync(string tenant, Guid id, string[] running, CancellationToken ct)
+    {
+        var (changed, known) = await ChangeAsync(LostSql, tenant, id, p => p.AddWithValue("running", running), ct);
+        return changed is not null ? LostMarking.Marked : known ? LostMarking.Unchanged : LostMarking.Unknown;
+    }
 
     private static readonly string RecoveredSql = $"""
         WITH changed AS (
@@ -229,7 +235,15 @@ public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mir
         return (workers, workers[^1].Name);
     }
 
-    private async Task<WorkerRecord?> SingleAsync(string sql, string tenant, Guid id, Action<NpgsqlParameterCollection> parameters, CancellationToken cancellationToken) =>
+    /// <summary>The worker as changed by <paramref name="sql"/>, null when the guard left it alone; NOT_FOUND when there is no such worker.</summary>
+    private async Task<WorkerRecord?> SingleAsync(string sql, string tenant, Guid id, Action<NpgsqlParameterCollection> parameters, CancellationToken ct)
+    {
+        var (changed, known) = await ChangeAsync(sql, tenant, id, parameters, ct);
+        return known ? changed : throw new NotFoundException("worker", id.ToString());
+    }
+
+    private async Task<(WorkerRecord? Changed, bool Known)> ChangeAsync(
+        string sql, string tenant, Guid id, Action<NpgsqlParameterCollection> parameters, CancellationToken cancellationToken) =>
         await SerializationRetry.RunAsync(async ct =>
         {
             // The statement's connection goes back to the pool (command and reader disposed) before the
@@ -242,10 +256,22 @@ public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mir
                 await using var reader = await command.ExecuteReaderAsync(ct);
                 if (await reader.ReadAsync(ct))
                 {
-                    return WorkerRecord.Read(reader);
+                    return (WorkerRecord.Read(reader), true);
                 }
             }
-            _ = await FindAsync(tenant, id, ct) ?? throw new NotFoundException("worker", id.ToString());
-            return null;
+            return ((WorkerRecord?)null, await FindAsync(tenant, id, ct) is not null);
         }, cancellationToken);
+}
+
+/// <summary>What <see cref="WorkerDirectory.MarkLostAsync"/> did.</summary>
+public enum LostMarking
+{
+    /// <summary>The worker went offline and its <c>lost</c> event was written.</summary>
+    Marked,
+
+    /// <summary>Already offline or deregistered: nothing changed.</summary>
+    Unchanged,
+
+    /// <summary>PostgreSQL has no such worker.</summary>
+    Unknown,
 }
