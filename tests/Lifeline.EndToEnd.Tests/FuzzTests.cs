@@ -46,7 +46,7 @@ public sealed class FuzzTests(SuiteFixture suite, ITestOutputHelper output)
         var valid = new ValidTraffic(suite, Keys.AcmeWorker, run, runner.Clock);
         await valid.StartAsync(cancellationToken);
         using var stopValid = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var validRun = valid.RunAsync(stopValid.Token);
+        var validRun = valid.RunAsync(stopValid.Token, cancellationToken);
 
         var stopwatch = Stopwatch.StartNew();
         IReadOnlyList<FuzzOutcome> outcomes;
@@ -122,11 +122,39 @@ public sealed class FuzzTests(SuiteFixture suite, ITestOutputHelper output)
         }
 
         var reportFile = WriteReport(
-            $"{message}\nALL FAILING CASES:\n{FuzzReport.Cases(failures)}\nALL CASES, AS THEY STARTED:\n{FuzzReport.Cases(outcomes, byTime: true)}", seed, run);
+            $"{message}\nALL FAILING CASES:\n{FuzzReport.Cases(failures)}\nSERVICE ERRORS LOGGED DURING THE RUN:\n{ServiceErrors()}\n" +
+            $"ALL CASES, AS THEY STARTED:\n{FuzzReport.Cases(outcomes, byTime: true)}", seed, run);
         message.Append(CultureInfo.InvariantCulture,
             $"\nFull report: {reportFile}\nReproduce: LIFELINE_FUZZ_SEED={seed} LIFELINE_FUZZ_CASES={budget} dotnet test tests/Lifeline.EndToEnd.Tests -c Release --no-build --filter FullyQualifiedName~Lifeline.EndToEnd.Tests.FuzzTests\n");
         output.WriteLine(message.ToString());
         Assert.True(problems.Count == 0 && failures.Count == 0, message.ToString());
+    }
+
+    /// <summary>What the services logged as errors (the apphost log's <c>fail:</c> entries, each with its first lines).</summary>
+    private string ServiceErrors()
+    {
+        try
+        {
+            using var stream = new FileStream(suite.ApphostLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var reader = new StreamReader(stream);
+            var lines = reader.ReadToEnd().Split('\n');
+            var errors = new StringBuilder();
+            for (var i = 0; i < lines.Length && errors.Length < 64 * 1024; i++)
+            {
+                if (lines[i].Contains("fail: ", StringComparison.Ordinal) || lines[i].Contains("crit: ", StringComparison.Ordinal))
+                {
+                    foreach (var line in lines.Skip(i).Take(8))
+                    {
+                        errors.Append("  ").AppendLine(line.TrimEnd());
+                    }
+                }
+            }
+            return errors.Length == 0 ? "  (none)" : errors.ToString();
+        }
+        catch (IOException ex)
+        {
+            return "  (apphost log unreadable: " + ex.Message + ")";
+        }
     }
 
     private string WriteReport(string text, int seed, string run)

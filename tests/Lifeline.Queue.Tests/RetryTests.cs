@@ -151,11 +151,13 @@ public sealed class RetryTests(QueueEnvironment env) : IClassFixture<QueueEnviro
     {
         var type = NewType("retry.progress");
         var task = await Client.EnqueueAsync(Spec(type));
-        var leased = Assert.Single(await Client.LeaseAsync("w", type, leaseSeconds: 1));
+        // A 3 s lease, progress every second for 5 s: the task outlives its first lease only because progress
+        // extends it (each gap leaves 2 s of slack for a loaded machine).
+        var leased = Assert.Single(await Client.LeaseAsync("w", type, leaseSeconds: 3));
         await Client.StartTaskAsync(new StartTaskRequest { TaskId = task.Id, FencingToken = leased.FencingToken });
         for (var i = 1; i <= 4; i++)
         {
-            await Task.Delay(500);
+            await Task.Delay(1250);
             await Client.ReportProgressAsync(new ReportProgressRequest { TaskId = task.Id, FencingToken = leased.FencingToken, Percent = i * 20, Message = $"step {i}" });
         }
         var row = (await Client.GetTaskAsync(new GetTaskRequest { TaskId = task.Id })).Task;

@@ -74,7 +74,8 @@ public sealed class LivenessOutageTests(RegistryEnvironment env) : IClassFixture
         {
             await env.Redis.ResumeAsync();
         }
-        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        // Their next beat (every 300 ms): the grace of one TTL (3 s) leaves room for a loaded machine's reconnect.
+        await Task.Delay(TimeSpan.FromSeconds(0.3));
         beaters = live.Select(w => KeepBeatingThroughOutages(() => client, w)).ToList();
         try
         {

@@ -49,11 +49,15 @@ internal sealed class ValidTraffic(SuiteFixture suite, string keyName, string ru
         }
     }
 
-    /// <summary>Cycles (and heartbeats) until <paramref name="cancellationToken"/> is cancelled; failures are collected, not thrown.</summary>
-    public async Task RunAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Cycles (and heartbeats) until <paramref name="stop"/> is cancelled; failures are collected, not thrown. A cycle
+    /// in progress when asked to stop is finished (its calls run under <paramref name="cancellationToken"/>): a lease
+    /// call cancelled mid-way may have leased on the server, and its task would then be held for the lease's length.
+    /// </summary>
+    public async Task RunAsync(CancellationToken stop, CancellationToken cancellationToken)
     {
-        var heartbeats = HeartbeatAsync(cancellationToken);
-        for (var cycle = 1; !cancellationToken.IsCancellationRequested; cycle++)
+        var heartbeats = HeartbeatAsync(stop);
+        for (var cycle = 1; !stop.IsCancellationRequested; cycle++)
         {
             await EnqueueAsync(cycle, cancellationToken);
             await LeaseAndCompleteAsync(cycle, cancellationToken);
