@@ -128,15 +128,11 @@ public sealed class QueueGrpcService(
     public override async Task<CompleteTasksResponse> CompleteTasks(CompleteTasksRequest request, ServerCallContext context)
     {
         var tenant = Tenant.From(context);
+        RepeatedFields.ThrowIfCountOutside("completions", request.Completions.Count, RequestValidation.MaxCompletions, min: 1, items: "completions");
         var v = new Violations();
-        if (request.Completions.Count is 0 or > RequestValidation.MaxCompletions)
-        {
-            v.Add("completions", $"must hold 1 to {RequestValidation.MaxCompletions} completions; got {request.Completions.Count}");
-            v.ThrowIfAny();
-        }
         var completions = new List<Completion>(request.Completions.Count);
         var seen = new HashSet<Guid>();
-        for (var i = 0; i < request.Completions.Count; i++)
+        RepeatedFields.CheckItems(v, "completions", request.Completions.Count, (v, i) =>
         {
             var c = request.Completions[i];
             var id = v.Uuid($"completions[{i}].task_id", c.TaskId);
@@ -144,7 +140,7 @@ public sealed class QueueGrpcService(
             v.AddIf(c.FencingToken <= 0, $"completions[{i}].fencing_token", "is required: the positive token returned with your lease");
             var result = RequestValidation.JsonValue(v, $"completions[{i}].result", c.Result, MaxPayload);
             completions.Add(new Completion(id, c.FencingToken, result));
-        }
+        });
         v.ThrowIfAny();
         var outcomes = await holders.CompleteManyAsync(tenant, completions, context.CancellationToken);
         var response = new CompleteTasksResponse();
@@ -288,9 +284,12 @@ public sealed class QueueGrpcService(
     public override async Task<RedriveDeadLettersResponse> RedriveDeadLetters(RedriveDeadLettersRequest request, ServerCallContext context)
     {
         var tenant = Tenant.From(context);
+        // Size before work: more ids than a redrive takes are refused before any id is parsed.
+        RepeatedFields.ThrowIfCountOutside("task_ids", request.TaskIds.Count, RequestValidation.MaxRedriveIds, items: "ids");
         var v = new Violations();
-        v.AddIf(request.TaskIds.Count > 1000, "task_ids", "must list at most 1000 ids");
-        var ids = request.TaskIds.Select((id, i) => v.Uuid($"task_ids[{i}]", id)).Distinct().ToList();
+        var parsed = new List<Guid>(request.TaskIds.Count);
+        RepeatedFields.CheckItems(v, "task_ids", request.TaskIds.Count, (v, i) => parsed.Add(v.Uuid($"task_ids[{i}]", request.TaskIds[i])));
+        var ids = parsed.Distinct().ToList();
         if (!string.IsNullOrEmpty(request.Type))
         {
             RequestValidation.TaskType(v, "type", request.Type);
