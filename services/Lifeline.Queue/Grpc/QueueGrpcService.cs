@@ -11,6 +11,7 @@ using Lifeline.Queue.Recovery;
 using Lifeline.Queue.V1;
 using Task = System.Threading.Tasks.Task;
 using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Paging;
 using Lifeline.ServiceDefaults.Tenancy;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.Extensions.Options;
@@ -24,6 +25,8 @@ public sealed class QueueGrpcService(
     TaskQueries queries, TaskEventFeed feed, TaskRecovery recovery, IOptions<QueueOptions> options,
     DependencyRepair dependencyRepair, TimeoutEnforcement timeouts) : QueueService.QueueServiceBase
 {
+    private const string TaskHistoryListing = "queue.task_history";
+
     private int MaxPayload => options.Value.MaxPayloadBytes;
 
     public override async Task<EnqueueTaskResponse> EnqueueTask(EnqueueTaskRequest request, ServerCallContext context)
@@ -57,10 +60,11 @@ public sealed class QueueGrpcService(
     {
         var tenant = Tenant.From(context);
         var v = new Violations();
-        var filter = RequestValidation.Filter(v, request.Status, request.Type, request.WorkerId, request.PageSize, request.PageToken, request.WorkflowId);
+        var filter = RequestValidation.Filter(v, PageCursor.Tasks, request.Status, request.Type, request.WorkerId, request.PageSize, request.PageToken,
+            request.WorkflowId);
         v.ThrowIfAny();
         var (tasks, next) = await queries.ListAsync(tenant, filter, context.CancellationToken);
-        var response = new ListTasksResponse { NextPageToken = next?.Encode() ?? "" };
+        var response = new ListTasksResponse { NextPageToken = next?.Encode(PageCursor.Tasks) ?? "" };
         response.Tasks.AddRange(tasks.Select(t => t.ToProto()));
         return response;
     }
@@ -260,11 +264,10 @@ public sealed class QueueGrpcService(
         var id = v.Uuid("task_id", request.TaskId);
         var size = v.PageSize("page_size", request.PageSize, 100, 1000);
         long after = 0;
-        v.AddIf(!string.IsNullOrEmpty(request.PageToken) && (!long.TryParse(request.PageToken, out after) || after < 0),
-            "page_token", "is not a token returned by this listing");
+        PageTokens.TryRead(v, request.PageToken, token => PageTokens.TryDecode(TaskHistoryListing, token, out after) && after >= 0);
         v.ThrowIfAny();
         var (events, next) = await queries.HistoryAsync(tenant, id, size, after, context.CancellationToken);
-        var response = new GetTaskHistoryResponse { NextPageToken = next?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "" };
+        var response = new GetTaskHistoryResponse { NextPageToken = next is { } n ? PageTokens.Encode(TaskHistoryListing, n) : "" };
         response.Events.AddRange(events.Select(e => e.ToProto()));
         return response;
     }
@@ -273,10 +276,10 @@ public sealed class QueueGrpcService(
     {
         var tenant = Tenant.From(context);
         var v = new Violations();
-        var filter = RequestValidation.Filter(v, V1.TaskStatus.Unspecified, request.Type, "", request.PageSize, request.PageToken);
+        var filter = RequestValidation.Filter(v, PageCursor.DeadLetters, V1.TaskStatus.Unspecified, request.Type, "", request.PageSize, request.PageToken);
         v.ThrowIfAny();
         var (tasks, next) = await queries.ListDeadLettersAsync(tenant, filter, context.CancellationToken);
-        var response = new ListDeadLettersResponse { NextPageToken = next?.Encode() ?? "" };
+        var response = new ListDeadLettersResponse { NextPageToken = next?.Encode(PageCursor.DeadLetters) ?? "" };
         response.Tasks.AddRange(tasks.Select(t => t.ToProto()));
         return response;
     }

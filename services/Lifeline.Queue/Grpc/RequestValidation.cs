@@ -12,6 +12,7 @@ using Lifeline.Queue.Leasing;
 using Lifeline.Queue.Reading;
 using Lifeline.Queue.Recovery;
 using Lifeline.Queue.V1;
+using Lifeline.ServiceDefaults.Paging;
 using Lifeline.ServiceDefaults.Postgres;
 using Lifeline.ServiceDefaults.Validation;
 
@@ -260,9 +261,10 @@ internal static partial class RequestValidation
 
     public static LeaseRequest Lease(LeaseTasksRequest request)
     {
-        RepeatedFields.ThrowIfCountOutside("task_types", request.TaskTypes.Count, 100, min: 1, items: "task types");
+        RepeatedFields.ThrowIfCountOutside("task_types", request.TaskTypes.Count, 100, items: "task types");
         var v = new Violations();
         WorkerId(v, "worker_id", request.WorkerId, required: true);
+        RepeatedFields.CountWithin(v, "task_types", request.TaskTypes.Count, 100, min: 1, items: "task types");
         RepeatedFields.CheckItems(v, "task_types", request.TaskTypes.Count, (v, i) => TaskType(v, $"task_types[{i}]", request.TaskTypes[i]));
         var max = request.MaxTasks == 0 ? 1 : request.MaxTasks;
         v.AddIf(max is < 1 or > 500, "max_tasks", $"must be between 1 and 500 (0 means 1); got {request.MaxTasks}");
@@ -337,7 +339,7 @@ internal static partial class RequestValidation
             reason!, checkpoint, request.CountRetry);
     }
 
-    public static TaskFilter Filter(Violations v, V1.TaskStatus status, string type, string workerId, int pageSize, string pageToken,
+    public static TaskFilter Filter(Violations v, string listing, V1.TaskStatus status, string type, string workerId, int pageSize, string pageToken,
         string workflowId = "")
     {
         if (!string.IsNullOrEmpty(workflowId))
@@ -352,11 +354,7 @@ internal static partial class RequestValidation
         WorkerId(v, "worker_id", workerId, required: false);
         var size = v.PageSize("page_size", pageSize, 50, 1000);
         PageCursor? after = null;
-        if (!string.IsNullOrEmpty(pageToken))
-        {
-            after = PageCursor.TryDecode(pageToken);
-            v.AddIf(after is null, "page_token", "is not a token returned by this listing");
-        }
+        PageTokens.TryRead(v, pageToken, token => (after = PageCursor.TryDecode(listing, token)) is not null);
         var stored = status == V1.TaskStatus.Unspecified || !System.Enum.IsDefined(status) ? null : TaskState.FromProto(status);
         return new TaskFilter(stored, string.IsNullOrEmpty(type) ? null : type, string.IsNullOrEmpty(workerId) ? null : workerId, size, after,
             string.IsNullOrEmpty(workflowId) ? null : workflowId);
