@@ -101,6 +101,7 @@ public sealed class RetentionRaceAndLimitsTests(BackupEnvironment env) : IClassF
     {
         var target = await env.CreateTargetAsync(rows: 10);
         await using var host = await env.StartAsync([target]);
+        await host.Backups().CreateAsync(target.Name, BackupType.Full);
         var request = new ApplyRetentionRequest { Target = target.Name };
         request.Rules.AddRange(Enumerable.Range(0, 100_000).Select(_ => new RetentionRule { Type = (BackupType)42, KeepCount = -1 }));
 
@@ -112,6 +113,7 @@ public sealed class RetentionRaceAndLimitsTests(BackupEnvironment env) : IClassF
         var violation = Assert.Single(error.GetRpcStatus()!.BadRequest().FieldViolations);
         Assert.Equal("rules", violation.Field);
         Assert.Contains("100000", violation.Description, StringComparison.Ordinal);
+        Assert.Equal(1L, await env.ScalarAsync<long>("SELECT count(*) FROM backups WHERE target = @t", ("t", target.Name)));
     }
 
     [Fact(Timeout = 300_000)]

@@ -27,13 +27,18 @@ public sealed class RecoveryLimitsTests(RecoveryEnvironment env) : IClassFixture
 
     private Task<long> PlanRowsAsync() => env.ScalarAsync<long>("SELECT count(*) FROM dr_plans");
 
+    private Task<string> IssuesAsync() =>
+        env.ScalarAsync<string>("SELECT count(*) || ':' || count(*) FILTER (WHERE fixed) FROM consistency_issues");
+
     [Fact(Timeout = 120_000)]
     public async Task FixIssues_with_100000_issue_ids_is_refused_before_any_id_is_parsed()
     {
+        var before = await IssuesAsync();
         var request = new FixIssuesRequest { RunId = Guid.NewGuid().ToString() };
         request.IssueIds.AddRange(Enumerable.Range(0, 100_000).Select(i => $"not-a-uuid-{i}"));
 
         var status = await RefusedSmallAndQuickAsync(() => env.ConsistencyClient().FixIssuesAsync(request, deadline: Deadline).ResponseAsync);
+        Assert.Equal(before, await IssuesAsync());
 
         var violation = Assert.Single(status.GetDetail<BadRequest>().FieldViolations);
         Assert.Equal("issue_ids", violation.Field);
@@ -44,10 +49,12 @@ public sealed class RecoveryLimitsTests(RecoveryEnvironment env) : IClassFixture
     [Fact(Timeout = 120_000)]
     public async Task FixIssues_with_10000_malformed_ids_lists_only_the_first_problems()
     {
+        var before = await IssuesAsync();
         var request = new FixIssuesRequest { RunId = "nope" };
         request.IssueIds.AddRange(Enumerable.Range(0, 10_000).Select(i => $"not-a-uuid-{i}"));
 
         var status = await RefusedSmallAndQuickAsync(() => env.ConsistencyClient().FixIssuesAsync(request, deadline: Deadline).ResponseAsync);
+        Assert.Equal(before, await IssuesAsync());
 
         var fields = status.Fields();
         Assert.InRange(fields.Count, 3, 13);

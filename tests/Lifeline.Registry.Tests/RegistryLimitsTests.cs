@@ -59,6 +59,7 @@ public sealed class RegistryLimitsTests(RegistryEnvironment env) : IClassFixture
     public async Task A_stream_heartbeat_with_100000_running_tasks_is_refused_quickly()
     {
         var (client, worker, _) = await RegisteredAsync();
+        var before = await WorkerRowAsync(worker.Id);
         var beat = new HeartbeatRequest { WorkerId = worker.Id, SessionEpoch = worker.SessionEpoch };
         beat.RunningTaskIds.AddRange(Enumerable.Range(0, 100_000).Select(i => $"not-a-uuid-{i}"));
 
@@ -70,6 +71,7 @@ public sealed class RegistryLimitsTests(RegistryEnvironment env) : IClassFixture
         });
 
         Assert.Equal("beat.running_task_ids", Assert.Single(status.GetDetail<BadRequest>().FieldViolations).Field);
+        Assert.Equal(before, await WorkerRowAsync(worker.Id));
     }
 
     public static TheoryData<string, string> OversizedMetadata => new()
