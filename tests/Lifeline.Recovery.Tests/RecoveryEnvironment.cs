@@ -90,7 +90,8 @@ public class RecoveryEnvironment() : ServiceTestEnvironment("recovery")
     }
 
     /// <summary>A recovery instance on this class's recovery database and Redis (a second one is a standby).</summary>
-    public Task<ServiceHost> StartRecoveryAsync(IDictionary<string, string?>? settings = null)
+    public Task<ServiceHost> StartRecoveryAsync(IDictionary<string, string?>? settings = null,
+        Action<Microsoft.AspNetCore.Builder.WebApplicationBuilder>? configure = null)
     {
         var config = new Dictionary<string, string?>(FastRecovery)
         {
@@ -101,7 +102,7 @@ public class RecoveryEnvironment() : ServiceTestEnvironment("recovery")
             ["services:checkpoint:grpc:0"] = Checkpoint.Address.ToString(),
         };
         Merge(config, settings);
-        return StartAsync(RecoveryApplication.Build, config);
+        return StartAsync(RecoveryApplication.Build, config, configure);
     }
 
     public QueueService.QueueServiceClient QueueClient(string tenant = "default") => new(Queue.ForTenant(tenant));
@@ -142,9 +143,9 @@ public class RecoveryEnvironment() : ServiceTestEnvironment("recovery")
     }
 
     private async Task<ServiceHost> StartAsync(Func<string[], Action<Microsoft.AspNetCore.Builder.WebApplicationBuilder>, Microsoft.AspNetCore.Builder.WebApplication> build,
-        Dictionary<string, string?> config)
+        Dictionary<string, string?> config, Action<Microsoft.AspNetCore.Builder.WebApplicationBuilder>? configure = null)
     {
-        var host = await ServiceHost.StartAsync(build, config);
+        var host = await ServiceHost.StartAsync(build, config, configure);
         _hosts.Add(host);
         return host;
     }

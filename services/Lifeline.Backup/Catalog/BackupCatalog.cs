@@ -119,23 +119,13 @@ public sealed class BackupCatalog(IDbContextFactory<BackupDbContext> contexts)
             .SetProperty(b => b.VerificationMessage, message.Length > 2000 ? message[..2000] : message), ct);
     }
 
-    /// <summary>What is running on a target, to name the refusal of a second operation.</summary>
-    public async Task<TargetBusyException> BusyAsync(string target, CancellationToken ct)
-    {
-        await using var db = await contexts.CreateDbContextAsync(ct);
-        var restoring = await db.RestoreRuns.AnyAsync(r => r.Target == target && r.Status == BackupKinds.Running, ct);
-        return restoring
-            ? new TargetBusyException("RESTORE_IN_PROGRESS", $"A restore of target '{target}' is running; try again when it has finished.")
-            : new TargetBusyException("BACKUP_IN_PROGRESS", $"A backup of target '{target}' is running; try again when it has finished.");
-    }
-
     public static IReadOnlyList<TableChecksum> Tables(BackupEntity backup) =>
         JsonSerializer.Deserialize<List<TableChecksum>>(backup.TableChecksums) ?? [];
 
     public static string TablesJson(IReadOnlyList<TableChecksum> tables) => JsonSerializer.Serialize(tables);
 }
 
-/// <summary>Another backup or restore of the target is running: ABORTED (retry later).</summary>
+/// <summary>Another operation holds the target (a backup, restore, retention or deletion, named by the reason): ABORTED (retry later).</summary>
 public sealed class TargetBusyException(string reason, string message) : LifelineException(message)
 {
     public override global::Grpc.Core.StatusCode Code => global::Grpc.Core.StatusCode.Aborted;

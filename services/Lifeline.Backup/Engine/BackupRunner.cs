@@ -20,7 +20,7 @@ public sealed partial class BackupRunner(
     public async Task<BackupEntity> CreateAsync(string targetName, string type, ProgressSink progress, CancellationToken ct)
     {
         var target = targets.Get(targetName);
-        await using var held = await locks.TryAcquireAsync(target.Name, ct) ?? throw await catalog.BusyAsync(target.Name, ct);
+        await using var held = await locks.AcquireAsync(target.Name, TargetOperation.Backup, ct);
         return await CreateLockedAsync(target, type, progress, ct);
     }
 

@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Text;
 using Grpc.Core;
 using Lifeline.Backup.Catalog;
 using Lifeline.Backup.Data;
@@ -8,6 +6,7 @@ using Lifeline.Backup.Restore;
 using Lifeline.Backup.Retention;
 using Lifeline.Backup.Scheduling;
 using Lifeline.Backup.V1;
+using Lifeline.ServiceDefaults.Paging;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.EntityFrameworkCore;
 
@@ -20,6 +19,8 @@ public sealed class BackupGrpcService(
     BackupRunner runner, BackupCatalog catalog, BackupVerifier verifier, RestoreRunner restorer, BackupPruner pruner,
     ScheduleStore schedules, IDbContextFactory<BackupDbContext> contexts) : BackupService.BackupServiceBase
 {
+    private const string BackupsListing = "backup.backups";
+
     public override async Task CreateBackup(CreateBackupRequest request, IServerStreamWriter<CreateBackupResponse> responseStream, ServerCallContext context)
     {
         var v = new Violations();
@@ -44,13 +45,14 @@ public sealed class BackupGrpcService(
         }
         var size = v.PageSize("page_size", request.PageSize, 50, 500);
         (DateTime At, Guid Id)? after = null;
-        if (!string.IsNullOrEmpty(request.PageToken))
+        PageTokens.TryRead(v, request.PageToken, token =>
         {
-            after = ParseToken(request.PageToken);
-            v.AddIf(after is null, "page_token", "is not a page token returned by this service");
-        }
-        var from = request.StartedAfter?.ToDateTime();
-        var until = request.StartedBefore?.ToDateTime();
+            var ok = PageTokens.TryDecode(BackupsListing, token, out var at, out var id);
+            after = ok ? (at, id) : null;
+            return ok;
+        });
+        var from = v.Timestamp("started_after", request.StartedAfter);
+        var until = v.Timestamp("started_before", request.StartedBefore);
         v.AddIf(from is not null && until is not null && from > until, "started_before", "must not be before started_after");
         v.ThrowIfAny();
 
@@ -86,8 +88,7 @@ public sealed class BackupGrpcService(
         if (page.Count > size)
         {
             var last = page[size - 1];
-            response.NextPageToken = Convert.ToBase64String(Encoding.UTF8.GetBytes(
-                $"{last.StartedAt.Ticks.ToString(CultureInfo.InvariantCulture)}:{last.Id:N}"));
+            response.NextPageToken = PageTokens.Encode(BackupsListing, last.StartedAt, last.Id);
         }
         return response;
     }
@@ -178,22 +179,6 @@ public sealed class BackupGrpcService(
         var type = BackupValidation.Type(v, "type", request.Type);
         v.ThrowIfAny();
         return new DeleteScheduleResponse { Deleted = await schedules.DeleteAsync(target, type, context.CancellationToken) };
-    }
-
-    private static (DateTime At, Guid Id)? ParseToken(string token)
-    {
-        try
-        {
-            var parts = Encoding.UTF8.GetString(Convert.FromBase64String(token)).Split(':');
-            return parts.Length == 2 && long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var ticks)
-                && ticks >= 0 && ticks <= DateTime.MaxValue.Ticks && Guid.TryParseExact(parts[1], "N", out var id)
-                ? (new DateTime(ticks, DateTimeKind.Utc), id)
-                : null;
-        }
-        catch (FormatException)
-        {
-            return null;
-        }
     }
 
     private static StreamSink<T> Sink<T>(IServerStreamWriter<T> stream, Func<Progress, T> wrap, CancellationToken ct) => new(stream, wrap, ct);

@@ -65,8 +65,13 @@ internal static partial class BackupValidation
         return cron;
     }
 
+    /// <summary>At most one rule per backup type.</summary>
+    public const int MaxRules = 3;
+
     public static IReadOnlyList<Retention.RetentionRule> Rules(Violations v, ApplyRetentionRequest request)
     {
+        // Size before work: more rules than there are backup types are refused before any rule is checked.
+        RepeatedFields.ThrowIfCountOutside("rules", request.Rules.Count, MaxRules, items: "rules (one per backup type)");
         v.AddIf(request.Rules.Count == 0, "rules", "at least one rule is required");
         var rules = new List<Retention.RetentionRule>();
         var seen = new HashSet<string>(StringComparer.Ordinal);

@@ -35,7 +35,7 @@ public sealed partial class RestoreRunner(
             e.Metadata["backup_target"] = backup.Target;
             throw e;
         }
-        await using var held = await locks.TryAcquireAsync(target.Name, ct) ?? throw await catalog.BusyAsync(target.Name, ct);
+        await using var held = await locks.AcquireAsync(target.Name, TargetOperation.Restore, ct);
 
         // Refuse a corrupt chain before anything is written.
         var chain = await restorer.VerifiedChainAsync(backup, progress, ct);

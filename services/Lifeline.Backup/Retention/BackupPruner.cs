@@ -22,7 +22,7 @@ public sealed partial class BackupPruner(
     public async Task<IReadOnlyList<Guid>> DeleteAsync(Guid id, bool cascade, CancellationToken ct)
     {
         var backup = await catalog.GetAsync(id, ct);
-        await using var held = await locks.TryAcquireAsync(backup.Target, ct) ?? throw await catalog.BusyAsync(backup.Target, ct);
+        await using var held = await locks.AcquireAsync(backup.Target, TargetOperation.Deletion, ct);
         await using var db = await contexts.CreateDbContextAsync(ct);
         var all = await db.Backups.AsNoTracking().Where(b => b.Target == backup.Target).ToListAsync(ct);
         var dependents = Descendants(all, id).Where(b => b.Status != BackupKinds.Failed).ToList();
@@ -43,7 +43,7 @@ public sealed partial class BackupPruner(
         var protectedIds = new List<Guid>();
         foreach (var target in scope)
         {
-            await using var held = await locks.TryAcquireAsync(target.Name, ct) ?? throw await catalog.BusyAsync(target.Name, ct);
+            await using var held = await locks.AcquireAsync(target.Name, TargetOperation.Retention, ct);
             await using var db = await contexts.CreateDbContextAsync(ct);
             var completed = await db.Backups.AsNoTracking()
                 .Where(b => b.Target == target.Name && b.Status == BackupKinds.Completed).ToListAsync(ct);

@@ -47,7 +47,7 @@ public sealed class CheckpointGrpcService(
         response.Checkpoints.AddRange(page.Select(c => c.ToProto()));
         if (page.Count == filter.PageSize)
         {
-            response.NextPageToken = page[^1].Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            response.NextPageToken = ServiceDefaults.Paging.PageTokens.Encode(CheckpointValidation.CheckpointsListing, page[^1].Sequence);
         }
         return response;
     }
@@ -119,8 +119,8 @@ public sealed class CheckpointGrpcService(
         }
         var header = requestStream.Current.Header;
         var v = new Violations();
-        v.AddIf(header.Name.Length > 200, "header.name", "must be at most 200 characters");
-        v.AddIf(header.ContentType.Length > 200, "header.content_type", "must be at most 200 characters");
+        v.Text("header.name", header.Name, 200);
+        v.Text("header.content_type", header.ContentType, 200);
         v.AddIf(header.ExpectedSha256.Length > 0 && !System.Text.RegularExpressions.Regex.IsMatch(header.ExpectedSha256, "^[0-9a-f]{64}$"),
             "header.expected_sha256", "must be a SHA-256 as 64 lowercase hex digits");
         v.ThrowIfAny();

@@ -3,6 +3,7 @@ using Lifeline.Checkpoint.Checkpoints;
 using Lifeline.Checkpoint.Rollbacks;
 using Lifeline.Checkpoint.Storage;
 using Lifeline.Checkpoint.V1;
+using Lifeline.ServiceDefaults.Paging;
 using Lifeline.ServiceDefaults.Validation;
 
 namespace Lifeline.Checkpoint.Grpc;
@@ -54,15 +55,23 @@ internal static partial class CheckpointValidation
     }
 
     /// <summary>A checkpoint to save and its canonical bytes (checked against the size limit).</summary>
+    public const int MaxTags = 32;
+    public const int MaxArtifacts = 10_000;
+    public const int MaxAgentStates = 1_000;
+    public const int MaxScopeKeys = 1_000;
+
     public static (NewCheckpoint Spec, byte[] Canonical) Create(CreateCheckpointRequest request, int maxStateBytes)
     {
+        // Size before work: every repeated field's count first, before any item is looked at.
+        RepeatedFields.ThrowIfCountOutside("tags", request.Tags.Count, MaxTags, items: "tags");
+        if (request.State is { } counted)
+        {
+            RepeatedFields.ThrowIfCountOutside("state.artifacts", counted.Artifacts.Count, MaxArtifacts, items: "artifacts");
+            RepeatedFields.ThrowIfCountOutside("state.agent_states", counted.AgentStates.Count, MaxAgentStates, items: "agent states");
+        }
         var v = new Violations();
         WorkflowId(v, request.WorkflowId);
-        if (string.IsNullOrEmpty(request.Name))
-        {
-            v.Add("name", "is required");
-        }
-        v.AddIf(request.Name.Length > 200, "name", "must be at most 200 characters");
+        v.Text("name", request.Name, 200, required: true);
         if (request.Type == CheckpointType.Unspecified)
         {
             v.Add("type", "is required: one of AUTO, MANUAL, PHASE_START, PHASE_END, AGENT_START, AGENT_END, MILESTONE, PRE_DEPLOY, RECOVERY");
@@ -72,13 +81,9 @@ internal static partial class CheckpointValidation
             v.DefinedEnum("type", request.Type);
         }
         v.AddIf(request.Phase < 0, "phase", $"must not be negative; got {request.Phase}");
-        v.AddIf(request.Agent.Length > 200, "agent", "must be at most 200 characters");
-        v.AddIf(request.Description.Length > 4096, "description", "must be at most 4,096 characters");
-        v.AddIf(request.Tags.Count > 32, "tags", $"must have at most 32 entries; got {request.Tags.Count}");
-        for (var i = 0; i < request.Tags.Count && i < 32; i++)
-        {
-            v.AddIf(request.Tags[i].Length is 0 or > 64, $"tags[{i}]", "must be 1 to 64 characters");
-        }
+        v.Text("agent", request.Agent, 200);
+        v.Text("description", request.Description, 4096);
+        RepeatedFields.CheckItems(v, "tags", request.Tags.Count, (v, i) => v.Text($"tags[{i}]", request.Tags[i], 64, required: true));
         var parentId = v.Uuid("parent_id", request.ParentId, required: false);
         byte[] canonical = [];
         if (request.State is null)
@@ -107,7 +112,7 @@ internal static partial class CheckpointValidation
             v.AddIf(wf.CompletedPhases.Any(p => p < 0), "state.workflow.completed_phases", "must not contain negative phases");
         }
         var ids = new HashSet<string>(StringComparer.Ordinal);
-        for (var i = 0; i < state.Artifacts.Count; i++)
+        RepeatedFields.CheckItems(v, "state.artifacts", state.Artifacts.Count, (v, i) =>
         {
             var a = state.Artifacts[i];
             var field = $"state.artifacts[{i}]";
@@ -124,52 +129,67 @@ internal static partial class CheckpointValidation
             v.AddIf(a.Size < 0, field + ".size", "must not be negative");
             v.AddIf(a.Type.Length > 200 || a.Name.Length > 200, field, "type and name must be at most 200 characters");
             v.AddIf(a.Ref.Length > 2048, field + ".ref", "must be at most 2,048 characters");
-        }
-        using (var context = CanonicalState.ParseObject(state.Context, out var problem))
+        });
+        serializable &= JsonPart(v, "state.context", state.Context);
+        var agents = state.AgentStates.ToList();
+        var agentsSerializable = true;
+        // Agent states left unchecked (after the first problems) are not known to be serializable.
+        var allAgentsChecked = RepeatedFields.CheckItems(v, "state.agent_states", agents.Count, (v, i) =>
         {
-            if (context is null)
+            var (agent, json) = (agents[i].Key, agents[i].Value);
+            // The name is part of the field path only once it is known to be short and printable.
+            var printable = agent.Length is > 0 and <= 64 && !agent.Contains('\0', StringComparison.Ordinal);
+            var field = printable ? $"state.agent_states[{agent}]" : $"state.agent_states (entry {i})";
+            if (agent.Length is 0 or > 200 || agent.Contains('\0', StringComparison.Ordinal))
             {
-                v.Add("state.context", problem!);
-                serializable = false;
+                v.Add(field, "agent names must be 1 to 200 characters without NUL");
             }
-        }
-        foreach (var (agent, json) in state.AgentStates)
-        {
-            var field = $"state.agent_states[{agent}]";
-            v.AddIf(agent.Length is 0 or > 200, field, "agent names must be 1 to 200 characters");
-            using var parsed = CanonicalState.ParseObject(json, out var problem);
-            if (parsed is null)
-            {
-                v.Add(field, problem!);
-                serializable = false;
-            }
-        }
-        return serializable;
+            agentsSerializable &= JsonPart(v, field, json);
+        });
+        return serializable && agentsSerializable && allAgentsChecked;
     }
+
+    /// <summary>
+    /// A JSON part of a state (context, an agent state): a JSON object the canonical writer can serialize and the
+    /// rest of the suite can store (a state is handed on, e.g. into a resumed task's payload, as jsonb).
+    /// </summary>
+    private static bool JsonPart(Violations v, string field, string json)
+    {
+        // Storable first: it also finds escapes that would make the canonical parse throw (an unpaired surrogate).
+        if (json.Length > 0 && StorableJson.Check(v, field, json, CanonicalState.MaxDepth) is null)
+        {
+            return false;
+        }
+        using var parsed = CanonicalState.ParseObject(json, out var problem);
+        if (parsed is null)
+        {
+            v.Add(field, problem!);
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>The listing's page token: the sequence of the last checkpoint of the previous page.</summary>
+    public const string CheckpointsListing = "checkpoint.checkpoints";
 
     public static CheckpointFilter List(ListCheckpointsRequest request)
     {
+        RepeatedFields.ThrowIfCountOutside("checkpoint_types", request.CheckpointTypes.Count, 100, items: "types");
+        RepeatedFields.ThrowIfCountOutside("tags", request.Tags.Count, MaxTags, items: "tags");
         var v = new Violations();
         WorkflowId(v, request.WorkflowId);
-        for (var i = 0; i < request.CheckpointTypes.Count; i++)
-        {
-            v.AddIf(request.CheckpointTypes[i] == CheckpointType.Unspecified || !Enum.IsDefined(request.CheckpointTypes[i]), $"checkpoint_types[{i}]", "is not a checkpoint type");
-        }
+        RepeatedFields.CheckItems(v, "checkpoint_types", request.CheckpointTypes.Count, (v, i) =>
+            v.AddIf(request.CheckpointTypes[i] == CheckpointType.Unspecified || !Enum.IsDefined(request.CheckpointTypes[i]), $"checkpoint_types[{i}]", "is not a checkpoint type"));
         var pageSize = v.PageSize("page_size", request.PageSize, 100, 1000);
         long? before = null;
-        if (request.PageToken.Length > 0)
+        PageTokens.TryRead(v, request.PageToken, token =>
         {
-            if (long.TryParse(request.PageToken, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seq) && seq > 0)
-            {
-                before = seq;
-            }
-            else
-            {
-                v.Add("page_token", "is not a page token returned by this service");
-            }
-        }
-        var after = request.CreatedAfter?.ToDateTime();
-        var beforeTime = request.CreatedBefore?.ToDateTime();
+            var ok = PageTokens.TryDecode(CheckpointsListing, token, out long sequence) && sequence > 0;
+            before = ok ? sequence : null;
+            return ok;
+        });
+        var after = v.Timestamp("created_after", request.CreatedAfter);
+        var beforeTime = v.Timestamp("created_before", request.CreatedBefore);
         v.AddIf(after is { } a && beforeTime is { } b && a >= b, "created_before", "must be after created_after");
         v.ThrowIfAny();
         return new CheckpointFilter(request.CheckpointTypes.Select(t => (int)t).ToArray(), request.Tags.ToArray(), after, beforeTime, request.ValidOnly, pageSize, before);
@@ -179,7 +199,7 @@ internal static partial class CheckpointValidation
     {
         var v = new Violations();
         var id = v.Uuid("checkpoint_id", request.CheckpointId);
-        v.AddIf(request.Reason.Length is 0 or > 1000, "reason", "is required: 1 to 1,000 characters");
+        v.Text("reason", request.Reason, 1000, required: true);
         v.ThrowIfAny();
         return (id, request.Reason);
     }
@@ -191,8 +211,9 @@ internal static partial class CheckpointValidation
         v.AddIf(request.KeepLast < 0, "keep_last", "must not be negative");
         v.AddIf(request.KeepLast == 0 && request.OlderThan is null, "keep_last",
             "a cleanup needs keep_last or older_than (or both): without either it would remove everything but the head");
+        var olderThan = v.Timestamp("older_than", request.OlderThan);
         v.ThrowIfAny();
-        return new CleanupRules(request.KeepLast, request.KeepPhaseEndpoints, request.OlderThan?.ToDateTime(), request.DryRun);
+        return new CleanupRules(request.KeepLast, request.KeepPhaseEndpoints, olderThan, request.DryRun);
     }
 
     public static (Guid From, Guid To) Diff(DiffCheckpointsRequest request)
@@ -228,12 +249,7 @@ internal static partial class CheckpointValidation
         var strategy = request.Strategy == RollbackStrategy.Unspecified ? RollbackStrategy.Full : request.Strategy;
         v.DefinedEnum("strategy", strategy);
         var scope = Scope(v, strategy, request.Scope);
-        var timeout = defaultTimeout;
-        if (request.Timeout is { } t)
-        {
-            timeout = t.ToTimeSpan();
-            v.AddIf(timeout <= TimeSpan.Zero || timeout > TimeSpan.FromHours(1), "timeout", "must be more than 0 and at most 1 hour");
-        }
+        var timeout = v.Duration("timeout", request.Timeout, TimeSpan.FromTicks(1), TimeSpan.FromHours(1), defaultTimeout);
         var expected = v.Uuid("expected_head_id", request.ExpectedHeadId, required: false);
         v.ThrowIfAny();
         return new RollbackCommand(request.WorkflowId, target, strategy, scope, request.CreateBackup, request.DryRun, request.Force, timeout,
@@ -251,15 +267,17 @@ internal static partial class CheckpointValidation
         var parts = new[] { ("scope.artifacts", Part(scope.Artifacts)), ("scope.context", Part(scope.Context)), ("scope.agent_states", Part(scope.AgentStates)) };
         foreach (var (field, part) in parts)
         {
+            RepeatedFields.ThrowIfCountOutside(field + ".keys", part.Keys.Count, MaxScopeKeys, items: "keys");
+        }
+        foreach (var (field, part) in parts)
+        {
             v.AddIf(part.All && part.Keys.Count > 0, field, "give either all or keys, not both");
             v.AddIf(strategy == RollbackStrategy.Partial && part.Keys.Count > 0, field + ".keys",
                 "a PARTIAL rollback restores whole parts (all); use SELECTIVE to restore single items");
             v.AddIf(strategy == RollbackStrategy.Selective && part.All, field + ".all",
                 "a SELECTIVE rollback restores single items (keys); use PARTIAL to restore whole parts");
-            for (var i = 0; i < part.Keys.Count; i++)
-            {
-                v.AddIf(part.Keys[i].Length is 0 or > 200, $"{field}.keys[{i}]", "must be 1 to 200 characters");
-            }
+            RepeatedFields.CheckItems(v, field + ".keys", part.Keys.Count, (v, i) =>
+                v.AddIf(part.Keys[i].Length is 0 or > 200, $"{field}.keys[{i}]", "must be 1 to 200 characters"));
         }
         var selection = new RollbackPlan.Selection(scope.Workflow,
             Part(scope.Artifacts).All, Part(scope.Artifacts).Keys.Distinct().ToArray(),

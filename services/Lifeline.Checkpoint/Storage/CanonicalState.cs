@@ -12,7 +12,10 @@ namespace Lifeline.Checkpoint.Storage;
 /// </summary>
 public static class CanonicalState
 {
-    private static readonly JsonDocumentOptions ReadOptions = new() { AllowDuplicateProperties = false, MaxDepth = 128 };
+    /// <summary>How deep a state's JSON parts may nest.</summary>
+    public const int MaxDepth = 128;
+
+    private static readonly JsonDocumentOptions ReadOptions = new() { AllowDuplicateProperties = false, MaxDepth = MaxDepth };
 
     /// <summary>Parses a JSON object given as text (context, an agent state); null with a reason when it is not one.</summary>
     public static JsonDocument? ParseObject(string text, out string? problem)

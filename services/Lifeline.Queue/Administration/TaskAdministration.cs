@@ -219,10 +219,14 @@ public sealed partial class TaskAdministration(NpgsqlDataSource dataSource, Read
         throw new DependencyCycleException(chain);
     }
 
+    // A dead letter may have died running (started_at and deadline_at set), assigned, or expired: it goes back to
+    // pending as the lease and start never happened — ck_tasks_not_started_before_running — keeping its last error
+    // (as a retry does) and its fencing token, which the next lease raises.
     private static readonly string RedriveSql = $"""
         WITH changed AS (
             UPDATE tasks t
             SET status = 'pending', retry_count = 0, not_before = now(), completed_at = NULL, dead_lettered_at = NULL,
+                started_at = NULL, deadline_at = NULL, lease_expires_at = NULL, progress_percent = 0, progress_message = NULL,
                 updated_at = now()
             WHERE t.id = ANY(@ids) AND t.status = 'dead_lettered'
             RETURNING t.id, t.tenant_id, t.type, t.assigned_worker_id, t.fencing_token

@@ -11,6 +11,7 @@ using Lifeline.Queue.Recovery;
 using Lifeline.Queue.V1;
 using Task = System.Threading.Tasks.Task;
 using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Paging;
 using Lifeline.ServiceDefaults.Tenancy;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.Extensions.Options;
@@ -24,6 +25,8 @@ public sealed class QueueGrpcService(
     TaskQueries queries, TaskEventFeed feed, TaskRecovery recovery, IOptions<QueueOptions> options,
     DependencyRepair dependencyRepair, TimeoutEnforcement timeouts) : QueueService.QueueServiceBase
 {
+    private const string TaskHistoryListing = "queue.task_history";
+
     private int MaxPayload => options.Value.MaxPayloadBytes;
 
     public override async Task<EnqueueTaskResponse> EnqueueTask(EnqueueTaskRequest request, ServerCallContext context)
@@ -57,10 +60,11 @@ public sealed class QueueGrpcService(
     {
         var tenant = Tenant.From(context);
         var v = new Violations();
-        var filter = RequestValidation.Filter(v, request.Status, request.Type, request.WorkerId, request.PageSize, request.PageToken, request.WorkflowId);
+        var filter = RequestValidation.Filter(v, PageCursor.Tasks, request.Status, request.Type, request.WorkerId, request.PageSize, request.PageToken,
+            request.WorkflowId);
         v.ThrowIfAny();
         var (tasks, next) = await queries.ListAsync(tenant, filter, context.CancellationToken);
-        var response = new ListTasksResponse { NextPageToken = next?.Encode() ?? "" };
+        var response = new ListTasksResponse { NextPageToken = next?.Encode(PageCursor.Tasks) ?? "" };
         response.Tasks.AddRange(tasks.Select(t => t.ToProto()));
         return response;
     }
@@ -128,15 +132,11 @@ public sealed class QueueGrpcService(
     public override async Task<CompleteTasksResponse> CompleteTasks(CompleteTasksRequest request, ServerCallContext context)
     {
         var tenant = Tenant.From(context);
+        RepeatedFields.ThrowIfCountOutside("completions", request.Completions.Count, RequestValidation.MaxCompletions, min: 1, items: "completions");
         var v = new Violations();
-        if (request.Completions.Count is 0 or > RequestValidation.MaxCompletions)
-        {
-            v.Add("completions", $"must hold 1 to {RequestValidation.MaxCompletions} completions; got {request.Completions.Count}");
-            v.ThrowIfAny();
-        }
         var completions = new List<Completion>(request.Completions.Count);
         var seen = new HashSet<Guid>();
-        for (var i = 0; i < request.Completions.Count; i++)
+        RepeatedFields.CheckItems(v, "completions", request.Completions.Count, (v, i) =>
         {
             var c = request.Completions[i];
             var id = v.Uuid($"completions[{i}].task_id", c.TaskId);
@@ -144,7 +144,7 @@ public sealed class QueueGrpcService(
             v.AddIf(c.FencingToken <= 0, $"completions[{i}].fencing_token", "is required: the positive token returned with your lease");
             var result = RequestValidation.JsonValue(v, $"completions[{i}].result", c.Result, MaxPayload);
             completions.Add(new Completion(id, c.FencingToken, result));
-        }
+        });
         v.ThrowIfAny();
         var outcomes = await holders.CompleteManyAsync(tenant, completions, context.CancellationToken);
         var response = new CompleteTasksResponse();
@@ -264,11 +264,10 @@ public sealed class QueueGrpcService(
         var id = v.Uuid("task_id", request.TaskId);
         var size = v.PageSize("page_size", request.PageSize, 100, 1000);
         long after = 0;
-        v.AddIf(!string.IsNullOrEmpty(request.PageToken) && (!long.TryParse(request.PageToken, out after) || after < 0),
-            "page_token", "is not a token returned by this listing");
+        PageTokens.TryRead(v, request.PageToken, token => PageTokens.TryDecode(TaskHistoryListing, token, out after) && after >= 0);
         v.ThrowIfAny();
         var (events, next) = await queries.HistoryAsync(tenant, id, size, after, context.CancellationToken);
-        var response = new GetTaskHistoryResponse { NextPageToken = next?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "" };
+        var response = new GetTaskHistoryResponse { NextPageToken = next is { } n ? PageTokens.Encode(TaskHistoryListing, n) : "" };
         response.Events.AddRange(events.Select(e => e.ToProto()));
         return response;
     }
@@ -277,10 +276,10 @@ public sealed class QueueGrpcService(
     {
         var tenant = Tenant.From(context);
         var v = new Violations();
-        var filter = RequestValidation.Filter(v, V1.TaskStatus.Unspecified, request.Type, "", request.PageSize, request.PageToken);
+        var filter = RequestValidation.Filter(v, PageCursor.DeadLetters, V1.TaskStatus.Unspecified, request.Type, "", request.PageSize, request.PageToken);
         v.ThrowIfAny();
         var (tasks, next) = await queries.ListDeadLettersAsync(tenant, filter, context.CancellationToken);
-        var response = new ListDeadLettersResponse { NextPageToken = next?.Encode() ?? "" };
+        var response = new ListDeadLettersResponse { NextPageToken = next?.Encode(PageCursor.DeadLetters) ?? "" };
         response.Tasks.AddRange(tasks.Select(t => t.ToProto()));
         return response;
     }
@@ -288,9 +287,12 @@ public sealed class QueueGrpcService(
     public override async Task<RedriveDeadLettersResponse> RedriveDeadLetters(RedriveDeadLettersRequest request, ServerCallContext context)
     {
         var tenant = Tenant.From(context);
+        // Size before work: more ids than a redrive takes are refused before any id is parsed.
+        RepeatedFields.ThrowIfCountOutside("task_ids", request.TaskIds.Count, RequestValidation.MaxRedriveIds, items: "ids");
         var v = new Violations();
-        v.AddIf(request.TaskIds.Count > 1000, "task_ids", "must list at most 1000 ids");
-        var ids = request.TaskIds.Select((id, i) => v.Uuid($"task_ids[{i}]", id)).Distinct().ToList();
+        var parsed = new List<Guid>(request.TaskIds.Count);
+        RepeatedFields.CheckItems(v, "task_ids", request.TaskIds.Count, (v, i) => parsed.Add(v.Uuid($"task_ids[{i}]", request.TaskIds[i])));
+        var ids = parsed.Distinct().ToList();
         if (!string.IsNullOrEmpty(request.Type))
         {
             RequestValidation.TaskType(v, "type", request.Type);

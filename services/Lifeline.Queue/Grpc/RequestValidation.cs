@@ -12,6 +12,7 @@ using Lifeline.Queue.Leasing;
 using Lifeline.Queue.Reading;
 using Lifeline.Queue.Recovery;
 using Lifeline.Queue.V1;
+using Lifeline.ServiceDefaults.Paging;
 using Lifeline.ServiceDefaults.Postgres;
 using Lifeline.ServiceDefaults.Validation;
 
@@ -25,6 +26,8 @@ internal static partial class RequestValidation
 {
     public const int MaxBatchTasks = 10_000;
     public const int MaxCompletions = 1_000;
+    public const int MaxRedriveIds = 1_000;
+    public const int MaxWatchedTypes = 100;
     private static readonly TimeSpan DefaultLease = TimeSpan.FromSeconds(30);
 
     public static readonly HashSet<string> EventTypes =
@@ -98,7 +101,7 @@ internal static partial class RequestValidation
         return value;
     }
 
-    /// <summary>A payload: a JSON object (empty means {}), within the size limit.</summary>
+    /// <summary>A payload: a JSON object (empty means {}) that jsonb stores as it is, within the size limit.</summary>
     public static string JsonObject(Violations v, string path, string text, int maxBytes)
     {
         if (string.IsNullOrEmpty(text))
@@ -109,23 +112,15 @@ internal static partial class RequestValidation
         {
             return "{}";
         }
-        try
+        var kind = StorableJson.Check(v, path, text);
+        if (kind is { } k && k != JsonValueKind.Object)
         {
-            using var doc = JsonDocument.Parse(text);
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                v.Add(path, $"must be a JSON object; got a JSON {doc.RootElement.ValueKind.ToString().ToLowerInvariant()}");
-            }
+            v.Add(path, $"must be a JSON object; got a JSON {k.ToString().ToLowerInvariant()}");
         }
-        catch (JsonException ex)
-        {
-            v.Add(path, $"is not valid JSON: {ex.Message}");
-        }
-        NoNul(v, path, text);
         return text;
     }
 
-    /// <summary>A result: any JSON value (empty means none), within the size limit.</summary>
+    /// <summary>A result: any JSON value (empty means none) that jsonb stores as it is, within the size limit.</summary>
     public static string? JsonValue(Violations v, string path, string text, int maxBytes)
     {
         if (string.IsNullOrEmpty(text))
@@ -136,15 +131,7 @@ internal static partial class RequestValidation
         {
             return null;
         }
-        try
-        {
-            using var doc = JsonDocument.Parse(text);
-        }
-        catch (JsonException ex)
-        {
-            v.Add(path, $"is not valid JSON: {ex.Message}");
-        }
-        NoNul(v, path, text);
+        StorableJson.Check(v, path, text);
         return text;
     }
 
@@ -159,42 +146,11 @@ internal static partial class RequestValidation
         return true;
     }
 
-    // PostgreSQL's jsonb cannot hold U+0000; refuse it up front instead of failing in the store.
-    private static void NoNul(Violations v, string path, string text) =>
-        v.AddIf(text.Contains("\\u0000", StringComparison.OrdinalIgnoreCase), path, "must not contain the NUL character (\\u0000)");
+    /// <summary>A duration in [min, max], compared exactly (a −1 ns duration is negative, not 0).</summary>
+    public static TimeSpan Duration(Violations v, string path, Duration? value, TimeSpan min, TimeSpan max, TimeSpan? fallback = null) =>
+        v.Duration(path, value, min, max, fallback);
 
-    public static TimeSpan Duration(Violations v, string path, Duration? value, TimeSpan min, TimeSpan max, TimeSpan? fallback = null)
-    {
-        if (value is null)
-        {
-            return fallback ?? min;
-        }
-        if (value.Seconds < -315_576_000_000 || value.Seconds > 315_576_000_000 || value.Nanos is <= -1_000_000_000 or >= 1_000_000_000
-            || (value.Seconds > 0 && value.Nanos < 0) || (value.Seconds < 0 && value.Nanos > 0))
-        {
-            v.Add(path, "is not a valid duration");
-            return fallback ?? min;
-        }
-        var span = value.ToTimeSpan();
-        if (span < min || span > max)
-        {
-            v.Add(path, $"must be between {Describe(min)} and {Describe(max)}; got {Describe(span)}");
-            return fallback ?? min;
-        }
-        return span;
-    }
-
-    private static string Describe(TimeSpan span) => span.TotalSeconds % 1 == 0 ? $"{span.TotalSeconds:0}s" : $"{span.TotalSeconds:0.###}s";
-
-    private static DateTime? Time(Violations v, string path, Timestamp value)
-    {
-        if (value.Seconds < -62_135_596_800 || value.Seconds > 253_402_300_799 || value.Nanos is < 0 or >= 1_000_000_000)
-        {
-            v.Add(path, "is not a valid timestamp");
-            return null;
-        }
-        return value.ToDateTime();
-    }
+    private static DateTime? Time(Violations v, string path, Timestamp value) => v.Timestamp(path, value);
 
     public static long Token(Violations v, long token)
     {
@@ -204,7 +160,7 @@ internal static partial class RequestValidation
 
     public static string? Text(Violations v, string path, string value, int max)
     {
-        v.AddIf(value.Length > max, path, $"must be at most {max} characters");
+        v.Text(path, value, max);
         return string.IsNullOrEmpty(value) ? null : value;
     }
 
@@ -212,43 +168,45 @@ internal static partial class RequestValidation
 
     public static IReadOnlyList<NewBatchTask> Batch(EnqueueTasksRequest request, int maxPayloadBytes)
     {
+        // Size before work: an oversized batch is refused before any task is looked at.
+        RepeatedFields.ThrowIfCountOutside("tasks", request.Tasks.Count, MaxBatchTasks, min: 1, items: "tasks");
         var v = new Violations();
-        if (request.Tasks.Count is 0 or > MaxBatchTasks)
-        {
-            v.Add("tasks", $"must hold 1 to {MaxBatchTasks} tasks; got {request.Tasks.Count}");
-            v.ThrowIfAny();
-        }
+        // Keys first (the first task with a key owns it), so a dependency may name a later task.
         var indexOfKey = new Dictionary<string, int>(StringComparer.Ordinal);
-        var idempotencyKeys = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < request.Tasks.Count; i++)
         {
-            var key = request.Tasks[i].Key;
-            if (string.IsNullOrEmpty(key))
+            if (request.Tasks[i].Key is { Length: > 0 and <= 128 } key)
             {
-                continue;
+                indexOfKey.TryAdd(key, i);
             }
+        }
+        var idempotencyKeys = new HashSet<string>(StringComparer.Ordinal);
+        var result = new List<NewBatchTask>(request.Tasks.Count);
+        var edges = new List<(int, int)>();
+        RepeatedFields.CheckItems(v, "tasks", request.Tasks.Count, (v, i) =>
+        {
+            var entry = request.Tasks[i];
+            var key = entry.Key;
             if (key.Length > 128)
             {
                 v.Add($"tasks[{i}].key", "must be at most 128 characters");
             }
-            else if (!indexOfKey.TryAdd(key, i))
+            else if (key.Length > 0 && indexOfKey[key] != i)
             {
                 v.Add($"tasks[{i}].key", $"'{Violations.Truncate(key, 64)}' is used by tasks[{indexOfKey[key]}] too; keys must be unique in a batch");
             }
-        }
-        var result = new List<NewBatchTask>(request.Tasks.Count);
-        var edges = new List<(int, int)>();
-        for (var i = 0; i < request.Tasks.Count; i++)
-        {
-            var entry = request.Tasks[i];
             var task = Task(v, $"tasks[{i}].task", entry.Task, maxPayloadBytes);
             if (task?.IdempotencyKey is { } idem && !idempotencyKeys.Add(idem))
             {
                 v.Add($"tasks[{i}].task.idempotency_key", "is used by another task of this batch");
             }
+            if (!RepeatedFields.CountWithin(v, $"tasks[{i}].depends_on", entry.DependsOn.Count, MaxBatchTasks, items: "dependencies"))
+            {
+                return;
+            }
             var dependsOn = new List<BatchEdge>(entry.DependsOn.Count);
             var seenTargets = new HashSet<string>(StringComparer.Ordinal);
-            for (var d = 0; d < entry.DependsOn.Count; d++)
+            RepeatedFields.CheckItems(v, $"tasks[{i}].depends_on", entry.DependsOn.Count, (v, d) =>
             {
                 var dep = entry.DependsOn[d];
                 var path = $"tasks[{i}].depends_on[{d}]";
@@ -290,9 +248,9 @@ internal static partial class RequestValidation
                         v.Add(path, "must name a task_key or a task_id");
                         break;
                 }
-            }
+            });
             result.Add(new NewBatchTask(string.IsNullOrEmpty(entry.Key) ? null : entry.Key, task!, dependsOn));
-        }
+        });
         v.ThrowIfAny();
         if (DependencyGraph.FindCycle(request.Tasks.Count, edges) is { } cycle)
         {
@@ -303,16 +261,11 @@ internal static partial class RequestValidation
 
     public static LeaseRequest Lease(LeaseTasksRequest request)
     {
+        RepeatedFields.ThrowIfCountOutside("task_types", request.TaskTypes.Count, 100, items: "task types");
         var v = new Violations();
         WorkerId(v, "worker_id", request.WorkerId, required: true);
-        if (request.TaskTypes.Count is 0 or > 100)
-        {
-            v.Add("task_types", $"must list 1 to 100 task types; got {request.TaskTypes.Count}");
-        }
-        for (var i = 0; i < request.TaskTypes.Count && i < 100; i++)
-        {
-            TaskType(v, $"task_types[{i}]", request.TaskTypes[i]);
-        }
+        RepeatedFields.CountWithin(v, "task_types", request.TaskTypes.Count, 100, min: 1, items: "task types");
+        RepeatedFields.CheckItems(v, "task_types", request.TaskTypes.Count, (v, i) => TaskType(v, $"task_types[{i}]", request.TaskTypes[i]));
         var max = request.MaxTasks == 0 ? 1 : request.MaxTasks;
         v.AddIf(max is < 1 or > 500, "max_tasks", $"must be between 1 and 500 (0 means 1); got {request.MaxTasks}");
         var lease = Duration(v, "lease_duration", request.LeaseDuration, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1), DefaultLease);
@@ -352,18 +305,16 @@ internal static partial class RequestValidation
             v.Add(path, "is required");
             return null;
         }
-        if (string.IsNullOrEmpty(error.Code))
-        {
-            v.Add($"{path}.code", "is required");
-        }
-        else
-        {
-            v.AddIf(error.Code.Length > 128, $"{path}.code", "must be at most 128 characters");
-        }
-        v.AddIf(error.Message.Length > 4096, $"{path}.message", "must be at most 4096 characters");
+        // Stored in jsonb (the task's error, its history): bounded, and without NUL.
+        v.Text($"{path}.code", error.Code, 128, required: true);
+        v.Text($"{path}.message", error.Message, 4096);
         v.DefinedEnum($"{path}.severity", error.Severity);
-        v.AddIf(error.Details.Count > 64, $"{path}.details", "must have at most 64 entries");
-        v.AddIf(error.Details.Any(d => d.Key.Length > 128 || d.Value.Length > 4096), $"{path}.details", "keys must be at most 128 and values at most 4096 characters");
+        if (RepeatedFields.CountWithin(v, $"{path}.details", error.Details.Count, 64, items: "entries"))
+        {
+            v.AddIf(error.Details.Any(d => d.Key.Length > 128 || d.Value.Length > 4096), $"{path}.details", "keys must be at most 128 and values at most 4096 characters");
+            v.AddIf(error.Details.Any(d => d.Key.Contains('\0', StringComparison.Ordinal) || d.Value.Contains('\0', StringComparison.Ordinal)),
+                $"{path}.details", "keys and values must not contain the NUL character");
+        }
         return new StoredError(error.Code, error.Message, error.Retryable, TaskMapper.SeverityName(error.Severity),
             error.Details.Count == 0 ? null : new Dictionary<string, string>(error.Details));
     }
@@ -388,7 +339,7 @@ internal static partial class RequestValidation
             reason!, checkpoint, request.CountRetry);
     }
 
-    public static TaskFilter Filter(Violations v, V1.TaskStatus status, string type, string workerId, int pageSize, string pageToken,
+    public static TaskFilter Filter(Violations v, string listing, V1.TaskStatus status, string type, string workerId, int pageSize, string pageToken,
         string workflowId = "")
     {
         if (!string.IsNullOrEmpty(workflowId))
@@ -403,11 +354,7 @@ internal static partial class RequestValidation
         WorkerId(v, "worker_id", workerId, required: false);
         var size = v.PageSize("page_size", pageSize, 50, 1000);
         PageCursor? after = null;
-        if (!string.IsNullOrEmpty(pageToken))
-        {
-            after = PageCursor.TryDecode(pageToken);
-            v.AddIf(after is null, "page_token", "is not a token returned by this listing");
-        }
+        PageTokens.TryRead(v, pageToken, token => (after = PageCursor.TryDecode(listing, token)) is not null);
         var stored = status == V1.TaskStatus.Unspecified || !System.Enum.IsDefined(status) ? null : TaskState.FromProto(status);
         return new TaskFilter(stored, string.IsNullOrEmpty(type) ? null : type, string.IsNullOrEmpty(workerId) ? null : workerId, size, after,
             string.IsNullOrEmpty(workflowId) ? null : workflowId);
@@ -415,16 +362,13 @@ internal static partial class RequestValidation
 
     public static WatchFilter Watch(WatchTasksRequest request)
     {
+        RepeatedFields.ThrowIfCountOutside("task_types", request.TaskTypes.Count, MaxWatchedTypes, items: "task types");
+        RepeatedFields.ThrowIfCountOutside("event_types", request.EventTypes.Count, MaxWatchedTypes, items: "event types");
         var v = new Violations();
-        for (var i = 0; i < request.TaskTypes.Count; i++)
-        {
-            TaskType(v, $"task_types[{i}]", request.TaskTypes[i]);
-        }
+        RepeatedFields.CheckItems(v, "task_types", request.TaskTypes.Count, (v, i) => TaskType(v, $"task_types[{i}]", request.TaskTypes[i]));
         Guid? taskId = string.IsNullOrEmpty(request.TaskId) ? null : v.Uuid("task_id", request.TaskId);
-        for (var i = 0; i < request.EventTypes.Count; i++)
-        {
-            v.AddIf(!EventTypes.Contains(request.EventTypes[i]), $"event_types[{i}]", $"'{Violations.Truncate(request.EventTypes[i], 64)}' is not an event type");
-        }
+        RepeatedFields.CheckItems(v, "event_types", request.EventTypes.Count, (v, i) =>
+            v.AddIf(!EventTypes.Contains(request.EventTypes[i]), $"event_types[{i}]", $"'{Violations.Truncate(request.EventTypes[i], 64)}' is not an event type"));
         var after = v.Position("after_event_id", request.AfterEventId);
         v.ThrowIfAny();
         return new WatchFilter(request.TaskTypes.ToArray(), taskId, request.EventTypes.ToArray(), after);

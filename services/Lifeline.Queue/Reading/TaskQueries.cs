@@ -1,4 +1,4 @@
-using System.Buffers.Binary;
+using Lifeline.ServiceDefaults.Paging;
 using Lifeline.Queue.Data;
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Tenancy;
@@ -13,37 +13,14 @@ public sealed record TaskFilter(string? Status, string? Type, string? WorkerId, 
 /// <summary>Keyset position in a newest-first listing: the (time, id) of the last row of the previous page.</summary>
 public sealed record PageCursor(DateTime Time, Guid Id)
 {
-    public string Encode()
-    {
-        var bytes = new byte[24];
-        BinaryPrimitives.WriteInt64BigEndian(bytes, Time.Ticks);
-        Id.TryWriteBytes(bytes.AsSpan(8));
-        return Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
-    }
+    /// <summary>Listing names a token is bound to: a token of one listing is refused by the other.</summary>
+    public const string Tasks = "queue.tasks";
+    public const string DeadLetters = "queue.dead_letters";
 
-    public static PageCursor? TryDecode(string token)
-    {
-        try
-        {
-            var base64 = token.Replace('-', '+').Replace('_', '/');
-            base64 = base64.PadRight(base64.Length + ((4 - (base64.Length % 4)) % 4), '=');
-            var bytes = Convert.FromBase64String(base64);
-            if (bytes.Length != 24)
-            {
-                return null;
-            }
-            var ticks = BinaryPrimitives.ReadInt64BigEndian(bytes);
-            if (ticks < DateTime.MinValue.Ticks || ticks > DateTime.MaxValue.Ticks)
-            {
-                return null;
-            }
-            return new PageCursor(new DateTime(ticks, DateTimeKind.Utc), new Guid(bytes.AsSpan(8)));
-        }
-        catch (FormatException)
-        {
-            return null;
-        }
-    }
+    public string Encode(string listing) => PageTokens.Encode(listing, Time, Id);
+
+    public static PageCursor? TryDecode(string listing, string token) =>
+        PageTokens.TryDecode(listing, token, out var time, out var id) ? new PageCursor(time, id) : null;
 }
 
 /// <summary>One row of task_history.</summary>

@@ -8,10 +8,15 @@ using Npgsql;
 namespace Lifeline.Recovery.DisasterRecovery;
 
 /// <summary>Disaster-recovery plans (<c>dr_plans</c>, names unique) and reading runs (<c>dr_runs</c>).</summary>
-public sealed class DrPlanStore(IDbContextFactory<RecoveryDbContext> contexts, TimeProvider time)
+public sealed class DrPlanStore(IDbContextFactory<RecoveryDbContext> contexts, NpgsqlDataSource dataSource, TimeProvider time)
 {
     public const int RecentRuns = 20;
 
+    /// <summary>
+    /// Creates a plan; a name in use is ALREADY_EXISTS (<see cref="DrPlanExistsException"/>). The insert does nothing on a
+    /// name conflict instead of failing, so a duplicate is an answer, not a failed statement that EF Core and Npgsql
+    /// would log as an error with its stack trace.
+    /// </summary>
     public async Task<DisasterRecoveryPlan> CreateAsync(CreateDisasterRecoveryPlanRequest request, CancellationToken ct)
     {
         var entity = new DrPlanEntity
@@ -22,19 +27,34 @@ public sealed class DrPlanStore(IDbContextFactory<RecoveryDbContext> contexts, T
             Steps = DrRecords.ToJson(request.Steps),
             CreatedAt = time.Now(),
         };
-        await using var db = await contexts.CreateDbContextAsync(ct);
-        db.DrPlans.Add(entity);
-        try
+        await using var command = dataSource.CreateCommand("""
+            WITH inserted AS (
+                INSERT INTO dr_plans (id, name, description, steps, created_at)
+                VALUES (@id, @name, @description, @steps::jsonb, @created_at)
+                ON CONFLICT (name) DO NOTHING
+                RETURNING id
+            )
+            SELECT id, true FROM inserted
+            UNION ALL
+            SELECT id, false FROM dr_plans WHERE name = @name AND NOT EXISTS (SELECT 1 FROM inserted)
+            """);
+        command.Parameters.AddWithValue("id", entity.Id);
+        command.Parameters.AddWithValue("name", entity.Name);
+        command.Parameters.AddWithValue("description", entity.Description);
+        command.Parameters.AddWithValue("steps", entity.Steps);
+        command.Parameters.AddWithValue("created_at", entity.CreatedAt);
+        await using (var reader = await command.ExecuteReaderAsync(ct))
         {
-            await db.SaveChangesAsync(ct);
+            if (await reader.ReadAsync(ct))
+            {
+                var (id, created) = (reader.GetGuid(0), reader.GetBoolean(1));
+                return created ? entity.ToProto() : throw new DrPlanExistsException(request.Name, id);
+            }
         }
-        catch (DbUpdateException e) when (e.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation, ConstraintName: "ux_dr_plans_name" })
-        {
-            await using var read = await contexts.CreateDbContextAsync(ct);
-            var existing = await read.DrPlans.AsNoTracking().Where(p => p.Name == request.Name).Select(p => p.Id).FirstOrDefaultAsync(ct);
-            throw new DrPlanExistsException(request.Name, existing);
-        }
-        return entity.ToProto();
+        // The conflicting plan committed while this insert waited for it, after the statement's snapshot: look again.
+        await using var existing = dataSource.CreateCommand("SELECT id FROM dr_plans WHERE name = @name");
+        existing.Parameters.AddWithValue("name", entity.Name);
+        throw new DrPlanExistsException(request.Name, await existing.ExecuteScalarAsync(ct) as Guid? ?? Guid.Empty);
     }
 
     public async Task<(DisasterRecoveryPlan Plan, List<DisasterRecoveryRun> Runs)> GetAsync(Guid id, CancellationToken ct)
@@ -55,7 +75,7 @@ public sealed class DrPlanStore(IDbContextFactory<RecoveryDbContext> contexts, T
             query = query.Where(p => EF.Functions.LessThan(ValueTuple.Create(p.CreatedAt, p.Id), ValueTuple.Create(a.CreatedAt, a.Id)));
         }
         var page = await query.OrderByDescending(p => p.CreatedAt).ThenByDescending(p => p.Id).Take(pageSize + 1).ToListAsync(ct);
-        var next = page.Count > pageSize ? new KeysetPageToken(page[pageSize - 1].CreatedAt, page[pageSize - 1].Id).ToString() : "";
+        var next = page.Count > pageSize ? new KeysetPageToken(page[pageSize - 1].CreatedAt, page[pageSize - 1].Id).Encode(KeysetPageToken.DisasterRecoveryPlans) : "";
         return (page.Take(pageSize).Select(p => p.ToProto()).ToList(), next);
     }
 

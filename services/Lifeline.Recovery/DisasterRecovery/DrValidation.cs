@@ -18,23 +18,30 @@ public static class DrValidation
 
     private static readonly TimeSpan MaxTimeout = TimeSpan.FromHours(24);
 
+    public const int MaxTargets = 32;
+
     public static CreateDisasterRecoveryPlanRequest Create(CreateDisasterRecoveryPlanRequest request)
     {
+        // Size before work: the steps, and every step's targets, are counted before any is checked.
+        RepeatedFields.ThrowIfCountOutside("steps", request.Steps.Count, MaxSteps, items: "steps");
+        for (var i = 0; i < request.Steps.Count; i++)
+        {
+            RepeatedFields.ThrowIfCountOutside($"steps[{i}].targets", request.Steps[i].Targets.Count, MaxTargets, items: "targets");
+        }
         var v = new Violations();
         var name = request.Name.Trim();
         v.AddIf(name.Length == 0, "name", "is required");
-        v.AddIf(name.Length > 200, "name", "must be at most 200 characters");
-        v.AddIf(request.Description.Length > RecoveryPlanValidation.MaxTextLength, "description", $"must be at most {RecoveryPlanValidation.MaxTextLength} characters");
+        v.Text("name", name, 200);
+        v.Text("description", request.Description, RecoveryPlanValidation.MaxTextLength);
         v.AddIf(request.Steps.Count == 0, "steps", $"must have 1 to {MaxSteps} steps; got none");
-        v.AddIf(request.Steps.Count > MaxSteps, "steps", $"must have 1 to {MaxSteps} steps; got {request.Steps.Count}");
         var names = new HashSet<string>(StringComparer.Ordinal);
-        for (var i = 0; i < request.Steps.Count; i++)
+        RepeatedFields.CheckItems(v, "steps", request.Steps.Count, (v, i) =>
         {
             var step = request.Steps[i];
             var at = $"steps[{i}]";
             var stepName = step.Name.Trim();
             v.AddIf(stepName.Length == 0, $"{at}.name", "is required");
-            v.AddIf(stepName.Length > 200, $"{at}.name", "must be at most 200 characters");
+            v.Text($"{at}.name", stepName, 200);
             v.AddIf(stepName.Length > 0 && !names.Add(stepName), $"{at}.name", $"'{Violations.Truncate(stepName, 64)}' is used by an earlier step; step names are unique within a plan");
             if (step.Type == DrStepType.Unspecified)
             {
@@ -44,14 +51,14 @@ public static class DrValidation
             {
                 v.DefinedEnum($"{at}.type", step.Type);
             }
-            for (var j = 0; j < step.Targets.Count; j++)
+            RepeatedFields.CheckItems(v, $"{at}.targets", step.Targets.Count, (v, j) =>
             {
                 var target = step.Targets[j];
                 var field = $"{at}.targets[{j}]";
-                if (target.Length is 0 or > 200)
+                if (target.Length is 0 or > 200 || target.Contains('\0', StringComparison.Ordinal))
                 {
-                    v.Add(field, "must be 1 to 200 characters");
-                    continue;
+                    v.Add(field, "must be 1 to 200 characters without NUL");
+                    return;
                 }
                 var known = step.Type switch
                 {
@@ -62,13 +69,9 @@ public static class DrValidation
                 v.AddIf(known is not null && !known.Contains(target, StringComparer.Ordinal), field,
                     $"'{Violations.Truncate(target, 64)}' is not one of {string.Join(", ", known ?? [])}");
                 v.AddIf(step.Type is DrStepType.StateRecovery or DrStepType.TaskRecovery, field, "this step type takes no targets");
-            }
-            if (step.Timeout is { } timeout)
-            {
-                var t = timeout.ToTimeSpan();
-                v.AddIf(t <= TimeSpan.Zero || t > MaxTimeout, $"{at}.timeout", "must be more than 0 s and at most 24 h");
-            }
-        }
+            });
+            v.Duration($"{at}.timeout", step.Timeout, TimeSpan.FromTicks(1), MaxTimeout);
+        });
         v.ThrowIfAny();
         var normalized = request.Clone();
         normalized.Name = name;
@@ -91,7 +94,7 @@ public static class DrValidation
     {
         var v = new Violations();
         var size = v.PageSize("page_size", pageSize, 100, 1000);
-        var after = RecoveryPlanValidation.PageToken(v, pageToken);
+        var after = RecoveryPlanValidation.PageToken(v, KeysetPageToken.DisasterRecoveryPlans, pageToken);
         v.ThrowIfAny();
         return (size, after);
     }
@@ -100,7 +103,7 @@ public static class DrValidation
     {
         var v = new Violations();
         var id = v.Uuid("plan_id", request.PlanId);
-        v.AddIf(request.StartedBy.Length > 200, "started_by", "must be at most 200 characters");
+        v.Text("started_by", request.StartedBy, 200);
         v.ThrowIfAny();
         return (id, request.StartedBy.Trim());
     }
@@ -110,7 +113,7 @@ public static class DrValidation
         var v = new Violations();
         v.DefinedEnum("status", request.Status);
         var size = v.PageSize("page_size", request.PageSize, 100, 1000);
-        var after = RecoveryPlanValidation.PageToken(v, request.PageToken);
+        var after = RecoveryPlanValidation.PageToken(v, KeysetPageToken.Notifications, request.PageToken);
         v.ThrowIfAny();
         return (request.Status, size, after);
     }

@@ -8,6 +8,8 @@ namespace Lifeline.Recovery.Grpc;
 /// <summary>The ConsistencyService contract: validates, delegates to <see cref="ConsistencyRunner"/>, maps the result.</summary>
 public sealed class ConsistencyGrpcService(ConsistencyRunner runner) : ConsistencyService.ConsistencyServiceBase
 {
+    public const int MaxIssueIds = 10_000;
+
     public override Task<ListChecksResponse> ListChecks(ListChecksRequest request, ServerCallContext context)
     {
         var response = new ListChecksResponse();
@@ -33,7 +35,7 @@ public sealed class ConsistencyGrpcService(ConsistencyRunner runner) : Consisten
     {
         var v = new Violations();
         v.AddIf(string.IsNullOrEmpty(request.Name), "name", "is required: one of " + string.Join(", ", runner.Definitions.Select(d => d.Name)));
-        v.AddIf(request.Name.Length > 128, "name", "must be at most 128 characters");
+        v.Text("name", request.Name, 128);
         v.ThrowIfAny();
         var check = runner.Find(request.Name);
         var (_, results) = await runner.RunAsync([check], check.Definition.Name, context.CancellationToken);
@@ -42,10 +44,12 @@ public sealed class ConsistencyGrpcService(ConsistencyRunner runner) : Consisten
 
     public override async Task<FixIssuesResponse> FixIssues(FixIssuesRequest request, ServerCallContext context)
     {
+        // Size before work: more ids than a fix takes are refused before any id is parsed.
+        RepeatedFields.ThrowIfCountOutside("issue_ids", request.IssueIds.Count, MaxIssueIds, items: "ids");
         var v = new Violations();
         var runId = v.Uuid("run_id", request.RunId);
-        v.AddIf(request.IssueIds.Count > 10_000, "issue_ids", "must list at most 10000 ids");
-        var ids = request.IssueIds.Take(10_000).Select((id, i) => v.Uuid($"issue_ids[{i}]", id)).ToList();
+        var ids = new List<Guid>(request.IssueIds.Count);
+        RepeatedFields.CheckItems(v, "issue_ids", request.IssueIds.Count, (v, i) => ids.Add(v.Uuid($"issue_ids[{i}]", request.IssueIds[i])));
         v.ThrowIfAny();
         var outcomes = await runner.FixAsync(runId, ids, request.DryRun, context.CancellationToken);
         var response = new FixIssuesResponse

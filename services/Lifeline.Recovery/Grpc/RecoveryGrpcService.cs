@@ -6,6 +6,8 @@ using Lifeline.Recovery.Clients;
 using Lifeline.Recovery.InFlight;
 using Lifeline.Recovery.Leadership;
 using Lifeline.Recovery.Options;
+using Lifeline.Recovery.Notifications;
+using Lifeline.Recovery.Plans;
 using Lifeline.Recovery.V1;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.Extensions.Options;
@@ -29,28 +31,17 @@ public sealed class RecoveryGrpcService(
             v.DefinedEnum("action", request.Action);
         }
         var pageSize = v.PageSize("page_size", request.PageSize, 100, 1000);
-        (DateTime, Guid)? before = null;
-        if (request.PageToken.Length > 0)
-        {
-            var parts = request.PageToken.Split('_');
-            if (parts.Length == 2 && long.TryParse(parts[0], System.Globalization.CultureInfo.InvariantCulture, out var ticks) && Guid.TryParse(parts[1], out var id)
-                && ticks > 0 && ticks < DateTime.MaxValue.Ticks)
-            {
-                before = (new DateTime(ticks, DateTimeKind.Utc), id);
-            }
-            else
-            {
-                v.Add("page_token", "is not a page token returned by this service");
-            }
-        }
+        var after = RecoveryPlanValidation.PageToken(v, KeysetPageToken.RecoveryActions, request.PageToken);
+        (DateTime, Guid)? before = after is { } a ? (a.CreatedAt, a.Id) : null;
+        var since = v.Timestamp("since", request.Since);
         v.ThrowIfAny();
         var page = await log.ListAsync(new ActionFilter(taskId == Guid.Empty ? null : taskId, workerId == Guid.Empty ? null : request.WorkerId,
-            request.Action == ActionType.Unspecified ? null : request.Action, request.Since?.ToDateTime(), pageSize, before), context.CancellationToken);
+            request.Action == ActionType.Unspecified ? null : request.Action, since, pageSize, before), context.CancellationToken);
         var response = new ListRecoveryActionsResponse();
         response.Actions.AddRange(page.Select(ToProto));
         if (page.Count == pageSize)
         {
-            response.NextPageToken = $"{page[^1].RecoveredAt.Ticks}_{page[^1].Id}";
+            response.NextPageToken = new KeysetPageToken(page[^1].RecoveredAt, page[^1].Id).Encode(KeysetPageToken.RecoveryActions);
         }
         return response;
     }

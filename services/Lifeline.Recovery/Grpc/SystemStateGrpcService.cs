@@ -1,6 +1,8 @@
 using System.Globalization;
 using Grpc.Core;
 using Lifeline.Recovery.SystemState;
+using Lifeline.Recovery.Notifications;
+using Lifeline.Recovery.Plans;
 using Lifeline.Recovery.V1;
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Validation;
@@ -20,20 +22,8 @@ public sealed class SystemStateGrpcService(SystemStateStore store) : SystemState
     {
         var v = new Violations();
         var size = v.PageSize("page_size", request.PageSize, 100, 1000);
-        (DateTime, Guid)? before = null;
-        if (request.PageToken.Length > 0)
-        {
-            var parts = request.PageToken.Split('_');
-            if (parts.Length == 2 && long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var ticks)
-                && ticks > 0 && ticks < DateTime.MaxValue.Ticks && Guid.TryParse(parts[1], out var id))
-            {
-                before = (new DateTime(ticks, DateTimeKind.Utc), id);
-            }
-            else
-            {
-                v.Add("page_token", "is not a page token returned by this service");
-            }
-        }
+        var after = RecoveryPlanValidation.PageToken(v, KeysetPageToken.SystemStates, request.PageToken);
+        (DateTime, Guid)? before = after is { } a ? (a.CreatedAt, a.Id) : null;
         v.ThrowIfAny();
         var page = await store.HistoryAsync(size + 1, before, context.CancellationToken);
         var response = new ListSystemStateHistoryResponse();
@@ -41,7 +31,7 @@ public sealed class SystemStateGrpcService(SystemStateStore store) : SystemState
         if (page.Count > size)
         {
             var last = page[size - 1];
-            response.NextPageToken = $"{last.CreatedAt.Ticks.ToString(CultureInfo.InvariantCulture)}_{last.Id}";
+            response.NextPageToken = new KeysetPageToken(last.CreatedAt, last.Id).Encode(KeysetPageToken.SystemStates);
         }
         return response;
     }

@@ -1,27 +1,26 @@
-using System.Globalization;
+using Lifeline.ServiceDefaults.Paging;
 
 namespace Lifeline.Recovery.Notifications;
 
 /// <summary>
-/// A page token of lists ordered newest first by (created_at, id): the last row of the previous page.
-/// Stable while rows are added (new rows sort before it). Text form <c>&lt;unix microseconds&gt;_&lt;uuid&gt;</c>.
+/// The position of lists ordered newest first by (created_at, id): the last row of the previous page. Stable while
+/// rows are added (new rows sort before it). Its text form is a page token of <see cref="PageTokens"/>, bound to
+/// the listing that issued it.
 /// </summary>
 public readonly record struct KeysetPageToken(DateTime CreatedAt, Guid Id)
 {
-    public override string ToString() =>
-        ((CreatedAt.ToUniversalTime() - DateTime.UnixEpoch).Ticks / 10).ToString(CultureInfo.InvariantCulture) + "_" + Id.ToString("N");
+    public const string RecoveryPlans = "recovery.recovery_plans";
+    public const string DisasterRecoveryPlans = "recovery.disaster_recovery_plans";
+    public const string Notifications = "recovery.notifications";
+    public const string RecoveryActions = "recovery.recovery_actions";
+    public const string SystemStates = "recovery.system_states";
 
-    public static bool TryParse(string text, out KeysetPageToken token)
+    public string Encode(string listing) => PageTokens.Encode(listing, CreatedAt, Id);
+
+    public static bool TryDecode(string listing, string text, out KeysetPageToken token)
     {
-        token = default;
-        var sep = text.IndexOf('_', StringComparison.Ordinal);
-        if (sep <= 0
-            || !long.TryParse(text.AsSpan(0, sep), NumberStyles.None, CultureInfo.InvariantCulture, out var micros)
-            || !Guid.TryParseExact(text.AsSpan(sep + 1), "N", out var id))
-        {
-            return false;
-        }
-        token = new KeysetPageToken(DateTime.SpecifyKind(DateTime.UnixEpoch.AddTicks(micros * 10), DateTimeKind.Utc), id);
-        return true;
+        var ok = PageTokens.TryDecode(listing, text, out var createdAt, out var id);
+        token = ok ? new KeysetPageToken(createdAt, id) : default;
+        return ok;
     }
 }

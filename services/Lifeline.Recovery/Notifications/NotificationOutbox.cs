@@ -96,7 +96,7 @@ public sealed class NotificationOutbox(IDbContextFactory<RecoveryDbContext> cont
             query = query.Where(n => EF.Functions.LessThan(ValueTuple.Create(n.CreatedAt, n.Id), ValueTuple.Create(a.CreatedAt, a.Id)));
         }
         var page = await query.OrderByDescending(n => n.CreatedAt).ThenByDescending(n => n.Id).Take(pageSize + 1).ToListAsync(ct);
-        var next = page.Count > pageSize ? new KeysetPageToken(page[pageSize - 1].CreatedAt, page[pageSize - 1].Id).ToString() : "";
+        var next = page.Count > pageSize ? new KeysetPageToken(page[pageSize - 1].CreatedAt, page[pageSize - 1].Id).Encode(KeysetPageToken.Notifications) : "";
         return (page.Take(pageSize).ToList(), next);
     }
 }

@@ -57,7 +57,7 @@ public sealed class RecoveryPlanStore(IDbContextFactory<RecoveryDbContext> conte
             query = query.Where(p => EF.Functions.LessThan(ValueTuple.Create(p.CreatedAt, p.Id), ValueTuple.Create(a.CreatedAt, a.Id)));
         }
         var page = await query.OrderByDescending(p => p.CreatedAt).ThenByDescending(p => p.Id).Take(pageSize + 1).ToListAsync(ct);
-        var next = page.Count > pageSize ? new KeysetPageToken(page[pageSize - 1].CreatedAt, page[pageSize - 1].Id).ToString() : "";
+        var next = page.Count > pageSize ? new KeysetPageToken(page[pageSize - 1].CreatedAt, page[pageSize - 1].Id).Encode(KeysetPageToken.RecoveryPlans) : "";
         return (page.Take(pageSize).Select(p => p.ToProto()).ToList(), next);
     }
 

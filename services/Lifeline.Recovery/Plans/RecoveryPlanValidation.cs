@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using Lifeline.Common.V1;
 using Lifeline.Recovery.Notifications;
 using Lifeline.Recovery.V1;
+using Lifeline.ServiceDefaults.Paging;
 using Lifeline.ServiceDefaults.Validation;
 
 namespace Lifeline.Recovery.Plans;
@@ -26,8 +27,7 @@ public static partial class RecoveryPlanValidation
         }
         var e = error!.Clone();
         e.Code = e.Code.Trim();
-        v.AddIf(e.Code.Length == 0, "error.code", "is required");
-        v.AddIf(e.Code.Length > 128, "error.code", "must be at most 128 characters");
+        v.Text("error.code", e.Code, 128, required: true);
         if (e.Category == ErrorCategory.Unspecified)
         {
             v.Add("error.category", "is required (TRANSIENT, VALIDATION, RESOURCE, LOGIC, EXTERNAL, SECURITY or CRITICAL)");
@@ -37,9 +37,9 @@ public static partial class RecoveryPlanValidation
             v.DefinedEnum("error.category", e.Category);
         }
         v.DefinedEnum("error.severity", e.Severity);
-        v.AddIf(e.Message.Length > MaxTextLength, "error.message", $"must be at most {MaxTextLength} characters");
+        v.Text("error.message", e.Message, MaxTextLength);
         var taskId = v.Uuid("error.task_id", e.TaskId, required: false);
-        v.AddIf(e.WorkflowId.Length > 200, "error.workflow_id", "must be at most 200 characters");
+        v.Text("error.workflow_id", e.WorkflowId, 200);
         if (e.TenantId.Length == 0)
         {
             e.TenantId = ServiceDefaults.Tenancy.Tenant.Default;
@@ -77,7 +77,7 @@ public static partial class RecoveryPlanValidation
         var v = new Violations();
         v.DefinedEnum("status", request.Status);
         var size = v.PageSize("page_size", request.PageSize, 100, 1000);
-        var after = PageToken(v, request.PageToken);
+        var after = PageToken(v, KeysetPageToken.RecoveryPlans, request.PageToken);
         v.ThrowIfAny();
         return (request.Status, size, after);
     }
@@ -97,29 +97,22 @@ public static partial class RecoveryPlanValidation
         var id = v.Uuid("plan_id", request.PlanId);
         v.AddIf(request.ActionIndex < 0, "action_index", $"must be 0 or more; got {request.ActionIndex}");
         Who(v, "resolved_by", request.ResolvedBy);
-        v.AddIf(request.Resolution.Length > MaxTextLength, "resolution", $"must be at most {MaxTextLength} characters");
+        v.Text("resolution", request.Resolution, MaxTextLength);
         v.ThrowIfAny();
         return id;
     }
 
-    internal static KeysetPageToken? PageToken(Violations v, string token)
+    /// <summary>A request's page token of <paramref name="listing"/>; empty is the first page, anything not issued a violation.</summary>
+    internal static KeysetPageToken? PageToken(Violations v, string listing, string token)
     {
-        if (token.Length == 0)
-        {
-            return null;
-        }
-        if (KeysetPageToken.TryParse(token, out var parsed))
-        {
-            return parsed;
-        }
-        v.Add("page_token", "is not a page token returned by this service");
-        return null;
+        KeysetPageToken parsed = default;
+        return PageTokens.TryRead(v, token, t => KeysetPageToken.TryDecode(listing, t, out parsed)) ? parsed : null;
     }
 
     private static void Who(Violations v, string field, string value)
     {
         v.AddIf(value.Trim().Length == 0, field, "is required");
-        v.AddIf(value.Length > MaxNameLength, field, $"must be at most {MaxNameLength} characters");
+        v.Text(field, value, MaxNameLength);
     }
 
     [GeneratedRegex("^[a-z0-9_-]{1,64}$")]

@@ -7,6 +7,7 @@ using Lifeline.Registry.Stats;
 using Lifeline.Registry.V1;
 using Lifeline.Registry.Workers;
 using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Paging;
 using Lifeline.ServiceDefaults.Postgres;
 using Lifeline.ServiceDefaults.Tenancy;
 using Lifeline.ServiceDefaults.Validation;
@@ -21,6 +22,9 @@ public sealed class RegistryGrpcService(
     BreakerStore breakers, WorkerEventFeed feed, IOptions<RegistryOptions> options, WorkerReconciliation reconciliation)
     : RegistryService.RegistryServiceBase
 {
+    private const string WorkersListing = "registry.workers";
+    private const string BreakersListing = "registry.circuit_breakers";
+
     public override async Task<RegisterWorkerResponse> RegisterWorker(RegisterWorkerRequest request, ServerCallContext context)
     {
         var tenant = Tenant.From(context);
@@ -133,24 +137,14 @@ public sealed class RegistryGrpcService(
         var capability = RegistryValidation.Capability(v, request.Capability);
         var size = v.PageSize("page_size", request.PageSize, 50, 1000);
         string? after = null;
-        if (!string.IsNullOrEmpty(request.PageToken))
-        {
-            try
-            {
-                after = System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(request.PageToken));
-            }
-            catch (FormatException)
-            {
-                v.Add("page_token", "is not a token returned by this listing");
-            }
-        }
+        PageTokens.TryRead(v, request.PageToken, token => PageTokens.TryDecode(WorkersListing, token, out after));
         v.ThrowIfAny();
         var status = request.Status == WorkerStatus.Unspecified ? null : WorkerMapper.StatusName(request.Status);
         var type = request.Type == WorkerType.Unspecified ? null : WorkerMapper.TypeName(request.Type);
         var (workers, next) = await directory.ListAsync(tenant, status, capability, type, size, after, context.CancellationToken);
         var response = new ListWorkersResponse
         {
-            NextPageToken = next is null ? "" : Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(next)),
+            NextPageToken = next is null ? "" : PageTokens.Encode(WorkersListing, next),
         };
         response.Workers.AddRange(workers.Select(w => w.ToProto()));
         return response;
@@ -161,7 +155,7 @@ public sealed class RegistryGrpcService(
         var tenant = Tenant.From(context);
         var v = new Violations();
         var id = v.Uuid("worker_id", request.WorkerId);
-        v.AddIf(request.Reason.Length > 1024, "reason", "must be at most 1024 characters");
+        v.Text("reason", request.Reason, 1024);
         v.ThrowIfAny();
         var reason = string.IsNullOrEmpty(request.Reason) ? "drained by an operator" : request.Reason;
         return new DrainWorkerResponse { Worker = (await directory.DrainAsync(tenant, id, reason, context.CancellationToken)).ToProto() };
@@ -170,12 +164,11 @@ public sealed class RegistryGrpcService(
     public override async Task WatchWorkers(WatchWorkersRequest request, IServerStreamWriter<WatchWorkersResponse> responseStream, ServerCallContext context)
     {
         var tenant = Tenant.From(context);
+        RepeatedFields.ThrowIfCountOutside("event_types", request.EventTypes.Count, 100, items: "event types");
         var v = new Violations();
-        for (var i = 0; i < request.EventTypes.Count; i++)
-        {
+        RepeatedFields.CheckItems(v, "event_types", request.EventTypes.Count, (v, i) =>
             v.AddIf(request.EventTypes[i] == WorkerEventType.Unspecified || !Enum.IsDefined(request.EventTypes[i]),
-                $"event_types[{i}]", "is not a worker event type");
-        }
+                $"event_types[{i}]", "is not a worker event type"));
         Guid? worker = string.IsNullOrEmpty(request.WorkerId) ? null : v.Uuid("worker_id", request.WorkerId);
         var after = v.Position("after_event_id", request.AfterEventId);
         v.ThrowIfAny();
@@ -216,13 +209,10 @@ public sealed class RegistryGrpcService(
     public override async Task<RecordTaskOutcomesResponse> RecordTaskOutcomes(RecordTaskOutcomesRequest request, ServerCallContext context)
     {
         var tenant = Tenant.From(context);
+        RepeatedFields.ThrowIfCountOutside("outcomes", request.Outcomes.Count, 1000, min: 1, items: "outcomes");
         var v = new Violations();
-        if (request.Outcomes.Count is 0 or > 1000)
-        {
-            v.Add("outcomes", $"must hold 1 to 1000 outcomes; got {request.Outcomes.Count}");
-            v.ThrowIfAny();
-        }
-        var list = request.Outcomes.Select((o, i) => RegistryValidation.Outcome(v, $"outcomes[{i}]", o)).ToList();
+        var list = new List<Outcome>(request.Outcomes.Count);
+        RepeatedFields.CheckItems(v, "outcomes", request.Outcomes.Count, (v, i) => list.Add(RegistryValidation.Outcome(v, $"outcomes[{i}]", request.Outcomes[i])));
         v.ThrowIfAny();
         var (recorded, unknown) = await outcomes.RecordAsync(tenant, list, context.CancellationToken);
         return new RecordTaskOutcomesResponse { RecordedCount = recorded, UnknownWorkerCount = unknown };
@@ -277,11 +267,12 @@ public sealed class RegistryGrpcService(
         var v = new Violations();
         v.DefinedEnum("state", request.State);
         var size = v.PageSize("page_size", request.PageSize, 50, 1000);
-        Guid? after = string.IsNullOrEmpty(request.PageToken) ? null : v.Uuid("page_token", request.PageToken);
+        var after = Guid.Empty;
+        var paged = PageTokens.TryRead(v, request.PageToken, token => PageTokens.TryDecode(BreakersListing, token, out after));
         v.ThrowIfAny();
         var state = request.State == CircuitState.Unspecified ? null : WorkerMapper.CircuitName(request.State);
-        var (list, next) = await breakers.ListAsync(tenant, state, size, after, context.CancellationToken);
-        var response = new ListCircuitBreakersResponse { NextPageToken = next?.ToString() ?? "" };
+        var (list, next) = await breakers.ListAsync(tenant, state, size, paged ? after : null, context.CancellationToken);
+        var response = new ListCircuitBreakersResponse { NextPageToken = next is { } n ? PageTokens.Encode(BreakersListing, n) : "" };
         response.CircuitBreakers.AddRange(list.Select(b => b.ToProto()));
         return response;
     }
@@ -295,11 +286,11 @@ public sealed class RegistryGrpcService(
         switch (command?.CommandCase ?? WorkerCommand.CommandOneofCase.None)
         {
             case WorkerCommand.CommandOneofCase.Drain:
-                v.AddIf(command!.Drain.Reason.Length > 1024, "command.drain.reason", "must be at most 1024 characters");
+                v.Text("command.drain.reason", command!.Drain.Reason, 1024);
                 break;
             case WorkerCommand.CommandOneofCase.CancelTask:
                 v.Uuid("command.cancel_task.task_id", command!.CancelTask.TaskId);
-                v.AddIf(command.CancelTask.Reason.Length > 1024, "command.cancel_task.reason", "must be at most 1024 characters");
+                v.Text("command.cancel_task.reason", command.CancelTask.Reason, 1024);
                 break;
             default:
                 v.Add("command", "is required: drain or cancel_task");
