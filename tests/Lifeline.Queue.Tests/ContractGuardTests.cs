@@ -210,6 +210,16 @@ public sealed class ContractGuardTests(QueueEnvironment env) : IClassFixture<Que
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
             Assert.Contains("noSuchFilter", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
+        // What the transcoder refuses itself (an unknown enum name) has a BadRequest too, carrying its message.
+        using (var response = await http.GetAsync("/api/v1/tasks?status=NO_SUCH_STATUS"))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            var violation = json.RootElement.GetProperty("details").EnumerateArray()
+                .Single(d => d.TryGetProperty("fieldViolations", out _)).GetProperty("fieldViolations")[0];
+            Assert.Equal("(request)", violation.GetProperty("field").GetString());
+            Assert.Contains("NO_SUCH_STATUS", violation.GetProperty("description").GetString(), StringComparison.Ordinal);
+        }
         Assert.Equal(before, await env.CountRowsAsync());
     }
 

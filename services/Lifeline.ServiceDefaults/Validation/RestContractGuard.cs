@@ -54,9 +54,64 @@ public static class RestContractGuard
                 }
                 return;
             }
-            await next(context);
+            if (metadata.MethodDescriptor.IsServerStreaming)
+            {
+                await next(context);
+                return;
+            }
+            await WithDetailedRefusalsAsync(context, next);
         });
         return app;
+    }
+
+    /// <summary>
+    /// The transcoder refuses what it cannot convert (an unknown enum name, a malformed Duration string, a null
+    /// body) with 400 and a message but no details. Such an answer gets the same shape as every other refusal:
+    /// a BadRequest carrying the transcoder's message, and ErrorInfo. Other answers pass through unchanged.
+    /// </summary>
+    private static async Task WithDetailedRefusalsAsync(HttpContext context, RequestDelegate next)
+    {
+        var original = context.Response.Body;
+        using var buffer = new MemoryStream();
+        context.Response.Body = buffer;
+        try
+        {
+            await next(context);
+        }
+        finally
+        {
+            context.Response.Body = original;
+        }
+        buffer.Position = 0;
+        if (context.Response.StatusCode == StatusCodes.Status400BadRequest && buffer.Length < 64 * 1024
+            && TranscoderRefusal(buffer.ToArray()) is { } message)
+        {
+            var status = ErrorMappingInterceptor.ToStatus(ValidationException.For("(request)", message));
+            var json = System.Text.Encoding.UTF8.GetBytes(StatusFormatter.Format(status));
+            context.Response.ContentLength = json.Length;
+            await original.WriteAsync(json, context.RequestAborted);
+            return;
+        }
+        await buffer.CopyToAsync(original, context.RequestAborted);
+    }
+
+    /// <summary>The message of a google.rpc.Status JSON body with no details, or null.</summary>
+    private static string? TranscoderRefusal(byte[] body)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(body);
+            var root = document.RootElement;
+            return root.ValueKind == JsonValueKind.Object
+                   && root.TryGetProperty("message", out var message) && message.ValueKind == JsonValueKind.String
+                   && (!root.TryGetProperty("details", out var details) || details.ValueKind != JsonValueKind.Array || details.GetArrayLength() == 0)
+                ? message.GetString()
+                : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     private static void CheckQuery(IQueryCollection query, GrpcJsonTranscodingMetadata metadata, Violations violations)
