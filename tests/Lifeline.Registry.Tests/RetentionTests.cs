@@ -72,6 +72,9 @@ public sealed class RetentionTests(RegistryEnvironment env) : IClassFixture<Regi
         await client.RecordTaskOutcomesAsync(new RecordTaskOutcomesRequest { Outcomes = { Failure(oldClosed.Id), Failure(oldClosed.Id), Failure(oldClosed.Id) } });
         Assert.Equal(CircuitState.Open, (await client.GetCircuitBreakerAsync(new GetCircuitBreakerRequest { WorkerId = oldClosed.Id })).CircuitBreaker.State);
         Assert.Equal(1L, await BreakerRowsAsync(oldClosed.Id));
+        // Beating stops before the host does: a beat at a stopped host would fail the loop (and the test).
+        await beatOld.DisposeAsync();
+        await beatOpen.DisposeAsync();
         await host.StopAsync();
     }
 
@@ -121,6 +124,7 @@ public sealed class RetentionTests(RegistryEnvironment env) : IClassFixture<Regi
 
         // The online worker keeps working normally.
         Assert.Equal(WorkerStatus.Online, (await client.BeatAsync(online)).Status);
+        await beating.DisposeAsync();
         await host.StopAsync();
     }
 }

@@ -31,7 +31,7 @@ internal static class TestData
     {
         var beat = new HeartbeatRequest { WorkerId = worker.Id, SessionEpoch = worker.SessionEpoch, Status = WorkerStatus.Online };
         beat.RunningTaskIds.AddRange(running);
-        return client.HeartbeatAsync(beat).ResponseAsync;
+        return client.HeartbeatAsync(beat, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync;
     }
 
     /// <summary>Heartbeats for a worker every 300 ms until disposed (a live worker).</summary>
@@ -95,8 +95,15 @@ internal static class TestData
 
     private sealed class Beating(CancellationTokenSource stop, Task loop) : IAsyncDisposable
     {
+        private int _disposed;
+
+        /// <summary>Stops beating (once; a test may stop it early, before the host it beats against stops).</summary>
         public async ValueTask DisposeAsync()
         {
+            if (Interlocked.Exchange(ref _disposed, 1) == 1)
+            {
+                return;
+            }
             await stop.CancelAsync();
             await loop;
             stop.Dispose();
