@@ -68,7 +68,7 @@ public sealed class ContractGuardTests(QueueEnvironment env) : IClassFixture<Que
         var before = await env.CountRowsAsync();
 
         var garbage = Encoding.ASCII.GetBytes("this is not gzip at all");
-        var (status, details) = await SendRawAsync(http, Frame(garbage, compressed: true), ("grpc-encoding", "gzip"));
+        var (status, details) = await SendRawAsync(http, GrpcFrames.Frame(garbage, compressed: true), ("grpc-encoding", "gzip"));
         Assert.Equal("3", status);
         Assert.NotNull(details?.GetDetail<BadRequest>());
 
@@ -80,13 +80,13 @@ public sealed class ContractGuardTests(QueueEnvironment env) : IClassFixture<Que
             {
                 gzip.Write(ValidEnqueue(type));
             }
-            (status, _) = await SendRawAsync(http, Frame(buffer.ToArray(), compressed: true), ("grpc-encoding", "gzip"));
+            (status, _) = await SendRawAsync(http, GrpcFrames.Frame(buffer.ToArray(), compressed: true), ("grpc-encoding", "gzip"));
             Assert.Equal("0", status);
         }
 
         foreach (var timeout in new[] { "abc", "10", "123456789S", "-5S", "5s" })
         {
-            (status, details) = await SendRawAsync(http, Frame(ValidEnqueue(type), compressed: false), ("grpc-timeout", timeout));
+            (status, details) = await SendRawAsync(http, GrpcFrames.Frame(ValidEnqueue(type), compressed: false), ("grpc-timeout", timeout));
             Assert.True(status == "3", $"grpc-timeout '{timeout}' gave status {status}");
             Assert.Equal("grpc-timeout", Assert.Single(details!.GetDetail<BadRequest>()!.FieldViolations).Field);
         }
@@ -251,14 +251,6 @@ public sealed class ContractGuardTests(QueueEnvironment env) : IClassFixture<Que
     private static byte[] DeepNesting(int depth) =>
         [.. Enumerable.Repeat((byte)0x7B, depth), .. Enumerable.Repeat((byte)0x7C, depth)];
 
-    private static byte[] Frame(byte[] message, bool compressed)
-    {
-        var frame = new byte[5 + message.Length];
-        frame[0] = compressed ? (byte)1 : (byte)0;
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), (uint)message.Length);
-        message.CopyTo(frame, 5);
-        return frame;
-    }
 
     private static async Task<(string? Status, Google.Rpc.Status? Details)> SendRawAsync(HttpClient http, byte[] frame, params (string Name, string Value)[] headers)
     {

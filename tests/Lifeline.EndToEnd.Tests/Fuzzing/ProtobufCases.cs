@@ -1,6 +1,7 @@
 using System.Text;
 using Google.Protobuf.Reflection;
 using Lifeline.Gateway.Contracts;
+using Lifeline.Testing;
 
 namespace Lifeline.EndToEnd.Tests.Fuzzing;
 
@@ -262,25 +263,17 @@ internal static class ProtobufCases
         var request = rpc.Descriptor.InputType;
         yield return ("framing.length-beyond-body", b => [0, 0, 0, 0, 100, .. ProtobufComposer.BaselineMessage(request, b).Take(5)]);
         yield return ("framing.short-prefix", _ => [0, 0, 0]);
-        yield return ("framing.compressed-without-encoding", b => Frame(ProtobufComposer.BaselineMessage(request, b), compressed: true));
+        yield return ("framing.compressed-without-encoding", b => GrpcFrames.Frame(ProtobufComposer.BaselineMessage(request, b), compressed: true));
         if (!rpc.Descriptor.IsClientStreaming)
         {
             yield return ("framing.two-messages-for-one", b =>
             {
                 var message = ProtobufComposer.BaselineMessage(request, b);
-                return [.. Frame(message, false), .. Frame(message, false)];
+                return [.. GrpcFrames.Frame(message, false), .. GrpcFrames.Frame(message, false)];
             });
         }
     }
 
-    public static byte[] Frame(byte[] message, bool compressed)
-    {
-        var frame = new byte[5 + message.Length];
-        frame[0] = compressed ? (byte)1 : (byte)0;
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), (uint)message.Length);
-        message.CopyTo(frame, 5);
-        return frame;
-    }
 
     private static object MapKey(FieldDescriptor key, Baseline baseline, int i) => key.FieldType switch
     {
