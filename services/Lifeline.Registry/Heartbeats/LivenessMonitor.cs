@@ -42,7 +42,9 @@ public sealed partial class LivenessMonitor(
             var lapsed = await mirror.LapsedAsync(now, LapsesPerPass); // reaches Redis
             if (_judgingFrom is not { } from)
             {
-                _judgingFrom = now + options.Value.HeartbeatTtl;
+                // From now, not from the pass's start: the reads above may have waited out most of an outage (a
+                // paused Redis answers its backlog on resume), and the workers' TTL starts when the stores answer.
+                _judgingFrom = DateTime.UtcNow + options.Value.HeartbeatTtl;
                 LogGrace(logger, options.Value.HeartbeatTtl.TotalMilliseconds);
                 return options.Value.MonitorInterval;
             }

@@ -74,13 +74,14 @@ public static class ContractGuard
             {
                 var keyField = field.MessageType.FindFieldByNumber(1);
                 var valueField = field.MessageType.FindFieldByNumber(2);
+                var i = 0;
                 foreach (DictionaryEntry entry in (IDictionary)value)
                 {
                     var key = entry.Key.ToString() ?? "";
-                    var entryPath = $"{fieldPath}[\"{Violations.Truncate(key, 40)}\"]";
+                    var entryPath = EntryPath(fieldPath, key, i++);
                     if (keyField.FieldType == FieldType.String)
                     {
-                        CheckString(key, entryPath + " (key)", violations);
+                        CheckString(key, entryPath, violations);
                     }
                     CheckValue(valueField, entry.Value, entryPath, violations, depth);
                 }
@@ -121,7 +122,13 @@ public static class ContractGuard
         }
     }
 
-    // Struct's "fields" map is keyed by name; its path reads better without the map's own name.
+    /// <summary>
+    /// A map entry's path as the services write it: <c>tags[team]</c> for a printable key of up to 64 characters,
+    /// else <c>tags (entry 2)</c> (its position) — a path never echoes a NUL or a megabyte-long key.
+    /// </summary>
+    public static string EntryPath(string mapPath, string key, int index) =>
+        key.Length is > 0 and <= 64 && !key.Any(char.IsControl) ? $"{mapPath}[{key}]" : $"{mapPath} (entry {index})";
+
     private static string Name(string path) => path.Length == 0 ? "(request)" : path;
 
     /// <summary>Whether a message can hold anything this guard checks (strings, timestamps, durations, values).</summary>

@@ -234,9 +234,10 @@ public static class RestContractGuard
                 return;
             }
             var valueField = field.MessageType.FindFieldByNumber(2);
+            var i = 0;
             foreach (var entry in value.EnumerateObject())
             {
-                CheckValue(entry.Value, valueField, $"{path}[\"{Violations.Truncate(entry.Name, 40)}\"]", violations, repeatedItem: true);
+                CheckValue(entry.Value, valueField, ContractGuard.EntryPath(path, entry.Name, i++), violations, repeatedItem: true);
             }
             return;
         }
