@@ -71,22 +71,12 @@ public static class RepeatedFields
         ? string.Create(CultureInfo.InvariantCulture, $"must hold {min} to {max} {items}; got {count}")
         : string.Create(CultureInfo.InvariantCulture, $"must hold at most {max} {items}; got {count}");
 
-    // Violations only hands its list out by throwing it (ValidationException.Violations); an item's collector
-    // is thrown and caught here, once per bad item and at most MaxItemViolations times a request.
     private static int CopyInto(Violations target, Violations item)
     {
-        try
+        foreach (var violation in item.Listed)
         {
-            item.ThrowIfAny();
-            return 0;
+            target.Add(violation.Field, violation.Description);
         }
-        catch (ValidationException e)
-        {
-            foreach (var violation in e.Violations)
-            {
-                target.Add(violation.Field, violation.Description);
-            }
-            return e.Violations.Count;
-        }
+        return item.Listed.Count;
     }
 }

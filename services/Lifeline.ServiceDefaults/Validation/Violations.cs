@@ -17,6 +17,9 @@ public sealed class Violations
     /// <summary>How many violations were found so far.</summary>
     public int Count => _total;
 
+    /// <summary>The violations kept so far (the first <see cref="ValidationException.MaxListed"/>).</summary>
+    public IReadOnlyList<FieldViolation> Listed => _items;
+
     public Violations Add(string field, string description)
     {
         if (_items.Count < ValidationException.MaxListed)
