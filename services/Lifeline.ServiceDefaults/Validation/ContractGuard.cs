@@ -21,10 +21,6 @@ namespace Lifeline.ServiceDefaults.Validation;
 /// </summary>
 public static class ContractGuard
 {
-    private const long MinTimestampSeconds = -62_135_596_800; // 0001-01-01T00:00:00Z
-    private const long MaxTimestampSeconds = 253_402_300_799; // 9999-12-31T23:59:59Z
-    private const long MaxDurationSeconds = 315_576_000_000;  // 10,000 years
-
     private static readonly ConcurrentDictionary<MessageDescriptor, bool> NeedsWalk = new();
 
     /// <summary>Throws a <see cref="Errors.ValidationException"/> naming every offending field (capped).</summary>
@@ -50,14 +46,13 @@ public static class ContractGuard
         switch (message)
         {
             case Timestamp t:
-                if (t.Seconds is < MinTimestampSeconds or > MaxTimestampSeconds || t.Nanos is < 0 or > 999_999_999)
+                if (!FieldChecks.IsValid(t))
                 {
                     violations.Add(Name(path), "is not a valid timestamp: it must lie within 0001-01-01 and 9999-12-31 with nanos in 0..999999999");
                 }
                 return;
             case Duration d:
-                if (d.Seconds is < -MaxDurationSeconds or > MaxDurationSeconds || d.Nanos is < -999_999_999 or > 999_999_999
-                    || (d.Seconds > 0 && d.Nanos < 0) || (d.Seconds < 0 && d.Nanos > 0))
+                if (!FieldChecks.IsValid(d))
                 {
                     violations.Add(Name(path), "is not a valid duration: it must be normalized (nanos of the same sign as seconds, |nanos| < 1e9) and within ±10,000 years");
                 }

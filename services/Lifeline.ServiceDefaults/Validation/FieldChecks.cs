@@ -5,13 +5,25 @@ namespace Lifeline.ServiceDefaults.Validation;
 
 /// <summary>
 /// Checks of common field kinds that every service needs the same way: durations and timestamps checked on their
-/// exact protobuf values (a −1 ns duration is negative, not "0 ticks"), and text that PostgreSQL can store.
+/// exact protobuf values (a −1 ns duration is negative, not "0 ticks"), and bounded text. Whether a Timestamp or
+/// Duration is valid at all, and that no string holds NUL, <see cref="ContractGuard"/> has checked for every
+/// request before a handler runs; <see cref="IsValid(Google.Protobuf.WellKnownTypes.Timestamp)"/> and
+/// <see cref="IsValid(Google.Protobuf.WellKnownTypes.Duration)"/> are the one definition both use.
 /// </summary>
 public static class FieldChecks
 {
-    private const long MaxDurationSeconds = 315_576_000_000; // google.protobuf.Duration's documented range
+    private const long MaxDurationSeconds = 315_576_000_000; // 10,000 years, google.protobuf.Duration's documented range
     private const long MinTimestampSeconds = -62_135_596_800; // 0001-01-01T00:00:00Z
     private const long MaxTimestampSeconds = 253_402_300_799; // 9999-12-31T23:59:59Z
+
+    /// <summary>Within 0001-01-01 … 9999-12-31 with nanos 0 … 999,999,999.</summary>
+    public static bool IsValid(Timestamp value) =>
+        value.Seconds is >= MinTimestampSeconds and <= MaxTimestampSeconds && value.Nanos is >= 0 and < 1_000_000_000;
+
+    /// <summary>Normalized (|nanos| &lt; 1e9, of the sign of its seconds) and within ±10,000 years.</summary>
+    public static bool IsValid(Duration value) =>
+        value.Seconds is >= -MaxDurationSeconds and <= MaxDurationSeconds && value.Nanos is > -1_000_000_000 and < 1_000_000_000
+        && !(value.Seconds > 0 && value.Nanos < 0) && !(value.Seconds < 0 && value.Nanos > 0);
 
     /// <summary>
     /// A duration within <paramref name="min"/> … <paramref name="max"/> (inclusive), compared exactly in
@@ -23,8 +35,7 @@ public static class FieldChecks
         {
             return fallback ?? min;
         }
-        if (value.Seconds is < -MaxDurationSeconds or > MaxDurationSeconds || value.Nanos is <= -1_000_000_000 or >= 1_000_000_000
-            || (value.Seconds > 0 && value.Nanos < 0) || (value.Seconds < 0 && value.Nanos > 0))
+        if (!IsValid(value))
         {
             v.Add(field, "is not a valid duration (seconds and nanos must have the same sign, |nanos| < 1e9)");
             return fallback ?? min;
@@ -45,7 +56,7 @@ public static class FieldChecks
         {
             return null;
         }
-        if (value.Seconds is < MinTimestampSeconds or > MaxTimestampSeconds || value.Nanos is < 0 or >= 1_000_000_000)
+        if (!IsValid(value))
         {
             v.Add(field, "is not a valid timestamp (0001-01-01 to 9999-12-31, nanos 0 to 999,999,999)");
             return null;
@@ -54,8 +65,8 @@ public static class FieldChecks
     }
 
     /// <summary>
-    /// Text of at most <paramref name="maxLength"/> characters without NUL (which PostgreSQL's text and jsonb cannot
-    /// hold); <paramref name="required"/> refuses the empty string. The value is never echoed.
+    /// Text of at most <paramref name="maxLength"/> characters; <paramref name="required"/> refuses the empty string.
+    /// The value is never echoed. (NUL, which PostgreSQL cannot store, <see cref="ContractGuard"/> refused already.)
     /// </summary>
     public static string Text(this Violations v, string field, string value, int maxLength, bool required = false)
     {
@@ -66,10 +77,6 @@ public static class FieldChecks
         else if (value.Length > maxLength)
         {
             v.Add(field, string.Create(CultureInfo.InvariantCulture, $"must be at most {maxLength} characters; got {value.Length}"));
-        }
-        else if (value.Contains('\0', StringComparison.Ordinal))
-        {
-            v.Add(field, "must not contain the NUL character");
         }
         return value;
     }
