@@ -107,9 +107,12 @@ internal sealed class AppHost(AppHostOptions options, RepositoryLayout layout, S
         }
 
         var credentialLines = new List<string>();
+        // The key the gateway signs callers' identities with and every service verifies them with.
+        var identityKey = secrets.GetOrCreateIdentitySigningKey();
         foreach (var service in graph.StartOrder)
         {
             var environment = ServiceEnvironment.Build(service, graph.StartOrder, connectionStrings);
+            environment["Lifeline__Identity__SigningKey"] = identityKey;
             if (service.FrontDoor)
             {
                 var keys = secrets.GetOrCreateApiKeys(DevelopmentCredentials.Wanted);

@@ -1,7 +1,9 @@
+using Lifeline.ServiceDefaults.Security;
 using System.Net;
 using Grpc.Core;
 using Lifeline.Gateway.Contracts;
 using Lifeline.Gateway.Errors;
+using Lifeline.ServiceDefaults.Errors;
 using Lifeline.Gateway.Health;
 using Lifeline.Gateway.OpenApi;
 using Lifeline.Gateway.Options;
@@ -63,6 +65,7 @@ public static partial class GatewayApplication
         builder.Services.AddUpstreamHealthChecks(catalog, upstreams);
         builder.Services.AddSingleton<ApiKeyStore>();
         builder.Services.AddSingleton<JwtValidator>();
+        builder.Services.AddLifelineIdentity();
         builder.Services.AddSingleton<OpenApiDocument>();
         var gatewayOptions = builder.Configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
         var (routes, clusters) = ProxyRoutes.Build(catalog, upstreams, gatewayOptions);

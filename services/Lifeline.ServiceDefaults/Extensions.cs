@@ -1,6 +1,7 @@
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Grpc;
 using Lifeline.ServiceDefaults.Hosting;
+using Lifeline.ServiceDefaults.Security;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
@@ -43,6 +44,10 @@ public static class Extensions
             o.JsonSettings.WriteInt64sAsStrings = true;
         });
         builder.Services.AddMalformedRequestHandling();
+        builder.Services.AddLifelineIdentity();
+        // "Lifeline.Queue" → lifeline-queue: the identity this service presents to the others.
+        var serviceName = builder.Environment.ApplicationName.Replace("Lifeline.", "", StringComparison.Ordinal).ToLowerInvariant();
+        builder.Services.AddSingleton(sp => new ServiceIdentity(sp.GetRequiredService<IdentityTokens>(), serviceName));
         builder.Services.AddGrpcReflection();
         builder.Services.AddGrpcHealthChecks()
             .AddCheck("self", () => HealthCheckResult.Healthy(), ["live"]);
@@ -76,11 +81,13 @@ public static class Extensions
     }
 
     /// <summary>
-    /// Maps <c>/health</c> (everything), <c>/alive</c> (liveness), reflection and <c>grpc.health.v1</c>, and
-    /// bounds every unary call's duration on the server (<see cref="Grpc.CallTimeLimit"/>).
+    /// Maps <c>/health</c> (everything), <c>/alive</c> (liveness), reflection and <c>grpc.health.v1</c>, refuses
+    /// calls without a verified caller (<see cref="CallerVerification"/>), and bounds every unary call's duration
+    /// on the server (<see cref="Grpc.CallTimeLimit"/>).
     /// </summary>
     public static WebApplication MapDefaultEndpoints(this WebApplication app)
     {
+        app.UseCallerVerification();
         app.UseCallTimeLimit();
         app.UseRestContractGuard();
         app.MapHealthChecks("/health");

@@ -40,7 +40,7 @@ public sealed class FuzzTests(SuiteFixture suite, ITestOutputHelper output)
         var countsBefore = await store.CountAsync(FuzzTenant, cancellationToken);
 
         using var runner = new FuzzRunner(suite.GatewayGrpc, suite.GatewayRest,
-            suite.Credentials.Key(Keys.DefaultOperator).Key, suite.Credentials.Key(Keys.DefaultWorker).Key, run, seed);
+            suite.Credentials.Key(Keys.PlatformAdmin).Key, suite.Credentials.Key(Keys.DefaultWorker).Key, run, seed);
 
         // Valid work on the other tenant, before (must work at all) and during the fuzzing.
         var valid = new ValidTraffic(suite, Keys.AcmeWorker, run, runner.Clock);

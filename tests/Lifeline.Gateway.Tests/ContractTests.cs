@@ -1,5 +1,6 @@
 using Lifeline.Gateway.Contracts;
 using Lifeline.Gateway.Security;
+using Lifeline.ServiceDefaults.Security;
 
 namespace Lifeline.Gateway.Tests;
 

@@ -32,6 +32,11 @@ public sealed class BackgroundProcess : IDisposable
         {
             startInfo.Environment.Clear();
         }
+        // A Lifeline process started by a test shares the tests' identity key unless the test says otherwise.
+        foreach (var (name, value) in TestIdentity.Environment)
+        {
+            startInfo.Environment[name] = value;
+        }
         foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
         {
             startInfo.Environment[name] = value;

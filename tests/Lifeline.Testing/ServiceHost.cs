@@ -18,9 +18,6 @@ namespace Lifeline.Testing;
 /// </summary>
 public sealed class ServiceHost : IAsyncDisposable
 {
-    /// <summary>The tenant header the gateway sets from a credential.</summary>
-    public const string TenantHeader = "x-lifeline-tenant";
-
     private readonly GrpcChannel _channel;
     private bool _stopped;
 
@@ -34,15 +31,25 @@ public sealed class ServiceHost : IAsyncDisposable
             MaxReceiveMessageSize = 64 * 1024 * 1024,
             MaxSendMessageSize = 64 * 1024 * 1024,
         });
-        Channel = _channel.WithDeadlines();
+        Anonymous = _channel.WithDeadlines();
+        Channel = Anonymous.As(DefaultTenant);
     }
+
+    /// <summary>The tenant <see cref="Channel"/> acts for.</summary>
+    public const string DefaultTenant = "default";
 
     public WebApplication App { get; }
 
     public Uri Address { get; }
 
-    /// <summary>Calls over a real HTTP/2 channel to the service, each with a deadline (<see cref="TestDeadlines"/>).</summary>
+    /// <summary>
+    /// Calls over a real HTTP/2 channel to the service, each with a deadline (<see cref="TestDeadlines"/>) and a
+    /// service identity acting for tenant <see cref="DefaultTenant"/> (<see cref="TestIdentity"/>).
+    /// </summary>
     public CallInvoker Channel { get; }
+
+    /// <summary>The same channel without an identity: what a caller that bypasses the gateway has.</summary>
+    public CallInvoker Anonymous { get; }
 
     /// <summary>
     /// Starts a service from its <c>XApplication.Build(args, configure)</c> with the given settings, listening on
@@ -55,6 +62,7 @@ public sealed class ServiceHost : IAsyncDisposable
         {
             // The services' appsettings log at Information; a test host logs warnings and errors unless a test says otherwise.
             builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Logging:LogLevel:Default"] = "Warning" });
+            builder.Configuration.AddInMemoryCollection(TestIdentity.Settings);
             builder.Configuration.AddInMemoryCollection(settings);
             builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0, o => o.Protocols = HttpProtocols.Http2));
             builder.Logging.SetMinimumLevel(LogLevel.Warning);
@@ -70,12 +78,11 @@ public sealed class ServiceHost : IAsyncDisposable
         return new ServiceHost(app, new Uri(address));
     }
 
-    /// <summary>A call invoker acting for <paramref name="tenant"/> (the header the gateway would set).</summary>
-    public CallInvoker ForTenant(string tenant = "default") => Channel.Intercept(metadata =>
-    {
-        metadata.Add(TenantHeader, tenant);
-        return metadata;
-    });
+    /// <summary>A call invoker acting for <paramref name="tenant"/> as a service would (the gateway sets a caller's tenant the same way).</summary>
+    public CallInvoker ForTenant(string tenant = DefaultTenant) => Anonymous.As(tenant);
+
+    /// <summary>A call invoker acting for <paramref name="tenant"/> in <paramref name="role"/>, as the gateway would forward a caller.</summary>
+    public CallInvoker As(string? tenant, Lifeline.ServiceDefaults.Security.Role role) => Anonymous.As(tenant, role);
 
     /// <summary>Stops the service (as a crash or a deploy would); disposing later is still safe.</summary>
     public async Task StopAsync()

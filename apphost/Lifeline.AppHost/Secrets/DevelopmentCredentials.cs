@@ -14,9 +14,13 @@ namespace Lifeline.AppHost.Secrets;
 /// </summary>
 internal static class DevelopmentCredentials
 {
-    /// <summary>The keys every local suite has: each role for tenant <c>default</c>, and a second tenant to show isolation.</summary>
+    /// <summary>
+    /// The keys every local suite has: each role for tenant <c>default</c>, a second tenant to show isolation, and a
+    /// platform admin for what spans tenants (backups, disaster recovery, the suite's recovery views).
+    /// </summary>
     public static readonly IReadOnlyList<(string Name, string Tenant, string Role)> Wanted =
     [
+        ("platform-admin", "default", "platform-admin"),
         ("default-worker", "default", "worker"),
         ("default-operator", "default", "operator"),
         ("default-reader", "default", "reader"),
@@ -57,7 +61,7 @@ internal static class DevelopmentCredentials
         yield return $"gateway API keys (local development; also in {path}):";
         foreach (var key in keys)
         {
-            yield return $"  {key.Name,-18} tenant {key.Tenant,-8} role {key.Role,-9} {key.Key}";
+            yield return $"  {key.Name,-18} tenant {key.Tenant,-8} role {key.Role,-14} {key.Key}";
         }
 
         var grpc = gateway.Endpoints.First(e => e.Name == "grpc");

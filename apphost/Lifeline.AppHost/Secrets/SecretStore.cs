@@ -56,6 +56,18 @@ internal sealed class SecretStore
         return _document.PostgresSuperuserPassword;
     }
 
+    /// <summary>The suite's identity signing key (<c>Lifeline:Identity:SigningKey</c>), shared by the gateway and the services.</summary>
+    public string GetOrCreateIdentitySigningKey()
+    {
+        if (_document.IdentitySigningKey is null)
+        {
+            _document.IdentitySigningKey = RandomNumberGenerator.GetString(Alphabet, 48);
+            Save();
+        }
+
+        return _document.IdentitySigningKey;
+    }
+
     public string GetOrCreateRolePassword(string role)
     {
         if (!_document.RolePasswords.TryGetValue(role, out var password))
@@ -117,6 +129,8 @@ internal sealed class SecretStore
 internal sealed class SecretsDocument
 {
     public string? PostgresSuperuserPassword { get; set; }
+
+    public string? IdentitySigningKey { get; set; }
 
     private Dictionary<string, string>? _rolePasswords;
     private List<ApiKeySecret>? _apiKeys;

@@ -1,6 +1,8 @@
 using Grpc.Core;
 using Yarp.ReverseProxy.Forwarder;
 
+using Lifeline.ServiceDefaults.Errors;
+
 namespace Lifeline.Gateway.Errors;
 
 /// <summary>

@@ -1,3 +1,4 @@
+using Lifeline.ServiceDefaults.Security;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Google.Protobuf.Reflection;

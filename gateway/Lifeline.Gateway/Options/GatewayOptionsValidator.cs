@@ -1,3 +1,4 @@
+using Lifeline.ServiceDefaults.Security;
 using System.Net;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -41,9 +42,9 @@ internal sealed partial class GatewayOptionsValidator : IValidateOptions<Gateway
                 failures.Add($"{setting}:Tenant '{key.Tenant}' must be 1 to 64 characters of lowercase letters, digits, '-' and '_'.");
             }
 
-            if (!Roles.TryParse(key.Role, out _))
+            if (!Roles.TryParse(key.Role, out var role) || !Roles.CredentialRoles.Contains(role))
             {
-                failures.Add($"{setting}:Role '{key.Role}' must be reader, worker or operator.");
+                failures.Add($"{setting}:Role '{key.Role}' must be reader, worker, operator or platform-admin.");
             }
 
             if (!Sha256Pattern().IsMatch(key.Sha256 ?? "") || !hashes.Add(key.Sha256!.ToLowerInvariant()))

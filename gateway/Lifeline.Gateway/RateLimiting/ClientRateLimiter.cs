@@ -1,6 +1,7 @@
 using System.Threading.RateLimiting;
 using Grpc.Core;
 using Lifeline.Gateway.Errors;
+using Lifeline.ServiceDefaults.Errors;
 using Lifeline.Gateway.Options;
 using Lifeline.Gateway.Security;
 using Microsoft.Extensions.Options;

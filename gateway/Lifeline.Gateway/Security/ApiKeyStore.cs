@@ -1,3 +1,4 @@
+using Lifeline.ServiceDefaults.Security;
 using System.Security.Cryptography;
 using System.Text;
 using Lifeline.Gateway.Options;

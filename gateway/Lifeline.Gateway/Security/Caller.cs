@@ -1,3 +1,5 @@
+using Lifeline.ServiceDefaults.Security;
+
 namespace Lifeline.Gateway.Security;
 
 /// <summary>An authenticated caller: who (for logs and rate limits, never the secret), for which tenant, in which role.</summary>

@@ -1,3 +1,4 @@
+using Lifeline.ServiceDefaults.Security;
 using System.Security.Claims;
 using System.Text;
 using Lifeline.Gateway.Options;
@@ -69,7 +70,7 @@ internal sealed class JwtValidator
         {
             foreach (var value in claim.Value.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries))
             {
-                if (Roles.TryParse(value, out var role) && (best is null || role > best))
+                if (Roles.TryParse(value, out var role) && Roles.CredentialRoles.Contains(role) && (best is null || role > best))
                 {
                     best = role;
                 }
@@ -78,7 +79,7 @@ internal sealed class JwtValidator
 
         if (best is null)
         {
-            return (null, "the JWT has no 'role' or 'roles' claim naming reader, worker or operator");
+            return (null, "the JWT has no 'role' or 'roles' claim naming reader, worker, operator or platform-admin");
         }
 
         var subject = identity.FindFirst("sub")?.Value ?? $"{tenant}/{best.Value.Name()}";

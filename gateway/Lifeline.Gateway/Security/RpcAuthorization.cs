@@ -1,5 +1,7 @@
+using Lifeline.ServiceDefaults.Security;
 using Grpc.Core;
 using Lifeline.Gateway.Errors;
+using Lifeline.ServiceDefaults.Errors;
 using Lifeline.Gateway.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Net.Http.Headers;
@@ -10,12 +12,14 @@ namespace Lifeline.Gateway.Security;
 /// <summary>
 /// The last step before a call is forwarded (YARP's proxy pipeline): the caller must be authenticated
 /// (UNAUTHENTICATED / 401) and hold the role <see cref="RpcPermissions"/> names for the RPC the route carries
-/// (PERMISSION_DENIED / 403). The tenant is the credential's: any <c>x-lifeline-tenant</c> the client sent is
+/// (PERMISSION_DENIED / 403). The service learns who calls from a short-lived identity token the gateway signs
+/// (<see cref="IdentityTokens"/>), whose tenant is the credential's; any identity header the client sent is
 /// replaced, and the credential itself does not travel further.
 /// </summary>
-internal sealed partial class RpcAuthorization(RequestDelegate next, ILogger<RpcAuthorization> logger)
+internal sealed partial class RpcAuthorization(RequestDelegate next, IdentityTokens tokens, ILogger<RpcAuthorization> logger)
 {
-    public const string TenantHeader = "x-lifeline-tenant";
+    /// <summary>Who vouches for the callers the gateway forwards.</summary>
+    public const string Issuer = "lifeline-gateway";
 
     public Task InvokeAsync(HttpContext context)
     {
@@ -51,7 +55,7 @@ internal sealed partial class RpcAuthorization(RequestDelegate next, ILogger<Rpc
         }
 
         var headers = context.Request.Headers;
-        headers[TenantHeader] = caller.Tenant;
+        headers[IdentityTokens.HeaderName] = tokens.Mint(caller.Name, caller.Tenant, caller.Role, Issuer);
         headers.Remove(HeaderNames.Authorization);
         headers.Remove(CallerIdentification.ApiKeyHeader);
         return next(context);

@@ -10,7 +10,7 @@ using Lifeline.Queue.Reading;
 using Lifeline.Registry.V1;
 using Lifeline.ServiceDefaults.Hosting;
 using Lifeline.ServiceDefaults.Postgres;
-using Lifeline.ServiceDefaults.Tenancy;
+using Lifeline.ServiceDefaults.Security;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
@@ -26,7 +26,7 @@ namespace Lifeline.Queue.Reporting;
 /// </summary>
 public sealed partial class OutcomeReporter(
     NpgsqlDataSource dataSource, TaskEventFeed feed, IConfiguration configuration, IOptions<QueueOptions> options,
-    ILogger<OutcomeReporter> logger)
+    ServiceIdentity identity, ILogger<OutcomeReporter> logger)
     : BackgroundLoop(logger, LoopBackoff.Between(options.Value.OutcomeReportInterval * 2, TimeSpan.FromSeconds(30)))
 {
     private const string CursorName = "registry-outcomes";
@@ -53,7 +53,8 @@ public sealed partial class OutcomeReporter(
                 return Done;
             }
             _channel = GrpcChannel.ForAddress(address);
-            _registry = new RegistryService.RegistryServiceClient(_channel.Intercept(Lifeline.ServiceDefaults.Grpc.DefaultDeadline.ForServices));
+            _registry = new RegistryService.RegistryServiceClient(
+                _channel.Intercept(identity.Interceptor).Intercept(Lifeline.ServiceDefaults.Grpc.DefaultDeadline.ForServices));
         }
         var interval = options.Value.OutcomeReportInterval;
         try
@@ -110,7 +111,7 @@ public sealed partial class OutcomeReporter(
         {
             var request = new RecordTaskOutcomesRequest();
             request.Outcomes.AddRange(tenantEvents.Select(ToOutcome));
-            var headers = new Metadata { { Tenant.HeaderName, tenantEvents.Key } };
+            var headers = ServiceIdentity.ActingFor(tenantEvents.Key);
             try
             {
                 await registry.RecordTaskOutcomesAsync(request, headers, deadline: DateTime.UtcNow + CallTimeout, cancellationToken: ct);

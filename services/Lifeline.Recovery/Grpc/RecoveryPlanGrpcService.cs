@@ -12,7 +12,7 @@ public sealed class RecoveryPlanGrpcService(RecoveryPlanStore store, RecoveryPla
 {
     public override async Task<CreateRecoveryPlanResponse> CreateRecoveryPlan(CreateRecoveryPlanRequest request, ServerCallContext context)
     {
-        var plan = RecoveryPlanValidation.Create(request, options.CurrentValue.CustomPlans);
+        var plan = RecoveryPlanValidation.Create(request, ServiceDefaults.Tenancy.Tenant.From(context), options.CurrentValue.CustomPlans);
         return new CreateRecoveryPlanResponse { Plan = await store.CreateAsync(plan, context.CancellationToken) };
     }
 

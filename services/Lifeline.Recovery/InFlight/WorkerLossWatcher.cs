@@ -2,6 +2,7 @@ using Grpc.Core;
 using Lifeline.Queue.V1;
 using Task = System.Threading.Tasks.Task;
 using Lifeline.Recovery.Clients;
+using Lifeline.ServiceDefaults.Security;
 using Lifeline.Recovery.Leadership;
 using Lifeline.Recovery.Options;
 using Lifeline.Recovery.Tenancy;
@@ -76,7 +77,7 @@ public sealed partial class WorkerLossWatcher(
         var cursor = await LoadCursorAsync(tenant, ct);
         using var call = clients.Registry.WatchWorkers(
             new WatchWorkersRequest { EventTypes = { WorkerEventType.Lost }, AfterEventId = cursor ?? "" },
-            new CallOptions(new Metadata { { "x-lifeline-tenant", tenant } }, cancellationToken: ct));
+            new CallOptions(ServiceIdentity.ActingFor(tenant), cancellationToken: ct));
         // Lost workers are handled concurrently (a rack going down loses many at once); the cursor advances in
         // stream order, past an event only once it and every earlier one are handled.
         var inFlight = new Queue<(string EventId, Task Work)>();

@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Lifeline.Common.V1;
 using Lifeline.Recovery.Notifications;
 using Lifeline.Recovery.V1;
@@ -16,7 +15,8 @@ public static partial class RecoveryPlanValidation
     public const int MaxNameLength = 200;
     public const int MaxTextLength = 4096;
 
-    public static NewPlan Create(CreateRecoveryPlanRequest request, IReadOnlyDictionary<string, string[]> customPlans)
+    /// <param name="callerTenant">The tenant of the caller's identity: the plan's tenant, whatever the body says.</param>
+    public static NewPlan Create(CreateRecoveryPlanRequest request, string callerTenant, IReadOnlyDictionary<string, string[]> customPlans)
     {
         var v = new Violations();
         var error = request.Error;
@@ -40,14 +40,12 @@ public static partial class RecoveryPlanValidation
         v.Text("error.message", e.Message, MaxTextLength);
         var taskId = v.Uuid("error.task_id", e.TaskId, required: false);
         v.Text("error.workflow_id", e.WorkflowId, 200);
-        if (e.TenantId.Length == 0)
+        if (e.TenantId.Length > 0 && e.TenantId != callerTenant)
         {
-            e.TenantId = ServiceDefaults.Tenancy.Tenant.Default;
+            // A body never chooses the tenant; naming another one finds nothing, as its task ids would.
+            throw new ServiceDefaults.Errors.NotFoundException("task", e.TaskId.Length > 0 ? e.TaskId : e.TenantId);
         }
-        else if (!TenantPattern().IsMatch(e.TenantId))
-        {
-            v.Add("error.tenant_id", "must be 1 to 64 characters of lowercase letters, digits, '-' and '_'");
-        }
+        e.TenantId = callerTenant;
         v.ThrowIfAny();
 
         var plan = PlanBuilder.Build(e, customPlans);
@@ -114,7 +112,4 @@ public static partial class RecoveryPlanValidation
         v.AddIf(value.Trim().Length == 0, field, "is required");
         v.Text(field, value, MaxNameLength);
     }
-
-    [GeneratedRegex("^[a-z0-9_-]{1,64}$")]
-    private static partial Regex TenantPattern();
 }

@@ -54,8 +54,8 @@ public sealed partial class CoveredTenants(SuiteClients clients, IOptions<Recove
         try
         {
             // The calls look across tenants; the header only names the caller's own default tenant.
-            var queue = clients.Queue.ListActiveTenantsAsync(new QueueTenantsRequest(), SuiteClients.For(ServiceDefaults.Tenancy.Tenant.Default, ct));
-            var registry = clients.Registry.ListActiveTenantsAsync(new RegistryTenantsRequest(), SuiteClients.For(ServiceDefaults.Tenancy.Tenant.Default, ct));
+            var queue = clients.Queue.ListActiveTenantsAsync(new QueueTenantsRequest(), SuiteClients.AcrossTenants(ct));
+            var registry = clients.Registry.ListActiveTenantsAsync(new RegistryTenantsRequest(), SuiteClients.AcrossTenants(ct));
             var found = (await queue).Tenants.Concat((await registry).Tenants).Distinct(StringComparer.Ordinal).ToArray();
             foreach (var tenant in found.Except(_discovered, StringComparer.Ordinal).Except(options.Value.Tenants, StringComparer.Ordinal))
             {

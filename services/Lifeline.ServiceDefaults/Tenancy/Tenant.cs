@@ -1,31 +1,22 @@
 using System.Text.RegularExpressions;
 using Grpc.Core;
-using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Security;
 
 namespace Lifeline.ServiceDefaults.Tenancy;
 
 /// <summary>
-/// The tenant a call acts for. It travels in the <c>x-lifeline-tenant</c> metadata header, which the
-/// gateway sets from the caller's credential; it is never read from a request body.
+/// The tenant a call acts for: the one its verified identity names (<see cref="CallerVerification"/>), which the
+/// gateway takes from the caller's credential. Never read from a request body or a plain header, never a default.
 /// </summary>
 public static partial class Tenant
 {
-    public const string HeaderName = "x-lifeline-tenant";
-    public const string Default = "default";
+    /// <summary>The tenant of the call; a service identity acting across tenants has none and is refused here.</summary>
+    public static string From(ServerCallContext context) =>
+        context.Caller().Tenant
+        ?? throw new RpcException(new Status(StatusCode.PermissionDenied, "This call acts on one tenant's records; the caller's identity names no tenant."));
 
-    public static string From(ServerCallContext context)
-    {
-        var value = context.RequestHeaders.GetValue(HeaderName);
-        if (string.IsNullOrEmpty(value))
-        {
-            return Default;
-        }
-        if (!ValidTenant().IsMatch(value))
-        {
-            throw ValidationException.For(HeaderName, "must be 1 to 64 characters of lowercase letters, digits, '-' and '_'");
-        }
-        return value;
-    }
+    /// <summary>Whether <paramref name="value"/> is a tenant id: 1 to 64 lowercase letters, digits, '-' and '_'.</summary>
+    public static bool IsValid(string value) => ValidTenant().IsMatch(value);
 
     [GeneratedRegex("^[a-z0-9_-]{1,64}$")]
     private static partial Regex ValidTenant();

@@ -1,6 +1,7 @@
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
+using Lifeline.Testing;
 
 namespace Lifeline.Benchmarks.Client;
 
@@ -8,12 +9,12 @@ namespace Lifeline.Benchmarks.Client;
 /// The one gRPC channel every simulated worker and producer of a service shares, as a real client process
 /// would: calls are multiplexed over HTTP/2, and because Kestrel allows 100 concurrent streams per
 /// connection, <see cref="SocketsHttpHandler.EnableMultipleHttp2Connections"/> opens another connection
-/// whenever the open ones are full (10,000 heartbeat streams ride on about 100). Every call carries the
-/// run's tenant, so a run never sees another's tasks or workers.
+/// whenever the open ones are full (10,000 heartbeat streams ride on about 100). Every call carries an identity
+/// acting for the run's tenant (<see cref="TestIdentity"/>, as the gateway would forward a caller), so a run never
+/// sees another's tasks or workers.
 /// </summary>
 internal abstract class ServiceConnection<TClient> : IDisposable
 {
-    private const string TenantHeader = "x-lifeline-tenant";
     private readonly GrpcChannel _channel;
 
     protected ServiceConnection(Uri url, string tenant, Func<CallInvoker, TClient> createClient)
@@ -29,11 +30,7 @@ internal abstract class ServiceConnection<TClient> : IDisposable
         });
         _channel = channel;
         Tenant = tenant;
-        Client = createClient(channel.Intercept(metadata =>
-        {
-            metadata.Add(TenantHeader, tenant);
-            return metadata;
-        }));
+        Client = createClient(channel.CreateCallInvoker().As(tenant));
     }
 
     public string Tenant { get; }

@@ -111,7 +111,7 @@ internal sealed class ServiceProcess : IAsyncDisposable
                 ["Logging__Console__FormatterOptions__SingleLine"] = "true",
             },
         };
-        foreach (var (name, value) in definition.Settings)
+        foreach (var (name, value) in TestIdentity.Environment.Concat(definition.Settings))
         {
             startInfo.Environment[name] = value;
         }

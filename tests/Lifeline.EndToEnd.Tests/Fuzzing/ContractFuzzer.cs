@@ -1,3 +1,4 @@
+using Lifeline.ServiceDefaults.Security;
 using System.Globalization;
 using Lifeline.Gateway.Contracts;
 using Lifeline.Gateway.Security;
@@ -88,8 +89,8 @@ internal sealed class ContractFuzzer
     }
 
     /// <summary>
-    /// True for the RPCs a worker calls (by <see cref="RpcPermissions"/>): sent with a worker's key; every other RPC with an
-    /// operator's, so that calls reach the services (internal RPCs are refused to both, by the gateway).
+    /// True for the RPCs a worker calls (by <see cref="RpcPermissions"/>): sent with a worker's key; every other RPC with a
+    /// platform admin's, so that calls reach the services (service-only RPCs are refused to both, by the gateway).
     /// </summary>
     public static bool IsWorkerRpc(RpcMethod rpc) => RpcPermissions.Required(rpc.FullName) == Role.Worker;
 

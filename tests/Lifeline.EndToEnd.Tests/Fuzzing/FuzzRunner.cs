@@ -42,21 +42,21 @@ internal sealed class FuzzRunner : IDisposable
     private readonly HttpClient _http2;
     private readonly Uri _grpcBase;
     private readonly Uri _restBase;
-    private readonly string _operatorToken;
+    private readonly string _adminToken;
     private readonly string _workerToken;
-    private readonly CallInvoker _operator;
+    private readonly CallInvoker _admin;
     private readonly CallInvoker _worker;
     private readonly string _run;
     private readonly int _seed;
     private readonly DateTimeOffset _now = DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.ToUnixTimeSeconds());
 
-    /// <param name="operatorToken">Bearer token (API key) of an operator: every RPC but the worker ones is called with it.</param>
+    /// <param name="adminToken">Bearer token (API key) of a platform admin: every RPC but the worker ones is called with it.</param>
     /// <param name="workerToken">Bearer token of a worker of the same tenant, for the worker RPCs.</param>
-    public FuzzRunner(Uri grpcBase, Uri restBase, string operatorToken, string workerToken, string run, int seed)
+    public FuzzRunner(Uri grpcBase, Uri restBase, string adminToken, string workerToken, string run, int seed)
     {
         _grpcBase = grpcBase;
         _restBase = restBase;
-        _operatorToken = operatorToken;
+        _adminToken = adminToken;
         _workerToken = workerToken;
         _run = run;
         _seed = seed;
@@ -67,9 +67,9 @@ internal sealed class FuzzRunner : IDisposable
             MaxSendMessageSize = null,
             HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true },
         });
-        _operator = _channel.Intercept(metadata =>
+        _admin = _channel.Intercept(metadata =>
         {
-            metadata.Add("authorization", $"Bearer {operatorToken}");
+            metadata.Add("authorization", $"Bearer {adminToken}");
             return metadata;
         });
         _worker = _channel.Intercept(metadata =>
@@ -126,9 +126,9 @@ internal sealed class FuzzRunner : IDisposable
         var stopwatch = Stopwatch.StartNew();
         var result = request switch
         {
-            GrpcRequest grpc => await CallGrpcAsync(fuzzCase, grpc, worker ? _worker : _operator, cancellationToken),
-            RestRequest rest => await CallRestAsync(fuzzCase, rest, worker ? _workerToken : _operatorToken, cancellationToken),
-            FramingRequest framing => await CallFramingAsync(fuzzCase, framing, worker ? _workerToken : _operatorToken, cancellationToken),
+            GrpcRequest grpc => await CallGrpcAsync(fuzzCase, grpc, worker ? _worker : _admin, cancellationToken),
+            RestRequest rest => await CallRestAsync(fuzzCase, rest, worker ? _workerToken : _adminToken, cancellationToken),
+            FramingRequest framing => await CallFramingAsync(fuzzCase, framing, worker ? _workerToken : _adminToken, cancellationToken),
             _ => throw new InvalidOperationException($"Unknown request {request.GetType().Name}."),
         };
         return result with { Elapsed = stopwatch.Elapsed, Started = started };

@@ -41,6 +41,7 @@ public sealed class SuiteKey
 /// <summary>Names of the keys the apphost generates.</summary>
 public static class Keys
 {
+    public const string PlatformAdmin = "platform-admin";
     public const string DefaultWorker = "default-worker";
     public const string DefaultOperator = "default-operator";
     public const string DefaultReader = "default-reader";

@@ -1,11 +1,13 @@
-namespace Lifeline.Gateway.Security;
+namespace Lifeline.ServiceDefaults.Security;
 
 /// <summary>
 /// THE table of who may call what: the least role each RPC needs, by its full name. gRPC calls are looked up by
 /// their path, REST calls by the RPC their (method, path) transcodes to, so there is no second list.
-/// An RPC missing here needs <see cref="Role.Operator"/> (deny by default); a test keeps every contract RPC listed.
+/// The gateway checks it before forwarding a call and every service again on the identity the call carries.
+/// An RPC missing here needs <see cref="Role.Service"/> (deny by default: no credential reaches it through the
+/// gateway); a test fails for every contract RPC without a rule.
 /// </summary>
-internal static class RpcPermissions
+public static class RpcPermissions
 {
     private const string Queue = "lifeline.queue.v1.QueueService/";
     private const string Registry = "lifeline.registry.v1.RegistryService/";
@@ -42,7 +44,7 @@ internal static class RpcPermissions
         [Queue + "RecoverTask"] = Role.Operator,
         [Queue + "RemoveDependency"] = Role.Operator,
         [Queue + "FindDependencyCycles"] = Role.Operator,
-        [Queue + "ListActiveTenants"] = Role.Internal,
+        [Queue + "ListActiveTenants"] = Role.Service,
 
         // registry
         [Registry + "GetWorker"] = Role.Reader,
@@ -65,7 +67,7 @@ internal static class RpcPermissions
         [Registry + "RecalculateWorkerStats"] = Role.Operator,
         [Registry + "SendWorkerCommand"] = Role.Operator,
         [Registry + "ReconcileWorkers"] = Role.Operator,
-        [Registry + "ListActiveTenants"] = Role.Internal,
+        [Registry + "ListActiveTenants"] = Role.Service,
 
         // checkpoint: workers save and read their workflows' state and artifacts; removing history and
         // rolling back are operator decisions.
@@ -82,19 +84,21 @@ internal static class RpcPermissions
         [Checkpoint + "DeleteCheckpoint"] = Role.Operator,
         [Checkpoint + "CleanupCheckpoints"] = Role.Operator,
 
-        // recovery: what it did and the system's state are readable; acting is for operators.
+        // recovery: what it did for the caller's tenant is readable (a platform admin sees every tenant's);
+        // the suite's state, scans, leadership and consistency checks span tenants.
         [Recovery + "ListRecoveryActions"] = Role.Reader,
         [Recovery + "GetRecoveryStats"] = Role.Reader,
-        [Recovery + "GetLeadership"] = Role.Reader,
-        [Recovery + "RunRecoveryScan"] = Role.Operator,
-        [SystemState + "GetSystemState"] = Role.Reader,
-        [SystemState + "ListSystemStateHistory"] = Role.Reader,
-        [Consistency + "ListChecks"] = Role.Reader,
-        [Consistency + "RunAllChecks"] = Role.Operator,
-        [Consistency + "RunCheck"] = Role.Operator,
-        [Consistency + "FixIssues"] = Role.Operator,
+        [Recovery + "GetLeadership"] = Role.PlatformAdmin,
+        [Recovery + "RunRecoveryScan"] = Role.PlatformAdmin,
+        [SystemState + "GetSystemState"] = Role.PlatformAdmin,
+        [SystemState + "ListSystemStateHistory"] = Role.PlatformAdmin,
+        [Consistency + "ListChecks"] = Role.PlatformAdmin,
+        [Consistency + "RunAllChecks"] = Role.PlatformAdmin,
+        [Consistency + "RunCheck"] = Role.PlatformAdmin,
+        [Consistency + "FixIssues"] = Role.PlatformAdmin,
 
-        // recovery plans: reading them is for everyone; creating, approving, executing and resolving are operator decisions.
+        // recovery plans belong to a tenant: its readers read them; creating, approving, executing and resolving
+        // are its operators' decisions.
         [RecoveryPlans + "GetRecoveryPlan"] = Role.Reader,
         [RecoveryPlans + "ListRecoveryPlans"] = Role.Reader,
         [RecoveryPlans + "CreateRecoveryPlan"] = Role.Operator,
@@ -102,29 +106,29 @@ internal static class RpcPermissions
         [RecoveryPlans + "ApproveRecoveryPlan"] = Role.Operator,
         [RecoveryPlans + "ResolveManualAction"] = Role.Operator,
 
-        // disaster recovery: plans, runs and the webhook outbox are readable; everything that changes them is for operators.
-        [DisasterRecovery + "GetDisasterRecoveryPlan"] = Role.Reader,
-        [DisasterRecovery + "ListDisasterRecoveryPlans"] = Role.Reader,
-        [DisasterRecovery + "GetDisasterRecoveryRun"] = Role.Reader,
-        [DisasterRecovery + "ListNotifications"] = Role.Reader,
-        [DisasterRecovery + "CreateDisasterRecoveryPlan"] = Role.Operator,
-        [DisasterRecovery + "RunDisasterRecoveryPlan"] = Role.Operator,
-        [DisasterRecovery + "CancelDisasterRecoveryRun"] = Role.Operator,
+        // disaster recovery acts on the whole suite: platform admins only, its webhook outbox included.
+        [DisasterRecovery + "GetDisasterRecoveryPlan"] = Role.PlatformAdmin,
+        [DisasterRecovery + "ListDisasterRecoveryPlans"] = Role.PlatformAdmin,
+        [DisasterRecovery + "GetDisasterRecoveryRun"] = Role.PlatformAdmin,
+        [DisasterRecovery + "ListNotifications"] = Role.PlatformAdmin,
+        [DisasterRecovery + "CreateDisasterRecoveryPlan"] = Role.PlatformAdmin,
+        [DisasterRecovery + "RunDisasterRecoveryPlan"] = Role.PlatformAdmin,
+        [DisasterRecovery + "CancelDisasterRecoveryRun"] = Role.PlatformAdmin,
 
-        // backup: the catalog may be read; everything that takes, proves, restores or removes a backup is for operators
-        [Backup + "ListBackups"] = Role.Reader,
-        [Backup + "GetBackup"] = Role.Reader,
-        [Backup + "ListSchedules"] = Role.Reader,
-        [Backup + "CreateBackup"] = Role.Operator,
-        [Backup + "VerifyBackup"] = Role.Operator,
-        [Backup + "RestoreBackup"] = Role.Operator,
-        [Backup + "DeleteBackup"] = Role.Operator,
-        [Backup + "ApplyRetention"] = Role.Operator,
-        [Backup + "SetSchedule"] = Role.Operator,
-        [Backup + "DeleteSchedule"] = Role.Operator,
+        // backups hold every tenant's data: platform admins only, the catalog included.
+        [Backup + "ListBackups"] = Role.PlatformAdmin,
+        [Backup + "GetBackup"] = Role.PlatformAdmin,
+        [Backup + "ListSchedules"] = Role.PlatformAdmin,
+        [Backup + "CreateBackup"] = Role.PlatformAdmin,
+        [Backup + "VerifyBackup"] = Role.PlatformAdmin,
+        [Backup + "RestoreBackup"] = Role.PlatformAdmin,
+        [Backup + "DeleteBackup"] = Role.PlatformAdmin,
+        [Backup + "ApplyRetention"] = Role.PlatformAdmin,
+        [Backup + "SetSchedule"] = Role.PlatformAdmin,
+        [Backup + "DeleteSchedule"] = Role.PlatformAdmin,
     };
 
     /// <summary>The least role that may call <paramref name="rpcFullName"/> (<c>package.Service/Method</c>).</summary>
     public static Role Required(string rpcFullName) =>
-        Table.TryGetValue(rpcFullName, out var role) ? role : Role.Operator;
+        Table.TryGetValue(rpcFullName, out var role) ? role : Role.Service;
 }

@@ -3,9 +3,10 @@ using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Google.Rpc;
 using Grpc.Core;
+using Microsoft.AspNetCore.Http;
 using HttpRequest = Microsoft.AspNetCore.Http.HttpRequest;
 
-namespace Lifeline.Gateway.Errors;
+namespace Lifeline.ServiceDefaults.Errors;
 
 /// <summary>
 /// Refuses a call before it reaches a service, in the caller's protocol: a gRPC call gets a trailers-only
@@ -13,7 +14,7 @@ namespace Lifeline.Gateway.Errors;
 /// <c>google.rpc.ErrorInfo</c>), a REST call the HTTP status and the JSON error body the services' transcoding
 /// produces (<c>{"code":16,"message":…,"details":[…]}</c>).
 /// </summary>
-internal static class CallRefusal
+public static class CallRefusal
 {
     public const string Domain = "lifeline";
 
