@@ -30,7 +30,7 @@ public sealed class CrashTests(BackupEnvironment env) : IClassFixture<BackupEnvi
                 [$"Backup__Targets__{target.Name}__Connection"] = target.ConnectionString,
             });
         using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{port}");
-        var client = new BackupService.BackupServiceClient(channel.WithDeadlines());
+        var client = new BackupService.BackupServiceClient(channel.WithDeadlines().As(null));
         await WaitUntilServingAsync(client, service);
 
         // Caught mid-dump: running row, .partial file open, the chain's slot and snapshot created, pg_dump started.

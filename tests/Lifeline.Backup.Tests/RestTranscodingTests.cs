@@ -12,12 +12,7 @@ public sealed class RestTranscodingTests(BackupEnvironment env) : IClassFixture<
     {
         var target = await env.CreateTargetAsync(rows: 10);
         await using var host = await env.StartAsync([target]);
-        using var http = new HttpClient
-        {
-            BaseAddress = host.Address,
-            DefaultRequestVersion = HttpVersion.Version20,
-            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
-        };
+        using var http = host.Rest();
 
         using var created = await http.PostAsJsonAsync("/api/v1/backups", new { target = target.Name, type = "BACKUP_TYPE_FULL" });
         Assert.Equal(HttpStatusCode.OK, created.StatusCode);

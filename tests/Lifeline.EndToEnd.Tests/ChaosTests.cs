@@ -68,7 +68,7 @@ public sealed class ChaosTests(SuiteFixture suite, ITestOutputHelper output)
         using var standby = BackgroundProcess.Start(SuiteFixture.DotnetHost(), [recoveryDll],
             Path.GetDirectoryName(recoveryDll)!, Path.Combine(suite.WorkDirectory, $"chaos-{run}-standby.log"), environment, clearEnvironment: true);
         using var standbyChannel = GrpcChannel.ForAddress($"http://127.0.0.1:{standbyPort}");
-        var standbyRecovery = new RecoveryService.RecoveryServiceClient(standbyChannel.WithDeadlines());
+        var standbyRecovery = new RecoveryService.RecoveryServiceClient(standbyChannel.WithDeadlines().As(suite.Identity, null));
         var before = await EventuallyAsync(async () =>
         {
             var l = await standbyRecovery.GetLeadershipAsync(new GetLeadershipRequest());

@@ -239,13 +239,7 @@ public sealed class ContractGuardTests(QueueEnvironment env) : IClassFixture<Que
 
     // ---- helpers ----
 
-    private HttpClient Http2() => new()
-    {
-        BaseAddress = env.Queue.Address,
-        DefaultRequestVersion = HttpVersion.Version20,
-        DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
-        Timeout = TimeSpan.FromSeconds(30),
-    };
+    private HttpClient Http2() => env.Queue.Rest();
 
     // An unknown field 15 as groups nested <paramref name="depth"/> deep: start-group tags (15 << 3 | 3), then end-group tags.
     private static byte[] DeepNesting(int depth) =>

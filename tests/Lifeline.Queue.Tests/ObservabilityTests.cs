@@ -290,13 +290,7 @@ public sealed class ObservabilityTests(QueueEnvironment env) : IClassFixture<Que
 
     // ---- helpers ----
 
-    private HttpClient RestClient() => new()
-    {
-        BaseAddress = env.Queue.Address,
-        DefaultRequestVersion = HttpVersion.Version20,
-        DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
-        Timeout = TimeSpan.FromSeconds(30),
-    };
+    private HttpClient RestClient() => env.Queue.Rest();
 
     private static StringContent JsonBody(object value) => new(JsonSerializer.Serialize(value), Encoding.UTF8, "application/json");
 

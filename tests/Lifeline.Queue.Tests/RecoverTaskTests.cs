@@ -579,11 +579,7 @@ public sealed class RecoverTaskTests(RecoveryQueueEnvironment env) : IClassFixtu
         var task = await Client.EnqueueAsync(Spec(type));
         var leased = Assert.Single(await Client.LeaseAsync(worker, type, leaseSeconds: 300));
         await env.StopHeartbeatAsync(worker);
-        using var http = new HttpClient
-        {
-            BaseAddress = env.Queue.Address, DefaultRequestVersion = HttpVersion.Version20,
-            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact, Timeout = TimeSpan.FromSeconds(30),
-        };
+        using var http = env.Queue.Rest();
         var body = JsonSerializer.Serialize(new
         {
             fencingToken = leased.FencingToken.ToString(System.Globalization.CultureInfo.InvariantCulture),

@@ -372,7 +372,8 @@ public sealed class RegistryApiTests(RegistryEnvironment env) : IClassFixture<Re
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
             Content = body is null ? null : JsonContent.Create(body),
         };
-        request.Headers.Add("x-lifeline-tenant", tenant);
+        var identity = TestIdentity.Header(tenant);
+        request.Headers.Add(identity.Key, identity.Value);
         return request;
     }
 
@@ -414,7 +415,10 @@ public sealed class RegistryApiTests(RegistryEnvironment env) : IClassFixture<Re
         using var get = RestRequest(HttpMethod.Get, $"/api/v1/workers/{id}", tenant);
         using var fetched = await http.SendAsync(get);
         Assert.Equal(HttpStatusCode.OK, fetched.StatusCode);
-        using var missing = await http.GetAsync($"/api/v1/workers/{id}"); // default tenant: not there
+        using var other = RestRequest(HttpMethod.Get, $"/api/v1/workers/{id}", "default"); // another tenant: not there
+        using var missing = await http.SendAsync(other);
         Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        using var anonymous = await http.GetAsync($"/api/v1/workers/{id}"); // no identity at all: refused
+        Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
     }
 }

@@ -36,9 +36,13 @@ public static class TestIdentity
 
     /// <summary><paramref name="invoker"/> with an identity on every call (minted per call: tokens expire).</summary>
     public static CallInvoker As(this CallInvoker invoker, string? tenant, Role role = Role.Service, string subject = "test") =>
+        invoker.As(Tokens, tenant, role, subject);
+
+    /// <summary>The same with another suite's key (a suite the AppHost started has its own).</summary>
+    public static CallInvoker As(this CallInvoker invoker, IdentityTokens tokens, string? tenant, Role role = Role.Service, string subject = "test") =>
         invoker.Intercept(metadata =>
         {
-            metadata.Add(Header(tenant, role, subject));
+            metadata.Add(new Metadata.Entry(IdentityTokens.HeaderName, tokens.Mint(subject, tenant, role, Issuer)));
             return metadata;
         });
 }

@@ -122,3 +122,10 @@ public sealed class OperationTimedOutException(string reason, string message) : 
     public override StatusCode Code => StatusCode.DeadlineExceeded;
     public override string Reason { get; } = reason;
 }
+
+/// <summary>The caller is known but may not do this: PERMISSION_DENIED.</summary>
+public sealed class PermissionDeniedException(string reason, string message) : LifelineException(message)
+{
+    public override StatusCode Code => StatusCode.PermissionDenied;
+    public override string Reason { get; } = reason;
+}

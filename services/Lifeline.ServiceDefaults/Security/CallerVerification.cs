@@ -68,7 +68,7 @@ public static partial class CallerVerification
     public static CallerIdentity Caller(this ServerCallContext context) =>
         context.GetHttpContext().Items.TryGetValue(FeatureKey, out var value) && value is CallerIdentity identity
             ? identity
-            : throw new RpcException(new Status(StatusCode.Unauthenticated, "The call carries no verified identity."));
+            : throw new InvalidOperationException("The call carries no verified identity: CallerVerification runs before every Lifeline RPC.");
 
     [LoggerMessage(EventId = 9001, Level = LogLevel.Information, Message = "Refused {Rpc}: {Reason}")]
     private static partial void LogRefused(ILogger logger, string rpc, string reason);

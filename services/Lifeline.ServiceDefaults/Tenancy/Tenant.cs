@@ -13,7 +13,7 @@ public static partial class Tenant
     /// <summary>The tenant of the call; a service identity acting across tenants has none and is refused here.</summary>
     public static string From(ServerCallContext context) =>
         context.Caller().Tenant
-        ?? throw new RpcException(new Status(StatusCode.PermissionDenied, "This call acts on one tenant's records; the caller's identity names no tenant."));
+        ?? throw new Errors.PermissionDeniedException("TENANT_REQUIRED", "This call acts on one tenant's records; the caller's identity names no tenant.");
 
     /// <summary>Whether <paramref name="value"/> is a tenant id: 1 to 64 lowercase letters, digits, '-' and '_'.</summary>
     public static bool IsValid(string value) => ValidTenant().IsMatch(value);

@@ -53,7 +53,6 @@ def main(argv=None) -> int:
     parser.add_argument("--lease-seconds", type=float, default=30, help="lease duration (default 30)")
     parser.add_argument("--poll-seconds", type=float, default=20, help="LeaseTasks long-poll (default 20, max 30)")
     parser.add_argument("--registry-target", help="registry address when --target is the queue service itself")
-    parser.add_argument("--tenant", help="x-lifeline-tenant, only when talking to services without the gateway")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 
@@ -77,7 +76,7 @@ def main(argv=None) -> int:
 
     worker = Worker(target, {t: DEMO_HANDLERS[t] for t in types}, api_key=api_key, name=args.name,
                     max_tasks=args.max_tasks, lease_duration=args.lease_seconds, poll_wait=args.poll_seconds,
-                    once=args.once, registry_target=args.registry_target, tenant=args.tenant)
+                    once=args.once, registry_target=args.registry_target)
     worker.install_signal_handlers()
     try:
         stats = worker.run()

@@ -51,7 +51,6 @@ except ImportError as error:  # a setup problem: say how to fix it
 
 log = logging.getLogger("lifeline.worker")
 
-TENANT_HEADER = "x-lifeline-tenant"
 
 
 class TaskFailure(Exception):
@@ -179,7 +178,7 @@ class WorkerStats:
 
 class _MetadataInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
                            grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
-    """Adds fixed metadata (the API key, optionally a tenant) to every call.
+    """Adds fixed metadata (the API key) to every call.
 
     An interceptor rather than call credentials: gRPC sends call credentials only over TLS, and the
     local gateway speaks cleartext HTTP/2.
@@ -216,18 +215,15 @@ class _CallDetails(grpc.ClientCallDetails):
         self.compression = compression
 
 
-def open_channel(target: str, api_key: Optional[str] = None, tenant: Optional[str] = None) -> grpc.Channel:
-    """A channel to `target` (`http://host:port`, `https://host:port` or `host:port`) that sends
-    `authorization: Bearer <api_key>`, and `x-lifeline-tenant` when given (only for talking to a
-    service directly; the gateway takes the tenant from the credential)."""
+def open_channel(target: str, api_key: Optional[str] = None) -> grpc.Channel:
+    """A channel to the gateway at `target` (`http://host:port`, `https://host:port` or `host:port`)
+    that sends `authorization: Bearer <api_key>`; the gateway takes the tenant and role from it."""
     address = target.split("://", 1)[-1].rstrip("/")
     channel = (grpc.secure_channel(address, grpc.ssl_channel_credentials()) if target.startswith("https://")
                else grpc.insecure_channel(address))
     metadata = []
     if api_key:
         metadata.append(("authorization", f"Bearer {api_key}"))
-    if tenant:
-        metadata.append((TENANT_HEADER, tenant))
     return grpc.intercept_channel(channel, _MetadataInterceptor(metadata)) if metadata else channel
 
 
@@ -253,10 +249,10 @@ class Worker:
     def __init__(self, target: str, handlers: Dict[str, Handler], api_key: Optional[str] = None,
                  name: Optional[str] = None, max_tasks: int = 4, lease_duration: float = 30.0,
                  poll_wait: float = 20.0, shutdown_grace: float = 20.0, once: Optional[int] = None,
-                 registry_target: Optional[str] = None, tenant: Optional[str] = None,
+                 registry_target: Optional[str] = None,
                  version: str = "1.0.0", rpc_timeout: float = 10.0):
         """
-        target: the gateway (or the queue service, with `registry_target` for the registry).
+        target: the gateway (`registry_target`: another gateway address for registry calls, rarely needed).
         handlers: task type -> handler; the types are the worker's capabilities.
         max_tasks: tasks run at once; lease_duration: seconds per lease (extended while running);
         poll_wait: long-poll of LeaseTasks (<= 30 s); shutdown_grace: how long stopping waits for handlers;
@@ -275,8 +271,8 @@ class Worker:
         self.rpc_timeout = rpc_timeout
         self.stats = WorkerStats()
 
-        self._channel = open_channel(target, api_key, tenant)
-        self._registry_channel = (open_channel(registry_target, api_key, tenant)
+        self._channel = open_channel(target, api_key)
+        self._registry_channel = (open_channel(registry_target, api_key)
                                   if registry_target and registry_target != target else self._channel)
         self.queue = queue_pb2_grpc.QueueServiceStub(self._channel)
         self.checkpoints = checkpoint_pb2_grpc.CheckpointServiceStub(self._channel)

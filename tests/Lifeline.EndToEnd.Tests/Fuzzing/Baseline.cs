@@ -30,6 +30,12 @@ internal sealed class Baseline(string marker, Random random, DateTimeOffset now)
 
     public DateTimeOffset Now { get; } = now;
 
+    /// <summary>
+    /// Values that string fields of these names get wherever they appear (<c>task_id</c> → an existing task's id),
+    /// instead of a random one: how the authorization matrix aims a request at a given tenant's objects.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? Fixed { get; init; }
+
     public string Uuid()
     {
         Span<byte> bytes = stackalloc byte[16];
@@ -43,6 +49,11 @@ internal sealed class Baseline(string marker, Random random, DateTimeOffset now)
     public string String(FieldDescriptor field)
     {
         var name = field.Name;
+        if (Fixed is not null && Fixed.TryGetValue(name, out var fixedValue))
+        {
+            return fixedValue;
+        }
+
         if (name == "id" || name.EndsWith("_id", StringComparison.Ordinal) || name.EndsWith("_ids", StringComparison.Ordinal))
         {
             return Uuid();

@@ -18,6 +18,13 @@ internal static class RestCases
 
     private sealed record ValueAttack(string Family, FuzzExpectation Expectation, bool Heavy, JsonAttack Value);
 
+    /// <summary>The route's plain request: every field its baseline value (path variables, query or body).</summary>
+    public static RestRequest BaselineRequest(RpcMethod rpc, HttpRoute route, Baseline baseline)
+    {
+        var shape = new RouteShape(rpc.Descriptor.InputType, route, route.PathFields.ToHashSet(StringComparer.Ordinal));
+        return new RestRequest(route.HttpMethod, shape.Url(baseline), shape.BaselineBody(baseline));
+    }
+
     public static IEnumerable<FuzzCase> For(RpcMethod rpc, HttpRoute route)
     {
         var request = rpc.Descriptor.InputType;

@@ -70,6 +70,19 @@ public sealed class SuiteFixture : IAsyncLifetime
 
     public string CredentialsFile => Path.Combine(DataDirectory, "credentials.json");
 
+    /// <summary>
+    /// Mints identities with this suite's key (from the AppHost's <c>secrets.json</c>), for tests that call a
+    /// service process directly as another service would.
+    /// </summary>
+    public Lifeline.ServiceDefaults.Security.IdentityTokens Identity => _identity ??= new(Microsoft.Extensions.Options.Options.Create(
+        new Lifeline.ServiceDefaults.Security.IdentityOptions
+        {
+            SigningKey = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(DataDirectory, "secrets.json")))
+                .RootElement.GetProperty("identitySigningKey").GetString()!,
+        }));
+
+    private Lifeline.ServiceDefaults.Security.IdentityTokens? _identity;
+
     /// <summary>The gateway's gRPC address, as credentials.json gives it.</summary>
     public Uri GatewayGrpc => Credentials.GatewayGrpc;
 

@@ -19,8 +19,7 @@ internal sealed class DemoOptions
           --once <n>               exit after n tasks have ended (for tests)
           --ledger <path>          demo.steps appends "task_id fencing_token resumed_from_step" per finished task to <path>.<pid>
           --name <name>            worker name (default dotnet-<host>-<pid>)
-          --registry-target <url>  registry address when --target is the queue service itself (no gateway)
-          --tenant <tenant>        x-lifeline-tenant, only when talking to services without the gateway
+          --registry-target <url>  gateway address for registry calls, when it differs from --target
           -h, --help               this text
         """;
 
@@ -33,7 +32,6 @@ internal sealed class DemoOptions
 
     public string? ApiKey { get; private set; }
 
-    public string? Tenant { get; private set; }
 
     public string? Name { get; private set; }
 
@@ -64,7 +62,6 @@ internal sealed class DemoOptions
                 case "--api-key": options.ApiKey = Value(); break;
                 case "--credentials": credentials = Value(); break;
                 case "--key-name": keyName = Value(); break;
-                case "--tenant": options.Tenant = Value(); break;
                 case "--name": options.Name = Value(); break;
                 case "--max-tasks": options.MaxTasks = ParsePositive(Value(), "--max-tasks"); break;
                 case "--once": options.Once = ParsePositive(Value(), "--once"); break;
@@ -111,7 +108,6 @@ internal sealed class DemoOptions
         worker.Target = Target;
         worker.RegistryTarget = RegistryTarget;
         worker.ApiKey = ApiKey;
-        worker.Tenant = Tenant;
         worker.MaxConcurrentTasks = MaxTasks;
         worker.StopAfterTasks = Once;
         if (Name is not null)

@@ -10,21 +10,15 @@ public sealed class LifelineWorkerOptions
 
     /// <summary>
     /// The gateway's gRPC address, e.g. <c>http://127.0.0.1:5100</c> (cleartext HTTP/2) or an <c>https://</c> address.
-    /// Without a gateway: the queue service's address, with <see cref="RegistryTarget"/> set too. Required.
+    /// Required. Services answer only calls the gateway (or another service) vouches for, so workers call the gateway.
     /// </summary>
     public Uri? Target { get; set; }
 
-    /// <summary>The registry's address when it differs from <see cref="Target"/> (services called directly, no gateway).</summary>
+    /// <summary>The gateway address for registry calls when it differs from <see cref="Target"/> (rarely: one gateway routes every service).</summary>
     public Uri? RegistryTarget { get; set; }
 
     /// <summary>API key sent as <c>authorization: Bearer &lt;key&gt;</c> on every call. The gateway derives the tenant from it.</summary>
     public string? ApiKey { get; set; }
-
-    /// <summary>
-    /// Sent as <c>x-lifeline-tenant</c>; only for calling services directly in development. Through the gateway the
-    /// tenant comes from the credential, never from the caller.
-    /// </summary>
-    public string? Tenant { get; set; }
 
     /// <summary>
     /// The worker's name, unique within its tenant. Registering a name again continues the same worker (same id,

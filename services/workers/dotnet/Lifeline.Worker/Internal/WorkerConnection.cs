@@ -48,23 +48,17 @@ internal sealed class WorkerConnection : IDisposable
     }
 
     /// <summary>
-    /// Adds <c>authorization: Bearer</c> (and <c>x-lifeline-tenant</c> when configured) to every call. Metadata rather
+    /// Adds <c>authorization: Bearer</c> to every call (the gateway derives the tenant and role from it). Metadata rather
     /// than call credentials: gRPC only sends call credentials over TLS, and the local gateway speaks cleartext HTTP/2.
     /// </summary>
     private static CallInvoker WithCredentials(GrpcChannel channel, LifelineWorkerOptions options)
     {
         var apiKey = options.ApiKey;
-        var tenant = options.Tenant;
         return channel.Intercept(metadata =>
         {
             if (!string.IsNullOrEmpty(apiKey))
             {
                 metadata.Add("authorization", $"Bearer {apiKey}");
-            }
-
-            if (!string.IsNullOrEmpty(tenant))
-            {
-                metadata.Add("x-lifeline-tenant", tenant);
             }
 
             return metadata;
