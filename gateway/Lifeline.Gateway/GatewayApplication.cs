@@ -63,8 +63,7 @@ public static partial class GatewayApplication
         builder.Services.AddGrpc();
         builder.Services.AddSuiteReflection(catalog, upstreams);
         builder.Services.AddUpstreamHealthChecks(catalog, upstreams);
-        builder.Services.AddSingleton<ApiKeyStore>();
-        builder.Services.AddSingleton<JwtValidator>();
+        builder.Services.AddGatewayAuthentication();
         builder.Services.AddLifelineIdentity();
         builder.Services.AddSingleton<OpenApiDocument>();
         var gatewayOptions = builder.Configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
@@ -76,13 +75,15 @@ public static partial class GatewayApplication
         // After start: by then the options have been validated.
         app.Lifetime.ApplicationStarted.Register(() => LogStartup(app, catalog, upstreams, routes.Count));
 
+        // Routing runs first (WebApplication adds it): authorization needs the endpoint, and with it the route's policy.
         app.UseMiddleware<TraceIdPropagation>();
-        app.UseMiddleware<CallerIdentification>();
-        app.UseMiddleware<ClientRateLimiter>();
+        app.UseAuthentication();
+        app.UseMiddleware<ClientRateLimiter>(); // buckets by the authenticated caller, or by IP address
+        app.UseAuthorization();
 
         app.MapReverseProxy(proxy =>
         {
-            proxy.UseMiddleware<RpcAuthorization>();
+            proxy.UseMiddleware<IdentityForwarding>();
             proxy.UseMiddleware<UpstreamFailure>();
         });
         app.MapSuiteReflection();
@@ -116,8 +117,8 @@ public static partial class GatewayApplication
             LogUnlisted(logger, method);
         }
 
-        LogRoutes(logger, routeCount, app.Services.GetRequiredService<ApiKeyStore>().Count,
-            app.Services.GetRequiredService<JwtValidator>().Enabled);
+        var options = app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value;
+        LogRoutes(logger, routeCount, options.ApiKeys.Count, options.Jwt.SigningKey.Length > 0);
     }
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "Routing service {Service} to {Addresses}")]
@@ -128,7 +129,7 @@ public static partial class GatewayApplication
     private static partial void LogUnrouted(ILogger logger, string service, string upstream);
 
     [LoggerMessage(EventId = 1003, Level = LogLevel.Warning,
-        Message = "{Rpc} is missing from the permissions table; only operators may call it")]
+        Message = "{Rpc} is missing from the permissions table; no credential may call it through the gateway")]
     private static partial void LogUnlisted(ILogger logger, string rpc);
 
     [LoggerMessage(EventId = 1004, Level = LogLevel.Information,

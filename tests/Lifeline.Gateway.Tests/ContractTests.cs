@@ -1,6 +1,9 @@
 using Lifeline.Gateway.Contracts;
+using Lifeline.Gateway.Options;
+using Lifeline.Gateway.Routing;
 using Lifeline.Gateway.Security;
 using Lifeline.ServiceDefaults.Security;
+using Microsoft.Extensions.Configuration;
 
 namespace Lifeline.Gateway.Tests;
 
@@ -16,6 +19,26 @@ public sealed class ContractTests
         Assert.True(missing.Count == 0, "Add to RpcPermissions.Table: " + string.Join(", ", missing));
         var stale = RpcPermissions.Table.Keys.Where(m => !catalog.Methods.ContainsKey(m)).ToList();
         Assert.True(stale.Count == 0, "Not in the contracts: " + string.Join(", ", stale));
+    }
+
+    [Fact]
+    public void Every_route_requires_the_policy_of_the_role_the_permissions_table_names()
+    {
+        var catalog = ContractCatalog.Load();
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(catalog.Services
+            .Select(s => s.Upstream).Distinct()
+            .Select(upstream => KeyValuePair.Create($"services:{upstream}:grpc:0", (string?)"http://127.0.0.1:1"))).Build();
+        var (routes, _) = ProxyRoutes.Build(catalog, UpstreamServices.FromConfiguration(configuration, catalog), new GatewayOptions());
+
+        Assert.Equal(catalog.Methods.Count + catalog.Methods.Values.Sum(m => m.HttpRoutes.Count), routes.Count);
+        foreach (var route in routes)
+        {
+            var rpc = route.Metadata![ProxyRoutes.RpcMetadataKey];
+            Assert.Equal(RoleRequirement.PolicyName(RpcPermissions.Required(rpc)), route.AuthorizationPolicy);
+        }
+
+        Assert.Contains(routes, r => r.AuthorizationPolicy == "role:platform-admin");
+        Assert.Contains(routes, r => r.AuthorizationPolicy == "role:service");
     }
 
     [Fact]
@@ -52,6 +75,6 @@ public sealed class ContractTests
     [Fact]
     public void Api_keys_are_configured_as_sha256_hex()
     {
-        Assert.Equal("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", ApiKeyStore.Hash("hello"));
+        Assert.Equal("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", ApiKeyAuthenticationHandler.Hash("hello"));
     }
 }

@@ -9,6 +9,7 @@ using Lifeline.Queue;
 using Lifeline.Queue.V1;
 using Lifeline.Registry;
 using Lifeline.Registry.V1;
+using Lifeline.ServiceDefaults.Security;
 using Lifeline.Testing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -22,7 +23,8 @@ namespace Lifeline.Gateway.Tests;
 /// <summary>
 /// A registry and a queue (own databases, own Redis) as in production, and a gateway in front of them with
 /// the test API keys below. The gateway's unary activity timeout is short (2 s), so a stream that outlives it
-/// proves streams use their own, long one. The queue records the headers each call arrived with.
+/// proves streams use their own, long one. The queue records the headers each call arrived with. The gateway signs
+/// identity tokens with the suite's test key (<see cref="TestIdentity"/>), so a test can read what the queue was told.
 /// </summary>
 public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
 {
@@ -35,6 +37,7 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
             ["default-reader"] = ("default", "reader", "key-default-reader-0123456789"),
             ["default-worker"] = ("default", "worker", "key-default-worker-0123456789"),
             ["default-operator"] = ("default", "operator", "key-default-operator-0123456789"),
+            ["platform-admin"] = ("default", "platform-admin", "key-platform-admin-0123456789"),
             ["acme-worker"] = ("acme", "worker", "key-acme-worker-0123456789"),
             ["acme-operator"] = ("acme", "operator", "key-acme-operator-0123456789"),
             ["limited-worker"] = ("default", "worker", "key-limited-worker-0123456789"),
@@ -42,13 +45,14 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
         };
 
     private readonly List<IAsyncDisposable> _hosts = [];
+    private Task<GatewayHost>? _identityKeyedGateway;
 
     public ServiceHost Registry { get; private set; } = null!;
     public ServiceHost Queue { get; private set; } = null!;
     public GatewayHost Gateway { get; private set; } = null!;
     public string QueueDatabase { get; private set; } = "";
 
-    /// <summary>Headers of every call the queue received: x-trace-id, traceparent, x-lifeline-tenant, authorization, x-api-key.</summary>
+    /// <summary>Headers of every call the queue received: x-trace-id, traceparent, x-lifeline-identity, authorization, x-api-key.</summary>
     public ConcurrentQueue<IReadOnlyDictionary<string, string>> QueueRequests { get; } = new();
 
     public static string Key(string name) => Keys[name].Key;
@@ -90,7 +94,7 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
     /// <summary>A gateway in front of the given registry (default: the environment's) and the queue.</summary>
     public async Task<GatewayHost> StartGatewayAsync(IDictionary<string, string?>? settings = null, ServiceHost? registry = null)
     {
-        var config = new Dictionary<string, string?>
+        var config = new Dictionary<string, string?>(TestIdentity.Settings)
         {
             ["services:queue:grpc:0"] = Queue.Address.ToString(),
             ["services:registry:grpc:0"] = (registry ?? Registry).Address.ToString(),
@@ -106,7 +110,7 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
             config[$"Gateway:ApiKeys:{i}:Name"] = name;
             config[$"Gateway:ApiKeys:{i}:Tenant"] = tenant;
             config[$"Gateway:ApiKeys:{i}:Role"] = role;
-            config[$"Gateway:ApiKeys:{i}:Sha256"] = ApiKeyStore.Hash(key);
+            config[$"Gateway:ApiKeys:{i}:Sha256"] = ApiKeyAuthenticationHandler.Hash(key);
             i++;
         }
 
@@ -123,6 +127,27 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
         await app.StartAsync();
         return Track(new GatewayHost(app));
     }
+
+    /// <summary>
+    /// A second gateway (started once) with the worst JWT settings an operator could choose: the suite's identity key
+    /// as <c>Gateway:Jwt:SigningKey</c>, and the identity tokens' issuer and audience as the JWT issuer and audience.
+    /// Its JWTs are signed with <see cref="TestIdentity.SigningKey"/>.
+    /// </summary>
+    public Task<GatewayHost> IdentityKeyedGatewayAsync()
+    {
+        lock (_hosts)
+        {
+            return _identityKeyedGateway ??= StartGatewayAsync(new Dictionary<string, string?>
+            {
+                ["Gateway:Jwt:SigningKey"] = TestIdentity.SigningKey,
+                ["Gateway:Jwt:Issuer"] = IdentityKeyedIssuer,
+                ["Gateway:Jwt:Audience"] = IdentityKeyedAudience,
+            });
+        }
+    }
+
+    /// <summary>The issuer and audience <see cref="IdentityKeyedGatewayAsync"/> requires of JWTs.</summary>
+    public const string IdentityKeyedIssuer = "lifeline-gateway", IdentityKeyedAudience = IdentityTokens.Audience;
 
     private T Track<T>(T host) where T : IAsyncDisposable
     {
@@ -150,7 +175,7 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
     /// <summary>Records the headers of every request, before anything else sees them.</summary>
     private sealed class HeaderRecorder(ConcurrentQueue<IReadOnlyDictionary<string, string>> into) : IStartupFilter
     {
-        private static readonly string[] Recorded = ["x-trace-id", "traceparent", "x-lifeline-tenant", "authorization", "x-api-key"];
+        private static readonly string[] Recorded = ["x-trace-id", "traceparent", IdentityTokens.HeaderName, "authorization", "x-api-key"];
 
         public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
         {

@@ -17,6 +17,7 @@ public sealed class StartupTests
             ["Gateway:GrpcEndpoint"] = "127.0.0.1:0",
             ["Gateway:RestEndpoint"] = "127.0.0.1:0",
         });
+        b.Configuration.AddInMemoryCollection(TestIdentity.Settings);
         b.Configuration.AddInMemoryCollection(settings);
         b.Logging.SetMinimumLevel(LogLevel.Warning);
     });
@@ -31,11 +32,21 @@ public sealed class StartupTests
             ["Gateway:ApiKeys:0:Tenant"] = "Not A Tenant",
             ["Gateway:ApiKeys:0:Role"] = "admin",
             ["Gateway:ApiKeys:0:Sha256"] = "abc",
+            ["Gateway:ApiKeys:1:Name"] = "would-be-service",
+            ["Gateway:ApiKeys:1:Tenant"] = "default",
+            ["Gateway:ApiKeys:1:Role"] = "service",
+            ["Gateway:ApiKeys:1:Sha256"] = Security.ApiKeyAuthenticationHandler.Hash("k1"),
+            ["Gateway:ApiKeys:2:Name"] = "admin",
+            ["Gateway:ApiKeys:2:Tenant"] = "default",
+            ["Gateway:ApiKeys:2:Role"] = "platform-admin",
+            ["Gateway:ApiKeys:2:Sha256"] = Security.ApiKeyAuthenticationHandler.Hash("k2"),
         });
         var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync());
         Assert.Contains("Gateway:ApiKeys:0:Tenant", ex.Message);
         Assert.Contains("Gateway:ApiKeys:0:Role", ex.Message);
         Assert.Contains("Gateway:ApiKeys:0:Sha256", ex.Message);
+        Assert.Contains("Gateway:ApiKeys:1:Role 'service'", ex.Message); // no credential may be a service
+        Assert.DoesNotContain("Gateway:ApiKeys:2", ex.Message);
     }
 
     [Fact]
@@ -55,7 +66,7 @@ public sealed class StartupTests
             ["Gateway:ApiKeys:0:Name"] = "reader",
             ["Gateway:ApiKeys:0:Tenant"] = "default",
             ["Gateway:ApiKeys:0:Role"] = "reader",
-            ["Gateway:ApiKeys:0:Sha256"] = Security.ApiKeyStore.Hash("the-key"),
+            ["Gateway:ApiKeys:0:Sha256"] = Security.ApiKeyAuthenticationHandler.Hash("the-key"),
         });
         await app.StartAsync();
         await using var gateway = new GatewayHost(app);

@@ -4,7 +4,6 @@ using System.Text.Json.Nodes;
 using Google.Protobuf.Reflection;
 using Lifeline.Gateway.Contracts;
 using Lifeline.Gateway.Routing;
-using Lifeline.Gateway.Security;
 
 namespace Lifeline.Gateway.OpenApi;
 

@@ -48,14 +48,17 @@ public sealed class ApiKeyOptions
 
     public string Tenant { get; set; } = "";
 
-    /// <summary><c>reader</c>, <c>worker</c> or <c>operator</c>.</summary>
+    /// <summary><c>reader</c>, <c>worker</c>, <c>operator</c> or <c>platform-admin</c> (never <c>service</c>).</summary>
     public string Role { get; set; } = "";
 
     /// <summary>Lowercase hex SHA-256 of the key's UTF-8 bytes.</summary>
     public string Sha256 { get; set; } = "";
 }
 
-/// <summary>JWT bearer settings. Tokens carry <c>tenant</c> and <c>role</c> (or <c>roles</c>) claims; <c>sub</c> names the caller.</summary>
+/// <summary>
+/// JWT bearer settings (HS256 only, lifetime checked with 30 s of skew). Tokens carry <c>tenant</c> and <c>role</c> (or
+/// <c>roles</c>) claims, the highest of reader, worker, operator and platform-admin counting; <c>sub</c> names the caller.
+/// </summary>
 public sealed class JwtOptions
 {
     /// <summary>The HS256 key (at least 32 bytes of UTF-8 text). Empty: JWTs are not accepted.</summary>

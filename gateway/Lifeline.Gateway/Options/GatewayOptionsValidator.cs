@@ -2,7 +2,7 @@ using Lifeline.ServiceDefaults.Security;
 using System.Net;
 using System.Text;
 using System.Text.RegularExpressions;
-using Lifeline.Gateway.Security;
+using Lifeline.ServiceDefaults.Tenancy;
 using Microsoft.Extensions.Options;
 
 namespace Lifeline.Gateway.Options;
@@ -37,7 +37,7 @@ internal sealed partial class GatewayOptionsValidator : IValidateOptions<Gateway
                 failures.Add($"{setting}:Name must be set and unique.");
             }
 
-            if (!TenantPattern().IsMatch(key.Tenant ?? ""))
+            if (!Tenant.IsValid(key.Tenant ?? ""))
             {
                 failures.Add($"{setting}:Tenant '{key.Tenant}' must be 1 to 64 characters of lowercase letters, digits, '-' and '_'.");
             }
@@ -65,9 +65,6 @@ internal sealed partial class GatewayOptionsValidator : IValidateOptions<Gateway
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
-
-    [GeneratedRegex("^[a-z0-9_-]{1,64}$")]
-    internal static partial Regex TenantPattern();
 
     [GeneratedRegex("^[0-9a-fA-F]{64}$")]
     private static partial Regex Sha256Pattern();

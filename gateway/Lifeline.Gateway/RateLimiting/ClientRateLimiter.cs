@@ -48,7 +48,7 @@ internal sealed partial class ClientRateLimiter : IAsyncDisposable
             return;
         }
 
-        var key = context.Features.Get<CallerFeature>()?.Caller?.RateLimitKey
+        var key = context.GetCaller()?.RateLimitKey
             ?? "ip:" + (context.Connection.RemoteIpAddress?.ToString() ?? "unknown");
         using var lease = _limiter.AttemptAcquire(key);
         if (lease.IsAcquired)

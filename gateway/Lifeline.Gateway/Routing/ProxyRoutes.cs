@@ -1,6 +1,8 @@
 using System.Net;
 using Lifeline.Gateway.Contracts;
 using Lifeline.Gateway.Options;
+using Lifeline.Gateway.Security;
+using Lifeline.ServiceDefaults.Security;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Forwarder;
 
@@ -8,9 +10,10 @@ namespace Lifeline.Gateway.Routing;
 
 /// <summary>
 /// YARP's routes and clusters, derived from the contracts: per RPC one gRPC route (its exact path) and one route
-/// per <c>google.api.http</c> binding, each carrying the RPC's full name in its metadata (what the permissions
-/// table is keyed by). Per service two clusters with the same instances: one for unary calls, one with a long
-/// activity timeout for streams. Upstream calls are HTTP/2 only (the services speak h2c), also for REST callers
+/// per <c>google.api.http</c> binding, each carrying the RPC's full name in its metadata and requiring the
+/// authorization policy of the role <see cref="RpcPermissions"/> names for it (<see cref="RoleRequirement"/>; an RPC
+/// missing there: no credential may call it). Per service two clusters with the same instances: one for unary
+/// calls, one with a long activity timeout for streams. Upstream calls are HTTP/2 only (the services speak h2c), also for REST callers
 /// who came over HTTP/1.1.
 /// </summary>
 internal static class ProxyRoutes
@@ -31,11 +34,13 @@ internal static class ProxyRoutes
         foreach (var method in catalog.Methods.Values.Where(m => upstreams.Addresses.ContainsKey(m.Upstream)).OrderBy(m => m.FullName, StringComparer.Ordinal))
         {
             var cluster = ClusterId(method.Upstream, method.IsStreaming);
+            var policy = RoleRequirement.PolicyName(RpcPermissions.Required(method.FullName));
             routes.Add(new RouteConfig
             {
                 RouteId = $"grpc:{method.FullName}",
                 ClusterId = cluster,
                 Match = new RouteMatch { Path = method.GrpcPath, Methods = ["POST"] },
+                AuthorizationPolicy = policy,
                 Metadata = Metadata(method, "grpc"),
             });
 
@@ -47,6 +52,7 @@ internal static class ProxyRoutes
                     RouteId = $"rest:{method.FullName}:{i}",
                     ClusterId = cluster,
                     Match = new RouteMatch { Path = http.ToRoutePattern(), Methods = [http.HttpMethod] },
+                    AuthorizationPolicy = policy,
                     Metadata = Metadata(method, "rest"),
                 });
             }
