@@ -16,13 +16,18 @@ using Lifeline.Recovery.Tenancy;
 
 namespace Lifeline.Recovery.Grpc;
 
-/// <summary>The RecoveryService contract: actions, statistics, on-demand scans, leadership.</summary>
+/// <summary>
+/// The RecoveryService contract: actions, statistics, on-demand scans, leadership. Actions and statistics are the
+/// caller's tenant's, or the whole suite's for a role that spans tenants (<see cref="SuiteView"/>); scans and
+/// leadership are the suite's (platform admins only, by the permission table).
+/// </summary>
 public sealed class RecoveryGrpcService(
     ActionLog log, RecoveryScanner scanner, RecoveryLeader leader, SuiteClients clients, CoveredTenants tenants, IOptions<RecoveryOptions> options)
     : RecoveryService.RecoveryServiceBase
 {
     public override async Task<ListRecoveryActionsResponse> ListRecoveryActions(ListRecoveryActionsRequest request, ServerCallContext context)
     {
+        var tenant = SuiteView.TenantOf(context);
         var v = new Violations();
         var taskId = v.Uuid("task_id", request.TaskId, required: false);
         var workerId = v.Uuid("worker_id", request.WorkerId, required: false);
@@ -35,7 +40,7 @@ public sealed class RecoveryGrpcService(
         (DateTime, Guid)? before = after is { } a ? (a.CreatedAt, a.Id) : null;
         var since = v.Timestamp("since", request.Since);
         v.ThrowIfAny();
-        var page = await log.ListAsync(new ActionFilter(taskId == Guid.Empty ? null : taskId, workerId == Guid.Empty ? null : request.WorkerId,
+        var page = await log.ListAsync(new ActionFilter(tenant, taskId == Guid.Empty ? null : taskId, workerId == Guid.Empty ? null : request.WorkerId,
             request.Action == ActionType.Unspecified ? null : request.Action, since, pageSize, before), context.CancellationToken);
         var response = new ListRecoveryActionsResponse();
         response.Actions.AddRange(page.Select(ToProto));
@@ -49,9 +54,10 @@ public sealed class RecoveryGrpcService(
     public override async Task<GetRecoveryStatsResponse> GetRecoveryStats(GetRecoveryStatsRequest request, ServerCallContext context)
     {
         var ct = context.CancellationToken;
-        var today = await log.TodayAsync(ct);
+        var scope = SuiteView.TenantOf(context);
+        var today = await log.TodayAsync(scope, ct);
         long inFlight = 0;
-        foreach (var tenant in await tenants.RefreshAsync(ct))
+        foreach (var tenant in scope is null ? await tenants.RefreshAsync(ct) : [scope])
         {
             var stats = await clients.Queue.GetQueueStatsAsync(new GetQueueStatsRequest(), SuiteClients.For(tenant, ct));
             inFlight += stats.Totals.GetValueOrDefault("TASK_STATUS_ASSIGNED") + stats.Totals.GetValueOrDefault("TASK_STATUS_RUNNING");
@@ -60,7 +66,7 @@ public sealed class RecoveryGrpcService(
         return new GetRecoveryStatsResponse
         {
             InFlight = inFlight,
-            Recoverable = last?.Recoverable ?? 0,
+            Recoverable = last is null ? 0 : scope is null ? last.Recoverable : last.RecoverableIn(scope),
             RecoveredToday = today.Recovered,
             FailedToday = today.Failed,
             TimeToRecoveryP50 = Duration.FromTimeSpan(today.P50),

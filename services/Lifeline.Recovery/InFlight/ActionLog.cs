@@ -10,7 +10,9 @@ public sealed record ActionRecord(
     DateTime DetectedAt, DateTime RecoveredAt, bool Succeeded, string? Error, long LeaderToken);
 
 /// <summary>What ListRecoveryActions filters by.</summary>
-public sealed record ActionFilter(Guid? TaskId, string? WorkerId, ActionType? Action, DateTime? Since, int PageSize, (DateTime At, Guid Id)? Before);
+/// <param name="Tenant">Only this tenant's actions (a caller whose role does not span tenants); null for the whole suite.</param>
+public sealed record ActionFilter(
+    string? Tenant, Guid? TaskId, string? WorkerId, ActionType? Action, DateTime? Since, int PageSize, (DateTime At, Guid Id)? Before);
 
 /// <summary>Today's figures over the recorded actions.</summary>
 public sealed record ActionFigures(long Recovered, long Failed, long Total, TimeSpan P50, TimeSpan P95, TimeSpan P99);
@@ -59,12 +61,14 @@ public sealed class ActionLog(NpgsqlDataSource dataSource)
         return await command.ExecuteNonQueryAsync(ct) == 1;
     }
 
+    /// <summary>Actions newest first; one tenant's through <c>ix_recovery_actions_tenant</c>, the suite's through <c>ix_recovery_actions_time</c>.</summary>
     public async Task<List<ActionRecord>> ListAsync(ActionFilter filter, CancellationToken ct)
     {
         await using var command = dataSource.CreateCommand(
             $"""
             SELECT {Columns} FROM recovery_actions
-            WHERE (@task::uuid IS NULL OR task_id = @task)
+            WHERE (@tenant::text IS NULL OR tenant_id = @tenant)
+              AND (@task::uuid IS NULL OR task_id = @task)
               AND (@worker::text IS NULL OR worker_id = @worker)
               AND (@action::int IS NULL OR action = @action)
               AND (@since::timestamptz IS NULL OR recovered_at >= @since)
@@ -73,6 +77,7 @@ public sealed class ActionLog(NpgsqlDataSource dataSource)
             LIMIT @limit
             """);
         var p = command.Parameters;
+        p.AddWithValue("tenant", (object?)filter.Tenant ?? DBNull.Value);
         p.AddWithValue("task", (object?)filter.TaskId ?? DBNull.Value);
         p.AddWithValue("worker", (object?)filter.WorkerId ?? DBNull.Value);
         p.AddWithValue("action", filter.Action is { } action ? (int)action : DBNull.Value);
@@ -91,8 +96,11 @@ public sealed class ActionLog(NpgsqlDataSource dataSource)
         return result;
     }
 
-    /// <summary>Recovered (successful, not dead-lettered), failed (failed or dead-lettered) and time-to-recovery percentiles since midnight UTC.</summary>
-    public async Task<ActionFigures> TodayAsync(CancellationToken ct)
+    /// <summary>
+    /// Recovered (successful, not dead-lettered), failed (failed or dead-lettered) and time-to-recovery percentiles since
+    /// midnight UTC, over <paramref name="tenant"/>'s actions, or the whole suite's when null.
+    /// </summary>
+    public async Task<ActionFigures> TodayAsync(string? tenant, CancellationToken ct)
     {
         await using var command = dataSource.CreateCommand(
             """
@@ -104,7 +112,9 @@ public sealed class ActionLog(NpgsqlDataSource dataSource)
                    coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM recovered_at - detected_at)) FILTER (WHERE succeeded), 0)
             FROM recovery_actions
             WHERE recovered_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+              AND (@tenant::text IS NULL OR tenant_id = @tenant)
             """);
+        command.Parameters.AddWithValue("tenant", (object?)tenant ?? DBNull.Value);
         await using var r = await command.ExecuteReaderAsync(ct);
         await r.ReadAsync(ct);
         return new ActionFigures(r.GetInt64(0), r.GetInt64(1), r.GetInt64(2),

@@ -15,7 +15,15 @@ using Lifeline.ServiceDefaults.Hosting;
 namespace Lifeline.Recovery.InFlight;
 
 /// <summary>What one scan did.</summary>
-public sealed record ScanResult(long Examined, long Recoverable, List<ActionRecord> Actions, long SkippedAlive, TimeSpan Duration, DateTime At);
+/// <param name="Recoverable">Tasks found recoverable and not recovered, over all covered tenants.</param>
+/// <param name="RecoverableByTenant">The same per tenant (tenants with none are absent).</param>
+public sealed record ScanResult(
+    long Examined, long Recoverable, IReadOnlyDictionary<string, long> RecoverableByTenant, List<ActionRecord> Actions, long SkippedAlive,
+    TimeSpan Duration, DateTime At)
+{
+    /// <summary>Tasks of <paramref name="tenant"/> the scan found recoverable and did not recover.</summary>
+    public long RecoverableIn(string tenant) => RecoverableByTenant.GetValueOrDefault(tenant);
+}
 
 /// <summary>
 /// The level-triggered path: every <c>ScanInterval</c> the leader reads every in-flight and
@@ -52,8 +60,10 @@ public sealed partial class RecoveryScanner(
             var at = Time.GetUtcNow().UtcDateTime;
             long examined = 0, recoverable = 0, skippedAlive = 0;
             var actions = new List<ActionRecord>();
+            var left = new Dictionary<string, long>(StringComparer.Ordinal);
             foreach (var tenant in await tenants.RefreshAsync(ct))
             {
+                long tenantRecoverable = 0, tenantRecovered = 0;
                 var workers = await LoadWorkersAsync(tenant, ct);
                 foreach (var status in new[] { TaskStatus.Assigned, TaskStatus.Running, TaskStatus.Timeout })
                 {
@@ -66,6 +76,7 @@ public sealed partial class RecoveryScanner(
                             continue;
                         }
                         recoverable++;
+                        tenantRecoverable++;
                         var (result, action) = await recoverer.RecoverAsync(tenant, task, verdict.Trigger, verdict.DetectedAt, term, ct);
                         if (result == RecoveryResult.HolderAlive)
                         {
@@ -74,11 +85,16 @@ public sealed partial class RecoveryScanner(
                         if (result == RecoveryResult.Recovered)
                         {
                             actions.Add(action!);
+                            tenantRecovered++;
                         }
                     }
                 }
+                if (tenantRecoverable > tenantRecovered)
+                {
+                    left[tenant] = tenantRecoverable - tenantRecovered;
+                }
             }
-            var scan = new ScanResult(examined, recoverable - actions.Count, actions, skippedAlive, Time.GetElapsedTime(started), at);
+            var scan = new ScanResult(examined, recoverable - actions.Count, left, actions, skippedAlive, Time.GetElapsedTime(started), at);
             LastScan = scan;
             if (actions.Count > 0)
             {

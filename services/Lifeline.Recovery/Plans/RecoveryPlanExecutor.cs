@@ -30,10 +30,11 @@ public sealed partial class RecoveryPlanExecutor(
 
     private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
-    public async Task<RecoveryPlan> ExecuteAsync(Guid id, CancellationToken ct)
+    /// <summary>Executes the tenant's plan; another tenant's is NOT_FOUND and nothing runs.</summary>
+    public async Task<RecoveryPlan> ExecuteAsync(string tenant, Guid id, CancellationToken ct)
     {
         await using var db = await contexts.CreateDbContextAsync(ct);
-        var plan = await RecoveryPlanStore.FindAsync(db, id, ct);
+        var plan = await RecoveryPlanStore.FindAsync(db, tenant, id, ct);
         var now = time.Now();
         switch ((PlanStatus)plan.Status)
         {
@@ -54,11 +55,14 @@ public sealed partial class RecoveryPlanExecutor(
         return await RunAsync(db, plan, actions, lifetime.ApplicationStopping);
     }
 
-    /// <summary>Resolves the manual/escalate action the plan waits on; succeeded → execution continues, failed → the plan ends.</summary>
-    public async Task<RecoveryPlan> ResolveAsync(Guid id, ResolveManualActionRequest request, CancellationToken ct)
+    /// <summary>
+    /// Resolves the manual/escalate action the tenant's plan waits on; succeeded → execution continues, failed → the plan
+    /// ends. Another tenant's plan is NOT_FOUND.
+    /// </summary>
+    public async Task<RecoveryPlan> ResolveAsync(string tenant, Guid id, ResolveManualActionRequest request, CancellationToken ct)
     {
         await using var db = await contexts.CreateDbContextAsync(ct);
-        var plan = await RecoveryPlanStore.FindAsync(db, id, ct);
+        var plan = await RecoveryPlanStore.FindAsync(db, tenant, id, ct);
         var actions = PlanRecords.ParseActions(plan.Actions);
         if (request.ActionIndex >= actions.Count)
         {

@@ -6,7 +6,11 @@ using Microsoft.EntityFrameworkCore;
 
 namespace Lifeline.Recovery.Plans;
 
-/// <summary>Creates, reads, lists and approves recovery plans (<c>recovery_plans</c>); execution is <see cref="RecoveryPlanExecutor"/>'s.</summary>
+/// <summary>
+/// Creates, reads, lists and approves recovery plans (<c>recovery_plans</c>); execution is <see cref="RecoveryPlanExecutor"/>'s.
+/// A plan belongs to the tenant it was created for: every read and write names that tenant, and another tenant's
+/// plan is NOT_FOUND, exactly as one that does not exist.
+/// </summary>
 public sealed class RecoveryPlanStore(IDbContextFactory<RecoveryDbContext> contexts, TimeProvider time)
 {
     public async Task<RecoveryPlan> CreateAsync(NewPlan plan, CancellationToken ct)
@@ -38,16 +42,18 @@ public sealed class RecoveryPlanStore(IDbContextFactory<RecoveryDbContext> conte
         return entity.ToProto();
     }
 
-    public async Task<RecoveryPlan> GetAsync(Guid id, CancellationToken ct)
+    public async Task<RecoveryPlan> GetAsync(string tenant, Guid id, CancellationToken ct)
     {
         await using var db = await contexts.CreateDbContextAsync(ct);
-        return (await FindAsync(db, id, ct)).ToProto();
+        return (await FindAsync(db, tenant, id, ct)).ToProto();
     }
 
-    public async Task<(List<RecoveryPlan> Plans, string NextPageToken)> ListAsync(PlanStatus status, int pageSize, KeysetPageToken? after, CancellationToken ct)
+    /// <summary>The tenant's plans, newest first (index <c>ix_recovery_plans_tenant</c>, or <c>ix_recovery_plans_tenant_status</c> by status).</summary>
+    public async Task<(List<RecoveryPlan> Plans, string NextPageToken)> ListAsync(string tenant, PlanStatus status, int pageSize, KeysetPageToken? after,
+        CancellationToken ct)
     {
         await using var db = await contexts.CreateDbContextAsync(ct);
-        var query = db.RecoveryPlans.AsNoTracking();
+        var query = db.RecoveryPlans.AsNoTracking().Where(p => p.TenantId == tenant);
         if (status != PlanStatus.Unspecified)
         {
             query = query.Where(p => p.Status == (int)status);
@@ -61,11 +67,11 @@ public sealed class RecoveryPlanStore(IDbContextFactory<RecoveryDbContext> conte
         return (page.Take(pageSize).Select(p => p.ToProto()).ToList(), next);
     }
 
-    /// <summary>Approves a plan awaiting approval (READY afterwards). Approving an approved plan again changes nothing.</summary>
-    public async Task<RecoveryPlan> ApproveAsync(Guid id, string approvedBy, CancellationToken ct)
+    /// <summary>Approves the tenant's plan awaiting approval (READY afterwards). Approving an approved plan again changes nothing.</summary>
+    public async Task<RecoveryPlan> ApproveAsync(string tenant, Guid id, string approvedBy, CancellationToken ct)
     {
         await using var db = await contexts.CreateDbContextAsync(ct);
-        var plan = await FindAsync(db, id, ct);
+        var plan = await FindAsync(db, tenant, id, ct);
         if (plan.ApprovedBy is not null)
         {
             return plan.ToProto();
@@ -94,6 +100,7 @@ public sealed class RecoveryPlanStore(IDbContextFactory<RecoveryDbContext> conte
         return plan.ToProto();
     }
 
-    internal static async Task<RecoveryPlanEntity> FindAsync(RecoveryDbContext db, Guid id, CancellationToken ct) =>
-        await db.RecoveryPlans.FirstOrDefaultAsync(p => p.Id == id, ct) ?? throw new NotFoundException("recovery_plan", id.ToString());
+    /// <summary>The tenant's plan, tracked for a guarded write; another tenant's plan is NOT_FOUND, as a missing one.</summary>
+    internal static async Task<RecoveryPlanEntity> FindAsync(RecoveryDbContext db, string tenant, Guid id, CancellationToken ct) =>
+        await db.RecoveryPlans.FirstOrDefaultAsync(p => p.Id == id && p.TenantId == tenant, ct) ?? throw new NotFoundException("recovery_plan", id.ToString());
 }

@@ -2,6 +2,7 @@ using Lifeline.Common.V1;
 using Lifeline.Recovery.Notifications;
 using Lifeline.Recovery.V1;
 using Lifeline.ServiceDefaults.Paging;
+using Lifeline.ServiceDefaults.Tenancy;
 using Lifeline.ServiceDefaults.Validation;
 
 namespace Lifeline.Recovery.Plans;
@@ -40,13 +41,15 @@ public static partial class RecoveryPlanValidation
         v.Text("error.message", e.Message, MaxTextLength);
         var taskId = v.Uuid("error.task_id", e.TaskId, required: false);
         v.Text("error.workflow_id", e.WorkflowId, 200);
+        v.AddIf(e.TenantId.Length > 0 && !Tenant.IsValid(e.TenantId), "error.tenant_id",
+            "must be 1 to 64 characters of lowercase letters, digits, '-' and '_'");
+        v.ThrowIfAny();
         if (e.TenantId.Length > 0 && e.TenantId != callerTenant)
         {
             // A body never chooses the tenant; naming another one finds nothing, as its task ids would.
             throw new ServiceDefaults.Errors.NotFoundException("task", e.TaskId.Length > 0 ? e.TaskId : e.TenantId);
         }
         e.TenantId = callerTenant;
-        v.ThrowIfAny();
 
         var plan = PlanBuilder.Build(e, customPlans);
         var (needsTask, needsWorkflow) = PlanBuilder.Needs(plan.Actions);

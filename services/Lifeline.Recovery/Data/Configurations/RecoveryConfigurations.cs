@@ -55,7 +55,9 @@ internal sealed class RecoveryActionConfiguration : IEntityTypeConfiguration<Rec
         e.Property(x => x.LeaderToken).HasColumnName("leader_token");
         // One successful action per lease: repeating a scan (or the lost event and a scan both seeing a task) records it once.
         e.HasIndex(x => new { x.TenantId, x.TaskId, x.FencingToken }, "ux_recovery_actions_lease").IsUnique().HasFilter("succeeded");
+        // The suite's actions newest first (platform admins); one tenant's (tenant callers: ListRecoveryActions, GetRecoveryStats).
         e.HasIndex(x => x.RecoveredAt, "ix_recovery_actions_time");
+        e.HasIndex(x => new { x.TenantId, x.RecoveredAt, x.Id }, "ix_recovery_actions_tenant");
         e.HasIndex(x => new { x.TaskId, x.RecoveredAt }, "ix_recovery_actions_task");
     }
 }
@@ -146,7 +148,9 @@ internal sealed class RecoveryPlanConfiguration : IEntityTypeConfiguration<Recov
         e.Property(x => x.CreatedAt).HasColumnName("created_at").HasDefaultValueSql("now()");
         e.Property(x => x.UpdatedAt).HasColumnName("updated_at").HasDefaultValueSql("now()");
         e.Property(x => x.Version).IsRowVersion();
-        e.HasIndex(x => new { x.Status, x.CreatedAt }, "ix_recovery_plans_status");
+        // Plans are listed per tenant, newest first (created_at, id), all of them or those in one status.
+        e.HasIndex(x => new { x.TenantId, x.CreatedAt, x.Id }, "ix_recovery_plans_tenant");
+        e.HasIndex(x => new { x.TenantId, x.Status, x.CreatedAt, x.Id }, "ix_recovery_plans_tenant_status");
     }
 }
 

@@ -379,6 +379,8 @@ namespace Lifeline.Recovery.Data.Migrations
 
                     b.HasIndex(new[] { "TaskId", "RecoveredAt" }, "ix_recovery_actions_task");
 
+                    b.HasIndex(new[] { "TenantId", "RecoveredAt", "Id" }, "ix_recovery_actions_tenant");
+
                     b.HasIndex(new[] { "RecoveredAt" }, "ix_recovery_actions_time");
 
                     b.HasIndex(new[] { "TenantId", "TaskId", "FencingToken" }, "ux_recovery_actions_lease")
@@ -480,7 +482,9 @@ namespace Lifeline.Recovery.Data.Migrations
 
                     b.HasKey("Id");
 
-                    b.HasIndex(new[] { "Status", "CreatedAt" }, "ix_recovery_plans_status");
+                    b.HasIndex(new[] { "TenantId", "CreatedAt", "Id" }, "ix_recovery_plans_tenant");
+
+                    b.HasIndex(new[] { "TenantId", "Status", "CreatedAt", "Id" }, "ix_recovery_plans_tenant_status");
 
                     b.ToTable("recovery_plans", null, t =>
                         {
