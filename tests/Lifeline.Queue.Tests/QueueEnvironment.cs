@@ -70,6 +70,6 @@ public class QueueEnvironment() : ServiceTestEnvironment("queue")
 /// <summary>Queue clients of a running instance.</summary>
 public static class QueueHostExtensions
 {
-    /// <summary>A client acting for a tenant (the x-lifeline-tenant header the gateway would set).</summary>
+    /// <summary>A client acting for a tenant (an identity naming it, as the gateway would forward a caller).</summary>
     public static QueueService.QueueServiceClient Client(this ServiceHost host, string tenant = "default") => new(host.ForTenant(tenant));
 }
