@@ -245,11 +245,12 @@ class _CallDetails(grpc.ClientCallDetails):
 
 
 # gRPC's defaults wait up to 2 minutes between reconnection attempts: after an outage the worker would stay
-# cut off long after the network is back. Reconnect quickly instead, and notice a dead connection (a
-# long poll or the heartbeat stream on a peer that vanished) through keepalive pings.
+# cut off long after the network is back. Reconnect quickly instead (100 ms doubling to 2 s), and notice a
+# dead connection (a long poll or the heartbeat stream on a peer that vanished) through keepalive pings.
+# Not grpc.min_reconnect_backoff_ms: gRPC core uses it as the connect timeout, and a small one makes
+# connection attempts on a busy machine give up ("tcp handshaker shutdown").
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
     ("grpc.keepalive_time_ms", 15000),
     ("grpc.keepalive_timeout_ms", 5000),
@@ -531,6 +532,9 @@ class Worker:
             self._leasing_allowed.set()
         else:
             self._leasing_allowed.clear()
+            call = self._lease_call
+            if call is not None:
+                call.cancel()  # a long poll waiting for the gateway must not lease before the journal is replayed
 
     def _lease_loop(self) -> None:
         failures = 0
@@ -544,7 +548,9 @@ class Worker:
             request = queue_pb2.LeaseTasksRequest(
                 worker_id=self.worker_id, task_types=sorted(self.handlers), max_tasks=capacity,
                 lease_duration=_duration(self.lease_duration), wait=_duration(self.poll_wait), start=True)
-            call = self.queue.LeaseTasks.future(request, timeout=self.poll_wait + self.rpc_timeout)
+            # wait_for_ready: while the gateway is unreachable the call waits for it (instead of failing at
+            # once) and leases the moment it is back; going offline cancels it (see _on_connection_change).
+            call = self.queue.LeaseTasks.future(request, timeout=self.poll_wait + self.rpc_timeout, wait_for_ready=True)
             self._lease_call = call
             try:
                 if self._stopping.is_set() or self._draining.is_set():
@@ -554,7 +560,7 @@ class Worker:
                     log.info("leasing again after %d failed attempt(s)", failures)
                 failures = 0
             except grpc.FutureCancelledError:
-                continue  # stopping or draining: the loop condition decides
+                continue  # stopping, draining or offline: the loop decides
             except grpc.RpcError as error:
                 if error.code() == grpc.StatusCode.CANCELLED:
                     continue
@@ -677,25 +683,31 @@ class Worker:
     def _extend_leases(self, contexts: List[TaskContext], others: List[Tuple[str, int]] = (),
                        probing: bool = False) -> bool:
         """Extends leases at once (a task's unrecorded progress goes with its extension); True when the
-        gateway answered any of them. A lease the queue says is gone tells its handler."""
+        gateway answered any of them. A lease the queue says is gone tells its handler.
+
+        probing (offline): the calls wait for the channel to connect, up to attempt_timeout. A call that
+        fails at once on a channel in TRANSIENT_FAILURE leaves gRPC nothing to poll the reconnection with:
+        grpc-python would notice the gateway is back only seconds later."""
         calls = []
         for context in contexts:
             if context.progress_pending and context.progress is not None:
                 call = self.queue.ReportProgress.future(queue_pb2.ReportProgressRequest(
                     task_id=context.task_id, fencing_token=context.fencing_token,
                     percent=context.progress["percent"], message=context.progress["message"],
-                    lease_duration=_duration(self.lease_duration)), timeout=self.attempt_timeout)
+                    lease_duration=_duration(self.lease_duration)), timeout=self.attempt_timeout,
+                    wait_for_ready=probing)
                 calls.append((context, call, True))
             else:
                 call = self.queue.ExtendLease.future(queue_pb2.ExtendLeaseRequest(
                     task_id=context.task_id, fencing_token=context.fencing_token,
-                    lease_duration=_duration(self.lease_duration)), timeout=self.attempt_timeout)
+                    lease_duration=_duration(self.lease_duration)), timeout=self.attempt_timeout,
+                    wait_for_ready=probing)
                 calls.append((context, call, False))
         if not contexts:
             for task_id, token in others:
                 calls.append((None, self.queue.ExtendLease.future(queue_pb2.ExtendLeaseRequest(
                     task_id=task_id, fencing_token=token, lease_duration=_duration(self.lease_duration)),
-                    timeout=self.attempt_timeout), False))
+                    timeout=self.attempt_timeout, wait_for_ready=probing), False))
         if not calls:
             return True  # nothing to extend: let the sync itself find out
         answered = False
@@ -771,7 +783,9 @@ class Worker:
                     waited += 0.25
 
         acknowledged = False
-        call = self.registry.HeartbeatStream(beats())
+        # wait_for_ready: opened while the gateway is unreachable, the stream waits for it; this waiting call
+        # also keeps gRPC polling the reconnection, so every call notices at once when the gateway is back.
+        call = self.registry.HeartbeatStream(beats(), wait_for_ready=True)
         self._heartbeat_call = call
         try:
             if self._finished.is_set():
@@ -803,7 +817,7 @@ class Worker:
 
     def _unary_beat(self) -> bool:
         try:
-            response = self.registry.Heartbeat(self._beat(), timeout=self.attempt_timeout)
+            response = self.registry.Heartbeat(self._beat(), timeout=self.attempt_timeout, wait_for_ready=True)
             for command in response.commands:
                 self._on_command(command)
         except grpc.RpcError as error:

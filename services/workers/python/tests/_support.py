@@ -8,7 +8,13 @@ LIBRARY = os.path.dirname(HERE)
 if LIBRARY not in sys.path:
     sys.path.insert(0, LIBRARY)
 
+import logging  # noqa: E402
+
 import grpc  # noqa: E402
+
+# The library's log lines are asserted with assertLogs where they matter; elsewhere they would only clutter
+# the test output (Python prints warnings of a logger without handlers to stderr).
+logging.getLogger("lifeline.worker").addHandler(logging.NullHandler())
 
 
 class FakeRpcError(grpc.RpcError):
