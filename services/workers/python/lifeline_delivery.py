@@ -533,6 +533,28 @@ def completion_chunks(outcomes: Sequence[Outcome], max_batch: int) -> List[List[
     return chunks
 
 
+def replay_units(items: Sequence[Outcome], max_batch: int) -> List[List[Outcome]]:
+    """The calls a sync makes, in journal order: consecutive completions together (one CompleteTasks, at most
+    max_batch, a task once), each failure and each progress alone. A progress entry goes before the batch
+    being filled rather than closing it — a task's progress still precedes its outcome, the only order that
+    matters, and the completions stay one call."""
+    units: List[List[Outcome]] = []
+    batch: Optional[List[Outcome]] = None
+    for outcome in items:
+        if outcome.kind == "complete":
+            if batch is None or len(batch) >= max_batch or any(o.task_id == outcome.task_id for o in batch):
+                batch = []
+                units.append(batch)
+            batch.append(outcome)
+        elif outcome.kind == "progress" and batch is not None:
+            units.insert(units.index(batch), [outcome])
+        else:
+            units.append([outcome])
+            if outcome.kind != "progress":
+                batch = None
+    return units
+
+
 # ------------------------------------------------------------------------------------------- stats
 
 @dataclass
@@ -753,6 +775,8 @@ class OutcomeDispatcher:
     def _keep(self, outcomes: List[Outcome], why: str) -> None:
         """Journals outcomes (with their unsent progress); in memory when the journal cannot be written."""
         records = [r for o in outcomes for r in o.journal_records()]
+        # Progress first: each task's progress still precedes its outcome, and the completions stay together.
+        records = [r for r in records if r["kind"] == "progress"] + [r for r in records if r["kind"] != "progress"]
         try:
             self.journal.append(records)
         except OSError as error:
@@ -808,15 +832,7 @@ class OutcomeDispatcher:
                 if not memory and not entries:
                     self.machine.transition(CONNECTED, "journal replayed")
                     return True
-            items = memory + [Outcome.from_journal(e) for e in entries]
-            units: List[List[Outcome]] = []
-            for outcome in items:
-                if outcome.kind == "complete" and units and units[-1][0].kind == "complete" \
-                        and len(units[-1]) < self.batcher.max_batch \
-                        and all(o.task_id != outcome.task_id for o in units[-1]):
-                    units[-1].append(outcome)
-                else:
-                    units.append([outcome])
+            units = replay_units(memory + [Outcome.from_journal(e) for e in entries], self.batcher.max_batch)
             done: List[int] = []
             for number, unit in enumerate(units):
                 if self._closing.is_set():

@@ -553,7 +553,9 @@ class Worker:
             call = self.queue.LeaseTasks.future(request, timeout=self.poll_wait + self.rpc_timeout, wait_for_ready=True)
             self._lease_call = call
             try:
-                if self._stopping.is_set() or self._draining.is_set():
+                # Stopped, drained or gone offline between the checks above and now: the listener that
+                # cancels self._lease_call may have looked before it was set.
+                if self._stopping.is_set() or self._draining.is_set() or not self._leasing_allowed.is_set():
                     call.cancel()
                 response = call.result()
                 if failures:
@@ -717,7 +719,9 @@ class Worker:
             except grpc.RpcError as error:
                 if is_transient(error):
                     if not probing and context is not None:
-                        log.warning("task %s: lease not extended: %s", context.task_id, describe(error))
+                        # Once the outcomes notice the outage (retrying), the connection's log lines tell it.
+                        (log.warning if self.connection_state == CONNECTED else log.debug)(
+                            "task %s: lease not extended: %s", context.task_id, describe(error))
                     continue
                 answered = True
                 if context is not None and _lease_is_gone(error):

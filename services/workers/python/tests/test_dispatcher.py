@@ -13,7 +13,7 @@ import grpc
 
 from _support import FakeRpcError, stale, unavailable
 from lifeline_delivery import (CONNECTED, OFFLINE, RETRYING, SYNCING, ConnectionStateMachine, Outcome, OutcomeBatcher,
-                               OutcomeDispatcher, OutcomeJournal, RetryPolicy, WorkerStats)
+                               OutcomeDispatcher, OutcomeJournal, RetryPolicy, WorkerStats, replay_units)
 
 FAST = RetryPolicy(immediate_retries=2, base_delay=0.001, max_delay=0.01, budget=0.1)
 
@@ -192,8 +192,8 @@ class DispatcherTests(unittest.TestCase):
         self.assertEqual(2, self.stats.journaled)
 
         # The probes name the journaled tasks (whose leases they extend); the network comes back.
-        eventually(lambda: any(c[0] == "probe" and c[1] for c in self.transport.calls))
-        probe = next(c for c in self.transport.calls if c[0] == "probe")
+        eventually(lambda: any(c[0] == "probe" and len(c[1]) == 2 for c in self.transport.calls))
+        probe = next(c for c in self.transport.calls if c[0] == "probe" and len(c[1]) == 2)
         self.assertEqual([("t-1", 11), ("t-2", 12)], probe[1])
         self.transport.down = False
         eventually(lambda: self.machine.state == CONNECTED)
@@ -208,6 +208,31 @@ class DispatcherTests(unittest.TestCase):
         dispatcher.submit(Outcome.complete("t-3", 13, "{}"))
         eventually(lambda: self.stats.completed == 2)
         self.assertEqual(2, self.stats.journaled)
+
+    def test_a_sync_replays_in_order_with_completions_batched_around_progress_entries(self):
+        def p(n):
+            return Outcome("progress", f"t-{n}", n, progress={"percent": 50, "message": ""})
+
+        def c(n):
+            return Outcome.complete(f"t-{n}", n, "{}")
+        items = [p(1), c(1), p(2), c(2), Outcome.fail("t-3", 3, "X"), p(4), c(4), c(5), c(6)]
+        units = replay_units(items, max_batch=2)
+        self.assertEqual([["progress t-1"], ["progress t-2"], ["complete t-1", "complete t-2"], ["fail t-3"],
+                          ["progress t-4"], ["complete t-4", "complete t-5"], ["complete t-6"]],
+                         [[f"{o.kind} {o.task_id}" for o in unit] for unit in units])
+
+    def test_outcomes_journaled_together_keep_their_completions_together(self):
+        self.transport.down = True
+        dispatcher = self.start()
+        dispatcher.batcher.max_delay = 0.1
+        for n in range(3):
+            dispatcher.submit(Outcome.complete(f"t-{n}", n, "{}", progress={"percent": 10, "message": ""}))
+        eventually(lambda: self.machine.state == OFFLINE)
+        self.assertEqual(["progress"] * 3 + ["complete"] * 3, [e["kind"] for e in self.journal_lines()])
+        self.transport.down = False
+        eventually(lambda: self.machine.state == CONNECTED)
+        self.assertEqual([("complete", ["t-0", "t-1", "t-2"])],
+                         [c for c in self.transport.calls if c[0] == "complete"][-1:])
 
     def test_the_readme_policy_retries_for_10_s_of_backoff_before_going_offline(self):
         now = [1000.0]
