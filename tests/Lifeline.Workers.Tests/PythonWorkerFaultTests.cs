@@ -136,6 +136,39 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         Assert.Equal(0, JournaledCompletions(journal));
     }
 
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_black_hole_while_handlers_finish_loses_no_outcome_and_runs_no_task_twice()
+    {
+        // Connections stay open and bytes go nowhere: calls end by their deadlines, not by a reset.
+        var tenant = env.NewTenant();
+        var ids = await tenant.EnqueueStepsAsync(count: 3, steps: 4, stepMs: 500);
+        var ledger = Path.Combine(_directory, "ledger");
+        var worker = await StartWorkerAsync(tenant, "py-black-hole", ledger, leaseSeconds: 120);
+
+        await WaitForAsync(async () => (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running), worker,
+            "the worker did not lease and start all three tasks");
+        env.Proxy.BlackHole(true);
+        try
+        {
+            await WaitForAsync(() => Task.FromResult(worker.LogTail(200).Contains("connection retrying → offline", StringComparison.Ordinal)),
+                worker, "the worker did not go offline", TimeSpan.FromSeconds(60));
+        }
+        finally
+        {
+            env.Proxy.BlackHole(false);
+        }
+
+        var tasks = await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(90));
+        var log = await StopAsync(worker);
+        Assert.True(tasks.All(t => t.Status == QueueTaskStatus.Completed), $"not all completed: {Describe(tasks)}\n{log}");
+        foreach (var id in ids)
+        {
+            Assert.Equal(1, await tenant.CompletionsAsync(id));
+        }
+        AssertRanOnceWithTheCompletedToken(ledger, tasks, log);
+        Assert.Contains("3 journaled", DoneLine(log), StringComparison.Ordinal);
+    }
+
     // ------------------------------------------------------------------------------------------------ helpers
 
     private async Task<BackgroundProcess> StartWorkerAsync(WorkerTenant tenant, string name, string ledger, int leaseSeconds)

@@ -720,6 +720,8 @@ class OutcomeDispatcher:
                 failures += 1
                 wait = self.policy.next_wait(failures, now - first_failure, self._rng)
                 if wait is None:
+                    if self.machine.state == CONNECTED:  # slow failures can use the budget up in the immediate retries
+                        self.machine.transition(RETRYING, describe(error))
                     left = [o for u in units[index:] for o in u]
                     self._go_offline(left, describe(error))
                     return False

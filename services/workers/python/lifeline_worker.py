@@ -110,7 +110,9 @@ class TaskContext:
         self.lost = False  # the lease is no longer ours: cancelled, expired or superseded
         self.last_extended = time.monotonic()
         self.progress: Optional[Dict[str, Any]] = None  # the latest progress reported by the handler
-        self.progress_pending = False                   # ... and the queue has not recorded it yet
+        self.progress_version = 0                       # how many reports so far
+        self.progress_recorded = 0                      # the version the queue has recorded
+        self.done = False                               # the handler has ended: lease results no longer matter
 
     @property
     def task_id(self) -> str:
@@ -173,28 +175,20 @@ class TaskContext:
             raise TaskCancelled(self.cancel_reason or "cancelled")
 
     def report_progress(self, percent: int, message: str = "") -> None:
-        """Records progress (0-100) and extends the lease. If the lease is gone, marks the context cancelled.
+        """Records progress (0-100); it is sent, and the lease extended, by the worker's lease keeper right away.
 
-        Never raises for a network failure: offline, the progress is kept and sent with the first lease
-        extension that gets through (or journaled with the task's outcome)."""
-        self.progress = {"percent": max(0, min(100, int(percent))), "message": message[:1024]}
-        self.progress_pending = True
-        if self._worker.connection_state in (OFFLINE, SYNCING):
-            return  # the offline probe sends it the moment the gateway answers
-        try:
-            self._worker.queue.ReportProgress(queue_pb2.ReportProgressRequest(
-                task_id=self.task_id, fencing_token=self.fencing_token, percent=self.progress["percent"],
-                message=self.progress["message"], lease_duration=_duration(self._worker.lease_duration)),
-                timeout=self._worker.attempt_timeout)
-            self.progress_pending = False
-            self.last_extended = time.monotonic()
-        except grpc.RpcError as error:
-            if _lease_is_gone(error):
-                self.lose(f"progress refused: {describe(error)}")
-            elif is_transient(error):
-                log.debug("progress of task %s not recorded yet: %s", self.task_id, describe(error))
-            else:
-                log.warning("progress of task %s not recorded: %s", self.task_id, describe(error))
+        Never blocks and never raises for a network failure: the handler goes on; a report the queue has not
+        recorded yet is sent with the next lease extension that gets through (offline: the first probe that
+        reaches the gateway), or journaled with the task's outcome. A later report replaces an earlier one not
+        yet sent. If the queue says the lease is gone, the context is marked lost (ctx.cancelled)."""
+        self.progress = {"percent": max(0, min(100, int(percent))), "message": str(message)[:1024]}
+        self.progress_version += 1
+        self._worker._progress_reported.set()
+
+    @property
+    def progress_pending(self) -> bool:
+        """The latest progress has not been recorded by the queue yet."""
+        return self.progress is not None and self.progress_recorded < self.progress_version
 
     def lose(self, reason: str) -> None:
         """The lease is no longer ours: tell the handler; no outcome will be reported."""
@@ -421,6 +415,7 @@ class Worker:
         self._finished = threading.Event()   # shutdown done: background loops end
         self._leasing_allowed = threading.Event()  # connected (or retrying): set; offline or syncing: clear
         self._leasing_allowed.set()
+        self._progress_reported = threading.Event()  # wakes the lease keeper to send progress
         self._slots = threading.Condition()  # guards _running; notified when a task ends
         self._running: Dict[str, TaskContext] = {}
         self._lease_call = None
@@ -638,12 +633,14 @@ class Worker:
                 else:
                     self._complete(context, text)
         finally:
+            context.done = True
             with self._slots:
                 self._running.pop(task.id, None)
                 self.stats.add("ended")
                 self._slots.notify_all()
 
     def _complete(self, context: TaskContext, result: str) -> None:
+        context.done = True
         if context.lost:
             return self._abandon(context)
         self._outcomes.submit(Outcome.complete(context.task_id, context.fencing_token, result,
@@ -651,6 +648,7 @@ class Worker:
 
     def _fail(self, context: TaskContext, code: str, message: str, retryable: bool,
               details: Optional[Dict[str, str]] = None, retry_after: Optional[float] = None) -> None:
+        context.done = True
         if context.lost:
             return self._abandon(context)
         self._outcomes.submit(Outcome.fail(context.task_id, context.fencing_token, code, message[:4096], retryable,
@@ -692,31 +690,35 @@ class Worker:
         grpc-python would notice the gateway is back only seconds later."""
         calls = []
         for context in contexts:
-            if context.progress_pending and context.progress is not None:
+            if context.progress_pending:
+                version, progress = context.progress_version, context.progress
                 call = self.queue.ReportProgress.future(queue_pb2.ReportProgressRequest(
                     task_id=context.task_id, fencing_token=context.fencing_token,
-                    percent=context.progress["percent"], message=context.progress["message"],
+                    percent=progress["percent"], message=progress["message"],
                     lease_duration=_duration(self.lease_duration)), timeout=self.attempt_timeout,
                     wait_for_ready=probing)
-                calls.append((context, call, True))
+                calls.append((context, call, version))
             else:
                 call = self.queue.ExtendLease.future(queue_pb2.ExtendLeaseRequest(
                     task_id=context.task_id, fencing_token=context.fencing_token,
                     lease_duration=_duration(self.lease_duration)), timeout=self.attempt_timeout,
                     wait_for_ready=probing)
-                calls.append((context, call, False))
+                calls.append((context, call, 0))
         if not contexts:
             for task_id, token in others:
                 calls.append((None, self.queue.ExtendLease.future(queue_pb2.ExtendLeaseRequest(
                     task_id=task_id, fencing_token=token, lease_duration=_duration(self.lease_duration)),
-                    timeout=self.attempt_timeout, wait_for_ready=probing), False))
+                    timeout=self.attempt_timeout, wait_for_ready=probing), 0))
         if not calls:
             return True  # nothing to extend: let the sync itself find out
         answered = False
-        for context, call, with_progress in calls:
+        for context, call, version in calls:
             try:
                 call.result()
             except grpc.RpcError as error:
+                if context is not None and context.done:
+                    answered = answered or not is_transient(error)
+                    continue  # the handler ended meanwhile (its outcome went after this call): nothing to tell
                 if is_transient(error):
                     if not probing and context is not None:
                         # Once the outcomes notice the outage (retrying), the connection's log lines tell it.
@@ -733,8 +735,7 @@ class Worker:
             answered = True
             if context is not None:
                 context.last_extended = time.monotonic()
-                if with_progress:
-                    context.progress_pending = False
+                context.progress_recorded = max(context.progress_recorded, version)
         return answered
 
     # --------------------------------------------------------------------- background loops
@@ -837,15 +838,21 @@ class Worker:
         self.stop("session superseded")
 
     def _lease_keeper_loop(self) -> None:
-        """Extends the leases of tasks whose handlers have not reported progress for a third of a lease.
-        Offline, the outcome dispatcher's probes do it instead."""
-        while not self._finished.wait(1.0):
+        """Sends the progress handlers report (at once, the latest of each task) and extends the leases of
+        handlers that have not reported for a third of a lease. Offline, the outcome dispatcher's probes do both."""
+        while not self._finished.is_set():
+            self._progress_reported.wait(1.0)
+            self._progress_reported.clear()
+            if self._finished.is_set():
+                return
             if self.connection_state in (OFFLINE, SYNCING):
                 continue
             now = time.monotonic()
-            due = [c for c in self._held() if now - c.last_extended >= self.lease_duration / 3]
+            due = [c for c in self._held()
+                   if c.progress_pending or now - c.last_extended >= self.lease_duration / 3]
             if due:
                 self._extend_leases(due)
+                self._finished.wait(0.05)  # reports arriving meanwhile go out together in the next round
 
     def _on_command(self, command: "registry_pb2.WorkerCommand") -> None:
         kind = command.WhichOneof("command")

@@ -175,6 +175,27 @@ class InProcessFaultTests(unittest.TestCase):
             self.assertIsNone(self.lifeline.queue._complete(task.id, next_token, "{}"))
         self.assertEqual([next_token], task.completions)
 
+    def test_progress_reports_do_not_block_the_handler_and_the_latest_one_is_recorded(self):
+        timings = []
+
+        def chatty(ctx):
+            started = time.monotonic()
+            for percent in range(1, 1001):
+                ctx.report_progress(percent // 10, f"{percent}")
+            timings.append(time.monotonic() - started)
+            time.sleep(0.5)  # the lease keeper sends the latest report meanwhile
+            return {}
+        task = self.lifeline.queue.enqueue("chatty")
+        self.worker = lifeline_worker.Worker(self.lifeline.target, {"chatty": chatty}, name="py-chatty", poll_wait=1,
+                                             journal_dir=os.path.join(self._dir.name, "journal"), once=1)
+        self.thread = threading.Thread(target=self.worker.run, daemon=True)
+        self.thread.start()
+        self.thread.join(30)
+        self.assertEqual("completed", task.status)
+        self.assertLess(timings[0], 0.5)  # 1000 reports, no call waited for
+        self.assertEqual(100, task.progress)
+        self.assertLess(self.lifeline.queue.count("ReportProgress"), 20)  # coalesced, not 1000 calls
+
     def test_a_failure_carries_retry_after(self):
         def later(ctx):
             raise lifeline_worker.TaskFailed("HTTP_503", "upstream busy", retry_after=7.5)
