@@ -108,7 +108,8 @@ class RetryPolicy:
 
     immediate_retries attempts follow the first failure at once; then the n-th wait (n = 0, 1, ...) is drawn
     uniformly from [0, min(max_delay, base_delay * 2**n)] ("full jitter"), until `budget` seconds have
-    passed since the first failure. Offline, the gateway is probed every backoff step (at most max_delay).
+    passed since the first failed attempt began. Offline, the gateway is probed every backoff step (at most
+    max_delay).
     """
     immediate_retries: int = 2
     base_delay: float = 0.1
@@ -124,12 +125,13 @@ class RetryPolicy:
         return rng() * self.backoff_cap(step)
 
     def next_wait(self, failures: int, elapsed: float, rng: Callable[[], float] = random.random) -> Optional[float]:
-        """After `failures` failed attempts in a row (>= 1), `elapsed` seconds after the first of them:
-        0.0 for an immediate retry, a backoff wait, or None when it is time to give up (go offline)."""
-        if failures <= self.immediate_retries:
-            return 0.0
+        """After `failures` failed attempts in a row (>= 1), `elapsed` seconds after the first of them began:
+        0.0 for an immediate retry, a backoff wait, or None when it is time to give up (go offline). The budget
+        ends the immediate retries too: in a black-holed network each attempt lasts until its deadline."""
         if elapsed >= self.budget:
             return None
+        if failures <= self.immediate_retries:
+            return 0.0
         return min(self.backoff(failures - self.immediate_retries - 1, rng), self.budget - elapsed)
 
 
@@ -139,8 +141,8 @@ CONNECTED, RETRYING, OFFLINE, SYNCING = "connected", "retrying", "offline", "syn
 CONNECTION_STATES = (CONNECTED, RETRYING, OFFLINE, SYNCING)
 
 # connected -> retrying -> offline -> syncing -> connected; retrying recovers to connected, a failed sync goes
-# back offline; connected -> offline when outcomes go to the journal without a retry (a journal left by an
-# earlier run, a shutdown that cannot deliver, a policy without retries).
+# back offline; connected -> offline when outcomes go to the journal without a retry (a shutdown that cannot
+# deliver, a policy without retries). A restart with a journal starts offline (restore), without a transition.
 TRANSITIONS: Dict[str, frozenset] = {
     CONNECTED: frozenset({RETRYING, OFFLINE}),
     RETRYING: frozenset({CONNECTED, OFFLINE}),
@@ -196,6 +198,15 @@ class ConnectionStateMachine:
                 self._log.exception("connection state listener failed")
         return True
 
+    def restore(self, state: str) -> None:
+        """Sets the state without a transition (no log line, no callback): a restart resuming where the last
+        process left off (a journal left behind: offline)."""
+        if state not in CONNECTION_STATES:
+            raise ValueError(f"unknown connection state {state!r}")
+        with self._changed:
+            self._state = state
+            self._changed.notify_all()
+
     def wait_for(self, states: Iterable[str], timeout: Optional[float] = None) -> bool:
         """Waits until the state is one of `states`; False on timeout."""
         wanted = set(states)
@@ -209,7 +220,8 @@ class ConnectionStateMachine:
 class Outcome:
     """A completion, a failure, or (only in the journal) the last progress of a task.
 
-    result: the result as JSON text; error: {"code", "message", "retryable"[, "details"]};
+    result: the result as JSON text; error: {"code", "message", "retryable"[, "details"]} (in the journal also
+    "retry_after_ms" when retry_after is set);
     retry_after: seconds (failures only); progress: {"percent", "message"} — for "progress" entries, and on an
     outcome the task's latest progress the queue has not heard yet (journaled before the outcome).
     seq: the journal entry this came from, if any.
@@ -248,10 +260,10 @@ class Outcome:
         if self.kind == "complete":
             records.append(_record("complete", self.task_id, self.fencing_token, "result", _json_value(self.result)))
         elif self.kind == "fail":
-            record = _record("fail", self.task_id, self.fencing_token, "error", dict(self.error or {}))
+            error = dict(self.error or {})
             if self.retry_after is not None:
-                record["retry_after_ms"] = int(round(self.retry_after * 1000))
-            records.append(record)
+                error["retry_after_ms"] = int(round(self.retry_after * 1000))
+            records.append(_record("fail", self.task_id, self.fencing_token, "error", error))
         elif self.kind == "progress":
             records.append(_record("progress", self.task_id, self.fencing_token, "progress", dict(self.progress or {})))
         else:
@@ -267,8 +279,9 @@ class Outcome:
             outcome.result = "" if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
         elif kind == "fail":
             outcome.error = dict(entry.get("error") or {})
-            if entry.get("retry_after_ms") is not None:
-                outcome.retry_after = int(entry["retry_after_ms"]) / 1000.0
+            retry_after_ms = outcome.error.pop("retry_after_ms", None)
+            if retry_after_ms is not None:
+                outcome.retry_after = int(retry_after_ms) / 1000.0
         elif kind == "progress":
             outcome.progress = dict(entry.get("progress") or {})
         else:
@@ -621,6 +634,9 @@ class OutcomeDispatcher:
         self._clock = clock
         self._route = threading.RLock()   # the state, the batcher and the journal change together under it
         self._closing = threading.Event()
+        self._answered = threading.Event()  # some call got an answer from the gateway: probe now
+        self._first_failure_at: Optional[float] = None  # of the failures that made the state `retrying`
+        self._retrying_outcome = False  # an outcome is between attempts: only its delivery ends `retrying`
         self._closed = False
         self._thread: Optional[threading.Thread] = None
         self._inflight: List[Outcome] = []
@@ -638,6 +654,37 @@ class OutcomeDispatcher:
                 return
             self.batcher.put(outcome)
 
+    def gateway_answered(self) -> None:
+        """Some call got an answer (a heartbeat): offline, the next probe goes at once."""
+        if self.machine.state == OFFLINE:
+            self._answered.set()
+
+    def call_answered(self) -> None:
+        """A queue call other than an outcome (a lease, a lease extension, progress) got an answer — a final
+        refusal is one too: `retrying` ends (unless an outcome is still being retried), offline probes at once."""
+        with self._route:
+            state = self.machine.state
+            if state == RETRYING and not self._retrying_outcome:
+                self._first_failure_at = None
+                self.machine.transition(CONNECTED, "the gateway answers again")
+            elif state == OFFLINE:
+                self._answered.set()
+
+    def call_failed(self, reason: str) -> None:
+        """A queue call other than an outcome met a transient error: `retrying`, and `offline` once the
+        failures have lasted the policy's budget (then outcomes go to the journal and leasing stops)."""
+        with self._route:
+            now = self._clock()
+            state = self.machine.state
+            if state == CONNECTED:
+                self._first_failure_at = now
+                self.machine.transition(RETRYING, reason)
+            elif state == RETRYING:
+                if self._first_failure_at is None:
+                    self._first_failure_at = now
+                elif now - self._first_failure_at >= self.policy.budget:
+                    self._go_offline([], reason)
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="outcomes", daemon=True)
         self._thread.start()
@@ -646,6 +693,7 @@ class OutcomeDispatcher:
         """Stops after delivering what is waiting (retrying as the policy says); what cannot be delivered
         within `timeout` goes to the journal."""
         self._closing.set()
+        self._answered.set()
         self.batcher.close()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -673,6 +721,11 @@ class OutcomeDispatcher:
                 self._offline(first_step=None)   # a journal from an earlier run: sync at once
             self.first_sync_done.set()
             while True:
+                if self.machine.state == OFFLINE:  # an outcome's retries ran out, or the other calls' did
+                    if self._closing.is_set():
+                        return
+                    self._offline(first_step=self._offline_step())
+                    continue
                 batch = self.batcher.take(timeout=0.5)
                 if not batch:
                     if self._closing.is_set():
@@ -683,10 +736,8 @@ class OutcomeDispatcher:
                 delivered = self._deliver(batch)
                 with self._route:
                     self._inflight = []
-                if not delivered:
-                    if self._closing.is_set():
-                        return
-                    self._offline(first_step=self._offline_step())
+                if not delivered and self._closing.is_set():
+                    return
         except Exception:  # pylint: disable=broad-except
             log.exception("outcome delivery stopped unexpectedly")
         finally:
@@ -706,6 +757,7 @@ class OutcomeDispatcher:
         failures, first_failure, index = 0, 0.0, 0
         while index < len(units):
             unit = units[index]
+            started = self._clock()
             try:
                 self._send(unit, replay=False)
             except grpc.RpcError as error:
@@ -714,20 +766,29 @@ class OutcomeDispatcher:
                         self._refused(outcome, describe(error))
                     index += 1
                     continue
-                now = self._clock()
                 if failures == 0:
-                    first_failure = now
+                    first_failure = started
                 failures += 1
-                wait = self.policy.next_wait(failures, now - first_failure, self._rng)
+                wait = self.policy.next_wait(failures, self._clock() - first_failure, self._rng)
+                if wait is not None and wait > 0 and self._closing.is_set():
+                    wait = None  # stopping: no backoff, what is left goes to the journal
+                if self.machine.state == OFFLINE:
+                    wait = None  # the worker went offline meanwhile (other calls failed for long enough)
                 if wait is None:
-                    if self.machine.state == CONNECTED:  # slow failures can use the budget up in the immediate retries
-                        self.machine.transition(RETRYING, describe(error))
-                    left = [o for u in units[index:] for o in u]
-                    self._go_offline(left, describe(error))
+                    with self._route:
+                        if self.machine.state == CONNECTED:  # slow failures can spend the budget in the immediate retries
+                            self.machine.transition(RETRYING, describe(error))
+                        self._retrying_outcome = False
+                        left = [o for u in units[index:] for o in u]
+                        self._go_offline(left, describe(error))
                     return False
                 self.stats.add("retries")
-                if failures > self.policy.immediate_retries and self.machine.state == CONNECTED:
-                    self.machine.transition(RETRYING, describe(error))
+                if failures > self.policy.immediate_retries:
+                    with self._route:
+                        self._retrying_outcome = True
+                        if self.machine.state == CONNECTED:
+                            self._first_failure_at = first_failure
+                            self.machine.transition(RETRYING, describe(error))
                 log.debug("%s of task %s: %s; retry %d in %.2fs", unit[0].what, unit[0].task_id, describe(error),
                           failures, wait)
                 if wait > 0:
@@ -735,8 +796,11 @@ class OutcomeDispatcher:
                 continue
             index += 1
             failures = 0
-            if self.machine.state == RETRYING:
-                self.machine.transition(CONNECTED, "outcomes delivered again")
+            with self._route:
+                self._retrying_outcome = False
+                if self.machine.state == RETRYING:
+                    self._first_failure_at = None
+                    self.machine.transition(CONNECTED, "outcomes delivered again")
         return True
 
     def _send(self, unit: List[Outcome], replay: bool) -> None:
@@ -794,8 +858,8 @@ class OutcomeDispatcher:
     def _go_offline(self, outcomes: List[Outcome], reason: str) -> None:
         with self._route:
             left = outcomes + self.batcher.drain()
-            self._inflight = []
             self._keep(left, "offline")
+            self._first_failure_at = None
             self.machine.transition(OFFLINE, reason)
 
     def _offline(self, first_step: Optional[int]) -> None:
@@ -803,11 +867,13 @@ class OutcomeDispatcher:
         step = first_step
         while not self._closing.is_set():
             if step is not None:
-                if self._closing.wait(self.policy.backoff(step, self._rng)):
+                self._answered.wait(self.policy.backoff(step, self._rng))
+                if self._closing.is_set():
                     return
                 step = min(step + 1, 62)
             else:
                 step = self._offline_step()  # the first attempt is immediate, then every backoff step
+            self._answered.clear()
             journaled = []
             with self._route:
                 for outcome in self._memory:

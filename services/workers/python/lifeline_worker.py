@@ -335,10 +335,22 @@ class _QueueTransport:
             message=str(progress.get("message", ""))), timeout=self._worker.attempt_timeout)
 
     def probe(self, journaled: List[Tuple[str, int]]) -> bool:
-        """Extends the leases of the tasks the worker holds (sending their latest progress when the queue has
-        not recorded it); with no handler running, the lease of the first journaled task. True when the
-        gateway answered at all: the network is back."""
-        return self._worker._extend_leases(self._worker._held(), journaled[:1], probing=True)
+        """Extends the leases of the tasks the worker holds — running (with their latest progress when the queue
+        has not recorded it) or journaled; with none, a unary Heartbeat. True when the gateway answered at all
+        (a refusal is an answer): the network is back."""
+        worker = self._worker
+        held = worker._held()
+        running = {c.task_id for c in held}
+        others = list(dict.fromkeys(t for t in journaled if t[0] not in running))
+        if held or others:
+            return worker._extend_leases(held, others, probing=True)
+        if not worker.worker_id:
+            return True  # nothing to ask about yet: the sync itself finds out
+        try:
+            worker.registry.Heartbeat(worker._beat(), timeout=worker.attempt_timeout, wait_for_ready=True)
+        except grpc.RpcError as error:
+            return not is_transient(error)
+        return True
 
 
 def _refusal_text(result: "queue_pb2.TaskCompletionResult") -> str:
@@ -493,7 +505,11 @@ class Worker:
             entries = []
         outcomes = sum(1 for e in entries if e.get("kind") != "progress")
         if entries:
-            self.connection.transition(OFFLINE, f"{outcomes} outcome(s) in the journal {self.journal.path} from an earlier run")
+            # Where the last process left off: offline, with a journal to sync before leasing anything.
+            self.connection.restore(OFFLINE)
+            self._leasing_allowed.clear()
+            log.info("journal %s holds %d outcome(s) from an earlier run: replaying them before leasing",
+                     self.journal.path, outcomes)
         self._outcomes.start()
         if entries:
             # Replay before registering when the gateway answers; leasing waits for the journal in any case.
@@ -553,6 +569,7 @@ class Worker:
                 if self._stopping.is_set() or self._draining.is_set() or not self._leasing_allowed.is_set():
                     call.cancel()
                 response = call.result()
+                self._outcomes.call_answered()
                 if failures:
                     log.info("leasing again after %d failed attempt(s)", failures)
                 failures = 0
@@ -564,6 +581,10 @@ class Worker:
                 if reason_of(error) == "WORKER_DRAINING":
                     self._drain("the queue says this worker is draining")
                     continue
+                if is_transient(error):
+                    self._outcomes.call_failed(f"{describe(error)} (LeaseTasks)")
+                else:
+                    self._outcomes.call_answered()  # e.g. WORKER_OFFLINE until the next heartbeat: the gateway is there
                 failures += 1
                 wait = max(0.1, self.retry_policy.backoff(failures - 1))
                 (log.warning if failures == 1 else log.debug)("lease: %s; retrying in %.1fs", describe(error), wait)
@@ -593,11 +614,14 @@ class Worker:
             if self.once is not None:
                 capacity = min(capacity, self.once - self.stats.ended - len(self._running))
             if self._draining.is_set() or capacity <= 0:
-                if not self._running:
+                if self._running:
+                    self._slots.wait(1.0)
+                elif not self._draining.is_set() and self._outcomes.pending:
+                    # `once`: the tasks have ended; stop when their outcomes are delivered (offline: synced).
+                    self._slots.wait(0.1)
+                else:
                     self._stopping.set()
                     log.info("stopping: %s", "drained" if self._draining.is_set() else f"{self.once} task(s) done")
-                else:
-                    self._slots.wait(1.0)
                 return 0
             return capacity
 
@@ -704,38 +728,41 @@ class Worker:
                     lease_duration=_duration(self.lease_duration)), timeout=self.attempt_timeout,
                     wait_for_ready=probing)
                 calls.append((context, call, 0))
-        if not contexts:
+        if others:
             for task_id, token in others:
                 calls.append((None, self.queue.ExtendLease.future(queue_pb2.ExtendLeaseRequest(
                     task_id=task_id, fencing_token=token, lease_duration=_duration(self.lease_duration)),
                     timeout=self.attempt_timeout, wait_for_ready=probing), 0))
         if not calls:
             return True  # nothing to extend: let the sync itself find out
-        answered = False
+        answered, transient = False, None
         for context, call, version in calls:
             try:
                 call.result()
             except grpc.RpcError as error:
-                if context is not None and context.done:
-                    answered = answered or not is_transient(error)
-                    continue  # the handler ended meanwhile (its outcome went after this call): nothing to tell
                 if is_transient(error):
-                    if not probing and context is not None:
-                        # Once the outcomes notice the outage (retrying), the connection's log lines tell it.
-                        (log.warning if self.connection_state == CONNECTED else log.debug)(
-                            "task %s: lease not extended: %s", context.task_id, describe(error))
+                    transient = transient or error
+                    if context is not None and not context.done:
+                        log.debug("task %s: lease not extended: %s", context.task_id, describe(error))
                     continue
                 answered = True
-                if context is not None and _lease_is_gone(error):
+                if context is None or context.done:
+                    continue  # the handler ended meanwhile (its outcome went after this call): nothing to tell
+                if _lease_is_gone(error):
                     context.lose(f"lease lost: {describe(error)}")
                     log.warning("task %s: %s", context.task_id, context.cancel_reason)
-                elif context is not None:
+                else:
                     log.warning("task %s: lease not extended: %s", context.task_id, describe(error))
                 continue
             answered = True
             if context is not None:
                 context.last_extended = time.monotonic()
                 context.progress_recorded = max(context.progress_recorded, version)
+        if not probing:  # (offline, the dispatcher judges its own probes)
+            if answered:
+                self._outcomes.call_answered()
+            elif transient is not None:
+                self._outcomes.call_failed(f"{describe(transient)} (lease extension)")
         return answered
 
     # --------------------------------------------------------------------- background loops
@@ -798,6 +825,7 @@ class Worker:
             for message in call:
                 kind = message.WhichOneof("message")
                 if kind == "ack":
+                    self._outcomes.gateway_answered()
                     if not acknowledged and self._heartbeat_broken:
                         log.info("heartbeat stream open again")
                         self._heartbeat_broken = False
@@ -823,6 +851,7 @@ class Worker:
     def _unary_beat(self) -> bool:
         try:
             response = self.registry.Heartbeat(self._beat(), timeout=self.attempt_timeout, wait_for_ready=True)
+            self._outcomes.gateway_answered()
             for command in response.commands:
                 self._on_command(command)
         except grpc.RpcError as error:

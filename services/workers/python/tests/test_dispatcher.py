@@ -320,6 +320,76 @@ class DispatcherTests(unittest.TestCase):
         self.assertEqual(3, self.stats.completed)
         self.assertEqual([], self.journal_lines())
 
+    def test_a_black_holed_network_goes_offline_10_s_after_the_first_attempt_began(self):
+        now = [1000.0]
+
+        def timeout(outcomes):
+            self.transport.calls.append(("complete", [o.task_id for o in outcomes]))
+            now[0] += 5.0  # each attempt lasts until its 5 s deadline
+            raise FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        self.transport.complete = timeout
+        self.start(policy=RetryPolicy(), clock=lambda: now[0], sleep=lambda s: None)
+        self.dispatcher.submit(Outcome.complete("t-1", 1, "{}"))
+        eventually(lambda: self.machine.state == OFFLINE)
+        self.assertEqual(2, len(self.transport.calls))  # 0-5 s, 5-10 s: then the budget is spent
+        self.assertEqual([(CONNECTED, RETRYING), (RETRYING, OFFLINE)], self.transitions)
+
+    def test_closing_does_not_back_off_it_journals(self):
+        self.transport.down = True
+        dispatcher = self.start(policy=RetryPolicy())  # README policy: backoff would take 10 s
+        dispatcher.submit(Outcome.complete("t-1", 1, "{}"))
+        eventually(lambda: self.machine.state == RETRYING)
+        started = time.monotonic()
+        dispatcher.submit(Outcome.complete("t-2", 2, "{}"))
+        dispatcher.close(timeout=30)
+        self.assertLess(time.monotonic() - started, 6)
+        self.assertEqual(["t-1", "t-2"], sorted(e["task_id"] for e in self.journal_lines()))
+
+    def test_an_answer_elsewhere_makes_the_offline_worker_probe_at_once(self):
+        self.transport.down = True
+        dispatcher = self.start(policy=RetryPolicy(immediate_retries=0, base_delay=60, max_delay=60, budget=0.01))
+        dispatcher.submit(Outcome.complete("t-1", 1, "{}"))
+        eventually(lambda: self.machine.state == OFFLINE)
+        time.sleep(0.05)
+        probes = self.transport.kinds().count("probe")
+        self.transport.down = False
+        dispatcher.gateway_answered()  # e.g. the heartbeat stream is back; the next probe was a minute away
+        eventually(lambda: self.machine.state == CONNECTED, timeout=5)
+        self.assertEqual(probes + 1, self.transport.kinds().count("probe"))
+
+    def test_other_queue_calls_drive_the_state_too(self):
+        now = [1000.0]
+        self.start(clock=lambda: now[0])
+        self.dispatcher.call_failed("UNAVAILABLE: reset (LeaseTasks)")
+        self.assertEqual(RETRYING, self.machine.state)
+        self.dispatcher.call_answered()
+        self.assertEqual(CONNECTED, self.machine.state)
+        self.dispatcher.call_failed("UNAVAILABLE: reset (lease extension)")
+        now[0] += 0.05
+        self.dispatcher.call_failed("UNAVAILABLE: reset (lease extension)")
+        self.assertEqual(RETRYING, self.machine.state)
+        now[0] += FAST.budget  # failing for the whole budget: offline, though no outcome was waiting
+        self.transport.down = True
+        self.dispatcher.call_failed("UNAVAILABLE: reset (lease extension)")
+        self.assertEqual(OFFLINE, self.machine.state)
+        self.dispatcher.submit(Outcome.complete("t-1", 1, "{}"))  # offline: straight to the journal
+        self.assertEqual(["t-1"], [e["task_id"] for e in self.journal_lines()])
+        self.transport.down = False
+        eventually(lambda: self.machine.state == CONNECTED)
+        self.assertEqual(["t-1"], self.transport.completed)
+        self.assertEqual([(CONNECTED, RETRYING), (RETRYING, CONNECTED), (CONNECTED, RETRYING), (RETRYING, OFFLINE),
+                          (OFFLINE, SYNCING), (SYNCING, CONNECTED)], self.transitions)
+
+    def test_an_answer_to_another_call_does_not_end_retrying_while_an_outcome_is_retried(self):
+        self.transport.down = True
+        dispatcher = self.start(policy=RetryPolicy(immediate_retries=0, base_delay=0.2, max_delay=0.2, budget=30))
+        dispatcher.submit(Outcome.complete("t-1", 1, "{}"))
+        eventually(lambda: self.machine.state == RETRYING)
+        dispatcher.call_answered()  # e.g. the registry answers, the queue does not
+        self.assertEqual(RETRYING, self.machine.state)
+        self.transport.down = False
+        eventually(lambda: self.machine.state == CONNECTED and self.stats.completed == 1)
+
     def test_close_journals_what_cannot_be_delivered(self):
         self.transport.down = True
         dispatcher = self.start()

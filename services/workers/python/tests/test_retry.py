@@ -73,8 +73,10 @@ class BackoffTests(unittest.TestCase):
         self.assertIsNone(self.policy.next_wait(3, 10.0, top))
         self.assertIsNone(self.policy.next_wait(30, 12.0, top))
 
-    def test_the_immediate_retries_happen_even_when_the_first_attempt_took_the_whole_budget(self):
-        self.assertEqual(0.0, self.policy.next_wait(2, 11.0))
+    def test_the_budget_also_ends_the_immediate_retries(self):
+        # A black-holed network: each attempt lasts until its deadline; 10 s after the first began, give up.
+        self.assertEqual(0.0, self.policy.next_wait(1, 5.0))
+        self.assertIsNone(self.policy.next_wait(2, 10.0))
 
     def test_a_simulated_outage_gives_up_after_the_budget_with_waits_that_add_up_to_it(self):
         elapsed, failures, waits = 0.0, 0, []

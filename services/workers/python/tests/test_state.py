@@ -68,6 +68,12 @@ class StateMachineTests(unittest.TestCase):
         self.assertTrue(self.machine.wait_for([OFFLINE], timeout=5))
         self.assertFalse(self.machine.wait_for([SYNCING], timeout=0.01))
 
+    def test_restore_sets_the_state_without_a_transition(self):
+        self.machine.restore(OFFLINE)
+        self.assertEqual(OFFLINE, self.machine.state)
+        self.assertEqual([], self.seen)
+        self.assertTrue(self.machine.transition(SYNCING, "x"))
+
     def test_unknown_initial_state(self):
         with self.assertRaises(ValueError):
             ConnectionStateMachine(initial="online")
