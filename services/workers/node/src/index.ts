@@ -1,5 +1,5 @@
 export { LifelineWorker, TaskCancelled } from "./worker";
-export type { LifelineWorkerOptions, TaskHandler, Logger, LogLevel } from "./worker";
+export type { LifelineWorkerOptions, TaskHandler, Logger, LogLevel, RetryScheduleOptions } from "./worker";
 export { TaskContext } from "./context";
 export { TaskFailed, isTransient, describe, reasonOf } from "./errors";
 export { ConnectionTracker } from "./connection";

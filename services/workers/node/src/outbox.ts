@@ -59,7 +59,7 @@ export interface OutboxOptions {
   latestProgress?: (taskId: string) => JournalProgress | undefined;
   /** An outcome (live or from the journal) is settled: delivered, refused, or (live only) journaled. */
   onSettled?: (taskId: string, fencingToken: string, how: Settlement, fromJournal: boolean) => void;
-  schedule?: typeof RetrySchedule;
+  schedule?: { immediateRetries: number; baseDelayMs: number; maxDelayMs: number; giveUpAfterMs: number };
   random?: () => number;
   now?: () => number;
   maxBatch?: number;

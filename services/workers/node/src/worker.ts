@@ -84,7 +84,14 @@ export interface LifelineWorkerOptions {
   log?: Logger;
   /** Extra grpc-js channel options. */
   channelOptions?: ChannelOptions;
+  /**
+   * The retry schedule (README, "When the network fails"). Leave it alone: the contract fixes it; tests shorten it to
+   * keep an outage short.
+   */
+  retrySchedule?: Partial<RetryScheduleOptions>;
 }
+
+export type RetryScheduleOptions = { -readonly [K in keyof typeof RetrySchedule]: number };
 
 /** Why a handler's signal was aborted (its `signal.reason`). */
 export class TaskCancelled extends Error {
@@ -142,6 +149,7 @@ export class LifelineWorker extends EventEmitter {
   private readonly version: string;
   private readonly apiKey: string | undefined;
   private readonly logger: Logger;
+  private readonly schedule: RetryScheduleOptions;
 
   private readonly queue: QueueServiceClient;
   private readonly registry: RegistryServiceClient;
@@ -189,11 +197,12 @@ export class LifelineWorker extends EventEmitter {
     this.version = options.version ?? "1.0.0";
     this.apiKey = options.apiKey;
     this.logger = options.log ?? defaultLogger(this.name);
+    this.schedule = { ...RetrySchedule, ...options.retrySchedule };
 
     const channelOptions: ChannelOptions = {
       // Reconnect soon after the network returns: the default backoff grows to 2 minutes.
       "grpc.initial_reconnect_backoff_ms": 100,
-      "grpc.max_reconnect_backoff_ms": RetrySchedule.maxDelayMs,
+      "grpc.max_reconnect_backoff_ms": this.schedule.maxDelayMs,
       "grpc.keepalive_time_ms": 20_000,
       "grpc.keepalive_timeout_ms": 5_000,
       ...options.channelOptions,
@@ -211,7 +220,7 @@ export class LifelineWorker extends EventEmitter {
     }
 
     this.journal = new Journal(options.journalDir ?? ".lifeline-journal", this.name);
-    this.tracker = new ConnectionTracker({ log: (line) => this.log("info", line) });
+    this.tracker = new ConnectionTracker({ log: (line) => this.log("info", line), giveUpAfterMs: this.schedule.giveUpAfterMs });
     this.tracker.on("stateChange", (change: StateChange) => this.onStateChange(change, options.onStateChange));
     this.outbox = new Outbox({
       api: {
@@ -254,6 +263,7 @@ export class LifelineWorker extends EventEmitter {
         return progress && !progress.delivered ? { percent: progress.percent, message: progress.message } : undefined;
       },
       onSettled: (taskId, fencingToken, how, fromJournal) => this.onSettled(taskId, fencingToken, how, fromJournal),
+      schedule: this.schedule,
     });
     this.batcher = new Batcher<Completion>(async (completions) => {
       await this.outbox.deliverCompletions(completions);
@@ -356,7 +366,7 @@ export class LifelineWorker extends EventEmitter {
           this.log("warn", `register: ${describe(error)}; retrying`);
           lastLogged = Date.now();
         }
-        await sleep(Math.max(MIN_PROBE_WAIT_MS, backoffDelay(step++)), this.stopController.signal);
+        await sleep(Math.max(MIN_PROBE_WAIT_MS, backoffDelay(step++, Math.random, this.schedule)), this.stopController.signal);
       }
     }
     return false;
@@ -418,9 +428,9 @@ export class LifelineWorker extends EventEmitter {
         }
         if (isTransient(error) || isCancelled(error)) {
           failures += 1;
-          if (failures <= RetrySchedule.immediateRetries) continue;
+          if (failures <= this.schedule.immediateRetries) continue;
           this.tracker.failed(`LeaseTasks: ${describe(error)}`);
-          await sleep(backoffDelay(step++), this.stopController.signal);
+          await sleep(backoffDelay(step++, Math.random, this.schedule), this.stopController.signal);
         } else {
           this.tracker.succeeded("LeaseTasks answered");
           if (!refusalLogged) this.log("warn", `LeaseTasks refused: ${describe(error)}; asking again every 5 s`);
@@ -615,7 +625,7 @@ export class LifelineWorker extends EventEmitter {
     let probeStep = 0;
     while (!finished.aborted) {
       if (this.tracker.state === "offline") {
-        await sleep(Math.max(MIN_PROBE_WAIT_MS, backoffDelay(probeStep++)), finished);
+        await sleep(Math.max(MIN_PROBE_WAIT_MS, backoffDelay(probeStep++, Math.random, this.schedule)), finished);
         if (finished.aborted || this.tracker.state !== "offline") continue;
         await this.probe();
         continue;
