@@ -98,5 +98,6 @@ export function describe(error: unknown): string {
   const failure = error as RpcFailure | undefined;
   if (typeof failure?.code !== "number") return String((failure as Error | undefined)?.message ?? error);
   const reason = reasonOf(error);
-  return `${codeName(failure.code)}: ${failure.details ?? failure.message ?? ""}${reason ? ` [${reason}]` : ""}`;
+  const text = String(failure.details ?? failure.message ?? "").replace(/\s+/g, " ").trim();
+  return `${codeName(failure.code)}: ${text}${reason ? ` [${reason}]` : ""}`;
 }

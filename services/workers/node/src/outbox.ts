@@ -189,11 +189,11 @@ export class Outbox {
           if (countRetries) this.o.counters.retries += 1;
           continue;
         }
-        this.o.tracker.failed(`${what}: ${describe(error)}`);
+        this.o.tracker.failed(`${describe(error)} (${what})`);
         const elapsed = this.now() - firstFailureAt;
         if (!backoff) return { ok: false, final: false, error };
         if (this.stopping || this.o.tracker.state === "offline" || elapsed >= schedule.giveUpAfterMs) {
-          this.o.tracker.giveUp(`${what}: ${describe(error)}${this.stopping ? " (worker stopping)" : ` (retried for ${(elapsed / 1000).toFixed(1)} s)`}`);
+          this.o.tracker.giveUp(`${describe(error)} (${what}, ${this.stopping ? "worker stopping" : `retried for ${(elapsed / 1000).toFixed(1)} s`})`);
           return { ok: false, final: false, error };
         }
         const wait = Math.min(backoffDelay(step, this.o.random, schedule), schedule.giveUpAfterMs - elapsed);
@@ -306,7 +306,7 @@ export class Outbox {
     }));
     const attempt = await this.attempt("CompleteTasks (sync)", () => this.o.api.completeTasks(completions), false, true);
     if (!attempt.ok && !attempt.final) {
-      this.o.tracker.failed(`sync: ${describe(attempt.error)}`);
+      this.o.tracker.failed(`${describe(attempt.error)} (sync)`);
       return false;
     }
     const answers = attempt.ok ? new Map(attempt.value.map((a) => [a.taskId, a])) : undefined;
@@ -347,7 +347,7 @@ export class Outbox {
       true,
     );
     if (!attempt.ok && !attempt.final) {
-      this.o.tracker.failed(`sync: ${describe(attempt.error)}`);
+      this.o.tracker.failed(`${describe(attempt.error)} (sync)`);
       return false;
     }
     done.push(entry.seq);

@@ -295,6 +295,7 @@ export class LifelineWorker extends EventEmitter {
    * call skips the rest of the grace period for running handlers.
    */
   stop(reason = "stop requested"): void {
+    if (this.finishController.signal.aborted) return; // already stopped
     if (this.stopping) {
       if (!this.graceSkip.signal.aborted) this.log("info", `stopping now: ${reason}; not waiting for handlers any longer`);
       this.graceSkip.abort();
@@ -361,7 +362,7 @@ export class LifelineWorker extends EventEmitter {
           this.tracker.succeeded("RegisterWorker answered");
           throw Object.assign(new Error(`RegisterWorker refused: ${describe(error)}`), { cause: error, code: (error as ServiceError).code });
         }
-        this.tracker.failed(`RegisterWorker: ${describe(error)}`);
+        this.tracker.failed(`${describe(error)} (RegisterWorker)`);
         if (Date.now() - lastLogged > 10_000) {
           this.log("warn", `register: ${describe(error)}; retrying`);
           lastLogged = Date.now();
@@ -429,7 +430,7 @@ export class LifelineWorker extends EventEmitter {
         if (isTransient(error) || isCancelled(error)) {
           failures += 1;
           if (failures <= this.schedule.immediateRetries) continue;
-          this.tracker.failed(`LeaseTasks: ${describe(error)}`);
+          this.tracker.failed(`${describe(error)} (LeaseTasks)`);
           await sleep(backoffDelay(step++, Math.random, this.schedule), this.stopController.signal);
         } else {
           this.tracker.succeeded("LeaseTasks answered");
@@ -670,7 +671,7 @@ export class LifelineWorker extends EventEmitter {
         this.tracker.succeeded("probe: Heartbeat answered");
         this.onBeatAnswer(response);
       } catch (error) {
-        if (isTransient(error)) this.tracker.failed(`probe: Heartbeat: ${describe(error)}`);
+        if (isTransient(error)) this.tracker.failed(`${describe(error)} (probe: Heartbeat)`);
         else this.tracker.succeeded(`probe: Heartbeat answered (${describe(error)})`);
       }
       return;
@@ -690,7 +691,7 @@ export class LifelineWorker extends EventEmitter {
     );
     const reached = answers.filter((a) => a === "ok" || a === "answered").length;
     if (reached > 0) this.tracker.succeeded(`probe: ExtendLease answered for ${reached} of ${answers.length} task(s)`);
-    else this.tracker.failed(`probe: ExtendLease: ${answers[0]}`);
+    else this.tracker.failed(`${answers[0]} (probe: ExtendLease)`);
   }
 
   private async extendLease(taskId: string, fencingToken: string): Promise<void> {
@@ -750,7 +751,7 @@ export class LifelineWorker extends EventEmitter {
       this.onBeatAnswer(response);
     } catch (error) {
       if (isTransient(error)) {
-        this.tracker.failed(`Heartbeat: ${describe(error)}`);
+        this.tracker.failed(`${describe(error)} (Heartbeat)`);
         if (!this.heartbeatTrouble) this.log("warn", `heartbeat: ${describe(error)}`);
         this.heartbeatTrouble = true;
       } else {
