@@ -251,7 +251,8 @@ export class Outbox {
 
   /**
    * Replays the journal in order (README, "sync"): consecutive completions as one CompleteTasks (at most 100,
-   * each task once), failures as FailTask, progress as ReportProgress. An answer removes the entry (a final refusal
+   * each task once; the progress journaled among them goes first, so each task's progress still precedes its
+   * outcome), failures as FailTask, progress as ReportProgress. An answer removes the entry (a final refusal
    * with a log line); a transient failure (after the 2 immediate retries) sends the worker back offline and keeps the
    * rest. The file is rewritten with what is left. Runs until the journal is empty (→ connected), also picking up
    * outcomes journaled meanwhile. Concurrent calls share one run.
@@ -277,21 +278,33 @@ export class Outbox {
       let interrupted = false;
       while (i < entries.length && !interrupted) {
         const entry = entries[i];
-        if (entry.kind === "complete") {
-          const group: Extract<JournalEntry, { kind: "complete" }>[] = [];
-          const ids = new Set<string>();
-          while (i < entries.length && group.length < (this.o.maxBatch ?? 100)) {
-            const next = entries[i];
-            if (next.kind !== "complete" || ids.has(next.task_id)) break;
-            group.push(next);
-            ids.add(next.task_id);
-            i += 1;
-          }
-          interrupted = !(await this.replayCompletions(group, done));
-        } else {
+        if (entry.kind === "fail") {
           i += 1;
           interrupted = !(await this.replayOne(entry, done));
+          continue;
         }
+        // A window of completions and the progress journaled with them: the progress first (each task's progress
+        // still comes before its own outcome), then the completions as one CompleteTasks (at most 100, each task once).
+        const progress: Extract<JournalEntry, { kind: "progress" }>[] = [];
+        const group: Extract<JournalEntry, { kind: "complete" }>[] = [];
+        const ids = new Set<string>();
+        while (i < entries.length && group.length < (this.o.maxBatch ?? 100)) {
+          const next = entries[i];
+          if (next.kind === "fail" || ids.has(next.task_id)) break;
+          if (next.kind === "progress") progress.push(next);
+          else {
+            group.push(next);
+            ids.add(next.task_id);
+          }
+          i += 1;
+        }
+        for (const p of progress) {
+          if (!(await this.replayOne(p, done))) {
+            interrupted = true;
+            break;
+          }
+        }
+        if (!interrupted && group.length > 0) interrupted = !(await this.replayCompletions(group, done));
       }
       this.o.journal.remove(done);
       if (this.stopping) return;

@@ -157,13 +157,26 @@ describe("outbox", () => {
     api.refuse.add("d");
     tracker.startSync("restart");
     await outbox.sync();
-    assert.deepEqual(api.calls, ["complete:a,b", "progress:c", "fail:c", "complete:d"]);
+    // c's progress goes ahead of the completions of a and b (its own failure still follows it)
+    assert.deepEqual(api.calls, ["progress:c", "complete:a,b", "fail:c", "complete:d"]);
     assert.deepEqual(api.completed.map((c) => [c.taskId, c.result]), [["a", '{"n":1}'], ["b", ""]]);
     assert.equal(tracker.state, "connected");
     assert.equal(journal.size, 0);
     assert.equal(fs.readFileSync(journal.path, "utf8"), "");
     assert.deepEqual(counters, { ...counters, replayed: 4, completed: 2, failed: 1, refused: 1 });
     assert.deepEqual(settled, ["a:delivered:journal", "b:delivered:journal", "c:delivered:journal", "d:refused:journal"]);
+  });
+
+  it("completions journaled with their progress (progress, complete, progress, complete …) still go out as one CompleteTasks", async () => {
+    const { api, outbox, tracker, journal } = setup();
+    for (const id of ["a", "b", "c"]) {
+      journal.append({ kind: "progress", task_id: id, fencing_token: "1", progress: { percent: 90, message: "" } });
+      journal.append({ kind: "complete", task_id: id, fencing_token: "1", result: null });
+    }
+    tracker.startSync("restart");
+    await outbox.sync();
+    assert.deepEqual(api.calls, ["progress:a", "progress:b", "progress:c", "complete:a,b,c"]);
+    assert.equal(journal.size, 0);
   });
 
   it("a transient failure during sync keeps the rest and goes back offline; the next sync finishes it", async () => {
