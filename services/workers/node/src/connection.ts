@@ -80,6 +80,12 @@ export class ConnectionTracker extends EventEmitter {
     if (this.current !== "offline") this.move("offline", reason);
   }
 
+  /** Sets the state without a transition (no log line, no event): a restart resuming where the last process left off. */
+  restore(state: ConnectionState): void {
+    this.current = state;
+    this.firstFailureAt = undefined;
+  }
+
   /** The journal must be replayed before leasing (a restart with a journal): syncing. */
   startSync(reason: string): void {
     if (this.current !== "syncing") this.move("syncing", reason);

@@ -137,6 +137,7 @@ export class Outbox {
       const answer = answers.get(c.taskId);
       if (answer?.accepted) {
         this.o.counters.completed += 1;
+        this.o.log("info", `task ${c.taskId} completed`);
         settled.set(c.taskId, this.settle(c.taskId, c.fencingToken, "delivered", false));
       } else if (answer && isTransient({ code: answer.code, details: answer.message })) {
         again.push(c);
@@ -156,6 +157,7 @@ export class Outbox {
     const attempt = await this.attempt("FailTask", () => this.o.api.failTask(failure), true, true);
     if (attempt.ok) {
       this.o.counters.failed += 1;
+      this.o.log("info", `task ${failure.taskId} failed: ${failure.error.code}${failure.error.retryable ? " (retryable)" : ""}`);
       return this.settle(failure.taskId, failure.fencingToken, "delivered", false);
     }
     if (attempt.final) return this.refuse(failure.taskId, failure.fencingToken, "failure", describe(attempt.error), false);

@@ -318,6 +318,7 @@ export class LifelineWorker extends EventEmitter {
       if (report.tornTail) this.log("warn", `journal ${this.journal.path}: a torn last line (cut short by a crash before its fsync) was dropped`);
       if (report.badLines.length > 0) this.log("warn", `journal ${this.journal.path}: unreadable line(s) ${report.badLines.join(", ")} dropped`);
       if (this.journal.size > 0) {
+        this.tracker.restore("offline"); // where the earlier process left off
         this.tracker.startSync(`journal ${this.journal.path} holds ${this.journal.size} entr${this.journal.size === 1 ? "y" : "ies"} from an earlier run`);
         await this.outbox.sync();
       }
@@ -387,7 +388,7 @@ export class LifelineWorker extends EventEmitter {
         continue;
       }
       if (!this.tracker.canSend) {
-        await Promise.race([this.tracker.waitFor(["connected", "retrying"], this.stopController.signal), this.changed(1_000)]);
+        await this.changed(1_000); // every state change wakes it
         continue;
       }
       const capacity = this.capacity();
@@ -586,7 +587,6 @@ export class LifelineWorker extends EventEmitter {
     if (!fromJournal) {
       const held = this.held.get(taskId);
       if (held && held.task.fencingToken === fencingToken) {
-        if (how === "delivered") this.log("info", `task ${taskId} ${held.phase === "reporting" ? "outcome delivered" : "settled"}`);
         this.forget(held);
       }
     }
@@ -859,10 +859,15 @@ export class LifelineWorker extends EventEmitter {
     }
     if (running.length > 0) {
       this.log("info", `waiting up to ${(this.shutdownGraceMs / 1000).toFixed(0)} s for ${running.length} running handler(s)`);
+      const graceOver = new AbortController();
+      const skip = () => graceOver.abort();
+      this.graceSkip.signal.addEventListener("abort", skip, { once: true });
       await Promise.race([
         Promise.allSettled(running.map((h) => h.done)),
-        sleep(this.shutdownGraceMs, this.graceSkip.signal),
+        sleep(this.shutdownGraceMs, graceOver.signal),
       ]);
+      graceOver.abort(); // no timer left behind to keep the process alive
+      this.graceSkip.signal.removeEventListener("abort", skip);
     }
     // Handlers still running now will be released: whatever they return later is not reported.
     const leftovers = [...this.held.values()].filter((h) => h.phase === "running" || h.phase === "stopped");

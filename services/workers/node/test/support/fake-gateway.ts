@@ -223,7 +223,8 @@ export class FakeGateway {
       const ready = [...this.tasks.values()].filter(
         (t) => request.taskTypes.includes(t.type) && (t.status === "pending" || (t.status === "running" && t.leaseExpiresAt < now)),
       );
-      if (ready.length > 0 || now >= deadline || call.cancelled) {
+      if (call.cancelled) return LeaseTasksResponse.fromPartial({}); // the worker gave up the poll: lease nothing
+      if (ready.length > 0 || now >= deadline) {
         const leased = ready.slice(0, Math.max(1, request.maxTasks)).map((t) => {
           t.status = "running";
           t.holder = request.workerId;
