@@ -175,6 +175,7 @@ export class Outbox {
     let step = 0;
     let firstFailureAt: number | undefined;
     for (;;) {
+      const attemptStarted = this.now();
       try {
         const value = await call();
         this.o.tracker.succeeded(`${what} succeeded`);
@@ -185,14 +186,15 @@ export class Outbox {
           return { ok: false, final: true, error };
         }
         failures += 1;
-        firstFailureAt ??= this.now();
-        if (failures <= schedule.immediateRetries) {
-          // at once, and unseen by the connection state: a single dropped connection costs nothing
+        firstFailureAt ??= attemptStarted; // a call that failed by its deadline failed from its start
+        const elapsed = this.now() - firstFailureAt;
+        if (failures <= schedule.immediateRetries && elapsed < schedule.giveUpAfterMs) {
+          // at once, and unseen by the connection state: a single dropped connection costs nothing (calls that
+          // fail slowly — deadlines in a black-holed network — still give up once the window has passed)
           if (countRetries) this.o.counters.retries += 1;
           continue;
         }
         this.o.tracker.failed(`${describe(error)} (${what})`);
-        const elapsed = this.now() - firstFailureAt;
         if (!backoff) return { ok: false, final: false, error };
         if (this.stopping || this.o.tracker.state === "offline" || elapsed >= schedule.giveUpAfterMs) {
           this.o.tracker.giveUp(`${describe(error)} (${what}, ${this.stopping ? "worker stopping" : `retried for ${(elapsed / 1000).toFixed(1)} s`})`);

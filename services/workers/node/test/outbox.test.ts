@@ -223,6 +223,21 @@ describe("outbox", () => {
     assert.equal(tracker.state, "connected");
   });
 
+  it("calls that fail slowly (deadlines in a black-holed network) give up once the window has passed, immediate retries included", async () => {
+    const { api, outbox, counters, tracker } = setup({ immediateRetries: 2, baseDelayMs: 5, maxDelayMs: 20, giveUpAfterMs: 150 });
+    api.failTask = async (f) => {
+      api.calls.push(`fail:${f.taskId}`);
+      await new Promise((r) => setTimeout(r, 100));
+      throw Object.assign(new Error("DEADLINE_EXCEEDED"), { code: status.DEADLINE_EXCEEDED, details: "Deadline exceeded" });
+    };
+    const started = Date.now();
+    assert.equal(await outbox.deliverFailure({ taskId: "slow", fencingToken: "1", error: { code: "E", message: "", retryable: true } }), "journaled");
+    assert.equal(api.calls.length, 2, "the second failure ended the window (the first failed from its start)");
+    assert.ok(Date.now() - started < 400);
+    assert.equal(counters.journaled, 1);
+    assert.equal(tracker.state, "offline");
+  });
+
   it("stopping journals an outcome that fails after its immediate retries, without backoff", async () => {
     const { api, outbox, counters } = setup({ immediateRetries: 2, baseDelayMs: 1000, maxDelayMs: 5000, giveUpAfterMs: 60_000 });
     api.down = true;

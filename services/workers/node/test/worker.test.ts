@@ -141,6 +141,30 @@ describe("worker against a fake gateway", () => {
     await running;
   });
 
+  it("a black-holed network (connections open, nothing passes): outcomes are journaled after the window and synced when traffic flows again", async () => {
+    const runs = new Map<string, number>();
+    const { w } = worker({
+      "t.steps": async (ctx) => {
+        runs.set(ctx.taskId, (runs.get(ctx.taskId) ?? 0) + 1);
+        await wait(300, ctx.signal);
+        return "done";
+      },
+    }, { maxTasks: 3 });
+    const ids = Array.from({ length: 3 }, () => gateway.enqueue("t.steps"));
+    const running = w.run();
+    await eventually("all three running", () => runs.size === 3);
+    proxy.blackHole(true);
+    await eventually("all three journaled", () => w.counters.journaled === 3, 20_000);
+    assert.equal(w.state, "offline");
+    proxy.blackHole(false);
+    await eventually("all three completed", () => ids.every((id) => gateway.tasks.get(id)!.status === "completed"), 30_000);
+    await eventually("connected again", () => w.state === "connected", 30_000);
+    assert.ok(ids.every((id) => gateway.tasks.get(id)!.completions === 1));
+    assert.ok([...runs.values()].every((n) => n === 1));
+    w.stop();
+    await running;
+  });
+
   it("an outage longer than the lease: the late outcome is refused as stale and dropped; the next holder completes it once", async () => {
     const { w } = worker({ "t.slow": async (ctx) => { await wait(300, ctx.signal); return 1; } }, { leaseSeconds: 2 });
     const id = gateway.enqueue("t.slow");

@@ -277,6 +277,7 @@ export class FakeGateway {
 export class FaultProxy {
   private listener: net.Server | undefined;
   private sockets = new Set<net.Socket>();
+  private holding = false;
   port = 0;
 
   constructor(private readonly targetPort: number) {}
@@ -299,6 +300,18 @@ export class FaultProxy {
     if (listener) await new Promise<void>((resolve) => listener.close(() => resolve()));
   }
 
+  /**
+   * While on, connections stay open (and new ones are accepted) but no byte passes either way — a partitioned network.
+   * Bytes held meanwhile pass when it ends, like the suite's FaultProxy.
+   */
+  blackHole(on: boolean): void {
+    this.holding = on;
+    for (const socket of this.sockets) {
+      if (on) socket.pause();
+      else socket.resume();
+    }
+  }
+
   async up(): Promise<void> {
     if (!this.listener) await this.listen(this.port);
   }
@@ -317,6 +330,10 @@ export class FaultProxy {
       upstream.on("error", close).on("close", close);
       client.pipe(upstream);
       upstream.pipe(client);
+      if (this.holding) {
+        client.pause();
+        upstream.pause();
+      }
     });
     this.listener = listener;
     return new Promise((resolve, reject) => {
