@@ -220,7 +220,8 @@ describe("worker against a fake gateway", () => {
     await proxy.up();
     await eventually("completed", () => gateway.tasks.get(id)!.status === "completed");
     await eventually("connected", () => w.state === "connected");
-    assert.ok(gateway.calls.indexOf("Queue.CompleteTasks") < gateway.calls.indexOf("Queue.LeaseTasks"));
+    await eventually("leasing", () => gateway.count("Queue.LeaseTasks") > 0);
+    assert.ok(gateway.calls.indexOf("Queue.CompleteTasks") < gateway.calls.indexOf("Queue.LeaseTasks"), gateway.calls.join(" "));
     w.stop();
     await running;
   });
