@@ -523,7 +523,10 @@ class Worker:
         deadline = time.monotonic() + 60
         while True:
             try:
-                response = self.registry.RegisterWorker(request, timeout=self.rpc_timeout)
+                # wait_for_ready: while the gateway is unreachable the call waits for it (up to rpc_timeout)
+                # rather than failing at once on a channel that would notice its return only seconds later.
+                response = self.registry.RegisterWorker(request, timeout=self.rpc_timeout, wait_for_ready=True)
+                self._outcomes.gateway_answered()
                 break
             except grpc.RpcError as error:
                 # The suite may be starting, or a service restarting: retry while waiting helps.

@@ -235,6 +235,7 @@ class FakeRegistry(registry_pb2_grpc.RegistryServiceServicer if STUBS else objec
         self.stream_beats = 0
         self.deregistered = []
         self.heartbeat_interval = heartbeat_interval
+        self.stream_supported = True
 
     def RegisterWorker(self, request, context):
         with self.lock:
@@ -256,6 +257,8 @@ class FakeRegistry(registry_pb2_grpc.RegistryServiceServicer if STUBS else objec
         return self._ack()
 
     def HeartbeatStream(self, request_iterator, context):
+        if not self.stream_supported:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found: HeartbeatStream")
         for _ in request_iterator:
             with self.lock:
                 self.stream_beats += 1

@@ -196,6 +196,13 @@ class InProcessFaultTests(unittest.TestCase):
         self.assertEqual(100, task.progress)
         self.assertLess(self.lifeline.queue.count("ReportProgress"), 20)  # coalesced, not 1000 calls
 
+    def test_heartbeats_fall_back_to_unary_calls_when_the_stream_cannot_be_opened(self):
+        self.lifeline.registry.stream_supported = False
+        worker = self.start_worker()
+        eventually(lambda: self.lifeline.registry.beats >= 2, message="no unary heartbeat")
+        self.assertEqual(0, self.lifeline.registry.stream_beats)
+        self.assertEqual(CONNECTED, worker.connection_state)
+
     def test_a_failure_carries_retry_after(self):
         def later(ctx):
             raise lifeline_worker.TaskFailed("HTTP_503", "upstream busy", retry_after=7.5)
