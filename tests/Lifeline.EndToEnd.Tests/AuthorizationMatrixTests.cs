@@ -382,7 +382,8 @@ public sealed class AuthorizationMatrixTests(SuiteFixture suite, ITestOutputHelp
             objects.WorkerId = registered.Worker.Id;
             objects._beating = objects.BeatAsync(registry, registered.Worker.Id, registered.Worker.SessionEpoch);
 
-            objects.WorkflowId = $"matrix-{objects.Marker}";
+            // Ids travel in requests (and REST errors echo them): only the objects' contents carry the marker.
+            objects.WorkflowId = $"matrix-{tenant}-{Guid.NewGuid():N}";
             objects.CheckpointId = (await suite.Checkpoints(workerKey).CreateCheckpointAsync(new CreateCheckpointRequest
             {
                 WorkflowId = objects.WorkflowId, Name = objects.Marker, Type = CheckpointType.Auto, Phase = 1,
