@@ -96,16 +96,22 @@ public sealed class ConnectionMonitorTests
         var offline = monitor.WhenOffline;
         Assert.False(offline.IsCompleted);
 
+        monitor.ReportTransientFailure("a");
+        Assert.True(monitor.WhenNotJournaling.IsCompleted); // retrying still leases
         monitor.GoOffline("x");
         Assert.True(offline.IsCompleted);
+        var leasing = monitor.WhenNotJournaling;
+        Assert.False(leasing.IsCompleted);
         var connected = monitor.WhenConnected;
         Assert.False(connected.IsCompleted);
 
         monitor.ReportSuccess();
         Assert.False(monitor.WhenOffline.IsCompleted);
         Assert.False(connected.IsCompleted);
+        Assert.False(leasing.IsCompleted); // nor while syncing
         monitor.TryCompleteSync(() => true, "done");
         Assert.True(connected.IsCompleted);
+        Assert.True(leasing.IsCompleted);
     }
 
     [Fact]

@@ -243,8 +243,9 @@ public sealed partial class LifelineWorker : BackgroundService
         var failures = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
-            // Offline or syncing: lease nothing until the journal is replayed.
-            await monitor.WhenConnected.WaitAsync(cancellationToken).ConfigureAwait(false);
+            // Offline or syncing: lease nothing until the journal is replayed. (Retrying, it leases: a lease call that
+            // succeeds is what brings the state back to connected, one that keeps failing what takes it offline.)
+            await monitor.WhenNotJournaling.WaitAsync(cancellationToken).ConfigureAwait(false);
             await _freeSlots.WaitAsync(cancellationToken).ConfigureAwait(false);
             var capacity = 1;
             while (capacity < _options.MaxConcurrentTasks && _freeSlots.Wait(0))
@@ -301,7 +302,14 @@ public sealed partial class LifelineWorker : BackgroundService
             {
                 _freeSlots.Release(capacity);
                 TimeSpan backoff;
-                if (RpcErrors.IsTransient(ex))
+                if (RpcErrors.Reason(ex) == "WORKER_OFFLINE")
+                {
+                    // The registry lost this worker's heartbeat (an outage): one beat now brings it back.
+                    monitor.ReportSuccess("the queue answered");
+                    session.Heartbeats.BeatNow();
+                    backoff = policy.Jittered(Math.Min(failures++, 30), Random.Shared.NextDouble());
+                }
+                else if (RpcErrors.IsTransient(ex))
                 {
                     monitor.ReportTransientFailure(RpcErrors.Describe(ex));
                     backoff = policy.Jittered(Math.Min(failures++, 30), Random.Shared.NextDouble());

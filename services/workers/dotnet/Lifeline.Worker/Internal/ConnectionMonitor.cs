@@ -19,6 +19,7 @@ internal sealed class ConnectionMonitor
     private readonly TimeProvider _time;
     private readonly Action<ConnectionState, ConnectionState, string> _changed;
     private TaskCompletionSource _connected = NewSignal();
+    private TaskCompletionSource _notJournaling = NewSignal();
     private TaskCompletionSource _offline = NewSignal();
     private long _firstFailure;
     private volatile ConnectionState _state;
@@ -54,6 +55,21 @@ internal sealed class ConnectionMonitor
             lock (_gate)
             {
                 return _connected.Task;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Completes when the state is <see cref="ConnectionState.Connected"/> or <see cref="ConnectionState.Retrying"/>
+    /// (at once if it is): when the worker may lease. Offline and syncing, it leases nothing.
+    /// </summary>
+    public Task WhenNotJournaling
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _notJournaling.Task;
             }
         }
     }
@@ -184,6 +200,15 @@ internal sealed class ConnectionMonitor
         else if (_connected.Task.IsCompleted)
         {
             _connected = NewSignal();
+        }
+
+        if (state is ConnectionState.Connected or ConnectionState.Retrying)
+        {
+            _notJournaling.TrySetResult();
+        }
+        else if (_notJournaling.Task.IsCompleted)
+        {
+            _notJournaling = NewSignal();
         }
 
         if (state == ConnectionState.Offline)

@@ -21,11 +21,19 @@ internal sealed partial class Heartbeats(
     Action onSuperseded,
     ILogger logger)
 {
+    private volatile TaskCompletionSource _nudge = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     /// <summary>The interval between beats; the registry's answer at registration.</summary>
     public TimeSpan Interval { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Whether beats go over the stream (false once it was given up).</summary>
     public bool Streaming { get; private set; } = options.UseHeartbeatStream;
+
+    /// <summary>
+    /// Beats now rather than at the next interval (or reopens a broken stream now): the queue said the worker is
+    /// offline, its heartbeat lapsed (e.g. during a network outage), and one beat brings it back.
+    /// </summary>
+    public void BeatNow() => _nudge.TrySetResult();
 
     /// <summary>Beats until cancelled or superseded.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -43,7 +51,7 @@ internal sealed partial class Heartbeats(
                 {
                     await BeatOnceAsync(cancellationToken).ConfigureAwait(false);
                     failures = 0;
-                    await Task.Delay(Interval, cancellationToken).ConfigureAwait(false);
+                    await WaitAsync(Interval, null, cancellationToken).ConfigureAwait(false);
                     continue;
                 }
             }
@@ -76,14 +84,19 @@ internal sealed partial class Heartbeats(
             // Broken stream or failed beat: try again after a backoff, at most one interval.
             failures++;
             var wait = policy.Jittered(Math.Min(failures - 1, 30), Random.Shared.NextDouble());
-            try
-            {
-                await Task.Delay(wait < Interval ? wait : Interval, cancellationToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+            await WaitAsync(wait < Interval ? wait : Interval, null, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Waits <paramref name="wait"/>, or less when nudged (<see cref="BeatNow"/>), the stream ends, or the worker stops.</summary>
+    private async Task WaitAsync(TimeSpan wait, Task? streamEnded, CancellationToken cancellationToken)
+    {
+        var nudge = _nudge;
+        var waited = await Task.WhenAny(Task.Delay(wait, cancellationToken), nudge.Task, streamEnded ?? nudge.Task)
+            .ConfigureAwait(false);
+        if (waited == nudge.Task)
+        {
+            _nudge = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         }
     }
 
@@ -135,7 +148,7 @@ internal sealed partial class Heartbeats(
                 }
 
                 answered();
-                await Task.WhenAny(Task.Delay(Interval, cancellationToken), reader).ConfigureAwait(false);
+                await WaitAsync(Interval, reader, cancellationToken).ConfigureAwait(false);
                 if (reader.IsCompleted)
                 {
                     await reader.ConfigureAwait(false);

@@ -30,8 +30,7 @@ internal static class RpcErrors
     public static string Describe(RpcException exception)
     {
         var reason = Reason(exception);
-        return reason.Length == 0
-            ? $"{exception.StatusCode}: {exception.Status.Detail}"
-            : $"{exception.StatusCode} ({reason}): {exception.Status.Detail}";
+        var code = reason.Length == 0 ? exception.StatusCode.ToString() : $"{exception.StatusCode} ({reason})";
+        return string.IsNullOrEmpty(exception.Status.Detail) ? code : $"{code}: {exception.Status.Detail}";
     }
 }
