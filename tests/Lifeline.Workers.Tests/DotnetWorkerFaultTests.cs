@@ -221,6 +221,28 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         Assert.Equal(ids.Order(StringComparer.Ordinal), ledger.Select(e => e.TaskId).Order(StringComparer.Ordinal));
     }
 
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_handlers_retry_after_reaches_the_queue_as_the_failures_retry_time()
+    {
+        var tenant = env.NewTenant();
+        using var scratch = new Scratch();
+        var id = (await tenant.Queue.EnqueueTaskAsync(new Lifeline.Queue.V1.EnqueueTaskRequest
+        {
+            Task = new Lifeline.Queue.V1.TaskSpec { Type = RateLimitedHandler.Type, Payload = "{}", MaxRetries = 3 },
+        })).Task.Id;
+        await using var worker = await InProcessWorker.StartAsync(env, tenant, scratch, "retry-after", output, o => o.MaxConcurrentTasks = 1,
+            handler: new RateLimitedHandler());
+        var failedAt = DateTime.UtcNow;
+        await WaitForAsync(() => Task.FromResult(worker.Worker.Statistics.Failed == 1), "the failure accepted", worker);
+
+        var task = (await tenant.WaitUntilFinalAsync([id], TimeSpan.Zero)).Single();
+        Assert.Equal(QueueTaskStatus.Pending, task.Status);
+        Assert.Equal("HTTP_429", task.Error.Code);
+        Assert.Equal(1, task.RetryCount);
+        // Not the task's own backoff (1 s) but the handler's 90 s.
+        Assert.InRange(task.NotBefore.ToDateTime() - failedAt, TimeSpan.FromSeconds(80), TimeSpan.FromSeconds(100));
+    }
+
     private static List<QueueTask> Completed(IReadOnlyList<QueueTask> tasks) => [.. tasks.Where(t => t.Status == QueueTaskStatus.Completed)];
 
     private static async Task<IReadOnlyList<QueueTaskStatus>> StatusesAsync(WorkerTenant tenant, IReadOnlyList<string> ids) =>
@@ -247,6 +269,17 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
 
             await Task.Delay(100);
         }
+    }
+
+    /// <summary>Fails every task as rate limited, asking for the next attempt in 90 s.</summary>
+    private sealed class RateLimitedHandler : ITaskHandler
+    {
+        public const string Type = "demo.rate-limited";
+
+        public string TaskType => Type;
+
+        public Task<string?> HandleAsync(TaskContext context, CancellationToken cancellationToken) =>
+            throw new TaskFailedException("HTTP_429", "the upstream says: too many requests", retryable: true) { RetryAfter = TimeSpan.FromSeconds(90) };
     }
 
     /// <summary>A temporary directory for a test's journals and ledger.</summary>
@@ -287,7 +320,7 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         public ConcurrentQueue<ConnectionStateChangedEventArgs> Changes { get; } = new();
 
         public static async Task<InProcessWorker> StartAsync(WorkerEnvironment env, WorkerTenant tenant, Scratch scratch, string name, ITestOutputHelper output,
-            Action<LifelineWorkerOptions> configure, Uri? target = null)
+            Action<LifelineWorkerOptions> configure, Uri? target = null, ITaskHandler? handler = null)
         {
             var options = new LifelineWorkerOptions
             {
@@ -305,8 +338,7 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
             var logs = new CapturedLogs();
             var loggers = LoggerFactory.Create(b => b.AddProvider(logs).SetMinimumLevel(LogLevel.Debug));
             var ledger = scratch.Ledger;
-            var handler = new StepsHandler(ledger);
-            var worker = new LifelineWorker(Options.Create(options), [handler], loggers.CreateLogger<LifelineWorker>());
+            var worker = new LifelineWorker(Options.Create(options), [handler ?? new StepsHandler(ledger)], loggers.CreateLogger<LifelineWorker>());
             var running = new InProcessWorker(worker, logs, loggers, output);
             await worker.StartAsync(CancellationToken.None);
             return running;
