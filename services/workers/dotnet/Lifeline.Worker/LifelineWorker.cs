@@ -352,22 +352,21 @@ public sealed partial class LifelineWorker : BackgroundService
         try
         {
             LogStarted(context.TaskId, context.TaskType, context.FencingToken, context.Attempt);
-            string? result;
+            Func<Task> report;
             try
             {
-                result = await _handlers[context.TaskType].HandleAsync(context, context.CancellationToken).ConfigureAwait(false);
+                var result = await _handlers[context.TaskType].HandleAsync(context, context.CancellationToken).ConfigureAwait(false);
+                report = () => ReportCompletionAsync(session, running, result);
             }
             catch (TaskFailedException ex)
             {
                 var error = new JournalError(ex.Code, Truncate(ex.Message, 4096), ex.Retryable, new Dictionary<string, string>(ex.Details, StringComparer.Ordinal));
-                await ReportFailureAsync(session, running, error, ex.RetryAfter).ConfigureAwait(false);
-                return;
+                report = () => ReportFailureAsync(session, running, error, ex.RetryAfter);
             }
             catch (Exception ex) when (context.CancellationToken.IsCancellationRequested)
             {
                 // The handler stopped because it was told to (or failed while being told to): no failure to report.
-                await GiveUpAsync(session, running, ex is OperationCanceledException ? null : ex).ConfigureAwait(false);
-                return;
+                report = () => GiveUpAsync(session, running, ex is OperationCanceledException ? null : ex);
             }
 #pragma warning disable CA1031 // A handler's unexpected exception fails its task; it must not take the worker down.
             catch (Exception ex)
@@ -376,26 +375,37 @@ public sealed partial class LifelineWorker : BackgroundService
                 LogHandlerFailed(ex, context.TaskId);
                 var error = new JournalError(
                     "UNHANDLED_EXCEPTION", Truncate($"{ex.GetType().Name}: {ex.Message}", 4096), Retryable: true, new Dictionary<string, string>());
-                await ReportFailureAsync(session, running, error, retryAfter: null).ConfigureAwait(false);
-                return;
+                report = () => ReportFailureAsync(session, running, error, retryAfter: null);
             }
 
-            await ReportCompletionAsync(session, running, result).ConfigureAwait(false);
+            // The handler is done: its slot takes new work while the outcome goes out (the task stays held, its lease
+            // kept, until the outcome is accepted, refused or journaled).
+            FreeSlot(running);
+            await report().ConfigureAwait(false);
         }
         finally
         {
             _running.TryRemove(context.TaskId, out _);
-            try
-            {
-                _freeSlots.Release();
-            }
-            catch (ObjectDisposedException)
-            {
-                // A handler that outlived the worker (its task was released at shutdown).
-            }
-
+            FreeSlot(running);
             running.Ended.TrySetResult();
             context.Dispose();
+        }
+    }
+
+    private void FreeSlot(RunningTask running)
+    {
+        if (!running.TryFreeSlot())
+        {
+            return;
+        }
+
+        try
+        {
+            _freeSlots.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+            // A handler that outlived the worker (its task was released at shutdown).
         }
     }
 
@@ -648,11 +658,14 @@ public sealed partial class LifelineWorker : BackgroundService
     private sealed class RunningTask(TaskContext context)
     {
         private int _outcomeClaimed;
+        private int _slotFreed;
 
         public TaskContext Context { get; } = context;
 
         public TaskCompletionSource Ended { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public bool TryClaimOutcome() => Interlocked.Exchange(ref _outcomeClaimed, 1) == 0;
+
+        public bool TryFreeSlot() => Interlocked.Exchange(ref _slotFreed, 1) == 0;
     }
 }
