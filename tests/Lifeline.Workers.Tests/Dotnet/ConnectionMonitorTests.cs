@@ -55,6 +55,17 @@ public sealed class ConnectionMonitorTests
     }
 
     [Fact]
+    public void A_call_that_failed_by_its_deadline_failed_from_its_start()
+    {
+        var monitor = Monitor();
+        var started = _clock.GetTimestamp();
+        _clock.Advance(TimeSpan.FromSeconds(10)); // a black-holed call, failed by its 10 s deadline
+        Assert.Equal(ConnectionState.Retrying, monitor.ReportTransientFailure("DeadlineExceeded", started));
+        // The window began when that call did: the next failure is 10 s after the first one started.
+        Assert.Equal(ConnectionState.Offline, monitor.ReportTransientFailure("DeadlineExceeded", _clock.GetTimestamp()));
+    }
+
+    [Fact]
     public void Successes_while_connected_and_failures_while_offline_change_nothing()
     {
         var monitor = Monitor();

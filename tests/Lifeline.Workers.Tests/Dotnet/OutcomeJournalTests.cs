@@ -59,7 +59,7 @@ public sealed class OutcomeJournalTests : IDisposable
         Assert.Equal("HTTP_429", error.GetProperty("code").GetString());
         Assert.True(error.GetProperty("retryable").GetBoolean());
         Assert.Equal("abc", error.GetProperty("details").GetProperty("upstream").GetString());
-        Assert.Equal(30_000, failure.RootElement.GetProperty("retry_after_ms").GetInt64());
+        Assert.Equal(30_000, error.GetProperty("retry_after_ms").GetInt64());
     }
 
     [Fact]

@@ -103,6 +103,17 @@ public sealed class RetryPolicyTests
     }
 
     [Fact]
+    public void In_a_black_holed_network_the_window_also_ends_the_immediate_retries()
+    {
+        // The first attempt failed by a 10 s deadline: its failure counts from its start, so nothing is tried again.
+        Assert.Null(RetryPolicy.Default.NextDelay(1, TimeSpan.FromSeconds(10), 0.5));
+        // With a 4 s deadline: one immediate retry (4 s → 8 s), then the window is nearly spent and backoff fills the rest.
+        Assert.Equal(TimeSpan.Zero, RetryPolicy.Default.NextDelay(1, TimeSpan.FromSeconds(4), 0.5));
+        Assert.Equal(TimeSpan.Zero, RetryPolicy.Default.NextDelay(2, TimeSpan.FromSeconds(8), 0.5));
+        Assert.Null(RetryPolicy.Default.NextDelay(3, TimeSpan.FromSeconds(12), 0.5));
+    }
+
+    [Fact]
     public void The_budget_is_the_options_offline_after()
     {
         var policy = new RetryPolicy(TimeSpan.FromSeconds(2));

@@ -70,4 +70,7 @@ public sealed partial class LifelineWorker
 
     [LoggerMessage(7129, LogLevel.Warning, "Task {TaskId} not released: offline (its lease will expire)")]
     private partial void LogNotReleasedOffline(string taskId);
+
+    [LoggerMessage(7130, LogLevel.Information, "Done; waiting to deliver {Count} journal entries before stopping")]
+    private partial void LogWaitingForSync(int count);
 }

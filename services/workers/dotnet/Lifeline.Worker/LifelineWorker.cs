@@ -63,6 +63,7 @@ public sealed partial class LifelineWorker : BackgroundService
     private int _taken;
     private volatile string? _finishedBecause;
     private volatile bool _draining;
+    private volatile bool _superseded;
     private volatile ConnectionMonitor? _monitor;
 
     /// <summary>Creates the worker; normally done by <see cref="LifelineWorkerServiceCollectionExtensions.AddLifelineWorker"/>.</summary>
@@ -147,8 +148,8 @@ public sealed partial class LifelineWorker : BackgroundService
         _monitor = monitor;
         using var connection = new WorkerConnection(_options);
         var delivery = new OutcomeDelivery(connection, monitor, journal, policy, _statistics, _options, _logger);
-        var leaseKeeper = new LeaseKeeper(connection, monitor, journal, _options, HeldTasks, _logger);
-        var heartbeats = new Heartbeats(connection, _options, policy, NextBeat, OnCommand, OnSuperseded, _logger);
+        var heartbeats = new Heartbeats(connection, monitor, _options, policy, NextBeat, OnCommand, OnSuperseded, _logger);
+        var leaseKeeper = new LeaseKeeper(connection, monitor, journal, heartbeats, () => WorkerId is not null, _options, HeldTasks, _logger);
         var session = new Session(connection, monitor, delivery, heartbeats);
 
         using var background = new CancellationTokenSource();
@@ -158,7 +159,7 @@ public sealed partial class LifelineWorker : BackgroundService
         var keeping = Task.CompletedTask;
         try
         {
-            await RegisterAsync(connection, stoppingToken).ConfigureAwait(false);
+            await RegisterAsync(connection, monitor, stoppingToken).ConfigureAwait(false);
             heartbeats.Interval = _heartbeatInterval;
             beating = heartbeats.RunAsync(background.Token);
             keeping = leaseKeeper.RunAsync(background.Token);
@@ -169,8 +170,14 @@ public sealed partial class LifelineWorker : BackgroundService
 
             if (!stoppingToken.IsCancellationRequested)
             {
-                // Finished on its own (drained, enough tasks): running tasks end normally, unless the host stops first.
+                // Finished on its own (drained, enough tasks): running tasks end normally, and what they journaled is
+                // delivered, unless the host stops first.
                 await WhenRunningTasksEndAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
+                if (monitor.Journaling && !_superseded)
+                {
+                    LogWaitingForSync(journal.Count);
+                    await monitor.WhenNotJournaling.WaitAsync(stoppingToken).ConfigureAwait(false);
+                }
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -197,7 +204,7 @@ public sealed partial class LifelineWorker : BackgroundService
         base.Dispose();
     }
 
-    private async Task RegisterAsync(WorkerConnection connection, CancellationToken cancellationToken)
+    private async Task RegisterAsync(WorkerConnection connection, ConnectionMonitor monitor, CancellationToken cancellationToken)
     {
         var request = new RegisterWorkerRequest
         {
@@ -215,9 +222,11 @@ public sealed partial class LifelineWorker : BackgroundService
         var deadline = DateTime.UtcNow + _options.RegistrationTimeout;
         while (true)
         {
+            var started = monitor.Timestamp;
             try
             {
                 var response = await connection.Registry.RegisterWorkerAsync(request, connection.CallOptions(cancellationToken)).ConfigureAwait(false);
+                monitor.ReportSuccess("registered");
                 WorkerId = response.Worker.Id;
                 _sessionEpoch = response.Worker.SessionEpoch;
                 if (response.HeartbeatInterval?.ToTimeSpan() is { } interval && interval > TimeSpan.Zero)
@@ -231,6 +240,7 @@ public sealed partial class LifelineWorker : BackgroundService
             catch (RpcException ex) when (RpcErrors.IsTransient(ex) && DateTime.UtcNow < deadline && !cancellationToken.IsCancellationRequested)
             {
                 // The suite may be starting, or a service restarting.
+                monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (RegisterWorker)", started);
                 LogRegistrationRetry(RpcErrors.Describe(ex));
                 await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
             }
@@ -311,7 +321,7 @@ public sealed partial class LifelineWorker : BackgroundService
                 }
                 else if (RpcErrors.IsTransient(ex))
                 {
-                    monitor.ReportTransientFailure(RpcErrors.Describe(ex));
+                    monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (LeaseTasks)");
                     backoff = policy.Jittered(Math.Min(failures++, 30), Random.Shared.NextDouble());
                 }
                 else
@@ -532,7 +542,11 @@ public sealed partial class LifelineWorker : BackgroundService
         }
     }
 
-    private void OnSuperseded() => Finish("session taken over by another registration");
+    private void OnSuperseded()
+    {
+        _superseded = true;
+        Finish("session taken over by another registration");
+    }
 
     private void OnConnectionStateChanged(ConnectionState previous, ConnectionState current, string reason)
     {

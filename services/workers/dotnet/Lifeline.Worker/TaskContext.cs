@@ -151,6 +151,7 @@ public sealed class TaskContext : IDisposable
             return;
         }
 
+        var started = _monitor.Timestamp;
         try
         {
             await _connection.Queue.ReportProgressAsync(
@@ -176,7 +177,7 @@ public sealed class TaskContext : IDisposable
         catch (RpcException ex) when (RpcErrors.IsTransient(ex) && !cancellationToken.IsCancellationRequested)
         {
             // The lease keeper extends the lease again shortly; the progress stays unsent (journaled with the outcome if need be).
-            _monitor.ReportTransientFailure(RpcErrors.Describe(ex));
+            _monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (ReportProgress)", started);
         }
     }
 

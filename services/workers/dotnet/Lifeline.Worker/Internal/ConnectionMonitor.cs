@@ -41,6 +41,9 @@ internal sealed class ConnectionMonitor
     /// <summary>How long transient failures may go on before the worker goes offline.</summary>
     public TimeSpan OfflineAfter { get; }
 
+    /// <summary>The clock's current timestamp, for <see cref="ReportTransientFailure"/>'s call start.</summary>
+    public long Timestamp => _time.GetTimestamp();
+
     /// <summary>The current state.</summary>
     public ConnectionState State => _state;
 
@@ -86,8 +89,12 @@ internal sealed class ConnectionMonitor
         }
     }
 
-    /// <summary>A call failed transiently. Returns the state after.</summary>
-    public ConnectionState ReportTransientFailure(string reason)
+    /// <summary>
+    /// A call failed transiently. <paramref name="callStarted"/> (a <see cref="TimeProvider.GetTimestamp"/> value) is when
+    /// the failed call began: a call that failed by its deadline failed from its start (a black-holed network). Without
+    /// it the failure counts from now (a long poll, whose wait is no failure). Returns the state after.
+    /// </summary>
+    public ConnectionState ReportTransientFailure(string reason, long? callStarted = null)
     {
         lock (_gate)
         {
@@ -95,7 +102,7 @@ internal sealed class ConnectionMonitor
             switch (_state)
             {
                 case ConnectionState.Connected:
-                    _firstFailure = now;
+                    _firstFailure = Math.Min(callStarted ?? now, now);
                     MoveTo(ConnectionState.Retrying, reason);
                     break;
                 case ConnectionState.Retrying when _time.GetElapsedTime(_firstFailure, now) >= OfflineAfter:

@@ -10,10 +10,12 @@ namespace Lifeline.Worker.Internal;
 /// unanswered for the call timeout, is opened again after a backoff; a stream the gateway refuses outright (e.g.
 /// <c>UNIMPLEMENTED</c>) is given up for unary <c>Heartbeat</c> calls, as is the stream when
 /// <see cref="LifelineWorkerOptions.UseHeartbeatStream"/> is false. A beat refused as <c>STALE_SESSION</c> means another
-/// process registered the same name: the worker ends.
+/// process registered the same name: the worker ends. Every answer (or transient failure) goes to the connection
+/// monitor, like any other call's.
 /// </summary>
 internal sealed partial class Heartbeats(
     WorkerConnection connection,
+    ConnectionMonitor monitor,
     LifelineWorkerOptions options,
     RetryPolicy policy,
     Func<HeartbeatRequest> nextBeat,
@@ -22,6 +24,7 @@ internal sealed partial class Heartbeats(
     ILogger logger)
 {
     private volatile TaskCompletionSource _nudge = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long? _beatSent;
 
     /// <summary>The interval between beats; the registry's answer at registration.</summary>
     public TimeSpan Interval { get; set; } = TimeSpan.FromSeconds(5);
@@ -65,6 +68,7 @@ internal sealed partial class Heartbeats(
             }
             catch (RpcException ex) when (RpcErrors.Reason(ex) == "STALE_SESSION")
             {
+                monitor.ReportSuccess("the registry answered");
                 LogSessionSuperseded();
                 onSuperseded();
                 return;
@@ -72,12 +76,22 @@ internal sealed partial class Heartbeats(
             catch (RpcException ex) when (Streaming && !RpcErrors.IsTransient(ex) && ex.StatusCode is StatusCode.Unimplemented or StatusCode.PermissionDenied or StatusCode.Internal or StatusCode.Unknown)
             {
                 // The gateway (or something before it) will not carry the stream: beat the unary way from now on.
+                monitor.ReportSuccess("the gateway answered");
                 LogStreamGivenUp(RpcErrors.Describe(ex));
                 Streaming = false;
                 continue;
             }
             catch (RpcException ex)
             {
+                if (RpcErrors.IsTransient(ex))
+                {
+                    monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (heartbeat)", _beatSent);
+                }
+                else
+                {
+                    monitor.ReportSuccess("the registry answered");
+                }
+
                 LogHeartbeatFailed(RpcErrors.Describe(ex));
             }
 
@@ -100,9 +114,34 @@ internal sealed partial class Heartbeats(
         }
     }
 
+    /// <summary>
+    /// One unary beat as an offline probe (when no task is held): its answer, or its transient failure, goes to the
+    /// connection monitor; any other refusal counts as an answer.
+    /// </summary>
+    public async Task ProbeAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await BeatOnceAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            if (RpcErrors.IsTransient(ex))
+            {
+                monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (probe: heartbeat)", _beatSent);
+            }
+            else
+            {
+                monitor.ReportSuccess($"probe: heartbeat answered ({ex.StatusCode})");
+            }
+        }
+    }
+
     private async Task BeatOnceAsync(CancellationToken cancellationToken)
     {
+        _beatSent = monitor.Timestamp;
         var response = await connection.Registry.HeartbeatAsync(nextBeat(), connection.CallOptions(cancellationToken)).ConfigureAwait(false);
+        monitor.ReportSuccess("heartbeat answered");
         foreach (var command in response.Commands)
         {
             onCommand(command);
@@ -122,6 +161,7 @@ internal sealed partial class Heartbeats(
             {
                 try
                 {
+                    _beatSent = monitor.Timestamp;
                     await call.RequestStream.WriteAsync(new HeartbeatStreamRequest { Beat = nextBeat() }, cancellationToken).ConfigureAwait(false);
                 }
                 catch (InvalidOperationException ex)
@@ -148,6 +188,8 @@ internal sealed partial class Heartbeats(
                 }
 
                 answered();
+                monitor.ReportSuccess("heartbeat answered");
+                _beatSent = null; // a stream that breaks while idle failed just now, not when the last beat went out
                 await WaitAsync(Interval, reader, cancellationToken).ConfigureAwait(false);
                 if (reader.IsCompleted)
                 {

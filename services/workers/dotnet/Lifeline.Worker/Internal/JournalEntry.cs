@@ -27,7 +27,7 @@ internal sealed record JournalProgress(int Percent, string Message);
 /// One line of the offline journal (JSON):
 /// <c>{"seq":N,"kind":"complete"|"fail"|"progress","task_id":"…","fencing_token":"…","result"|"error"|"progress":…,"at":"RFC 3339"}</c>.
 /// A completion's <c>result</c> is the result's JSON value (null for none); a failure's <c>error</c> is
-/// <c>{"code","message","retryable","details"}</c> with <c>"retry_after_ms"</c> beside it when the handler asked for one;
+/// <c>{"code","message","retryable","details","retry_after_ms"?}</c> (the last when the handler asked for one);
 /// progress is <c>{"percent","message"}</c>. Fencing tokens are strings (int64).
 /// </summary>
 internal sealed record JournalEntry(
@@ -83,7 +83,7 @@ internal sealed record JournalEntry(
                     details[key] = value;
                 }
 
-                line["error"] = new JsonObject
+                var error = new JsonObject
                 {
                     ["code"] = Error.Code,
                     ["message"] = Error.Message,
@@ -92,8 +92,10 @@ internal sealed record JournalEntry(
                 };
                 if (RetryAfter is { } retryAfter)
                 {
-                    line["retry_after_ms"] = (long)retryAfter.TotalMilliseconds;
+                    error["retry_after_ms"] = (long)retryAfter.TotalMilliseconds;
                 }
+
+                line["error"] = error;
 
                 break;
             case JournalEntryKind.Progress:
@@ -135,7 +137,7 @@ internal sealed record JournalEntry(
                         }
                     }
 
-                    TimeSpan? retryAfter = json["retry_after_ms"] is { } ms ? TimeSpan.FromMilliseconds(ms.GetValue<long>()) : null;
+                    TimeSpan? retryAfter = (error["retry_after_ms"] ?? json["retry_after_ms"]) is { } ms ? TimeSpan.FromMilliseconds(ms.GetValue<long>()) : null;
                     return new JournalEntry(seq, JournalEntryKind.Fail, taskId, token, at,
                         Error: new JournalError(Required(error, "code").GetValue<string>(), error["message"]?.GetValue<string>() ?? "",
                             error["retryable"]?.GetValue<bool>() ?? false, details),

@@ -9,20 +9,19 @@ namespace Lifeline.Worker.Internal;
 /// <summary>
 /// Keeps the leases of running tasks alive: every second it extends those not extended (by a progress report or by
 /// itself) for a third of the lease. While the worker is offline it leaves that to <see cref="ProbeAsync"/>, which the
-/// <see cref="Reconnector"/> calls every backoff step: it extends the lease of every task held, so the leases are
-/// renewed the moment the network returns, and its first answer ends the offline state.
+/// <see cref="Reconnector"/> calls every backoff step: it extends the lease of every task held (running or journaled),
+/// so the leases are renewed the moment the network returns, and its first answer ends the offline state.
 /// </summary>
 internal sealed partial class LeaseKeeper(
     WorkerConnection connection,
     ConnectionMonitor monitor,
     OutcomeJournal journal,
+    Heartbeats heartbeats,
+    Func<bool> registered,
     LifelineWorkerOptions options,
     Func<IReadOnlyCollection<TaskContext>> held,
     ILogger logger)
 {
-    // A probe with no task held and nothing journaled asks for a task that does not exist: any answer will do.
-    private const string NoTask = "00000000-0000-0000-0000-000000000000";
-
     /// <summary>Extends due leases every second until cancelled (not while offline).</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -50,33 +49,52 @@ internal sealed partial class LeaseKeeper(
     }
 
     /// <summary>
-    /// One probe while offline: extends the lease of every task held (at once, in parallel), or, with none held, reads a
-    /// journaled task. Every answer and failure goes to the connection monitor; an answer moves it to syncing.
+    /// One probe while offline: extends, at once and in parallel, the lease of every task this worker holds — running,
+    /// or with its outcome in the journal — so the leases are alive the moment the network returns; with none, a unary
+    /// heartbeat. Every answer and failure goes to the connection monitor; the first answer moves it to syncing.
     /// </summary>
     public async Task ProbeAsync(CancellationToken cancellationToken)
     {
-        var tasks = held().Where(IsHeld).ToList();
-        if (tasks.Count > 0)
+        var running = held().Where(IsHeld).ToList();
+        var journaled = journal.Snapshot()
+            .Where(e => e.IsOutcome && running.All(c => c.TaskId != e.TaskId))
+            .Select(e => (e.TaskId, e.FencingToken))
+            .Distinct()
+            .ToList();
+        if (running.Count == 0 && journaled.Count == 0)
         {
-            await Task.WhenAll(tasks.Select(c => ExtendAsync(c, cancellationToken))).ConfigureAwait(false);
+            if (registered())
+            {
+                await heartbeats.ProbeAsync(cancellationToken).ConfigureAwait(false);
+            }
+
             return;
         }
 
-        var taskId = journal.Snapshot() is [var first, ..] ? first.TaskId : NoTask;
+        await Task.WhenAll(running.Select(c => ExtendAsync(c, cancellationToken))
+            .Concat(journaled.Select(j => ExtendJournaledAsync(j.TaskId, j.FencingToken, cancellationToken)))).ConfigureAwait(false);
+    }
+
+    /// <summary>Extends the lease of a task whose outcome waits in the journal; a refusal only tells the monitor the queue answered.</summary>
+    private async Task ExtendJournaledAsync(string taskId, long fencingToken, CancellationToken cancellationToken)
+    {
+        var started = monitor.Timestamp;
         try
         {
-            await connection.Queue.GetTaskAsync(new GetTaskRequest { TaskId = taskId }, connection.CallOptions(cancellationToken)).ConfigureAwait(false);
-            monitor.ReportSuccess("probe answered");
+            await connection.Queue.ExtendLeaseAsync(
+                new ExtendLeaseRequest { TaskId = taskId, FencingToken = fencingToken, LeaseDuration = Duration.FromTimeSpan(options.LeaseDuration) },
+                connection.CallOptions(cancellationToken)).ConfigureAwait(false);
+            monitor.ReportSuccess($"probe: lease of journaled task {taskId} extended");
         }
         catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
         {
             if (RpcErrors.IsTransient(ex))
             {
-                monitor.ReportTransientFailure(RpcErrors.Describe(ex));
+                monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (probe: ExtendLease)", started);
             }
             else
             {
-                monitor.ReportSuccess($"probe answered ({ex.StatusCode})");
+                monitor.ReportSuccess($"probe: the queue answered for journaled task {taskId} ({ex.StatusCode})");
             }
         }
     }
@@ -86,6 +104,7 @@ internal sealed partial class LeaseKeeper(
 
     private async Task ExtendAsync(TaskContext context, CancellationToken cancellationToken)
     {
+        var started = monitor.Timestamp;
         try
         {
             await connection.Queue.ExtendLeaseAsync(
@@ -109,7 +128,7 @@ internal sealed partial class LeaseKeeper(
         {
             if (RpcErrors.IsTransient(ex))
             {
-                monitor.ReportTransientFailure(RpcErrors.Describe(ex));
+                monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (ExtendLease)", started);
             }
             else
             {

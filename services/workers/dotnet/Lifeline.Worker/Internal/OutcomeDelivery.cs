@@ -42,7 +42,7 @@ internal sealed class PendingOutcome(JournalEntry entry, JournalProgress? unsent
 /// </summary>
 internal sealed partial class OutcomeDelivery
 {
-    private const int ReplayBatch = 500;
+    private const int ReplayBatch = 100;
     private static readonly JournalProgress NoProgress = new(0, "");
     private readonly WorkerConnection _connection;
     private readonly ConnectionMonitor _monitor;
@@ -164,7 +164,7 @@ internal sealed partial class OutcomeDelivery
                     });
                 }
 
-                var call = await CallWithRetriesAsync(options => _connection.Queue.CompleteTasksAsync(request, options)).ConfigureAwait(false);
+                var call = await CallWithRetriesAsync("CompleteTasks", options => _connection.Queue.CompleteTasksAsync(request, options)).ConfigureAwait(false);
                 switch (call.End)
                 {
                     case CallEnd.Answered:
@@ -217,7 +217,7 @@ internal sealed partial class OutcomeDelivery
                 }
 
                 var request = FailRequest(outcome.Entry);
-                var call = await CallWithRetriesAsync(options => _connection.Queue.FailTaskAsync(request, options)).ConfigureAwait(false);
+                var call = await CallWithRetriesAsync("FailTask", options => _connection.Queue.FailTaskAsync(request, options)).ConfigureAwait(false);
                 switch (call.End)
                 {
                     case CallEnd.Answered:
@@ -248,13 +248,14 @@ internal sealed partial class OutcomeDelivery
     /// One call, retried on transient failures per the policy: at once, then with backoff, until the policy gives up,
     /// the worker goes offline, or it is stopping. Every answer and failure is reported to the connection monitor.
     /// </summary>
-    private async Task<CallResult<TResponse>> CallWithRetriesAsync<TResponse>(Func<CallOptions, AsyncUnaryCall<TResponse>> call)
+    private async Task<CallResult<TResponse>> CallWithRetriesAsync<TResponse>(string name, Func<CallOptions, AsyncUnaryCall<TResponse>> call)
         where TResponse : class
     {
         var failures = 0;
         var firstFailure = 0L;
         while (true)
         {
+            var attemptStarted = _time.GetTimestamp();
             try
             {
                 var response = await call(_connection.CallOptions(CancellationToken.None)).ConfigureAwait(false);
@@ -268,13 +269,15 @@ internal sealed partial class OutcomeDelivery
             }
             catch (RpcException ex)
             {
-                var reason = RpcErrors.Describe(ex);
+                var reason = $"{RpcErrors.Describe(ex)} ({name})";
                 if (failures++ == 0)
                 {
-                    firstFailure = _time.GetTimestamp();
+                    // A call that failed by its deadline failed from its start: in a black-holed network the window (and
+                    // with it the immediate retries) ends after OfflineAfter, not after three deadlines.
+                    firstFailure = attemptStarted;
                 }
 
-                var state = _monitor.ReportTransientFailure(reason);
+                var state = _monitor.ReportTransientFailure(reason, attemptStarted);
                 var delay = _policy.NextDelay(failures, _time.GetElapsedTime(firstFailure), Random.Shared.NextDouble());
                 if (delay is not { } wait || state == ConnectionState.Offline || _stopping.IsCancellationRequested)
                 {
@@ -442,7 +445,7 @@ internal sealed partial class OutcomeDelivery
             request.Completions.Add(new TaskCompletion { TaskId = entry.TaskId, FencingToken = entry.FencingToken, Result = entry.Result ?? "" });
         }
 
-        var call = await CallOnceAsync(options => _connection.Queue.CompleteTasksAsync(request, options)).ConfigureAwait(false);
+        var call = await CallOnceAsync("CompleteTasks", options => _connection.Queue.CompleteTasksAsync(request, options)).ConfigureAwait(false);
         switch (call.End)
         {
             case CallEnd.Answered:
@@ -485,7 +488,7 @@ internal sealed partial class OutcomeDelivery
                 Percent = Math.Clamp(progress.Percent, 0, 100),
                 Message = progress.Message,
             };
-            var call = await CallOnceAsync(options => _connection.Queue.ReportProgressAsync(request, options)).ConfigureAwait(false);
+            var call = await CallOnceAsync("ReportProgress", options => _connection.Queue.ReportProgressAsync(request, options)).ConfigureAwait(false);
             if (call.End == CallEnd.GaveUp)
             {
                 return false;
@@ -502,7 +505,7 @@ internal sealed partial class OutcomeDelivery
         }
 
         var fail = FailRequest(entry);
-        var failed = await CallOnceAsync(options => _connection.Queue.FailTaskAsync(fail, options)).ConfigureAwait(false);
+        var failed = await CallOnceAsync("FailTask", options => _connection.Queue.FailTaskAsync(fail, options)).ConfigureAwait(false);
         switch (failed.End)
         {
             case CallEnd.Answered:
@@ -520,9 +523,10 @@ internal sealed partial class OutcomeDelivery
     }
 
     /// <summary>One attempt (replay: a transient error sends the worker back offline rather than retrying).</summary>
-    private async Task<CallResult<TResponse>> CallOnceAsync<TResponse>(Func<CallOptions, AsyncUnaryCall<TResponse>> call)
+    private async Task<CallResult<TResponse>> CallOnceAsync<TResponse>(string name, Func<CallOptions, AsyncUnaryCall<TResponse>> call)
         where TResponse : class
     {
+        var started = _time.GetTimestamp();
         try
         {
             var response = await call(_connection.CallOptions(CancellationToken.None)).ConfigureAwait(false);
@@ -536,8 +540,8 @@ internal sealed partial class OutcomeDelivery
         }
         catch (RpcException ex)
         {
-            var reason = RpcErrors.Describe(ex);
-            _monitor.ReportTransientFailure(reason);
+            var reason = $"{RpcErrors.Describe(ex)} ({name}, replay)";
+            _monitor.ReportTransientFailure(reason, started);
             return CallResult<TResponse>.GaveUp(reason);
         }
     }
