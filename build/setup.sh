@@ -23,7 +23,8 @@ SYSTEM_PYTHON=/usr/bin/python3
 WELL_KNOWN=/usr/include/google/protobuf
 
 # What the suite reads or runs, each with the Debian package that provides it. A check is a path that
-# must exist (and be executable when it is a program), or "python:<module>" for the system interpreter.
+# must exist (and be executable when it is a program), "python:<module>" for the system interpreter, or
+# "cmd:<program>" for a program on PATH (node and npm: the Node worker library is built with them).
 checks=(
   "$PGBIN/postgres|postgresql-15"
   "$PGBIN/initdb|postgresql-15"
@@ -45,12 +46,15 @@ checks=(
   "$SYSTEM_PYTHON|python3"
   "python:grpc|python3-grpcio"
   "python:google.protobuf|python3-protobuf"
+  "cmd:node|nodejs"
+  "cmd:npm|npm"
 )
 
 check() {
   local target=$1
   case "$target" in
     python:*) [[ -x $SYSTEM_PYTHON ]] && "$SYSTEM_PYTHON" -c "import ${target#python:}" >/dev/null 2>&1 ;;
+    cmd:*) command -v "${target#cmd:}" >/dev/null 2>&1 ;;
     */bin/*|*/sbin/*) [[ -f $target && -x $target ]] ;;
     *) [[ -f $target && -r $target ]] ;;
   esac
@@ -113,8 +117,12 @@ if ! protoc_out=$(/usr/bin/protoc -I protos --descriptor_set_out="$scratch/check
 fi
 rm -rf "$scratch"
 "$PGBIN/postgres" --version >/dev/null 2>&1 || fail "$PGBIN/postgres does not run"
+# The Node worker library (services/workers/node) needs Node 18 or later and a working npm.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+[[ $node_major -ge 18 ]] || fail "node $(node --version 2>/dev/null || echo '(does not run)') is too old for services/workers/node: Node 18 or later is needed"
+npm --version >/dev/null 2>&1 || fail "npm does not run"
 /usr/bin/redis-server --version >/dev/null 2>&1 || fail "/usr/bin/redis-server does not run"
 if [[ $(id -u) -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
   fail "running as root but there is no 'postgres' OS user to run PostgreSQL as (reinstall postgresql-15)"
 fi
-log "ok: $(dotnet --version 2>/dev/null || true) SDK, redis $(/usr/bin/redis-server --version | awk '{print $3}'), PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $(/usr/bin/protoc --version), python $("$SYSTEM_PYTHON" -c 'import grpc; print("grpcio", grpc.__version__)')"
+log "ok: $(dotnet --version 2>/dev/null || true) SDK, redis $(/usr/bin/redis-server --version | awk '{print $3}'), PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $(/usr/bin/protoc --version), python $("$SYSTEM_PYTHON" -c 'import grpc; print("grpcio", grpc.__version__)'), node $(node --version), npm $(npm --version)"

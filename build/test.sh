@@ -20,6 +20,18 @@ mkdir -p "$results_dir"
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
+# The Node worker library: its fault tests (tests/Lifeline.Workers.Tests) run the built demo worker. Built once per
+# test.sh invocation (LIFELINE_NODE_WORKER_BUILT guards a nested run); a failed build is reported here and the Node
+# tests then fail with what is missing, while the rest of the suite still runs.
+if [[ -z ${LIFELINE_NODE_WORKER_BUILT:-} ]]; then
+  if (cd services/workers/node && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent); then
+    echo "node worker: built services/workers/node/dist"
+  else
+    echo "node worker: npm ci / npm run build failed in services/workers/node; its fault tests will fail" >&2
+  fi
+  export LIFELINE_NODE_WORKER_BUILT=1
+fi
+
 if ! dotnet build Lifeline.slnx -c Release; then
   echo "build failed"
   echo "0 passed, 1 failed"

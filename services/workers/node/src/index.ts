@@ -1,0 +1,11 @@
+export { LifelineWorker, TaskCancelled } from "./worker";
+export type { LifelineWorkerOptions, TaskHandler, Logger, LogLevel, RetryScheduleOptions } from "./worker";
+export { TaskContext } from "./context";
+export { TaskFailed, isTransient, describe, reasonOf } from "./errors";
+export { ConnectionTracker } from "./connection";
+export type { ConnectionState, StateChange } from "./connection";
+export type { WorkerCounters } from "./counters";
+export { Journal } from "./journal";
+export type { JournalEntry, JournalError, JournalProgress } from "./journal";
+export { loadCredentials, parseTarget } from "./credentials";
+export { RetrySchedule, backoffCeiling, backoffDelay } from "./backoff";
