@@ -24,13 +24,15 @@ internal sealed partial class Heartbeats(
     ILogger logger)
 {
     private volatile TaskCompletionSource _nudge = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private long? _beatSent;
+    private long _beatSent; // when the beat now waiting for its answer went out (monitor timestamp); 0: none
 
     /// <summary>The interval between beats; the registry's answer at registration.</summary>
     public TimeSpan Interval { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Whether beats go over the stream (false once it was given up).</summary>
     public bool Streaming { get; private set; } = options.UseHeartbeatStream;
+
+    private long? BeatSent => Interlocked.Read(ref _beatSent) is var sent && sent != 0 ? sent : null;
 
     /// <summary>
     /// Beats now rather than at the next interval (or reopens a broken stream now): the queue said the worker is
@@ -85,7 +87,7 @@ internal sealed partial class Heartbeats(
             {
                 if (RpcErrors.IsTransient(ex))
                 {
-                    monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (heartbeat)", _beatSent);
+                    monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (heartbeat)", BeatSent);
                 }
                 else
                 {
@@ -128,7 +130,7 @@ internal sealed partial class Heartbeats(
         {
             if (RpcErrors.IsTransient(ex))
             {
-                monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (probe: heartbeat)", _beatSent);
+                monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (probe: heartbeat)", BeatSent);
             }
             else
             {
@@ -139,7 +141,7 @@ internal sealed partial class Heartbeats(
 
     private async Task BeatOnceAsync(CancellationToken cancellationToken)
     {
-        _beatSent = monitor.Timestamp;
+        Interlocked.Exchange(ref _beatSent, monitor.Timestamp);
         var response = await connection.Registry.HeartbeatAsync(nextBeat(), connection.CallOptions(cancellationToken)).ConfigureAwait(false);
         monitor.ReportSuccess("heartbeat answered");
         foreach (var command in response.Commands)
@@ -161,7 +163,7 @@ internal sealed partial class Heartbeats(
             {
                 try
                 {
-                    _beatSent = monitor.Timestamp;
+                    Interlocked.Exchange(ref _beatSent, monitor.Timestamp);
                     await call.RequestStream.WriteAsync(new HeartbeatStreamRequest { Beat = nextBeat() }, cancellationToken).ConfigureAwait(false);
                 }
                 catch (InvalidOperationException ex)
@@ -189,7 +191,7 @@ internal sealed partial class Heartbeats(
 
                 answered();
                 monitor.ReportSuccess("heartbeat answered");
-                _beatSent = null; // a stream that breaks while idle failed just now, not when the last beat went out
+                Interlocked.Exchange(ref _beatSent, 0); // a stream that breaks while idle failed just now, not when the last beat went out
                 await WaitAsync(Interval, reader, cancellationToken).ConfigureAwait(false);
                 if (reader.IsCompleted)
                 {
