@@ -1,24 +1,36 @@
 """A small reusable Lifeline worker for Python.
 
     worker = Worker(target="http://127.0.0.1:5100", api_key=key, name="py-1",
-                    handlers={"demo.echo": lambda ctx: {"echo": ctx.payload}})
+                    handlers={"demo.echo": lambda ctx: {"echo": ctx.payload}},
+                    on_state_change=lambda old, new, reason: print(old, "->", new, reason))
     worker.install_signal_handlers()   # SIGINT/SIGTERM -> graceful stop
     worker.run()                       # returns after the graceful stop
 
-The life it follows (README, "A worker's life"): RegisterWorker -> a background thread heartbeats
-every `heartbeat_interval` and honours the commands in the answers (`drain`: lease no more, finish
-what runs, then stop; `cancel_task`: tell that handler, report no outcome) -> LeaseTasks with a long
-poll, up to the free slots -> StartTask -> the handler, on a thread of its own (progress reports extend
-the lease; a keeper thread extends the leases of handlers that stay silent) -> CompleteTask /
-FailTask with the lease's fencing token. Stopping is ordered: lease no more, tell running handlers
-(`ctx.cancelled`), wait for them up to `shutdown_grace`, ReleaseTask whatever is still held (no
-attempt is used), DeregisterWorker.
+The life it follows is services/workers/README.md (the contract of all three worker libraries):
+replay the offline journal left by an earlier run -> RegisterWorker -> heartbeats over one HeartbeatStream
+(unary Heartbeat when the stream cannot be opened), honouring the commands that come back (`drain`: lease no
+more, finish what runs, then stop; `cancel_task`: tell that handler, report no outcome) -> LeaseTasks with a
+long poll and `start: true`, up to the free slots -> the handler, on a thread of its own (progress reports
+extend the lease; a keeper thread extends the leases of handlers that stay silent) -> the outcome:
+completions that finish together go out as one CompleteTasks, a failure as one FailTask.
 
-A handler takes a TaskContext and returns any JSON-serialisable value, the task's result. It fails
-the task by raising TaskFailure(code, message, retryable); any other exception fails it as retryable
-`UNHANDLED_EXCEPTION`, except while the worker is stopping and has told the handler to give up
-(`ctx.raise_if_cancelled()` raises TaskCancelled): then the task is released. Cancellation is
-cooperative, since Python threads cannot be interrupted.
+Outcomes are never dropped on a network failure (lifeline_delivery): a transient error is retried at once,
+then with backoff; after 10 s the worker goes offline — the outcome is journaled (fsync) in
+`<journal_dir>/<name>.journal`, leasing stops, held handlers run on and their leases are extended as soon as
+the gateway answers again; then the journal is replayed and leasing resumes. A final refusal (a stale fencing
+token: the lease had ended) is logged once, counted (`stats.refused`) and dropped. The connection state
+(connected, retrying, offline, syncing) is `worker.connection_state`; `on_state_change(old, new, reason)`
+hears every transition.
+
+Stopping is ordered: lease no more, tell running handlers (`ctx.cancelled`), wait for them up to
+`shutdown_grace`, flush the outcome batch, journal what could not be delivered, ReleaseTask what is still
+held (no attempt is used), stop heartbeats, DeregisterWorker.
+
+A handler takes a TaskContext and returns any JSON-serialisable value, the task's result. It fails the task
+by raising TaskFailed(code, message, retryable, retry_after=seconds); any other exception fails it as
+retryable `UNHANDLED_EXCEPTION`, except while the worker is stopping and has told the handler to give up
+(`ctx.raise_if_cancelled()` raises TaskCancelled): then the task is released. Cancellation is cooperative,
+since Python threads cannot be interrupted.
 
 Needs the stubs from generate.sh and Debian's python3-grpcio and python3-protobuf (/usr/bin/python3).
 """
@@ -33,13 +45,19 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_generated"))
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(_here, "_generated"))
+if _here not in sys.path:
+    sys.path.insert(0, _here)
 
 import grpc  # noqa: E402
-from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, duration_pb2, message_factory  # noqa: E402
+from google.protobuf import duration_pb2  # noqa: E402
+
+from lifeline_delivery import (  # noqa: E402,F401  (re-exported: `from lifeline_worker import ...` keeps working)
+    CONNECTED, CONNECTION_STATES, OFFLINE, RETRYING, SYNCING, TRANSIENT_CODES, ConnectionStateMachine, Outcome,
+    OutcomeBatcher, OutcomeDispatcher, OutcomeJournal, RetryPolicy, WorkerStats, describe, is_transient, reason_of)
 
 try:
     from lifeline.checkpoint.v1 import checkpoint_pb2, checkpoint_pb2_grpc  # noqa: E402
@@ -51,22 +69,30 @@ except ImportError as error:  # a setup problem: say how to fix it
 
 log = logging.getLogger("lifeline.worker")
 
+DEFAULT_JOURNAL_DIR = ".lifeline-journal"
 
 
-class TaskFailure(Exception):
+class TaskFailed(Exception):
     """Raised by a handler to fail its task with a structured error.
 
-    retryable=True returns the task to pending after its backoff (until its retries run out);
-    retryable=False ends it as failed.
+    retryable=True returns the task to pending after its backoff (until its retries run out); retryable=False
+    ends it as failed. retry_after (seconds) overrides the task's backoff for this retry; given without
+    `retryable`, it makes the failure retryable.
     """
 
-    def __init__(self, code: str, message: str, retryable: bool = False,
-                 details: Optional[Dict[str, str]] = None):
+    def __init__(self, code: str, message: str = "", retryable: Optional[bool] = None,
+                 details: Optional[Dict[str, str]] = None, retry_after: Optional[float] = None):
         super().__init__(f"{code}: {message}")
+        if retry_after is not None and retry_after < 0:
+            raise ValueError("retry_after must not be negative")
         self.code = code
         self.message = message
-        self.retryable = retryable
+        self.retryable = (retry_after is not None) if retryable is None else bool(retryable)
         self.details = dict(details or {})
+        self.retry_after = retry_after
+
+
+TaskFailure = TaskFailed  # the name before retry_after; both work
 
 
 class TaskCancelled(Exception):
@@ -83,14 +109,27 @@ class TaskContext:
         self.cancel_reason = ""
         self.lost = False  # the lease is no longer ours: cancelled, expired or superseded
         self.last_extended = time.monotonic()
+        self.progress: Optional[Dict[str, Any]] = None  # the latest progress reported by the handler
+        self.progress_version = 0                       # how many reports so far
+        self.progress_recorded = 0                      # the version the queue has recorded
+        self.done = False                               # the handler has ended: lease results no longer matter
 
     @property
     def task_id(self) -> str:
         return self.task.id
 
     @property
+    def task_type(self) -> str:
+        return self.task.type
+
+    @property
     def fencing_token(self) -> int:
         return self.task.fencing_token
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first run, 2 for the first retry, ..."""
+        return self.task.retry_count + 1
 
     @property
     def payload(self) -> Any:
@@ -136,42 +175,26 @@ class TaskContext:
             raise TaskCancelled(self.cancel_reason or "cancelled")
 
     def report_progress(self, percent: int, message: str = "") -> None:
-        """Records progress (0-100) and extends the lease. If the lease is gone, marks the context cancelled."""
-        try:
-            self._worker.queue.ReportProgress(queue_pb2.ReportProgressRequest(
-                task_id=self.task_id, fencing_token=self.fencing_token, percent=percent, message=message,
-                lease_duration=_duration(self._worker.lease_duration)), timeout=self._worker.rpc_timeout)
-            self.last_extended = time.monotonic()
-        except grpc.RpcError as error:
-            if _lease_is_gone(error):
-                self.lose(f"progress refused: {describe(error)}")
-            else:
-                log.warning("progress of task %s not recorded: %s", self.task_id, describe(error))
+        """Records progress (0-100); it is sent, and the lease extended, by the worker's lease keeper right away.
+
+        Never blocks and never raises for a network failure: the handler goes on; a report the queue has not
+        recorded yet is sent with the next lease extension that gets through (offline: the first probe that
+        reaches the gateway), or journaled with the task's outcome. A later report replaces an earlier one not
+        yet sent. If the queue says the lease is gone, the context is marked lost (ctx.cancelled)."""
+        self.progress = {"percent": max(0, min(100, int(percent))), "message": str(message)[:1024]}
+        self.progress_version += 1
+        self._worker._progress_reported.set()
+
+    @property
+    def progress_pending(self) -> bool:
+        """The latest progress has not been recorded by the queue yet."""
+        return self.progress is not None and self.progress_recorded < self.progress_version
 
     def lose(self, reason: str) -> None:
         """The lease is no longer ours: tell the handler; no outcome will be reported."""
         self.lost = True
         self.cancel_reason = reason
         self.cancel_event.set()
-
-
-@dataclass
-class WorkerStats:
-    """What this worker did, for logs and tests. Updated from several threads through add()."""
-    completed: int = 0
-    failed: int = 0
-    released: int = 0
-    abandoned: int = 0  # no outcome reported: the task was cancelled or its lease lost
-    commands: List[str] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, counter: str) -> None:
-        with self._lock:
-            setattr(self, counter, getattr(self, counter) + 1)
-
-    @property
-    def finished(self) -> int:
-        return self.completed + self.failed + self.abandoned
 
 
 # ------------------------------------------------------------------------------------ channels
@@ -215,12 +238,26 @@ class _CallDetails(grpc.ClientCallDetails):
         self.compression = compression
 
 
+# gRPC's defaults wait up to 2 minutes between reconnection attempts: after an outage the worker would stay
+# cut off long after the network is back. Reconnect quickly instead (100 ms doubling to 2 s), and notice a
+# dead connection (a long poll or the heartbeat stream on a peer that vanished) through keepalive pings.
+# Not grpc.min_reconnect_backoff_ms: gRPC core uses it as the connect timeout, and a small one makes
+# connection attempts on a busy machine give up ("tcp handshaker shutdown").
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", 10000),
+    ("grpc.keepalive_timeout_ms", 5000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
 def open_channel(target: str, api_key: Optional[str] = None) -> grpc.Channel:
     """A channel to the gateway at `target` (`http://host:port`, `https://host:port` or `host:port`)
     that sends `authorization: Bearer <api_key>`; the gateway takes the tenant and role from it."""
     address = target.split("://", 1)[-1].rstrip("/")
-    channel = (grpc.secure_channel(address, grpc.ssl_channel_credentials()) if target.startswith("https://")
-               else grpc.insecure_channel(address))
+    channel = (grpc.secure_channel(address, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS)
+               if target.startswith("https://") else grpc.insecure_channel(address, options=CHANNEL_OPTIONS))
     metadata = []
     if api_key:
         metadata.append(("authorization", f"Bearer {api_key}"))
@@ -238,9 +275,97 @@ def load_credentials(path: str, key_name: str) -> Tuple[str, str]:
     raise KeyError(f"no key named {key_name!r} in {path} (it has: {names})")
 
 
+# ------------------------------------------------------------------------------------ transport
+
+class _QueueTransport:
+    """The OutcomeDispatcher's way to the queue: CompleteTasks, FailTask, ReportProgress, and the offline probe."""
+
+    def __init__(self, worker: "Worker"):
+        self._worker = worker
+        self._batch_supported = True
+
+    def complete(self, outcomes: List[Outcome]) -> List[Optional[str]]:
+        queue, timeout = self._worker.queue, self._worker.attempt_timeout
+        if self._batch_supported:
+            try:
+                response = queue.CompleteTasks(queue_pb2.CompleteTasksRequest(completions=[
+                    queue_pb2.TaskCompletion(task_id=o.task_id, fencing_token=o.fencing_token, result=o.result or "")
+                    for o in outcomes]), timeout=timeout)
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                log.info("CompleteTasks is not available (%s); completing one task a call", describe(error))
+                self._batch_supported = False
+            else:
+                refusals: List[Optional[str]] = [None] * len(outcomes)
+                for index, result in enumerate(response.results[:len(outcomes)]):
+                    if not result.accepted:
+                        refusals[index] = _refusal_text(result)
+                return refusals
+        refusals = []
+        for outcome in outcomes:
+            try:
+                queue.CompleteTask(queue_pb2.CompleteTaskRequest(
+                    task_id=outcome.task_id, fencing_token=outcome.fencing_token, result=outcome.result or ""),
+                    timeout=timeout)
+                refusals.append(None)
+            except grpc.RpcError as error:
+                if is_transient(error):
+                    raise  # the whole unit is tried again; repeats of accepted completions change nothing
+                refusals.append(describe(error))
+        return refusals
+
+    def fail(self, outcome: Outcome) -> str:
+        error = outcome.error or {}
+        request = queue_pb2.FailTaskRequest(
+            task_id=outcome.task_id, fencing_token=outcome.fencing_token,
+            error=common_pb2.ErrorDetail(code=str(error.get("code") or "TASK_FAILED"),
+                                         message=str(error.get("message") or "")[:4096],
+                                         retryable=bool(error.get("retryable")),
+                                         details=dict(error.get("details") or {})))
+        if outcome.retry_after is not None:
+            request.retry_after.CopyFrom(_duration(outcome.retry_after))
+        response = self._worker.queue.FailTask(request, timeout=self._worker.attempt_timeout)
+        return "will retry" if response.will_retry else queue_pb2.TaskStatus.Name(response.task.status)
+
+    def progress(self, outcome: Outcome) -> None:
+        progress = outcome.progress or {}
+        self._worker.queue.ReportProgress(queue_pb2.ReportProgressRequest(
+            task_id=outcome.task_id, fencing_token=outcome.fencing_token, percent=int(progress.get("percent", 0)),
+            message=str(progress.get("message", ""))), timeout=self._worker.attempt_timeout)
+
+    def probe(self, journaled: List[Tuple[str, int]]) -> bool:
+        """Extends the leases of the tasks the worker holds — running (with their latest progress when the queue
+        has not recorded it) or journaled; with none, a unary Heartbeat. True when the gateway answered at all
+        (a refusal is an answer): the network is back."""
+        worker = self._worker
+        held = worker._held()
+        running = {c.task_id for c in held}
+        others = list(dict.fromkeys(t for t in journaled if t[0] not in running))
+        if held or others:
+            return worker._extend_leases(held, others, probing=True)
+        if not worker.worker_id:
+            return True  # nothing to ask about yet: the sync itself finds out
+        try:
+            worker.registry.Heartbeat(worker._beat(), timeout=worker.attempt_timeout, wait_for_ready=True)
+        except grpc.RpcError as error:
+            return not is_transient(error)
+        return True
+
+
+def _refusal_text(result: "queue_pb2.TaskCompletionResult") -> str:
+    """`CODE: message [REASON]` of a completion a CompleteTasks batch refused."""
+    code = _STATUS_NAMES.get(result.code, str(result.code))
+    return f"{code}: {result.message}" + (f" [{result.reason}]" if result.reason else "")
+
+
+_STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
 # -------------------------------------------------------------------------------------- worker
 
 Handler = Callable[[TaskContext], Any]
+StateListener = Callable[[str, str, str], None]
 
 
 class Worker:
@@ -250,13 +375,25 @@ class Worker:
                  name: Optional[str] = None, max_tasks: int = 4, lease_duration: float = 30.0,
                  poll_wait: float = 20.0, shutdown_grace: float = 20.0, once: Optional[int] = None,
                  registry_target: Optional[str] = None,
-                 version: str = "1.0.0", rpc_timeout: float = 10.0):
+                 version: str = "1.0.0", rpc_timeout: float = 10.0,
+                 journal_dir: str = DEFAULT_JOURNAL_DIR,
+                 on_state_change: Optional[StateListener] = None,
+                 retry_policy: Optional[RetryPolicy] = None,
+                 batch_size: int = 100, batch_delay: float = 0.005,
+                 heartbeat_stream: bool = True):
         """
         target: the gateway (`registry_target`: another gateway address for registry calls, rarely needed).
         handlers: task type -> handler; the types are the worker's capabilities.
         max_tasks: tasks run at once; lease_duration: seconds per lease (extended while running);
         poll_wait: long-poll of LeaseTasks (<= 30 s); shutdown_grace: how long stopping waits for handlers;
         once: stop after this many tasks have ended (completed, failed or abandoned).
+        journal_dir: where the offline journal `<name>.journal` lives (relative: to the working directory);
+        on_state_change(old, new, reason): called on every connection state transition (connected,
+        retrying, offline, syncing), from a worker thread — keep it short;
+        retry_policy: immediate retries, backoff and the 10 s before going offline (README defaults);
+        batch_size / batch_delay: completions finishing together go out as one CompleteTasks of at most
+        batch_size, sent batch_delay seconds after the first of them at the latest;
+        heartbeat_stream: False beats with unary Heartbeat calls only.
         """
         if not handlers:
             raise ValueError("at least one handler is needed")
@@ -269,6 +406,9 @@ class Worker:
         self.once = once
         self.version = version
         self.rpc_timeout = rpc_timeout
+        self.attempt_timeout = min(rpc_timeout, 5.0)  # one try of an outcome, a probe or progress
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.heartbeat_stream = heartbeat_stream
         self.stats = WorkerStats()
 
         self._channel = open_channel(target, api_key)
@@ -285,9 +425,29 @@ class Worker:
         self._stopping = threading.Event()   # lease no more (signal, `once` reached, drained)
         self._draining = threading.Event()   # the registry asked us to drain
         self._finished = threading.Event()   # shutdown done: background loops end
+        self._leasing_allowed = threading.Event()  # connected (or retrying): set; offline or syncing: clear
+        self._leasing_allowed.set()
+        self._progress_reported = threading.Event()  # wakes the lease keeper to send progress
         self._slots = threading.Condition()  # guards _running; notified when a task ends
         self._running: Dict[str, TaskContext] = {}
         self._lease_call = None
+        self._heartbeat_call = None
+        self._heartbeat_broken = False
+        self._threads: List[threading.Thread] = []
+
+        self.connection = ConnectionStateMachine(CONNECTED)
+        self.connection.subscribe(self._on_connection_change)
+        if on_state_change is not None:
+            self.connection.subscribe(on_state_change)
+        self.journal = OutcomeJournal(journal_dir, self.name)
+        self._outcomes = OutcomeDispatcher(_QueueTransport(self), self.journal, self.connection, self.stats,
+                                           policy=self.retry_policy,
+                                           batcher=OutcomeBatcher(max_batch=batch_size, max_delay=batch_delay))
+
+    @property
+    def connection_state(self) -> str:
+        """connected, retrying, offline or syncing (README, "Connection state")."""
+        return self.connection.state
 
     # ------------------------------------------------------------------------------- control
 
@@ -296,6 +456,7 @@ class Worker:
         if not self._stopping.is_set():
             log.info("stopping: %s", reason)
         self._stopping.set()
+        self._leasing_allowed.set()  # wake the lease loop so it sees the stop
         call = self._lease_call
         if call is not None:
             call.cancel()  # end a long poll at once
@@ -312,15 +473,47 @@ class Worker:
     # ------------------------------------------------------------------------------ the life
 
     def run(self) -> WorkerStats:
-        """Runs until stopped; always releases what it still holds and deregisters before returning."""
-        self._register()
-        for loop in (self._heartbeat_loop, self._lease_keeper_loop):
-            threading.Thread(target=loop, name=loop.__name__.strip("_"), daemon=True).start()
+        """Runs until stopped; always delivers or journals its outcomes, releases what it still holds and
+        deregisters before returning."""
+        self._start_delivery()
+        try:
+            self._register()
+        except BaseException:
+            self._outcomes.close(timeout=1.0)
+            self._close_channels()
+            raise
+        self._start_thread(self._heartbeat_loop, "heartbeat")
+        self._start_thread(self._lease_keeper_loop, "lease-keeper")
         try:
             self._lease_loop()
         finally:
             self._shutdown()
         return self.stats
+
+    def _start_thread(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _start_delivery(self) -> None:
+        """Loads the journal an earlier run left; if it has outcomes, the worker starts offline and syncs them
+        before it leases anything."""
+        try:
+            entries = self.journal.load()
+        except OSError as error:
+            log.error("journal %s could not be read: %s", self.journal.path, error)
+            entries = []
+        outcomes = sum(1 for e in entries if e.get("kind") != "progress")
+        if entries:
+            # Where the last process left off: offline, with a journal to sync before leasing anything.
+            self.connection.restore(OFFLINE)
+            self._leasing_allowed.clear()
+            log.info("journal %s holds %d outcome(s) from an earlier run: replaying them before leasing",
+                     self.journal.path, outcomes)
+        self._outcomes.start()
+        if entries:
+            # Replay before registering when the gateway answers; leasing waits for the journal in any case.
+            self._outcomes.first_sync_done.wait(self.rpc_timeout * 3)
 
     def _register(self) -> None:
         request = registry_pb2.RegisterWorkerRequest(
@@ -330,12 +523,14 @@ class Worker:
         deadline = time.monotonic() + 60
         while True:
             try:
-                response = self.registry.RegisterWorker(request, timeout=self.rpc_timeout)
+                # wait_for_ready: while the gateway is unreachable the call waits for it (up to rpc_timeout)
+                # rather than failing at once on a channel that would notice its return only seconds later.
+                response = self.registry.RegisterWorker(request, timeout=self.rpc_timeout, wait_for_ready=True)
+                self._outcomes.gateway_answered()
                 break
             except grpc.RpcError as error:
                 # The suite may be starting, or a service restarting: retry while waiting helps.
-                if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
-                        or time.monotonic() > deadline or self._stopping.is_set():
+                if not is_transient(error) or time.monotonic() > deadline or self._stopping.is_set():
                     raise
                 log.warning("register: %s; retrying", describe(error))
                 self._stopping.wait(1.0)
@@ -346,33 +541,57 @@ class Worker:
         log.info("registered %s as %s (session %d, heartbeat every %.1fs, types %s)", self.name, self.worker_id,
                  self.session_epoch, self.heartbeat_interval, ", ".join(sorted(self.handlers)))
 
+    def _on_connection_change(self, old: str, new: str, reason: str) -> None:
+        if new in (CONNECTED, RETRYING):
+            self._leasing_allowed.set()
+        else:
+            self._leasing_allowed.clear()
+            call = self._lease_call
+            if call is not None:
+                call.cancel()  # a long poll waiting for the gateway must not lease before the journal is replayed
+
     def _lease_loop(self) -> None:
-        backoff = 0.5
+        failures = 0
         while not self._stopping.is_set():
+            if not self._leasing_allowed.is_set():
+                self._leasing_allowed.wait(0.5)  # offline or syncing: lease nothing until the journal is replayed
+                continue
             capacity = self._wait_for_capacity()
             if capacity == 0:
                 continue
             request = queue_pb2.LeaseTasksRequest(
                 worker_id=self.worker_id, task_types=sorted(self.handlers), max_tasks=capacity,
-                lease_duration=_duration(self.lease_duration), wait=_duration(self.poll_wait))
-            call = self.queue.LeaseTasks.future(request, timeout=self.poll_wait + self.rpc_timeout)
+                lease_duration=_duration(self.lease_duration), wait=_duration(self.poll_wait), start=True)
+            # wait_for_ready: while the gateway is unreachable the call waits for it (instead of failing at
+            # once) and leases the moment it is back; going offline cancels it (see _on_connection_change).
+            call = self.queue.LeaseTasks.future(request, timeout=self.poll_wait + self.rpc_timeout, wait_for_ready=True)
             self._lease_call = call
             try:
-                if self._stopping.is_set() or self._draining.is_set():
+                # Stopped, drained or gone offline between the checks above and now: the listener that
+                # cancels self._lease_call may have looked before it was set.
+                if self._stopping.is_set() or self._draining.is_set() or not self._leasing_allowed.is_set():
                     call.cancel()
                 response = call.result()
-                backoff = 0.5
+                self._outcomes.call_answered()
+                if failures:
+                    log.info("leasing again after %d failed attempt(s)", failures)
+                failures = 0
             except grpc.FutureCancelledError:
-                continue  # stopping or draining: the loop condition decides
+                continue  # stopping, draining or offline: the loop decides
             except grpc.RpcError as error:
                 if error.code() == grpc.StatusCode.CANCELLED:
                     continue
                 if reason_of(error) == "WORKER_DRAINING":
                     self._drain("the queue says this worker is draining")
                     continue
-                log.warning("lease: %s; retrying in %.1fs", describe(error), backoff)
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                if is_transient(error):
+                    self._outcomes.call_failed(f"{describe(error)} (LeaseTasks)")
+                else:
+                    self._outcomes.call_answered()  # e.g. WORKER_OFFLINE until the next heartbeat: the gateway is there
+                failures += 1
+                wait = max(0.1, self.retry_policy.backoff(failures - 1))
+                (log.warning if failures == 1 else log.debug)("lease: %s; retrying in %.1fs", describe(error), wait)
+                self._stopping.wait(wait)
                 continue
             finally:
                 self._lease_call = None
@@ -396,32 +615,35 @@ class Worker:
                 return 0
             capacity = self.max_tasks - len(self._running)
             if self.once is not None:
-                capacity = min(capacity, self.once - self.stats.finished - len(self._running))
+                capacity = min(capacity, self.once - self.stats.ended - len(self._running))
             if self._draining.is_set() or capacity <= 0:
-                if not self._running:
+                if self._running:
+                    self._slots.wait(1.0)
+                elif not self._draining.is_set() and self._outcomes.pending:
+                    # `once`: the tasks have ended; stop when their outcomes are delivered (offline: synced).
+                    self._slots.wait(0.1)
+                else:
                     self._stopping.set()
                     log.info("stopping: %s", "drained" if self._draining.is_set() else f"{self.once} task(s) done")
-                else:
-                    self._slots.wait(1.0)
                 return 0
             return capacity
 
     def _run_task(self, context: TaskContext) -> None:
         task = context.task
         try:
-            try:
-                self.queue.StartTask(queue_pb2.StartTaskRequest(task_id=task.id, fencing_token=task.fencing_token),
-                                     timeout=self.rpc_timeout)
-            except grpc.RpcError as error:
-                log.warning("task %s not started: %s", task.id, describe(error))
-                self.stats.add("abandoned")
-                return
+            if task.status != queue_pb2.TASK_STATUS_RUNNING:  # a queue that ignores `start`: start it ourselves
+                try:
+                    self.queue.StartTask(queue_pb2.StartTaskRequest(task_id=task.id, fencing_token=task.fencing_token),
+                                         timeout=self.rpc_timeout)
+                except grpc.RpcError as error:
+                    log.warning("task %s not started: %s", task.id, describe(error))
+                    self.stats.add("abandoned")
+                    return
             log.info("task %s (%s) started, token %d", task.id, task.type, task.fencing_token)
             try:
                 result = self.handlers[task.type](context)
-            except TaskFailure as failure:
-                self._fail(context, common_pb2.ErrorDetail(code=failure.code, message=failure.message[:4096],
-                                                          retryable=failure.retryable, details=failure.details))
+            except TaskFailed as failure:
+                self._fail(context, failure.code, failure.message, failure.retryable, failure.details, failure.retry_after)
             except Exception as error:  # pylint: disable=broad-except
                 if context.lost:
                     self._abandon(context)
@@ -429,52 +651,47 @@ class Worker:
                     self._release(context, "worker stopping")  # the handler gave up because we asked
                 else:
                     log.exception("handler of task %s raised", task.id)
-                    self._fail(context, common_pb2.ErrorDetail(
-                        code="UNHANDLED_EXCEPTION", message=f"{type(error).__name__}: {error}"[:4096], retryable=True))
+                    self._fail(context, "UNHANDLED_EXCEPTION", f"{type(error).__name__}: {error}", True)
             else:
-                self._complete(context, json.dumps(result))
+                try:
+                    text = json.dumps(result)
+                except (TypeError, ValueError) as error:
+                    self._fail(context, "RESULT_NOT_SERIALIZABLE", f"the handler's result is not JSON: {error}", False)
+                else:
+                    self._complete(context, text)
         finally:
+            context.done = True
             with self._slots:
                 self._running.pop(task.id, None)
+                self.stats.add("ended")
                 self._slots.notify_all()
 
     def _complete(self, context: TaskContext, result: str) -> None:
+        context.done = True
         if context.lost:
             return self._abandon(context)
-        try:
-            self.queue.CompleteTask(queue_pb2.CompleteTaskRequest(
-                task_id=context.task_id, fencing_token=context.fencing_token, result=result), timeout=self.rpc_timeout)
-            self.stats.add("completed")
-            log.info("task %s completed", context.task_id)
-        except grpc.RpcError as error:
-            self._refused(context, "completion", error)
+        self._outcomes.submit(Outcome.complete(context.task_id, context.fencing_token, result,
+                                               progress=context.progress if context.progress_pending else None))
 
-    def _fail(self, context: TaskContext, error_detail) -> None:
+    def _fail(self, context: TaskContext, code: str, message: str, retryable: bool,
+              details: Optional[Dict[str, str]] = None, retry_after: Optional[float] = None) -> None:
+        context.done = True
         if context.lost:
             return self._abandon(context)
-        try:
-            response = self.queue.FailTask(queue_pb2.FailTaskRequest(
-                task_id=context.task_id, fencing_token=context.fencing_token, error=error_detail),
-                timeout=self.rpc_timeout)
-            self.stats.add("failed")
-            log.info("task %s failed with %s (%s)", context.task_id, error_detail.code,
-                     "will retry" if response.will_retry else queue_pb2.TaskStatus.Name(response.task.status))
-        except grpc.RpcError as error:
-            self._refused(context, "failure", error)
-
-    def _refused(self, context: TaskContext, what: str, error: grpc.RpcError) -> None:
-        # A refused outcome (stale token, cancelled task) changes nothing on the server, by design.
-        log.warning("task %s: %s refused: %s", context.task_id, what, describe(error))
-        self.stats.add("abandoned")
+        self._outcomes.submit(Outcome.fail(context.task_id, context.fencing_token, code, message[:4096], retryable,
+                                           details, retry_after,
+                                           progress=context.progress if context.progress_pending else None))
 
     def _abandon(self, context: TaskContext) -> None:
         log.info("task %s: no outcome reported (%s)", context.task_id, context.cancel_reason)
         self.stats.add("abandoned")
 
     def _release(self, context: TaskContext, reason: str) -> None:
+        context.lose(f"released: {reason}")  # a handler that still finishes reports nothing
         try:
             self.queue.ReleaseTask(queue_pb2.ReleaseTaskRequest(
-                task_id=context.task_id, fencing_token=context.fencing_token, reason=reason), timeout=self.rpc_timeout)
+                task_id=context.task_id, fencing_token=context.fencing_token, reason=reason),
+                timeout=self.attempt_timeout)
             self.stats.add("released")
             log.info("task %s released (%s)", context.task_id, reason)
         except grpc.RpcError as error:
@@ -484,48 +701,190 @@ class Worker:
                 self._running.pop(context.task_id, None)
                 self._slots.notify_all()
 
+    # ------------------------------------------------------------------------------- leases
+
+    def _held(self) -> List[TaskContext]:
+        with self._slots:
+            return [c for c in self._running.values() if not c.lost]
+
+    def _extend_leases(self, contexts: List[TaskContext], others: List[Tuple[str, int]] = (),
+                       probing: bool = False) -> bool:
+        """Extends leases at once (a task's unrecorded progress goes with its extension); True when the
+        gateway answered any of them. A lease the queue says is gone tells its handler.
+
+        probing (offline): the calls wait for the channel to connect, up to attempt_timeout. A call that
+        fails at once on a channel in TRANSIENT_FAILURE leaves gRPC nothing to poll the reconnection with:
+        grpc-python would notice the gateway is back only seconds later."""
+        calls = []
+        for context in contexts:
+            if context.progress_pending:
+                version, progress = context.progress_version, context.progress
+                call = self.queue.ReportProgress.future(queue_pb2.ReportProgressRequest(
+                    task_id=context.task_id, fencing_token=context.fencing_token,
+                    percent=progress["percent"], message=progress["message"],
+                    lease_duration=_duration(self.lease_duration)), timeout=self.attempt_timeout,
+                    wait_for_ready=probing)
+                calls.append((context, call, version))
+            else:
+                call = self.queue.ExtendLease.future(queue_pb2.ExtendLeaseRequest(
+                    task_id=context.task_id, fencing_token=context.fencing_token,
+                    lease_duration=_duration(self.lease_duration)), timeout=self.attempt_timeout,
+                    wait_for_ready=probing)
+                calls.append((context, call, 0))
+        if others:
+            for task_id, token in others:
+                calls.append((None, self.queue.ExtendLease.future(queue_pb2.ExtendLeaseRequest(
+                    task_id=task_id, fencing_token=token, lease_duration=_duration(self.lease_duration)),
+                    timeout=self.attempt_timeout, wait_for_ready=probing), 0))
+        if not calls:
+            return True  # nothing to extend: let the sync itself find out
+        answered, transient = False, None
+        for context, call, version in calls:
+            try:
+                call.result()
+            except grpc.RpcError as error:
+                if is_transient(error):
+                    transient = transient or error
+                    if context is not None and not context.done:
+                        log.debug("task %s: lease not extended: %s", context.task_id, describe(error))
+                    continue
+                answered = True
+                if context is None or context.done:
+                    continue  # the handler ended meanwhile (its outcome went after this call): nothing to tell
+                if _lease_is_gone(error):
+                    context.lose(f"lease lost: {describe(error)}")
+                    log.warning("task %s: %s", context.task_id, context.cancel_reason)
+                else:
+                    log.warning("task %s: lease not extended: %s", context.task_id, describe(error))
+                continue
+            answered = True
+            if context is not None:
+                context.last_extended = time.monotonic()
+                context.progress_recorded = max(context.progress_recorded, version)
+        if not probing:  # (offline, the dispatcher judges its own probes)
+            if answered:
+                self._outcomes.call_answered()
+            elif transient is not None:
+                self._outcomes.call_failed(f"{describe(transient)} (lease extension)")
+        return answered
+
     # --------------------------------------------------------------------- background loops
 
+    def _beat(self) -> "registry_pb2.HeartbeatRequest":
+        with self._slots:
+            running = list(self._running)
+        return registry_pb2.HeartbeatRequest(
+            worker_id=self.worker_id, session_epoch=self.session_epoch,
+            status=(registry_pb2.WORKER_STATUS_BUSY if len(running) >= self.max_tasks
+                    else registry_pb2.WORKER_STATUS_ONLINE),
+            running_task_ids=running, load=len(running) / self.max_tasks)
+
     def _heartbeat_loop(self) -> None:
+        """One HeartbeatStream for the worker's life, opened again after a break; unary Heartbeat calls
+        when the stream cannot be opened at all."""
+        use_stream = self.heartbeat_stream
+        failures = 0
         while not self._finished.is_set():
-            with self._slots:
-                running = list(self._running)
-            request = registry_pb2.HeartbeatRequest(
-                worker_id=self.worker_id, session_epoch=self.session_epoch,
-                status=(registry_pb2.WORKER_STATUS_BUSY if len(running) >= self.max_tasks
-                        else registry_pb2.WORKER_STATUS_ONLINE),
-                running_task_ids=running, load=len(running) / self.max_tasks)
-            try:
-                response = self.registry.Heartbeat(request, timeout=self.rpc_timeout)
-                for command in response.commands:
-                    self._on_command(command)
-            except grpc.RpcError as error:
-                if reason_of(error) == "STALE_SESSION":
-                    log.error("heartbeat refused: another process registered %s again and owns it now", self.name)
-                    self._tell_all("session superseded")
-                    self.stop("session superseded")
+            if use_stream:
+                outcome, error = self._heartbeat_stream()
+                if outcome in ("finished", "superseded"):
                     return
-                log.warning("heartbeat: %s", describe(error))
+                if outcome == "unsupported":
+                    log.info("heartbeat stream not available (%s); beating with unary calls", describe(error))
+                    use_stream = False
+                    continue
+                failures = 1 if outcome == "ok" else failures + 1
+                if failures == 1:
+                    self._heartbeat_broken = True
+                    log.warning("heartbeat stream broken: %s; opening it again",
+                                describe(error) if error is not None else "ended by the server")
+                self._finished.wait(min(self.heartbeat_interval, self.retry_policy.backoff_cap(failures + 2)))
+                continue
+            if not self._unary_beat():
+                return
             self._finished.wait(self.heartbeat_interval)
 
+    def _heartbeat_stream(self) -> Tuple[str, Optional[grpc.RpcError]]:
+        """Runs one stream until it ends: ("finished" | "superseded" | "unsupported" | "broken" | "ok", error).
+        "ok": the stream worked for a while and then broke."""
+        done = threading.Event()
+
+        def beats():
+            while not done.is_set() and not self._finished.is_set():
+                yield registry_pb2.HeartbeatStreamRequest(beat=self._beat())
+                waited = 0.0
+                while waited < self.heartbeat_interval and not done.is_set() and not self._finished.is_set():
+                    done.wait(0.25)
+                    waited += 0.25
+
+        acknowledged = False
+        # wait_for_ready: opened while the gateway is unreachable, the stream waits for it; this waiting call
+        # also keeps gRPC polling the reconnection, so every call notices at once when the gateway is back.
+        call = self.registry.HeartbeatStream(beats(), wait_for_ready=True)
+        self._heartbeat_call = call
+        try:
+            if self._finished.is_set():
+                call.cancel()
+            for message in call:
+                kind = message.WhichOneof("message")
+                if kind == "ack":
+                    self._outcomes.gateway_answered()
+                    if not acknowledged and self._heartbeat_broken:
+                        log.info("heartbeat stream open again")
+                        self._heartbeat_broken = False
+                    acknowledged = True
+                    for command in message.ack.commands:
+                        self._on_command(command)
+                elif kind == "command":
+                    self._on_command(message.command)
+            return ("finished" if self._finished.is_set() else ("ok" if acknowledged else "broken")), None
+        except grpc.RpcError as error:
+            if self._finished.is_set():
+                return "finished", None
+            if reason_of(error) == "STALE_SESSION":
+                self._superseded()
+                return "superseded", error
+            if not acknowledged and not is_transient(error) and error.code() != grpc.StatusCode.CANCELLED:
+                return "unsupported", error
+            return ("ok" if acknowledged else "broken"), error
+        finally:
+            done.set()
+            self._heartbeat_call = None
+
+    def _unary_beat(self) -> bool:
+        try:
+            response = self.registry.Heartbeat(self._beat(), timeout=self.attempt_timeout, wait_for_ready=True)
+            self._outcomes.gateway_answered()
+            for command in response.commands:
+                self._on_command(command)
+        except grpc.RpcError as error:
+            if reason_of(error) == "STALE_SESSION":
+                self._superseded()
+                return False
+            log.warning("heartbeat: %s", describe(error))
+        return True
+
+    def _superseded(self) -> None:
+        log.error("heartbeat refused: another process registered %s again and owns it now", self.name)
+        self._tell_all("session superseded")
+        self.stop("session superseded")
+
     def _lease_keeper_loop(self) -> None:
-        """Extends the leases of tasks whose handlers have not reported progress for a third of a lease."""
-        while not self._finished.wait(1.0):
+        """Sends the progress handlers report (at once, the latest of each task) and extends the leases of
+        handlers that have not reported for a third of a lease. Offline, the outcome dispatcher's probes do both."""
+        while not self._finished.is_set():
+            self._progress_reported.wait(1.0)
+            self._progress_reported.clear()
+            if self._finished.is_set():
+                return
+            if self.connection_state in (OFFLINE, SYNCING):
+                continue
             now = time.monotonic()
-            with self._slots:
-                due = [c for c in self._running.values() if not c.lost and now - c.last_extended >= self.lease_duration / 3]
-            for context in due:
-                try:
-                    self.queue.ExtendLease(queue_pb2.ExtendLeaseRequest(
-                        task_id=context.task_id, fencing_token=context.fencing_token,
-                        lease_duration=_duration(self.lease_duration)), timeout=self.rpc_timeout)
-                    context.last_extended = time.monotonic()
-                except grpc.RpcError as error:
-                    if _lease_is_gone(error):
-                        context.lose(f"lease lost: {describe(error)}")
-                        log.warning("task %s: %s", context.task_id, context.cancel_reason)
-                    else:
-                        log.warning("task %s: lease not extended: %s", context.task_id, describe(error))
+            due = [c for c in self._held()
+                   if c.progress_pending or now - c.last_extended >= self.lease_duration / 3]
+            if due:
+                self._extend_leases(due)
+                self._finished.wait(0.05)  # reports arriving meanwhile go out together in the next round
 
     def _on_command(self, command: "registry_pb2.WorkerCommand") -> None:
         kind = command.WhichOneof("command")
@@ -550,7 +909,8 @@ class Worker:
     # ----------------------------------------------------------------------------- shutdown
 
     def _shutdown(self) -> None:
-        """Ordered: leasing has stopped; tell handlers, wait for them, release the rest, deregister."""
+        """README order: leasing has stopped; tell handlers, wait for them, flush the outcome batch, journal
+        what is undelivered, release what is still held, stop heartbeats, deregister, close the channel."""
         self._stopping.set()
         self._tell_all("worker stopping")
         started = time.monotonic()
@@ -561,22 +921,34 @@ class Worker:
             while self._running and time.monotonic() - started < self.shutdown_grace:
                 self._slots.wait(0.2)
             leftovers = list(self._running.values())
+        # Delivering may retry for the policy's budget; after that (or a second signal) the rest is journaled.
+        policy = self.retry_policy
+        self._outcomes.close(timeout=policy.budget + (policy.immediate_retries + 2) * self.attempt_timeout)
         for context in leftovers:
             self._release(context, "worker shutdown: handler still running")
         self._finished.set()
+        call = self._heartbeat_call
+        if call is not None:
+            call.cancel()
+        for thread in self._threads:
+            thread.join(timeout=2.0)
         try:
             if self.worker_id:
                 self.registry.DeregisterWorker(registry_pb2.DeregisterWorkerRequest(worker_id=self.worker_id),
-                                               timeout=self.rpc_timeout)
+                                               timeout=self.attempt_timeout)
                 log.info("deregistered %s", self.worker_id)
         except grpc.RpcError as error:
             log.warning("deregister: %s", describe(error))
         finally:
-            self._channel.close()
-            if self._registry_channel is not self._channel:
-                self._registry_channel.close()
-        log.info("stopped: %d completed, %d failed, %d released, %d abandoned", self.stats.completed,
-                 self.stats.failed, self.stats.released, self.stats.abandoned)
+            self._close_channels()
+        left = len(self.journal)
+        log.info("stopped: %s%s", self.stats.summary(),
+                 f"; {left} journal entr{'y' if left == 1 else 'ies'} left in {self.journal.path}" if left else "")
+
+    def _close_channels(self) -> None:
+        self._channel.close()
+        if self._registry_channel is not self._channel:
+            self._registry_channel.close()
 
     def _tell_all(self, reason: str) -> None:
         with self._slots:
@@ -595,45 +967,3 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 
 def _lease_is_gone(error: grpc.RpcError) -> bool:
     return error.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
-
-
-def describe(error: grpc.RpcError) -> str:
-    """`CODE: message [REASON]` of a failed call."""
-    reason = reason_of(error)
-    return f"{error.code().name}: {error.details()}" + (f" [{reason}]" if reason else "")
-
-
-def _google_rpc_types():
-    """google.rpc.Status and ErrorInfo, built in a private descriptor pool: Debian has no googleapis
-    package, and a private pool cannot clash with one that is installed."""
-    file = descriptor_pb2.FileDescriptorProto(name="lifeline_worker/google_rpc.proto", package="google.rpc",
-                                              syntax="proto3", dependency=["google/protobuf/any.proto"])
-    f = descriptor_pb2.FieldDescriptorProto
-    status = file.message_type.add(name="Status")
-    status.field.add(name="code", number=1, type=f.TYPE_INT32, label=f.LABEL_OPTIONAL)
-    status.field.add(name="message", number=2, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
-    status.field.add(name="details", number=3, type=f.TYPE_MESSAGE, label=f.LABEL_REPEATED,
-                     type_name=".google.protobuf.Any")
-    info = file.message_type.add(name="ErrorInfo")
-    info.field.add(name="reason", number=1, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
-    info.field.add(name="domain", number=2, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
-    pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(any_pb2.DESCRIPTOR.serialized_pb)
-    pool.Add(file)
-    factory = message_factory.MessageFactory(pool)
-    make = getattr(message_factory, "GetMessageClass", None) or factory.GetPrototype
-    return make(pool.FindMessageTypeByName("google.rpc.Status")), make(pool.FindMessageTypeByName("google.rpc.ErrorInfo"))
-
-
-_Status, _ErrorInfo = _google_rpc_types()
-
-
-def reason_of(error: grpc.RpcError) -> str:
-    """The `google.rpc.ErrorInfo` reason of a refusal (e.g. STALE_FENCING_TOKEN), or ''."""
-    trailers = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
-    for key, value in trailers or ():
-        if key == "grpc-status-details-bin":
-            for detail in _Status.FromString(value).details:
-                if detail.type_url.endswith("/google.rpc.ErrorInfo"):
-                    return _ErrorInfo.FromString(detail.value).reason
-    return ""

@@ -1,0 +1,313 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Xunit.Abstractions;
+using QueueTask = Lifeline.Queue.V1.Task;
+using QueueTaskStatus = Lifeline.Queue.V1.TaskStatus;
+
+namespace Lifeline.Workers.Tests;
+
+/// <summary>
+/// The Python worker library (services/workers/python, run as <c>example_worker.py</c> processes running
+/// <c>demo.steps</c>) against the real queue, registry and gateway, with the network between worker and gateway
+/// broken by the <see cref="FaultProxy"/> (services/workers/README.md, "When the network fails"). The side-effect
+/// ledger counts how often each task really ran; the queue's history how often it was completed.
+/// </summary>
+public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHelper output) : IClassFixture<WorkerEnvironment>, IDisposable
+{
+    private static readonly string PythonDirectory = Path.Combine(BuiltAssemblies.RepositoryRoot, "services", "workers", "python");
+    private static readonly SemaphoreSlim StubsOnce = new(1, 1);
+    private static bool _stubsGenerated;
+
+    private readonly string _directory = Directory.CreateTempSubdirectory("lifeline-python-faults-").FullName;
+    private readonly List<BackgroundProcess> _workers = [];
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_20_second_outage_while_handlers_finish_loses_no_outcome_and_runs_no_task_twice()
+    {
+        var tenant = env.NewTenant();
+        var ids = await tenant.EnqueueStepsAsync(count: 6, steps: 8, stepMs: 500);
+        var ledger = Path.Combine(_directory, "ledger");
+        var worker = await StartWorkerAsync(tenant, "py-outage", ledger, leaseSeconds: 60);
+
+        await WaitForAsync(async () => (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running), worker,
+            "the worker did not lease and start all six tasks");
+        // The handlers finish about 4 s into the outage; their outcomes are retried for 10 s, then journaled.
+        await env.Proxy.OutageAsync(TimeSpan.FromSeconds(20));
+
+        var tasks = await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(90));
+        var log = await StopAsync(worker);
+        Assert.True(tasks.All(t => t.Status == QueueTaskStatus.Completed), $"not all completed: {Describe(tasks)}\n{log}");
+        foreach (var id in ids)
+        {
+            Assert.Equal(1, await tenant.CompletionsAsync(id));
+        }
+        AssertRanOnceWithTheCompletedToken(ledger, tasks, log);
+        Assert.Contains("connection retrying → offline", log, StringComparison.Ordinal);
+        Assert.Contains("connection offline → syncing", log, StringComparison.Ordinal);
+        Assert.Contains("connection syncing → connected", log, StringComparison.Ordinal);
+        var done = DoneLine(log);
+        Assert.Contains("6 completed", done, StringComparison.Ordinal);
+        Assert.Contains("6 journaled, 6 replayed, 0 refused", done, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task An_outage_longer_than_the_lease_has_the_late_outcome_refused_as_stale_and_the_next_holder_completes_it_once()
+    {
+        var tenant = env.NewTenant();
+        var ids = await tenant.EnqueueStepsAsync(count: 2, steps: 6, stepMs: 500);
+        var ledger = Path.Combine(_directory, "ledger");
+        var worker = await StartWorkerAsync(tenant, "py-late", ledger, leaseSeconds: 5);
+
+        await WaitForAsync(async () => (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running), worker,
+            "the worker did not lease and start both tasks");
+        var firstTokens = (await TasksAsync(tenant, ids)).ToDictionary(t => t.Id, t => t.FencingToken);
+        // The leases (5 s) run out during the outage; the queue takes the tasks back. The handlers still finish
+        // and their outcomes go to the journal, to be refused when the network is back.
+        await env.Proxy.OutageAsync(TimeSpan.FromSeconds(16));
+
+        var tasks = await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(120));
+        var log = await StopAsync(worker);
+        Assert.True(tasks.All(t => t.Status == QueueTaskStatus.Completed), $"not all completed: {Describe(tasks)}\n{log}");
+        foreach (var task in tasks)
+        {
+            Assert.Equal(1, await tenant.CompletionsAsync(task.Id));
+            Assert.True(task.FencingToken > firstTokens[task.Id], $"task {task.Id} was completed with its first lease's token\n{log}");
+            // The late outcome: refused, logged once, dropped.
+            Assert.Equal(1, CountLines(log, task.Id, "completion refused, dropped"));
+        }
+        // Each task ran twice — once on the lease that ran out, once for its next holder — and the queue kept only
+        // the second outcome, whose run is the ledger's entry with the completing token.
+        var entries = Ledger.Read(ledger);
+        foreach (var task in tasks)
+        {
+            var runs = entries.Where(e => e.TaskId == task.Id).Select(e => e.FencingToken).Order().ToList();
+            Assert.True(runs.SequenceEqual([firstTokens[task.Id], task.FencingToken]),
+                $"task {task.Id}: ledger tokens {string.Join(",", runs)}, first lease {firstTokens[task.Id]}, completed with {task.FencingToken}\n{log}");
+        }
+        var done = DoneLine(log);
+        Assert.Contains("2 completed", done, StringComparison.Ordinal);
+        Assert.Contains("2 journaled, 0 replayed, 2 refused", done, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_worker_killed_while_offline_replays_its_journal_when_restarted_and_the_tasks_complete_without_running_again()
+    {
+        var tenant = env.NewTenant();
+        var ids = await tenant.EnqueueStepsAsync(count: 4, steps: 4, stepMs: 500);
+        var ledger = Path.Combine(_directory, "ledger");
+        var journal = Path.Combine(_directory, "journal", "py-killed.journal");
+        var first = await StartWorkerAsync(tenant, "py-killed", ledger, leaseSeconds: 120);
+
+        await WaitForAsync(async () => (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running), first,
+            "the worker did not lease and start all four tasks");
+        env.Proxy.Refuse(true);
+        env.Proxy.ResetAll();
+        try
+        {
+            await WaitForAsync(() => Task.FromResult(JournaledCompletions(journal) == ids.Count), first,
+                "the outcomes were not journaled", TimeSpan.FromSeconds(60));
+            first.Kill(); // SIGKILL: nothing of an orderly shutdown
+        }
+        finally
+        {
+            env.Proxy.Refuse(false);
+        }
+        var firstLog = first.LogTail(200);
+        Assert.All(await TasksAsync(tenant, ids), t => Assert.Equal(QueueTaskStatus.Running, t.Status));
+        var ranBefore = Ledger.Read(ledger);
+        Assert.Equal(ids.Order(), ranBefore.Select(e => e.TaskId).Order());
+
+        var second = await StartWorkerAsync(tenant, "py-killed", ledger, leaseSeconds: 120);
+        var tasks = await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(60));
+        var log = await StopAsync(second);
+        Assert.True(tasks.All(t => t.Status == QueueTaskStatus.Completed), $"not all completed: {Describe(tasks)}\n{firstLog}\n---\n{log}");
+        foreach (var id in ids)
+        {
+            Assert.Equal(1, await tenant.CompletionsAsync(id));
+        }
+        AssertRanOnceWithTheCompletedToken(ledger, tasks, log);
+        Assert.DoesNotContain(Ledger.Read(ledger), e => e.Pid == second.Pid);
+        // Replayed at start, before registering (and so before leasing anything).
+        var replayed = log.IndexOf("connection syncing → connected", StringComparison.Ordinal);
+        var registered = log.IndexOf("registered py-killed", StringComparison.Ordinal);
+        Assert.True(replayed >= 0 && registered > replayed, $"the journal was not replayed before registering:\n{log}");
+        Assert.Contains("4 replayed", DoneLine(log), StringComparison.Ordinal);
+        Assert.Equal(0, JournaledCompletions(journal));
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_black_hole_while_handlers_finish_loses_no_outcome_and_runs_no_task_twice()
+    {
+        // Connections stay open and bytes go nowhere: calls end by their deadlines, not by a reset.
+        var tenant = env.NewTenant();
+        var ids = await tenant.EnqueueStepsAsync(count: 3, steps: 4, stepMs: 500);
+        var ledger = Path.Combine(_directory, "ledger");
+        var worker = await StartWorkerAsync(tenant, "py-black-hole", ledger, leaseSeconds: 120);
+
+        await WaitForAsync(async () => (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running), worker,
+            "the worker did not lease and start all three tasks");
+        env.Proxy.BlackHole(true);
+        try
+        {
+            await WaitForAsync(() => Task.FromResult(worker.LogTail(200).Contains("connection retrying → offline", StringComparison.Ordinal)),
+                worker, "the worker did not go offline", TimeSpan.FromSeconds(60));
+        }
+        finally
+        {
+            env.Proxy.BlackHole(false);
+        }
+
+        var tasks = await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(90));
+        var log = await StopAsync(worker);
+        Assert.True(tasks.All(t => t.Status == QueueTaskStatus.Completed), $"not all completed: {Describe(tasks)}\n{log}");
+        foreach (var id in ids)
+        {
+            Assert.Equal(1, await tenant.CompletionsAsync(id));
+        }
+        AssertRanOnceWithTheCompletedToken(ledger, tasks, log);
+        Assert.Contains("3 journaled", DoneLine(log), StringComparison.Ordinal);
+    }
+
+    // ------------------------------------------------------------------------------------------------ helpers
+
+    private async Task<BackgroundProcess> StartWorkerAsync(WorkerTenant tenant, string name, string ledger, int leaseSeconds)
+    {
+        await EnsureStubsAsync();
+        var worker = BackgroundProcess.Start("/usr/bin/python3",
+            [
+                Path.Combine(PythonDirectory, "example_worker.py"),
+                "--target", env.WorkerTarget.ToString(), "--api-key", tenant.WorkerKey,
+                "--types", "demo.steps", "--name", name, "--max-tasks", "8",
+                "--lease-seconds", leaseSeconds.ToString(CultureInfo.InvariantCulture), "--poll-seconds", "5",
+                "--journal-dir", Path.Combine(_directory, "journal"), "--ledger", ledger,
+            ],
+            _directory, Path.Combine(_directory, $"{name}-{_workers.Count}.log"),
+            new Dictionary<string, string?> { ["PYTHONUNBUFFERED"] = "1" });
+        _workers.Add(worker);
+        return worker;
+    }
+
+    /// <summary>SIGTERM, the graceful stop; returns the worker's log once it has exited.</summary>
+    private async Task<string> StopAsync(BackgroundProcess worker)
+    {
+        if (!worker.HasExited)
+        {
+            using var kill = Process.Start("/bin/kill", ["-TERM", worker.Pid.ToString(CultureInfo.InvariantCulture)]);
+            await kill.WaitForExitAsync();
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            while (!worker.HasExited && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100);
+            }
+        }
+        var log = await File.ReadAllTextAsync(worker.LogFile);
+        output.WriteLine($"--- {worker.LogFile}\n{log}");
+        return log;
+    }
+
+    private static async Task EnsureStubsAsync()
+    {
+        await StubsOnce.WaitAsync();
+        try
+        {
+            if (_stubsGenerated)
+            {
+                return;
+            }
+            using var generate = Process.Start(new ProcessStartInfo("/bin/bash", [Path.Combine(PythonDirectory, "generate.sh")])
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            })!;
+            var stdout = generate.StandardOutput.ReadToEndAsync();
+            var stderr = generate.StandardError.ReadToEndAsync();
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+            await generate.WaitForExitAsync(timeout.Token);
+            Assert.True(generate.ExitCode == 0, $"generate.sh failed: {await stdout}{await stderr}");
+            _stubsGenerated = true;
+        }
+        finally
+        {
+            StubsOnce.Release();
+        }
+    }
+
+    private static async Task<IReadOnlyList<QueueTask>> TasksAsync(WorkerTenant tenant, IReadOnlyList<string> ids) =>
+        await tenant.WaitUntilFinalAsync(ids, TimeSpan.Zero);
+
+    private static async Task WaitForAsync(Func<Task<bool>> condition, BackgroundProcess worker, string what, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline || worker.HasExited)
+            {
+                Assert.Fail($"{what}{(worker.HasExited ? " (the worker exited)" : "")}:\n{worker.LogTail(60)}");
+            }
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>Completions in the worker's journal file (a torn last line does not count).</summary>
+    private static int JournaledCompletions(string journal)
+    {
+        if (!File.Exists(journal))
+        {
+            return 0;
+        }
+        var count = 0;
+        foreach (var line in File.ReadAllLines(journal).Where(l => l.Length > 0))
+        {
+            try
+            {
+                using var entry = JsonDocument.Parse(line);
+                if (entry.RootElement.GetProperty("kind").GetString() == "complete"
+                    && entry.RootElement.GetProperty("fencing_token").ValueKind == JsonValueKind.String)
+                {
+                    count++;
+                }
+            }
+            catch (JsonException)
+            {
+            }
+        }
+        return count;
+    }
+
+    private static void AssertRanOnceWithTheCompletedToken(string ledger, IReadOnlyList<QueueTask> tasks, string log)
+    {
+        var entries = Ledger.Read(ledger);
+        foreach (var task in tasks)
+        {
+            var runs = entries.Where(e => e.TaskId == task.Id).ToList();
+            Assert.True(runs.Count == 1, $"task {task.Id} ran {runs.Count} times\n{log}");
+            Assert.Equal(task.FencingToken, runs[0].FencingToken);
+            Assert.Equal(0, runs[0].ResumedFrom);
+        }
+    }
+
+    private static string DoneLine(string log) =>
+        log.Split('\n').LastOrDefault(l => l.StartsWith("done: ", StringComparison.Ordinal)) ?? $"(no done line)\n{log}";
+
+    private static int CountLines(string log, string taskId, string what) =>
+        log.Split('\n').Count(l => l.Contains(taskId, StringComparison.Ordinal) && l.Contains(what, StringComparison.Ordinal));
+
+    private static string Describe(IEnumerable<QueueTask> tasks) =>
+        string.Join(", ", tasks.Select(t => $"{t.Id} {t.Status} token {t.FencingToken}"));
+
+    public void Dispose()
+    {
+        foreach (var worker in _workers)
+        {
+            worker.Dispose();
+        }
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
