@@ -9,14 +9,15 @@ internal sealed record BenchmarkOptions(
 {
     public const string Usage = """
         Lifeline benchmark: throughput and latency of the queue, registry, checkpoint and backup services through gRPC,
-        and how fast the recovery service puts the work of dead workers right.
+        how fast the recovery service puts the work of dead workers right, and the queue driven through the .NET worker library.
 
         dotnet run -c Release --project tests/Lifeline.Benchmarks -- [options]
 
           (default)             start PostgreSQL (durable settings: fsync, synchronous_commit, full_page_writes on),
                                 Redis and each service under test (its Release build, as a separate process) locally
-          --only WHAT           queue, registry, checkpoint, recovery, backup or all (default all); recovery always starts its own
-                                registry, queue and recovery services (it needs their settings: 1 s heartbeats, 1 s scans)
+          --only WHAT           queue, registry, checkpoint, recovery, backup, worker-library or all (default all); recovery always
+                                starts its own registry, queue and recovery services (it needs their settings: 1 s heartbeats, 1 s scans);
+                                worker-library starts a registry and a queue, and the gateway and .NET LifelineWorkers in this process
           --queue-url URL       drive an already-running queue service instead, e.g. http://127.0.0.1:5101
           --queue-pid PID       with --queue-url: read that process's memory (VmRSS, VmHWM) after each phase
           --registry-url URL    drive an already-running registry service instead (no PostgreSQL write counts then)
@@ -42,6 +43,9 @@ internal sealed record BenchmarkOptions(
     public bool RunRecovery => Only is "recovery" or "all";
 
     public bool RunBackup => Only is "backup" or "all";
+
+    /// <summary>The worker-library section always runs its own registry and queue locally (and the gateway in this process).</summary>
+    public bool RunWorkerLibrary => Only is "worker-library" or "all";
 
     public BenchmarkProfile Profile
     {
@@ -73,9 +77,9 @@ internal sealed record BenchmarkOptions(
             {
                 case "--only":
                     only = Value() ?? "";
-                    if (only is not ("queue" or "registry" or "checkpoint" or "recovery" or "backup" or "all"))
+                    if (only is not ("queue" or "registry" or "checkpoint" or "recovery" or "backup" or "worker-library" or "all"))
                     {
-                        problem = "--only needs queue, registry, checkpoint, recovery, backup or all";
+                        problem = "--only needs queue, registry, checkpoint, recovery, backup, worker-library or all";
                         return false;
                     }
                     break;

@@ -121,6 +121,23 @@ internal sealed record RecoveryProfile(
 }
 
 /// <summary>
+/// The worker-library section: <paramref name="Workers"/> <c>LifelineWorker</c>s of <paramref name="Slots"/> handler slots
+/// each; a warm-up of <paramref name="WarmUpTasks"/> tasks, a burst of <paramref name="BurstTasks"/> (all enqueued at once),
+/// then <paramref name="PacedDuration"/> of batches of <paramref name="PacedBatchSize"/> at half the burst's rate.
+/// </summary>
+internal sealed record WorkerLibraryProfile(
+    int Workers, int Slots, int WarmUpTasks, int BurstTasks, TimeSpan PacedDuration, int PacedBatchSize, TimeSpan Timeout)
+{
+    public static WorkerLibraryProfile Full(double scale) => new(
+        Workers: 4, Slots: 32, WarmUpTasks: Scaled(1_000, scale), BurstTasks: Scaled(10_000, scale), PacedDuration: TimeSpan.FromSeconds(10),
+        PacedBatchSize: 10, Timeout: TimeSpan.FromMinutes(3));
+
+    public static WorkerLibraryProfile Quick(double scale) => Full(scale * 0.2) with { PacedDuration = TimeSpan.FromSeconds(5), Timeout = TimeSpan.FromSeconds(60) };
+
+    private static int Scaled(int tasks, double scale) => Math.Max(100, (int)(tasks * scale) / 100 * 100);
+}
+
+/// <summary>
 /// How much work each scenario does. The full-run counts are sized so each cell takes roughly 3–10 s on
 /// a 2-core machine where client, service, PostgreSQL and Redis share the cores; the quick run does a
 /// fifth. <c>--scale</c> multiplies every count (raise it on faster machines so cells do not get too short).
@@ -134,7 +151,8 @@ internal sealed record BenchmarkProfile(
     TimeSpan CellTimeout,
     RegistryProfile Registry,
     CheckpointProfile Checkpoint,
-    RecoveryProfile Recovery)
+    RecoveryProfile Recovery,
+    WorkerLibraryProfile WorkerLibrary)
 {
     /// <summary>The processing cell whose LeaseTasks/CompleteTask latencies are reported on their own.</summary>
     public static readonly (int Workers, int BatchSize) LatencyCell = (8, 1);
@@ -146,16 +164,19 @@ internal sealed record BenchmarkProfile(
     private static readonly (int Workers, int BatchSize)[] FusedCells = [(8, 1), (8, 10), (8, 50), (32, 10), (32, 50)];
 
     public static BenchmarkProfile Full(double scale) =>
-        Create(Label("full", scale), scale, TimeSpan.FromMinutes(3), RegistryProfile.Full, CheckpointProfile.Full, RecoveryProfile.Full);
+        Create(Label("full", scale), scale, TimeSpan.FromMinutes(3), RegistryProfile.Full, CheckpointProfile.Full, RecoveryProfile.Full,
+            WorkerLibraryProfile.Full(scale));
 
     public static BenchmarkProfile Quick(double scale) =>
-        Create(Label("quick", scale), scale * 0.2, TimeSpan.FromSeconds(30), RegistryProfile.Quick, CheckpointProfile.Quick, RecoveryProfile.Quick);
+        Create(Label("quick", scale), scale * 0.2, TimeSpan.FromSeconds(30), RegistryProfile.Quick, CheckpointProfile.Quick, RecoveryProfile.Quick,
+            WorkerLibraryProfile.Quick(scale));
 
     private static string Label(string name, double scale) =>
         scale == 1 ? name : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{name} ×{scale}");
 
     private static BenchmarkProfile Create(
-        string name, double scale, TimeSpan cellTimeout, RegistryProfile registry, CheckpointProfile checkpoint, RecoveryProfile recovery)
+        string name, double scale, TimeSpan cellTimeout, RegistryProfile registry, CheckpointProfile checkpoint, RecoveryProfile recovery,
+        WorkerLibraryProfile workerLibrary)
     {
         int Scaled(int tasks) => Math.Max(20, (int)(tasks * scale));
 
@@ -179,7 +200,7 @@ internal sealed record BenchmarkProfile(
             new(Workers: 8, BatchSize: 1, Producers: 8, EnqueueBatchSize: 1, Tasks: Scaled(1_000)),
             new(Workers: 32, BatchSize: 50, Producers: 4, EnqueueBatchSize: 100, Tasks: Scaled(3_000)),
         ];
-        return new BenchmarkProfile(name, warmUp, enqueue, processing, fullCycle, cellTimeout, registry, checkpoint, recovery);
+        return new BenchmarkProfile(name, warmUp, enqueue, processing, fullCycle, cellTimeout, registry, checkpoint, recovery, workerLibrary);
     }
 
     // Every task costs a LeaseTasks share, a StartTask and a CompleteTask(s) share, each a durable commit:

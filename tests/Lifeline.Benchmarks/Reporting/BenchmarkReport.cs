@@ -112,6 +112,22 @@ internal sealed record BackupSection(
     public bool Verified => RestoredContentMatches && IncrementalChanges >= ChangedRows;
 }
 
+/// <summary>What the worker-library section measured: the queue driven through the .NET worker library.</summary>
+internal sealed record WorkerLibrarySection(
+    TargetInfo Queue,
+    TargetInfo Registry,
+    string LoadAverageAtStart,
+    int Workers,
+    int Slots,
+    Scenarios.WorkerLibrary.WorkerLibraryResult WarmUp,
+    Scenarios.WorkerLibrary.WorkerLibraryResult Burst,
+    Scenarios.WorkerLibrary.WorkerLibraryResult Paced,
+    int WarningsAndErrors,
+    IReadOnlyList<string> LogSample)
+{
+    public bool Verified => Burst.Verified && Paced.Verified;
+}
+
 /// <summary>Everything a run measured; printed as tables and written as JSON.</summary>
 internal sealed record BenchmarkReport(
     DateTimeOffset GeneratedAtUtc,
@@ -126,7 +142,8 @@ internal sealed record BenchmarkReport(
     RegistrySection? Registry,
     CheckpointSection? Checkpoint,
     RecoverySection? Recovery,
-    BackupSection? Backup)
+    BackupSection? Backup,
+    WorkerLibrarySection? WorkerLibrary = null)
 {
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
     {
@@ -138,7 +155,7 @@ internal sealed record BenchmarkReport(
 
     public bool AllVerified =>
         (Queue?.Verified ?? true) && (Registry?.Verified ?? true) && (Checkpoint?.Verified ?? true) && (Recovery?.Verified ?? true) &&
-        (Backup?.Verified ?? true);
+        (Backup?.Verified ?? true) && (WorkerLibrary?.Verified ?? true);
 
     public async Task WriteJsonAsync(string path, CancellationToken ct)
     {

@@ -62,6 +62,11 @@ internal static class ConsoleReport
             WriteBackup(backup, writer);
         }
 
+        if (report.WorkerLibrary is { } workerLibrary)
+        {
+            WorkerLibraryConsoleReport.Write(workerLibrary, writer);
+        }
+
         writer.WriteLine();
         writer.WriteLine($"Run took {report.RunSeconds:0} s.");
         if (report.Queue is not null)
@@ -83,6 +88,13 @@ internal static class ConsoleReport
             writer.WriteLine(report.Checkpoint.Verified
                 ? "Checkpoint: every checkpoint saved and read back with its checksum; both storage modes agree; every artifact verified."
                 : "Checkpoint: SOME CHECKS FAILED: see the check columns and Problems above.");
+        }
+
+        if (report.WorkerLibrary is not null)
+        {
+            writer.WriteLine(report.WorkerLibrary.Verified
+                ? "Worker library: every task completed exactly once through LifelineWorkers; nothing journaled, refused or lost."
+                : "Worker library: SOME CHECKS FAILED: see the check column above.");
         }
 
         if (report.Recovery is not null)

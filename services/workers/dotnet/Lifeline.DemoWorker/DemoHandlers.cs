@@ -38,8 +38,8 @@ internal sealed class FailHandler : ITaskHandler
 }
 
 /// <summary>
-/// <c>demo.steps</c>: works through <c>{"steps": N, "step_ms": M}</c> steps, saving a checkpoint of its workflow after
-/// each one; an attempt that recovery requeued after a crash resumes after the last saved step. With <c>--ledger</c>,
+/// <c>demo.steps</c>: works through <c>{"steps": N, "step_ms": M}</c> steps, saving a checkpoint of its workflow (the
+/// task's, or <c>task-&lt;id&gt;</c>) and reporting progress after each one; an attempt that recovery requeued after a crash resumes after the last saved step. With <c>--ledger</c>,
 /// appends "task_id fencing_token resumed_from_step" to <c>&lt;ledger&gt;.&lt;pid&gt;</c> when done — the side effect crash tests count.
 /// </summary>
 internal sealed class StepsHandler(DemoOptions demo) : ITaskHandler
@@ -62,6 +62,7 @@ internal sealed class StepsHandler(DemoOptions demo) : ITaskHandler
         {
             await Task.Delay(stepMs, cancellationToken);
             await context.SaveCheckpointAsync($"step {step + 1}", $"{{\"step\":{step + 1}}}", cancellationToken: cancellationToken);
+            await context.ReportProgressAsync(100 * (step + 1) / steps, $"step {step + 1} of {steps}", cancellationToken);
         }
         if (demo.Ledger is { } ledger)
         {

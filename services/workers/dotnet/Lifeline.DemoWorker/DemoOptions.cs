@@ -17,6 +17,8 @@ internal sealed class DemoOptions
           --types <a,b>            task types to run: demo.echo, demo.fail, demo.steps (default demo.echo,demo.fail)
           --max-tasks <n>          tasks run at once (default 4)
           --once <n>               exit after n tasks have ended (for tests)
+          --lease-seconds <n>      lease of each task, extended while it runs (default 30)
+          --journal-dir <dir>      offline journal directory: <dir>/<name>.journal (default .lifeline-journal)
           --ledger <path>          demo.steps appends "task_id fencing_token resumed_from_step" per finished task to <path>.<pid>
           --name <name>            worker name (default dotnet-<host>-<pid>)
           --registry-target <url>  gateway address for registry calls, when it differs from --target
@@ -32,12 +34,15 @@ internal sealed class DemoOptions
 
     public string? ApiKey { get; private set; }
 
-
     public string? Name { get; private set; }
 
     public int MaxTasks { get; private set; } = 4;
 
     public int? Once { get; private set; }
+
+    public int? LeaseSeconds { get; private set; }
+
+    public string? JournalDirectory { get; private set; }
 
     public IReadOnlySet<string> Types { get; private set; } = new HashSet<string>(DefaultTypes, StringComparer.Ordinal);
 
@@ -66,6 +71,8 @@ internal sealed class DemoOptions
                 case "--max-tasks": options.MaxTasks = ParsePositive(Value(), "--max-tasks"); break;
                 case "--once": options.Once = ParsePositive(Value(), "--once"); break;
                 case "--ledger": options.Ledger = Value(); break;
+                case "--lease-seconds": options.LeaseSeconds = ParsePositive(Value(), "--lease-seconds"); break;
+                case "--journal-dir": options.JournalDirectory = Value(); break;
                 case "--types":
                     var types = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
                     var unknown = types.Except(KnownTypes, StringComparer.Ordinal).ToList();
@@ -110,6 +117,15 @@ internal sealed class DemoOptions
         worker.ApiKey = ApiKey;
         worker.MaxConcurrentTasks = MaxTasks;
         worker.StopAfterTasks = Once;
+        if (LeaseSeconds is { } lease)
+        {
+            worker.LeaseDuration = TimeSpan.FromSeconds(lease);
+        }
+
+        if (JournalDirectory is not null)
+        {
+            worker.JournalDirectory = JournalDirectory;
+        }
         if (Name is not null)
         {
             worker.Name = Name;

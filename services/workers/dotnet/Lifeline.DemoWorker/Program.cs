@@ -56,5 +56,5 @@ catch (Microsoft.Extensions.Options.OptionsValidationException ex)
 }
 
 var statistics = worker.Statistics;
-Console.WriteLine($"done: {statistics.Completed} completed, {statistics.Failed} failed, {statistics.Released} released, {statistics.Abandoned} abandoned");
+Console.WriteLine($"done: {statistics}");
 return worker.ExecuteTask is { IsFaulted: true } ? 1 : 0;

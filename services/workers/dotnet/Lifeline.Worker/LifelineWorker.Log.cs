@@ -17,23 +17,11 @@ public sealed partial class LifelineWorker
     [LoggerMessage(7103, LogLevel.Information, "Task {TaskId} ({TaskType}) started with fencing token {FencingToken}, attempt {Attempt}")]
     private partial void LogStarted(string taskId, string taskType, long fencingToken, int attempt);
 
-    [LoggerMessage(7104, LogLevel.Warning, "Task {TaskId} could not be started: {Error}")]
-    private partial void LogNotStarted(string taskId, string error);
-
-    [LoggerMessage(7105, LogLevel.Information, "Task {TaskId} completed")]
-    private partial void LogCompleted(string taskId);
-
-    [LoggerMessage(7106, LogLevel.Information, "Task {TaskId} failed with {ErrorCode} ({Outcome})")]
-    private partial void LogFailed(string taskId, string errorCode, string outcome);
-
     [LoggerMessage(7107, LogLevel.Error, "The handler of task {TaskId} threw; failing the task as retryable")]
     private partial void LogHandlerFailed(Exception exception, string taskId);
 
     [LoggerMessage(7108, LogLevel.Warning, "The handler of task {TaskId} threw after it was told to stop")]
     private partial void LogHandlerFailedWhileCancelled(Exception exception, string taskId);
-
-    [LoggerMessage(7109, LogLevel.Warning, "Task {TaskId}: the {Outcome} was refused: {Error}")]
-    private partial void LogOutcomeRefused(string taskId, string outcome, string error);
 
     [LoggerMessage(7110, LogLevel.Information, "Task {TaskId}: no outcome reported ({Reason})")]
     private partial void LogAbandoned(string taskId, TaskCancellationReason reason);
@@ -43,18 +31,6 @@ public sealed partial class LifelineWorker
 
     [LoggerMessage(7112, LogLevel.Warning, "Task {TaskId} could not be released: {Error}")]
     private partial void LogReleaseFailed(string taskId, string error);
-
-    [LoggerMessage(7113, LogLevel.Warning, "Heartbeat failed: {Error}")]
-    private partial void LogHeartbeatFailed(string error);
-
-    [LoggerMessage(7114, LogLevel.Error, "Heartbeat refused: {WorkerName} was registered again by another process, which owns it now")]
-    private partial void LogSessionSuperseded(string workerName);
-
-    [LoggerMessage(7115, LogLevel.Warning, "Task {TaskId}: lease lost ({Error}); telling its handler")]
-    private partial void LogLeaseLost(string taskId, string error);
-
-    [LoggerMessage(7116, LogLevel.Warning, "Task {TaskId}: lease not extended: {Error}")]
-    private partial void LogLeaseNotExtended(string taskId, string error);
 
     [LoggerMessage(7117, LogLevel.Information, "Task {TaskId} cancelled: {Reason}")]
     private partial void LogTaskCancelled(string taskId, string reason);
@@ -74,6 +50,27 @@ public sealed partial class LifelineWorker
     [LoggerMessage(7122, LogLevel.Warning, "Deregistering {WorkerId} failed: {Error}")]
     private partial void LogDeregisterFailed(string workerId, string error);
 
-    [LoggerMessage(7123, LogLevel.Information, "Stopped: {Completed} completed, {Failed} failed, {Released} released, {Abandoned} abandoned")]
-    private partial void LogStopped(long completed, long failed, long released, long abandoned);
+    [LoggerMessage(7123, LogLevel.Information, "Stopped: {Statistics}")]
+    private partial void LogStopped(string statistics);
+
+    [LoggerMessage(7124, LogLevel.Warning, "Connection {Previous} → {Current}: {Reason}")]
+    private partial void LogConnectionWorse(string previous, string current, string reason);
+
+    [LoggerMessage(7125, LogLevel.Information, "Connection {Previous} → {Current}: {Reason}")]
+    private partial void LogConnectionBetter(string previous, string current, string reason);
+
+    [LoggerMessage(7126, LogLevel.Error, "A ConnectionStateChanged listener threw; ignored")]
+    private partial void LogStateListenerFailed(Exception exception);
+
+    [LoggerMessage(7127, LogLevel.Warning, "The journal {Path} had {Count} unreadable line(s) (torn by a crash while written); they were dropped")]
+    private partial void LogJournalDamaged(string path, int count);
+
+    [LoggerMessage(7128, LogLevel.Warning, "The journal {Path} holds {Count} entries of an earlier run; replaying them before leasing")]
+    private partial void LogJournalFound(int count, string path);
+
+    [LoggerMessage(7129, LogLevel.Warning, "Task {TaskId} not released: offline (its lease will expire)")]
+    private partial void LogNotReleasedOffline(string taskId);
+
+    [LoggerMessage(7130, LogLevel.Information, "Done; waiting to deliver {Count} journal entries before stopping")]
+    private partial void LogWaitingForSync(int count);
 }

@@ -1,13 +1,13 @@
 using System.Collections.Concurrent;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
-using Lifeline.Common.V1;
 using Lifeline.Queue.V1;
 using Lifeline.Registry.V1;
 using Lifeline.Worker.Internal;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using RetryPolicy = Lifeline.Worker.Internal.RetryPolicy;
 using Task = System.Threading.Tasks.Task;
 
 namespace Lifeline.Worker;
@@ -15,26 +15,39 @@ namespace Lifeline.Worker;
 /// <summary>
 /// A Lifeline worker shaped as a <see cref="BackgroundService"/>: it registers with the registry, heartbeats,
 /// leases tasks of its handlers' types with a long poll, runs them and reports their outcomes with the lease's
-/// fencing token.
+/// fencing token — and never drops an outcome because the network failed.
 /// </summary>
 /// <remarks>
 /// <para>
-/// While it runs: a heartbeat every <c>heartbeat_interval</c> (from registration) reports the running tasks and
-/// receives commands — <c>drain</c> stops leasing, lets running tasks finish, then ends the worker;
-/// <c>cancel_task</c> cancels that task's handler token (<see cref="TaskCancellationReason.TaskCancelled"/>). Leases
-/// of running tasks are extended by progress reports and, for handlers that stay silent, by a lease keeper every
-/// third of <see cref="LifelineWorkerOptions.LeaseDuration"/>.
+/// While it runs: a heartbeat every <c>heartbeat_interval</c> (from registration) over one <c>HeartbeatStream</c>
+/// reports the running tasks and receives commands — <c>drain</c> stops leasing, lets running tasks finish, then ends
+/// the worker; <c>cancel_task</c> cancels that task's handler token (<see cref="TaskCancellationReason.TaskCancelled"/>).
+/// Tasks are leased and started in one call (<c>LeaseTasks</c> with <c>start</c>). Leases of running tasks are extended
+/// by progress reports and, for handlers that stay silent, by a lease keeper every third of
+/// <see cref="LifelineWorkerOptions.LeaseDuration"/>. Completions that finish together go out as one
+/// <c>CompleteTasks</c> call (after at most <see cref="LifelineWorkerOptions.OutcomeBatchWindow"/>).
 /// </para>
 /// <para>
-/// Shutdown is ordered: (1) stop polling; (2) tell in-flight work through its cancellation token
-/// (<see cref="TaskCancellationReason.WorkerStopping"/>); (3) await it up to
-/// <see cref="LifelineWorkerOptions.ShutdownGrace"/>; (4) release every task still held, so it is leased again at
-/// once without using an attempt; (5) stop heartbeating; (6) deregister.
+/// When the network fails (<see cref="ConnectionState"/>): an outcome whose call fails transiently is retried twice at
+/// once, then with exponential backoff and full jitter (100 ms × 2ⁿ, at most 5 s a wait) until
+/// <see cref="LifelineWorkerOptions.OfflineAfter"/> has passed; then the worker is offline: outcomes are appended to the
+/// journal (<see cref="JournalPath"/>, fsynced), leasing stops, held handlers keep running and the gateway is probed by
+/// extending their leases. The first answer starts the sync: the journal is replayed in order, then leasing resumes. A
+/// final refusal (stale fencing token, task no longer running, …) is logged once, counted in
+/// <see cref="WorkerStatistics.Refused"/> and never retried. A worker started with a journal left by an earlier run
+/// replays it before leasing.
+/// </para>
+/// <para>
+/// Shutdown is ordered: (1) stop leasing; (2) tell in-flight work through its cancellation token
+/// (<see cref="TaskCancellationReason.WorkerStopping"/>); (3) await it up to <see cref="LifelineWorkerOptions.ShutdownGrace"/>;
+/// (4) flush the outcome batch — outcomes still undelivered go to the journal; (5) release every task still held, so it
+/// is leased again at once without using an attempt; (6) stop heartbeating; (7) deregister; (8) close the channel.
+/// Releasing and deregistering are skipped while offline.
 /// </para>
 /// </remarks>
 public sealed partial class LifelineWorker : BackgroundService
 {
-    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan MaxRefusedBackoff = TimeSpan.FromSeconds(10);
 
     private readonly LifelineWorkerOptions _options;
     private readonly Dictionary<string, ITaskHandler> _handlers;
@@ -50,6 +63,8 @@ public sealed partial class LifelineWorker : BackgroundService
     private int _taken;
     private volatile string? _finishedBecause;
     private volatile bool _draining;
+    private volatile bool _superseded;
+    private volatile ConnectionMonitor? _monitor;
 
     /// <summary>Creates the worker; normally done by <see cref="LifelineWorkerServiceCollectionExtensions.AddLifelineWorker"/>.</summary>
     /// <param name="options">Validated options.</param>
@@ -86,6 +101,12 @@ public sealed partial class LifelineWorker : BackgroundService
         _freeSlots = new SemaphoreSlim(_options.MaxConcurrentTasks, _options.MaxConcurrentTasks);
     }
 
+    /// <summary>
+    /// Raised on every change of <see cref="ConnectionState"/>, in order, on the thread that caused it. Keep handlers
+    /// short; an exception they throw is logged and ignored.
+    /// </summary>
+    public event EventHandler<ConnectionStateChangedEventArgs>? ConnectionStateChanged;
+
     /// <summary>The id the registry gave this worker; null until registered.</summary>
     public string? WorkerId { get; private set; }
 
@@ -95,29 +116,68 @@ public sealed partial class LifelineWorker : BackgroundService
     /// <summary>What the worker has done so far.</summary>
     public WorkerStatistics Statistics => _statistics;
 
+    /// <summary>
+    /// How the worker stands with the gateway: <see cref="ConnectionState.Connected"/> before it starts (or
+    /// <see cref="ConnectionState.Offline"/> from the start when an earlier run left a journal).
+    /// </summary>
+    public ConnectionState ConnectionState => _monitor?.State ?? ConnectionState.Connected;
+
+    /// <summary>The offline journal's file: <c>&lt;JournalDirectory&gt;/&lt;Name&gt;.journal</c> (absolute); it exists only while it holds entries.</summary>
+    public string JournalPath => Path.Combine(Path.GetFullPath(_options.JournalDirectory), OutcomeJournal.FileNameFor(_options.Name));
+
     /// <summary>Why the worker ended on its own (drained, enough tasks done, session taken over); null otherwise.</summary>
     public string? FinishedBecause => _finishedBecause;
 
     /// <inheritdoc />
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        var journal = OutcomeJournal.Open(_options.JournalDirectory, _options.Name);
+        if (journal.UnreadableLines > 0)
+        {
+            LogJournalDamaged(journal.FilePath, journal.UnreadableLines);
+        }
+
+        if (!journal.IsEmpty)
+        {
+            LogJournalFound(journal.Count, journal.FilePath);
+        }
+
+        var policy = new RetryPolicy(_options.OfflineAfter);
+        var monitor = new ConnectionMonitor(_options.OfflineAfter, OnConnectionStateChanged,
+            journal.IsEmpty ? ConnectionState.Connected : ConnectionState.Offline);
+        _monitor = monitor;
         using var connection = new WorkerConnection(_options);
-        await RegisterAsync(connection, stoppingToken).ConfigureAwait(false);
+        var delivery = new OutcomeDelivery(connection, monitor, journal, policy, _statistics, _options, _logger);
+        var heartbeats = new Heartbeats(connection, monitor, _options, policy, NextBeat, OnCommand, OnSuperseded, _logger);
+        var leaseKeeper = new LeaseKeeper(connection, monitor, journal, heartbeats, () => WorkerId is not null, _options, HeldTasks, _logger);
+        var session = new Session(connection, monitor, delivery, heartbeats);
 
         using var background = new CancellationTokenSource();
-        var heartbeats = HeartbeatLoopAsync(connection, background.Token);
-        var leaseKeeper = LeaseKeeperLoopAsync(connection, background.Token);
+        // An earlier run's journal is replayed from here, before anything is leased (leasing waits until connected).
+        var reconnecting = new Reconnector(monitor, leaseKeeper, delivery, policy).RunAsync(background.Token);
+        var beating = Task.CompletedTask;
+        var keeping = Task.CompletedTask;
         try
         {
+            await RegisterAsync(connection, monitor, stoppingToken).ConfigureAwait(false);
+            heartbeats.Interval = _heartbeatInterval;
+            beating = heartbeats.RunAsync(background.Token);
+            keeping = leaseKeeper.RunAsync(background.Token);
             using (var polling = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, _stopPolling.Token))
             {
-                await PollAsync(connection, polling.Token).ConfigureAwait(false);
+                await PollAsync(session, policy, polling.Token).ConfigureAwait(false);
             }
 
             if (!stoppingToken.IsCancellationRequested)
             {
-                // Finished on its own (drained, enough tasks): running tasks end normally, unless the host stops first.
+                // Finished on its own (drained, enough tasks): running tasks end normally, and what they journaled is
+                // delivered, unless the host stops first.
                 await WhenRunningTasksEndAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
+                if (monitor.Journaling && !_superseded)
+                {
+                    LogWaitingForSync(journal.Count);
+                    await monitor.WhenNotJournaling.WaitAsync(stoppingToken).ConfigureAwait(false);
+                }
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -126,7 +186,7 @@ public sealed partial class LifelineWorker : BackgroundService
         }
         finally
         {
-            await ShutDownAsync(connection, background, heartbeats, leaseKeeper).ConfigureAwait(false);
+            await ShutDownAsync(session, background, beating, keeping, reconnecting).ConfigureAwait(false);
         }
 
         if (_finishedBecause is not null && _options.StopHostWhenFinished)
@@ -144,7 +204,7 @@ public sealed partial class LifelineWorker : BackgroundService
         base.Dispose();
     }
 
-    private async Task RegisterAsync(WorkerConnection connection, CancellationToken cancellationToken)
+    private async Task RegisterAsync(WorkerConnection connection, ConnectionMonitor monitor, CancellationToken cancellationToken)
     {
         var request = new RegisterWorkerRequest
         {
@@ -162,9 +222,11 @@ public sealed partial class LifelineWorker : BackgroundService
         var deadline = DateTime.UtcNow + _options.RegistrationTimeout;
         while (true)
         {
+            var started = monitor.Timestamp;
             try
             {
                 var response = await connection.Registry.RegisterWorkerAsync(request, connection.CallOptions(cancellationToken)).ConfigureAwait(false);
+                monitor.ReportSuccess("registered");
                 WorkerId = response.Worker.Id;
                 _sessionEpoch = response.Worker.SessionEpoch;
                 if (response.HeartbeatInterval?.ToTimeSpan() is { } interval && interval > TimeSpan.Zero)
@@ -178,17 +240,22 @@ public sealed partial class LifelineWorker : BackgroundService
             catch (RpcException ex) when (RpcErrors.IsTransient(ex) && DateTime.UtcNow < deadline && !cancellationToken.IsCancellationRequested)
             {
                 // The suite may be starting, or a service restarting.
+                monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (RegisterWorker)", started);
                 LogRegistrationRetry(RpcErrors.Describe(ex));
                 await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
             }
         }
     }
 
-    private async Task PollAsync(WorkerConnection connection, CancellationToken cancellationToken)
+    private async Task PollAsync(Session session, RetryPolicy policy, CancellationToken cancellationToken)
     {
-        var backoff = TimeSpan.FromMilliseconds(500);
+        var (connection, monitor) = (session.Connection, session.Monitor);
+        var failures = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
+            // Offline or syncing: lease nothing until the journal is replayed. (Retrying, it leases: a lease call that
+            // succeeds is what brings the state back to connected, one that keeps failing what takes it offline.)
+            await monitor.WhenNotJournaling.WaitAsync(cancellationToken).ConfigureAwait(false);
             await _freeSlots.WaitAsync(cancellationToken).ConfigureAwait(false);
             var capacity = 1;
             while (capacity < _options.MaxConcurrentTasks && _freeSlots.Wait(0))
@@ -224,9 +291,11 @@ public sealed partial class LifelineWorker : BackgroundService
                         MaxTasks = capacity,
                         LeaseDuration = Duration.FromTimeSpan(_options.LeaseDuration),
                         Wait = Duration.FromTimeSpan(_options.PollWait),
+                        Start = true,
                     },
                     connection.CallOptions(cancellationToken, _options.PollWait)).ConfigureAwait(false);
-                backoff = TimeSpan.FromMilliseconds(500);
+                monitor.ReportSuccess();
+                failures = 0;
             }
             catch (Exception ex) when (ex is RpcException or OperationCanceledException && cancellationToken.IsCancellationRequested)
             {
@@ -242,9 +311,27 @@ public sealed partial class LifelineWorker : BackgroundService
             catch (RpcException ex)
             {
                 _freeSlots.Release(capacity);
+                TimeSpan backoff;
+                if (RpcErrors.Reason(ex) == "WORKER_OFFLINE")
+                {
+                    // The registry lost this worker's heartbeat (an outage): one beat now brings it back.
+                    monitor.ReportSuccess("the queue answered");
+                    session.Heartbeats.BeatNow();
+                    backoff = policy.Jittered(Math.Min(failures++, 30), Random.Shared.NextDouble());
+                }
+                else if (RpcErrors.IsTransient(ex))
+                {
+                    monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (LeaseTasks)");
+                    backoff = policy.Jittered(Math.Min(failures++, 30), Random.Shared.NextDouble());
+                }
+                else
+                {
+                    monitor.ReportSuccess("the queue answered");
+                    backoff = TimeSpan.FromTicks(Math.Min(TimeSpan.FromMilliseconds(500).Ticks << Math.Min(failures++, 10), MaxRefusedBackoff.Ticks));
+                }
+
                 LogLeaseFailed(RpcErrors.Describe(ex), backoff);
                 await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
-                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
                 continue;
             }
 
@@ -256,14 +343,14 @@ public sealed partial class LifelineWorker : BackgroundService
             foreach (var task in response.Tasks)
             {
                 Interlocked.Increment(ref _taken);
-                var running = new RunningTask(new TaskContext(task, WorkerId!, connection, _options, _tellInFlight.Token));
+                var running = new RunningTask(new TaskContext(task, WorkerId!, connection, monitor, _options, _tellInFlight.Token));
                 _running[task.Id] = running;
-                _ = Task.Run(() => RunTaskAsync(connection, running), CancellationToken.None);
+                _ = Task.Run(() => RunTaskAsync(session, running), CancellationToken.None);
             }
         }
     }
 
-    private async Task RunTaskAsync(WorkerConnection connection, RunningTask running)
+    private async Task RunTaskAsync(Session session, RunningTask running)
     {
         var context = running.Context;
         using var scope = _logger.BeginScope(new Dictionary<string, object>(StringComparer.Ordinal)
@@ -274,77 +361,65 @@ public sealed partial class LifelineWorker : BackgroundService
         });
         try
         {
-            try
-            {
-                await connection.Queue.StartTaskAsync(
-                    new StartTaskRequest { TaskId = context.TaskId, FencingToken = context.FencingToken },
-                    connection.CallOptions(CancellationToken.None)).ConfigureAwait(false);
-            }
-            catch (RpcException ex)
-            {
-                if (running.TryClaimOutcome())
-                {
-                    LogNotStarted(context.TaskId, RpcErrors.Describe(ex));
-                    _statistics.AddAbandoned();
-                }
-
-                return;
-            }
-
             LogStarted(context.TaskId, context.TaskType, context.FencingToken, context.Attempt);
-            string? result;
+            Func<Task> report;
             try
             {
-                result = await _handlers[context.TaskType].HandleAsync(context, context.CancellationToken).ConfigureAwait(false);
+                var result = await _handlers[context.TaskType].HandleAsync(context, context.CancellationToken).ConfigureAwait(false);
+                report = () => ReportCompletionAsync(session, running, result);
             }
             catch (TaskFailedException ex)
             {
-                var error = new ErrorDetail { Code = ex.Code, Message = Truncate(ex.Message, 4096), Retryable = ex.Retryable };
-                error.Details.Add(ex.Details);
-                await ReportFailureAsync(connection, running, error).ConfigureAwait(false);
-                return;
+                var error = new JournalError(ex.Code, Truncate(ex.Message, 4096), ex.Retryable, new Dictionary<string, string>(ex.Details, StringComparer.Ordinal));
+                report = () => ReportFailureAsync(session, running, error, ex.RetryAfter);
             }
             catch (Exception ex) when (context.CancellationToken.IsCancellationRequested)
             {
                 // The handler stopped because it was told to (or failed while being told to): no failure to report.
-                await GiveUpAsync(connection, running, ex is OperationCanceledException ? null : ex).ConfigureAwait(false);
-                return;
+                report = () => GiveUpAsync(session, running, ex is OperationCanceledException ? null : ex);
             }
 #pragma warning disable CA1031 // A handler's unexpected exception fails its task; it must not take the worker down.
             catch (Exception ex)
 #pragma warning restore CA1031
             {
                 LogHandlerFailed(ex, context.TaskId);
-                var error = new ErrorDetail
-                {
-                    Code = "UNHANDLED_EXCEPTION",
-                    Message = Truncate($"{ex.GetType().Name}: {ex.Message}", 4096),
-                    Retryable = true,
-                };
-                await ReportFailureAsync(connection, running, error).ConfigureAwait(false);
-                return;
+                var error = new JournalError(
+                    "UNHANDLED_EXCEPTION", Truncate($"{ex.GetType().Name}: {ex.Message}", 4096), Retryable: true, new Dictionary<string, string>());
+                report = () => ReportFailureAsync(session, running, error, retryAfter: null);
             }
 
-            await ReportCompletionAsync(connection, running, result).ConfigureAwait(false);
+            // The handler is done: its slot takes new work while the outcome goes out (the task stays held, its lease
+            // kept, until the outcome is accepted, refused or journaled).
+            FreeSlot(running);
+            await report().ConfigureAwait(false);
         }
         finally
         {
             _running.TryRemove(context.TaskId, out _);
-            try
-            {
-                _freeSlots.Release();
-            }
-            catch (ObjectDisposedException)
-            {
-                // A handler that outlived the worker (its task was released at shutdown).
-            }
-
+            FreeSlot(running);
             running.Ended.TrySetResult();
             context.Dispose();
         }
     }
 
-    private async Task ReportCompletionAsync(WorkerConnection connection, RunningTask running, string? result)
+    private void FreeSlot(RunningTask running)
+    {
+        if (!running.TryFreeSlot())
+        {
+            return;
+        }
+
+        try
+        {
+            _freeSlots.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+            // A handler that outlived the worker (its task was released at shutdown).
+        }
+    }
+
+    private async Task ReportCompletionAsync(Session session, RunningTask running, string? result)
     {
         if (!running.TryClaimOutcome())
         {
@@ -358,23 +433,10 @@ public sealed partial class LifelineWorker : BackgroundService
             return;
         }
 
-        try
-        {
-            await connection.Queue.CompleteTaskAsync(
-                new CompleteTaskRequest { TaskId = context.TaskId, FencingToken = context.FencingToken, Result = result ?? "" },
-                connection.CallOptions(CancellationToken.None)).ConfigureAwait(false);
-            _statistics.AddCompleted();
-            LogCompleted(context.TaskId);
-        }
-        catch (RpcException ex)
-        {
-            // A refused outcome (stale token, cancelled task) changes nothing on the server, by design.
-            LogOutcomeRefused(context.TaskId, "completion", RpcErrors.Describe(ex));
-            _statistics.AddAbandoned();
-        }
+        await session.Delivery.CompleteAsync(context.TaskId, context.FencingToken, result, context.UnsentProgress).ConfigureAwait(false);
     }
 
-    private async Task ReportFailureAsync(WorkerConnection connection, RunningTask running, ErrorDetail error)
+    private async Task ReportFailureAsync(Session session, RunningTask running, JournalError error, TimeSpan? retryAfter)
     {
         if (!running.TryClaimOutcome())
         {
@@ -388,23 +450,11 @@ public sealed partial class LifelineWorker : BackgroundService
             return;
         }
 
-        try
-        {
-            var response = await connection.Queue.FailTaskAsync(
-                new FailTaskRequest { TaskId = context.TaskId, FencingToken = context.FencingToken, Error = error },
-                connection.CallOptions(CancellationToken.None)).ConfigureAwait(false);
-            _statistics.AddFailed();
-            LogFailed(context.TaskId, error.Code, response.WillRetry ? "will retry" : response.Task.Status.ToString());
-        }
-        catch (RpcException ex)
-        {
-            LogOutcomeRefused(context.TaskId, "failure", RpcErrors.Describe(ex));
-            _statistics.AddAbandoned();
-        }
+        await session.Delivery.FailAsync(context.TaskId, context.FencingToken, error, retryAfter, context.UnsentProgress).ConfigureAwait(false);
     }
 
     /// <summary>The handler stopped because its token was cancelled: release if the worker is stopping, else report nothing.</summary>
-    private async Task GiveUpAsync(WorkerConnection connection, RunningTask running, Exception? exception)
+    private async Task GiveUpAsync(Session session, RunningTask running, Exception? exception)
     {
         if (!running.TryClaimOutcome())
         {
@@ -418,7 +468,7 @@ public sealed partial class LifelineWorker : BackgroundService
 
         if (running.Context.CancellationReason == TaskCancellationReason.WorkerStopping)
         {
-            await ReleaseAsync(connection, running.Context, "worker stopping").ConfigureAwait(false);
+            await ReleaseAsync(session, running.Context, "worker stopping").ConfigureAwait(false);
         }
         else
         {
@@ -432,13 +482,19 @@ public sealed partial class LifelineWorker : BackgroundService
         _statistics.AddAbandoned();
     }
 
-    private async Task ReleaseAsync(WorkerConnection connection, TaskContext context, string reason)
+    private async Task ReleaseAsync(Session session, TaskContext context, string reason)
     {
+        if (session.Monitor.Journaling)
+        {
+            LogNotReleasedOffline(context.TaskId);
+            return;
+        }
+
         try
         {
-            await connection.Queue.ReleaseTaskAsync(
+            await session.Connection.Queue.ReleaseTaskAsync(
                 new ReleaseTaskRequest { TaskId = context.TaskId, FencingToken = context.FencingToken, Reason = reason },
-                connection.CallOptions(CancellationToken.None)).ConfigureAwait(false);
+                session.Connection.CallOptions(CancellationToken.None)).ConfigureAwait(false);
             _statistics.AddReleased();
             LogReleased(context.TaskId, reason);
         }
@@ -448,101 +504,21 @@ public sealed partial class LifelineWorker : BackgroundService
         }
     }
 
-    private async Task HeartbeatLoopAsync(WorkerConnection connection, CancellationToken cancellationToken)
+    private IReadOnlyCollection<TaskContext> HeldTasks() => [.. _running.Values.Select(r => r.Context)];
+
+    private HeartbeatRequest NextBeat()
     {
-        while (!cancellationToken.IsCancellationRequested)
+        var running = _running.Keys.ToList();
+        return new HeartbeatRequest
         {
-            var running = _running.Keys.ToList();
-            try
-            {
-                var response = await connection.Registry.HeartbeatAsync(
-                    new HeartbeatRequest
-                    {
-                        WorkerId = WorkerId,
-                        SessionEpoch = _sessionEpoch,
-                        // Draining is the registry's to set; unspecified keeps it.
-                        Status = _draining ? WorkerStatus.Unspecified
-                            : running.Count >= _options.MaxConcurrentTasks ? WorkerStatus.Busy : WorkerStatus.Online,
-                        RunningTaskIds = { running },
-                        Load = Math.Min(1.0, (double)running.Count / _options.MaxConcurrentTasks),
-                    },
-                    connection.CallOptions(cancellationToken)).ConfigureAwait(false);
-                foreach (var command in response.Commands)
-                {
-                    OnCommand(command);
-                }
-            }
-            catch (Exception ex) when (ex is RpcException or OperationCanceledException && cancellationToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (RpcException ex) when (RpcErrors.Reason(ex) == "STALE_SESSION")
-            {
-                // The name was registered again by another process, which owns it now.
-                LogSessionSuperseded(_options.Name);
-                Finish("session taken over by another registration");
-                return;
-            }
-            catch (RpcException ex)
-            {
-                LogHeartbeatFailed(RpcErrors.Describe(ex));
-            }
-
-            try
-            {
-                await Task.Delay(_heartbeatInterval, cancellationToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-        }
-    }
-
-    private async Task LeaseKeeperLoopAsync(WorkerConnection connection, CancellationToken cancellationToken)
-    {
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
-        try
-        {
-            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
-            {
-                foreach (var running in _running.Values)
-                {
-                    var context = running.Context;
-                    if (context.CancellationReason is TaskCancellationReason.TaskCancelled or TaskCancellationReason.LeaseLost
-                        || context.SinceLeaseExtended < _options.LeaseDuration / 3)
-                    {
-                        continue;
-                    }
-
-                    try
-                    {
-                        await connection.Queue.ExtendLeaseAsync(
-                            new ExtendLeaseRequest
-                            {
-                                TaskId = context.TaskId,
-                                FencingToken = context.FencingToken,
-                                LeaseDuration = Duration.FromTimeSpan(_options.LeaseDuration),
-                            },
-                            connection.CallOptions(cancellationToken)).ConfigureAwait(false);
-                        context.MarkLeaseExtended();
-                    }
-                    catch (RpcException ex) when (!cancellationToken.IsCancellationRequested && RpcErrors.LeaseIsGone(ex))
-                    {
-                        LogLeaseLost(context.TaskId, RpcErrors.Describe(ex));
-                        context.Cancel(TaskCancellationReason.LeaseLost);
-                    }
-                    catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
-                    {
-                        LogLeaseNotExtended(context.TaskId, RpcErrors.Describe(ex));
-                    }
-                }
-            }
-        }
-        catch (Exception ex) when (ex is RpcException or OperationCanceledException && cancellationToken.IsCancellationRequested)
-        {
-            // Shutting down.
-        }
+            WorkerId = WorkerId,
+            SessionEpoch = _sessionEpoch,
+            // Draining is the registry's to set; unspecified keeps it.
+            Status = _draining ? WorkerStatus.Unspecified
+                : running.Count >= _options.MaxConcurrentTasks ? WorkerStatus.Busy : WorkerStatus.Online,
+            RunningTaskIds = { running },
+            Load = Math.Min(1.0, (double)running.Count / _options.MaxConcurrentTasks),
+        };
     }
 
     private void OnCommand(WorkerCommand command)
@@ -564,6 +540,44 @@ public sealed partial class LifelineWorker : BackgroundService
                 LogUnknownCommand(command.CommandCase.ToString());
                 break;
         }
+    }
+
+    private void OnSuperseded()
+    {
+        _superseded = true;
+        Finish("session taken over by another registration");
+    }
+
+    private void OnConnectionStateChanged(ConnectionState previous, ConnectionState current, string reason)
+    {
+        var (from, to) = (Name(previous), Name(current));
+        if (current is ConnectionState.Retrying or ConnectionState.Offline)
+        {
+            LogConnectionWorse(from, to, reason);
+        }
+        else
+        {
+            LogConnectionBetter(from, to, reason);
+        }
+
+        try
+        {
+            ConnectionStateChanged?.Invoke(this, new ConnectionStateChangedEventArgs(previous, current, reason));
+        }
+#pragma warning disable CA1031 // An application's listener must not break the worker's state machine.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            LogStateListenerFailed(ex);
+        }
+
+        static string Name(ConnectionState state) => state switch
+        {
+            ConnectionState.Connected => "connected",
+            ConnectionState.Retrying => "retrying",
+            ConnectionState.Offline => "offline",
+            _ => "syncing",
+        };
     }
 
     private void Drain(string reason)
@@ -593,7 +607,7 @@ public sealed partial class LifelineWorker : BackgroundService
 
     private Task WhenRunningTasksEndAsync() => Task.WhenAll(_running.Values.Select(r => r.Ended.Task));
 
-    private async Task ShutDownAsync(WorkerConnection connection, CancellationTokenSource background, Task heartbeats, Task leaseKeeper)
+    private async Task ShutDownAsync(Session session, CancellationTokenSource background, params Task[] loops)
     {
         // (1) Polling has stopped: the caller's loop is over. (2) Tell in-flight work.
         await _tellInFlight.CancelAsync().ConfigureAwait(false);
@@ -612,27 +626,32 @@ public sealed partial class LifelineWorker : BackgroundService
             }
         }
 
-        // (4) Release what is still held: leased again at once elsewhere, no attempt used. A handler that returns
+        // (4) Flush the outcome batch; what cannot be delivered now goes to the journal.
+        await session.Delivery.StopAsync().ConfigureAwait(false);
+
+        // (5) Release what is still held: leased again at once elsewhere, no attempt used. A handler that returns
         // later finds its outcome claimed and reports nothing.
         foreach (var running in _running.Values)
         {
             if (running.TryClaimOutcome())
             {
-                await ReleaseAsync(connection, running.Context, "worker shutdown: handler still running").ConfigureAwait(false);
+                await ReleaseAsync(session, running.Context, "worker shutdown: handler still running").ConfigureAwait(false);
             }
         }
 
-        // (5) Stop heartbeating and extending leases.
-        await background.CancelAsync().ConfigureAwait(false);
-        await Task.WhenAll(heartbeats, leaseKeeper).ConfigureAwait(false);
+        await session.Delivery.StopAsync().ConfigureAwait(false); // an outcome claimed just before (5)
 
-        // (6) Deregister.
-        if (WorkerId is not null)
+        // (6) Stop heartbeating, extending leases and reconnecting.
+        await background.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(loops).ConfigureAwait(false);
+
+        // (7) Deregister (the channel is closed by the caller).
+        if (WorkerId is not null && !session.Monitor.Journaling)
         {
             try
             {
-                await connection.Registry.DeregisterWorkerAsync(
-                    new DeregisterWorkerRequest { WorkerId = WorkerId }, connection.CallOptions(CancellationToken.None)).ConfigureAwait(false);
+                await session.Connection.Registry.DeregisterWorkerAsync(
+                    new DeregisterWorkerRequest { WorkerId = WorkerId }, session.Connection.CallOptions(CancellationToken.None)).ConfigureAwait(false);
                 LogDeregistered(WorkerId);
             }
             catch (RpcException ex)
@@ -641,20 +660,26 @@ public sealed partial class LifelineWorker : BackgroundService
             }
         }
 
-        LogStopped(_statistics.Completed, _statistics.Failed, _statistics.Released, _statistics.Abandoned);
+        LogStopped(_statistics.ToString());
     }
 
     private static string Truncate(string text, int length) => text.Length <= length ? text : text[..length];
+
+    /// <summary>What a running worker talks through: the channel, its connection state, the outcome delivery, the heartbeat.</summary>
+    private sealed record Session(WorkerConnection Connection, ConnectionMonitor Monitor, OutcomeDelivery Delivery, Heartbeats Heartbeats);
 
     /// <summary>A task between lease and outcome. Exactly one path reports its outcome (or releases it).</summary>
     private sealed class RunningTask(TaskContext context)
     {
         private int _outcomeClaimed;
+        private int _slotFreed;
 
         public TaskContext Context { get; } = context;
 
         public TaskCompletionSource Ended { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public bool TryClaimOutcome() => Interlocked.Exchange(ref _outcomeClaimed, 1) == 0;
+
+        public bool TryFreeSlot() => Interlocked.Exchange(ref _slotFreed, 1) == 0;
     }
 }

@@ -45,7 +45,7 @@ public sealed class LifelineWorkerOptions
     /// </summary>
     public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(20);
 
-    /// <summary>Deadline of each unary call (register, start, complete, …). Default 10 s.</summary>
+    /// <summary>Deadline of each unary call (register, complete, extend a lease, …); also how long a heartbeat on the stream may wait for its answer. Default 10 s.</summary>
     public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How long registration keeps retrying while the suite is unavailable (starting, restarting). Default 60 s.</summary>
@@ -53,6 +53,31 @@ public sealed class LifelineWorkerOptions
 
     /// <summary>Stop after this many tasks have ended (completed, failed or given up); null runs until stopped. For tests and batch jobs.</summary>
     public int? StopAfterTasks { get; set; }
+
+    /// <summary>
+    /// Where the offline journal lives: <c>&lt;JournalDirectory&gt;/&lt;Name&gt;.journal</c>. Outcomes that cannot be
+    /// delivered are appended there (fsynced) and replayed once the gateway answers again, also by the next process
+    /// with the same <see cref="Name"/> and directory. Relative to the working directory. Default <c>.lifeline-journal</c>.
+    /// </summary>
+    public string JournalDirectory { get; set; } = ".lifeline-journal";
+
+    /// <summary>
+    /// How long transient failures (the gateway unreachable, a call timing out) are retried, from the first failure,
+    /// before the worker goes offline: it journals outcomes and stops leasing until a probe succeeds. Default 10 s.
+    /// </summary>
+    public TimeSpan OfflineAfter { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a completion may wait for others to go out with it in one <c>CompleteTasks</c> call (0 to 1 s). Default 5 ms.</summary>
+    public TimeSpan OutcomeBatchWindow { get; set; } = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>Most completions in one <c>CompleteTasks</c> call (1 to 1,000); a full batch goes out at once. Default 100.</summary>
+    public int MaxOutcomeBatch { get; set; } = 100;
+
+    /// <summary>
+    /// Heartbeat over one <c>HeartbeatStream</c> (commands arrive as soon as they are issued). False, or when the
+    /// stream cannot be opened, uses unary <c>Heartbeat</c> calls. Default true.
+    /// </summary>
+    public bool UseHeartbeatStream { get; set; } = true;
 
     /// <summary>
     /// When the worker finishes on its own (drained, <see cref="StopAfterTasks"/> reached, its session taken over),
@@ -94,6 +119,18 @@ internal sealed class LifelineWorkerOptionsValidator : IValidateOptions<Lifeline
         Require(options.ShutdownGrace, TimeSpan.Zero, TimeSpan.FromHours(1), "ShutdownGrace");
         Require(options.CallTimeout, TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(5), "CallTimeout");
         Require(options.RegistrationTimeout, TimeSpan.Zero, TimeSpan.FromHours(1), "RegistrationTimeout");
+        Require(options.OfflineAfter, TimeSpan.Zero, TimeSpan.FromHours(1), "OfflineAfter");
+        Require(options.OutcomeBatchWindow, TimeSpan.Zero, TimeSpan.FromSeconds(1), "OutcomeBatchWindow");
+
+        if (string.IsNullOrWhiteSpace(options.JournalDirectory))
+        {
+            failures.Add($"{Section}:JournalDirectory must name a directory.");
+        }
+
+        if (options.MaxOutcomeBatch is < 1 or > 1000)
+        {
+            failures.Add($"{Section}:MaxOutcomeBatch must be between 1 and 1000 (got {options.MaxOutcomeBatch}).");
+        }
 
         if (options.StopAfterTasks is < 1)
         {

@@ -26,16 +26,20 @@ public enum TaskCancellationReason
 public sealed class TaskContext : IDisposable
 {
     private readonly WorkerConnection _connection;
+    private readonly ConnectionMonitor _monitor;
     private readonly LifelineWorkerOptions _options;
     private readonly CancellationTokenSource _cancellation;
     private int _reason;
     private long _lastExtendedTicks = Environment.TickCount64;
+    private JournalProgress? _unsentProgress;
 
-    internal TaskContext(Queue.V1.Task task, string workerId, WorkerConnection connection, LifelineWorkerOptions options, CancellationToken workerStopping)
+    internal TaskContext(Queue.V1.Task task, string workerId, WorkerConnection connection, ConnectionMonitor monitor, LifelineWorkerOptions options,
+        CancellationToken workerStopping)
     {
         Task = task;
         WorkerId = workerId;
         _connection = connection;
+        _monitor = monitor;
         _options = options;
         _cancellation = CancellationTokenSource.CreateLinkedTokenSource(workerStopping);
         _cancellation.Token.Register(() => Interlocked.CompareExchange(ref _reason, (int)TaskCancellationReason.WorkerStopping, 0));
@@ -128,7 +132,9 @@ public sealed class TaskContext : IDisposable
     /// <summary>
     /// Records progress and extends the lease by <see cref="LifelineWorkerOptions.LeaseDuration"/>. When the server
     /// says the lease is gone (task cancelled, lease superseded), cancels <see cref="CancellationToken"/> and throws
-    /// <see cref="OperationCanceledException"/>; a transient failure is only logged (the worker keeps extending the lease).
+    /// <see cref="OperationCanceledException"/>. A transient failure does not throw: the worker keeps extending the lease,
+    /// and the latest progress goes to the journal with the outcome if the worker is offline by then. While the worker is
+    /// offline or syncing (<see cref="LifelineWorker.ConnectionState"/>) no call is made: the progress is only kept.
     /// </summary>
     /// <param name="percent">Progress, 0 to 100.</param>
     /// <param name="message">What is happening (at most 1,024 characters).</param>
@@ -138,6 +144,14 @@ public sealed class TaskContext : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(percent);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(percent, 100);
+        var progress = new JournalProgress(percent, message ?? "");
+        Volatile.Write(ref _unsentProgress, progress);
+        if (_monitor.Journaling)
+        {
+            return;
+        }
+
+        var started = _monitor.Timestamp;
         try
         {
             await _connection.Queue.ReportProgressAsync(
@@ -150,18 +164,25 @@ public sealed class TaskContext : IDisposable
                     LeaseDuration = Duration.FromTimeSpan(_options.LeaseDuration),
                 },
                 _connection.CallOptions(cancellationToken)).ConfigureAwait(false);
+            Interlocked.CompareExchange(ref _unsentProgress, null, progress);
             MarkLeaseExtended();
+            _monitor.ReportSuccess();
         }
         catch (RpcException ex) when (RpcErrors.LeaseIsGone(ex))
         {
+            _monitor.ReportSuccess("the queue answered");
             Cancel(TaskCancellationReason.LeaseLost);
             throw new OperationCanceledException($"The lease of task {TaskId} is gone: {ex.Status.Detail}", ex, CancellationToken);
         }
-        catch (RpcException ex) when (RpcErrors.IsTransient(ex))
+        catch (RpcException ex) when (RpcErrors.IsTransient(ex) && !cancellationToken.IsCancellationRequested)
         {
-            // The lease keeper extends the lease again shortly; progress is best effort.
+            // The lease keeper extends the lease again shortly; the progress stays unsent (journaled with the outcome if need be).
+            _monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (ReportProgress)", started);
         }
     }
+
+    /// <summary>The latest progress the server has not acknowledged, if any.</summary>
+    internal JournalProgress? UnsentProgress => Volatile.Read(ref _unsentProgress);
 
     /// <inheritdoc />
     public void Dispose() => _cancellation.Dispose();

@@ -23,16 +23,14 @@ internal static class RpcErrors
     public static bool LeaseIsGone(RpcException exception) =>
         exception.StatusCode is StatusCode.FailedPrecondition or StatusCode.NotFound;
 
-    /// <summary>Waiting and trying again may help.</summary>
-    public static bool IsTransient(RpcException exception) =>
-        exception.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.ResourceExhausted
-            or StatusCode.Aborted or StatusCode.Internal or StatusCode.Unknown;
+    /// <summary>Waiting and trying again may help (<see cref="RetryPolicy.Classify(RpcException)"/>).</summary>
+    public static bool IsTransient(RpcException exception) => RetryPolicy.Classify(exception) == FailureKind.Transient;
 
+    /// <summary>The status code, the ErrorInfo reason if any, and the detail, for logs and connection-state reasons.</summary>
     public static string Describe(RpcException exception)
     {
         var reason = Reason(exception);
-        return reason.Length == 0
-            ? $"{exception.StatusCode}: {exception.Status.Detail}"
-            : $"{exception.StatusCode} ({reason}): {exception.Status.Detail}";
+        var code = reason.Length == 0 ? exception.StatusCode.ToString() : $"{exception.StatusCode} ({reason})";
+        return string.IsNullOrEmpty(exception.Status.Detail) ? code : $"{code}: {exception.Status.Detail}";
     }
 }

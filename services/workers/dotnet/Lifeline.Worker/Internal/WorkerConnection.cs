@@ -16,12 +16,12 @@ internal sealed class WorkerConnection : IDisposable
     public WorkerConnection(LifelineWorkerOptions options)
     {
         _callTimeout = options.CallTimeout;
-        _channel = GrpcChannel.ForAddress(options.Target!);
+        _channel = OpenChannel(options.Target!);
         Queue = new QueueService.QueueServiceClient(WithCredentials(_channel, options));
         Checkpoints = new Checkpoint.V1.CheckpointService.CheckpointServiceClient(WithCredentials(_channel, options));
         if (options.RegistryTarget is { } registryTarget && registryTarget != options.Target)
         {
-            _registryChannel = GrpcChannel.ForAddress(registryTarget);
+            _registryChannel = OpenChannel(registryTarget);
             Registry = new RegistryService.RegistryServiceClient(WithCredentials(_registryChannel, options));
         }
         else
@@ -46,6 +46,24 @@ internal sealed class WorkerConnection : IDisposable
         _channel.Dispose();
         _registryChannel?.Dispose();
     }
+
+    /// <summary>
+    /// A channel whose connection is pinged every 10 s (also while idle), as the Node and Python libraries do: a
+    /// connection that went silent (a black-holed network, a peer that vanished) is dropped after 10 s without an
+    /// answer, and the next call opens a new one, rather than waiting on the dead one until each call's deadline.
+    /// </summary>
+    private static GrpcChannel OpenChannel(Uri target) => GrpcChannel.ForAddress(target, new GrpcChannelOptions
+    {
+        HttpHandler = new SocketsHttpHandler
+        {
+            KeepAlivePingDelay = TimeSpan.FromSeconds(10),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+            KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+            EnableMultipleHttp2Connections = true,
+            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+        },
+        DisposeHttpClient = true,
+    });
 
     /// <summary>
     /// Adds <c>authorization: Bearer</c> to every call (the gateway derives the tenant and role from it). Metadata rather
