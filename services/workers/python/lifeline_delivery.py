@@ -783,12 +783,12 @@ class OutcomeDispatcher:
                         self._go_offline(left, describe(error))
                     return False
                 self.stats.add("retries")
-                if failures > self.policy.immediate_retries:
-                    with self._route:
-                        self._retrying_outcome = True
-                        if self.machine.state == CONNECTED:
-                            self._first_failure_at = first_failure
-                            self.machine.transition(RETRYING, describe(error))
+                # The first transient failure makes the state `retrying`, immediate retries included.
+                with self._route:
+                    self._retrying_outcome = True
+                    if self.machine.state == CONNECTED:
+                        self._first_failure_at = first_failure
+                        self.machine.transition(RETRYING, describe(error))
                 log.debug("%s of task %s: %s; retry %d in %.2fs", unit[0].what, unit[0].task_id, describe(error),
                           failures, wait)
                 if wait > 0:

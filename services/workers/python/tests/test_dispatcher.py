@@ -130,7 +130,8 @@ class DispatcherTests(unittest.TestCase):
         eventually(lambda: self.stats.completed == 1)
         self.assertLess(time.monotonic() - started, 2)
         self.assertEqual((1, 0), (self.stats.retries, self.stats.journaled))
-        self.assertEqual([], self.transitions)  # immediate retries do not even count as retrying
+        # the first transient failure is `retrying`, and the delivery that follows ends it
+        self.assertEqual([("connected", "retrying"), ("retrying", "connected")], self.transitions)
 
     def test_failures_past_the_immediate_retries_show_as_retrying_until_delivery(self):
         self.transport.fail_next = 5
