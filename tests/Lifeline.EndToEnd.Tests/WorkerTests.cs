@@ -4,7 +4,10 @@ using Xunit.Abstractions;
 
 namespace Lifeline.EndToEnd.Tests;
 
-/// <summary>Tasks enqueued over REST are run by real worker processes over gRPC, both through the gateway.</summary>
+/// <summary>
+/// Tasks enqueued over REST are run by real worker processes over gRPC, both through the gateway: the demo worker of
+/// each library (Python, .NET, Node) against the AppHost-started suite.
+/// </summary>
 [Collection(SuiteCollection.Name)]
 public sealed class WorkerTests(SuiteFixture suite, ITestOutputHelper output)
 {
@@ -25,6 +28,7 @@ public sealed class WorkerTests(SuiteFixture suite, ITestOutputHelper output)
                 Path.Combine(suite.RepositoryRoot, "services/workers/python/example_worker.py"),
                 "--credentials", suite.CredentialsFile, "--key-name", Keys.DefaultWorker,
                 "--name", $"e2e-python-{Guid.NewGuid():N}", "--once", "2", "--poll-seconds", "5",
+                "--journal-dir", Path.Combine(suite.WorkDirectory, "python-journal"),
             ],
             suite.RepositoryRoot,
             WorkerTimeout);
@@ -46,6 +50,31 @@ public sealed class WorkerTests(SuiteFixture suite, ITestOutputHelper output)
                 suite.BuiltAssembly("services/workers/dotnet/Lifeline.DemoWorker", "Lifeline.DemoWorker"),
                 "--credentials", suite.CredentialsFile, "--key-name", Keys.DefaultWorker,
                 "--name", $"e2e-dotnet-{Guid.NewGuid():N}", "--once", "2",
+                "--journal-dir", Path.Combine(suite.WorkDirectory, "dotnet-journal"),
+            ],
+            suite.RepositoryRoot,
+            WorkerTimeout);
+        output.WriteLine(worker.ToString());
+        Assert.True(worker.ExitCode == 0, worker.ToString());
+        Assert.Contains("done: 1 completed, 1 failed", worker.Output, StringComparison.Ordinal);
+
+        await AssertOutcomesAsync(echo, fail, payload, worker);
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task Node_demo_worker_completes_an_echo_task_and_fails_a_fail_task_enqueued_over_rest()
+    {
+        var (echo, fail, payload) = await EnqueueDemoTasksAsync();
+        var demo = Path.Combine(suite.RepositoryRoot, "services/workers/node/dist/examples/demo-worker.js");
+        Assert.True(File.Exists(demo), $"{demo} is missing: build/test.sh builds the Node library (npm ci && npm run build)");
+
+        var worker = await ProcessRun.RunAsync(
+            "node",
+            [
+                demo,
+                "--credentials", suite.CredentialsFile, "--key-name", Keys.DefaultWorker,
+                "--name", $"e2e-node-{Guid.NewGuid():N}", "--once", "2",
+                "--journal-dir", Path.Combine(suite.WorkDirectory, "node-journal"),
             ],
             suite.RepositoryRoot,
             WorkerTimeout);

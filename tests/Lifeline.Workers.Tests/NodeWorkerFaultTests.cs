@@ -1,5 +1,6 @@
 using System.Globalization;
 using Lifeline.Queue.V1;
+using static Lifeline.Workers.Tests.WorkerProcesses;
 
 namespace Lifeline.Workers.Tests;
 
@@ -12,33 +13,24 @@ namespace Lifeline.Workers.Tests;
 /// </summary>
 public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<WorkerEnvironment>
 {
-    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(90);
-
-    private static string NodeDirectory => Path.Combine(BuiltAssemblies.RepositoryRoot, "services", "workers", "node");
-
-    private static string DemoWorker
+    private static WorkerRun NewRun(string name)
     {
-        get
-        {
-            var path = Path.Combine(NodeDirectory, "dist", "examples", "demo-worker.js");
-            return File.Exists(path)
-                ? path
-                : throw new InvalidOperationException(
-                    $"{path} is missing: the Node worker is not built. Run `npm ci && npm run build` in services/workers/node (build/test.sh does).");
-        }
+        var demo = DemoWorkerCommand.Node.Prefix[0];
+        Assert.True(File.Exists(demo), $"{demo} is missing: the Node worker is not built. Run `npm ci && npm run build` in services/workers/node (build/test.sh does).");
+        return new WorkerRun(DemoWorkerCommand.Node, name);
     }
 
     [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_20_second_outage_while_handlers_finish_loses_no_outcome_and_runs_no_task_twice()
     {
         var tenant = env.NewTenant();
-        using var run = new WorkerRun("outage");
+        using var run = NewRun("outage");
         var ids = await tenant.EnqueueStepsAsync(count: 6, steps: 4, stepMs: 1000);
         // A lease well beyond the outage: the point is the outcomes, not the leases (the next test lets one run out).
         using var worker = run.Start(env, tenant, "node-outage", "--max-tasks", "6", "--lease-seconds", "90");
 
         await WaitForAsync("all six tasks running", worker, async () =>
-            (await Tasks(tenant, ids)).All(t => t.Status == Queue.V1.TaskStatus.Running));
+            (await TasksAsync(tenant, ids)).All(t => t.Status == Queue.V1.TaskStatus.Running));
         // Handlers finish 1–4 s into the outage; their outcomes are retried for 10 s, journaled, then synced.
         await env.Proxy.OutageAsync(TimeSpan.FromSeconds(20));
 
@@ -62,12 +54,12 @@ public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<
     public async Task An_outage_longer_than_the_lease_gets_the_late_outcome_refused_as_stale_and_the_next_holder_completes_it_once()
     {
         var tenant = env.NewTenant();
-        using var run = new WorkerRun("stale");
+        using var run = NewRun("stale");
         var ids = await tenant.EnqueueStepsAsync(count: 1, steps: 2, stepMs: 500);
         var id = ids[0];
         using var late = run.Start(env, tenant, "node-late", "--lease-seconds", "4");
-        await WaitForAsync("the task running", late, async () => (await Tasks(tenant, ids))[0].Status == Queue.V1.TaskStatus.Running);
-        var firstToken = (await Tasks(tenant, ids))[0].FencingToken;
+        await WaitForAsync("the task running", late, async () => (await TasksAsync(tenant, ids))[0].Status == Queue.V1.TaskStatus.Running);
+        var firstToken = (await TasksAsync(tenant, ids))[0].FencingToken;
 
         env.Proxy.Refuse(true);
         env.Proxy.ResetAll();
@@ -76,7 +68,7 @@ public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<
             // The late worker finishes (ledger), cannot report, and its lease runs out; the queue gives the task back and
             // a second worker — not behind the proxy — takes it with a larger token and completes it.
             await WaitForAsync("the late worker's run", late, () => Task.FromResult(Ledger.Read(run.Ledger).Count == 1));
-            using var next = run.Start(env, tenant, "node-next", env.GatewayGrpc);
+            using var next = run.Start(env.GatewayGrpc, tenant, "node-next");
             var final = await tenant.WaitUntilFinalAsync(ids, Patience);
             Assert.True(final[0].Status == Queue.V1.TaskStatus.Completed, Describe(final, late, next));
             Assert.True(final[0].FencingToken > firstToken);
@@ -96,20 +88,20 @@ public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<
         var ledger = Ledger.Read(run.Ledger).Where(e => e.TaskId == id).OrderBy(e => e.FencingToken).ToList();
         Assert.Equal(2, ledger.Count); // the late run and the next holder's run, each with its own lease
         Assert.Equal(firstToken, ledger[0].FencingToken);
-        Assert.Equal((await Tasks(tenant, ids))[0].FencingToken, ledger[1].FencingToken);
+        Assert.Equal((await TasksAsync(tenant, ids))[0].FencingToken, ledger[1].FencingToken);
     }
 
     [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_worker_killed_while_offline_replays_its_journal_on_restart_and_no_task_runs_again()
     {
         var tenant = env.NewTenant();
-        using var run = new WorkerRun("restart");
+        using var run = NewRun("restart");
         var ids = await tenant.EnqueueStepsAsync(count: 4, steps: 3, stepMs: 500);
         var first = run.Start(env, tenant, "node-restart", "--max-tasks", "4", "--lease-seconds", "90");
         try
         {
             await WaitForAsync("all four tasks running", first, async () =>
-                (await Tasks(tenant, ids)).All(t => t.Status == Queue.V1.TaskStatus.Running));
+                (await TasksAsync(tenant, ids)).All(t => t.Status == Queue.V1.TaskStatus.Running));
             env.Proxy.Refuse(true);
             env.Proxy.ResetAll();
             try
@@ -128,7 +120,7 @@ public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<
         }
 
         Assert.Equal(4, Ledger.Read(run.Ledger).Count);
-        Assert.True((await Tasks(tenant, ids)).All(t => t.Status == Queue.V1.TaskStatus.Running), "nothing reached the queue before the kill");
+        Assert.True((await TasksAsync(tenant, ids)).All(t => t.Status == Queue.V1.TaskStatus.Running), "nothing reached the queue before the kill");
 
         using var second = run.Start(env, tenant, "node-restart", "--max-tasks", "4", "--lease-seconds", "90");
         var final = await tenant.WaitUntilFinalAsync(ids, Patience);
@@ -145,93 +137,5 @@ public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<
         Assert.True(log.IndexOf("journaled completion delivered", StringComparison.Ordinal) < log.IndexOf("registered node-restart", StringComparison.Ordinal),
             "the journal is replayed before the worker registers and leases");
         Assert.Equal(0, run.JournalLines("node-restart"));
-    }
-
-    private static async Task<IReadOnlyList<Queue.V1.Task>> Tasks(WorkerTenant tenant, IReadOnlyList<string> ids) =>
-        await tenant.WaitUntilFinalAsync(ids, TimeSpan.Zero);
-
-    private static async Task WaitForAsync(string what, BackgroundProcess worker, Func<Task<bool>> condition)
-    {
-        var deadline = DateTime.UtcNow + Patience;
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"timed out waiting for {what}; worker log:\n{worker.LogTail()}");
-            }
-
-            if (worker.HasExited)
-            {
-                Assert.Fail($"the worker exited while waiting for {what}; its log:\n{worker.LogTail()}");
-            }
-
-            await System.Threading.Tasks.Task.Delay(200);
-        }
-    }
-
-    private static string Describe(IReadOnlyList<Queue.V1.Task> tasks, params BackgroundProcess[] workers) =>
-        string.Join('\n', tasks.Select(t => $"{t.Id} {t.Status} token {t.FencingToken} retries {t.RetryCount}"))
-        + string.Concat(workers.Select(w => $"\nworker log ({w.Pid}):\n{w.LogTail(80)}"));
-
-    /// <summary>One test's scratch directory: the workers' logs, journal directory and ledger.</summary>
-    private sealed class WorkerRun : IDisposable
-    {
-        public WorkerRun(string name)
-        {
-            Directory = System.IO.Directory.CreateTempSubdirectory($"lifeline-node-{name}-").FullName;
-            JournalDirectory = Path.Combine(Directory, "journal");
-            Ledger = Path.Combine(Directory, "ledger");
-        }
-
-        public string Directory { get; }
-
-        public string JournalDirectory { get; }
-
-        public string Ledger { get; }
-
-        /// <summary>Starts the demo worker (demo.steps) as <paramref name="name"/> through the proxy.</summary>
-        public BackgroundProcess Start(WorkerEnvironment env, WorkerTenant tenant, string name, params string[] extra) =>
-            Start(env, tenant, name, env.WorkerTarget, extra);
-
-        public BackgroundProcess Start(WorkerEnvironment env, WorkerTenant tenant, string name, Uri target, params string[] extra)
-        {
-            string[] arguments =
-            [
-                DemoWorker, "--target", target.ToString(), "--api-key", tenant.WorkerKey, "--types", "demo.steps",
-                "--name", name, "--journal-dir", JournalDirectory, "--ledger", Ledger, .. extra,
-            ];
-            var log = Path.Combine(Directory, $"{name}.{DateTime.UtcNow.Ticks.ToString(CultureInfo.InvariantCulture)}.log");
-            return BackgroundProcess.Start("node", arguments, Directory, log);
-        }
-
-        /// <summary>Lines in the worker's journal (0 when it has none).</summary>
-        public int JournalLines(string name)
-        {
-            var path = Path.Combine(JournalDirectory, name + ".journal");
-            return File.Exists(path) ? File.ReadAllLines(path).Count(l => l.Length > 0) : 0;
-        }
-
-        /// <summary>Completion entries in the worker's journal.</summary>
-        public int JournalCompletions(string name)
-        {
-            var path = Path.Combine(JournalDirectory, name + ".journal");
-            return File.Exists(path) ? File.ReadAllLines(path).Count(l => l.Contains("\"kind\":\"complete\"", StringComparison.Ordinal)) : 0;
-        }
-
-        public void Dispose()
-        {
-            if (Environment.GetEnvironmentVariable("LIFELINE_KEEP_WORKER_LOGS") is { Length: > 0 })
-            {
-                return; // kept for a look at the workers' logs and journals
-            }
-
-            try
-            {
-                System.IO.Directory.Delete(Directory, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-        }
     }
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Xunit.Abstractions;
+using static Lifeline.Workers.Tests.WorkerProcesses;
 using QueueTask = Lifeline.Queue.V1.Task;
 using QueueTaskStatus = Lifeline.Queue.V1.TaskStatus;
 
@@ -19,7 +20,7 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
     private static readonly SemaphoreSlim StubsOnce = new(1, 1);
     private static bool _stubsGenerated;
 
-    private readonly string _directory = Directory.CreateTempSubdirectory("lifeline-python-faults-").FullName;
+    private readonly WorkerRun _run = new(DemoWorkerCommand.Python, "python");
     private readonly List<BackgroundProcess> _workers = [];
 
     [Fact(Timeout = TestTimeouts.Default)]
@@ -27,7 +28,7 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
     {
         var tenant = env.NewTenant();
         var ids = await tenant.EnqueueStepsAsync(count: 6, steps: 8, stepMs: 500);
-        var ledger = Path.Combine(_directory, "ledger");
+        var ledger = _run.Ledger;
         var worker = await StartWorkerAsync(tenant, "py-outage", ledger, leaseSeconds: 60);
 
         await WaitForAsync(async () => (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running), worker,
@@ -56,7 +57,7 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
     {
         var tenant = env.NewTenant();
         var ids = await tenant.EnqueueStepsAsync(count: 2, steps: 6, stepMs: 500);
-        var ledger = Path.Combine(_directory, "ledger");
+        var ledger = _run.Ledger;
         var worker = await StartWorkerAsync(tenant, "py-late", ledger, leaseSeconds: 5);
 
         await WaitForAsync(async () => (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running), worker,
@@ -95,8 +96,7 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
     {
         var tenant = env.NewTenant();
         var ids = await tenant.EnqueueStepsAsync(count: 4, steps: 4, stepMs: 500);
-        var ledger = Path.Combine(_directory, "ledger");
-        var journal = Path.Combine(_directory, "journal", "py-killed.journal");
+        var ledger = _run.Ledger;
         var first = await StartWorkerAsync(tenant, "py-killed", ledger, leaseSeconds: 120);
 
         await WaitForAsync(async () => (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running), first,
@@ -105,7 +105,7 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         env.Proxy.ResetAll();
         try
         {
-            await WaitForAsync(() => Task.FromResult(JournaledCompletions(journal) == ids.Count), first,
+            await WaitForAsync(() => Task.FromResult(_run.JournalCompletions("py-killed") == ids.Count), first,
                 "the outcomes were not journaled", TimeSpan.FromSeconds(60));
             first.Kill(); // SIGKILL: nothing of an orderly shutdown
         }
@@ -133,7 +133,7 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         var registered = log.IndexOf("registered py-killed", StringComparison.Ordinal);
         Assert.True(replayed >= 0 && registered > replayed, $"the journal was not replayed before registering:\n{log}");
         Assert.Contains("4 replayed", DoneLine(log), StringComparison.Ordinal);
-        Assert.Equal(0, JournaledCompletions(journal));
+        Assert.Equal(0, _run.JournalCompletions("py-killed"));
     }
 
     [Fact(Timeout = TestTimeouts.Default)]
@@ -142,7 +142,7 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         // Connections stay open and bytes go nowhere: calls end by their deadlines, not by a reset.
         var tenant = env.NewTenant();
         var ids = await tenant.EnqueueStepsAsync(count: 3, steps: 4, stepMs: 500);
-        var ledger = Path.Combine(_directory, "ledger");
+        var ledger = _run.Ledger;
         var worker = await StartWorkerAsync(tenant, "py-black-hole", ledger, leaseSeconds: 120);
 
         await WaitForAsync(async () => (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running), worker,
@@ -173,35 +173,18 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
 
     private async Task<BackgroundProcess> StartWorkerAsync(WorkerTenant tenant, string name, string ledger, int leaseSeconds)
     {
+        Assert.Equal(_run.Ledger, ledger);
         await EnsureStubsAsync();
-        var worker = BackgroundProcess.Start("/usr/bin/python3",
-            [
-                Path.Combine(PythonDirectory, "example_worker.py"),
-                "--target", env.WorkerTarget.ToString(), "--api-key", tenant.WorkerKey,
-                "--types", "demo.steps", "--name", name, "--max-tasks", "8",
-                "--lease-seconds", leaseSeconds.ToString(CultureInfo.InvariantCulture), "--poll-seconds", "5",
-                "--journal-dir", Path.Combine(_directory, "journal"), "--ledger", ledger,
-            ],
-            _directory, Path.Combine(_directory, $"{name}-{_workers.Count}.log"),
-            new Dictionary<string, string?> { ["PYTHONUNBUFFERED"] = "1" });
+        var worker = _run.Start(env, tenant, name,
+            "--max-tasks", "8", "--lease-seconds", leaseSeconds.ToString(CultureInfo.InvariantCulture), "--poll-seconds", "5");
         _workers.Add(worker);
         return worker;
     }
 
-    /// <summary>SIGTERM, the graceful stop; returns the worker's log once it has exited.</summary>
+    /// <summary>SIGTERM, the graceful stop; returns the worker's log once it has exited (and writes it to the test output).</summary>
     private async Task<string> StopAsync(BackgroundProcess worker)
     {
-        if (!worker.HasExited)
-        {
-            using var kill = Process.Start("/bin/kill", ["-TERM", worker.Pid.ToString(CultureInfo.InvariantCulture)]);
-            await kill.WaitForExitAsync();
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            while (!worker.HasExited && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(100);
-            }
-        }
-        var log = await File.ReadAllTextAsync(worker.LogFile);
+        var log = await WorkerProcesses.StopAsync(worker);
         output.WriteLine($"--- {worker.LogFile}\n{log}");
         return log;
     }
@@ -233,48 +216,6 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         }
     }
 
-    private static async Task<IReadOnlyList<QueueTask>> TasksAsync(WorkerTenant tenant, IReadOnlyList<string> ids) =>
-        await tenant.WaitUntilFinalAsync(ids, TimeSpan.Zero);
-
-    private static async Task WaitForAsync(Func<Task<bool>> condition, BackgroundProcess worker, string what, TimeSpan? timeout = null)
-    {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline || worker.HasExited)
-            {
-                Assert.Fail($"{what}{(worker.HasExited ? " (the worker exited)" : "")}:\n{worker.LogTail(60)}");
-            }
-            await Task.Delay(100);
-        }
-    }
-
-    /// <summary>Completions in the worker's journal file (a torn last line does not count).</summary>
-    private static int JournaledCompletions(string journal)
-    {
-        if (!File.Exists(journal))
-        {
-            return 0;
-        }
-        var count = 0;
-        foreach (var line in File.ReadAllLines(journal).Where(l => l.Length > 0))
-        {
-            try
-            {
-                using var entry = JsonDocument.Parse(line);
-                if (entry.RootElement.GetProperty("kind").GetString() == "complete"
-                    && entry.RootElement.GetProperty("fencing_token").ValueKind == JsonValueKind.String)
-                {
-                    count++;
-                }
-            }
-            catch (JsonException)
-            {
-            }
-        }
-        return count;
-    }
-
     private static void AssertRanOnceWithTheCompletedToken(string ledger, IReadOnlyList<QueueTask> tasks, string log)
     {
         var entries = Ledger.Read(ledger);
@@ -287,14 +228,8 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         }
     }
 
-    private static string DoneLine(string log) =>
-        log.Split('\n').LastOrDefault(l => l.StartsWith("done: ", StringComparison.Ordinal)) ?? $"(no done line)\n{log}";
-
     private static int CountLines(string log, string taskId, string what) =>
         log.Split('\n').Count(l => l.Contains(taskId, StringComparison.Ordinal) && l.Contains(what, StringComparison.Ordinal));
-
-    private static string Describe(IEnumerable<QueueTask> tasks) =>
-        string.Join(", ", tasks.Select(t => $"{t.Id} {t.Status} token {t.FencingToken}"));
 
     public void Dispose()
     {
@@ -302,12 +237,6 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         {
             worker.Dispose();
         }
-        try
-        {
-            Directory.Delete(_directory, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
+        _run.Dispose();
     }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
+using Lifeline.Checkpoint;
 using Lifeline.Gateway;
 using Lifeline.Gateway.Routing;
 using Lifeline.Queue;
@@ -15,8 +16,8 @@ using Microsoft.Extensions.Logging;
 namespace Lifeline.Workers.Tests;
 
 /// <summary>
-/// What a worker meets in production, in-process: a registry and a queue (own databases, own Redis) behind a
-/// gateway, and a <see cref="FaultProxy"/> between the worker and the gateway's gRPC port — workers connect to
+/// What a worker meets in production, in-process: a registry, a queue and a checkpoint service (own databases, own
+/// Redis) behind a gateway, and a <see cref="FaultProxy"/> between the worker and the gateway's gRPC port — workers connect to
 /// <see cref="WorkerTarget"/>, tests break the network with <see cref="Proxy"/>. Tests and operators talk to the
 /// gateway directly, so a fault never hides what the queue holds. Each test takes its own tenant
 /// (<see cref="NewTenant"/>) with a worker and an operator key, so tests sharing the environment never lease each
@@ -30,12 +31,16 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
     private readonly List<IAsyncDisposable> _hosts = [];
     private int _nextTenant;
     private string _queueDatabase = "";
+    private string _checkpointDatabase = "";
     private WebApplication? _gateway;
     private GrpcChannel? _operatorChannel;
 
     public ServiceHost Registry { get; private set; } = null!;
 
     public ServiceHost Queue { get; private set; } = null!;
+
+    /// <summary>The checkpoint service (the .NET demo's <c>demo.steps</c> saves a checkpoint after each step).</summary>
+    public ServiceHost Checkpoint { get; private set; } = null!;
 
     /// <summary>The gateway's own gRPC address (no faults).</summary>
     public Uri GatewayGrpc { get; private set; } = null!;
@@ -70,9 +75,16 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
             ["Queue:WatchPollInterval"] = "00:00:00.100",
         }));
 
+        _checkpointDatabase = await Postgres.CreateDatabaseAsync("checkpoint_for_workers");
+        Checkpoint = Track(await ServiceHost.StartAsync(CheckpointApplication.Build, new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:checkpointdb"] = _checkpointDatabase,
+        }));
+
         var config = new Dictionary<string, string?>
         {
             ["services:queue:grpc:0"] = Queue.Address.ToString(),
+            ["services:checkpoint:grpc:0"] = Checkpoint.Address.ToString(),
             ["services:registry:grpc:0"] = Registry.Address.ToString(),
             ["Gateway:GrpcEndpoint"] = "127.0.0.1:0",
             ["Gateway:RestEndpoint"] = "127.0.0.1:0",
@@ -157,9 +169,9 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
             await host.DisposeAsync();
         }
 
-        if (_queueDatabase.Length > 0)
+        foreach (var database in new[] { _queueDatabase, _checkpointDatabase }.Where(d => d.Length > 0))
         {
-            await Postgres.DropDatabaseAsync(_queueDatabase);
+            await Postgres.DropDatabaseAsync(database);
         }
     }
 }

@@ -61,7 +61,8 @@ internal sealed class StepsHandler(DemoOptions demo) : ITaskHandler
         for (var step = start; step < steps; step++)
         {
             await Task.Delay(stepMs, cancellationToken);
-            await context.SaveCheckpointAsync($"step {step + 1}", $"{{\"step\":{step + 1}}}", cancellationToken: cancellationToken);
+            // A checkpoint only shortens a retry: one the network loses is skipped, the work goes on.
+            await context.TrySaveCheckpointAsync($"step {step + 1}", $"{{\"step\":{step + 1}}}", cancellationToken: cancellationToken);
             await context.ReportProgressAsync(100 * (step + 1) / steps, $"step {step + 1} of {steps}", cancellationToken);
         }
         if (demo.Ledger is { } ledger)

@@ -114,6 +114,23 @@ public sealed class TaskContext : IDisposable
         return response.Metadata.Id;
     }
 
+    /// <summary>
+    /// <see cref="SaveCheckpointAsync"/> for a handler whose checkpoints only shorten a retry: a transient failure
+    /// (the gateway unreachable, say) skips this checkpoint and returns null instead of failing the handler; a refusal
+    /// still throws. The work goes on offline, and the outcome is kept by the worker's journal.
+    /// </summary>
+    public async System.Threading.Tasks.Task<string?> TrySaveCheckpointAsync(string name, string contextJson, int phase = 0, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            return await SaveCheckpointAsync(name, contextJson, phase, cancellationToken).ConfigureAwait(false);
+        }
+        catch (RpcException ex) when (RpcErrors.IsTransient(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Cancelled when the handler should stop; <see cref="CancellationReason"/> says why.</summary>
     public CancellationToken CancellationToken => _cancellation.Token;
 
