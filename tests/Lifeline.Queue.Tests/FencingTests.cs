@@ -96,6 +96,44 @@ public sealed class FencingTests(QueueEnvironment env) : IClassFixture<QueueEnvi
         Assert.Equal(1, await env.ScalarAsync<long>("SELECT count(*) FROM task_history WHERE task_id = @id AND event_type = 'completed'", ("id", Guid.Parse(task.Id))));
     }
 
+    [Theory(Timeout = TestTimeouts.Default)]
+    [InlineData(true, 3)]   // retry scheduled
+    [InlineData(true, 0)]   // dead-lettered: out of retries
+    [InlineData(false, 3)]  // failed for good
+    public async Task Repeating_a_failure_with_the_same_token_gives_the_same_answer_and_changes_nothing(bool retryable, int maxRetries)
+    {
+        // A worker whose FailTask answer was lost sends it again: the repeat must neither be refused nor count twice.
+        var type = NewType("fence.fail-repeat");
+        var task = await Client.EnqueueAsync(Spec(type, maxRetries: maxRetries));
+        var leased = Assert.Single(await Client.LeaseAsync("w1", type));
+        var request = new FailTaskRequest
+        {
+            TaskId = task.Id, FencingToken = leased.FencingToken,
+            Error = new Common.V1.ErrorDetail { Code = "BOOM", Message = "boom", Retryable = retryable },
+            RetryAfter = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromMinutes(10)),
+        };
+        var first = await Client.FailTaskAsync(request);
+        var snapshot = await env.ScalarAsync<string>("SELECT row_to_json(t)::text FROM tasks t WHERE id = @id", ("id", Guid.Parse(task.Id)));
+
+        // The repeats race each other, as retries after a lost answer can.
+        var repeats = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => Client.FailTaskAsync(request).ResponseAsync));
+
+        Assert.All(repeats, r => Assert.Equal(first.WillRetry, r.WillRetry));
+        Assert.All(repeats, r => Assert.Equal(first.Task.Status, r.Task.Status));
+        Assert.Equal(snapshot, await env.ScalarAsync<string>("SELECT row_to_json(t)::text FROM tasks t WHERE id = @id", ("id", Guid.Parse(task.Id))));
+        Assert.Equal(1, await env.ScalarAsync<long>(
+            "SELECT count(*) FROM task_history WHERE task_id = @id AND event_type IN ('failed', 'retry_scheduled', 'dead_lettered')", ("id", Guid.Parse(task.Id))));
+
+        if (first.WillRetry)
+        {
+            // Once the next attempt holds the task, the old token's failure is stale again.
+            await env.ScalarAsync<int>("UPDATE tasks SET not_before = now() WHERE id = @id RETURNING 1", ("id", Guid.Parse(task.Id)));
+            Assert.Single(await Client.LeaseAsync("w2", type));
+            var stale = await RefusedAsync(() => Client.FailTaskAsync(request).ResponseAsync, StatusCode.FailedPrecondition);
+            Assert.Equal("STALE_FENCING_TOKEN", stale.ErrorInfo().Reason);
+        }
+    }
+
     [Fact(Timeout = TestTimeouts.Default)]
     public async Task Racing_completions_of_one_lease_and_a_cancel_accept_exactly_one_outcome()
     {

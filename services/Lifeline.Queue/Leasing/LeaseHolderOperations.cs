@@ -241,6 +241,11 @@ public sealed class LeaseHolderOperations(NpgsqlDataSource dataSource, ReadySign
             var current = await ReadAsync(connection, tx, tenant, id, ct, forUpdate: true);
             if (current is null || current.FencingToken != token || !current.IsLeased)
             {
+                if (current is not null && current.FencingToken == token && await FailedWithAsync(connection, tx, id, token, ct))
+                {
+                    // A repeat of a failure this holder already reported (its answer was lost): the same answer, nothing changes.
+                    return (current, current.Status == TaskState.Pending, (Resolution?)null);
+                }
                 throw Refusal(current, id, token, "failing");
             }
             var error = failure.Error;
@@ -306,6 +311,18 @@ public sealed class LeaseHolderOperations(NpgsqlDataSource dataSource, ReadySign
             readySignal.Notify(tenant);
         }
         return (record, willRetry);
+    }
+
+    /// <summary>Whether the task's latest history event is a failure reported under <paramref name="token"/> (index ix_task_history_task).</summary>
+    private static async Task<bool> FailedWithAsync(NpgsqlConnection connection, NpgsqlTransaction tx, Guid id, long token, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand("""
+            SELECT event_type IN ('failed', 'retry_scheduled', 'dead_lettered') AND fencing_token = @token
+            FROM task_history WHERE task_id = @id ORDER BY id DESC LIMIT 1
+            """, connection, tx);
+        command.Parameters.AddWithValue("id", id);
+        command.Parameters.AddWithValue("token", token);
+        return await command.ExecuteScalarAsync(ct) is true;
     }
 
     private static readonly string ReleaseSql = $"""
