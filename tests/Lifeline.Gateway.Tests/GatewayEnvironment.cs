@@ -57,6 +57,13 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
 
     public static string Key(string name) => Keys[name].Key;
 
+    /// <summary>
+    /// The Lifeline calls (gRPC or REST; not health checks or reflection) the queue received after its first
+    /// <paramref name="skip"/> requests.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyDictionary<string, string>> QueueCallsSince(int skip) => [.. QueueRequests.Skip(skip).Where(h =>
+        h[PathKey].StartsWith("/lifeline.", StringComparison.Ordinal) || h[PathKey].StartsWith("/api/", StringComparison.Ordinal))];
+
     protected override async Task OnInitializedAsync()
     {
         Registry = await StartRegistryAsync();
@@ -102,6 +109,9 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
             ["Gateway:RestEndpoint"] = "127.0.0.1:0",
             ["Gateway:ActivityTimeout"] = "00:00:02",
             ["Gateway:HealthCacheDuration"] = "00:00:00",
+            // Whatever appsettings.json the test output holds: a test gateway logs warnings and errors only.
+            ["Logging:LogLevel:Default"] = "Warning",
+            ["Logging:LogLevel:Yarp"] = "Warning",
             ["Gateway:Jwt:SigningKey"] = SigningKey,
         };
         var i = 0;
@@ -173,6 +183,9 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
     }
 
     /// <summary>Records the headers of every request, before anything else sees them.</summary>
+    /// <summary>The key under which <see cref="QueueRequests"/> entries carry the request's path.</summary>
+    public const string PathKey = ":path";
+
     private sealed class HeaderRecorder(ConcurrentQueue<IReadOnlyDictionary<string, string>> into) : IStartupFilter
     {
         private static readonly string[] Recorded = ["x-trace-id", "traceparent", IdentityTokens.HeaderName, "authorization", "x-api-key"];
@@ -181,9 +194,11 @@ public sealed class GatewayEnvironment() : ServiceTestEnvironment("gateway")
         {
             app.Use(async (HttpContext context, RequestDelegate nextMiddleware) =>
             {
-                into.Enqueue(Recorded
+                var headers = Recorded
                     .Where(h => context.Request.Headers.ContainsKey(h))
-                    .ToDictionary(h => h, h => context.Request.Headers[h].ToString(), StringComparer.Ordinal));
+                    .ToDictionary(h => h, h => context.Request.Headers[h].ToString(), StringComparer.Ordinal);
+                headers[PathKey] = context.Request.Path.ToString();
+                into.Enqueue(headers);
                 await nextMiddleware(context);
             });
             next(app);

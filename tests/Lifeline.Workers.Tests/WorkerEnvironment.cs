@@ -89,6 +89,9 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
             ["Gateway:GrpcEndpoint"] = "127.0.0.1:0",
             ["Gateway:RestEndpoint"] = "127.0.0.1:0",
             ["Gateway:HealthCacheDuration"] = "00:00:00",
+            // Whatever appsettings.json the test output holds: a test gateway logs warnings and errors only.
+            ["Logging:LogLevel:Default"] = "Warning",
+            ["Logging:LogLevel:Yarp"] = "Warning",
             // Workers reconnecting after an outage come back all at once; no rate limit in the way.
             ["Gateway:RateLimit:PermitsPerSecond"] = "0",
         };
