@@ -347,7 +347,7 @@ export class FaultProxy {
 }
 
 /** Polls `condition` every 20 ms until it holds, or fails after `timeoutMs` with `what`. */
-export async function eventually(what: string, condition: () => boolean, timeoutMs = 15_000): Promise<void> {
+export async function eventually(what: string, condition: () => boolean, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
