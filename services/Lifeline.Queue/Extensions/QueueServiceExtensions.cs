@@ -13,6 +13,7 @@ using Lifeline.ServiceDefaults;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using StackExchange.Redis;
 
@@ -57,6 +58,10 @@ internal static class QueueServiceExtensions
         builder.Services.AddSingleton<QueueMaintenance>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<QueueMaintenance>());
         builder.Services.AddHostedService<OutcomeReporter>();
+        // The hot statements' plans need statistics from the first minute on, not autovacuum's first visit.
+        builder.Services.AddSingleton(sp => new StatisticsPolicy(["tasks", "task_history", "task_dependencies"],
+            sp.GetRequiredService<IOptions<QueueOptions>>().Value.StatisticsInterval));
+        builder.Services.AddHostedService<StatisticsKeeper>();
 
         builder.Services.AddHealthChecks()
             .AddCheck<PostgresHealthCheck>("queuedb", tags: ["ready"])

@@ -30,6 +30,13 @@ public sealed class QueueOptions
     /// </summary>
     public WorkerEligibilityMode WorkerEligibility { get; set; } = WorkerEligibilityMode.Registry;
 
+    /// <summary>
+    /// How often the queue looks whether its tables' planner statistics are stale (<see cref="ServiceDefaults.Postgres.StatisticsKeeper"/>);
+    /// a table is analyzed once 1,000 rows or 10 % of it changed since its last ANALYZE.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "01:00:00")]
+    public TimeSpan StatisticsInterval { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>How often task outcomes are reported to the registry (when its address is configured).</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
     public TimeSpan OutcomeReportInterval { get; set; } = TimeSpan.FromSeconds(1);
