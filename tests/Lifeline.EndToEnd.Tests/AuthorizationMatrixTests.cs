@@ -45,7 +45,6 @@ public sealed class AuthorizationMatrixTests(SuiteFixture suite, ITestOutputHelp
         ["queue"] = 5101, ["registry"] = 5102, ["checkpoint"] = 5103, ["recovery"] = 5104, ["backup"] = 5105,
     };
 
-    private static readonly Marshaller<byte[]> Bytes = Marshallers.Create(b => b, b => b);
     private static readonly TimeSpan CallDeadline = TimeSpan.FromSeconds(20);
     private static readonly TimeSpan StreamWindow = TimeSpan.FromSeconds(2);
 
@@ -211,15 +210,8 @@ public sealed class AuthorizationMatrixTests(SuiteFixture suite, ITestOutputHelp
     private static async Task<GrpcResult> CallGrpcAsync(GrpcChannel channel, RpcMethod rpc, byte[] request, string? bearer, CancellationToken ct,
         string? identityToken = null)
     {
-        var descriptor = rpc.Descriptor;
-        var type = (descriptor.IsClientStreaming, descriptor.IsServerStreaming) switch
-        {
-            (false, false) => MethodType.Unary,
-            (false, true) => MethodType.ServerStreaming,
-            (true, false) => MethodType.ClientStreaming,
-            _ => MethodType.DuplexStreaming,
-        };
-        var method = new Method<byte[], byte[]>(type, descriptor.Service.FullName, descriptor.Name, Bytes, Bytes);
+        var method = RawRpc.Method(rpc.Descriptor);
+        var type = method.Type;
         var headers = new Metadata();
         if (bearer is not null)
         {

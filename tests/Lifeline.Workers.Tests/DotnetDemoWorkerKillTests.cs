@@ -20,8 +20,7 @@ public sealed class DotnetDemoWorkerKillTests(WorkerEnvironment env, ITestOutput
         var first = run.Start(env, tenant, "dotnet-killed", "--max-tasks", "4", "--lease-seconds", "90");
         try
         {
-            await WaitForAsync("all four tasks running", first, async () =>
-                (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running));
+            await WaitUntilAllRunningAsync(tenant, ids, first);
             env.Proxy.Refuse(true);
             env.Proxy.ResetAll();
             try
@@ -47,11 +46,7 @@ public sealed class DotnetDemoWorkerKillTests(WorkerEnvironment env, ITestOutput
         var final = await tenant.WaitUntilFinalAsync(ids, Patience);
         var log = await StopAsync(second);
         output.WriteLine($"--- second worker\n{log}");
-        Assert.True(final.All(t => t.Status == QueueTaskStatus.Completed), Describe(final, second));
-        foreach (var id in ids)
-        {
-            Assert.Equal(1, await tenant.CompletionsAsync(id));
-        }
+        await AssertEachCompletedOnceAsync(tenant, final, log);
 
         // No task ran again: the ledger still holds the first process's four runs, with the tokens that completed.
         var entries = Ledger.Read(run.Ledger);

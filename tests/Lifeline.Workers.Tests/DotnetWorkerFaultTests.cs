@@ -57,8 +57,7 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         await WaitForAsync(() => Task.FromResult(worker.Worker.ConnectionState == ConnectionState.Connected), "connected again", worker);
         output.WriteLine($"synced {outage.Elapsed.TotalSeconds:0.0} s after the outage began; {worker.Worker.Statistics}");
 
-        Assert.All(tasks, t => Assert.Equal(QueueTaskStatus.Completed, t.Status));
-        await AssertEachCompletedOnceAsync(tenant, ids);
+        await WorkerProcesses.AssertEachCompletedOnceAsync(tenant, tasks, worker.Worker.Statistics.ToString());
         var ledger = Ledger.Read(scratch.Ledger);
         Assert.Equal(ids.Order(StringComparer.Ordinal), ledger.Select(e => e.TaskId).Order(StringComparer.Ordinal)); // each ran exactly once
         Assert.All(ledger, e => Assert.Equal(tasks.Single(t => t.Id == e.TaskId).FencingToken, e.FencingToken));
@@ -163,9 +162,8 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
             o.LeaseDuration = TimeSpan.FromSeconds(60);
         });
         var tasks = await tenant.WaitUntilFinalAsync(ids, FinalTimeout);
-        Assert.All(tasks, t => Assert.Equal(QueueTaskStatus.Completed, t.Status));
         await WaitForAsync(() => Task.FromResult(second.Worker.Statistics.Replayed == 4), "4 completions replayed", second);
-        await AssertEachCompletedOnceAsync(tenant, ids);
+        await WorkerProcesses.AssertEachCompletedOnceAsync(tenant, tasks, second.Worker.Statistics.ToString());
         Assert.Equal(ids.Order(StringComparer.Ordinal), Ledger.Read(scratch.Ledger).Select(e => e.TaskId).Order(StringComparer.Ordinal));
         // It started offline (the journal), synced on the first answer, and only then leased.
         Assert.Equal(
@@ -215,8 +213,7 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
             env.Proxy.Latency(TimeSpan.Zero);
         }
 
-        Assert.All(tasks, t => Assert.Equal(QueueTaskStatus.Completed, t.Status));
-        await AssertEachCompletedOnceAsync(tenant, ids);
+        await WorkerProcesses.AssertEachCompletedOnceAsync(tenant, tasks, "after the resets");
         // A reset never makes work run twice: a lease whose answer was lost is taken again only after it expires, unrun.
         var ledger = Ledger.Read(scratch.Ledger);
         Assert.Equal(ids.Order(StringComparer.Ordinal), ledger.Select(e => e.TaskId).Order(StringComparer.Ordinal));
@@ -248,14 +245,6 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
 
     private static async Task<IReadOnlyList<QueueTaskStatus>> StatusesAsync(WorkerTenant tenant, IReadOnlyList<string> ids) =>
         [.. (await tenant.WaitUntilFinalAsync(ids, TimeSpan.Zero)).Select(t => t.Status)];
-
-    private static async Task AssertEachCompletedOnceAsync(WorkerTenant tenant, IReadOnlyList<string> ids)
-    {
-        foreach (var id in ids)
-        {
-            Assert.Equal(1, await tenant.CompletionsAsync(id));
-        }
-    }
 
     private async Task WaitForAsync(Func<Task<bool>> condition, string what, InProcessWorker worker, TimeSpan? timeout = null)
     {

@@ -29,17 +29,12 @@ public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<
         // A lease well beyond the outage: the point is the outcomes, not the leases (the next test lets one run out).
         using var worker = run.Start(env, tenant, "node-outage", "--max-tasks", "6", "--lease-seconds", "90");
 
-        await WaitForAsync("all six tasks running", worker, async () =>
-            (await TasksAsync(tenant, ids)).All(t => t.Status == Queue.V1.TaskStatus.Running));
+        await WaitUntilAllRunningAsync(tenant, ids, worker);
         // Handlers finish 1–4 s into the outage; their outcomes are retried for 10 s, journaled, then synced.
         await env.Proxy.OutageAsync(TimeSpan.FromSeconds(20));
 
         var final = await tenant.WaitUntilFinalAsync(ids, Patience);
-        Assert.True(final.All(t => t.Status == Queue.V1.TaskStatus.Completed), Describe(final, worker));
-        foreach (var id in ids)
-        {
-            Assert.Equal(1, await tenant.CompletionsAsync(id));
-        }
+        await AssertEachCompletedOnceAsync(tenant, final, worker.LogTail(80));
 
         var ledger = Ledger.Read(run.Ledger);
         Assert.Equal(ids.Order(), ledger.Select(e => e.TaskId).Order());
@@ -100,8 +95,7 @@ public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<
         var first = run.Start(env, tenant, "node-restart", "--max-tasks", "4", "--lease-seconds", "90");
         try
         {
-            await WaitForAsync("all four tasks running", first, async () =>
-                (await TasksAsync(tenant, ids)).All(t => t.Status == Queue.V1.TaskStatus.Running));
+            await WaitUntilAllRunningAsync(tenant, ids, first);
             env.Proxy.Refuse(true);
             env.Proxy.ResetAll();
             try
@@ -124,11 +118,7 @@ public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<
 
         using var second = run.Start(env, tenant, "node-restart", "--max-tasks", "4", "--lease-seconds", "90");
         var final = await tenant.WaitUntilFinalAsync(ids, Patience);
-        Assert.True(final.All(t => t.Status == Queue.V1.TaskStatus.Completed), Describe(final, second));
-        foreach (var id in ids)
-        {
-            Assert.Equal(1, await tenant.CompletionsAsync(id));
-        }
+        await AssertEachCompletedOnceAsync(tenant, final, second.LogTail(80));
 
         Assert.Equal(ids.Order(), Ledger.Read(run.Ledger).Select(e => e.TaskId).Order()); // no task ran again
         var log = second.LogTail(400);

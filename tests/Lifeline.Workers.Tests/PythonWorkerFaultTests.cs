@@ -31,18 +31,13 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         var ledger = _run.Ledger;
         var worker = await StartWorkerAsync(tenant, "py-outage", ledger, leaseSeconds: 60);
 
-        await WaitForAsync(async () => (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running), worker,
-            "the worker did not lease and start all six tasks");
+        await WaitUntilAllRunningAsync(tenant, ids, worker);
         // The handlers finish about 4 s into the outage; their outcomes are retried for 10 s, then journaled.
         await env.Proxy.OutageAsync(TimeSpan.FromSeconds(20));
 
         var tasks = await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(90));
         var log = await StopAsync(worker);
-        Assert.True(tasks.All(t => t.Status == QueueTaskStatus.Completed), $"not all completed: {Describe(tasks)}\n{log}");
-        foreach (var id in ids)
-        {
-            Assert.Equal(1, await tenant.CompletionsAsync(id));
-        }
+        await AssertEachCompletedOnceAsync(tenant, tasks, log);
         AssertRanOnceWithTheCompletedToken(ledger, tasks, log);
         Assert.Contains("connection retrying → offline", log, StringComparison.Ordinal);
         Assert.Contains("connection offline → syncing", log, StringComparison.Ordinal);
@@ -60,8 +55,7 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         var ledger = _run.Ledger;
         var worker = await StartWorkerAsync(tenant, "py-late", ledger, leaseSeconds: 5);
 
-        await WaitForAsync(async () => (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running), worker,
-            "the worker did not lease and start both tasks");
+        await WaitUntilAllRunningAsync(tenant, ids, worker);
         var firstTokens = (await TasksAsync(tenant, ids)).ToDictionary(t => t.Id, t => t.FencingToken);
         // The leases (5 s) run out during the outage; the queue takes the tasks back. The handlers still finish
         // and their outcomes go to the journal, to be refused when the network is back.
@@ -99,8 +93,7 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         var ledger = _run.Ledger;
         var first = await StartWorkerAsync(tenant, "py-killed", ledger, leaseSeconds: 120);
 
-        await WaitForAsync(async () => (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running), first,
-            "the worker did not lease and start all four tasks");
+        await WaitUntilAllRunningAsync(tenant, ids, first);
         env.Proxy.Refuse(true);
         env.Proxy.ResetAll();
         try
@@ -121,11 +114,7 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         var second = await StartWorkerAsync(tenant, "py-killed", ledger, leaseSeconds: 120);
         var tasks = await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(60));
         var log = await StopAsync(second);
-        Assert.True(tasks.All(t => t.Status == QueueTaskStatus.Completed), $"not all completed: {Describe(tasks)}\n{firstLog}\n---\n{log}");
-        foreach (var id in ids)
-        {
-            Assert.Equal(1, await tenant.CompletionsAsync(id));
-        }
+        await AssertEachCompletedOnceAsync(tenant, tasks, $"{firstLog}\n---\n{log}");
         AssertRanOnceWithTheCompletedToken(ledger, tasks, log);
         Assert.DoesNotContain(Ledger.Read(ledger), e => e.Pid == second.Pid);
         // Replayed at start, before registering (and so before leasing anything).
@@ -145,8 +134,7 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         var ledger = _run.Ledger;
         var worker = await StartWorkerAsync(tenant, "py-black-hole", ledger, leaseSeconds: 120);
 
-        await WaitForAsync(async () => (await TasksAsync(tenant, ids)).All(t => t.Status == QueueTaskStatus.Running), worker,
-            "the worker did not lease and start all three tasks");
+        await WaitUntilAllRunningAsync(tenant, ids, worker);
         env.Proxy.BlackHole(true);
         try
         {
@@ -160,11 +148,7 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
 
         var tasks = await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(90));
         var log = await StopAsync(worker);
-        Assert.True(tasks.All(t => t.Status == QueueTaskStatus.Completed), $"not all completed: {Describe(tasks)}\n{log}");
-        foreach (var id in ids)
-        {
-            Assert.Equal(1, await tenant.CompletionsAsync(id));
-        }
+        await AssertEachCompletedOnceAsync(tenant, tasks, log);
         AssertRanOnceWithTheCompletedToken(ledger, tasks, log);
         Assert.Contains("3 journaled", DoneLine(log), StringComparison.Ordinal);
     }
@@ -198,16 +182,8 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
             {
                 return;
             }
-            using var generate = Process.Start(new ProcessStartInfo("/bin/bash", [Path.Combine(PythonDirectory, "generate.sh")])
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            })!;
-            var stdout = generate.StandardOutput.ReadToEndAsync();
-            var stderr = generate.StandardError.ReadToEndAsync();
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-            await generate.WaitForExitAsync(timeout.Token);
-            Assert.True(generate.ExitCode == 0, $"generate.sh failed: {await stdout}{await stderr}");
+            var generate = await ProcessRun.RunAsync("/bin/bash", [Path.Combine(PythonDirectory, "generate.sh")], PythonDirectory, TimeSpan.FromSeconds(120));
+            Assert.True(generate.ExitCode == 0, generate.ToString());
             _stubsGenerated = true;
         }
         finally

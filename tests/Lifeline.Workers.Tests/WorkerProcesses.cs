@@ -119,6 +119,21 @@ public static class WorkerProcesses
     public static async Task<IReadOnlyList<QueueTask>> TasksAsync(WorkerTenant tenant, IReadOnlyList<string> ids) =>
         await tenant.WaitUntilFinalAsync(ids, TimeSpan.Zero);
 
+    /// <summary>Waits until the worker holds every task, started (<c>running</c>).</summary>
+    public static Task WaitUntilAllRunningAsync(WorkerTenant tenant, IReadOnlyList<string> ids, BackgroundProcess worker) =>
+        WaitForAsync($"all {ids.Count} tasks leased and running", worker,
+            async () => (await TasksAsync(tenant, ids)).All(t => t.Status == Lifeline.Queue.V1.TaskStatus.Running));
+
+    /// <summary>Every task completed, and the queue's history holds exactly one completion of each.</summary>
+    public static async Task AssertEachCompletedOnceAsync(WorkerTenant tenant, IReadOnlyList<QueueTask> tasks, string context)
+    {
+        Assert.True(tasks.All(t => t.Status == Lifeline.Queue.V1.TaskStatus.Completed), $"not all completed: {Describe(tasks)}\n{context}");
+        foreach (var task in tasks)
+        {
+            Assert.Equal(1, await tenant.CompletionsAsync(task.Id));
+        }
+    }
+
     /// <summary>Polls <paramref name="condition"/>; fails with the worker's log when it exits or the time runs out.</summary>
     public static async Task WaitForAsync(string what, BackgroundProcess worker, Func<Task<bool>> condition, TimeSpan? timeout = null)
     {

@@ -35,8 +35,6 @@ internal sealed class FuzzRunner : IDisposable
     private const int MaxStreamMessages = 1000;
     private const int MaxBodyBytes = 16 * 1024;
 
-    private static readonly Marshaller<byte[]> Bytes = Marshallers.Create(b => b, b => b);
-
     private readonly GrpcChannel _channel;
     private readonly HttpClient _rest;
     private readonly HttpClient _http2;
@@ -136,15 +134,8 @@ internal sealed class FuzzRunner : IDisposable
 
     private async Task<FuzzOutcome> CallGrpcAsync(FuzzCase fuzzCase, GrpcRequest request, CallInvoker invoker, CancellationToken cancellationToken)
     {
-        var descriptor = fuzzCase.Rpc.Descriptor;
-        var type = (descriptor.IsClientStreaming, descriptor.IsServerStreaming) switch
-        {
-            (false, false) => MethodType.Unary,
-            (false, true) => MethodType.ServerStreaming,
-            (true, false) => MethodType.ClientStreaming,
-            _ => MethodType.DuplexStreaming,
-        };
-        var method = new Method<byte[], byte[]>(type, descriptor.Service.FullName, descriptor.Name, Bytes, Bytes);
+        var method = RawRpc.Method(fuzzCase.Rpc.Descriptor);
+        var type = method.Type;
         var options = new CallOptions(deadline: DateTime.UtcNow + (fuzzCase.IsOpenEnded ? OpenStreamWindow : CallDeadline), cancellationToken: cancellationToken);
         try
         {

@@ -256,45 +256,61 @@ internal sealed partial class OutcomeDelivery
         while (true)
         {
             var attemptStarted = _time.GetTimestamp();
+            var (settled, ex) = await AttemptAsync(call).ConfigureAwait(false);
+            if (settled is { } result)
+            {
+                return result;
+            }
+
+            var reason = $"{RpcErrors.Describe(ex!)} ({name})";
+            if (failures++ == 0)
+            {
+                // A call that failed by its deadline failed from its start: in a black-holed network the window (and
+                // with it the immediate retries) ends after OfflineAfter, not after three deadlines.
+                firstFailure = attemptStarted;
+            }
+
+            var state = _monitor.ReportTransientFailure(reason, attemptStarted);
+            var delay = _policy.NextDelay(failures, _time.GetElapsedTime(firstFailure), Random.Shared.NextDouble());
+            if (delay is not { } wait || state == ConnectionState.Offline || _stopping.IsCancellationRequested)
+            {
+                return CallResult<TResponse>.GaveUp(reason);
+            }
+
+            _statistics.AddRetry();
+            LogRetrying(failures, wait, reason);
             try
             {
-                var response = await call(_connection.CallOptions(CancellationToken.None)).ConfigureAwait(false);
-                _monitor.ReportSuccess();
-                return CallResult<TResponse>.Answered(response);
+                await Task.Delay(wait, _time, _stopping.Token).ConfigureAwait(false);
             }
-            catch (RpcException ex) when (RetryPolicy.Classify(ex) == FailureKind.Final)
+            catch (OperationCanceledException)
             {
-                _monitor.ReportSuccess("the queue answered");
-                return CallResult<TResponse>.Refused(ex);
+                return CallResult<TResponse>.GaveUp(reason);
             }
-            catch (RpcException ex)
-            {
-                var reason = $"{RpcErrors.Describe(ex)} ({name})";
-                if (failures++ == 0)
-                {
-                    // A call that failed by its deadline failed from its start: in a black-holed network the window (and
-                    // with it the immediate retries) ends after OfflineAfter, not after three deadlines.
-                    firstFailure = attemptStarted;
-                }
+        }
+    }
 
-                var state = _monitor.ReportTransientFailure(reason, attemptStarted);
-                var delay = _policy.NextDelay(failures, _time.GetElapsedTime(firstFailure), Random.Shared.NextDouble());
-                if (delay is not { } wait || state == ConnectionState.Offline || _stopping.IsCancellationRequested)
-                {
-                    return CallResult<TResponse>.GaveUp(reason);
-                }
-
-                _statistics.AddRetry();
-                LogRetrying(failures, wait, reason);
-                try
-                {
-                    await Task.Delay(wait, _time, _stopping.Token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException)
-                {
-                    return CallResult<TResponse>.GaveUp(reason);
-                }
-            }
+    /// <summary>
+    /// One attempt: an answer or a final refusal settles the call (and counts as the queue answering); a transient
+    /// failure is handed back for the caller to report and retry or give up.
+    /// </summary>
+    private async Task<(CallResult<TResponse>? Settled, RpcException? Transient)> AttemptAsync<TResponse>(Func<CallOptions, AsyncUnaryCall<TResponse>> call)
+        where TResponse : class
+    {
+        try
+        {
+            var response = await call(_connection.CallOptions(CancellationToken.None)).ConfigureAwait(false);
+            _monitor.ReportSuccess();
+            return (CallResult<TResponse>.Answered(response), null);
+        }
+        catch (RpcException ex) when (RetryPolicy.Classify(ex) == FailureKind.Final)
+        {
+            _monitor.ReportSuccess("the queue answered");
+            return (CallResult<TResponse>.Refused(ex), null);
+        }
+        catch (RpcException ex)
+        {
+            return (null, ex);
         }
     }
 
@@ -527,23 +543,15 @@ internal sealed partial class OutcomeDelivery
         where TResponse : class
     {
         var started = _time.GetTimestamp();
-        try
+        var (settled, ex) = await AttemptAsync(call).ConfigureAwait(false);
+        if (settled is { } result)
         {
-            var response = await call(_connection.CallOptions(CancellationToken.None)).ConfigureAwait(false);
-            _monitor.ReportSuccess();
-            return CallResult<TResponse>.Answered(response);
+            return result;
         }
-        catch (RpcException ex) when (RetryPolicy.Classify(ex) == FailureKind.Final)
-        {
-            _monitor.ReportSuccess("the queue answered");
-            return CallResult<TResponse>.Refused(ex);
-        }
-        catch (RpcException ex)
-        {
-            var reason = $"{RpcErrors.Describe(ex)} ({name}, replay)";
-            _monitor.ReportTransientFailure(reason, started);
-            return CallResult<TResponse>.GaveUp(reason);
-        }
+
+        var reason = $"{RpcErrors.Describe(ex!)} ({name}, replay)";
+        _monitor.ReportTransientFailure(reason, started);
+        return CallResult<TResponse>.GaveUp(reason);
     }
 
     private static FailTaskRequest FailRequest(JournalEntry entry)

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 
-namespace Lifeline.EndToEnd.Tests.Suite;
+namespace Lifeline.Testing;
 
 /// <summary>A process run to completion, with its combined output.</summary>
 public sealed record ProcessRun(string CommandLine, int ExitCode, string Output)
