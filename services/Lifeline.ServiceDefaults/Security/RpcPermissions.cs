@@ -31,6 +31,7 @@ public static class RpcPermissions
         [Queue + "EnqueueTask"] = Role.Worker,
         [Queue + "EnqueueTasks"] = Role.Worker,
         [Queue + "LeaseTasks"] = Role.Worker,
+        [Queue + "Dispatch"] = Role.Worker,
         [Queue + "StartTask"] = Role.Worker,
         [Queue + "ReportProgress"] = Role.Worker,
         [Queue + "ExtendLease"] = Role.Worker,
