@@ -2,26 +2,46 @@ using Lifeline.Queue.Data;
 using Lifeline.Queue.Dependencies;
 using Lifeline.Queue.Domain;
 using Lifeline.Queue.Events;
+using Lifeline.Queue.Options;
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Postgres;
 using Npgsql;
 using NpgsqlTypes;
+using Microsoft.Extensions.Options;
 
 namespace Lifeline.Queue.Enqueuing;
 
 /// <summary>
 /// Creates tasks: one, or a batch of up to 10,000 that may form a DAG, all in one transaction.
 /// Idempotency keys are enforced by a unique index, so concurrent enqueues of one key create one task.
+/// Single enqueues that arrive together go through group commit: one INSERT for all of them, each caller
+/// answered on its own (created, or the existing task of its idempotency key).
 /// </summary>
-public sealed class TaskEnqueuer(NpgsqlDataSource dataSource, ReadySignal readySignal)
+public sealed class TaskEnqueuer
 {
-    private static readonly string InsertOneSql = $"""
+    private readonly NpgsqlDataSource dataSource;
+    private readonly ReadySignal readySignal;
+    private readonly GroupCommit<(string Tenant, NewTask Task), (TaskRecord Task, bool Created)> singles;
+
+    public TaskEnqueuer(NpgsqlDataSource dataSource, ReadySignal readySignal, IOptions<QueueOptions> options)
+    {
+        this.dataSource = dataSource;
+        this.readySignal = readySignal;
+        singles = new(ApplySinglesAsync, options.Value.GroupCommitPolicy);
+    }
+
+    private static readonly string InsertManySql = $"""
         WITH ins AS (
             INSERT INTO tasks (id, tenant_id, type, status, priority, payload, created_at, updated_at, not_before,
                                max_retries, timeout_seconds, idempotency_key, backoff, initial_interval_ms,
                                maximum_interval_ms, jitter, workflow_id)
-            VALUES (@id, @tenant, @type, 'pending', @priority, @payload::jsonb, now(), now(), COALESCE(@not_before, now()),
-                    @max_retries, @timeout_seconds, @idempotency_key, @backoff, @initial_ms, @maximum_ms, @jitter, @workflow_id)
+            SELECT b.id, b.tenant, b.type, 'pending', b.priority, b.payload::jsonb, now(), now(), COALESCE(b.not_before, now()),
+                   b.max_retries, b.timeout_seconds, b.idempotency_key, b.backoff, b.initial_ms, b.maximum_ms, b.jitter, b.workflow_id
+            FROM unnest(@ids::uuid[], @tenants::text[], @types::text[], @priorities::int[], @payloads::text[], @not_befores::timestamptz[],
+                        @max_retries::int[], @timeouts::int[], @keys::text[], @backoffs::text[], @initial_ms::bigint[],
+                        @maximum_ms::bigint[], @jitters::float8[], @workflow_ids::text[])
+                 AS b(id, tenant, type, priority, payload, not_before, max_retries, timeout_seconds, idempotency_key, backoff,
+                      initial_ms, maximum_ms, jitter, workflow_id)
             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING {TaskRecord.Columns}
         ), history AS (
@@ -30,61 +50,105 @@ public sealed class TaskEnqueuer(NpgsqlDataSource dataSource, ReadySignal readyS
         SELECT {TaskRecord.Columns} FROM ins
         """;
 
-    private static readonly string SelectByKeySql =
-        $"SELECT {TaskRecord.Columns} FROM tasks WHERE tenant_id = @tenant AND idempotency_key = @idempotency_key";
+    private static readonly string SelectByKeysSql =
+        $"SELECT {TaskRecord.Columns} FROM tasks WHERE (tenant_id, idempotency_key) IN (SELECT * FROM unnest(@tenants::text[], @keys::text[]))";
 
-    public async Task<(TaskRecord Task, bool Created)> EnqueueAsync(string tenant, NewTask task, CancellationToken cancellationToken)
+    public Task<(TaskRecord Task, bool Created)> EnqueueAsync(string tenant, NewTask task, CancellationToken cancellationToken) =>
+        singles.RunAsync((tenant, task), cancellationToken);
+
+    /// <summary>
+    /// Inserts a group of single enqueues in one transaction. An entry whose idempotency key exists (or that
+    /// repeats the key of an earlier entry of the group) resolves to the existing task, not created.
+    /// </summary>
+    private async Task<IReadOnlyList<GroupOutcome<(TaskRecord Task, bool Created)>>> ApplySinglesAsync(
+        IReadOnlyList<(string Tenant, NewTask Task)> group, CancellationToken cancellationToken)
     {
-        var result = await SerializationRetry.RunAsync(async ct =>
+        var outcomes = await SerializationRetry.RunAsync(async ct =>
         {
             await using var connection = await dataSource.OpenConnectionAsync(ct);
-            // Loop: the conflicting task may have been created by a transaction that had not committed
-            // when we looked; the second round sees it.
-            for (var round = 0; round < 3; round++)
+            await using var tx = await connection.BeginTransactionAsync(ct);
+            var answers = new (TaskRecord Task, bool Created)?[group.Count];
+            var ids = group.Select(_ => Guid.CreateVersion7()).ToArray();
+            var created = new Dictionary<Guid, TaskRecord>();
+            await using (var insert = new NpgsqlCommand(InsertManySql, connection, tx))
             {
-                await using (var insert = new NpgsqlCommand(InsertOneSql, connection))
+                AddTaskArrays(insert, group, ids);
+                await using var reader = await insert.ExecuteReaderAsync(ct);
+                while (await reader.ReadAsync(ct))
                 {
-                    AddTaskParameters(insert, tenant, task);
-                    await using var reader = await insert.ExecuteReaderAsync(ct);
-                    if (await reader.ReadAsync(ct))
-                    {
-                        return (TaskRecord.Read(reader), true);
-                    }
-                }
-                await using var select = new NpgsqlCommand(SelectByKeySql, connection);
-                select.Parameters.AddWithValue("tenant", tenant);
-                select.Parameters.AddWithValue("idempotency_key", (object?)task.IdempotencyKey ?? DBNull.Value);
-                await using var existing = await select.ExecuteReaderAsync(ct);
-                if (await existing.ReadAsync(ct))
-                {
-                    return (TaskRecord.Read(existing), false);
+                    var record = TaskRecord.Read(reader);
+                    created[record.Id] = record;
                 }
             }
-            throw new ConcurrencyConflictException("The idempotency key is being created concurrently; retry.", TimeSpan.FromMilliseconds(100));
+            var existing = new List<int>();
+            for (var i = 0; i < group.Count; i++)
+            {
+                if (created.TryGetValue(ids[i], out var record))
+                {
+                    answers[i] = (record, true);
+                }
+                else
+                {
+                    existing.Add(i);
+                }
+            }
+            if (existing.Count > 0)
+            {
+                // Their keys exist (committed before, or inserted by an earlier entry of this group): INSERT … ON CONFLICT
+                // waited for any transaction still inserting a key, so the row is visible to this statement.
+                var byKey = new Dictionary<(string, string), TaskRecord>();
+                await using var select = new NpgsqlCommand(SelectByKeysSql, connection, tx);
+                select.Parameters.AddWithValue("tenants", existing.Select(i => group[i].Tenant).ToArray());
+                select.Parameters.AddWithValue("keys", existing.Select(i => group[i].Task.IdempotencyKey!).ToArray());
+                await using var reader = await select.ExecuteReaderAsync(ct);
+                while (await reader.ReadAsync(ct))
+                {
+                    var record = TaskRecord.Read(reader);
+                    byKey[(record.TenantId, record.IdempotencyKey!)] = record;
+                }
+                foreach (var i in existing)
+                {
+                    answers[i] = byKey.TryGetValue((group[i].Tenant, group[i].Task.IdempotencyKey!), out var record) ? (record, false) : null;
+                }
+            }
+            await tx.CommitAsync(ct);
+            return answers.Select(a => a is { } answer
+                ? GroupOutcome<(TaskRecord Task, bool Created)>.Of(answer)
+                : GroupOutcome<(TaskRecord Task, bool Created)>.Refused(
+                    new ConcurrencyConflictException("The idempotency key is being created concurrently; retry.", TimeSpan.FromMilliseconds(100)))).ToList();
         }, cancellationToken);
-        if (result.Item2)
+        foreach (var tenant in outcomes.Where(o => o.Error is null && o.Value.Created).Select(o => o.Value.Task.TenantId).Distinct())
         {
             readySignal.Notify(tenant);
         }
-        return result;
+        return outcomes;
     }
 
-    private static void AddTaskParameters(NpgsqlCommand command, string tenant, NewTask task)
+    private static void AddTaskArrays(NpgsqlCommand command, IReadOnlyList<(string Tenant, NewTask Task)> group, Guid[] ids)
     {
-        command.Parameters.AddWithValue("id", Guid.CreateVersion7());
-        command.Parameters.AddWithValue("tenant", tenant);
-        command.Parameters.AddWithValue("type", task.Type);
-        command.Parameters.AddWithValue("priority", task.Priority);
-        command.Parameters.AddWithValue("payload", task.Payload);
-        command.Parameters.Add(new NpgsqlParameter("not_before", NpgsqlDbType.TimestampTz) { Value = (object?)task.NotBefore ?? DBNull.Value });
-        command.Parameters.AddWithValue("max_retries", task.MaxRetries);
-        command.Parameters.AddWithValue("timeout_seconds", task.TimeoutSeconds);
-        command.Parameters.Add(new NpgsqlParameter("idempotency_key", NpgsqlDbType.Text) { Value = (object?)task.IdempotencyKey ?? DBNull.Value });
-        command.Parameters.AddWithValue("backoff", RetrySchedule.StrategyName(task.Retry.Strategy));
-        command.Parameters.AddWithValue("initial_ms", (long)task.Retry.Initial.TotalMilliseconds);
-        command.Parameters.AddWithValue("maximum_ms", (long)task.Retry.Maximum.TotalMilliseconds);
-        command.Parameters.AddWithValue("jitter", task.Retry.Jitter);
-        command.Parameters.Add(new NpgsqlParameter("workflow_id", NpgsqlDbType.Text) { Value = (object?)task.WorkflowId ?? DBNull.Value });
+        command.Parameters.AddWithValue("ids", ids);
+        command.Parameters.AddWithValue("tenants", group.Select(g => g.Tenant).ToArray());
+        command.Parameters.AddWithValue("types", group.Select(g => g.Task.Type).ToArray());
+        command.Parameters.AddWithValue("priorities", group.Select(g => g.Task.Priority).ToArray());
+        command.Parameters.AddWithValue("payloads", group.Select(g => g.Task.Payload).ToArray());
+        command.Parameters.Add(new NpgsqlParameter("not_befores", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz)
+        {
+            Value = group.Select(g => g.Task.NotBefore is { } nb ? (object)nb : DBNull.Value).ToArray(),
+        });
+        command.Parameters.AddWithValue("max_retries", group.Select(g => g.Task.MaxRetries).ToArray());
+        command.Parameters.AddWithValue("timeouts", group.Select(g => g.Task.TimeoutSeconds).ToArray());
+        command.Parameters.Add(new NpgsqlParameter("keys", NpgsqlDbType.Array | NpgsqlDbType.Text)
+        {
+            Value = group.Select(g => (object?)g.Task.IdempotencyKey ?? DBNull.Value).ToArray(),
+        });
+        command.Parameters.AddWithValue("backoffs", group.Select(g => RetrySchedule.StrategyName(g.Task.Retry.Strategy)).ToArray());
+        command.Parameters.AddWithValue("initial_ms", group.Select(g => (long)g.Task.Retry.Initial.TotalMilliseconds).ToArray());
+        command.Parameters.AddWithValue("maximum_ms", group.Select(g => (long)g.Task.Retry.Maximum.TotalMilliseconds).ToArray());
+        command.Parameters.AddWithValue("jitters", group.Select(g => g.Task.Retry.Jitter).ToArray());
+        command.Parameters.Add(new NpgsqlParameter("workflow_ids", NpgsqlDbType.Array | NpgsqlDbType.Text)
+        {
+            Value = group.Select(g => (object?)g.Task.WorkflowId ?? DBNull.Value).ToArray(),
+        });
     }
 
     // ---- batches ----

@@ -2,10 +2,12 @@ using Lifeline.Queue.Data;
 using Lifeline.Queue.Dependencies;
 using Lifeline.Queue.Domain;
 using Lifeline.Queue.Events;
+using Lifeline.Queue.Options;
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Postgres;
 using Npgsql;
 using NpgsqlTypes;
+using Microsoft.Extensions.Options;
 
 namespace Lifeline.Queue.Leasing;
 
@@ -18,212 +20,222 @@ public sealed record Completion(Guid TaskId, long FencingToken, string? Result);
 /// <summary>The outcome of one completion of a batch: null error means accepted.</summary>
 public sealed record CompletionOutcome(Guid TaskId, LifelineException? Refusal);
 
+/// <summary>One holder's change of one task, as the group statements take it (fields a kind does not use stay null).</summary>
+public sealed record HolderChange(string Tenant, Guid Id, long Token, int Percent = 0, string? Message = null, double? LeaseSeconds = null, string? Result = null);
+
 /// <summary>
 /// What the holder of a lease may do: start, report progress, extend, complete, fail, release. Every
 /// change is guarded on the task's current fencing token and state in the statement that makes it, so
 /// a stale holder's call matches no row and changes nothing; the refusal then says why.
+/// <para>
+/// Start, progress, extend, complete and fail go through group commit (<see cref="GroupCommit{TItem, TResult}"/>):
+/// the calls of one kind that arrive together are applied by one set-based statement in one transaction,
+/// with their history rows and the resolution of waiting dependents, and each caller gets its own answer.
+/// </para>
 /// </summary>
-public sealed class LeaseHolderOperations(NpgsqlDataSource dataSource, ReadySignal readySignal)
+public sealed class LeaseHolderOperations
 {
-    // The "old" CTE locks the row and remembers the state before the change, for the history.
-    private static string Guarded(string allowedStates, string set, string eventType, string toStatus, string message = "NULL", string details = "NULL") => $"""
-        WITH old AS (
-            SELECT id, status FROM tasks WHERE id = @id AND tenant_id = @tenant FOR UPDATE
+    private readonly NpgsqlDataSource dataSource;
+    private readonly ReadySignal readySignal;
+    private readonly GroupCommit<HolderChange, TaskRecord> starts, progress, extensions, completions;
+    private readonly GroupCommit<FailItem, (TaskRecord Task, bool WillRetry)> failures;
+
+    public LeaseHolderOperations(NpgsqlDataSource dataSource, ReadySignal readySignal, IOptions<QueueOptions> options)
+    {
+        this.dataSource = dataSource;
+        this.readySignal = readySignal;
+        var policy = options.Value.GroupCommitPolicy;
+        starts = new((items, ct) => ApplyGuardedAsync(Start, items, ct), policy);
+        progress = new((items, ct) => ApplyGuardedAsync(Progress, items, ct), policy);
+        extensions = new((items, ct) => ApplyGuardedAsync(Extend, items, ct), policy);
+        completions = new((items, ct) => ApplyGuardedAsync(Complete, items, ct), policy);
+        failures = new(ApplyFailuresAsync, policy);
+    }
+
+    /// <summary>A guarded change: which states allow it, what it sets, its history event, and which state makes a repeat harmless.</summary>
+    private sealed record GuardedKind(string Operation, string Sql, string? IdempotentIn);
+
+    // The input rows (one per call; an id may appear twice when two calls race), the locked rows with their
+    // state before the change (for the history), the change guarded on tenant, token and state, its history.
+    private static string GuardedSql(string allowedStates, string set, string eventType, string toStatus, string message = "NULL", string details = "NULL") => $"""
+        WITH input AS (
+            SELECT * FROM unnest(@tenants::text[], @ids::uuid[], @tokens::bigint[], @percents::int[], @messages::text[],
+                                 @lease_seconds::float8[], @results::text[])
+                AS i(tenant_id, id, token, percent, message, lease_seconds, result)
+        ), old AS (
+            -- "id = ANY(@ids)" (not a join with the unnest) so the planner walks the primary key, however large the table.
+            SELECT t.id, t.status FROM tasks t WHERE t.id = ANY(@ids) ORDER BY t.id FOR UPDATE
         ), changed AS (
             UPDATE tasks t SET {set}, updated_at = now()
-            FROM old
-            WHERE t.id = old.id AND t.fencing_token = @token AND old.status IN ({allowedStates})
-            RETURNING {TaskRecord.ColumnsOf("t")}, old.status AS from_status
+            FROM input i JOIN old o ON o.id = i.id
+            WHERE t.id = ANY(@ids) AND t.id = i.id AND t.tenant_id = i.tenant_id AND t.fencing_token = i.token
+              AND o.status IN ({allowedStates})
+            RETURNING {TaskRecord.ColumnsOf("t")}, o.status AS from_status, i.message AS in_message, i.percent AS in_percent,
+                      i.lease_seconds AS in_lease_seconds
         ), history AS (
             {History.InsertFrom("changed", eventType, "from_status", toStatus, message, details)}
         )
         SELECT {TaskRecord.Columns} FROM changed
         """;
 
-    private static readonly string StartSql = Guarded("'assigned'",
+    private static readonly GuardedKind Start = new("start", GuardedSql("'assigned'",
         "status = 'running', started_at = now(), deadline_at = now() + make_interval(secs => t.timeout_seconds), " +
         "lease_expires_at = now() + make_interval(secs => t.lease_seconds)",
-        "started", "'running'");
+        "started", "'running'"), TaskState.Running);
 
-    private static readonly string ProgressSql = Guarded("'assigned','running'",
-        "progress_percent = @percent, progress_message = @message, lease_seconds = COALESCE(@lease_seconds, t.lease_seconds), " +
-        "lease_expires_at = now() + make_interval(secs => COALESCE(@lease_seconds, t.lease_seconds))",
-        "progress", "status", "@message", "jsonb_build_object('percent', @percent)");
+    private static readonly GuardedKind Progress = new("progress", GuardedSql("'assigned','running'",
+        "progress_percent = i.percent, progress_message = i.message, lease_seconds = COALESCE(i.lease_seconds, t.lease_seconds), " +
+        "lease_expires_at = now() + make_interval(secs => COALESCE(i.lease_seconds, t.lease_seconds))",
+        "progress", "status", "in_message", "jsonb_build_object('percent', in_percent)"), null);
 
-    private static readonly string ExtendSql = Guarded("'assigned','running'",
-        "lease_seconds = @lease_seconds, lease_expires_at = now() + make_interval(secs => @lease_seconds)",
-        "lease_extended", "status", details: "jsonb_build_object('lease_seconds', @lease_seconds)");
+    private static readonly GuardedKind Extend = new("extending the lease", GuardedSql("'assigned','running'",
+        "lease_seconds = i.lease_seconds, lease_expires_at = now() + make_interval(secs => i.lease_seconds)",
+        "lease_extended", "status", details: "jsonb_build_object('lease_seconds', in_lease_seconds)"), null);
 
-    private static readonly string CompleteSql = Guarded("'assigned','running'",
-        "status = 'completed', result = @result::jsonb, error = NULL, completed_at = now(), lease_expires_at = NULL, progress_percent = 100",
-        "completed", "'completed'", details: RunDuration);
+    private static readonly GuardedKind Complete = new("completion", GuardedSql("'assigned','running'",
+        "status = 'completed', result = i.result::jsonb, error = NULL, completed_at = now(), lease_expires_at = NULL, progress_percent = 100",
+        "completed", "'completed'", details: RunDuration), TaskState.Completed);
 
     // How long the attempt ran (from start, or from the lease when it was never started); reported to the registry.
     private const string RunDuration = "jsonb_build_object('duration_ms', floor(extract(epoch FROM now() - COALESCE(started_at, assigned_at)) * 1000)::bigint)";
 
     public Task<TaskRecord> StartAsync(string tenant, Guid id, long token, CancellationToken ct) =>
-        RunGuardedAsync(tenant, id, token, "start", StartSql, _ => { }, idempotentIn: TaskState.Running, ct);
+        starts.RunAsync(new HolderChange(tenant, id, token), ct);
 
     public Task<TaskRecord> ReportProgressAsync(string tenant, Guid id, long token, int percent, string? message, TimeSpan? lease, CancellationToken ct) =>
-        RunGuardedAsync(tenant, id, token, "progress", ProgressSql, p =>
-        {
-            p.AddWithValue("percent", percent);
-            p.Add(new NpgsqlParameter("message", NpgsqlDbType.Text) { Value = (object?)message ?? DBNull.Value });
-            p.Add(new NpgsqlParameter("lease_seconds", NpgsqlDbType.Double) { Value = lease is { } l ? l.TotalSeconds : DBNull.Value });
-        }, idempotentIn: null, ct);
+        progress.RunAsync(new HolderChange(tenant, id, token, percent, message, lease?.TotalSeconds), ct);
 
     public Task<TaskRecord> ExtendLeaseAsync(string tenant, Guid id, long token, TimeSpan lease, CancellationToken ct) =>
-        RunGuardedAsync(tenant, id, token, "extending the lease", ExtendSql, p => p.AddWithValue("lease_seconds", lease.TotalSeconds), idempotentIn: null, ct);
+        extensions.RunAsync(new HolderChange(tenant, id, token, LeaseSeconds: lease.TotalSeconds), ct);
 
     public Task<TaskRecord> CompleteAsync(string tenant, Guid id, long token, string? result, CancellationToken ct) =>
-        RunGuardedAsync(tenant, id, token, "completion", CompleteSql,
-            p => p.Add(new NpgsqlParameter("result", NpgsqlDbType.Text) { Value = (object?)result ?? DBNull.Value }),
-            idempotentIn: TaskState.Completed, ct);
+        completions.RunAsync(new HolderChange(tenant, id, token, Result: result), ct);
 
-    /// <summary>
-    /// Runs a guarded change in a transaction; when the task ends and others wait for it, resolves them
-    /// in the same transaction. A repeat of an already applied call by the same holder (same token, state
-    /// <paramref name="idempotentIn"/>) returns the task unchanged instead of an error.
-    /// </summary>
-    private async Task<TaskRecord> RunGuardedAsync(string tenant, Guid id, long token, string operation, string sql,
-        Action<NpgsqlParameterCollection> addParameters, string? idempotentIn, CancellationToken cancellationToken)
+    /// <summary>Completes many tasks (with whatever other completions are waiting); each is accepted or refused on its own.</summary>
+    public async Task<IReadOnlyList<CompletionOutcome>> CompleteManyAsync(string tenant, IReadOnlyList<Completion> batch, CancellationToken ct)
     {
-        var (record, resolution) = await SerializationRetry.RunAsync(async ct =>
+        var outcomes = await completions.RunManyAsync(batch.Select(c => new HolderChange(tenant, c.TaskId, c.FencingToken, Result: c.Result)).ToList(), ct);
+        return batch.Select((c, i) => outcomes[i].Error switch
         {
-            await using var connection = await dataSource.OpenConnectionAsync(ct);
-            await using var tx = await connection.BeginTransactionAsync(ct);
-            TaskRecord? changed = null;
-            await using (var command = new NpgsqlCommand(sql, connection, tx))
-            {
-                command.Parameters.AddWithValue("id", id);
-                command.Parameters.AddWithValue("tenant", tenant);
-                command.Parameters.AddWithValue("token", token);
-                addParameters(command.Parameters);
-                await using var reader = await command.ExecuteReaderAsync(ct);
-                if (await reader.ReadAsync(ct))
-                {
-                    changed = TaskRecord.Read(reader);
-                }
-            }
-            if (changed is null)
-            {
-                var current = await ReadAsync(connection, tx, tenant, id, ct);
-                if (current is not null && idempotentIn is not null && current.Status == idempotentIn && current.FencingToken == token)
-                {
-                    return (current, (Resolution?)null);
-                }
-                throw Refusal(current, id, token, operation);
-            }
-            Resolution? resolution = null;
-            if (changed.HasDependents && TaskState.IsEnded(changed.Status))
-            {
-                resolution = await DependencyResolver.ResolveAsync(connection, tx, [new EndedTask(changed.Id, changed.Status)], ct);
-            }
-            await tx.CommitAsync(ct);
-            return (changed, resolution);
-        }, cancellationToken);
-        NotifyReady(resolution);
-        return record;
+            null => new CompletionOutcome(c.TaskId, null),
+            LifelineException refusal => new CompletionOutcome(c.TaskId, refusal),
+            // Not a refusal of this task (the store failed): the call fails, nothing is claimed about the others.
+            var error => throw error,
+        }).ToList();
     }
 
-    // ---- batch completion ----
-
-    private static readonly string CompleteManySql = $"""
-        WITH input(id, token, result) AS (
-            SELECT * FROM unnest(@ids::uuid[], @tokens::bigint[], @results::text[])
-        ), old AS (
-            -- "id = ANY(@ids)" (not a join with the unnest) so the planner walks the primary key, however large the table.
-            SELECT t.id, t.status FROM tasks t
-            WHERE t.id = ANY(@ids) AND t.tenant_id = @tenant ORDER BY t.id FOR UPDATE
-        ), changed AS (
-            UPDATE tasks t
-            SET status = 'completed', result = i.result::jsonb, error = NULL, completed_at = now(), lease_expires_at = NULL,
-                progress_percent = 100, updated_at = now()
-            FROM input i JOIN old o ON o.id = i.id
-            WHERE t.id = ANY(@ids) AND t.id = i.id AND t.fencing_token = i.token AND o.status IN ('assigned','running')
-            RETURNING t.id, t.tenant_id, t.type, t.assigned_worker_id, t.fencing_token, t.has_dependents, t.started_at, t.assigned_at,
-                      o.status AS from_status
-        ), history AS (
-            {History.InsertFrom("changed", "completed", "from_status", "'completed'", details: RunDuration)}
-        )
-        SELECT id, has_dependents FROM changed
-        """;
-
-    /// <summary>Completes many tasks in one transaction; each is accepted or refused on its own.</summary>
-    public async Task<IReadOnlyList<CompletionOutcome>> CompleteManyAsync(string tenant, IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
+    /// <summary>
+    /// Applies a group of guarded changes of one kind in one transaction: one statement changes every row
+    /// whose tenant, token and state allow it; the others are read back and answered as a repeat of an applied
+    /// call (same token, state <see cref="GuardedKind.IdempotentIn"/>: the task as it is) or refused. Ended tasks
+    /// with dependents resolve them in the same transaction.
+    /// </summary>
+    private async Task<IReadOnlyList<GroupOutcome<TaskRecord>>> ApplyGuardedAsync(GuardedKind kind, IReadOnlyList<HolderChange> items, CancellationToken cancellationToken)
     {
         var (outcomes, resolution) = await SerializationRetry.RunAsync(async ct =>
         {
             await using var connection = await dataSource.OpenConnectionAsync(ct);
             await using var tx = await connection.BeginTransactionAsync(ct);
-            var accepted = new HashSet<Guid>();
-            var ended = new List<EndedTask>();
-            await using (var command = new NpgsqlCommand(CompleteManySql, connection, tx))
+            var changed = new Dictionary<Guid, TaskRecord>();
+            await using (var command = new NpgsqlCommand(kind.Sql, connection, tx))
             {
-                command.Parameters.AddWithValue("tenant", tenant);
-                command.Parameters.AddWithValue("ids", completions.Select(c => c.TaskId).ToArray());
-                command.Parameters.AddWithValue("tokens", completions.Select(c => c.FencingToken).ToArray());
-                command.Parameters.Add(new NpgsqlParameter("results", NpgsqlDbType.Array | NpgsqlDbType.Text)
-                {
-                    Value = completions.Select(c => (object?)c.Result ?? DBNull.Value).ToArray(),
-                });
+                command.Parameters.AddWithValue("tenants", items.Select(c => c.Tenant).ToArray());
+                command.Parameters.AddWithValue("ids", items.Select(c => c.Id).ToArray());
+                command.Parameters.AddWithValue("tokens", items.Select(c => c.Token).ToArray());
+                command.Parameters.AddWithValue("percents", items.Select(c => c.Percent).ToArray());
+                command.Parameters.Add(NullableArray("messages", NpgsqlDbType.Text, items.Select(c => c.Message)));
+                command.Parameters.Add(NullableArray("lease_seconds", NpgsqlDbType.Double, items.Select(c => c.LeaseSeconds)));
+                command.Parameters.Add(NullableArray("results", NpgsqlDbType.Text, items.Select(c => c.Result)));
                 await using var reader = await command.ExecuteReaderAsync(ct);
                 while (await reader.ReadAsync(ct))
                 {
-                    accepted.Add(reader.GetGuid(0));
-                    if (reader.GetBoolean(1))
-                    {
-                        ended.Add(new EndedTask(reader.GetGuid(0), TaskState.Completed));
-                    }
-                }
-            }
-            var refusedIds = completions.Where(c => !accepted.Contains(c.TaskId)).Select(c => c.TaskId).ToArray();
-            var current = new Dictionary<Guid, TaskRecord>();
-            if (refusedIds.Length > 0)
-            {
-                await using var read = new NpgsqlCommand($"SELECT {TaskRecord.Columns} FROM tasks WHERE tenant_id = @tenant AND id = ANY(@ids)", connection, tx);
-                read.Parameters.AddWithValue("tenant", tenant);
-                read.Parameters.AddWithValue("ids", refusedIds);
-                await using var reader = await read.ExecuteReaderAsync(ct);
-                while (await reader.ReadAsync(ct))
-                {
                     var record = TaskRecord.Read(reader);
-                    current[record.Id] = record;
+                    changed[record.Id] = record;
                 }
             }
-            Resolution? resolution = ended.Count > 0 ? await DependencyResolver.ResolveAsync(connection, tx, ended, ct) : null;
-            await tx.CommitAsync(ct);
-            var results = completions.Select(c =>
+            // Calls that changed nothing (or lost a race with a twin call in this group) are answered from the row as it is now.
+            var current = await ReadManyAsync(connection, tx,
+                items.Where(c => !Applied(changed, c)).Select(c => c.Id).Except(changed.Keys).ToArray(), ct);
+            foreach (var (id, record) in changed)
             {
-                if (accepted.Contains(c.TaskId))
+                current[id] = record;
+            }
+            var ended = changed.Values.Where(t => t.HasDependents && TaskState.IsEnded(t.Status)).Select(t => new EndedTask(t.Id, t.Status)).ToList();
+            var resolution = ended.Count > 0 ? await DependencyResolver.ResolveAsync(connection, tx, ended, ct) : null;
+            await tx.CommitAsync(ct);
+            var outcomes = items.Select(c =>
+            {
+                if (Applied(changed, c))
                 {
-                    return new CompletionOutcome(c.TaskId, null);
+                    return GroupOutcome<TaskRecord>.Of(changed[c.Id]);
                 }
-                current.TryGetValue(c.TaskId, out var task);
-                var repeat = task is not null && task.Status == TaskState.Completed && task.FencingToken == c.FencingToken;
-                return new CompletionOutcome(c.TaskId, repeat ? null : Refusal(task, c.TaskId, c.FencingToken, "completion"));
+                var task = current.GetValueOrDefault(c.Id) is { } t && t.TenantId == c.Tenant ? t : null;
+                return task is not null && kind.IdempotentIn is { } done && task.Status == done && task.FencingToken == c.Token
+                    ? GroupOutcome<TaskRecord>.Of(task)
+                    : GroupOutcome<TaskRecord>.Refused(Refusal(task, c.Id, c.Token, kind.Operation));
             }).ToList();
-            return (results, resolution);
+            return (outcomes, resolution);
         }, cancellationToken);
         NotifyReady(resolution);
         return outcomes;
     }
 
-    // ---- fail and release: decided in code on the locked row ----
+    /// <summary>Whether the statement changed this call's task under this call's token (a twin with another token did not).</summary>
+    private static bool Applied(Dictionary<Guid, TaskRecord> changed, HolderChange c) =>
+        changed.TryGetValue(c.Id, out var t) && t.TenantId == c.Tenant && t.FencingToken == c.Token;
 
-    private static string FailSqlFor(string eventType) => $"""
-        WITH changed AS (
+    private static NpgsqlParameter NullableArray<T>(string name, NpgsqlDbType type, IEnumerable<T> values) =>
+        new(name, NpgsqlDbType.Array | type) { Value = values.Select(v => (object?)v ?? DBNull.Value).ToArray() };
+
+    private static async Task<Dictionary<Guid, TaskRecord>> ReadManyAsync(NpgsqlConnection connection, NpgsqlTransaction tx, Guid[] ids,
+        CancellationToken ct, bool forUpdate = false)
+    {
+        var records = new Dictionary<Guid, TaskRecord>();
+        if (ids.Length == 0)
+        {
+            return records;
+        }
+        // Rows are locked in id order (ids sorted by the caller), so concurrent groups cannot deadlock on each other.
+        await using var read = new NpgsqlCommand(
+            $"SELECT {TaskRecord.Columns} FROM tasks WHERE id = ANY(@ids)" + (forUpdate ? " ORDER BY id FOR UPDATE" : ""), connection, tx);
+        read.Parameters.AddWithValue("ids", ids);
+        await using var reader = await read.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            var record = TaskRecord.Read(reader);
+            records[record.Id] = record;
+        }
+        return records;
+    }
+
+    // ---- fail and release: decided in code on the locked rows ----
+
+    /// <summary>One FailTask call, as the failure group takes it.</summary>
+    private sealed record FailItem(string Tenant, Guid Id, long Token, FailureReport Failure);
+
+    /// <summary>What a failure does to its task, decided in code on the locked row.</summary>
+    private sealed record FailDecision(Guid Id, string Status, string EventType, StoredError Error, int RetryCount, DateTime NotBefore,
+        string FromStatus, string Message, string Details);
+
+    private static readonly string FailManySql = $"""
+        WITH input AS (
+            SELECT * FROM unnest(@ids::uuid[], @statuses::text[], @events::text[], @errors::text[], @retry_counts::int[],
+                                 @not_befores::timestamptz[], @from_statuses::text[], @messages::text[], @details::text[])
+                AS i(id, status, event_type, error, retry_count, not_before, from_status, message, details)
+        ), changed AS (
             UPDATE tasks t
-            SET status = @status, error = @error::jsonb, retry_count = @retry_count, not_before = @not_before,
-                lease_expires_at = NULL, started_at = CASE WHEN @status = 'pending' THEN NULL ELSE t.started_at END,
-                deadline_at = CASE WHEN @status = 'pending' THEN NULL ELSE t.deadline_at END,
-                completed_at = CASE WHEN @status = 'pending' THEN NULL ELSE now() END,
-                dead_lettered_at = CASE WHEN @status = 'dead_lettered' THEN now() ELSE NULL END,
+            SET status = i.status, error = i.error::jsonb, retry_count = i.retry_count, not_before = i.not_before,
+                lease_expires_at = NULL, started_at = CASE WHEN i.status = 'pending' THEN NULL ELSE t.started_at END,
+                deadline_at = CASE WHEN i.status = 'pending' THEN NULL ELSE t.deadline_at END,
+                completed_at = CASE WHEN i.status = 'pending' THEN NULL ELSE now() END,
+                dead_lettered_at = CASE WHEN i.status = 'dead_lettered' THEN now() ELSE NULL END,
                 updated_at = now()
-            WHERE t.id = @id
-            RETURNING {TaskRecord.ColumnsOf("t")}
+            FROM input i
+            WHERE t.id = ANY(@ids) AND t.id = i.id
+            RETURNING {TaskRecord.ColumnsOf("t")}, i.event_type AS in_event, i.from_status AS in_from, i.message AS in_message,
+                      i.details AS in_details
         ), history AS (
-            {History.InsertFrom("changed", eventType, "@from_status", "status", "@message", "@details::jsonb")}
+            {History.InsertFromExpression("changed", "in_event", "in_from", "status", "in_message", "in_details::jsonb")}
         )
         SELECT {TaskRecord.Columns} FROM changed
         """;
@@ -232,85 +244,130 @@ public sealed class LeaseHolderOperations(NpgsqlDataSource dataSource, ReadySign
     /// Records a failed attempt: retry after backoff when retryable with retries left, dead-letter when
     /// retryable but exhausted (MAX_RETRIES_EXCEEDED), end as failed when not retryable.
     /// </summary>
-    public async Task<(TaskRecord Task, bool WillRetry)> FailAsync(string tenant, Guid id, long token, FailureReport failure, CancellationToken cancellationToken)
+    public Task<(TaskRecord Task, bool WillRetry)> FailAsync(string tenant, Guid id, long token, FailureReport failure, CancellationToken ct) =>
+        failures.RunAsync(new FailItem(tenant, id, token, failure), ct);
+
+    private async Task<IReadOnlyList<GroupOutcome<(TaskRecord Task, bool WillRetry)>>> ApplyFailuresAsync(IReadOnlyList<FailItem> items, CancellationToken cancellationToken)
     {
-        var (record, willRetry, resolution) = await SerializationRetry.RunAsync(async ct =>
+        var (outcomes, resolution) = await SerializationRetry.RunAsync(async ct =>
         {
             await using var connection = await dataSource.OpenConnectionAsync(ct);
             await using var tx = await connection.BeginTransactionAsync(ct);
-            var current = await ReadAsync(connection, tx, tenant, id, ct, forUpdate: true);
-            if (current is null || current.FencingToken != token || !current.IsLeased)
+            var locked = await ReadManyAsync(connection, tx, items.Select(f => f.Id).Distinct().Order().ToArray(), ct, forUpdate: true);
+            var outcomes = new GroupOutcome<(TaskRecord Task, bool WillRetry)>?[items.Count];
+            var decisions = new List<FailDecision>();
+            var decidedBy = new Dictionary<Guid, int>();
+            for (var i = 0; i < items.Count; i++)
             {
-                if (current is not null && current.FencingToken == token && await FailedWithAsync(connection, tx, id, token, ct))
+                var item = items[i];
+                var current = locked.GetValueOrDefault(item.Id) is { } t && t.TenantId == item.Tenant ? t : null;
+                if (current is not null && current.FencingToken == item.Token && current.IsLeased && !decidedBy.ContainsKey(item.Id))
+                {
+                    decidedBy[item.Id] = i;
+                    decisions.Add(Decide(current, item.Failure));
+                }
+                else if (current is null || decidedBy.ContainsKey(item.Id))
+                {
+                    // Unknown, another tenant's, or a twin of a call decided above (answered after the change).
+                    outcomes[i] = current is null ? GroupOutcome<(TaskRecord, bool)>.Refused(Refusal(null, item.Id, item.Token, "failing")) : null;
+                }
+                else if (current.FencingToken == item.Token && await FailedWithAsync(connection, tx, item.Id, item.Token, ct))
                 {
                     // A repeat of a failure this holder already reported (its answer was lost): the same answer, nothing changes.
-                    return (current, current.Status == TaskState.Pending, (Resolution?)null);
+                    outcomes[i] = GroupOutcome<(TaskRecord, bool)>.Of((current, current.Status == TaskState.Pending));
                 }
-                throw Refusal(current, id, token, "failing");
+                else
+                {
+                    outcomes[i] = GroupOutcome<(TaskRecord, bool)>.Refused(Refusal(current, item.Id, item.Token, "failing"));
+                }
             }
-            var error = failure.Error;
-            string status, eventType;
-            var retryCount = current.RetryCount;
-            var notBefore = DateTime.UtcNow;
-            var details = new Dictionary<string, string>
+            var changed = new Dictionary<Guid, TaskRecord>();
+            if (decisions.Count > 0)
             {
-                ["error_code"] = error.Code,
-                ["duration_ms"] = ((long)(DateTime.UtcNow - (current.StartedAt ?? current.AssignedAt ?? DateTime.UtcNow)).TotalMilliseconds)
-                    .ToString(System.Globalization.CultureInfo.InvariantCulture),
-            };
-            if (!error.Retryable)
-            {
-                status = TaskState.Failed;
-                eventType = "failed";
-            }
-            else if (current.RetryCount < current.MaxRetries)
-            {
-                status = TaskState.Pending;
-                eventType = "retry_scheduled";
-                retryCount++;
-                var schedule = new RetrySchedule(RetrySchedule.ParseStrategy(current.Backoff), TimeSpan.FromMilliseconds(current.InitialIntervalMs),
-                    TimeSpan.FromMilliseconds(current.MaximumIntervalMs), current.Jitter);
-                notBefore = DateTime.UtcNow + (failure.RetryAfter ?? schedule.DelayBefore(retryCount, Random.Shared.NextDouble()));
-                details["retry_at"] = notBefore.ToString("O");
-                details["retry"] = retryCount.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            }
-            else
-            {
-                status = TaskState.DeadLettered;
-                eventType = "dead_lettered";
-                error = new StoredError("MAX_RETRIES_EXCEEDED",
-                    $"Gave up after {current.RetryCount + 1} attempts; last error {error.Code}: {error.Message}", false, error.Severity,
-                    new Dictionary<string, string>(error.Details ?? []) { ["last_error_code"] = error.Code });
-            }
-            TaskRecord changed;
-            await using (var command = new NpgsqlCommand(FailSqlFor(eventType), connection, tx))
-            {
-                command.Parameters.AddWithValue("id", id);
-                command.Parameters.AddWithValue("status", status);
-                command.Parameters.AddWithValue("error", error.ToJson());
-                command.Parameters.AddWithValue("retry_count", retryCount);
-                command.Parameters.Add(new NpgsqlParameter("not_before", NpgsqlDbType.TimestampTz) { Value = notBefore });
-                command.Parameters.AddWithValue("from_status", current.Status);
-                command.Parameters.AddWithValue("message", failure.Error.Message);
-                command.Parameters.AddWithValue("details", System.Text.Json.JsonSerializer.Serialize(details));
+                await using var command = new NpgsqlCommand(FailManySql, connection, tx);
+                command.Parameters.AddWithValue("ids", decisions.Select(d => d.Id).ToArray());
+                command.Parameters.AddWithValue("statuses", decisions.Select(d => d.Status).ToArray());
+                command.Parameters.AddWithValue("events", decisions.Select(d => d.EventType).ToArray());
+                command.Parameters.AddWithValue("errors", decisions.Select(d => d.Error.ToJson()).ToArray());
+                command.Parameters.AddWithValue("retry_counts", decisions.Select(d => d.RetryCount).ToArray());
+                command.Parameters.Add(new NpgsqlParameter("not_befores", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz)
+                {
+                    Value = decisions.Select(d => d.NotBefore).ToArray(),
+                });
+                command.Parameters.AddWithValue("from_statuses", decisions.Select(d => d.FromStatus).ToArray());
+                command.Parameters.AddWithValue("messages", decisions.Select(d => d.Message).ToArray());
+                command.Parameters.AddWithValue("details", decisions.Select(d => d.Details).ToArray());
                 await using var reader = await command.ExecuteReaderAsync(ct);
-                await reader.ReadAsync(ct);
-                changed = TaskRecord.Read(reader);
+                while (await reader.ReadAsync(ct))
+                {
+                    var record = TaskRecord.Read(reader);
+                    changed[record.Id] = record;
+                }
             }
-            Resolution? resolution = null;
-            if (changed.HasDependents && TaskState.IsEnded(changed.Status))
+            for (var i = 0; i < items.Count; i++)
             {
-                resolution = await DependencyResolver.ResolveAsync(connection, tx, [new EndedTask(changed.Id, changed.Status)], ct);
+                if (outcomes[i] is null)
+                {
+                    // The decided call, or its twin: a twin under the same token is a repeat of the same report.
+                    var record = changed[items[i].Id];
+                    outcomes[i] = record.FencingToken == items[i].Token
+                        ? GroupOutcome<(TaskRecord, bool)>.Of((record, record.Status == TaskState.Pending))
+                        : GroupOutcome<(TaskRecord, bool)>.Refused(Refusal(record, items[i].Id, items[i].Token, "failing"));
+                }
             }
+            var ended = changed.Values.Where(t => t.HasDependents && TaskState.IsEnded(t.Status)).Select(t => new EndedTask(t.Id, t.Status)).ToList();
+            var resolution = ended.Count > 0 ? await DependencyResolver.ResolveAsync(connection, tx, ended, ct) : null;
             await tx.CommitAsync(ct);
-            return (changed, status == TaskState.Pending, resolution);
+            return (outcomes.Select(o => o!.Value).ToList(), resolution);
         }, cancellationToken);
         NotifyReady(resolution);
-        if (willRetry && record.NotBefore <= DateTime.UtcNow)
+        foreach (var tenant in outcomes.Where(o => o.Error is null && o.Value.WillRetry && o.Value.Task.NotBefore <= DateTime.UtcNow)
+                     .Select(o => o.Value.Task.TenantId).Distinct())
         {
             readySignal.Notify(tenant);
         }
-        return (record, willRetry);
+        return outcomes;
+    }
+
+    /// <summary>Retry after backoff, dead-letter when exhausted, or fail for good — with the history's details.</summary>
+    private static FailDecision Decide(TaskRecord current, FailureReport failure)
+    {
+        var error = failure.Error;
+        string status, eventType;
+        var retryCount = current.RetryCount;
+        var notBefore = DateTime.UtcNow;
+        var details = new Dictionary<string, string>
+        {
+            ["error_code"] = error.Code,
+            ["duration_ms"] = ((long)(DateTime.UtcNow - (current.StartedAt ?? current.AssignedAt ?? DateTime.UtcNow)).TotalMilliseconds)
+                .ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        if (!error.Retryable)
+        {
+            status = TaskState.Failed;
+            eventType = "failed";
+        }
+        else if (current.RetryCount < current.MaxRetries)
+        {
+            status = TaskState.Pending;
+            eventType = "retry_scheduled";
+            retryCount++;
+            var schedule = new RetrySchedule(RetrySchedule.ParseStrategy(current.Backoff), TimeSpan.FromMilliseconds(current.InitialIntervalMs),
+                TimeSpan.FromMilliseconds(current.MaximumIntervalMs), current.Jitter);
+            notBefore = DateTime.UtcNow + (failure.RetryAfter ?? schedule.DelayBefore(retryCount, Random.Shared.NextDouble()));
+            details["retry_at"] = notBefore.ToString("O");
+            details["retry"] = retryCount.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        else
+        {
+            status = TaskState.DeadLettered;
+            eventType = "dead_lettered";
+            error = new StoredError("MAX_RETRIES_EXCEEDED",
+                $"Gave up after {current.RetryCount + 1} attempts; last error {error.Code}: {error.Message}", false, error.Severity,
+                new Dictionary<string, string>(error.Details ?? []) { ["last_error_code"] = error.Code });
+        }
+        return new FailDecision(current.Id, status, eventType, error, retryCount, notBefore, current.Status, failure.Error.Message,
+            System.Text.Json.JsonSerializer.Serialize(details));
     }
 
     /// <summary>Whether the task's latest history event is a failure reported under <paramref name="token"/> (index ix_task_history_task).</summary>

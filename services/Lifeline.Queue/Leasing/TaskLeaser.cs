@@ -16,9 +16,30 @@ public sealed record LeaseRequest(string WorkerId, string[] TaskTypes, int MaxTa
 /// <c>ix_tasks_ready</c> in dequeue order (priority desc, created_at, id) with
 /// <c>FOR UPDATE SKIP LOCKED</c>, so any number of workers and service instances lease at once and no
 /// task is ever leased twice; each leased task's fencing token grows by one.
+/// <para>
+/// Lease attempts that arrive together go through group commit: one statement locks enough ready tasks
+/// for all of them, each request is given the best of those among its own types (in arrival order), and
+/// one statement leases them all, with their history rows, in the same transaction. A lone attempt takes
+/// the single-statement path.
+/// </para>
 /// </summary>
-public sealed class TaskLeaser(NpgsqlDataSource dataSource, ReadySignal readySignal, WorkerGate gate, IOptions<QueueOptions> options)
+public sealed class TaskLeaser
 {
+    private readonly NpgsqlDataSource dataSource;
+    private readonly ReadySignal readySignal;
+    private readonly WorkerGate gate;
+    private readonly IOptions<QueueOptions> options;
+    private readonly GroupCommit<(string Tenant, LeaseRequest Request), IReadOnlyList<TaskRecord>> attempts;
+
+    public TaskLeaser(NpgsqlDataSource dataSource, ReadySignal readySignal, WorkerGate gate, IOptions<QueueOptions> options)
+    {
+        this.dataSource = dataSource;
+        this.readySignal = readySignal;
+        this.gate = gate;
+        this.options = options;
+        attempts = new(ApplyAttemptsAsync, options.Value.GroupCommitPolicy);
+    }
+
     private static readonly string LeaseSql = $"""
         WITH locked AS (
             SELECT c.id, c.priority, c.created_at
@@ -58,7 +79,7 @@ public sealed class TaskLeaser(NpgsqlDataSource dataSource, ReadySignal readySig
         var deadline = Stopwatch.GetTimestamp() + (long)(request.Wait.TotalSeconds * Stopwatch.Frequency);
         while (true)
         {
-            var leased = await SerializationRetry.RunAsync(ct => TryLeaseAsync(tenant, request, ct), cancellationToken);
+            var leased = await attempts.RunAsync((tenant, request), cancellationToken);
             var remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
             if (leased.Count > 0 || remaining <= TimeSpan.Zero)
             {
@@ -67,6 +88,127 @@ public sealed class TaskLeaser(NpgsqlDataSource dataSource, ReadySignal readySig
             var nap = remaining < options.Value.LeasePollInterval ? remaining : options.Value.LeasePollInterval;
             await readySignal.WaitAsync(tenant, nap, cancellationToken);
         }
+    }
+
+    private async Task<IReadOnlyList<GroupOutcome<IReadOnlyList<TaskRecord>>>> ApplyAttemptsAsync(
+        IReadOnlyList<(string Tenant, LeaseRequest Request)> group, CancellationToken cancellationToken)
+    {
+        if (group.Count == 1)
+        {
+            var (tenant, request) = group[0];
+            return [GroupOutcome<IReadOnlyList<TaskRecord>>.Of(await SerializationRetry.RunAsync(ct => TryLeaseAsync(tenant, request, ct), cancellationToken))];
+        }
+        var leased = await SerializationRetry.RunAsync(ct => TryLeaseGroupAsync(group, ct), cancellationToken);
+        return leased.Select(GroupOutcome<IReadOnlyList<TaskRecord>>.Of).ToList();
+    }
+
+    // Locks up to `limit` ready tasks of each wanted (tenant, type), best first, skipping rows other leases hold.
+    private const string LockCandidatesSql = """
+        SELECT c.id, w.tenant, w.type, c.priority, c.created_at
+        FROM unnest(@tenants::text[], @types::text[], @limits::int[]) AS w(tenant, type, lim)
+        CROSS JOIN LATERAL (
+            SELECT t.id, t.priority, t.created_at
+            FROM tasks t
+            WHERE t.tenant_id = w.tenant AND t.type = w.type AND t.status = 'pending'
+              AND t.unmet_dependencies = 0 AND t.not_before <= now()
+            ORDER BY t.priority DESC, t.created_at, t.id
+            LIMIT w.lim
+            FOR UPDATE SKIP LOCKED
+        ) c
+        """;
+
+    private static readonly string LeaseChosenSql = $"""
+        WITH input AS (
+            SELECT * FROM unnest(@ids::uuid[], @workers::text[], @lease_seconds::float8[], @starts::bool[]) AS i(id, worker, lease_seconds, start)
+        ), leased AS (
+            UPDATE tasks t
+            SET status = CASE WHEN i.start THEN 'running' ELSE 'assigned' END, assigned_worker_id = i.worker,
+                fencing_token = t.fencing_token + 1, lease_seconds = i.lease_seconds,
+                lease_expires_at = now() + make_interval(secs => i.lease_seconds), assigned_at = now(),
+                started_at = CASE WHEN i.start THEN now() END,
+                deadline_at = CASE WHEN i.start THEN now() + make_interval(secs => t.timeout_seconds) END,
+                progress_percent = 0, progress_message = NULL, updated_at = now()
+            FROM input i
+            WHERE t.id = ANY(@ids) AND t.id = i.id
+            RETURNING {TaskRecord.ColumnsOf("t")}, i.start AS in_start, i.lease_seconds AS in_lease_seconds
+        ), history AS (
+            {History.InsertFrom("leased", "leased", "'pending'", "status",
+                details: "jsonb_build_object('wait_ms', floor(extract(epoch FROM now() - not_before) * 1000)::bigint, 'lease_seconds', in_lease_seconds, 'started', in_start)")}
+        )
+        SELECT {TaskRecord.Columns} FROM leased
+        """;
+
+    private sealed record Candidate(Guid Id, int Priority, DateTime CreatedAt);
+
+    /// <summary>
+    /// Leases for a group of requests in one transaction: lock enough candidates for all of them, give each
+    /// request (in arrival order) the best candidates of its own tenant and types, lease the chosen ones.
+    /// Candidates no request took are unlocked at commit, untouched.
+    /// </summary>
+    private async Task<IReadOnlyList<IReadOnlyList<TaskRecord>>> TryLeaseGroupAsync(IReadOnlyList<(string Tenant, LeaseRequest Request)> group, CancellationToken ct)
+    {
+        var wanted = new Dictionary<(string Tenant, string Type), int>();
+        foreach (var (tenant, request) in group)
+        {
+            foreach (var type in request.TaskTypes.Distinct())
+            {
+                wanted[(tenant, type)] = wanted.GetValueOrDefault((tenant, type)) + request.MaxTasks;
+            }
+        }
+        await using var connection = await dataSource.OpenConnectionAsync(ct);
+        await using var tx = await connection.BeginTransactionAsync(ct);
+        var candidates = new Dictionary<(string Tenant, string Type), List<Candidate>>();
+        await using (var lockCandidates = new NpgsqlCommand(LockCandidatesSql, connection, tx))
+        {
+            var keys = wanted.Keys.ToArray();
+            lockCandidates.Parameters.AddWithValue("tenants", keys.Select(k => k.Tenant).ToArray());
+            lockCandidates.Parameters.AddWithValue("types", keys.Select(k => k.Type).ToArray());
+            lockCandidates.Parameters.AddWithValue("limits", keys.Select(k => wanted[k]).ToArray());
+            await using var reader = await lockCandidates.ExecuteReaderAsync(ct);
+            while (await reader.ReadAsync(ct))
+            {
+                var key = (reader.GetString(1), reader.GetString(2));
+                if (!candidates.TryGetValue(key, out var list))
+                {
+                    candidates[key] = list = [];
+                }
+                list.Add(new Candidate(reader.GetGuid(0), reader.GetInt32(3), reader.GetDateTime(4)));
+            }
+        }
+        var taken = new HashSet<Guid>();
+        var chosen = new List<(int Request, Candidate Task)>();
+        for (var r = 0; r < group.Count; r++)
+        {
+            var (tenant, request) = group[r];
+            var best = request.TaskTypes.Distinct()
+                .SelectMany(type => candidates.GetValueOrDefault((tenant, type)) ?? [])
+                .Where(c => !taken.Contains(c.Id))
+                .OrderByDescending(c => c.Priority).ThenBy(c => c.CreatedAt).ThenBy(c => c.Id)
+                .Take(request.MaxTasks);
+            foreach (var c in best)
+            {
+                taken.Add(c.Id);
+                chosen.Add((r, c));
+            }
+        }
+        var results = group.Select(_ => new List<TaskRecord>()).ToArray();
+        if (chosen.Count > 0)
+        {
+            var requestOf = chosen.ToDictionary(c => c.Task.Id, c => c.Request);
+            await using var lease = new NpgsqlCommand(LeaseChosenSql, connection, tx);
+            lease.Parameters.AddWithValue("ids", chosen.Select(c => c.Task.Id).ToArray());
+            lease.Parameters.AddWithValue("workers", chosen.Select(c => group[c.Request].Request.WorkerId).ToArray());
+            lease.Parameters.AddWithValue("lease_seconds", chosen.Select(c => group[c.Request].Request.LeaseDuration.TotalSeconds).ToArray());
+            lease.Parameters.AddWithValue("starts", chosen.Select(c => group[c.Request].Request.Start).ToArray());
+            await using var reader = await lease.ExecuteReaderAsync(ct);
+            while (await reader.ReadAsync(ct))
+            {
+                var record = TaskRecord.Read(reader);
+                results[requestOf[record.Id]].Add(record);
+            }
+        }
+        await tx.CommitAsync(ct);
+        return results.Select(r => (IReadOnlyList<TaskRecord>)r.OrderByDescending(t => t.Priority).ThenBy(t => t.CreatedAt).ThenBy(t => t.Id).ToList()).ToList();
     }
 
     private async Task<IReadOnlyList<TaskRecord>> TryLeaseAsync(string tenant, LeaseRequest request, CancellationToken ct)

@@ -41,6 +41,24 @@ public sealed class QueueOptions
     [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
     public TimeSpan OutcomeReportInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Group commit (default on): concurrent enqueues, leases, starts, progress reports, completions and failures
+    /// are each applied together, one transaction per kind, every caller still answered on its own after the commit.
+    /// Off applies every call in its own transaction (for comparison).
+    /// </summary>
+    public bool GroupCommit { get; set; } = true;
+
+    /// <summary>The most calls one group-commit transaction applies.</summary>
+    [Range(1, 10_000)]
+    public int GroupCommitMaxItems { get; set; } = 256;
+
+    /// <summary>How many groups of one kind may be in flight at once (each holds one connection while it runs).</summary>
+    [Range(1, 64)]
+    public int GroupCommitConcurrency { get; set; } = 2;
+
+    /// <summary>The policy every group commit of the queue follows.</summary>
+    public ServiceDefaults.Postgres.GroupCommitPolicy GroupCommitPolicy => new(GroupCommit, GroupCommitMaxItems, GroupCommitConcurrency);
+
     /// <summary>How often WatchTasks streams read new events from the task history.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:00:10")]
     public TimeSpan WatchPollInterval { get; set; } = TimeSpan.FromMilliseconds(200);
