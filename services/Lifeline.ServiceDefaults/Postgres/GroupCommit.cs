@@ -224,9 +224,9 @@ public sealed class GroupCommit<TItem, TResult>
         : outcome.Value!;
 
     /// <summary>A failure no item caused: repeating the items one by one would only fail again, slower.</summary>
+    /// (A terminated backend, a server shutting down, a broken socket, a timeout — not a data error such as 22P02 or 23505.)
     private static bool IsConnectionLoss(Exception ex) => ex switch
     {
-        PostgresException => false,
         NpgsqlException npgsql => npgsql.IsTransient || npgsql.InnerException is IOException or System.Net.Sockets.SocketException or TimeoutException,
         TimeoutException or IOException or OperationCanceledException => true,
         _ => false,
