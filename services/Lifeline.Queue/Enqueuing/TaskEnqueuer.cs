@@ -5,6 +5,7 @@ using Lifeline.Queue.Events;
 using Lifeline.Queue.Options;
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Postgres;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using NpgsqlTypes;
 using Microsoft.Extensions.Options;
@@ -23,7 +24,7 @@ public sealed class TaskEnqueuer
     private readonly ReadySignal readySignal;
     private readonly GroupCommit<(string Tenant, NewTask Task), (TaskRecord Task, bool Created)> singles;
 
-    public TaskEnqueuer(NpgsqlDataSource dataSource, ReadySignal readySignal, IOptions<QueueOptions> options)
+    public TaskEnqueuer([FromKeyedServices(ServiceDataSource.HotPathKey)] NpgsqlDataSource dataSource, ReadySignal readySignal, IOptions<QueueOptions> options)
     {
         this.dataSource = dataSource;
         this.readySignal = readySignal;

@@ -5,6 +5,7 @@ using Lifeline.Queue.Events;
 using Lifeline.Queue.Options;
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Postgres;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using NpgsqlTypes;
 using Microsoft.Extensions.Options;
@@ -40,7 +41,7 @@ public sealed class LeaseHolderOperations
     private readonly GroupCommit<HolderChange, TaskRecord> starts, progress, extensions, completions;
     private readonly GroupCommit<FailItem, (TaskRecord Task, bool WillRetry)> failures;
 
-    public LeaseHolderOperations(NpgsqlDataSource dataSource, ReadySignal readySignal, IOptions<QueueOptions> options)
+    public LeaseHolderOperations([FromKeyedServices(ServiceDataSource.HotPathKey)] NpgsqlDataSource dataSource, ReadySignal readySignal, IOptions<QueueOptions> options)
     {
         this.dataSource = dataSource;
         this.readySignal = readySignal;

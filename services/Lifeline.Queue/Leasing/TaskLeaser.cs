@@ -4,6 +4,7 @@ using Lifeline.Queue.Events;
 using Lifeline.Queue.Options;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
 namespace Lifeline.Queue.Leasing;
@@ -31,7 +32,7 @@ public sealed class TaskLeaser
     private readonly IOptions<QueueOptions> options;
     private readonly GroupCommit<(string Tenant, LeaseRequest Request), IReadOnlyList<TaskRecord>> attempts;
 
-    public TaskLeaser(NpgsqlDataSource dataSource, ReadySignal readySignal, WorkerGate gate, IOptions<QueueOptions> options)
+    public TaskLeaser([FromKeyedServices(ServiceDataSource.HotPathKey)] NpgsqlDataSource dataSource, ReadySignal readySignal, WorkerGate gate, IOptions<QueueOptions> options)
     {
         this.dataSource = dataSource;
         this.readySignal = readySignal;

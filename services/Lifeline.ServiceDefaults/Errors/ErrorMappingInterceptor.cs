@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using Google.Protobuf.WellKnownTypes;
 using Google.Rpc;
 using Grpc.Core;
@@ -150,7 +151,9 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
             {
                 try
                 {
-                    (context.GetHttpContext().RequestServices.GetService(typeof(NpgsqlDataSource)) as NpgsqlDataSource)?.Clear();
+                    var services = context.GetHttpContext().RequestServices;
+                    services.GetService<NpgsqlDataSource>()?.Clear();
+                    services.GetKeyedService<NpgsqlDataSource>(Postgres.ServiceDataSource.HotPathKey)?.Clear();
                 }
                 catch (InvalidOperationException)
                 {

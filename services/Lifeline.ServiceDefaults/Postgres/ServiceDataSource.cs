@@ -7,6 +7,9 @@ namespace Lifeline.ServiceDefaults.Postgres;
 /// <summary>Builds a service's <see cref="NpgsqlDataSource"/> with the settings its hot paths rely on.</summary>
 public static class ServiceDataSource
 {
+    /// <summary>The DI key of a service's hot-path data source (<see cref="CreateHotPath"/>).</summary>
+    public const string HotPathKey = "hot-path";
+
     /// <summary>Longest wait to open a connection, including the wait for a free one in the pool (seconds).</summary>
     public const int ConnectTimeoutSeconds = 10;
 
@@ -21,6 +24,22 @@ public static class ServiceDataSource
 
     public static NpgsqlDataSource Create(string connectionString, ILoggerFactory loggerFactory) =>
         new NpgsqlDataSourceBuilder(Settings(connectionString).ConnectionString).UseLoggerFactory(loggerFactory).Build();
+
+    /// <summary>
+    /// A data source for a service's hot statements: the same settings, and every prepared statement planned
+    /// once, generically (<c>plan_cache_mode = force_generic_plan</c>), instead of PostgreSQL re-planning it for
+    /// each call's values — which it keeps doing for large CTE statements whose custom plans look cheaper.
+    /// Only for statements whose generic plan is known to be good at any table size (a scale test proves it):
+    /// equality on indexed columns, literal states matching the partial indexes' predicates.
+    /// </summary>
+    /// <remarks>Registered as a keyed service under <see cref="HotPathKey"/>; a scale test of the service proves its plans.</remarks>
+    public static NpgsqlDataSource CreateHotPath(string connectionString, ILoggerFactory loggerFactory)
+    {
+        var settings = Settings(connectionString);
+        settings.Options = $"{settings.Options} -c plan_cache_mode=force_generic_plan".Trim();
+        settings.ApplicationName = $"{settings.ApplicationName ?? "lifeline"} (hot path)";
+        return new NpgsqlDataSourceBuilder(settings.ConnectionString).UseLoggerFactory(loggerFactory).Build();
+    }
 
     /// <summary>
     /// The connection string with every wait bounded: connect and pool wait, each statement, the

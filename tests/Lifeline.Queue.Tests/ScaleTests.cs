@@ -1,0 +1,167 @@
+using System.Diagnostics;
+using Google.Protobuf.WellKnownTypes;
+using Lifeline.Queue.V1;
+using Xunit.Abstractions;
+using static Lifeline.Queue.Tests.TestData;
+
+namespace Lifeline.Queue.Tests;
+
+/// <summary>
+/// The hot statements keep good plans with 1,000,000 tasks in the table — planned once, generically, on the
+/// hot-path connections, and right after the rows arrived (before any ANALYZE) as well as after. "Good" is
+/// measured by what PostgreSQL did, not by a stopwatch: not one sequential scan of <c>tasks</c>, and a handful
+/// of index tuples read per call (a plan that walked an index over the million rows would read thousands).
+/// </summary>
+[Collection(ScaleTests.Alone)]
+public sealed class ScaleTests(QueueEnvironment env, ITestOutputHelper output) : IClassFixture<QueueEnvironment>
+{
+    /// <summary>Runs after the parallel tests, alone: a million-row insert and its ANALYZE would starve timing-sensitive neighbours.</summary>
+    public const string Alone = "queue-scale";
+
+    private const int Filler = 1_000_000;
+
+    private QueueService.QueueServiceClient Client => env.Queue.Client("scale");
+
+    private sealed record TableReads(long SeqScans, long IndexTuples);
+
+    private async Task<TableReads> ReadsAsync()
+    {
+        // Backends report their counters at the end of a transaction at most once a second: let them.
+        TableReads? last = null;
+        while (true)
+        {
+            await Task.Delay(1500);
+            var now = new TableReads(
+                await env.ScalarAsync<long>("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'tasks'"),
+                await env.ScalarAsync<long>("SELECT COALESCE(sum(idx_tup_read), 0)::bigint FROM pg_stat_user_indexes WHERE relname = 'tasks'"));
+            if (now == last)
+            {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task Hot_statements_read_a_handful_of_index_tuples_per_call_and_never_scan_a_table_of_a_million_tasks()
+    {
+        var watch = Stopwatch.StartNew();
+        // A million ready tasks of other types in the same tenant, plus ended ones of the hot type: every index the
+        // hot statements could wander through is large.
+        await using (var connection = new Npgsql.NpgsqlConnection(env.DatabaseConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var insert = new Npgsql.NpgsqlCommand($$"""
+            WITH ins AS (
+                INSERT INTO tasks (id, tenant_id, type, status, priority, payload, created_at, updated_at, not_before, max_retries,
+                                   timeout_seconds, backoff, initial_interval_ms, maximum_interval_ms, jitter, completed_at)
+                SELECT gen_random_uuid(), 'scale', CASE WHEN g % 10 = 0 THEN 'scale.hot' ELSE 'filler.' || (g % 7) END,
+                       CASE WHEN g % 10 = 0 THEN 'completed' ELSE 'pending' END, g % 5, '{}', now(), now(), now(), 3, 300,
+                       'exponential', 1000, 60000, 0.1, CASE WHEN g % 10 = 0 THEN now() END
+                FROM generate_series(1, {{Filler}}) g
+                RETURNING 1
+            ) SELECT count(*) FROM ins
+            """, connection) { CommandTimeout = 240 };
+            Assert.Equal((long)Filler, await insert.ExecuteScalarAsync());
+        }
+        output.WriteLine($"{Filler:N0} rows inserted in {watch.Elapsed.TotalSeconds:0.0} s");
+
+        // Cold: straight after the insert, before anything analyzed the table.
+        await ExerciseAsync("cold", analyze: false);
+        // Warm: with statistics.
+        await ExerciseAsync("warm", analyze: true);
+    }
+
+    private async Task ExerciseAsync(string phase, bool analyze)
+    {
+        if (analyze)
+        {
+            await env.ScalarAsync<int>("SELECT 1 FROM (SELECT pg_stat_reset_single_table_counters('tasks'::regclass)) r");
+            await using var connection = new Npgsql.NpgsqlConnection(env.DatabaseConnectionString);
+            await connection.OpenAsync();
+            await using var analyzeTasks = new Npgsql.NpgsqlCommand("ANALYZE tasks", connection);
+            await analyzeTasks.ExecuteNonQueryAsync();
+        }
+        var type = NewType("scale.hot");
+        var before = await ReadsAsync();
+        var calls = 0;
+        var lease = new List<double>();
+        var complete = new List<double>();
+
+        // Enqueue one by one (grouped) and in a batch.
+        await Task.WhenAll(Enumerable.Range(0, 100).Select(i => Task.Run(async () =>
+        {
+            await Client.EnqueueAsync(Spec(type, $$"""{"i":{{i}}}""", priority: i % 3, idempotencyKey: $"{phase}-{i}"));
+            Interlocked.Increment(ref calls);
+        })));
+        var batch = new EnqueueTasksRequest();
+        batch.Tasks.AddRange(Enumerable.Range(0, 100).Select(i => new BatchTask { Task = Spec(type, priority: i % 3) }));
+        await Client.EnqueueTasksAsync(batch);
+        calls++;
+
+        // 8 workers: lease (fused or not), start, progress, extend, complete or fail; one task per call.
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
+        {
+            var fused = w % 2 == 0;
+            while (true)
+            {
+                var request = new LeaseTasksRequest { WorkerId = $"w{w}", MaxTasks = 1, Start = fused, LeaseDuration = Duration.FromTimeSpan(TimeSpan.FromMinutes(1)) };
+                request.TaskTypes.Add(type);
+                var started = Stopwatch.GetTimestamp();
+                var tasks = (await Client.LeaseTasksAsync(request)).Tasks;
+                lock (lease)
+                {
+                    lease.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                }
+                Interlocked.Increment(ref calls);
+                if (tasks.Count == 0)
+                {
+                    return;
+                }
+                var t = tasks[0];
+                if (!fused)
+                {
+                    await Client.StartTaskAsync(new StartTaskRequest { TaskId = t.Id, FencingToken = t.FencingToken });
+                    await Client.ReportProgressAsync(new ReportProgressRequest { TaskId = t.Id, FencingToken = t.FencingToken, Percent = 50 });
+                    await Client.ExtendLeaseAsync(new ExtendLeaseRequest { TaskId = t.Id, FencingToken = t.FencingToken });
+                    Interlocked.Add(ref calls, 3);
+                }
+                started = Stopwatch.GetTimestamp();
+                if (t.Payload.Contains("\"i\":7", StringComparison.Ordinal))
+                {
+                    await Client.FailTaskAsync(new FailTaskRequest
+                    {
+                        TaskId = t.Id, FencingToken = t.FencingToken, Error = new Common.V1.ErrorDetail { Code = "NOPE", Retryable = false },
+                    });
+                }
+                else
+                {
+                    await Client.CompleteTaskAsync(new CompleteTaskRequest { TaskId = t.Id, FencingToken = t.FencingToken });
+                }
+                lock (complete)
+                {
+                    complete.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                }
+                Interlocked.Increment(ref calls);
+            }
+        })));
+        var after = await ReadsAsync();
+
+        Assert.Equal(0L, await env.ScalarAsync<long>(
+            "SELECT count(*) FROM tasks WHERE tenant_id = 'scale' AND type = @type AND status NOT IN ('completed', 'failed')", ("type", type)));
+        var perCall = (double)(after.IndexTuples - before.IndexTuples) / calls;
+        output.WriteLine($"{phase}: {calls} calls, {after.SeqScans - before.SeqScans} sequential scans of tasks, {perCall:0.0} index tuples read per call; " +
+            $"lease p50 {Percentile(lease, 0.5):0.0} ms p99 {Percentile(lease, 0.99):0.0} ms, complete p50 {Percentile(complete, 0.5):0.0} ms p99 {Percentile(complete, 0.99):0.0} ms");
+        Assert.True(after.SeqScans == before.SeqScans, $"{phase}: {after.SeqScans - before.SeqScans} sequential scans of a table of a million tasks");
+        Assert.True(perCall < 50, $"{phase}: {perCall:0} index tuples read per call: a plan walks an index over the table");
+    }
+
+    private static double Percentile(List<double> values, double p)
+    {
+        var sorted = values.Order().ToList();
+        return sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)(p * sorted.Count))];
+    }
+}
+
+[CollectionDefinition(ScaleTests.Alone, DisableParallelization = true)]
+public sealed class ScaleTestsCollection;
