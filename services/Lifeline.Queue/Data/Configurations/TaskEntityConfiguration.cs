@@ -144,6 +144,8 @@ internal sealed class TaskHistoryEntityConfiguration : IEntityTypeConfiguration<
         e.Property(x => x.Details).HasColumnName("details").HasColumnType("jsonb");
         e.Property(x => x.OccurredAt).HasColumnName("occurred_at").HasDefaultValueSql("now()");
         e.HasIndex(x => new { x.TaskId, x.Id }, "ix_task_history_task");
-        e.HasOne<TaskEntity>().WithMany().HasForeignKey(x => x.TaskId).OnDelete(DeleteBehavior.Cascade);
+        // No foreign key to tasks: every history row is written by the statement that changes its task (a CTE over
+        // the changed rows), so it cannot name a missing task, and tasks are never deleted one by one. The key's
+        // check was a trigger and a row lock per history row — on every transition of every task.
     }
 }

@@ -413,15 +413,6 @@ namespace Lifeline.Queue.Data.Migrations
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();
                 });
-
-            modelBuilder.Entity("Lifeline.Queue.Data.TaskHistoryEntity", b =>
-                {
-                    b.HasOne("Lifeline.Queue.Data.TaskEntity", null)
-                        .WithMany()
-                        .HasForeignKey("TaskId")
-                        .OnDelete(DeleteBehavior.Cascade)
-                        .IsRequired();
-                });
 #pragma warning restore 612, 618
         }
     }
