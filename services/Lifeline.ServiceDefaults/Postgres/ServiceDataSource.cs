@@ -30,13 +30,17 @@ public static class ServiceDataSource
     /// once, generically (<c>plan_cache_mode = force_generic_plan</c>), instead of PostgreSQL re-planning it for
     /// each call's values — which it keeps doing for large CTE statements whose custom plans look cheaper.
     /// Only for statements whose generic plan is known to be good at any table size (a scale test proves it):
-    /// equality on indexed columns, literal states matching the partial indexes' predicates.
+    /// equality on indexed columns, literal states matching the partial indexes' predicates — and that leave no
+    /// session state behind.
     /// </summary>
     /// <remarks>Registered as a keyed service under <see cref="HotPathKey"/>; a scale test of the service proves its plans.</remarks>
     public static NpgsqlDataSource CreateHotPath(string connectionString, ILoggerFactory loggerFactory)
     {
         var settings = Settings(connectionString);
         settings.Options = $"{settings.Options} -c plan_cache_mode=force_generic_plan".Trim();
+        // Hot statements leave no session state behind (no SET, no session advisory lock): skip the three reset
+        // statements (RESET ALL, SET SESSION AUTHORIZATION DEFAULT, pg_advisory_unlock_all) Npgsql sends on each checkout.
+        settings.NoResetOnClose = true;
         settings.ApplicationName = $"{settings.ApplicationName ?? "lifeline"} (hot path)";
         return new NpgsqlDataSourceBuilder(settings.ConnectionString).UseLoggerFactory(loggerFactory).Build();
     }
