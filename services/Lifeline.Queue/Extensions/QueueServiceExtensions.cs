@@ -39,7 +39,9 @@ internal static class QueueServiceExtensions
 
         builder.Services.AddSingleton(sp => ServiceDataSource.Create(queueDb, sp.GetRequiredService<ILoggerFactory>()));
         // The task life's statements (enqueue, lease, start, progress, complete, fail) are planned once per connection.
-        builder.Services.AddKeyedSingleton(ServiceDataSource.HotPathKey, (sp, _) => ServiceDataSource.CreateHotPath(queueDb, sp.GetRequiredService<ILoggerFactory>()));
+        builder.Services.AddKeyedSingleton(ServiceDataSource.HotPathKey, (sp, _) => sp.GetRequiredService<IOptions<QueueOptions>>().Value.GenericPlans
+            ? ServiceDataSource.CreateHotPath(queueDb, sp.GetRequiredService<ILoggerFactory>())
+            : ServiceDataSource.Create(queueDb, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddDbContext<QueueDbContext>((sp, o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>()));
         builder.Services.AddSingleton(_ => Lifeline.ServiceDefaults.Redis.ServiceRedis.Connect(redis));
 

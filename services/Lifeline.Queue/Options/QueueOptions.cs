@@ -56,6 +56,12 @@ public sealed class QueueOptions
     [Range(1, 64)]
     public int GroupCommitConcurrency { get; set; } = 2;
 
+    /// <summary>
+    /// The task life's statements run on connections that plan each prepared statement once, generically (default);
+    /// off plans them like every other statement (for comparison).
+    /// </summary>
+    public bool GenericPlans { get; set; } = true;
+
     /// <summary>The policy every group commit of the queue follows.</summary>
     public ServiceDefaults.Postgres.GroupCommitPolicy GroupCommitPolicy => new(GroupCommit, GroupCommitMaxItems, GroupCommitConcurrency);
 
