@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
@@ -9,6 +10,8 @@ using Lifeline.Queue;
 using Lifeline.Queue.V1;
 using Lifeline.Registry;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -21,7 +24,8 @@ namespace Lifeline.Workers.Tests;
 /// <see cref="WorkerTarget"/>, tests break the network with <see cref="Proxy"/>. Tests and operators talk to the
 /// gateway directly, so a fault never hides what the queue holds. Each test takes its own tenant
 /// (<see cref="NewTenant"/>) with a worker and an operator key, so tests sharing the environment never lease each
-/// other's tasks.
+/// other's tasks. The gateway records the path of every request with the key it came with (<see cref="GatewayCalls"/>):
+/// which calls a worker made, e.g. none to LeaseTasks while it takes tasks from its dispatch stream.
 /// </summary>
 public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
 {
@@ -29,6 +33,7 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
     public const int Tenants = 12;
 
     private readonly List<IAsyncDisposable> _hosts = [];
+    private readonly ConcurrentQueue<(string Authorization, string Path)> _gatewayRequests = new();
     private int _nextTenant;
     private string _queueDatabase = "";
     private string _checkpointDatabase = "";
@@ -116,6 +121,7 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
         {
             b.Configuration.AddInMemoryCollection(config);
             b.Logging.SetMinimumLevel(LogLevel.Warning);
+            b.Services.AddSingleton<IStartupFilter>(new RequestRecorder(_gatewayRequests));
         });
         await _gateway.StartAsync();
         GatewayGrpc = _gateway.Services.GetRequiredService<GatewayEndpoints>().Grpc;
@@ -138,6 +144,30 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
             return m;
         });
         return new WorkerTenant(TenantName(i), Key(i, "worker"), Key(i, "operator"), new QueueService.QueueServiceClient(invoker));
+    }
+
+    /// <summary>
+    /// How many requests for the gRPC method <paramref name="method"/> (<c>QueueService/LeaseTasks</c>: the service's
+    /// short name and the method) reached the gateway with <paramref name="tenant"/>'s worker key. A stream counts once.
+    /// </summary>
+    public int GatewayCalls(WorkerTenant tenant, string method)
+    {
+        var authorization = "Bearer " + tenant.WorkerKey;
+        return _gatewayRequests.Count(r => r.Authorization == authorization && r.Path.EndsWith("." + method, StringComparison.Ordinal));
+    }
+
+    /// <summary>Records the key and path of every request, before the gateway's own pipeline sees it.</summary>
+    private sealed class RequestRecorder(ConcurrentQueue<(string Authorization, string Path)> into) : IStartupFilter
+    {
+        public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+        {
+            app.Use(async (HttpContext context, RequestDelegate nextMiddleware) =>
+            {
+                into.Enqueue((context.Request.Headers.Authorization.ToString(), context.Request.Path.ToString()));
+                await nextMiddleware(context);
+            });
+            next(app);
+        };
     }
 
     private static string TenantName(int i) => "w" + i.ToString(CultureInfo.InvariantCulture);
@@ -226,8 +256,11 @@ public sealed record WorkerTenant(string Name, string WorkerKey, string Operator
     }
 
     /// <summary>How many times the task's history says it was completed (exactly once, or the queue did something twice).</summary>
-    public async Task<int> CompletionsAsync(string taskId) =>
-        (await Queue.GetTaskHistoryAsync(new GetTaskHistoryRequest { TaskId = taskId })).Events.Count(e => e.EventType == "completed");
+    public Task<int> CompletionsAsync(string taskId) => EventsAsync(taskId, "completed");
+
+    /// <summary>How many events of <paramref name="eventType"/> (<c>leased</c>, <c>completed</c> …) the task's history holds.</summary>
+    public async Task<int> EventsAsync(string taskId, string eventType) =>
+        (await Queue.GetTaskHistoryAsync(new GetTaskHistoryRequest { TaskId = taskId })).Events.Count(e => e.EventType == eventType);
 
     public static bool IsFinal(Lifeline.Queue.V1.Task task) => task.Status is Lifeline.Queue.V1.TaskStatus.Completed
         or Lifeline.Queue.V1.TaskStatus.Failed or Lifeline.Queue.V1.TaskStatus.Cancelled or Lifeline.Queue.V1.TaskStatus.DeadLettered;

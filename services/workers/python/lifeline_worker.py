@@ -358,8 +358,11 @@ class DispatchStream:
         self._requests.put(queue_pb2.DispatchRequest(open=queue_pb2.DispatchOpen(
             worker_id=worker.worker_id, task_types=sorted(worker.handlers), slots=slots,
             lease_duration=_duration(worker.lease_duration))))
-        # wait_for_ready: opened while the gateway is unreachable, the stream waits for it rather than failing at once.
-        self._call = worker.queue.Dispatch(self._outgoing(), wait_for_ready=True)
+        # Not wait_for_ready: opened while the gateway is unreachable, the stream fails at once (and is opened again
+        # with backoff) rather than taking requests it cannot send — an outcome on it would wait for its deadline, not
+        # fail and be retried, journaled, the worker offline, within the contract's 10 s. The heartbeat stream (which
+        # does wait) keeps gRPC polling the reconnection.
+        self._call = worker.queue.Dispatch(self._outgoing(), wait_for_ready=False)
         threading.Thread(target=self._read, name="dispatch", daemon=True).start()
 
     def request(self, field: str, message: Any, task_id: str, timeout: float) -> _Answer:
@@ -451,10 +454,15 @@ class DispatchStream:
                 return
             self.error = error
             self.ended.set()
-            answers, self._answers = list(self._answers.values()), {}
+            answers, self._answers = sorted(self._answers.items()), {}
             self._requests.put(None)  # ends the request iterator gRPC reads from
         why = describe(error) if error is not None else "ended by the queue"
-        for answer in answers:
+        if answers and error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            # The queue reads in order and answers everything before a message it refuses as bad input, then ends the
+            # stream: the first request left unanswered is the bad one, refused for good as its unary call would be.
+            _, bad = answers.pop(0)
+            bad.resolve(error=StreamCallError(grpc.StatusCode.INVALID_ARGUMENT, error.details() or "", reason_of(error)))
+        for _, answer in answers:
             answer.resolve(error=StreamCallError(
                 grpc.StatusCode.UNAVAILABLE, f"the dispatch stream ended before the queue answered ({why})"))
         self._worker._dispatch_wake.set()
@@ -511,17 +519,23 @@ class _QueueTransport:
             task_id=o.task_id, fencing_token=o.fencing_token, result=o.result or ""), o.task_id,
             self._worker.attempt_timeout) for o in outcomes]
         refusals: List[Optional[str]] = []
+        again: List[int] = []
         transient: Optional[grpc.RpcError] = None
-        for answer in answers:
+        for index, answer in enumerate(answers):
             try:
                 answer.result()
                 refusals.append(None)
             except grpc.RpcError as error:
                 if is_transient(error):
                     transient = transient or error
+                    again.append(index)
                 refusals.append(describe(error))
         if transient is not None:
-            raise transient
+            if len(again) == len(outcomes):
+                raise transient  # nothing answered: the dispatcher tries the unit again
+            # Some were answered: the rest go again at once (the stream broke: on the unary calls).
+            for index, refusal in zip(again, self.complete([outcomes[i] for i in again])):
+                refusals[index] = refusal
         return refusals
 
     def fail(self, outcome: Outcome) -> str:

@@ -111,6 +111,7 @@ class FakeQueue(queue_pb2_grpc.QueueServiceServicer if STUBS else object):
         self.cut_before_ack = False  # the next complete/fail on a stream is applied, then the stream breaks unanswered
         self.streams = set()         # the dispatch streams open now
         self.slot_counts = []        # every slot count a stream was given (open, then each capacity), in order
+        self.max_result = 1 << 20    # a longer result is bad input (INVALID_ARGUMENT)
 
     # ------------------------------------------------------------------------- test helpers
 
@@ -251,6 +252,8 @@ class FakeQueue(queue_pb2_grpc.QueueServiceServicer if STUBS else object):
 
     def CompleteTasks(self, request, context):
         self._call("CompleteTasks")
+        if any(len(c.result) > self.max_result for c in request.completions):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"result: more than {self.max_result} bytes")
         with self.lock:
             response = queue_pb2.CompleteTasksResponse()
             for completion in request.completions:
@@ -340,10 +343,10 @@ class FakeQueue(queue_pb2_grpc.QueueServiceServicer if STUBS else object):
                     while message is None:
                         if stream.cut or not context.is_active():
                             break
-                        if stream.invalid:
-                            break
                         if stream.outgoing:
                             message = stream.outgoing.pop(0)
+                        elif stream.invalid:
+                            break  # the answers due went out first, as the real queue does
                         elif stream.opened and not self.leasing_paused and len(stream.outstanding) < stream.slots:
                             ready = [t for t in self.tasks.values() if t.status == "pending" and t.type in stream.types]
                             if ready:
@@ -377,6 +380,8 @@ class FakeQueue(queue_pb2_grpc.QueueServiceServicer if STUBS else object):
                         return
                     if (kind == "open") == stream.opened:
                         stream.invalid = "`open` must be the first message, and only the first"
+                    elif kind == "complete" and len(request.complete.result) > self.max_result:
+                        stream.invalid = f"complete.result: more than {self.max_result} bytes"
                     elif kind == "open":
                         stream.opened = True
                         stream.slots = request.open.slots
@@ -398,6 +403,8 @@ class FakeQueue(queue_pb2_grpc.QueueServiceServicer if STUBS else object):
                         if not stream.cut:
                             stream.outgoing.append(queue_pb2.DispatchResponse(ack=ack))
                     self.lock.notify_all()
+                    if stream.invalid:
+                        return  # nothing after a bad message is read
         except Exception:  # pylint: disable=broad-except  # the call ended under us
             pass
         finally:

@@ -197,6 +197,23 @@ class DispatchStreamTests(InProcessHarness):
         self.assertEqual(("pending", 0), (later.status, later.pushes))
         self.assertIn("drain", worker.stats.commands)
 
+    def test_a_completion_the_stream_refuses_as_bad_input_is_dropped_and_the_others_of_its_batch_are_delivered(self):
+        self.lifeline.queue.max_result = 1000
+        done = threading.Barrier(3)
+
+        def sized(ctx):
+            done.wait(10)  # the three finish together: one batch, sent as three `complete` requests
+            return {"blob": "x" * ctx.payload["size"]}
+        tasks = [self.lifeline.queue.enqueue("sized", '{"size": %d}' % size) for size in (10, 5000, 10)]
+        worker = self.start_worker(handlers={"sized": sized}, once=3)
+        self.thread.join(30)
+        self.assertFalse(self.thread.is_alive())
+        self.assertEqual(["completed", "running", "completed"], [t.status for t in tasks])
+        self.assertEqual((2, 1, 0), (worker.stats.completed, worker.stats.refused, worker.stats.journaled))
+        # The bad one was sent once (the stream ended with INVALID_ARGUMENT) and not again.
+        sent = [c for c in self.lifeline.queue.calls if c in ("Dispatch.complete", "CompleteTasks", "CompleteTask")]
+        self.assertLessEqual(len(sent), 4, self.lifeline.queue.calls)
+
     def test_dispatch_stream_false_leases_with_long_polls(self):
         tasks = [self.lifeline.queue.enqueue("gated") for _ in range(2)]
         self.gate.set()
