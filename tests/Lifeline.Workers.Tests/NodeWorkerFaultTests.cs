@@ -169,13 +169,16 @@ public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<
     {
         var tenant = env.NewTenant();
         using var run = NewRun("cut");
-        var ids = await tenant.EnqueueStepsAsync(count: 6, steps: 6, stepMs: 500);
+        var ids = await tenant.EnqueueStepsAsync(count: 6, steps: 2, stepMs: 400);
         using var worker = run.Start(env, tenant, "node-cut", "--max-tasks", "8", "--lease-seconds", "60");
 
         await WaitUntilAllRunningAsync(tenant, ids, worker);
         // Every connection (the dispatch stream with it) reset every 300 ms for 5 s: while the handlers run (progress and
         // lease extensions in flight) and while they finish (outcomes in flight, some applied but not acknowledged).
         await CutConnectionsAsync(env.Proxy, TimeSpan.FromSeconds(5));
+        await tenant.WaitUntilFinalAsync(ids, Patience);
+        // One more task afterwards: it comes on a stream opened again (never by a long poll).
+        ids = [.. ids, .. await tenant.EnqueueStepsAsync(count: 1, steps: 1, stepMs: 100)];
 
         var final = await tenant.WaitUntilFinalAsync(ids, Patience);
         var log = await StopAsync(worker);
@@ -189,6 +192,6 @@ public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<
         {
             Assert.Equal(1, await tenant.EventsAsync(task.Id, "leased"));
         }
-        Assert.Contains("done: 6 completed, 0 failed, 0 refused", log, StringComparison.Ordinal);
+        Assert.Contains("done: 7 completed, 0 failed, 0 refused", log, StringComparison.Ordinal);
     }
 }

@@ -155,14 +155,26 @@ public static class WorkerProcesses
         }
     }
 
-    /// <summary>Resets every connection through <paramref name="proxy"/> every 300 ms for <paramref name="duration"/>.</summary>
+    /// <summary>
+    /// Resets every connection through <paramref name="proxy"/> every 300 ms for <paramref name="duration"/>, with 100 ms
+    /// of latency each way meanwhile: a request and its answer take longer than the gap between two cuts' effects, so some
+    /// cuts fall between a request's arrival and its answer's (applied, not acknowledged).
+    /// </summary>
     public static async Task CutConnectionsAsync(FaultProxy proxy, TimeSpan duration)
     {
-        var until = DateTime.UtcNow + duration;
-        while (DateTime.UtcNow < until)
+        proxy.Latency(TimeSpan.FromMilliseconds(100));
+        try
         {
-            proxy.ResetAll();
-            await Task.Delay(300);
+            var until = DateTime.UtcNow + duration;
+            while (DateTime.UtcNow < until)
+            {
+                proxy.ResetAll();
+                await Task.Delay(300);
+            }
+        }
+        finally
+        {
+            proxy.Latency(TimeSpan.Zero);
         }
     }
 

@@ -399,6 +399,7 @@ export class LifelineWorker extends EventEmitter {
    * on it.
    */
   private async dispatchLoop(): Promise<void> {
+    let failures = 0;
     let step = 0;
     let refusalLogged = false;
     while (!this.stopping) {
@@ -453,11 +454,15 @@ export class LifelineWorker extends EventEmitter {
         continue;
       }
       if (stream.answered || Date.now() - stream.openedAt > this.schedule.giveUpAfterMs) {
-        step = 0; // it worked for a while
+        failures = 0; // it worked for a while
+        step = 0;
         refusalLogged = false;
       }
       const why = error ? describe(error) : "ended by the queue";
+      failures += 1;
       if (error && isTransient(error)) {
+        // As a long poll's: the first breaks are opened again at once, unseen by the connection state.
+        if (failures <= this.schedule.immediateRetries) continue;
         this.tracker.failed(`${why} (Dispatch)`);
       } else if (error && !isCancelled(error)) {
         this.tracker.succeeded("Dispatch answered"); // a refusal (e.g. WORKER_OFFLINE until the next beat): the gateway is there
