@@ -186,8 +186,9 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
         });
         var next = stream.ResponseStream.MoveNext();
 
-        // Quiet for longer than the gateway's unary activity timeout (2 s in this environment).
-        await Task.Delay(TimeSpan.FromSeconds(4));
+        // Quiet both ways for longer than the gateway's unary activity timeout (2 s in this environment) and Kestrel's
+        // minimum-data-rate grace period (5 s): a worker with nothing to do sends nothing.
+        await Task.Delay(TimeSpan.FromSeconds(7));
         Assert.False(next.IsCompleted, next.IsFaulted ? next.Exception!.ToString() : "the stream ended");
 
         var task = (await Gateway.Queue("default-worker").EnqueueTaskAsync(Enqueue(type))).Task;

@@ -241,6 +241,63 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         Assert.InRange(task.NotBefore.ToDateTime() - failedAt, TimeSpan.FromSeconds(80), TimeSpan.FromSeconds(100));
     }
 
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task The_worker_takes_tasks_over_the_dispatch_stream_and_never_long_polls()
+    {
+        var tenant = env.NewTenant();
+        using var scratch = new Scratch();
+        var (leases, dispatches, batches) = (env.QueueCalls("LeaseTasks"), env.QueueCalls("Dispatch"), env.QueueCalls("CompleteTasks"));
+        await using var worker = await InProcessWorker.StartAsync(env, tenant, scratch, "stream", output, o => o.MaxConcurrentTasks = 3);
+        var ids = await tenant.EnqueueStepsAsync(count: 12, steps: 2, stepMs: 50);
+
+        var tasks = await tenant.WaitUntilFinalAsync(ids, FinalTimeout);
+        await WorkerProcesses.AssertEachCompletedOnceAsync(tenant, tasks, worker.Worker.Statistics.ToString());
+        await WaitForAsync(() => Task.FromResult(worker.Worker.Statistics.Completed == 12), "12 completions accepted", worker);
+        Assert.Equal(ids.Order(StringComparer.Ordinal), Ledger.Read(scratch.Ledger).Select(e => e.TaskId).Order(StringComparer.Ordinal));
+
+        // Tasks came over the stream, outcomes and progress went over it: no long poll, no CompleteTasks batch.
+        Assert.Equal(leases, env.QueueCalls("LeaseTasks"));
+        Assert.Equal(batches, env.QueueCalls("CompleteTasks"));
+        Assert.True(env.QueueCalls("Dispatch") > dispatches, "no dispatch stream was opened");
+        Assert.Equal(0, worker.Worker.Statistics.Refused);
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task With_the_dispatch_stream_turned_off_the_worker_long_polls()
+    {
+        var tenant = env.NewTenant();
+        using var scratch = new Scratch();
+        var (leases, dispatches) = (env.QueueCalls("LeaseTasks"), env.QueueCalls("Dispatch"));
+        await using var worker = await InProcessWorker.StartAsync(env, tenant, scratch, "poll", output, o =>
+        {
+            o.MaxConcurrentTasks = 3;
+            o.UseDispatchStream = false;
+        });
+        var ids = await tenant.EnqueueStepsAsync(count: 6, steps: 1, stepMs: 10);
+
+        var tasks = await tenant.WaitUntilFinalAsync(ids, FinalTimeout);
+        await WorkerProcesses.AssertEachCompletedOnceAsync(tenant, tasks, worker.Worker.Statistics.ToString());
+        Assert.True(env.QueueCalls("LeaseTasks") > leases, "no LeaseTasks call");
+        Assert.Equal(dispatches, env.QueueCalls("Dispatch"));
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_queue_without_the_dispatch_stream_makes_the_worker_fall_back_to_long_polls()
+    {
+        var tenant = env.NewTenant();
+        using var scratch = new Scratch();
+        var target = await env.GatewayWithoutDispatchAsync();
+        var leases = env.QueueCalls("LeaseTasks");
+        await using var worker = await InProcessWorker.StartAsync(env, tenant, scratch, "fallback", output, o => o.MaxConcurrentTasks = 2, target: target);
+        var ids = await tenant.EnqueueStepsAsync(count: 4, steps: 1, stepMs: 10);
+
+        var tasks = await tenant.WaitUntilFinalAsync(ids, FinalTimeout);
+        await WorkerProcesses.AssertEachCompletedOnceAsync(tenant, tasks, worker.Worker.Statistics.ToString());
+        Assert.True(env.QueueCalls("LeaseTasks") > leases, "no LeaseTasks call");
+        Assert.Single(worker.Logs.Entries, e => e.Message.StartsWith("The queue does not offer the dispatch stream", StringComparison.Ordinal));
+        Assert.Equal(ConnectionState.Connected, worker.Worker.ConnectionState);
+    }
+
     private static List<QueueTask> Completed(IReadOnlyList<QueueTask> tasks) => [.. tasks.Where(t => t.Status == QueueTaskStatus.Completed)];
 
     private static async Task<IReadOnlyList<QueueTaskStatus>> StatusesAsync(WorkerTenant tenant, IReadOnlyList<string> ids) =>

@@ -38,6 +38,9 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
     private string _queueDatabase = "";
     private string _checkpointDatabase = "";
     private WebApplication? _gateway;
+    private WebApplication? _gatewayWithoutDispatch;
+    private readonly SemaphoreSlim _withoutDispatchLock = new(1, 1);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _queueCalls = new(StringComparer.Ordinal);
     private GrpcChannel? _operatorChannel;
 
     public ServiceHost Registry { get; private set; } = null!;
@@ -70,15 +73,7 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
             ["Registry:WatchPollInterval"] = "00:00:00.100",
         }));
         _queueDatabase = await Postgres.CreateDatabaseAsync("queue_for_workers");
-        Queue = Track(await ServiceHost.StartAsync(QueueApplication.Build, new Dictionary<string, string?>
-        {
-            ["ConnectionStrings:queuedb"] = _queueDatabase,
-            ["ConnectionStrings:redis"] = RedisConnectionString,
-            ["services:registry:grpc:0"] = Registry.Address.ToString(),
-            ["Queue:MaintenanceInterval"] = "00:00:00.200",
-            ["Queue:LeasePollInterval"] = "00:00:00.250",
-            ["Queue:WatchPollInterval"] = "00:00:00.100",
-        }));
+        Queue = Track(await ServiceHost.StartAsync(QueueApplication.Build, QueueSettings(), b => b.Services.AddSingleton<IStartupFilter>(new CallCounter(this, false))));
 
         _checkpointDatabase = await Postgres.CreateDatabaseAsync("checkpoint_for_workers");
         Checkpoint = Track(await ServiceHost.StartAsync(CheckpointApplication.Build, new Dictionary<string, string?>
@@ -86,9 +81,54 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
             ["ConnectionStrings:checkpointdb"] = _checkpointDatabase,
         }));
 
+        _gateway = await StartGatewayAsync(Queue);
+        GatewayGrpc = _gateway.Services.GetRequiredService<GatewayEndpoints>().Grpc;
+        Proxy = FaultProxy.Start(GatewayGrpc.Port);
+        _operatorChannel = GrpcChannel.ForAddress(GatewayGrpc);
+    }
+
+    /// <summary>How many calls of each RPC (by its path, e.g. <c>/lifeline.queue.v1.QueueService/LeaseTasks</c>) the queue received.</summary>
+    public int QueueCalls(string rpc) => _queueCalls.GetValueOrDefault("/lifeline.queue.v1.QueueService/" + rpc);
+
+    /// <summary>
+    /// A gateway in front of a second queue instance (same database) that answers <c>Dispatch</c> with UNIMPLEMENTED, as a
+    /// queue from before the stream would: started once, on first use. Its calls count in <see cref="QueueCalls"/> too.
+    /// </summary>
+    public async Task<Uri> GatewayWithoutDispatchAsync()
+    {
+        await _withoutDispatchLock.WaitAsync();
+        try
+        {
+            if (_gatewayWithoutDispatch is null)
+            {
+                var queue = Track(await ServiceHost.StartAsync(QueueApplication.Build, QueueSettings(),
+                    b => b.Services.AddSingleton<IStartupFilter>(new CallCounter(this, refuseDispatch: true))));
+                _gatewayWithoutDispatch = await StartGatewayAsync(queue);
+            }
+
+            return _gatewayWithoutDispatch.Services.GetRequiredService<GatewayEndpoints>().Grpc;
+        }
+        finally
+        {
+            _withoutDispatchLock.Release();
+        }
+    }
+
+    private Dictionary<string, string?> QueueSettings() => new()
+    {
+        ["ConnectionStrings:queuedb"] = _queueDatabase,
+        ["ConnectionStrings:redis"] = RedisConnectionString,
+        ["services:registry:grpc:0"] = Registry.Address.ToString(),
+        ["Queue:MaintenanceInterval"] = "00:00:00.200",
+        ["Queue:LeasePollInterval"] = "00:00:00.250",
+        ["Queue:WatchPollInterval"] = "00:00:00.100",
+    };
+
+    private async Task<WebApplication> StartGatewayAsync(ServiceHost queue)
+    {
         var config = new Dictionary<string, string?>
         {
-            ["services:queue:grpc:0"] = Queue.Address.ToString(),
+            ["services:queue:grpc:0"] = queue.Address.ToString(),
             ["services:checkpoint:grpc:0"] = Checkpoint.Address.ToString(),
             ["services:registry:grpc:0"] = Registry.Address.ToString(),
             ["Gateway:GrpcEndpoint"] = "127.0.0.1:0",
@@ -117,16 +157,37 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
             config[name] = value;
         }
 
-        _gateway = GatewayApplication.Build([], b =>
+        var gateway = GatewayApplication.Build([], b =>
         {
             b.Configuration.AddInMemoryCollection(config);
             b.Logging.SetMinimumLevel(LogLevel.Warning);
             b.Services.AddSingleton<IStartupFilter>(new RequestRecorder(_gatewayRequests));
         });
-        await _gateway.StartAsync();
-        GatewayGrpc = _gateway.Services.GetRequiredService<GatewayEndpoints>().Grpc;
-        Proxy = FaultProxy.Start(GatewayGrpc.Port);
-        _operatorChannel = GrpcChannel.ForAddress(GatewayGrpc);
+        await gateway.StartAsync();
+        return gateway;
+    }
+
+    /// <summary>Counts the queue's calls by path; optionally answers Dispatch with UNIMPLEMENTED (a trailers-only gRPC answer).</summary>
+    private sealed class CallCounter(WorkerEnvironment env, bool refuseDispatch) : IStartupFilter
+    {
+        public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+        {
+            app.Use(async (HttpContext context, RequestDelegate nextMiddleware) =>
+            {
+                var path = context.Request.Path.ToString();
+                env._queueCalls.AddOrUpdate(path, 1, (_, n) => n + 1);
+                if (refuseDispatch && path.EndsWith("/Dispatch", StringComparison.Ordinal))
+                {
+                    context.Response.ContentType = "application/grpc";
+                    context.Response.Headers["grpc-status"] = ((int)StatusCode.Unimplemented).ToString(CultureInfo.InvariantCulture);
+                    context.Response.Headers["grpc-message"] = "Method is unimplemented.";
+                    return;
+                }
+
+                await nextMiddleware(context);
+            });
+            next(app);
+        };
     }
 
     /// <summary>A tenant of its own for one test, with its keys; throws once the environment's tenants are used up.</summary>
@@ -191,10 +252,10 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
             await Proxy.DisposeAsync();
         }
 
-        if (_gateway is not null)
+        foreach (var gateway in new[] { _gatewayWithoutDispatch, _gateway }.OfType<WebApplication>())
         {
-            await _gateway.StopAsync();
-            await _gateway.DisposeAsync();
+            await gateway.StopAsync();
+            await gateway.DisposeAsync();
         }
 
         foreach (var host in Enumerable.Reverse(_hosts))

@@ -153,12 +153,17 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                     }
                 }
                 await _calls.WaitAsync(ct);
+                Task call;
                 lock (_lock)
                 {
                     // Calls naming the same task run in the order they came; others at once.
                     var previous = _lastCallOfTask.GetValueOrDefault(command.TaskId) ?? Task.CompletedTask;
-                    _lastCallOfTask[command.TaskId] = CallAsync(previous, message.RequestId, command, ct);
+                    call = CallAsync(previous, message.RequestId, command, ct);
+                    _lastCallOfTask[command.TaskId] = call;
                 }
+                // Registered once the call is in the map (a call that finished already is removed at once).
+                _ = call.ContinueWith(done => Forget(command.TaskId, done), CancellationToken.None,
+                    TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             }
         }
 
@@ -189,12 +194,17 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
             finally
             {
                 _calls.Release();
-                lock (_lock)
+            }
+        }
+
+        /// <summary>Drops a task's last call once it is done (unless a later call of the task took its place).</summary>
+        private void Forget(Guid taskId, Task done)
+        {
+            lock (_lock)
+            {
+                if (_lastCallOfTask.TryGetValue(taskId, out var last) && ReferenceEquals(last, done))
                 {
-                    if (_lastCallOfTask.TryGetValue(command.TaskId, out var last) && last.IsCompleted)
-                    {
-                        _lastCallOfTask.Remove(command.TaskId);
-                    }
+                    _lastCallOfTask.Remove(taskId);
                 }
             }
         }

@@ -73,4 +73,13 @@ public sealed partial class LifelineWorker
 
     [LoggerMessage(7130, LogLevel.Information, "Done; waiting to deliver {Count} journal entries before stopping")]
     private partial void LogWaitingForSync(int count);
+
+    [LoggerMessage(7131, LogLevel.Debug, "Dispatch stream opened with {Slots} slot(s)")]
+    private partial void LogDispatchOpened(int slots);
+
+    [LoggerMessage(7132, LogLevel.Warning, "Dispatch stream ended: {Error}; opening another in {Backoff}")]
+    private partial void LogDispatchEnded(string error, TimeSpan backoff);
+
+    [LoggerMessage(7133, LogLevel.Warning, "The queue does not offer the dispatch stream ({Error}); leasing with LeaseTasks long polls")]
+    private partial void LogDispatchUnavailable(string error);
 }

@@ -57,6 +57,8 @@ public sealed partial class LifelineWorker : BackgroundService
     private readonly CancellationTokenSource _tellInFlight = new();
     private readonly CancellationTokenSource _stopPolling = new();
     private readonly SemaphoreSlim _freeSlots;
+    private readonly System.Threading.Channels.Channel<bool> _slotsChanged = System.Threading.Channels.Channel.CreateBounded<bool>(
+        new System.Threading.Channels.BoundedChannelOptions(1) { FullMode = System.Threading.Channels.BoundedChannelFullMode.DropWrite });
     private readonly WorkerStatistics _statistics = new();
     private TimeSpan _heartbeatInterval = TimeSpan.FromSeconds(5);
     private long _sessionEpoch;
@@ -165,7 +167,10 @@ public sealed partial class LifelineWorker : BackgroundService
             keeping = leaseKeeper.RunAsync(background.Token);
             using (var polling = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, _stopPolling.Token))
             {
-                await PollAsync(session, policy, polling.Token).ConfigureAwait(false);
+                if (!_options.UseDispatchStream || !await DispatchAsync(session, policy, polling.Token).ConfigureAwait(false))
+                {
+                    await PollAsync(session, policy, polling.Token).ConfigureAwait(false);
+                }
             }
 
             if (!stoppingToken.IsCancellationRequested)
@@ -342,13 +347,215 @@ public sealed partial class LifelineWorker : BackgroundService
 
             foreach (var task in response.Tasks)
             {
-                Interlocked.Increment(ref _taken);
-                var running = new RunningTask(new TaskContext(task, WorkerId!, connection, monitor, _options, _tellInFlight.Token));
-                _running[task.Id] = running;
-                _ = Task.Run(() => RunTaskAsync(session, running), CancellationToken.None);
+                StartTask(session, task, pushedOn: null);
             }
         }
     }
+
+    /// <summary>Runs a leased (and started) task's handler; the task holds one of <see cref="_freeSlots"/>, taken by the caller.</summary>
+    private void StartTask(Session session, Queue.V1.Task task, DispatchStream? pushedOn)
+    {
+        Interlocked.Increment(ref _taken);
+        var running = new RunningTask(new TaskContext(task, WorkerId!, session.Connection, session.Monitor, _options, _tellInFlight.Token), pushedOn);
+        _running[task.Id] = running;
+        _ = Task.Run(() => RunTaskAsync(session, running), CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Leasing over the dispatch stream (<c>QueueService/Dispatch</c>): one stream at a time, opened with the free slots;
+    /// the queue pushes tasks leased and started as slots free up, and outcomes, progress, lease extensions and releases go
+    /// over the same stream while it is open (<see cref="WorkerConnection"/> routes them; unary otherwise). The stream is
+    /// closed while the worker is offline or syncing (it leases nothing then) and opened again after; a broken one is
+    /// opened again after a backoff. Returns false when the queue does not know the stream (UNIMPLEMENTED): the caller
+    /// leases with the long poll instead.
+    /// </summary>
+    private async Task<bool> DispatchAsync(Session session, RetryPolicy policy, CancellationToken cancellationToken)
+    {
+        var (connection, monitor) = (session.Connection, session.Monitor);
+        var failures = 0;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            await monitor.WhenNotJournaling.WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (RemainingTasks() <= 0)
+            {
+                Finish($"{_options.StopAfterTasks} task(s) done");
+                return true;
+            }
+
+            var slots = StreamSlots(null, held: 0);
+            if (slots <= 0)
+            {
+                // Every slot is held by tasks leased before: open once one frees up.
+                await _freeSlots.WaitAsync(cancellationToken).ConfigureAwait(false);
+                _freeSlots.Release();
+                continue;
+            }
+
+            RpcException? end;
+            bool closedHere;
+            var stream = await DispatchStream.OpenAsync(connection.Queue, WorkerId!, _handlers.Keys, slots, _options.LeaseDuration, CancellationToken.None)
+                .ConfigureAwait(false);
+            await using (stream.ConfigureAwait(false))
+            {
+                connection.Dispatch = stream;
+                LogDispatchOpened(slots);
+                try
+                {
+                    (end, closedHere) = await ServeStreamAsync(session, stream, cancellationToken).ConfigureAwait(false);
+                }
+                finally
+                {
+                    connection.Dispatch = null;
+                }
+            }
+
+            if (cancellationToken.IsCancellationRequested)
+            {
+                return true;
+            }
+
+            TimeSpan backoff;
+            if (end is null || closedHere)
+            {
+                // Ended by the queue (an instance stopping), or closed here (offline: how it ended says nothing of the
+                // network): open another at once, once the worker may lease again.
+                failures = 0;
+                continue;
+            }
+
+            if (end.StatusCode == StatusCode.Unimplemented)
+            {
+                monitor.ReportSuccess("the queue answered");
+                LogDispatchUnavailable(RpcErrors.Describe(end));
+                return false;
+            }
+
+            if (RpcErrors.Reason(end) == "WORKER_DRAINING")
+            {
+                Drain("the queue says this worker is draining");
+                return true;
+            }
+
+            if (RpcErrors.Reason(end) == "WORKER_OFFLINE")
+            {
+                monitor.ReportSuccess("the queue answered");
+                session.Heartbeats.BeatNow();
+                backoff = policy.Jittered(Math.Min(failures++, 30), Random.Shared.NextDouble());
+            }
+            else if (RpcErrors.IsTransient(end) || end.StatusCode == StatusCode.Cancelled)
+            {
+                // Counted from now: a stream that broke after hours did not fail for hours.
+                monitor.ReportTransientFailure($"{RpcErrors.Describe(end)} (Dispatch)");
+                backoff = policy.Jittered(Math.Min(failures++, 30), Random.Shared.NextDouble());
+            }
+            else
+            {
+                monitor.ReportSuccess("the queue answered");
+                backoff = TimeSpan.FromTicks(Math.Min(TimeSpan.FromMilliseconds(500).Ticks << Math.Min(failures++, 10), MaxRefusedBackoff.Ticks));
+            }
+
+            LogDispatchEnded(RpcErrors.Describe(end), backoff);
+            await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
+        }
+
+        return true;
+    }
+
+    /// <summary>Takes the pushed tasks of one stream until it ends, the worker goes offline or leasing stops; returns how the stream ended.</summary>
+    private async Task<(RpcException? End, bool ClosedHere)> ServeStreamAsync(Session session, DispatchStream stream, CancellationToken cancellationToken)
+    {
+        using var keeping = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var slots = KeepStreamSlotsAsync(stream, keeping.Token);
+        var offline = session.Monitor.WhenOffline;
+        var stopping = Task.Delay(Timeout.Infinite, cancellationToken);
+        var closedHere = false;
+        try
+        {
+            while (true)
+            {
+                var next = stream.Tasks.WaitToReadAsync(CancellationToken.None).AsTask();
+                await Task.WhenAny(next, offline, stopping).ConfigureAwait(false);
+                if (!next.IsCompleted)
+                {
+                    // Offline (outcomes go to the journal, nothing is leased) or stopping: the queue answers what was sent, then ends it.
+                    closedHere = true;
+                    await stream.CloseAsync(_options.CallTimeout).ConfigureAwait(false);
+                    TakePushed(session, stream); // pushed before the close reached the queue: they are ours
+                    break;
+                }
+
+                if (!await next.ConfigureAwait(false))
+                {
+                    break;
+                }
+
+                session.Monitor.ReportSuccess("a task was pushed");
+                TakePushed(session, stream);
+            }
+        }
+        finally
+        {
+            await keeping.CancelAsync().ConfigureAwait(false);
+            await slots.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        return (await stream.Completion.ConfigureAwait(false), closedHere);
+    }
+
+    private void TakePushed(Session session, DispatchStream stream)
+    {
+        while (stream.Tasks.TryRead(out var task))
+        {
+            if (RemainingTasks() > 0 && _freeSlots.Wait(0))
+            {
+                StartTask(session, task, stream);
+            }
+            else
+            {
+                // Pushed as the slots shrank (a capacity change on its way, --once reached): give it back at once, no attempt used.
+                _ = ReleaseAsync(session, task.Id, task.FencingToken, "not taken: no free slot");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Keeps the stream's slot count at what the worker can take: its free slots plus the tasks pushed on this stream and
+    /// not yet ended there (the queue counts those itself) — less tasks leased before this stream, which hold local slots
+    /// the queue does not know of — and, with <see cref="LifelineWorkerOptions.StopAfterTasks"/>, no more than remain to run.
+    /// </summary>
+    private async Task KeepStreamSlotsAsync(DispatchStream stream, CancellationToken cancellationToken)
+    {
+        Task<bool>? changed = null;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            // A handler that ended frees a slot at once; the 100 ms tick catches the rest (tasks ended on the stream, --once).
+            changed ??= _slotsChanged.Reader.WaitToReadAsync(cancellationToken).AsTask();
+            await Task.WhenAny(changed, Task.Delay(100, cancellationToken)).ConfigureAwait(false);
+            if (changed.IsCompleted)
+            {
+                changed = null;
+                _slotsChanged.Reader.TryRead(out _);
+            }
+
+            if (!stream.IsOpen || cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+
+            await stream.SetSlotsAsync(StreamSlots(stream, stream.Held)).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The slots a stream should have (see <see cref="KeepStreamSlotsAsync"/>), 0 to <see cref="LifelineWorkerOptions.MaxConcurrentTasks"/>.</summary>
+    private int StreamSlots(DispatchStream? stream, int held)
+    {
+        var leasedBefore = _running.Values.Count(r => r.HoldsSlot && (stream is null || !ReferenceEquals(r.PushedOn, stream)));
+        var slots = _options.MaxConcurrentTasks - leasedBefore;
+        return Math.Clamp(Math.Min(slots, held + RemainingTasks()), 0, _options.MaxConcurrentTasks);
+    }
+
+    /// <summary>How many more tasks may be taken (<see cref="LifelineWorkerOptions.StopAfterTasks"/>), else int.MaxValue / 2.</summary>
+    private int RemainingTasks() => _options.StopAfterTasks is { } limit ? Math.Max(0, limit - Volatile.Read(ref _taken)) : int.MaxValue / 2;
 
     private async Task RunTaskAsync(Session session, RunningTask running)
     {
@@ -412,6 +619,7 @@ public sealed partial class LifelineWorker : BackgroundService
         try
         {
             _freeSlots.Release();
+            _slotsChanged.Writer.TryWrite(true);
         }
         catch (ObjectDisposedException)
         {
@@ -429,7 +637,7 @@ public sealed partial class LifelineWorker : BackgroundService
         var context = running.Context;
         if (context.CancellationReason is TaskCancellationReason.TaskCancelled or TaskCancellationReason.LeaseLost)
         {
-            Abandon(context);
+            Abandon(session, context);
             return;
         }
 
@@ -446,7 +654,7 @@ public sealed partial class LifelineWorker : BackgroundService
         var context = running.Context;
         if (context.CancellationReason is TaskCancellationReason.TaskCancelled or TaskCancellationReason.LeaseLost)
         {
-            Abandon(context);
+            Abandon(session, context);
             return;
         }
 
@@ -472,35 +680,43 @@ public sealed partial class LifelineWorker : BackgroundService
         }
         else
         {
-            Abandon(running.Context);
+            Abandon(session, running.Context);
         }
     }
 
-    private void Abandon(TaskContext context)
+    private void Abandon(Session session, TaskContext context)
     {
         LogAbandoned(context.TaskId, context.CancellationReason);
         _statistics.AddAbandoned();
+        if (session.Connection.Dispatch is { IsOpen: true } stream && stream.Holds(context.TaskId))
+        {
+            // No outcome will come: a release (refused, most likely) frees the task's slot on the stream.
+            _ = stream.ReleaseTaskAsync(new ReleaseTaskRequest { TaskId = context.TaskId, FencingToken = context.FencingToken, Reason = "abandoned" },
+                session.Connection.CallOptions(CancellationToken.None)).ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
+        }
     }
 
-    private async Task ReleaseAsync(Session session, TaskContext context, string reason)
+    private Task ReleaseAsync(Session session, TaskContext context, string reason) => ReleaseAsync(session, context.TaskId, context.FencingToken, reason);
+
+    private async Task ReleaseAsync(Session session, string taskId, long fencingToken, string reason)
     {
         if (session.Monitor.Journaling)
         {
-            LogNotReleasedOffline(context.TaskId);
+            LogNotReleasedOffline(taskId);
             return;
         }
 
         try
         {
-            await session.Connection.Queue.ReleaseTaskAsync(
-                new ReleaseTaskRequest { TaskId = context.TaskId, FencingToken = context.FencingToken, Reason = reason },
+            await session.Connection.ReleaseTaskAsync(
+                new ReleaseTaskRequest { TaskId = taskId, FencingToken = fencingToken, Reason = reason },
                 session.Connection.CallOptions(CancellationToken.None)).ConfigureAwait(false);
             _statistics.AddReleased();
-            LogReleased(context.TaskId, reason);
+            LogReleased(taskId, reason);
         }
         catch (RpcException ex)
         {
-            LogReleaseFailed(context.TaskId, RpcErrors.Describe(ex));
+            LogReleaseFailed(taskId, RpcErrors.Describe(ex));
         }
     }
 
@@ -669,12 +885,18 @@ public sealed partial class LifelineWorker : BackgroundService
     private sealed record Session(WorkerConnection Connection, ConnectionMonitor Monitor, OutcomeDelivery Delivery, Heartbeats Heartbeats);
 
     /// <summary>A task between lease and outcome. Exactly one path reports its outcome (or releases it).</summary>
-    private sealed class RunningTask(TaskContext context)
+    private sealed class RunningTask(TaskContext context, DispatchStream? pushedOn)
     {
         private int _outcomeClaimed;
         private int _slotFreed;
 
         public TaskContext Context { get; } = context;
+
+        /// <summary>The dispatch stream that pushed the task; null when leased with LeaseTasks.</summary>
+        public DispatchStream? PushedOn { get; } = pushedOn;
+
+        /// <summary>The handler still runs (its slot is not free yet).</summary>
+        public bool HoldsSlot => Volatile.Read(ref _slotFreed) == 0;
 
         public TaskCompletionSource Ended { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 

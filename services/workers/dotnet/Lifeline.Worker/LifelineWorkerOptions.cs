@@ -80,6 +80,13 @@ public sealed class LifelineWorkerOptions
     public bool UseHeartbeatStream { get; set; } = true;
 
     /// <summary>
+    /// Take tasks over one <c>Dispatch</c> stream (the queue pushes them as slots free up; outcomes, progress and lease
+    /// extensions go over the same stream). False leases with the <c>LeaseTasks</c> long poll, which the worker also
+    /// falls back to when the queue answers the stream with <c>UNIMPLEMENTED</c>. Default true.
+    /// </summary>
+    public bool UseDispatchStream { get; set; } = true;
+
+    /// <summary>
     /// When the worker finishes on its own (drained, <see cref="StopAfterTasks"/> reached, its session taken over),
     /// stop the host application too. Default true: a host whose worker has ended usually has nothing left to do.
     /// </summary>

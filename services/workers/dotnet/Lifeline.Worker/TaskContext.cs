@@ -171,7 +171,7 @@ public sealed class TaskContext : IDisposable
         var started = _monitor.Timestamp;
         try
         {
-            await _connection.Queue.ReportProgressAsync(
+            await _connection.ReportProgressAsync(
                 new ReportProgressRequest
                 {
                     TaskId = TaskId,

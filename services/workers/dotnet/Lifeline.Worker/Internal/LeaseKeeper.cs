@@ -81,7 +81,7 @@ internal sealed partial class LeaseKeeper(
         var started = monitor.Timestamp;
         try
         {
-            await connection.Queue.ExtendLeaseAsync(
+            await connection.ExtendLeaseAsync(
                 new ExtendLeaseRequest { TaskId = taskId, FencingToken = fencingToken, LeaseDuration = Duration.FromTimeSpan(options.LeaseDuration) },
                 connection.CallOptions(cancellationToken)).ConfigureAwait(false);
             monitor.ReportSuccess($"probe: lease of journaled task {taskId} extended");
@@ -107,7 +107,7 @@ internal sealed partial class LeaseKeeper(
         var started = monitor.Timestamp;
         try
         {
-            await connection.Queue.ExtendLeaseAsync(
+            await connection.ExtendLeaseAsync(
                 new ExtendLeaseRequest
                 {
                     TaskId = context.TaskId,

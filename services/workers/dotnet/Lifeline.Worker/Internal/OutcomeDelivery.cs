@@ -164,7 +164,7 @@ internal sealed partial class OutcomeDelivery
                     });
                 }
 
-                var call = await CallWithRetriesAsync("CompleteTasks", options => _connection.Queue.CompleteTasksAsync(request, options)).ConfigureAwait(false);
+                var call = await CallWithRetriesAsync("CompleteTasks", options => _connection.CompleteTasksAsync(request, options)).ConfigureAwait(false);
                 switch (call.End)
                 {
                     case CallEnd.Answered:
@@ -217,7 +217,7 @@ internal sealed partial class OutcomeDelivery
                 }
 
                 var request = FailRequest(outcome.Entry);
-                var call = await CallWithRetriesAsync("FailTask", options => _connection.Queue.FailTaskAsync(request, options)).ConfigureAwait(false);
+                var call = await CallWithRetriesAsync("FailTask", options => _connection.FailTaskAsync(request, options)).ConfigureAwait(false);
                 switch (call.End)
                 {
                     case CallEnd.Answered:
@@ -248,7 +248,7 @@ internal sealed partial class OutcomeDelivery
     /// One call, retried on transient failures per the policy: at once, then with backoff, until the policy gives up,
     /// the worker goes offline, or it is stopping. Every answer and failure is reported to the connection monitor.
     /// </summary>
-    private async Task<CallResult<TResponse>> CallWithRetriesAsync<TResponse>(string name, Func<CallOptions, AsyncUnaryCall<TResponse>> call)
+    private async Task<CallResult<TResponse>> CallWithRetriesAsync<TResponse>(string name, Func<CallOptions, Task<TResponse>> call)
         where TResponse : class
     {
         var failures = 0;
@@ -294,7 +294,7 @@ internal sealed partial class OutcomeDelivery
     /// One attempt: an answer or a final refusal settles the call (and counts as the queue answering); a transient
     /// failure is handed back for the caller to report and retry or give up.
     /// </summary>
-    private async Task<(CallResult<TResponse>? Settled, RpcException? Transient)> AttemptAsync<TResponse>(Func<CallOptions, AsyncUnaryCall<TResponse>> call)
+    private async Task<(CallResult<TResponse>? Settled, RpcException? Transient)> AttemptAsync<TResponse>(Func<CallOptions, Task<TResponse>> call)
         where TResponse : class
     {
         try
@@ -461,7 +461,7 @@ internal sealed partial class OutcomeDelivery
             request.Completions.Add(new TaskCompletion { TaskId = entry.TaskId, FencingToken = entry.FencingToken, Result = entry.Result ?? "" });
         }
 
-        var call = await CallOnceAsync("CompleteTasks", options => _connection.Queue.CompleteTasksAsync(request, options)).ConfigureAwait(false);
+        var call = await CallOnceAsync("CompleteTasks", options => _connection.CompleteTasksAsync(request, options)).ConfigureAwait(false);
         switch (call.End)
         {
             case CallEnd.Answered:
@@ -504,7 +504,7 @@ internal sealed partial class OutcomeDelivery
                 Percent = Math.Clamp(progress.Percent, 0, 100),
                 Message = progress.Message,
             };
-            var call = await CallOnceAsync("ReportProgress", options => _connection.Queue.ReportProgressAsync(request, options)).ConfigureAwait(false);
+            var call = await CallOnceAsync("ReportProgress", options => _connection.ReportProgressAsync(request, options)).ConfigureAwait(false);
             if (call.End == CallEnd.GaveUp)
             {
                 return false;
@@ -521,7 +521,7 @@ internal sealed partial class OutcomeDelivery
         }
 
         var fail = FailRequest(entry);
-        var failed = await CallOnceAsync("FailTask", options => _connection.Queue.FailTaskAsync(fail, options)).ConfigureAwait(false);
+        var failed = await CallOnceAsync("FailTask", options => _connection.FailTaskAsync(fail, options)).ConfigureAwait(false);
         switch (failed.End)
         {
             case CallEnd.Answered:
@@ -539,7 +539,7 @@ internal sealed partial class OutcomeDelivery
     }
 
     /// <summary>One attempt (replay: a transient error sends the worker back offline rather than retrying).</summary>
-    private async Task<CallResult<TResponse>> CallOnceAsync<TResponse>(string name, Func<CallOptions, AsyncUnaryCall<TResponse>> call)
+    private async Task<CallResult<TResponse>> CallOnceAsync<TResponse>(string name, Func<CallOptions, Task<TResponse>> call)
         where TResponse : class
     {
         var started = _time.GetTimestamp();

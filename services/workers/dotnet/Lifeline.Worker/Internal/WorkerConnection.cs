@@ -12,6 +12,7 @@ internal sealed class WorkerConnection : IDisposable
     private readonly GrpcChannel _channel;
     private readonly GrpcChannel? _registryChannel;
     private readonly TimeSpan _callTimeout;
+    private DispatchStream? _dispatch;
 
     public WorkerConnection(LifelineWorkerOptions options)
     {
@@ -36,6 +37,30 @@ internal sealed class WorkerConnection : IDisposable
 
     /// <summary>The checkpoint service, through the same target as the queue (the gateway routes it).</summary>
     public Checkpoint.V1.CheckpointService.CheckpointServiceClient Checkpoints { get; }
+
+    /// <summary>The dispatch stream now open, if any: the holder calls below go over it while it is open, else unary.</summary>
+    public DispatchStream? Dispatch
+    {
+        get => Volatile.Read(ref _dispatch);
+        set => Volatile.Write(ref _dispatch, value);
+    }
+
+    private DispatchStream? OpenDispatch => Dispatch is { IsOpen: true } stream ? stream : null;
+
+    public Task<CompleteTasksResponse> CompleteTasksAsync(CompleteTasksRequest request, CallOptions options) =>
+        OpenDispatch is { } stream ? stream.CompleteTasksAsync(request, options) : Queue.CompleteTasksAsync(request, options).ResponseAsync;
+
+    public Task<FailTaskResponse> FailTaskAsync(FailTaskRequest request, CallOptions options) =>
+        OpenDispatch is { } stream ? stream.FailTaskAsync(request, options) : Queue.FailTaskAsync(request, options).ResponseAsync;
+
+    public Task<ReleaseTaskResponse> ReleaseTaskAsync(ReleaseTaskRequest request, CallOptions options) =>
+        OpenDispatch is { } stream ? stream.ReleaseTaskAsync(request, options) : Queue.ReleaseTaskAsync(request, options).ResponseAsync;
+
+    public Task<ExtendLeaseResponse> ExtendLeaseAsync(ExtendLeaseRequest request, CallOptions options) =>
+        OpenDispatch is { } stream ? stream.ExtendLeaseAsync(request, options) : Queue.ExtendLeaseAsync(request, options).ResponseAsync;
+
+    public Task<ReportProgressResponse> ReportProgressAsync(ReportProgressRequest request, CallOptions options) =>
+        OpenDispatch is { } stream ? stream.ReportProgressAsync(request, options) : Queue.ReportProgressAsync(request, options).ResponseAsync;
 
     /// <summary>Options of a unary call: the configured deadline plus <paramref name="extra"/> (a long poll's wait).</summary>
     public CallOptions CallOptions(CancellationToken cancellationToken, TimeSpan extra = default) =>

@@ -1,7 +1,7 @@
-using Lifeline.EndToEnd.Tests.Suite;
+using Lifeline.EndToEnd.Tests.Fuzzing;
 using Lifeline.Registry.V1;
 
-namespace Lifeline.EndToEnd.Tests.Fuzzing;
+namespace Lifeline.EndToEnd.Tests.Suite;
 
 /// <summary>
 /// A registered worker of the fuzzed tenant, kept alive by heartbeats, whose id and task type open the fuzzer's
