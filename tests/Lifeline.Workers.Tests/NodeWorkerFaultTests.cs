@@ -165,6 +165,24 @@ public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<
     }
 
     [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_queue_without_the_dispatch_stream_makes_the_worker_fall_back_to_long_polls()
+    {
+        var tenant = env.NewTenant();
+        using var run = NewRun("fallback");
+        var ids = await tenant.EnqueueStepsAsync(count: 3, steps: 1, stepMs: 50);
+        using var worker = run.Start(await env.GatewayWithoutDispatchAsync(), tenant, "node-fallback", "--once", "3");
+
+        var final = await tenant.WaitUntilFinalAsync(ids, Patience);
+        var log = await StopAsync(worker);
+        await AssertEachCompletedOnceAsync(tenant, final, log);
+        Assert.Equal(ids.Order(), Ledger.Read(run.Ledger).Select(e => e.TaskId).Order());
+        Assert.Equal(1, env.GatewayCalls(tenant, "QueueService/Dispatch")); // asked once, never again
+        Assert.True(env.GatewayCalls(tenant, "QueueService/LeaseTasks") >= 1, log);
+        Assert.Contains("the queue has no dispatch stream (UNIMPLEMENTED", log, StringComparison.Ordinal);
+        Assert.DoesNotContain("connection connected → retrying", log, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Connections_cut_again_and_again_while_handlers_run_and_finish_lose_no_outcome_and_run_no_task_twice()
     {
         var tenant = env.NewTenant();

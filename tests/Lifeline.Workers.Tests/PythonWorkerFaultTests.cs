@@ -189,6 +189,26 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
     }
 
     [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_queue_without_the_dispatch_stream_makes_the_worker_fall_back_to_long_polls()
+    {
+        var tenant = env.NewTenant();
+        var ids = await tenant.EnqueueStepsAsync(count: 3, steps: 1, stepMs: 50);
+        var ledger = _run.Ledger;
+        await EnsureStubsAsync();
+        var worker = _run.Start(await env.GatewayWithoutDispatchAsync(), tenant, "py-fallback", "--lease-seconds", "30", "--poll-seconds", "5", "--once", "3");
+        _workers.Add(worker);
+
+        var tasks = await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(60));
+        var log = await StopAsync(worker);
+        await AssertEachCompletedOnceAsync(tenant, tasks, log);
+        AssertRanOnceWithTheCompletedToken(ledger, tasks, log);
+        Assert.Equal(1, env.GatewayCalls(tenant, "QueueService/Dispatch")); // asked once, never again
+        Assert.True(env.GatewayCalls(tenant, "QueueService/LeaseTasks") >= 1, log);
+        Assert.Contains("the queue has no dispatch stream (UNIMPLEMENTED", log, StringComparison.Ordinal);
+        Assert.DoesNotContain("connection connected → retrying", log, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Connections_cut_again_and_again_while_handlers_run_and_finish_lose_no_outcome_and_run_no_task_twice()
     {
         var tenant = env.NewTenant();

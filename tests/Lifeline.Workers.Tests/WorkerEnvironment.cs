@@ -40,7 +40,6 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
     private WebApplication? _gateway;
     private WebApplication? _gatewayWithoutDispatch;
     private readonly SemaphoreSlim _withoutDispatchLock = new(1, 1);
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _queueCalls = new(StringComparer.Ordinal);
     private GrpcChannel? _operatorChannel;
 
     public ServiceHost Registry { get; private set; } = null!;
@@ -73,7 +72,7 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
             ["Registry:WatchPollInterval"] = "00:00:00.100",
         }));
         _queueDatabase = await Postgres.CreateDatabaseAsync("queue_for_workers");
-        Queue = Track(await ServiceHost.StartAsync(QueueApplication.Build, QueueSettings(), b => b.Services.AddSingleton<IStartupFilter>(new CallCounter(this, false))));
+        Queue = Track(await ServiceHost.StartAsync(QueueApplication.Build, QueueSettings()));
 
         _checkpointDatabase = await Postgres.CreateDatabaseAsync("checkpoint_for_workers");
         Checkpoint = Track(await ServiceHost.StartAsync(CheckpointApplication.Build, new Dictionary<string, string?>
@@ -87,12 +86,9 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
         _operatorChannel = GrpcChannel.ForAddress(GatewayGrpc);
     }
 
-    /// <summary>How many calls of each RPC (by its path, e.g. <c>/lifeline.queue.v1.QueueService/LeaseTasks</c>) the queue received.</summary>
-    public int QueueCalls(string rpc) => _queueCalls.GetValueOrDefault("/lifeline.queue.v1.QueueService/" + rpc);
-
     /// <summary>
     /// A gateway in front of a second queue instance (same database) that answers <c>Dispatch</c> with UNIMPLEMENTED, as a
-    /// queue from before the stream would: started once, on first use. Its calls count in <see cref="QueueCalls"/> too.
+    /// queue from before the stream would: started once, on first use. Its requests count in <see cref="GatewayCalls"/> too.
     /// </summary>
     public async Task<Uri> GatewayWithoutDispatchAsync()
     {
@@ -102,7 +98,7 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
             if (_gatewayWithoutDispatch is null)
             {
                 var queue = Track(await ServiceHost.StartAsync(QueueApplication.Build, QueueSettings(),
-                    b => b.Services.AddSingleton<IStartupFilter>(new CallCounter(this, refuseDispatch: true))));
+                    b => b.Services.AddSingleton<IStartupFilter>(new DispatchRefusal())));
                 _gatewayWithoutDispatch = await StartGatewayAsync(queue);
             }
 
@@ -167,16 +163,14 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
         return gateway;
     }
 
-    /// <summary>Counts the queue's calls by path; optionally answers Dispatch with UNIMPLEMENTED (a trailers-only gRPC answer).</summary>
-    private sealed class CallCounter(WorkerEnvironment env, bool refuseDispatch) : IStartupFilter
+    /// <summary>Answers Dispatch with UNIMPLEMENTED (a trailers-only gRPC answer), as a queue from before the stream would.</summary>
+    private sealed class DispatchRefusal : IStartupFilter
     {
         public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
         {
             app.Use(async (HttpContext context, RequestDelegate nextMiddleware) =>
             {
-                var path = context.Request.Path.ToString();
-                env._queueCalls.AddOrUpdate(path, 1, (_, n) => n + 1);
-                if (refuseDispatch && path.EndsWith("/Dispatch", StringComparison.Ordinal))
+                if (context.Request.Path.ToString().EndsWith("/Dispatch", StringComparison.Ordinal))
                 {
                     context.Response.ContentType = "application/grpc";
                     context.Response.Headers["grpc-status"] = ((int)StatusCode.Unimplemented).ToString(CultureInfo.InvariantCulture);

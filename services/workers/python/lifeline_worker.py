@@ -394,13 +394,15 @@ class DispatchStream:
 
     def accept(self, context: TaskContext) -> bool:
         """Counts a pushed task against the stream and the worker's running tasks, together (one count of slots sees
-        both or neither). False when it is more than `once` allows (the caller gives it back)."""
+        both or neither). False when it is more than the worker runs (a lowered slot count crossed it on the wire, or
+        `once`): the caller gives it back at once."""
         worker = self._worker
         with self._lock:
             with worker._slots:
                 self.pushed.add(context.task_id)
                 worker._running[context.task_id] = context
-                return worker.once is None or worker.stats.ended + len(worker._running) <= worker.once
+                return (len(worker._running) <= worker.max_tasks
+                        and (worker.once is None or worker.stats.ended + len(worker._running) <= worker.once))
 
     def abandon(self, reason: str) -> None:
         """Gives the stream up at once (cancels the call); its waiting requests fail as UNAVAILABLE."""
@@ -669,6 +671,7 @@ class Worker:
         self._lease_call = None
         self._stream: Optional[DispatchStream] = None  # the current dispatch stream, if any
         self._dispatch_wake = threading.Event()  # slots, stop, drain, the connection or the stream changed
+        self._beat_now = threading.Event()       # the next heartbeat goes at once
         self._heartbeat_call = None
         self._heartbeat_broken = False
         self._threads: List[threading.Thread] = []
@@ -860,6 +863,8 @@ class Worker:
                 self._outcomes.call_answered()
                 self._drain("the queue says this worker is draining")
                 continue
+            if error is not None and reason_of(error) == "WORKER_OFFLINE":
+                self._beat_now.set()  # the registry lost the worker's heartbeat (an outage): beat at once
             if stream.answered or time.monotonic() - stream.opened_at > self.retry_policy.budget:
                 failures = 0  # it worked for a while
             failures += 1
@@ -893,8 +898,9 @@ class Worker:
         context = TaskContext(self, task)
         context.stream = stream
         allowed = stream.accept(context)
-        if self._stopping.is_set() or not allowed:
-            why = "worker stopping" if self._stopping.is_set() else f"more than the {self.once} task(s) asked for"
+        if self._stopping.is_set() or self._draining.is_set() or not allowed:
+            why = ("worker stopping" if self._stopping.is_set() else "worker draining" if self._draining.is_set()
+                   else "pushed beyond the worker's slots")
             threading.Thread(target=self._release, args=(context, why), name=f"release-{task.id[:8]}",
                              daemon=True).start()
             return
@@ -1179,7 +1185,8 @@ class Worker:
                 continue
             if not self._unary_beat():
                 return
-            self._finished.wait(self.heartbeat_interval)
+            self._beat_now.clear()
+            self._beat_now.wait(self.heartbeat_interval)
 
     def _heartbeat_stream(self) -> Tuple[str, Optional[grpc.RpcError]]:
         """Runs one stream until it ends: ("finished" | "superseded" | "unsupported" | "broken" | "ok", error).
@@ -1190,9 +1197,11 @@ class Worker:
             while not done.is_set() and not self._finished.is_set():
                 yield registry_pb2.HeartbeatStreamRequest(beat=self._beat())
                 waited = 0.0
-                while waited < self.heartbeat_interval and not done.is_set() and not self._finished.is_set():
+                while (waited < self.heartbeat_interval and not done.is_set() and not self._finished.is_set()
+                       and not self._beat_now.is_set()):
                     done.wait(0.25)
                     waited += 0.25
+                self._beat_now.clear()
 
         acknowledged = False
         # wait_for_ready: opened while the gateway is unreachable, the stream waits for it; this waiting call
@@ -1308,6 +1317,7 @@ class Worker:
         if stream is not None:
             stream.close(timeout=self.attempt_timeout)
         self._finished.set()
+        self._beat_now.set()  # wakes a unary heartbeat loop waiting for its next beat
         call = self._heartbeat_call
         if call is not None:
             call.cancel()

@@ -453,6 +453,7 @@ export class LifelineWorker extends EventEmitter {
         this.drain("the queue says this worker is draining");
         continue;
       }
+      if (reasonOf(error) === "WORKER_OFFLINE") void this.beat(); // the registry lost the heartbeat (an outage): beat at once
       if (stream.answered || Date.now() - stream.openedAt > this.schedule.giveUpAfterMs) {
         failures = 0; // it worked for a while
         step = 0;
@@ -506,10 +507,10 @@ export class LifelineWorker extends EventEmitter {
 
   /** A task the queue pushed on `stream`. */
   private onPushed(stream: DispatchStream, task: Task): void {
-    const beyondOnce = this.stopAfter !== undefined && this.ended + this.held.size >= this.stopAfter;
-    if (this.stopping || beyondOnce) {
+    const beyond = this.runningCount() >= this.maxTasks || (this.stopAfter !== undefined && this.ended + this.held.size >= this.stopAfter);
+    if (this.stopping || this.draining || beyond) {
       // Pushed before the queue heard of 0 slots (or of fewer): give it back on the stream at once.
-      const reason = this.stopping ? "worker stopping" : `more than the ${this.stopAfter} task(s) asked for`;
+      const reason = this.stopping ? "worker stopping" : this.draining ? "worker draining" : "pushed beyond the worker's slots";
       const giving = stream
         .request("release", ReleaseTaskRequest.fromPartial({ taskId: task.id, fencingToken: task.fencingToken, reason }), task.id)
         .then(
