@@ -9,13 +9,16 @@
 The life it follows is services/workers/README.md (the contract of all three worker libraries):
 replay the offline journal left by an earlier run -> RegisterWorker -> heartbeats over one HeartbeatStream
 (unary Heartbeat when the stream cannot be opened), honouring the commands that come back (`drain`: lease no
-more, finish what runs, then stop; `cancel_task`: tell that handler, report no outcome) -> LeaseTasks with a
-long poll and `start: true`, up to the free slots -> the handler, on a thread of its own (progress reports
-extend the lease; a keeper thread extends the leases of handlers that stay silent) -> the outcome:
-completions that finish together go out as one CompleteTasks, a failure as one FailTask.
+more, finish what runs, then stop; `cancel_task`: tell that handler, report no outcome) -> tasks pushed on the
+queue's dispatch stream (QueueService.Dispatch: leased and started, up to the free slots) -> the handler, on a
+thread of its own (progress reports extend the lease; a keeper thread extends the leases of handlers that stay
+silent) -> the outcome. While the stream is open, outcomes, progress, lease extensions and releases go on it,
+each answered by an ack (DispatchStream); otherwise by unary calls: completions that finish together as one
+CompleteTasks, a failure as one FailTask. With `dispatch_stream=False`, or when the queue has no stream
+(UNIMPLEMENTED), tasks are leased with LeaseTasks long polls (`start: true`) instead.
 
-Outcomes are never dropped on a network failure (lifeline_delivery): a transient error is retried at once,
-then with backoff; after 10 s the worker goes offline — the outcome is journaled (fsync) in
+Outcomes are never dropped on a network failure (lifeline_delivery): a transient error (on the stream: a stream
+that broke or stalled before the ack) is retried at once, on the next stream or unary, then with backoff; after 10 s the worker goes offline — the outcome is journaled (fsync) in
 `<journal_dir>/<name>.journal`, leasing stops, held handlers run on and their leases are extended as soon as
 the gateway answers again; then the journal is replayed and leasing resumes. A final refusal (a stale fencing
 token: the lease had ended) is logged once, counted (`stats.refused`) and dropped. The connection state
@@ -23,8 +26,8 @@ token: the lease had ended) is logged once, counted (`stats.refused`) and droppe
 hears every transition.
 
 Stopping is ordered: lease no more, tell running handlers (`ctx.cancelled`), wait for them up to
-`shutdown_grace`, flush the outcome batch, journal what could not be delivered, ReleaseTask what is still
-held (no attempt is used), stop heartbeats, DeregisterWorker.
+`shutdown_grace`, flush the outcome batch, journal what could not be delivered, release what is still held
+(no attempt is used), half-close the dispatch stream, stop heartbeats, DeregisterWorker.
 
 A handler takes a TaskContext and returns any JSON-serialisable value, the task's result. It fails the task
 by raising TaskFailed(code, message, retryable, retry_after=seconds); any other exception fails it as
