@@ -696,7 +696,8 @@ class Worker:
     # ------------------------------------------------------------------------------- control
 
     def stop(self, reason: str = "stop requested") -> None:
-        """Asks the worker to stop (safe from any thread or a signal handler); `run` then shuts down in order."""
+        """Asks the worker to stop (from any thread; from a signal handler, on another thread, as install_signal_handlers
+        does: it sets Events the main thread may be holding the lock of); `run` then shuts down in order."""
         if not self._stopping.is_set():
             log.info("stopping: %s", reason)
         self._stopping.set()
@@ -711,7 +712,10 @@ class Worker:
         def on_signal(signum, _frame):
             if self._stopping.is_set():
                 self.shutdown_grace = 0
-            self.stop(f"signal {signal.Signals(signum).name}")
+            # A handler runs on the main thread between two bytecodes, maybe while that thread holds the lock of an
+            # Event that stop() sets (the dispatch loop waits on one): set them from another thread.
+            threading.Thread(target=self.stop, args=(f"signal {signal.Signals(signum).name}",), name="stop",
+                             daemon=True).start()
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
 
