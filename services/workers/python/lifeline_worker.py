@@ -696,8 +696,8 @@ class Worker:
     # ------------------------------------------------------------------------------- control
 
     def stop(self, reason: str = "stop requested") -> None:
-        """Asks the worker to stop (from any thread; from a signal handler, on another thread, as install_signal_handlers
-        does: it sets Events the main thread may be holding the lock of); `run` then shuts down in order."""
+        """Asks the worker to stop, from any thread; `run` then shuts down in order. From a signal handler, call it on
+        another thread (as install_signal_handlers does): it sets Events the main thread may hold the lock of."""
         if not self._stopping.is_set():
             log.info("stopping: %s", reason)
         self._stopping.set()
