@@ -19,11 +19,11 @@ CompleteTasks, a failure as one FailTask. With `dispatch_stream=False`, or when 
 
 Outcomes are never dropped on a network failure (lifeline_delivery): a transient error (on the stream: a stream
 that broke or stalled before the ack) is retried at once, on the next stream or unary, then with backoff; after
-10 s the worker goes offline — the outcome is journaled (fsync) in `<journal_dir>/<name>.journal`, leasing stops, held handlers run on and their leases are extended as soon as
-the gateway answers again; then the journal is replayed and leasing resumes. A final refusal (a stale fencing
-token: the lease had ended) is logged once, counted (`stats.refused`) and dropped. The connection state
-(connected, retrying, offline, syncing) is `worker.connection_state`; `on_state_change(old, new, reason)`
-hears every transition.
+10 s the worker goes offline — the outcome is journaled (fsync) in `<journal_dir>/<name>.journal`, leasing
+stops, held handlers run on and their leases are extended as soon as the gateway answers again; then the journal
+is replayed and leasing resumes. A final refusal (a stale fencing token: the lease had ended) is logged once,
+counted (`stats.refused`) and dropped. The connection state (connected, retrying, offline, syncing) is
+`worker.connection_state`; `on_state_change(old, new, reason)` hears every transition.
 
 Stopping is ordered: lease no more, tell running handlers (`ctx.cancelled`), wait for them up to
 `shutdown_grace`, flush the outcome batch, journal what could not be delivered, release what is still held
