@@ -480,7 +480,9 @@ public sealed partial class LifelineWorker : BackgroundService
                     // Offline (outcomes go to the journal, nothing is leased) or stopping: the queue answers what was sent, then ends it.
                     closedHere = true;
                     await stream.CloseAsync(_options.CallTimeout).ConfigureAwait(false);
-                    TakePushed(session, stream); // pushed before the close reached the queue: they are ours
+                    // Pushed before the close reached the queue: they are ours. Stopping, they go back at once; offline
+                    // (nothing can be given back), they run, and their outcomes go to the journal.
+                    TakePushed(session, stream, take: !cancellationToken.IsCancellationRequested);
                     break;
                 }
 
@@ -490,7 +492,7 @@ public sealed partial class LifelineWorker : BackgroundService
                 }
 
                 session.Monitor.ReportSuccess("a task was pushed");
-                TakePushed(session, stream);
+                TakePushed(session, stream, take: true);
             }
         }
         finally
@@ -502,17 +504,23 @@ public sealed partial class LifelineWorker : BackgroundService
         return (await stream.Completion.ConfigureAwait(false), closedHere);
     }
 
-    private void TakePushed(Session session, DispatchStream stream)
+    private void TakePushed(Session session, DispatchStream stream, bool take)
     {
         while (stream.Tasks.TryRead(out var task))
         {
-            if (RemainingTasks() > 0 && _freeSlots.Wait(0))
+            if (take && RemainingTasks() > 0 && _freeSlots.Wait(0))
             {
                 StartTask(session, task, stream);
+                if (RemainingTasks() <= 0)
+                {
+                    // --once: enough taken; the stream closes, the running tasks end normally.
+                    Finish($"{_options.StopAfterTasks} task(s) done");
+                }
             }
             else
             {
-                // Pushed as the slots shrank (a capacity change on its way, --once reached): give it back at once, no attempt used.
+                // Pushed as the slots shrank (a capacity change on its way, --once reached) or as the worker stops: give it
+                // back at once, no attempt used.
                 _ = ReleaseAsync(session, task.Id, task.FencingToken, "not taken: no free slot");
             }
         }
