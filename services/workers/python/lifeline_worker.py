@@ -71,6 +71,9 @@ try:
     from lifeline.registry.v1 import registry_pb2, registry_pb2_grpc  # noqa: E402
 except ImportError as error:  # a setup problem: say how to fix it
     raise ImportError(f"{error}: the gRPC stubs are missing; run services/workers/python/generate.sh first") from error
+if not hasattr(queue_pb2, "DispatchRequest"):  # stubs generated before the dispatch stream was in the contract
+    raise ImportError("the gRPC stubs are older than the contracts (no DispatchRequest); run "
+                      "services/workers/python/generate.sh again")
 
 log = logging.getLogger("lifeline.worker")
 

@@ -27,9 +27,23 @@ from _support import LIBRARY
 GENERATED = os.path.join(LIBRARY, "_generated")
 
 
+def _stubs_current() -> bool:
+    """Stubs exist and are newer than every contract (a proto changed since: generate again)."""
+    marker = os.path.join(GENERATED, "lifeline", "queue", "v1", "queue_pb2.py")
+    if not os.path.exists(marker):
+        return False
+    made = os.path.getmtime(marker)
+    protos = os.path.join(LIBRARY, "..", "..", "..", "protos")
+    for root, _, files in os.walk(protos):
+        if any(f.endswith(".proto") and os.path.getmtime(os.path.join(root, f)) > made for f in files):
+            return False
+    return True
+
+
 def ensure_stubs() -> bool:
-    """The generated stubs, made by generate.sh when missing; False when they cannot be made here."""
-    if not os.path.isdir(os.path.join(GENERATED, "lifeline")):
+    """The generated stubs, made by generate.sh when missing or older than a contract; False when they cannot be
+    made here."""
+    if not _stubs_current():
         try:
             subprocess.run(["/bin/bash", os.path.join(LIBRARY, "generate.sh")], check=True, capture_output=True,
                            timeout=120)
