@@ -246,7 +246,6 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
     {
         var tenant = env.NewTenant();
         using var scratch = new Scratch();
-        var (leases, dispatches, batches) = (env.QueueCalls("LeaseTasks"), env.QueueCalls("Dispatch"), env.QueueCalls("CompleteTasks"));
         await using var worker = await InProcessWorker.StartAsync(env, tenant, scratch, "stream", output, o => o.MaxConcurrentTasks = 3);
         var ids = await tenant.EnqueueStepsAsync(count: 12, steps: 2, stepMs: 50);
 
@@ -256,9 +255,9 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         Assert.Equal(ids.Order(StringComparer.Ordinal), Ledger.Read(scratch.Ledger).Select(e => e.TaskId).Order(StringComparer.Ordinal));
 
         // Tasks came over the stream, outcomes and progress went over it: no long poll, no CompleteTasks batch.
-        Assert.Equal(leases, env.QueueCalls("LeaseTasks"));
-        Assert.Equal(batches, env.QueueCalls("CompleteTasks"));
-        Assert.True(env.QueueCalls("Dispatch") > dispatches, "no dispatch stream was opened");
+        Assert.Equal(0, env.GatewayCalls(tenant, "QueueService/LeaseTasks"));
+        Assert.Equal(0, env.GatewayCalls(tenant, "QueueService/CompleteTasks"));
+        Assert.True(env.GatewayCalls(tenant, "QueueService/Dispatch") > 0, "no dispatch stream was opened");
         Assert.Equal(0, worker.Worker.Statistics.Refused);
     }
 
@@ -267,7 +266,6 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
     {
         var tenant = env.NewTenant();
         using var scratch = new Scratch();
-        var (leases, dispatches) = (env.QueueCalls("LeaseTasks"), env.QueueCalls("Dispatch"));
         await using var worker = await InProcessWorker.StartAsync(env, tenant, scratch, "poll", output, o =>
         {
             o.MaxConcurrentTasks = 3;
@@ -277,8 +275,8 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
 
         var tasks = await tenant.WaitUntilFinalAsync(ids, FinalTimeout);
         await WorkerProcesses.AssertEachCompletedOnceAsync(tenant, tasks, worker.Worker.Statistics.ToString());
-        Assert.True(env.QueueCalls("LeaseTasks") > leases, "no LeaseTasks call");
-        Assert.Equal(dispatches, env.QueueCalls("Dispatch"));
+        Assert.True(env.GatewayCalls(tenant, "QueueService/LeaseTasks") > 0, "no LeaseTasks call");
+        Assert.Equal(0, env.GatewayCalls(tenant, "QueueService/Dispatch"));
     }
 
     [Fact(Timeout = TestTimeouts.Default)]
@@ -287,13 +285,12 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         var tenant = env.NewTenant();
         using var scratch = new Scratch();
         var target = await env.GatewayWithoutDispatchAsync();
-        var leases = env.QueueCalls("LeaseTasks");
         await using var worker = await InProcessWorker.StartAsync(env, tenant, scratch, "fallback", output, o => o.MaxConcurrentTasks = 2, target: target);
         var ids = await tenant.EnqueueStepsAsync(count: 4, steps: 1, stepMs: 10);
 
         var tasks = await tenant.WaitUntilFinalAsync(ids, FinalTimeout);
         await WorkerProcesses.AssertEachCompletedOnceAsync(tenant, tasks, worker.Worker.Statistics.ToString());
-        Assert.True(env.QueueCalls("LeaseTasks") > leases, "no LeaseTasks call");
+        Assert.True(env.GatewayCalls(tenant, "QueueService/LeaseTasks") > 0, "no LeaseTasks call");
         Assert.Single(worker.Logs.Entries, e => e.Message.StartsWith("The queue does not offer the dispatch stream", StringComparison.Ordinal));
         Assert.Equal(ConnectionState.Connected, worker.Worker.ConnectionState);
     }

@@ -8,7 +8,8 @@ namespace Lifeline.Workers.Tests;
 /// The Node worker library (services/workers/node), as its built demo worker process
 /// (<c>node dist/examples/demo-worker.js</c>), through the <see cref="FaultProxy"/> in front of the gateway: outages
 /// while handlers finish, longer than a lease, and a worker killed while offline. Each test counts side effects in the
-/// demo.steps ledger (a task listed twice ran twice) and completions in the queue's history (exactly once).
+/// demo.steps ledger (a task listed twice ran twice) and completions in the queue's history (exactly once). The worker
+/// takes its tasks from the queue's dispatch stream unless told <c>--long-poll</c>; the gateway's request log tells which.
 /// build/test.sh builds the library first (<c>npm ci &amp;&amp; npm run build</c>).
 /// </summary>
 public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<WorkerEnvironment>
@@ -127,5 +128,88 @@ public sealed class NodeWorkerFaultTests(WorkerEnvironment env) : IClassFixture<
         Assert.True(log.IndexOf("journaled completion delivered", StringComparison.Ordinal) < log.IndexOf("registered node-restart", StringComparison.Ordinal),
             "the journal is replayed before the worker registers and leases");
         Assert.Equal(0, run.JournalLines("node-restart"));
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task Tasks_come_on_the_dispatch_stream_and_everything_about_them_goes_on_it()
+    {
+        var tenant = env.NewTenant();
+        using var run = NewRun("stream");
+        var ids = await tenant.EnqueueStepsAsync(count: 6, steps: 2, stepMs: 200);
+        using var worker = run.Start(env, tenant, "node-stream", "--max-tasks", "4", "--once", "6");
+
+        var final = await tenant.WaitUntilFinalAsync(ids, Patience);
+        var log = await StopAsync(worker);
+        await AssertEachCompletedOnceAsync(tenant, final, log);
+        Assert.Equal(ids.Order(), Ledger.Read(run.Ledger).Select(e => e.TaskId).Order());
+        await AssertOnlyTheDispatchStreamWasUsedAsync(env, tenant, final, log);
+        Assert.Equal(1, env.GatewayCalls(tenant, "QueueService/Dispatch"));
+        Assert.Contains("done: 6 completed, 0 failed, 0 refused", log, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task With_long_poll_the_worker_leases_with_LeaseTasks_and_opens_no_stream()
+    {
+        var tenant = env.NewTenant();
+        using var run = NewRun("long-poll");
+        var ids = await tenant.EnqueueStepsAsync(count: 3, steps: 2, stepMs: 100);
+        using var worker = run.Start(env, tenant, "node-long-poll", "--long-poll", "--once", "3");
+
+        var final = await tenant.WaitUntilFinalAsync(ids, Patience);
+        var log = await StopAsync(worker);
+        await AssertEachCompletedOnceAsync(tenant, final, log);
+        Assert.Equal(ids.Order(), Ledger.Read(run.Ledger).Select(e => e.TaskId).Order());
+        Assert.True(env.GatewayCalls(tenant, "QueueService/LeaseTasks") >= 1, log);
+        Assert.True(env.GatewayCalls(tenant, "QueueService/CompleteTasks") >= 1, log);
+        Assert.Equal(0, env.GatewayCalls(tenant, "QueueService/Dispatch"));
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_queue_without_the_dispatch_stream_makes_the_worker_fall_back_to_long_polls()
+    {
+        var tenant = env.NewTenant();
+        using var run = NewRun("fallback");
+        var ids = await tenant.EnqueueStepsAsync(count: 3, steps: 1, stepMs: 50);
+        using var worker = run.Start(await env.GatewayWithoutDispatchAsync(), tenant, "node-fallback", "--once", "3");
+
+        var final = await tenant.WaitUntilFinalAsync(ids, Patience);
+        var log = await StopAsync(worker);
+        await AssertEachCompletedOnceAsync(tenant, final, log);
+        Assert.Equal(ids.Order(), Ledger.Read(run.Ledger).Select(e => e.TaskId).Order());
+        Assert.Equal(1, env.GatewayCalls(tenant, "QueueService/Dispatch")); // asked once, never again
+        Assert.True(env.GatewayCalls(tenant, "QueueService/LeaseTasks") >= 1, log);
+        Assert.Contains("the queue has no dispatch stream (UNIMPLEMENTED", log, StringComparison.Ordinal);
+        Assert.DoesNotContain("connection connected → retrying", log, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task Connections_cut_again_and_again_while_handlers_run_and_finish_lose_no_outcome_and_run_no_task_twice()
+    {
+        var tenant = env.NewTenant();
+        using var run = NewRun("cut");
+        var ids = await tenant.EnqueueStepsAsync(count: 6, steps: 2, stepMs: 400);
+        using var worker = run.Start(env, tenant, "node-cut", "--max-tasks", "8", "--lease-seconds", "60");
+
+        await WaitUntilAllRunningAsync(tenant, ids, worker);
+        // Every connection (the dispatch stream with it) reset every 300 ms for 5 s: while the handlers run (progress and
+        // lease extensions in flight) and while they finish (outcomes in flight, some applied but not acknowledged).
+        await CutConnectionsAsync(env.Proxy, TimeSpan.FromSeconds(5));
+        await tenant.WaitUntilFinalAsync(ids, Patience);
+        // One more task afterwards: it comes on a stream opened again (never by a long poll).
+        ids = [.. ids, .. await tenant.EnqueueStepsAsync(count: 1, steps: 1, stepMs: 100)];
+
+        var final = await tenant.WaitUntilFinalAsync(ids, Patience);
+        var log = await StopAsync(worker);
+        await AssertEachCompletedOnceAsync(tenant, final, log);
+        var ledger = Ledger.Read(run.Ledger);
+        Assert.Equal(ids.Order(), ledger.Select(e => e.TaskId).Order()); // each ran once
+        Assert.All(final, t => Assert.Equal(t.FencingToken, ledger.Single(e => e.TaskId == t.Id).FencingToken));
+        Assert.Equal(0, env.GatewayCalls(tenant, "QueueService/LeaseTasks"));
+        Assert.True(env.GatewayCalls(tenant, "QueueService/Dispatch") >= 2, $"the stream was not opened again after the cuts\n{log}");
+        foreach (var task in final)
+        {
+            Assert.Equal(1, await tenant.EventsAsync(task.Id, "leased"));
+        }
+        Assert.Contains("done: 7 completed, 0 failed, 0 refused", log, StringComparison.Ordinal);
     }
 }

@@ -12,7 +12,8 @@ namespace Lifeline.Workers.Tests;
 /// The Python worker library (services/workers/python, run as <c>example_worker.py</c> processes running
 /// <c>demo.steps</c>) against the real queue, registry and gateway, with the network between worker and gateway
 /// broken by the <see cref="FaultProxy"/> (services/workers/README.md, "When the network fails"). The side-effect
-/// ledger counts how often each task really ran; the queue's history how often it was completed.
+/// ledger counts how often each task really ran; the queue's history how often it was completed. The worker takes its
+/// tasks from the queue's dispatch stream unless told <c>--long-poll</c>; the gateway's request log tells which.
 /// </summary>
 public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHelper output) : IClassFixture<WorkerEnvironment>, IDisposable
 {
@@ -153,14 +154,98 @@ public sealed class PythonWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
         Assert.Contains("3 journaled", DoneLine(log), StringComparison.Ordinal);
     }
 
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task Tasks_come_on_the_dispatch_stream_and_everything_about_them_goes_on_it()
+    {
+        var tenant = env.NewTenant();
+        var ids = await tenant.EnqueueStepsAsync(count: 6, steps: 2, stepMs: 200);
+        var ledger = _run.Ledger;
+        var worker = await StartWorkerAsync(tenant, "py-stream", ledger, leaseSeconds: 30, "--max-tasks", "4", "--once", "6");
+
+        var tasks = await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(60));
+        var log = await StopAsync(worker);
+        await AssertEachCompletedOnceAsync(tenant, tasks, log);
+        AssertRanOnceWithTheCompletedToken(ledger, tasks, log);
+        await AssertOnlyTheDispatchStreamWasUsedAsync(env, tenant, tasks, log);
+        Assert.Equal(1, env.GatewayCalls(tenant, "QueueService/Dispatch"));
+        Assert.Contains("6 completed, 0 failed, 0 released", DoneLine(log), StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task With_long_poll_the_worker_leases_with_LeaseTasks_and_opens_no_stream()
+    {
+        var tenant = env.NewTenant();
+        var ids = await tenant.EnqueueStepsAsync(count: 3, steps: 2, stepMs: 100);
+        var ledger = _run.Ledger;
+        var worker = await StartWorkerAsync(tenant, "py-long-poll", ledger, leaseSeconds: 30, "--long-poll", "--once", "3");
+
+        var tasks = await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(60));
+        var log = await StopAsync(worker);
+        await AssertEachCompletedOnceAsync(tenant, tasks, log);
+        AssertRanOnceWithTheCompletedToken(ledger, tasks, log);
+        Assert.True(env.GatewayCalls(tenant, "QueueService/LeaseTasks") >= 1, log);
+        Assert.True(env.GatewayCalls(tenant, "QueueService/CompleteTasks") >= 1, log);
+        Assert.Equal(0, env.GatewayCalls(tenant, "QueueService/Dispatch"));
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_queue_without_the_dispatch_stream_makes_the_worker_fall_back_to_long_polls()
+    {
+        var tenant = env.NewTenant();
+        var ids = await tenant.EnqueueStepsAsync(count: 3, steps: 1, stepMs: 50);
+        var ledger = _run.Ledger;
+        await EnsureStubsAsync();
+        var worker = _run.Start(await env.GatewayWithoutDispatchAsync(), tenant, "py-fallback", "--lease-seconds", "30", "--poll-seconds", "5", "--once", "3");
+        _workers.Add(worker);
+
+        var tasks = await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(60));
+        var log = await StopAsync(worker);
+        await AssertEachCompletedOnceAsync(tenant, tasks, log);
+        AssertRanOnceWithTheCompletedToken(ledger, tasks, log);
+        Assert.Equal(1, env.GatewayCalls(tenant, "QueueService/Dispatch")); // asked once, never again
+        Assert.True(env.GatewayCalls(tenant, "QueueService/LeaseTasks") >= 1, log);
+        Assert.Contains("the queue has no dispatch stream (UNIMPLEMENTED", log, StringComparison.Ordinal);
+        Assert.DoesNotContain("connection connected → retrying", log, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task Connections_cut_again_and_again_while_handlers_run_and_finish_lose_no_outcome_and_run_no_task_twice()
+    {
+        var tenant = env.NewTenant();
+        var ids = await tenant.EnqueueStepsAsync(count: 6, steps: 6, stepMs: 500);
+        var ledger = _run.Ledger;
+        var worker = await StartWorkerAsync(tenant, "py-cut", ledger, leaseSeconds: 60);
+
+        await WaitUntilAllRunningAsync(tenant, ids, worker);
+        // Every connection (the dispatch stream with it) reset every 300 ms for 5 s: while the handlers run (progress and
+        // lease extensions in flight) and while they finish (outcomes in flight, some applied but not acknowledged).
+        await CutConnectionsAsync(env.Proxy, TimeSpan.FromSeconds(5));
+        await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(90));
+        // One more task afterwards: it comes on a stream opened again (never by a long poll).
+        ids = [.. ids, .. await tenant.EnqueueStepsAsync(count: 1, steps: 1, stepMs: 100)];
+
+        var tasks = await tenant.WaitUntilFinalAsync(ids, TimeSpan.FromSeconds(60));
+        var log = await StopAsync(worker);
+        await AssertEachCompletedOnceAsync(tenant, tasks, log);
+        AssertRanOnceWithTheCompletedToken(ledger, tasks, log);
+        Assert.Equal(0, env.GatewayCalls(tenant, "QueueService/LeaseTasks"));
+        Assert.True(env.GatewayCalls(tenant, "QueueService/Dispatch") >= 2, $"the stream was not opened again after the cuts\n{log}");
+        foreach (var task in tasks)
+        {
+            Assert.Equal(1, await tenant.EventsAsync(task.Id, "leased"));
+        }
+        Assert.Contains("7 completed, 0 failed, 0 released", DoneLine(log), StringComparison.Ordinal);
+        Assert.Contains("0 refused", DoneLine(log), StringComparison.Ordinal);
+    }
+
     // ------------------------------------------------------------------------------------------------ helpers
 
-    private async Task<BackgroundProcess> StartWorkerAsync(WorkerTenant tenant, string name, string ledger, int leaseSeconds)
+    private async Task<BackgroundProcess> StartWorkerAsync(WorkerTenant tenant, string name, string ledger, int leaseSeconds, params string[] extra)
     {
         Assert.Equal(_run.Ledger, ledger);
         await EnsureStubsAsync();
         var worker = _run.Start(env, tenant, name,
-            "--max-tasks", "8", "--lease-seconds", leaseSeconds.ToString(CultureInfo.InvariantCulture), "--poll-seconds", "5");
+            ["--max-tasks", "8", "--lease-seconds", leaseSeconds.ToString(CultureInfo.InvariantCulture), "--poll-seconds", "5", .. extra]);
         _workers.Add(worker);
         return worker;
     }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
@@ -23,7 +24,8 @@ namespace Lifeline.Workers.Tests;
 /// <see cref="WorkerTarget"/>, tests break the network with <see cref="Proxy"/>. Tests and operators talk to the
 /// gateway directly, so a fault never hides what the queue holds. Each test takes its own tenant
 /// (<see cref="NewTenant"/>) with a worker and an operator key, so tests sharing the environment never lease each
-/// other's tasks.
+/// other's tasks. The gateway records the path of every request with the key it came with (<see cref="GatewayCalls"/>):
+/// which calls a worker made, e.g. none to LeaseTasks while it takes tasks from its dispatch stream.
 /// </summary>
 public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
 {
@@ -31,13 +33,13 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
     public const int Tenants = 12;
 
     private readonly List<IAsyncDisposable> _hosts = [];
+    private readonly ConcurrentQueue<(string Authorization, string Path)> _gatewayRequests = new();
     private int _nextTenant;
     private string _queueDatabase = "";
     private string _checkpointDatabase = "";
     private WebApplication? _gateway;
     private WebApplication? _gatewayWithoutDispatch;
     private readonly SemaphoreSlim _withoutDispatchLock = new(1, 1);
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _queueCalls = new(StringComparer.Ordinal);
     private GrpcChannel? _operatorChannel;
 
     public ServiceHost Registry { get; private set; } = null!;
@@ -70,7 +72,7 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
             ["Registry:WatchPollInterval"] = "00:00:00.100",
         }));
         _queueDatabase = await Postgres.CreateDatabaseAsync("queue_for_workers");
-        Queue = Track(await ServiceHost.StartAsync(QueueApplication.Build, QueueSettings(), b => b.Services.AddSingleton<IStartupFilter>(new CallCounter(this, false))));
+        Queue = Track(await ServiceHost.StartAsync(QueueApplication.Build, QueueSettings()));
 
         _checkpointDatabase = await Postgres.CreateDatabaseAsync("checkpoint_for_workers");
         Checkpoint = Track(await ServiceHost.StartAsync(CheckpointApplication.Build, new Dictionary<string, string?>
@@ -84,12 +86,9 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
         _operatorChannel = GrpcChannel.ForAddress(GatewayGrpc);
     }
 
-    /// <summary>How many calls of each RPC (by its path, e.g. <c>/lifeline.queue.v1.QueueService/LeaseTasks</c>) the queue received.</summary>
-    public int QueueCalls(string rpc) => _queueCalls.GetValueOrDefault("/lifeline.queue.v1.QueueService/" + rpc);
-
     /// <summary>
     /// A gateway in front of a second queue instance (same database) that answers <c>Dispatch</c> with UNIMPLEMENTED, as a
-    /// queue from before the stream would: started once, on first use. Its calls count in <see cref="QueueCalls"/> too.
+    /// queue from before the stream would: started once, on first use. Its requests count in <see cref="GatewayCalls"/> too.
     /// </summary>
     public async Task<Uri> GatewayWithoutDispatchAsync()
     {
@@ -99,7 +98,7 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
             if (_gatewayWithoutDispatch is null)
             {
                 var queue = Track(await ServiceHost.StartAsync(QueueApplication.Build, QueueSettings(),
-                    b => b.Services.AddSingleton<IStartupFilter>(new CallCounter(this, refuseDispatch: true))));
+                    b => b.Services.AddSingleton<IStartupFilter>(new DispatchRefusal())));
                 _gatewayWithoutDispatch = await StartGatewayAsync(queue);
             }
 
@@ -158,21 +157,20 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
         {
             b.Configuration.AddInMemoryCollection(config);
             b.Logging.SetMinimumLevel(LogLevel.Warning);
+            b.Services.AddSingleton<IStartupFilter>(new RequestRecorder(_gatewayRequests));
         });
         await gateway.StartAsync();
         return gateway;
     }
 
-    /// <summary>Counts the queue's calls by path; optionally answers Dispatch with UNIMPLEMENTED (a trailers-only gRPC answer).</summary>
-    private sealed class CallCounter(WorkerEnvironment env, bool refuseDispatch) : IStartupFilter
+    /// <summary>Answers Dispatch with UNIMPLEMENTED (a trailers-only gRPC answer), as a queue from before the stream would.</summary>
+    private sealed class DispatchRefusal : IStartupFilter
     {
         public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
         {
             app.Use(async (HttpContext context, RequestDelegate nextMiddleware) =>
             {
-                var path = context.Request.Path.ToString();
-                env._queueCalls.AddOrUpdate(path, 1, (_, n) => n + 1);
-                if (refuseDispatch && path.EndsWith("/Dispatch", StringComparison.Ordinal))
+                if (context.Request.Path.ToString().EndsWith("/Dispatch", StringComparison.Ordinal))
                 {
                     context.Response.ContentType = "application/grpc";
                     context.Response.Headers["grpc-status"] = ((int)StatusCode.Unimplemented).ToString(CultureInfo.InvariantCulture);
@@ -201,6 +199,30 @@ public sealed class WorkerEnvironment() : ServiceTestEnvironment("workers")
             return m;
         });
         return new WorkerTenant(TenantName(i), Key(i, "worker"), Key(i, "operator"), new QueueService.QueueServiceClient(invoker));
+    }
+
+    /// <summary>
+    /// How many requests for the gRPC method <paramref name="method"/> (<c>QueueService/LeaseTasks</c>: the service's
+    /// short name and the method) reached the gateway with <paramref name="tenant"/>'s worker key. A stream counts once.
+    /// </summary>
+    public int GatewayCalls(WorkerTenant tenant, string method)
+    {
+        var authorization = "Bearer " + tenant.WorkerKey;
+        return _gatewayRequests.Count(r => r.Authorization == authorization && r.Path.EndsWith("." + method, StringComparison.Ordinal));
+    }
+
+    /// <summary>Records the key and path of every request, before the gateway's own pipeline sees it.</summary>
+    private sealed class RequestRecorder(ConcurrentQueue<(string Authorization, string Path)> into) : IStartupFilter
+    {
+        public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+        {
+            app.Use(async (HttpContext context, RequestDelegate nextMiddleware) =>
+            {
+                into.Enqueue((context.Request.Headers.Authorization.ToString(), context.Request.Path.ToString()));
+                await nextMiddleware(context);
+            });
+            next(app);
+        };
     }
 
     private static string TenantName(int i) => "w" + i.ToString(CultureInfo.InvariantCulture);
@@ -289,8 +311,11 @@ public sealed record WorkerTenant(string Name, string WorkerKey, string Operator
     }
 
     /// <summary>How many times the task's history says it was completed (exactly once, or the queue did something twice).</summary>
-    public async Task<int> CompletionsAsync(string taskId) =>
-        (await Queue.GetTaskHistoryAsync(new GetTaskHistoryRequest { TaskId = taskId })).Events.Count(e => e.EventType == "completed");
+    public Task<int> CompletionsAsync(string taskId) => EventsAsync(taskId, "completed");
+
+    /// <summary>How many events of <paramref name="eventType"/> (<c>leased</c>, <c>completed</c> …) the task's history holds.</summary>
+    public async Task<int> EventsAsync(string taskId, string eventType) =>
+        (await Queue.GetTaskHistoryAsync(new GetTaskHistoryRequest { TaskId = taskId })).Events.Count(e => e.EventType == eventType);
 
     public static bool IsFinal(Lifeline.Queue.V1.Task task) => task.Status is Lifeline.Queue.V1.TaskStatus.Completed
         or Lifeline.Queue.V1.TaskStatus.Failed or Lifeline.Queue.V1.TaskStatus.Cancelled or Lifeline.Queue.V1.TaskStatus.DeadLettered;

@@ -134,6 +134,50 @@ public static class WorkerProcesses
         }
     }
 
+    /// <summary>The queue's unary calls a worker makes for tasks it holds or leases, when it does not use its dispatch stream.</summary>
+    public static readonly string[] UnaryTaskCalls =
+    [
+        "LeaseTasks", "StartTask", "CompleteTask", "CompleteTasks", "FailTask", "ReportProgress", "ExtendLease", "ReleaseTask",
+    ];
+
+    /// <summary>
+    /// The worker took its tasks from a dispatch stream and sent everything about them on it: no LeaseTasks and no unary
+    /// holder call with the tenant's worker key reached the gateway, and the queue's history shows each task leased once.
+    /// </summary>
+    public static async Task AssertOnlyTheDispatchStreamWasUsedAsync(WorkerEnvironment env, WorkerTenant tenant, IReadOnlyList<QueueTask> tasks, string log)
+    {
+        var unary = UnaryTaskCalls.Select(m => (Method: m, Calls: env.GatewayCalls(tenant, "QueueService/" + m))).Where(c => c.Calls > 0).ToList();
+        Assert.True(unary.Count == 0, $"unary calls: {string.Join(", ", unary.Select(c => $"{c.Method} ×{c.Calls}"))}\n{log}");
+        Assert.True(env.GatewayCalls(tenant, "QueueService/Dispatch") >= 1, $"no dispatch stream was opened\n{log}");
+        foreach (var task in tasks)
+        {
+            Assert.Equal(1, await tenant.EventsAsync(task.Id, "leased"));
+        }
+    }
+
+    /// <summary>
+    /// Resets every connection through <paramref name="proxy"/> every 300 ms for <paramref name="duration"/>, with 100 ms
+    /// of latency each way meanwhile: a request and its answer take longer than the gap between two cuts' effects, so some
+    /// cuts fall between a request's arrival and its answer's (applied, not acknowledged).
+    /// </summary>
+    public static async Task CutConnectionsAsync(FaultProxy proxy, TimeSpan duration)
+    {
+        proxy.Latency(TimeSpan.FromMilliseconds(100));
+        try
+        {
+            var until = DateTime.UtcNow + duration;
+            while (DateTime.UtcNow < until)
+            {
+                proxy.ResetAll();
+                await Task.Delay(300);
+            }
+        }
+        finally
+        {
+            proxy.Latency(TimeSpan.Zero);
+        }
+    }
+
     /// <summary>Polls <paramref name="condition"/>; fails with the worker's log when it exits or the time runs out.</summary>
     public static async Task WaitForAsync(string what, BackgroundProcess worker, Func<Task<bool>> condition, TimeSpan? timeout = null)
     {

@@ -3,6 +3,7 @@
 
     /usr/bin/python3 example_worker.py --credentials .lifeline/credentials.json --key-name default-worker
     /usr/bin/python3 example_worker.py --target http://127.0.0.1:5100 --api-key KEY --types demo.echo --once 1
+    /usr/bin/python3 example_worker.py --target http://127.0.0.1:5100 --api-key KEY --long-poll  # no dispatch stream
     /usr/bin/python3 example_worker.py --target http://127.0.0.1:5100 --api-key KEY --types demo.steps \\
         --name py-steps --journal-dir /tmp/journal --ledger /tmp/ledger
 
@@ -94,7 +95,10 @@ def main(argv=None) -> int:
                         help=f"offline journal directory (default {lifeline_worker.DEFAULT_JOURNAL_DIR})")
     parser.add_argument("--ledger", metavar="PATH",
                         help="demo.steps appends '<task id> <fencing token> <resumed from>' to PATH.<pid>")
-    parser.add_argument("--poll-seconds", type=float, default=20, help="LeaseTasks long-poll (default 20, max 30)")
+    parser.add_argument("--poll-seconds", type=float, default=20,
+                        help="LeaseTasks long-poll (default 20, max 30), when leasing with long polls")
+    parser.add_argument("--long-poll", action="store_true",
+                        help="lease with LeaseTasks long polls and unary calls instead of the queue's dispatch stream")
     parser.add_argument("--registry-target", help="registry address when --target is the queue service itself")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -122,7 +126,8 @@ def main(argv=None) -> int:
 
     worker = Worker(target, {t: handlers[t] for t in types}, api_key=api_key, name=args.name,
                     max_tasks=args.max_tasks, lease_duration=args.lease_seconds, poll_wait=args.poll_seconds,
-                    once=args.once, registry_target=args.registry_target, journal_dir=args.journal_dir)
+                    once=args.once, registry_target=args.registry_target, journal_dir=args.journal_dir,
+                    dispatch_stream=not args.long_poll)
     worker.install_signal_handlers()
     try:
         stats = worker.run()

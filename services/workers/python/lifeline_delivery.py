@@ -77,8 +77,37 @@ def _google_rpc_types():
 _Status, _ErrorInfo = _google_rpc_types()
 
 
+class StreamCallError(grpc.RpcError):
+    """A request on the queue's dispatch stream that did not succeed, shaped like the unary call's error: refused by
+    its ack (the ack's code, message and reason), or left unanswered by a stream that broke or stalled (UNAVAILABLE,
+    DEADLINE_EXCEEDED: transient, so the request is retried — on the next stream or by the unary call)."""
+
+    def __init__(self, code: grpc.StatusCode, details: str = "", reason: str = ""):
+        super().__init__(f"{code.name}: {details}")
+        self._code, self._details, self.reason = code, details, reason
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self):
+        return ()
+
+
+STATUS_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_code(value: int) -> grpc.StatusCode:
+    """The grpc.StatusCode of a numeric code (an ack's `code`); UNKNOWN for a number gRPC does not have."""
+    return STATUS_BY_VALUE.get(int(value), grpc.StatusCode.UNKNOWN)
+
+
 def reason_of(error: grpc.RpcError) -> str:
     """The `google.rpc.ErrorInfo` reason of a refusal (e.g. STALE_FENCING_TOKEN), or ''."""
+    if isinstance(error, StreamCallError):
+        return error.reason
     trailers = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
     for key, value in trailers or ():
         if key == "grpc-status-details-bin":

@@ -9,22 +9,25 @@
 The life it follows is services/workers/README.md (the contract of all three worker libraries):
 replay the offline journal left by an earlier run -> RegisterWorker -> heartbeats over one HeartbeatStream
 (unary Heartbeat when the stream cannot be opened), honouring the commands that come back (`drain`: lease no
-more, finish what runs, then stop; `cancel_task`: tell that handler, report no outcome) -> LeaseTasks with a
-long poll and `start: true`, up to the free slots -> the handler, on a thread of its own (progress reports
-extend the lease; a keeper thread extends the leases of handlers that stay silent) -> the outcome:
-completions that finish together go out as one CompleteTasks, a failure as one FailTask.
+more, finish what runs, then stop; `cancel_task`: tell that handler, report no outcome) -> tasks pushed on the
+queue's dispatch stream (QueueService.Dispatch: leased and started, up to the free slots) -> the handler, on a
+thread of its own (progress reports extend the lease; a keeper thread extends the leases of handlers that stay
+silent) -> the outcome. While the stream is open, outcomes, progress, lease extensions and releases go on it,
+each answered by an ack (DispatchStream); otherwise by unary calls: completions that finish together as one
+CompleteTasks, a failure as one FailTask. With `dispatch_stream=False`, or when the queue has no stream
+(UNIMPLEMENTED), tasks are leased with LeaseTasks long polls (`start: true`) instead.
 
-Outcomes are never dropped on a network failure (lifeline_delivery): a transient error is retried at once,
-then with backoff; after 10 s the worker goes offline — the outcome is journaled (fsync) in
-`<journal_dir>/<name>.journal`, leasing stops, held handlers run on and their leases are extended as soon as
-the gateway answers again; then the journal is replayed and leasing resumes. A final refusal (a stale fencing
-token: the lease had ended) is logged once, counted (`stats.refused`) and dropped. The connection state
-(connected, retrying, offline, syncing) is `worker.connection_state`; `on_state_change(old, new, reason)`
-hears every transition.
+Outcomes are never dropped on a network failure (lifeline_delivery): a transient error (on the stream: a stream
+that broke or stalled before the ack) is retried at once, on the next stream or unary, then with backoff; after
+10 s the worker goes offline — the outcome is journaled (fsync) in `<journal_dir>/<name>.journal`, leasing
+stops, held handlers run on and their leases are extended as soon as the gateway answers again; then the journal
+is replayed and leasing resumes. A final refusal (a stale fencing token: the lease had ended) is logged once,
+counted (`stats.refused`) and dropped. The connection state (connected, retrying, offline, syncing) is
+`worker.connection_state`; `on_state_change(old, new, reason)` hears every transition.
 
 Stopping is ordered: lease no more, tell running handlers (`ctx.cancelled`), wait for them up to
-`shutdown_grace`, flush the outcome batch, journal what could not be delivered, ReleaseTask what is still
-held (no attempt is used), stop heartbeats, DeregisterWorker.
+`shutdown_grace`, flush the outcome batch, journal what could not be delivered, release what is still held
+(no attempt is used), half-close the dispatch stream, stop heartbeats, DeregisterWorker.
 
 A handler takes a TaskContext and returns any JSON-serialisable value, the task's result. It fails the task
 by raising TaskFailed(code, message, retryable, retry_after=seconds); any other exception fails it as
@@ -40,12 +43,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue as queue_module
 import signal
 import socket
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_here, "_generated"))
@@ -57,7 +61,8 @@ from google.protobuf import duration_pb2  # noqa: E402
 
 from lifeline_delivery import (  # noqa: E402,F401  (re-exported: `from lifeline_worker import ...` keeps working)
     CONNECTED, CONNECTION_STATES, OFFLINE, RETRYING, SYNCING, TRANSIENT_CODES, ConnectionStateMachine, Outcome,
-    OutcomeBatcher, OutcomeDispatcher, OutcomeJournal, RetryPolicy, WorkerStats, describe, is_transient, reason_of)
+    OutcomeBatcher, OutcomeDispatcher, OutcomeJournal, RetryPolicy, StreamCallError, WorkerStats, describe,
+    is_transient, reason_of, status_code)
 
 try:
     from lifeline.checkpoint.v1 import checkpoint_pb2, checkpoint_pb2_grpc  # noqa: E402
@@ -66,6 +71,9 @@ try:
     from lifeline.registry.v1 import registry_pb2, registry_pb2_grpc  # noqa: E402
 except ImportError as error:  # a setup problem: say how to fix it
     raise ImportError(f"{error}: the gRPC stubs are missing; run services/workers/python/generate.sh first") from error
+if not hasattr(queue_pb2, "DispatchRequest"):  # stubs generated before the dispatch stream was in the contract
+    raise ImportError("the gRPC stubs are older than the contracts (no DispatchRequest); run "
+                      "services/workers/python/generate.sh again")
 
 log = logging.getLogger("lifeline.worker")
 
@@ -108,6 +116,7 @@ class TaskContext:
         self.cancel_event = threading.Event()
         self.cancel_reason = ""
         self.lost = False  # the lease is no longer ours: cancelled, expired or superseded
+        self.stream: Optional["DispatchStream"] = None  # the dispatch stream that pushed the task (None: leased)
         self.last_extended = time.monotonic()
         self.progress: Optional[Dict[str, Any]] = None  # the latest progress reported by the handler
         self.progress_version = 0                       # how many reports so far
@@ -275,16 +284,212 @@ def load_credentials(path: str, key_name: str) -> Tuple[str, str]:
     raise KeyError(f"no key named {key_name!r} in {path} (it has: {names})")
 
 
+# ------------------------------------------------------------------------------------ dispatch stream
+
+MAX_STREAM_SLOTS = 500  # DispatchOpen.slots and DispatchCapacity.slots: at most 500
+
+
+class _Answer:
+    """A request on a dispatch stream, waiting for its DispatchAck (the same `.result()` as a unary call's future)."""
+
+    def __init__(self, stream: "DispatchStream", field: str, task_id: str, timeout: float):
+        self._stream = stream
+        self.field = field
+        self.task_id = task_id
+        self._deadline = time.monotonic() + timeout
+        self._done = threading.Event()
+        self._ack = None
+        self._error: Optional[StreamCallError] = None
+
+    def resolve(self, ack=None, error: Optional[StreamCallError] = None) -> None:
+        self._ack, self._error = ack, error
+        self._done.set()
+
+    def result(self):
+        """The ack of an accepted request. Raises StreamCallError: the ack's refusal (its code, message and reason,
+        as the unary call would have failed), UNAVAILABLE when the stream broke before the answer, DEADLINE_EXCEEDED
+        when no answer came in time — then the stream is given up, as a call that outlived its deadline would be."""
+        if not self._done.wait(max(0.0, self._deadline - time.monotonic())):
+            self._stream.abandon(f"no answer to a {self.field} of task {self.task_id} in time")
+            raise StreamCallError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  f"the dispatch stream did not answer the {self.field} in time")
+        if self._error is not None:
+            raise self._error
+        ack = self._ack
+        if not ack.accepted:
+            raise StreamCallError(status_code(ack.code or grpc.StatusCode.UNKNOWN.value[0]), ack.message, ack.reason)
+        return ack
+
+
+class DispatchStream:
+    """One QueueService.Dispatch call: the queue pushes tasks (leased and started) up to the stream's slots; the
+    worker sends complete, fail, progress, extend_lease and release on it, each answered by an ack with its
+    request_id (`request` returns an _Answer to wait on).
+
+    Slots: the queue counts a pushed task against the stream until an outcome or a release of it arrives on the
+    stream. The slot count sent is `max_tasks` minus the handlers running for tasks that did not come from this
+    stream (a stream opened again while handlers of the last one still run), and with `once`, no more than the
+    tasks still allowed on top of those the queue counts. A smaller count goes out before the outcome that would
+    free a slot, so the queue never pushes more than the worker takes.
+
+    Requests waiting when the stream ends fail as UNAVAILABLE (transient): the caller sends them again, on the next
+    stream or with the unary call — the queue takes a repeat with the same fencing token without doing anything
+    twice. A request left unanswered for its deadline makes the worker give the stream up (and open another).
+    """
+
+    def __init__(self, worker: "Worker"):
+        self._worker = worker
+        self._lock = threading.Lock()
+        self._requests: "queue_module.SimpleQueue" = queue_module.SimpleQueue()
+        self._answers: Dict[int, _Answer] = {}
+        self._next_request = 0
+        self._call = None
+        self.pushed: Set[str] = set()  # tasks pushed on this stream with no outcome or release sent on it yet
+        self.slots = 0                 # the slot count the queue was last told
+        self.ended = threading.Event()
+        self.error: Optional[grpc.RpcError] = None  # how it ended (None: the queue ended it with OK)
+        self.answered = False          # the queue sent something on it
+        self.half_closed = False
+        self.opened_at = 0.0
+
+    @property
+    def usable(self) -> bool:
+        """Requests may go on it: open (or opening), not ended, not closing."""
+        return not self.ended.is_set() and not self.half_closed
+
+    def open(self, slots: int) -> None:
+        worker = self._worker
+        self.slots = slots
+        self.opened_at = time.monotonic()
+        self._requests.put(queue_pb2.DispatchRequest(open=queue_pb2.DispatchOpen(
+            worker_id=worker.worker_id, task_types=sorted(worker.handlers), slots=slots,
+            lease_duration=_duration(worker.lease_duration))))
+        # Not wait_for_ready: opened while the gateway is unreachable, the stream fails at once (and is opened again
+        # with backoff) rather than taking requests it cannot send — an outcome on it would wait for its deadline, not
+        # fail and be retried, journaled, the worker offline, within the contract's 10 s. The heartbeat stream (which
+        # does wait) keeps gRPC polling the reconnection.
+        self._call = worker.queue.Dispatch(self._outgoing(), wait_for_ready=False)
+        threading.Thread(target=self._read, name="dispatch", daemon=True).start()
+
+    def request(self, field: str, message: Any, task_id: str, timeout: float) -> _Answer:
+        """Sends `complete`, `fail`, `progress`, `extend_lease` or `release`; raises StreamCallError (UNAVAILABLE) when
+        the stream cannot take it any more."""
+        answer = _Answer(self, field, task_id, timeout)
+        with self._lock:
+            if not self.usable:
+                raise StreamCallError(grpc.StatusCode.UNAVAILABLE, "the dispatch stream is closed")
+            self._next_request += 1
+            self._answers[self._next_request] = answer
+            if field in ("complete", "fail", "release") and task_id in self.pushed:
+                self.pushed.discard(task_id)
+                self._update_capacity_locked()  # a smaller count first: the outcome frees the slot on arrival
+            self._requests.put(queue_pb2.DispatchRequest(request_id=self._next_request, **{field: message}))
+        return answer
+
+    def update_capacity(self) -> None:
+        """Tells the queue the slot count the worker wants now, if it changed."""
+        with self._lock:
+            if self.usable:
+                self._update_capacity_locked()
+
+    def _update_capacity_locked(self) -> None:
+        target = self._worker._stream_slots(self)
+        if target != self.slots:
+            self.slots = target
+            self._requests.put(queue_pb2.DispatchRequest(capacity=queue_pb2.DispatchCapacity(slots=target)))
+
+    def accept(self, context: TaskContext) -> bool:
+        """Counts a pushed task against the stream and the worker's running tasks, together (one count of slots sees
+        both or neither). False when it is more than the worker runs (a lowered slot count crossed it on the wire, or
+        `once`): the caller gives it back at once."""
+        worker = self._worker
+        with self._lock:
+            with worker._slots:
+                self.pushed.add(context.task_id)
+                worker._running[context.task_id] = context
+                return (len(worker._running) <= worker.max_tasks
+                        and (worker.once is None or worker.stats.ended + len(worker._running) <= worker.once))
+
+    def abandon(self, reason: str) -> None:
+        """Gives the stream up at once (cancels the call); its waiting requests fail as UNAVAILABLE."""
+        call = self._call
+        if call is not None and not self.ended.is_set():
+            log.info("dispatch stream given up: %s", reason)
+            call.cancel()
+
+    def close(self, timeout: float) -> None:
+        """Half-closes the stream (the worker sends nothing more) and waits up to `timeout` for the queue to end it."""
+        with self._lock:
+            self.half_closed = True
+            self._requests.put(None)
+        if self._call is not None and not self.ended.wait(timeout):
+            self._call.cancel()
+            self.ended.wait(1.0)
+
+    def _outgoing(self):
+        while True:
+            request = self._requests.get()
+            if request is None:
+                return
+            yield request
+
+    def _read(self) -> None:
+        worker = self._worker
+        error: Optional[grpc.RpcError] = None
+        try:
+            for message in self._call:
+                self.answered = True
+                kind = message.WhichOneof("kind")
+                if kind == "ack":
+                    with self._lock:
+                        answer = self._answers.pop(message.ack.request_id, None)
+                    if answer is not None:
+                        answer.resolve(ack=message.ack)
+                elif kind == "task":
+                    worker._on_pushed(self, message.task)
+                worker._outcomes.call_answered()
+        except grpc.RpcError as failure:
+            error = failure
+        except Exception as failure:  # pylint: disable=broad-except  # a bug here must not leave requests waiting
+            log.exception("dispatch stream reader failed")
+            error = StreamCallError(grpc.StatusCode.UNKNOWN, f"{type(failure).__name__}: {failure}")
+        finally:
+            self._end(error)
+
+    def _end(self, error: Optional[grpc.RpcError]) -> None:
+        with self._lock:
+            if self.ended.is_set():
+                return
+            self.error = error
+            self.ended.set()
+            answers, self._answers = sorted(self._answers.items()), {}
+            self._requests.put(None)  # ends the request iterator gRPC reads from
+        why = describe(error) if error is not None else "ended by the queue"
+        if answers and error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            # The queue reads in order and answers everything before a message it refuses as bad input, then ends the
+            # stream: the first request left unanswered is the bad one, refused for good as its unary call would be.
+            _, bad = answers.pop(0)
+            bad.resolve(error=StreamCallError(grpc.StatusCode.INVALID_ARGUMENT, error.details() or "", reason_of(error)))
+        for _, answer in answers:
+            answer.resolve(error=StreamCallError(
+                grpc.StatusCode.UNAVAILABLE, f"the dispatch stream ended before the queue answered ({why})"))
+        self._worker._dispatch_wake.set()
+
+
 # ------------------------------------------------------------------------------------ transport
 
 class _QueueTransport:
-    """The OutcomeDispatcher's way to the queue: CompleteTasks, FailTask, ReportProgress, and the offline probe."""
+    """The OutcomeDispatcher's way to the queue: the dispatch stream while one is open, else CompleteTasks,
+    FailTask, ReportProgress; and the offline probe (unary calls: offline, no stream is open)."""
 
     def __init__(self, worker: "Worker"):
         self._worker = worker
         self._batch_supported = True
 
     def complete(self, outcomes: List[Outcome]) -> List[Optional[str]]:
+        stream = self._worker._usable_stream()
+        if stream is not None:
+            return self._complete_on_stream(stream, outcomes)
         queue, timeout = self._worker.queue, self._worker.attempt_timeout
         if self._batch_supported:
             try:
@@ -315,6 +520,32 @@ class _QueueTransport:
                 refusals.append(describe(error))
         return refusals
 
+    def _complete_on_stream(self, stream: DispatchStream, outcomes: List[Outcome]) -> List[Optional[str]]:
+        """One `complete` a task on the stream; a refusal is that completion's answer, a transient failure (the stream
+        broke, no answer, or a transient code in an ack) fails the unit: it is sent again whole (repeats change nothing)."""
+        answers = [stream.request("complete", queue_pb2.CompleteTaskRequest(
+            task_id=o.task_id, fencing_token=o.fencing_token, result=o.result or ""), o.task_id,
+            self._worker.attempt_timeout) for o in outcomes]
+        refusals: List[Optional[str]] = []
+        again: List[int] = []
+        transient: Optional[grpc.RpcError] = None
+        for index, answer in enumerate(answers):
+            try:
+                answer.result()
+                refusals.append(None)
+            except grpc.RpcError as error:
+                if is_transient(error):
+                    transient = transient or error
+                    again.append(index)
+                refusals.append(describe(error))
+        if transient is not None:
+            if len(again) == len(outcomes):
+                raise transient  # nothing answered: the dispatcher tries the unit again
+            # Some were answered: the rest go again at once (the stream broke: on the unary calls).
+            for index, refusal in zip(again, self.complete([outcomes[i] for i in again])):
+                refusals[index] = refusal
+        return refusals
+
     def fail(self, outcome: Outcome) -> str:
         error = outcome.error or {}
         request = queue_pb2.FailTaskRequest(
@@ -325,14 +556,23 @@ class _QueueTransport:
                                          details=dict(error.get("details") or {})))
         if outcome.retry_after is not None:
             request.retry_after.CopyFrom(_duration(outcome.retry_after))
-        response = self._worker.queue.FailTask(request, timeout=self._worker.attempt_timeout)
+        stream = self._worker._usable_stream()
+        if stream is not None:
+            response = stream.request("fail", request, outcome.task_id, self._worker.attempt_timeout).result()
+        else:
+            response = self._worker.queue.FailTask(request, timeout=self._worker.attempt_timeout)
         return "will retry" if response.will_retry else queue_pb2.TaskStatus.Name(response.task.status)
 
     def progress(self, outcome: Outcome) -> None:
         progress = outcome.progress or {}
-        self._worker.queue.ReportProgress(queue_pb2.ReportProgressRequest(
+        request = queue_pb2.ReportProgressRequest(
             task_id=outcome.task_id, fencing_token=outcome.fencing_token, percent=int(progress.get("percent", 0)),
-            message=str(progress.get("message", ""))), timeout=self._worker.attempt_timeout)
+            message=str(progress.get("message", "")))
+        stream = self._worker._usable_stream()
+        if stream is not None:
+            stream.request("progress", request, outcome.task_id, self._worker.attempt_timeout).result()
+        else:
+            self._worker.queue.ReportProgress(request, timeout=self._worker.attempt_timeout)
 
     def probe(self, journaled: List[Tuple[str, int]]) -> bool:
         """Extends the leases of the tasks the worker holds — running (with their latest progress when the queue
@@ -380,7 +620,7 @@ class Worker:
                  on_state_change: Optional[StateListener] = None,
                  retry_policy: Optional[RetryPolicy] = None,
                  batch_size: int = 100, batch_delay: float = 0.005,
-                 heartbeat_stream: bool = True):
+                 heartbeat_stream: bool = True, dispatch_stream: bool = True):
         """
         target: the gateway (`registry_target`: another gateway address for registry calls, rarely needed).
         handlers: task type -> handler; the types are the worker's capabilities.
@@ -393,7 +633,10 @@ class Worker:
         retry_policy: immediate retries, backoff and the 10 s before going offline (README defaults);
         batch_size / batch_delay: completions finishing together go out as one CompleteTasks of at most
         batch_size, sent batch_delay seconds after the first of them at the latest;
-        heartbeat_stream: False beats with unary Heartbeat calls only.
+        heartbeat_stream: False beats with unary Heartbeat calls only;
+        dispatch_stream: True (the default) takes tasks from the queue's dispatch stream (QueueService.Dispatch) and
+        sends outcomes, progress, lease extensions and releases on it; False leases with LeaseTasks long polls and
+        unary calls only. A queue without the stream (UNIMPLEMENTED) makes the worker fall back to those by itself.
         """
         if not handlers:
             raise ValueError("at least one handler is needed")
@@ -409,6 +652,7 @@ class Worker:
         self.attempt_timeout = min(rpc_timeout, 5.0)  # one try of an outcome, a probe or progress
         self.retry_policy = retry_policy or RetryPolicy()
         self.heartbeat_stream = heartbeat_stream
+        self.dispatch_stream = dispatch_stream  # turned off when the queue answers UNIMPLEMENTED
         self.stats = WorkerStats()
 
         self._channel = open_channel(target, api_key)
@@ -431,6 +675,9 @@ class Worker:
         self._slots = threading.Condition()  # guards _running; notified when a task ends
         self._running: Dict[str, TaskContext] = {}
         self._lease_call = None
+        self._stream: Optional[DispatchStream] = None  # the current dispatch stream, if any
+        self._dispatch_wake = threading.Event()  # slots, stop, drain, the connection or the stream changed
+        self._beat_now = threading.Event()       # the next heartbeat goes at once
         self._heartbeat_call = None
         self._heartbeat_broken = False
         self._threads: List[threading.Thread] = []
@@ -452,11 +699,13 @@ class Worker:
     # ------------------------------------------------------------------------------- control
 
     def stop(self, reason: str = "stop requested") -> None:
-        """Asks the worker to stop (safe from any thread or a signal handler); `run` then shuts down in order."""
+        """Asks the worker to stop, from any thread; `run` then shuts down in order. From a signal handler, call it on
+        another thread (as install_signal_handlers does): it sets Events the main thread may hold the lock of."""
         if not self._stopping.is_set():
             log.info("stopping: %s", reason)
         self._stopping.set()
         self._leasing_allowed.set()  # wake the lease loop so it sees the stop
+        self._dispatch_wake.set()
         call = self._lease_call
         if call is not None:
             call.cancel()  # end a long poll at once
@@ -466,7 +715,10 @@ class Worker:
         def on_signal(signum, _frame):
             if self._stopping.is_set():
                 self.shutdown_grace = 0
-            self.stop(f"signal {signal.Signals(signum).name}")
+            # A handler runs on the main thread between two bytecodes, maybe while that thread holds the lock of an
+            # Event that stop() sets (the dispatch loop waits on one): set them from another thread.
+            threading.Thread(target=self.stop, args=(f"signal {signal.Signals(signum).name}",), name="stop",
+                             daemon=True).start()
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
 
@@ -485,7 +737,7 @@ class Worker:
         self._start_thread(self._heartbeat_loop, "heartbeat")
         self._start_thread(self._lease_keeper_loop, "lease-keeper")
         try:
-            self._lease_loop()
+            self._dispatch_loop()
         finally:
             self._shutdown()
         return self.stats
@@ -549,6 +801,120 @@ class Worker:
             call = self._lease_call
             if call is not None:
                 call.cancel()  # a long poll waiting for the gateway must not lease before the journal is replayed
+            stream = self._stream
+            if stream is not None and stream.usable:
+                stream.abandon(f"connection {new}")  # nothing is pushed until the journal is replayed
+        self._dispatch_wake.set()
+
+    # ------------------------------------------------------------------------------ dispatch
+
+    def _usable_stream(self) -> Optional[DispatchStream]:
+        """The dispatch stream requests may go on now, or None (then the unary calls)."""
+        stream = self._stream
+        return stream if stream is not None and stream.usable else None
+
+    def _stream_slots(self, stream: DispatchStream) -> int:
+        """The slot count `stream` should have now (see DispatchStream)."""
+        if self._stopping.is_set() or self._draining.is_set():
+            return 0
+        with self._slots:
+            others = sum(1 for c in self._running.values() if c.stream is not stream)
+            slots = self.max_tasks - others
+            if self.once is not None:
+                slots = min(slots, len(stream.pushed) + self.once - self.stats.ended - len(self._running))
+        return max(0, min(MAX_STREAM_SLOTS, slots))
+
+    def _wait_dispatch(self, timeout: float) -> None:
+        self._dispatch_wake.wait(timeout)
+        self._dispatch_wake.clear()
+
+    def _dispatch_loop(self) -> None:
+        """Takes the tasks the queue pushes on a dispatch stream, opened again (with backoff) when it breaks, until
+        stopped, drained or `once` is done. Leases with LeaseTasks instead when told to (`dispatch_stream=False`) or
+        when the queue has no stream (UNIMPLEMENTED). On stop, the stream is told 0 slots and stays open: the
+        shutdown's outcomes and releases go on it."""
+        failures = 0
+        while not self._stopping.is_set():
+            if not self.dispatch_stream:
+                self._lease_loop()
+                return
+            if not self._leasing_allowed.is_set():
+                self._leasing_allowed.wait(0.5)  # offline or syncing: nothing is pushed until the journal is replayed
+                continue
+            if self._leasing_over():
+                break
+            stream = DispatchStream(self)
+            slots = self._stream_slots(stream)
+            if slots == 0:
+                self._wait_dispatch(0.5)  # every slot taken by handlers of an earlier stream (or of long polls)
+                continue
+            stream.open(slots)
+            self._stream = stream  # once open: whoever finds it can give it up
+            while not stream.ended.is_set():
+                self._wait_dispatch(1.0)
+                if self._stopping.is_set() or not self._leasing_allowed.is_set():
+                    break
+                stream.update_capacity()
+                if self._leasing_over():
+                    break
+            if self._stopping.is_set():
+                stream.update_capacity()  # 0: nothing more is pushed
+                return
+            if not stream.ended.is_set():  # offline or syncing: the listener gave it up
+                stream.abandon("leasing paused")
+                continue
+            error = stream.error
+            if error is not None and error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                log.info("the queue has no dispatch stream (%s); leasing with LeaseTasks long polls", describe(error))
+                self.dispatch_stream = False
+                self._outcomes.call_answered()
+                continue
+            if error is not None and reason_of(error) == "WORKER_DRAINING":
+                self._outcomes.call_answered()
+                self._drain("the queue says this worker is draining")
+                continue
+            if error is not None and reason_of(error) == "WORKER_OFFLINE":
+                self._beat_now.set()  # the registry lost the worker's heartbeat (an outage): beat at once
+            if stream.answered or time.monotonic() - stream.opened_at > self.retry_policy.budget:
+                failures = 0  # it worked for a while
+            failures += 1
+            if error is not None and is_transient(error):
+                self._outcomes.call_failed(f"{describe(error)} (Dispatch)")
+            elif error is not None and error.code() != grpc.StatusCode.CANCELLED:
+                self._outcomes.call_answered()  # a refusal (e.g. WORKER_OFFLINE until the next beat): the gateway is there
+            wait = max(0.1, self.retry_policy.backoff(failures - 1))
+            (log.warning if failures == 1 else log.debug)(
+                "dispatch stream ended: %s; opening it again in %.1fs",
+                describe(error) if error is not None else "ended by the queue", wait)
+            self._stopping.wait(wait)
+
+    def _leasing_over(self) -> bool:
+        """Drained, or `once` handlers have ended and their outcomes are delivered: stops the worker (True)."""
+        with self._slots:
+            if self._running:
+                return False
+            if self._draining.is_set():
+                why = "drained"
+            elif self.once is not None and self.stats.ended >= self.once and not self._outcomes.pending:
+                why = f"{self.once} task(s) done"
+            else:
+                return False
+        self._stopping.set()
+        log.info("stopping: %s", why)
+        return True
+
+    def _on_pushed(self, stream: DispatchStream, task: "queue_pb2.Task") -> None:
+        """A task the queue pushed (on the stream's reader thread, which must not wait for acks)."""
+        context = TaskContext(self, task)
+        context.stream = stream
+        allowed = stream.accept(context)
+        if self._stopping.is_set() or self._draining.is_set() or not allowed:
+            why = ("worker stopping" if self._stopping.is_set() else "worker draining" if self._draining.is_set()
+                   else "pushed beyond the worker's slots")
+            threading.Thread(target=self._release, args=(context, why), name=f"release-{task.id[:8]}",
+                             daemon=True).start()
+            return
+        threading.Thread(target=self._run_task, args=(context,), name=f"task-{task.id[:8]}", daemon=True).start()
 
     def _lease_loop(self) -> None:
         failures = 0
@@ -665,6 +1031,7 @@ class Worker:
                 self._running.pop(task.id, None)
                 self.stats.add("ended")
                 self._slots.notify_all()
+            self._dispatch_wake.set()
 
     def _complete(self, context: TaskContext, result: str) -> None:
         context.done = True
@@ -685,13 +1052,31 @@ class Worker:
     def _abandon(self, context: TaskContext) -> None:
         log.info("task %s: no outcome reported (%s)", context.task_id, context.cancel_reason)
         self.stats.add("abandoned")
+        stream = context.stream
+        if stream is not None and stream.usable and context.task_id in stream.pushed:
+            # The queue counts the task against the stream until an outcome or a release of it arrives there; the
+            # lease is gone, so the release is refused (and changes nothing), but it frees the slot.
+            try:
+                stream.request("release", queue_pb2.ReleaseTaskRequest(
+                    task_id=context.task_id, fencing_token=context.fencing_token, reason="lease lost"),
+                    context.task_id, self.attempt_timeout)
+            except StreamCallError:
+                pass  # the stream ended: its slots went with it
 
     def _release(self, context: TaskContext, reason: str) -> None:
         context.lose(f"released: {reason}")  # a handler that still finishes reports nothing
+        request = queue_pb2.ReleaseTaskRequest(task_id=context.task_id, fencing_token=context.fencing_token,
+                                               reason=reason)
         try:
-            self.queue.ReleaseTask(queue_pb2.ReleaseTaskRequest(
-                task_id=context.task_id, fencing_token=context.fencing_token, reason=reason),
-                timeout=self.attempt_timeout)
+            stream = context.stream if context.stream is not None and context.stream.usable else self._usable_stream()
+            try:
+                if stream is None:
+                    raise StreamCallError(grpc.StatusCode.UNAVAILABLE, "no dispatch stream")
+                stream.request("release", request, context.task_id, self.attempt_timeout).result()
+            except StreamCallError as error:
+                if not is_transient(error):
+                    raise
+                self.queue.ReleaseTask(request, timeout=self.attempt_timeout)  # no stream (any more): the unary call
             self.stats.add("released")
             log.info("task %s released (%s)", context.task_id, reason)
         except grpc.RpcError as error:
@@ -716,20 +1101,28 @@ class Worker:
         fails at once on a channel in TRANSIENT_FAILURE leaves gRPC nothing to poll the reconnection with:
         grpc-python would notice the gateway is back only seconds later."""
         calls = []
+        stream = None if probing else self._usable_stream()  # offline, the probes are unary calls
+
+        def send(field: str, request: Any, unary: Any, task_id: str) -> Any:
+            if stream is not None:
+                try:
+                    return stream.request(field, request, task_id, self.attempt_timeout)
+                except StreamCallError:
+                    pass  # the stream ended just now: the unary call
+            return unary.future(request, timeout=self.attempt_timeout, wait_for_ready=probing)
+
         for context in contexts:
             if context.progress_pending:
                 version, progress = context.progress_version, context.progress
-                call = self.queue.ReportProgress.future(queue_pb2.ReportProgressRequest(
+                call = send("progress", queue_pb2.ReportProgressRequest(
                     task_id=context.task_id, fencing_token=context.fencing_token,
                     percent=progress["percent"], message=progress["message"],
-                    lease_duration=_duration(self.lease_duration)), timeout=self.attempt_timeout,
-                    wait_for_ready=probing)
+                    lease_duration=_duration(self.lease_duration)), self.queue.ReportProgress, context.task_id)
                 calls.append((context, call, version))
             else:
-                call = self.queue.ExtendLease.future(queue_pb2.ExtendLeaseRequest(
+                call = send("extend_lease", queue_pb2.ExtendLeaseRequest(
                     task_id=context.task_id, fencing_token=context.fencing_token,
-                    lease_duration=_duration(self.lease_duration)), timeout=self.attempt_timeout,
-                    wait_for_ready=probing)
+                    lease_duration=_duration(self.lease_duration)), self.queue.ExtendLease, context.task_id)
                 calls.append((context, call, 0))
         if others:
             for task_id, token in others:
@@ -802,7 +1195,8 @@ class Worker:
                 continue
             if not self._unary_beat():
                 return
-            self._finished.wait(self.heartbeat_interval)
+            self._beat_now.clear()
+            self._beat_now.wait(self.heartbeat_interval)
 
     def _heartbeat_stream(self) -> Tuple[str, Optional[grpc.RpcError]]:
         """Runs one stream until it ends: ("finished" | "superseded" | "unsupported" | "broken" | "ok", error).
@@ -813,9 +1207,11 @@ class Worker:
             while not done.is_set() and not self._finished.is_set():
                 yield registry_pb2.HeartbeatStreamRequest(beat=self._beat())
                 waited = 0.0
-                while waited < self.heartbeat_interval and not done.is_set() and not self._finished.is_set():
+                while (waited < self.heartbeat_interval and not done.is_set() and not self._finished.is_set()
+                       and not self._beat_now.is_set()):
                     done.wait(0.25)
                     waited += 0.25
+                self._beat_now.clear()
 
         acknowledged = False
         # wait_for_ready: opened while the gateway is unreachable, the stream waits for it; this waiting call
@@ -902,6 +1298,7 @@ class Worker:
         if not self._draining.is_set():
             log.info("draining (%s): finishing %d running task(s), leasing no more", reason, len(self._running))
         self._draining.set()
+        self._dispatch_wake.set()  # the stream is told 0 slots
         call = self._lease_call
         if call is not None:
             call.cancel()
@@ -926,7 +1323,11 @@ class Worker:
         self._outcomes.close(timeout=policy.budget + (policy.immediate_retries + 2) * self.attempt_timeout)
         for context in leftovers:
             self._release(context, "worker shutdown: handler still running")
+        stream = self._stream
+        if stream is not None:
+            stream.close(timeout=self.attempt_timeout)
         self._finished.set()
+        self._beat_now.set()  # wakes a unary heartbeat loop waiting for its next beat
         call = self._heartbeat_call
         if call is not None:
             call.cancel()

@@ -30,6 +30,7 @@ const USAGE = `Usage: node dist/examples/demo-worker.js [options]
   --ledger <path>          demo.steps appends "<task id> <fencing token> 0" per finished task to <path>.<pid>
   --name <name>            worker name (default node-<host>-<pid>)
   --registry-target <url>  gateway address for registry calls, when it differs from --target
+  --long-poll              lease with LeaseTasks long polls and unary calls, not the queue's dispatch stream
   -h, --help               this text
 `;
 
@@ -113,6 +114,7 @@ async function main(argv: string[]): Promise<number> {
         ledger: { type: "string" },
         name: { type: "string" },
         "registry-target": { type: "string" },
+        "long-poll": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -167,6 +169,7 @@ async function main(argv: string[]): Promise<number> {
       leaseSeconds,
       journalDir: args["journal-dir"],
       registryTarget: args["registry-target"],
+      dispatchStream: !args["long-poll"],
     });
   } catch (error) {
     process.stderr.write(`demo-worker: ${(error as Error).message}\n`);

@@ -76,8 +76,25 @@ export function codeName(code: number | undefined): string {
   return (Status as unknown as Record<number, string>)[code] ?? `CODE_${code}`;
 }
 
+/**
+ * A request on the queue's dispatch stream that did not succeed, shaped like the unary call's error: refused by its ack
+ * (the ack's code, message and reason), or left unanswered by a stream that broke or stalled (UNAVAILABLE,
+ * DEADLINE_EXCEEDED: transient, so the request is sent again — on the next stream or with the unary call).
+ */
+export class StreamCallError extends Error {
+  constructor(
+    readonly code: number,
+    readonly details: string,
+    readonly reason = "",
+  ) {
+    super(`${codeName(code)}: ${details}`);
+    this.name = "StreamCallError";
+  }
+}
+
 /** The `google.rpc.ErrorInfo` reason of a refusal (e.g. `STALE_FENCING_TOKEN`), or "". */
 export function reasonOf(error: unknown): string {
+  if (error instanceof StreamCallError) return error.reason;
   const metadata = (error as RpcFailure | undefined)?.metadata;
   if (!metadata || typeof metadata.get !== "function") return "";
   for (const value of metadata.get("grpc-status-details-bin")) {

@@ -17,11 +17,14 @@ import { ConnectionState, ConnectionTracker, StateChange } from "./connection";
 import { TaskContext } from "./context";
 import { WorkerCounters, newCounters } from "./counters";
 import { parseTarget } from "./credentials";
-import { TaskFailed, describe, isCancelled, isTransient, reasonOf } from "./errors";
+import { DispatchField, DispatchRequests, DispatchStream, MAX_STREAM_SLOTS } from "./dispatch";
+import { StreamCallError, TaskFailed, describe, isCancelled, isTransient, reasonOf } from "./errors";
 import { Duration } from "./generated/google/protobuf/duration";
 import { Severity } from "./generated/lifeline/common/v1/common";
 import {
+  CompleteTaskRequest,
   CompleteTasksRequest,
+  DispatchAck,
   ExtendLeaseRequest,
   FailTaskRequest,
   LeaseTasksRequest,
@@ -43,7 +46,7 @@ import {
   WorkerType,
 } from "./generated/lifeline/registry/v1/registry";
 import { Journal, JournalError, JournalProgress } from "./journal";
-import { Completion, Outbox, Settlement } from "./outbox";
+import { Completion, CompletionAnswer, Outbox, Settlement } from "./outbox";
 
 /** A handler runs one task and returns its result (any JSON-serialisable value; `undefined`: no result). */
 export type TaskHandler = (context: TaskContext) => unknown | Promise<unknown>;
@@ -85,6 +88,12 @@ export interface LifelineWorkerOptions {
   /** Extra grpc-js channel options. */
   channelOptions?: ChannelOptions;
   /**
+   * Take tasks from the queue's dispatch stream (QueueService.Dispatch) and send outcomes, progress, lease extensions and
+   * releases on it. Default true; false leases with LeaseTasks long polls and unary calls only. A queue without the
+   * stream (UNIMPLEMENTED) makes the worker fall back to those by itself.
+   */
+  dispatchStream?: boolean;
+  /**
    * The retry schedule (README, "When the network fails"). Leave it alone: the contract fixes it; tests shorten it to
    * keep an outage short.
    */
@@ -116,6 +125,8 @@ interface Held {
   lost: boolean;
   progress?: JournalProgress & { delivered: boolean };
   done: Promise<void>;
+  /** The dispatch stream that pushed the task (undefined: leased with LeaseTasks). */
+  stream?: DispatchStream;
 }
 
 type UnaryMethod<Req, Res> = (
@@ -172,6 +183,9 @@ export class LifelineWorker extends EventEmitter {
   private readonly finishController = new AbortController();
   private leaseAbort: AbortController | undefined;
   private waiters: (() => void)[] = [];
+  private useDispatch: boolean;
+  private dispatch: DispatchStream | undefined;
+  private readonly givingBack = new Set<Promise<void>>();
 
   private stream: ClientDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse> | undefined;
   private streamUnsupported = false;
@@ -198,6 +212,7 @@ export class LifelineWorker extends EventEmitter {
     this.apiKey = options.apiKey;
     this.logger = options.log ?? defaultLogger(this.name);
     this.schedule = { ...RetrySchedule, ...options.retrySchedule };
+    this.useDispatch = options.dispatchStream ?? true;
 
     const channelOptions: ChannelOptions = {
       // Reconnect soon after the network returns: the default backoff grows to 2 minutes.
@@ -226,13 +241,15 @@ export class LifelineWorker extends EventEmitter {
     this.outbox = new Outbox({
       api: {
         completeTasks: async (completions) => {
+          const stream = this.usableStream();
+          if (stream) return this.completeOnStream(stream, completions);
           const response = await this.call(this.queue.completeTasks.bind(this.queue), CompleteTasksRequest.fromPartial({
             completions: completions.map((c) => ({ taskId: c.taskId, fencingToken: c.fencingToken, result: c.result })),
           }));
           return response.results.map((r) => ({ taskId: r.taskId, accepted: r.accepted, code: r.code, reason: r.reason, message: r.message }));
         },
         failTask: async (failure) => {
-          await this.call(this.queue.failTask.bind(this.queue), FailTaskRequest.fromPartial({
+          await this.send("fail", this.queue.failTask.bind(this.queue), FailTaskRequest.fromPartial({
             taskId: failure.taskId,
             fencingToken: failure.fencingToken,
             error: {
@@ -246,7 +263,7 @@ export class LifelineWorker extends EventEmitter {
           }));
         },
         reportProgress: async (report) => {
-          await this.call(this.queue.reportProgress.bind(this.queue), ReportProgressRequest.fromPartial({
+          await this.send("progress", this.queue.reportProgress.bind(this.queue), ReportProgressRequest.fromPartial({
             taskId: report.taskId,
             fencingToken: report.fencingToken,
             percent: report.progress.percent,
@@ -325,9 +342,9 @@ export class LifelineWorker extends EventEmitter {
       }
       // 2. Register.
       if (!(await this.register())) return this.counters;
-      // 3. Heartbeats, lease keeper (and offline probe), 4. leasing.
+      // 3. Heartbeats, lease keeper (and offline probe), 4. tasks: the dispatch stream, or long polls.
       this.background.push(this.heartbeatLoop(), this.maintenanceLoop());
-      await this.leaseLoop();
+      await this.dispatchLoop();
     } finally {
       await this.shutdown();
     }
@@ -373,6 +390,169 @@ export class LifelineWorker extends EventEmitter {
       }
     }
     return false;
+  }
+
+  /**
+   * Takes the tasks the queue pushes on a dispatch stream, opened again (with backoff) when it breaks, until stopped,
+   * drained or `once` is done; long polls (`leaseLoop`) when told to (`dispatchStream: false`) or when the queue has no
+   * stream (UNIMPLEMENTED). On stop the stream is told 0 slots and stays open: the shutdown's outcomes and releases go
+   * on it.
+   */
+  private async dispatchLoop(): Promise<void> {
+    let failures = 0;
+    let step = 0;
+    let refusalLogged = false;
+    while (!this.stopping) {
+      if (!this.useDispatch) return this.leaseLoop();
+      if (this.leasingOver()) break;
+      if (!this.tracker.canSend) {
+        await this.changed(1_000); // offline or syncing: nothing is pushed until the journal is replayed
+        continue;
+      }
+      const stream = new DispatchStream(
+        {
+          slotsFor: (s) => this.slotsFor(s),
+          onTask: (s, task) => this.onPushed(s, task),
+          onMessage: () => this.tracker.succeeded("Dispatch answered"),
+          onEnd: () => this.wake(),
+          log: (level, message) => this.log(level, message),
+        },
+        () => this.queue.dispatch(this.metadata(), {}),
+        this.callTimeoutMs,
+      );
+      const slots = this.slotsFor(stream);
+      if (slots <= 0) {
+        await this.changed(1_000); // every slot taken by handlers of an earlier stream (or of long polls)
+        continue;
+      }
+      stream.open({ workerId: this.workerIdValue, taskTypes: this.types, leaseDuration: duration(this.leaseMs) }, slots);
+      this.dispatch = stream;
+      while (!stream.ended) {
+        await Promise.race([this.changed(1_000), stream.done]);
+        if (this.stopping || !this.tracker.canSend) break;
+        stream.updateCapacity();
+        if (this.leasingOver()) break;
+      }
+      if (this.stopping) {
+        stream.updateCapacity(); // 0: nothing more is pushed
+        return;
+      }
+      if (!stream.ended) {
+        stream.abandon("leasing paused"); // offline or syncing
+        continue;
+      }
+      const error = stream.error;
+      if (error?.code === Status.UNIMPLEMENTED) {
+        this.log("info", `the queue has no dispatch stream (${describe(error)}); leasing with LeaseTasks long polls`);
+        this.useDispatch = false;
+        this.tracker.succeeded("Dispatch answered");
+        continue;
+      }
+      if (reasonOf(error) === "WORKER_DRAINING") {
+        this.tracker.succeeded("Dispatch answered");
+        this.drain("the queue says this worker is draining");
+        continue;
+      }
+      if (reasonOf(error) === "WORKER_OFFLINE") void this.beat(); // the registry lost the heartbeat (an outage): beat at once
+      if (stream.answered || Date.now() - stream.openedAt > this.schedule.giveUpAfterMs) {
+        failures = 0; // it worked for a while
+        step = 0;
+        refusalLogged = false;
+      }
+      const why = error ? describe(error) : "ended by the queue";
+      failures += 1;
+      if (error && isTransient(error)) {
+        // As a long poll's: the first breaks are opened again at once, unseen by the connection state.
+        if (failures <= this.schedule.immediateRetries) continue;
+        this.tracker.failed(`${why} (Dispatch)`);
+      } else if (error && !isCancelled(error)) {
+        this.tracker.succeeded("Dispatch answered"); // a refusal (e.g. WORKER_OFFLINE until the next beat): the gateway is there
+      }
+      const wait = Math.max(MIN_PROBE_WAIT_MS, backoffDelay(step++, Math.random, this.schedule));
+      if (!refusalLogged) this.log("warn", `dispatch stream ended: ${why}; opening it again in ${wait} ms`);
+      refusalLogged = true;
+      await sleep(wait, this.stopController.signal);
+    }
+  }
+
+  /**
+   * Drained (and no handler runs), or `once` tasks have ended and their outcomes are delivered: stops the worker
+   * (true).
+   */
+  private leasingOver(): boolean {
+    if (this.draining && this.runningCount() === 0) {
+      this.stop("drained");
+      return true;
+    }
+    if (this.capacity() <= 0 && this.onceDone()) {
+      this.stop(`${this.stopAfter} task(s) done`);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * The slot count a dispatch stream should have: `maxTasks` less the handlers running for tasks that did not come from
+   * it, and with `once` no more than the tasks still allowed on top of those the queue counts against it; 0 while
+   * stopping or draining.
+   */
+  private slotsFor(stream: DispatchStream): number {
+    if (this.stopping || this.draining) return 0;
+    let others = 0;
+    for (const held of this.held.values()) if (held.phase === "running" && held.stream !== stream) others += 1;
+    let slots = this.maxTasks - others;
+    if (this.stopAfter !== undefined) slots = Math.min(slots, stream.pushed.size + this.stopAfter - this.ended - this.held.size);
+    return Math.max(0, Math.min(MAX_STREAM_SLOTS, slots));
+  }
+
+  /** A task the queue pushed on `stream`. */
+  private onPushed(stream: DispatchStream, task: Task): void {
+    const beyond = this.runningCount() >= this.maxTasks || (this.stopAfter !== undefined && this.ended + this.held.size >= this.stopAfter);
+    if (this.stopping || this.draining || beyond) {
+      // Pushed before the queue heard of 0 slots (or of fewer): give it back on the stream at once.
+      const reason = this.stopping ? "worker stopping" : this.draining ? "worker draining" : "pushed beyond the worker's slots";
+      const giving = stream
+        .request("release", ReleaseTaskRequest.fromPartial({ taskId: task.id, fencingToken: task.fencingToken, reason }), task.id)
+        .then(
+          () => {
+            this.stats.released += 1;
+            this.log("info", `task ${task.id} released (${reason})`);
+          },
+          (error) => this.log("warn", `task ${task.id} not released: ${describe(error)}`),
+        );
+      this.givingBack.add(giving);
+      void giving.finally(() => this.givingBack.delete(giving));
+      return;
+    }
+    this.startTask(task, stream);
+  }
+
+  /** The dispatch stream requests may go on now, or undefined (then the unary calls). */
+  private usableStream(): DispatchStream | undefined {
+    return this.dispatch?.usable ? this.dispatch : undefined;
+  }
+
+  /** One request on the dispatch stream while one is open, else the unary call. */
+  private async send<K extends DispatchField, Res>(field: K, unary: UnaryMethod<DispatchRequests[K], Res>, request: DispatchRequests[K],
+    stream = this.usableStream()): Promise<DispatchAck | Res> {
+    if (stream?.usable) return stream.request(field, request, request.taskId);
+    return this.call(unary, request);
+  }
+
+  /**
+   * Completions on the stream, one `complete` each; each answer judged on its own. When none was answered (the stream
+   * broke or stalled), the error is the call's: the outbox tries the batch again.
+   */
+  private async completeOnStream(stream: DispatchStream, completions: Completion[]): Promise<CompletionAnswer[]> {
+    const settled = await Promise.allSettled(completions.map((c) =>
+      stream.request("complete", CompleteTaskRequest.fromPartial({ taskId: c.taskId, fencingToken: c.fencingToken, result: c.result }), c.taskId)));
+    const failures = settled.filter((s): s is PromiseRejectedResult => s.status === "rejected");
+    if (failures.length === settled.length && failures.every((f) => isTransient(f.reason))) throw failures[0].reason;
+    return settled.map((s, i) => {
+      if (s.status === "fulfilled") return { taskId: completions[i].taskId, accepted: true, code: 0, reason: "", message: "" };
+      const error = s.reason as StreamCallError;
+      return { taskId: completions[i].taskId, accepted: false, code: error.code ?? Status.UNKNOWN, reason: reasonOf(error), message: error.details ?? String(error) };
+    });
   }
 
   private async leaseLoop(): Promise<void> {
@@ -468,7 +648,7 @@ export class LifelineWorker extends EventEmitter {
     return count;
   }
 
-  private startTask(task: Task): void {
+  private startTask(task: Task, stream?: DispatchStream): void {
     const handler = this.handlers[task.type];
     const controller = new AbortController();
     const held: Held = {
@@ -479,6 +659,7 @@ export class LifelineWorker extends EventEmitter {
       lost: false,
       context: undefined as unknown as TaskContext,
       done: Promise.resolve(),
+      stream,
     };
     held.context = new TaskContext(task, controller.signal, (percent, message) => this.reportProgress(held, percent, message));
     this.held.set(task.id, held);
@@ -523,6 +704,7 @@ export class LifelineWorker extends EventEmitter {
       // Cancelled or lease lost: the outcome would be refused; the queue already moved on.
       this.stats.abandoned += 1;
       this.log("info", `task ${task.id}: no outcome reported (${reasonText(held.controller.signal.reason)})`);
+      this.giveBackSlot(held);
       this.forget(held);
       return;
     }
@@ -540,6 +722,18 @@ export class LifelineWorker extends EventEmitter {
     }
   }
 
+  /**
+   * The queue counts a pushed task against its stream until an outcome or a release of it arrives there. For a task
+   * whose lease is gone, a release (refused: it changes nothing) frees the slot.
+   */
+  private giveBackSlot(held: Held): void {
+    const stream = held.stream;
+    if (!stream?.usable || !stream.pushed.has(held.task.id)) return;
+    stream
+      .request("release", ReleaseTaskRequest.fromPartial({ taskId: held.task.id, fencingToken: held.task.fencingToken, reason: "lease lost" }), held.task.id)
+      .catch(() => undefined);
+  }
+
   private async reportProgress(held: Held, percent: number, message: string): Promise<void> {
     const record = {
       percent: Math.max(0, Math.min(100, Math.round(Number.isFinite(percent) ? percent : 0))),
@@ -550,7 +744,7 @@ export class LifelineWorker extends EventEmitter {
     if (held.lost || held.phase !== "running" || !this.tracker.canSend || this.finishController.signal.aborted) return;
     const attempt = await this.outbox.attempt(
       "ReportProgress",
-      () => this.call(this.queue.reportProgress.bind(this.queue), ReportProgressRequest.fromPartial({
+      () => this.send("progress", this.queue.reportProgress.bind(this.queue), ReportProgressRequest.fromPartial({
         taskId: held.task.id,
         fencingToken: held.task.fencingToken,
         percent: record.percent,
@@ -596,6 +790,7 @@ export class LifelineWorker extends EventEmitter {
 
   private onStateChange(change: StateChange, callback?: (change: StateChange) => void): void {
     if (change.to === "offline") this.leaseAbort?.abort(); // lease nothing while offline
+    if (change.to === "offline" || change.to === "syncing") this.dispatch?.abandon(`connection ${change.to}`); // nothing pushed either
     if (change.to === "syncing") this.kickSync();
     this.wake();
     try {
@@ -680,7 +875,7 @@ export class LifelineWorker extends EventEmitter {
     const answers = await Promise.all(
       [...targets].map(async ([taskId, { token, held }]) => {
         try {
-          await this.extendLease(taskId, token);
+          await this.extendLease(taskId, token, false);
           if (held) held.lastExtendedAt = Date.now();
           return "ok";
         } catch (error) {
@@ -695,12 +890,13 @@ export class LifelineWorker extends EventEmitter {
     else this.tracker.failed(`${answers[0]} (probe: ExtendLease)`);
   }
 
-  private async extendLease(taskId: string, fencingToken: string): Promise<void> {
-    await this.call(this.queue.extendLease.bind(this.queue), ExtendLeaseRequest.fromPartial({
+  /** On the dispatch stream while one is open (`viaStream`), else the unary call (always for the offline probe). */
+  private async extendLease(taskId: string, fencingToken: string, viaStream = true): Promise<void> {
+    await this.send("extendLease", this.queue.extendLease.bind(this.queue), ExtendLeaseRequest.fromPartial({
       taskId,
       fencingToken,
       leaseDuration: duration(this.leaseMs),
-    }));
+    }), viaStream ? this.usableStream() : undefined);
   }
 
   // ---------------------------------------------------------------------------------------- heartbeats
@@ -876,6 +1072,8 @@ export class LifelineWorker extends EventEmitter {
     await this.batcher.flush();
     await this.outbox.stop();
     for (const held of leftovers) await this.release(held, held.phase === "running" ? "worker shutdown: handler still running" : "worker shutdown");
+    await Promise.allSettled([...this.givingBack]);
+    await this.dispatch?.close(this.callTimeoutMs);
     this.finishController.abort();
     this.dropStream();
     await Promise.allSettled(this.background);
@@ -898,12 +1096,14 @@ export class LifelineWorker extends EventEmitter {
   }
 
   private async release(held: Held, reason: string): Promise<void> {
+    const request = ReleaseTaskRequest.fromPartial({ taskId: held.task.id, fencingToken: held.task.fencingToken, reason });
     try {
-      await this.call(this.queue.releaseTask.bind(this.queue), ReleaseTaskRequest.fromPartial({
-        taskId: held.task.id,
-        fencingToken: held.task.fencingToken,
-        reason,
-      }));
+      try {
+        await this.send("release", this.queue.releaseTask.bind(this.queue), request, held.stream?.usable ? held.stream : this.usableStream());
+      } catch (error) {
+        if (!(error instanceof StreamCallError) || !isTransient(error)) throw error;
+        await this.call(this.queue.releaseTask.bind(this.queue), request); // the stream broke: the unary call
+      }
       this.stats.released += 1;
       this.log("info", `task ${held.task.id} released (${reason})`);
     } catch (error) {

@@ -104,6 +104,9 @@ describe("worker against a fake gateway", () => {
     assert.ok(gateway.count("Registry.RegisterWorker") === 1 && gateway.count("Registry.DeregisterWorker") === 1);
     assert.ok(gateway.count("Registry.HeartbeatStream") >= 1, "heartbeats on the stream");
     assert.equal(gateway.count("Queue.ReleaseTask"), 0);
+    for (const unary of ["Queue.LeaseTasks", "Queue.CompleteTasks", "Queue.FailTask", "Queue.ReportProgress"]) assert.equal(gateway.count(unary), 0, unary);
+    assert.equal(gateway.count("Queue.Dispatch.complete"), 2);
+    assert.equal(gateway.count("Queue.Dispatch.fail"), 1);
   });
 
   it("an outage while handlers finish: outcomes journaled, synced when the gateway is back — none lost, none run twice", async () => {
@@ -198,7 +201,8 @@ describe("worker against a fake gateway", () => {
     await w.run();
     const first = (m: string) => gateway.calls.indexOf(m);
     assert.ok(first("Queue.CompleteTasks") >= 0 && first("Queue.CompleteTasks") < first("Registry.RegisterWorker"), gateway.calls.join(" "));
-    assert.ok(first("Queue.CompleteTasks") < first("Queue.LeaseTasks"));
+    assert.ok(first("Queue.CompleteTasks") < first("Queue.Dispatch"));
+    assert.equal(gateway.count("Queue.LeaseTasks"), 0);
     assert.equal(gateway.tasks.get(id)!.status, "completed");
     assert.equal(gateway.tasks.get(id)!.result, '{"steps":5}');
     assert.equal(gateway.tasks.get(other)!.status, "completed");
@@ -220,8 +224,8 @@ describe("worker against a fake gateway", () => {
     await proxy.up();
     await eventually("completed", () => gateway.tasks.get(id)!.status === "completed");
     await eventually("connected", () => w.state === "connected");
-    await eventually("leasing", () => gateway.count("Queue.LeaseTasks") > 0);
-    assert.ok(gateway.calls.indexOf("Queue.CompleteTasks") < gateway.calls.indexOf("Queue.LeaseTasks"), gateway.calls.join(" "));
+    await eventually("a dispatch stream", () => gateway.count("Queue.Dispatch.open") > 0);
+    assert.ok(gateway.calls.indexOf("Queue.CompleteTasks") < gateway.calls.indexOf("Queue.Dispatch"), gateway.calls.join(" "));
     w.stop();
     await running;
   });
@@ -278,7 +282,8 @@ describe("worker against a fake gateway", () => {
     assert.equal(counters.released, 2);
     assert.equal(gateway.tasks.get(stubborn)!.status, "pending");
     assert.equal(gateway.tasks.get(polite)!.status, "pending");
-    const order = gateway.calls.filter((c) => c === "Queue.ReleaseTask" || c === "Registry.DeregisterWorker");
-    assert.deepEqual(order, ["Queue.ReleaseTask", "Queue.ReleaseTask", "Registry.DeregisterWorker"]);
+    const order = gateway.calls.filter((c) => c.includes("elease") || c === "Registry.DeregisterWorker" || c === "Queue.Dispatch.capacity");
+    // 0 slots first (nothing more is pushed), then the releases on the stream, then the deregistration.
+    assert.deepEqual(order, ["Queue.Dispatch.capacity", "Queue.Dispatch.release", "Queue.Dispatch.release", "Registry.DeregisterWorker"]);
   });
 });

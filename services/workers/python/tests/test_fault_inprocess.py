@@ -43,8 +43,9 @@ def _read(path):
         return file.read()
 
 
-@unittest.skipUnless(fake_lifeline.STUBS, "the gRPC stubs could not be generated (generate.sh needs protoc)")
-class InProcessFaultTests(unittest.TestCase):
+class InProcessHarness(unittest.TestCase):
+    """A fake Lifeline on a real gRPC server, and a worker (on a thread) whose `gated` handler waits for the gate."""
+
     def setUp(self):
         self._dir = tempfile.TemporaryDirectory()
         self.lifeline = fake_lifeline.FakeLifeline()
@@ -76,8 +77,9 @@ class InProcessFaultTests(unittest.TestCase):
         options = dict(name="py-fault", max_tasks=4, lease_duration=30, poll_wait=1, shutdown_grace=5,
                        journal_dir=os.path.join(self._dir.name, "journal"), retry_policy=QUICK,
                        on_state_change=lambda old, new, why: self.transitions.append((old, new)))
+        handlers = kwargs.pop("handlers", None) or {"gated": self.gated}
         options.update(kwargs)
-        self.worker = lifeline_worker.Worker(self.lifeline.target, {"gated": self.gated}, **options)
+        self.worker = lifeline_worker.Worker(self.lifeline.target, handlers, **options)
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
         self.thread.start()
         return self.worker
@@ -89,12 +91,15 @@ class InProcessFaultTests(unittest.TestCase):
         with open(path, encoding="utf-8") as file:
             return [json.loads(line) for line in file if line.strip()]
 
+
+@unittest.skipUnless(fake_lifeline.STUBS, "the gRPC stubs could not be generated (generate.sh needs protoc)")
+class InProcessFaultTests(InProcessHarness):
     def test_outcomes_finished_during_an_outage_are_journaled_and_delivered_once_when_it_ends(self):
         tasks = [self.lifeline.queue.enqueue("gated") for _ in range(3)]
         worker = self.start_worker()
         eventually(lambda: len(self.runs) == 3, message="the three tasks were not leased")
         eventually(lambda: self.lifeline.registry.stream_beats > 0, message="no beat on the heartbeat stream")
-        self.assertEqual(0, self.lifeline.queue.count("StartTask"))  # leased with start=true
+        self.assertEqual(0, self.lifeline.queue.count("StartTask"))  # pushed started
 
         self.lifeline.down()
         self.gate.set()  # the handlers finish while the server is down
@@ -105,7 +110,7 @@ class InProcessFaultTests(unittest.TestCase):
         self.assertEqual({t.id for t in tasks}, {e["task_id"] for e in entries if e["kind"] == "complete"})
         self.assertTrue(all(isinstance(e["fencing_token"], str) for e in entries))
 
-        leases_while_down = self.lifeline.queue.count("LeaseTasks")
+        opens_while_down = self.lifeline.queue.count("Dispatch.open")
         self.lifeline.up()
         eventually(lambda: worker.connection_state == CONNECTED and worker.stats.replayed == 3,
                    message="the journal was not replayed")
@@ -120,7 +125,8 @@ class InProcessFaultTests(unittest.TestCase):
         # Leasing resumes: a new task runs and completes.
         later = self.lifeline.queue.enqueue("gated")
         eventually(lambda: later.status == "completed", message="leasing did not resume")
-        self.assertGreater(self.lifeline.queue.count("LeaseTasks"), leases_while_down)
+        self.assertGreater(self.lifeline.queue.count("Dispatch.open"), opens_while_down)  # a new stream
+        self.assertEqual(0, self.lifeline.queue.count("LeaseTasks"))
         self.assertEqual((4, 0, 0), (worker.stats.completed, worker.stats.refused, worker.stats.failed))
 
     def test_offline_nothing_is_leased_until_the_journal_is_replayed_and_held_leases_are_extended_first(self):
@@ -136,10 +142,10 @@ class InProcessFaultTests(unittest.TestCase):
         eventually(lambda: worker.connection_state == CONNECTED)
         eventually(lambda: waiting.id in self.runs, message="leasing did not resume")
         after = self.lifeline.queue.calls[calls_before:]
-        # First the probe (the held task's lease, with its unrecorded progress), then the replay, then leasing.
+        # First the probe (the held task's lease, with its unrecorded progress), then the replay, then a new stream.
         first_extension = min(after.index(m) for m in ("ReportProgress", "ExtendLease") if m in after)
         self.assertLess(first_extension, after.index("CompleteTasks"), after)
-        self.assertLess(after.index("CompleteTasks"), after.index("LeaseTasks"), after)
+        self.assertLess(after.index("CompleteTasks"), after.index("Dispatch.open"), after)
         self.assertEqual("completed", finished.status)
         self.assertEqual("running", held.status)
         self.assertEqual(10, held.progress)
@@ -194,7 +200,8 @@ class InProcessFaultTests(unittest.TestCase):
         self.assertEqual("completed", task.status)
         self.assertLess(timings[0], 0.5)  # 1000 reports, no call waited for
         self.assertEqual(100, task.progress)
-        self.assertLess(self.lifeline.queue.count("ReportProgress"), 20)  # coalesced, not 1000 calls
+        self.assertLess(self.lifeline.queue.count("Dispatch.progress"), 20)  # coalesced, not 1000 requests
+        self.assertEqual(0, self.lifeline.queue.count("ReportProgress"))    # on the dispatch stream
 
     def test_heartbeats_fall_back_to_unary_calls_when_the_stream_cannot_be_opened(self):
         self.lifeline.registry.stream_supported = False
@@ -257,13 +264,13 @@ class InProcessFaultTests(unittest.TestCase):
         try:
             eventually(lambda: all(t.status == "completed" for t in tasks), timeout=30,
                        message=lambda: "journal not replayed: " + _read(second_log))
-            eventually(lambda: "LeaseTasks" in self.lifeline.queue.calls[calls_before:], timeout=10)
+            eventually(lambda: "Dispatch.open" in self.lifeline.queue.calls[calls_before:], timeout=10)
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(30)
         output = _read(second_log)
         after = self.lifeline.queue.calls[calls_before:]
-        self.assertLess(after.index("CompleteTasks"), after.index("LeaseTasks"), after)  # replayed before leasing
+        self.assertLess(after.index("CompleteTasks"), after.index("Dispatch.open"), after)  # replayed before leasing
         for task in tasks:
             self.assertEqual(1, len(task.completions), output)       # completed once
         self.assertEqual(first_ledger, _ledger_lines(ledger))        # and not run again

@@ -1,6 +1,11 @@
 /**
  * A tiny in-process stand-in for the gateway (queue + registry) and a TCP proxy in front of it that can go down and
  * come back: enough of the contract for the worker's end-to-end tests, no real suite needed. Not a test file itself.
+ *
+ * The queue has the dispatch stream (QueueService.Dispatch): it pushes pending tasks, leased and started, up to the
+ * stream's slots, answers each request with an ack (a refusal is an ack), frees a slot with an outcome or a release of a
+ * task pushed on the same stream; `cutStreams()` breaks every open stream, `cutBeforeAck` applies the next outcome and
+ * breaks its stream before answering it, `dispatchSupported = false` answers UNIMPLEMENTED like a queue without it.
  */
 import * as net from "node:net";
 import {
@@ -14,8 +19,12 @@ import {
 } from "@grpc/grpc-js";
 import { ErrorInfo, Status } from "../../src/generated/google/rpc/status";
 import {
+  CompleteTaskRequest,
   CompleteTasksRequest,
   CompleteTasksResponse,
+  DispatchAck,
+  DispatchRequest,
+  DispatchResponse,
   ExtendLeaseRequest,
   ExtendLeaseResponse,
   FailTaskRequest,
@@ -58,7 +67,25 @@ export interface FakeTask {
   result: string;
   failures: number;
   progress: number;
+  /** Times pushed on a dispatch stream. */
+  pushes: number;
+  /** Releases accepted. */
+  releases: number;
 }
+
+interface FakeStream {
+  opened: boolean;
+  slots: number;
+  types: string[];
+  leaseMs: number;
+  holder: string;
+  /** Pushed, no outcome or release on this stream yet. */
+  outstanding: Set<string>;
+  ended: boolean;
+  call: ServerDuplexStream<DispatchRequest, DispatchResponse>;
+}
+
+type DispatchKind = "open" | "capacity" | "complete" | "fail" | "progress" | "extendLease" | "release";
 
 function refusal(code: number, reason: string, message: string) {
   const info = ErrorInfo.encode({ reason, domain: "lifeline", metadata: {} }).finish();
@@ -69,7 +96,7 @@ function refusal(code: number, reason: string, message: string) {
   }).finish();
   const metadata = new Metadata();
   metadata.set("grpc-status-details-bin", Buffer.from(details));
-  return { code, details: message, metadata };
+  return { code, details: message, metadata, reason };
 }
 
 const ms = (d: { seconds: string; nanos: number } | undefined, fallback: number) =>
@@ -86,6 +113,14 @@ export class FakeGateway {
   private epochs = new Map<string, number>();
   private streams = new Set<ServerDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse>>();
   private pendingCommands: WorkerCommand[] = [];
+  private dispatchStreams = new Set<FakeStream>();
+  /** Every slot count a dispatch stream was given (open, then each capacity), in order. */
+  readonly slotCounts: number[] = [];
+  dispatchSupported = true;
+  /** The next complete or fail on a stream is applied, then the stream breaks before answering it. */
+  cutBeforeAck = false;
+  /** A longer result is bad input (INVALID_ARGUMENT): on a stream it ends the stream, answers before it sent. */
+  maxResult = 1 << 20;
   port = 0;
 
   constructor(readonly heartbeatIntervalMs = 500) {}
@@ -95,35 +130,28 @@ export class FakeGateway {
       leaseTasks: (call: ServerUnaryCall<LeaseTasksRequest, LeaseTasksResponse>, done: sendUnaryData<LeaseTasksResponse>) =>
         this.unary("Queue.LeaseTasks", call, done, () => this.lease(call)),
       completeTasks: (call: ServerUnaryCall<CompleteTasksRequest, CompleteTasksResponse>, done: sendUnaryData<CompleteTasksResponse>) =>
-        this.unary("Queue.CompleteTasks", call, done, async () => this.complete(call.request)),
-      failTask: (call: ServerUnaryCall<FailTaskRequest, FailTaskResponse>, done: sendUnaryData<FailTaskResponse>) =>
-        this.unary("Queue.FailTask", call, done, async () => {
-          const task = this.held(call.request.taskId, call.request.fencingToken);
-          if (task.status === "failed" || task.status === "pending") return FailTaskResponse.fromPartial({}); // a repeat
-          task.failures += 1;
-          task.status = call.request.error?.retryable ? "pending" : "failed";
-          return FailTaskResponse.fromPartial({ willRetry: task.status === "pending" });
+        this.unary("Queue.CompleteTasks", call, done, async () => {
+          if (call.request.completions.some((c) => c.result.length > this.maxResult)) throw { code: status.INVALID_ARGUMENT, details: "result too long" };
+          return this.complete(call.request);
         }),
+      failTask: (call: ServerUnaryCall<FailTaskRequest, FailTaskResponse>, done: sendUnaryData<FailTaskResponse>) =>
+        this.unary("Queue.FailTask", call, done, async () => FailTaskResponse.fromPartial({ willRetry: this.fail(call.request) })),
       reportProgress: (call: ServerUnaryCall<ReportProgressRequest, ReportProgressResponse>, done: sendUnaryData<ReportProgressResponse>) =>
         this.unary("Queue.ReportProgress", call, done, async () => {
-          const task = this.running(call.request.taskId, call.request.fencingToken);
-          task.progress = call.request.percent;
-          task.leaseExpiresAt = Date.now() + ms(call.request.leaseDuration, 30_000);
+          this.reportProgress(call.request);
           return ReportProgressResponse.fromPartial({});
         }),
       extendLease: (call: ServerUnaryCall<ExtendLeaseRequest, ExtendLeaseResponse>, done: sendUnaryData<ExtendLeaseResponse>) =>
         this.unary("Queue.ExtendLease", call, done, async () => {
-          const task = this.running(call.request.taskId, call.request.fencingToken);
-          task.leaseExpiresAt = Date.now() + ms(call.request.leaseDuration, 30_000);
+          this.extendLease(call.request);
           return ExtendLeaseResponse.fromPartial({});
         }),
       releaseTask: (call: ServerUnaryCall<ReleaseTaskRequest, ReleaseTaskResponse>, done: sendUnaryData<ReleaseTaskResponse>) =>
         this.unary("Queue.ReleaseTask", call, done, async () => {
-          const task = this.running(call.request.taskId, call.request.fencingToken);
-          task.status = "pending";
-          task.holder = "";
+          this.release(call.request);
           return ReleaseTaskResponse.fromPartial({});
         }),
+      dispatch: (call: ServerDuplexStream<DispatchRequest, DispatchResponse>) => this.dispatch(call),
     });
     this.server.addService(RegistryServiceService, {
       registerWorker: (call: ServerUnaryCall<RegisterWorkerRequest, RegisterWorkerResponse>, done: sendUnaryData<RegisterWorkerResponse>) =>
@@ -164,14 +192,25 @@ export class FakeGateway {
 
   async close(): Promise<void> {
     for (const stream of this.streams) stream.end();
+    this.cutStreams();
     this.server.forceShutdown();
+  }
+
+  /** Breaks every open dispatch stream (UNAVAILABLE), as a lost connection would. */
+  cutStreams(): void {
+    for (const stream of [...this.dispatchStreams]) this.endStream(stream, { code: status.UNAVAILABLE, details: "the dispatch stream was cut" });
+  }
+
+  /** Dispatch streams open now. */
+  get openStreams(): number {
+    return this.dispatchStreams.size;
   }
 
   enqueue(type: string, payload: unknown = {}): string {
     const id = `00000000-0000-4000-8000-${String(this.nextId++).padStart(12, "0")}`;
     this.tasks.set(id, {
       id, type, payload: JSON.stringify(payload), status: "pending", token: 0, holder: "", leaseExpiresAt: 0,
-      completions: 0, result: "", failures: 0, progress: 0,
+      completions: 0, result: "", failures: 0, progress: 0, pushes: 0, releases: 0,
     });
     return id;
   }
@@ -184,6 +223,17 @@ export class FakeGateway {
     task.token = this.nextToken++;
     task.leaseExpiresAt = Date.now() + 30_000;
     return task.token;
+  }
+
+  /** What the real queue's maintenance does with leases that ran out: back to pending. */
+  expireLeases(): void {
+    const now = Date.now();
+    for (const task of this.tasks.values()) {
+      if (task.status === "running" && task.leaseExpiresAt < now) {
+        task.status = "pending";
+        task.holder = "";
+      }
+    }
   }
 
   /** Completes a task as its current holder (for "the next holder completes it"). */
@@ -253,6 +303,167 @@ export class FakeGateway {
       return { taskId: c.taskId, accepted: true, code: 0, reason: "", message: "" };
     });
     return CompleteTasksResponse.fromPartial({ results, acceptedCount: results.filter((r) => r.accepted).length });
+  }
+
+  private fail(request: FailTaskRequest): boolean {
+    const task = this.held(request.taskId, request.fencingToken);
+    if (task.status === "failed" || task.status === "pending") return task.status === "pending"; // a repeat
+    task.failures += 1;
+    task.status = request.error?.retryable ? "pending" : "failed";
+    return task.status === "pending";
+  }
+
+  private reportProgress(request: ReportProgressRequest): FakeTask {
+    const task = this.running(request.taskId, request.fencingToken);
+    task.progress = request.percent;
+    task.leaseExpiresAt = Date.now() + ms(request.leaseDuration, 30_000);
+    return task;
+  }
+
+  private extendLease(request: ExtendLeaseRequest): FakeTask {
+    const task = this.running(request.taskId, request.fencingToken);
+    task.leaseExpiresAt = Date.now() + ms(request.leaseDuration, 30_000);
+    return task;
+  }
+
+  private release(request: ReleaseTaskRequest): FakeTask {
+    const task = this.running(request.taskId, request.fencingToken);
+    task.status = "pending";
+    task.holder = "";
+    task.releases += 1;
+    return task;
+  }
+
+  // ------------------------------------------------------------------------------------------- dispatch stream
+
+  private dispatch(call: ServerDuplexStream<DispatchRequest, DispatchResponse>): void {
+    this.calls.push("Queue.Dispatch");
+    if (this.apiKeys.size > 0) {
+      const auth = String(call.metadata.get("authorization")[0] ?? "");
+      if (!this.apiKeys.has(auth.replace(/^Bearer /, ""))) {
+        call.emit("error", { code: status.UNAUTHENTICATED, details: "bad key" });
+        return;
+      }
+    }
+    if (!this.dispatchSupported) {
+      call.emit("error", { code: status.UNIMPLEMENTED, details: "Method not found: lifeline.queue.v1.QueueService/Dispatch" });
+      return;
+    }
+    const stream: FakeStream = { opened: false, slots: 0, types: [], leaseMs: 30_000, holder: "", outstanding: new Set(), ended: false, call };
+    this.dispatchStreams.add(stream);
+    const pump = setInterval(() => this.pump(stream), 20);
+    call.on("data", (request: DispatchRequest) => this.onDispatchRequest(stream, request));
+    call.on("end", () => {
+      clearInterval(pump);
+      if (!stream.ended) {
+        stream.ended = true;
+        this.dispatchStreams.delete(stream);
+        call.end(); // the worker half-closed; everything is answered (requests are answered as they come)
+      }
+    });
+    const gone = () => {
+      clearInterval(pump);
+      stream.ended = true;
+      this.dispatchStreams.delete(stream);
+    };
+    call.on("error", gone);
+    call.on("cancelled", gone);
+    call.on("close", gone);
+  }
+
+  private onDispatchRequest(stream: FakeStream, request: DispatchRequest): void {
+    if (stream.ended) return;
+    const kind: DispatchKind = request.open ? "open" : request.capacity ? "capacity" : request.complete ? "complete" : request.fail ? "fail"
+      : request.progress ? "progress" : request.extendLease ? "extendLease" : "release";
+    this.calls.push(`Queue.Dispatch.${kind}`);
+    if ((kind === "open") === stream.opened) {
+      this.endStream(stream, { code: status.INVALID_ARGUMENT, details: "`open` must be the first message, and only the first" });
+      return;
+    }
+    if (kind === "complete" && request.complete!.result.length > this.maxResult) {
+      this.endStream(stream, { code: status.INVALID_ARGUMENT, details: `complete.result: more than ${this.maxResult} bytes` });
+      return;
+    }
+    if (kind === "open") {
+      stream.opened = true;
+      stream.slots = request.open!.slots;
+      stream.types = request.open!.taskTypes;
+      stream.leaseMs = ms(request.open!.leaseDuration, 30_000);
+      stream.holder = request.open!.workerId;
+      this.slotCounts.push(stream.slots);
+    } else if (kind === "capacity") {
+      stream.slots = request.capacity!.slots;
+      this.slotCounts.push(stream.slots);
+    } else {
+      const ack = this.answer(kind, request);
+      const taskId = ack.taskId;
+      if (kind === "complete" || kind === "fail" || kind === "release") {
+        stream.outstanding.delete(taskId);
+        if (this.cutBeforeAck && kind !== "release") {
+          this.cutBeforeAck = false;
+          this.endStream(stream, { code: status.UNAVAILABLE, details: "cut before the ack" });
+          return;
+        }
+      }
+      stream.call.write(DispatchResponse.fromPartial({ ack }));
+    }
+    this.pump(stream);
+  }
+
+  private answer(kind: Exclude<DispatchKind, "open" | "capacity">, request: DispatchRequest): DispatchAck {
+    const message = request[kind]!;
+    const ack = DispatchAck.fromPartial({ requestId: request.requestId, taskId: message.taskId });
+    try {
+      let task: FakeTask;
+      if (kind === "complete") {
+        const c = request.complete as CompleteTaskRequest;
+        const answer = this.complete(CompleteTasksRequest.fromPartial({ completions: [{ taskId: c.taskId, fencingToken: c.fencingToken, result: c.result }] })).results[0];
+        if (!answer.accepted) throw { code: answer.code, reason: answer.reason, details: answer.message };
+        task = this.tasks.get(c.taskId)!;
+      } else if (kind === "fail") {
+        ack.willRetry = this.fail(request.fail!);
+        task = this.tasks.get(message.taskId)!;
+      } else if (kind === "progress") {
+        task = this.reportProgress(request.progress!);
+      } else if (kind === "extendLease") {
+        task = this.extendLease(request.extendLease!);
+      } else {
+        task = this.release(request.release!);
+      }
+      ack.accepted = true;
+      ack.task = this.wire(task);
+    } catch (error) {
+      const refused = error as { code: number; reason: string; details: string };
+      ack.accepted = false;
+      ack.code = refused.code;
+      ack.reason = refused.reason;
+      ack.message = refused.details;
+    }
+    return ack;
+  }
+
+  /** Pushes pending tasks while the stream has free slots. */
+  private pump(stream: FakeStream): void {
+    if (stream.ended || !stream.opened) return;
+    const now = Date.now();
+    while (stream.outstanding.size < stream.slots) {
+      const task = [...this.tasks.values()].find((t) => stream.types.includes(t.type) && t.status === "pending");
+      if (!task) return;
+      task.status = "running";
+      task.holder = stream.holder;
+      task.token = this.nextToken++;
+      task.leaseExpiresAt = now + stream.leaseMs;
+      task.pushes += 1;
+      stream.outstanding.add(task.id);
+      stream.call.write(DispatchResponse.fromPartial({ task: this.wire(task) }));
+    }
+  }
+
+  private endStream(stream: FakeStream, error: { code: number; details: string }): void {
+    if (stream.ended) return;
+    stream.ended = true;
+    this.dispatchStreams.delete(stream);
+    stream.call.emit("error", error);
   }
 
   private held(taskId: string, token: string): FakeTask {
