@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using System.Collections.Concurrent;
 using Grpc.Core;
 using Lifeline.Queue.V1;
@@ -432,5 +433,22 @@ public sealed class DispatchTests(QueueEnvironment env) : IClassFixture<QueueEnv
             Assert.True(DateTime.UtcNow < until, "condition not met within 30 s");
             await Task.Delay(50);
         }
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_worker_that_resets_its_stream_is_not_logged_as_a_store_failure()
+    {
+        var logs = new CapturedLogs();
+        var instance = await env.StartInstanceAsync(configure: b => b.Logging.AddProvider(logs));
+        var type = NewType("dispatch.reset");
+        var client = instance.Client();
+        await client.EnqueueAsync(Spec(type));
+        var stream = await DispatchStream.OpenAsync(client, "w-reset", [type], slots: 2);
+        await stream.TasksAsync(1);
+        stream.Kill();
+        await stream.DisposeAsync();
+        // The session notices the reset within moments; then nothing above Information may have been logged.
+        await Task.Delay(1000);
+        Assert.Empty(logs.AtLeast(LogLevel.Warning));
     }
 }

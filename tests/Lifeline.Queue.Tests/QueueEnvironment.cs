@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Builder;
 using Lifeline.Queue.V1;
 using Lifeline.Testing;
 
@@ -20,15 +21,16 @@ public class QueueEnvironment() : ServiceTestEnvironment("queue")
     protected override async Task OnInitializedAsync() => _instances.Add(await StartQueueAsync(DatabaseConnectionString, RedisConnectionString, Settings));
 
     /// <summary>Starts another instance of the service on the same database and Redis (stopped with the fixture).</summary>
-    public async Task<ServiceHost> StartInstanceAsync(IDictionary<string, string?>? settings = null)
+    public async Task<ServiceHost> StartInstanceAsync(IDictionary<string, string?>? settings = null, Action<WebApplicationBuilder>? configure = null)
     {
-        var instance = await StartQueueAsync(DatabaseConnectionString, RedisConnectionString, settings);
+        var instance = await StartQueueAsync(DatabaseConnectionString, RedisConnectionString, settings, configure);
         _instances.Add(instance);
         return instance;
     }
 
     /// <summary>Starts a queue service with test intervals on the given database and Redis.</summary>
-    public static Task<ServiceHost> StartQueueAsync(string database, string redis, IDictionary<string, string?>? settings = null)
+    public static Task<ServiceHost> StartQueueAsync(string database, string redis, IDictionary<string, string?>? settings = null,
+        Action<WebApplicationBuilder>? configure = null)
     {
         var config = new Dictionary<string, string?>
         {
@@ -44,7 +46,7 @@ public class QueueEnvironment() : ServiceTestEnvironment("queue")
         {
             config[key] = value;
         }
-        return ServiceHost.StartAsync(QueueApplication.Build, config);
+        return ServiceHost.StartAsync(QueueApplication.Build, config, configure);
     }
 
     protected override async Task OnDisposingAsync()

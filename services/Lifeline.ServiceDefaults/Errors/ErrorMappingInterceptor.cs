@@ -109,7 +109,9 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
             return Retryable(Code.DeadlineExceeded,
                 $"The call did not finish within the service's limit of {limit.TotalSeconds:0.#} s; retry shortly.", "SERVER_TIME_LIMIT");
         }
-        if (ex is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
+        // The caller went away: a cancelled wait, or a stream the client reset under a read or write (Kestrel's
+        // IOException, not a store's — those come wrapped in NpgsqlException). Nobody hears the answer; nothing failed.
+        if (ex is OperationCanceledException or System.IO.IOException && context.CancellationToken.IsCancellationRequested)
         {
             return new RpcException(new global::Grpc.Core.Status(StatusCode.Cancelled, "The call was cancelled."));
         }
