@@ -78,8 +78,9 @@ public sealed class AuthorizationMatrixTests(SuiteFixture suite, ITestOutputHelp
             var crossTenant = !ReferenceEquals(target, own);
             var label = $"{rpc.FullName} as {caller.Label} on {target.Tenant}'s objects";
 
-            var baseline = target.Baseline(run);
-            var grpc = await CallGrpcAsync(channel, rpc, ProtobufComposer.BaselineMessage(rpc.Descriptor.InputType, baseline), token, ct);
+            // A bidirectional stream gets a whole session: opened as the caller's own worker, then every kind of message
+            // aimed at the target's objects (Dispatch: another tenant's task ids must be NOT_FOUND acks).
+            var grpc = await CallGrpcAsync(channel, rpc, ProtobufComposer.Session(rpc.Descriptor, own.Opening(run), target.Baseline(run)), token, ct);
             tally.AddOrUpdate($"grpc {grpc.Code}", 1, (_, n) => n + 1);
             Judge(failures, label + " over gRPC", grpc.Code, grpc.HasDetails, grpc.Body, refusal, crossTenant && IsLookup(rpc), acme.Marker);
 
@@ -120,8 +121,8 @@ public sealed class AuthorizationMatrixTests(SuiteFixture suite, ITestOutputHelp
             {
                 var (rpc, identity) = c;
                 var upstream = catalog.Services.Single(s => s.FullName == rpc.Descriptor.Service.FullName).Upstream;
-                var result = await CallGrpcAsync(channels[upstream], rpc, ProtobufComposer.BaselineMessage(rpc.Descriptor.InputType,
-                    new Baseline("direct", new Random(1), DateTimeOffset.UtcNow)), null, ct, identity.Token);
+                var result = await CallGrpcAsync(channels[upstream], rpc, [ProtobufComposer.BaselineMessage(rpc.Descriptor.InputType,
+                    new Baseline("direct", new Random(1), DateTimeOffset.UtcNow))], null, ct, identity.Token);
                 if (result.Code != StatusCode.Unauthenticated || !result.HasDetails)
                 {
                     failures.Enqueue($"{rpc.FullName} at the {upstream} service with {identity.Label} identity: {result.Code} {result.Detail}");
@@ -207,7 +208,7 @@ public sealed class AuthorizationMatrixTests(SuiteFixture suite, ITestOutputHelp
 
     private sealed record GrpcResult(StatusCode Code, string Detail, bool HasDetails, byte[] Body);
 
-    private static async Task<GrpcResult> CallGrpcAsync(GrpcChannel channel, RpcMethod rpc, byte[] request, string? bearer, CancellationToken ct,
+    private static async Task<GrpcResult> CallGrpcAsync(GrpcChannel channel, RpcMethod rpc, IReadOnlyList<byte[]> messages, string? bearer, CancellationToken ct,
         string? identityToken = null)
     {
         var method = RawRpc.Method(rpc.Descriptor);
@@ -231,11 +232,11 @@ public sealed class AuthorizationMatrixTests(SuiteFixture suite, ITestOutputHelp
             switch (type)
             {
                 case MethodType.Unary:
-                    received.Write(await invoker.AsyncUnaryCall(method, null, options, request).ResponseAsync);
+                    received.Write(await invoker.AsyncUnaryCall(method, null, options, messages[0]).ResponseAsync);
                     break;
                 case MethodType.ServerStreaming:
                 {
-                    using var call = invoker.AsyncServerStreamingCall(method, null, options, request);
+                    using var call = invoker.AsyncServerStreamingCall(method, null, options, messages[0]);
                     while (await call.ResponseStream.MoveNext(CancellationToken.None))
                     {
                         received.Write(call.ResponseStream.Current);
@@ -249,7 +250,10 @@ public sealed class AuthorizationMatrixTests(SuiteFixture suite, ITestOutputHelp
                     using var call = invoker.AsyncDuplexStreamingCall(method, null, options);
                     try
                     {
-                        await call.RequestStream.WriteAsync(request);
+                        foreach (var message in messages)
+                        {
+                            await call.RequestStream.WriteAsync(message);
+                        }
                         await call.RequestStream.CompleteAsync();
                     }
                     catch (Exception ex) when (ex is RpcException or InvalidOperationException)
@@ -369,7 +373,7 @@ public sealed class AuthorizationMatrixTests(SuiteFixture suite, ITestOutputHelp
             var registry = suite.Registry(workerKey);
             var registered = await registry.RegisterWorkerAsync(new RegisterWorkerRequest
             {
-                Name = $"matrix-{objects.Marker}", Type = WorkerType.Standalone, Capabilities = { type },
+                Name = $"matrix-{objects.Marker}", Type = WorkerType.Standalone, Capabilities = { type, StreamType(run) },
             });
             objects.WorkerId = registered.Worker.Id;
             objects._beating = objects.BeatAsync(registry, registered.Worker.Id, registered.Worker.SessionEpoch);
@@ -401,6 +405,15 @@ public sealed class AuthorizationMatrixTests(SuiteFixture suite, ITestOutputHelp
                 ["target_checkpoint_id"] = CheckpointId, ["resume_checkpoint_id"] = CheckpointId, ["parent_id"] = CheckpointId,
                 ["plan_id"] = PlanId,
             },
+        };
+
+        /// <summary>A type only the tenant's worker runs and no task has: its dispatch streams open and lease nothing.</summary>
+        private static string StreamType(string run) => $"e2e.matrix.stream.{run}";
+
+        /// <summary>How the tenant's own worker opens a stream (Dispatch's <c>open</c>).</summary>
+        public Baseline Opening(string run) => new($"mx{run}", new Random(7), DateTimeOffset.UtcNow)
+        {
+            Fixed = new Dictionary<string, string>(StringComparer.Ordinal) { ["worker_id"] = WorkerId, ["task_types"] = StreamType(run) },
         };
 
         /// <summary>The objects as the tenant's own operator reads them.</summary>

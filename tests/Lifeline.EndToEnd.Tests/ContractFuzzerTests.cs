@@ -68,7 +68,8 @@ public sealed class ContractFuzzerTests(ITestOutputHelper output)
             switch (request)
             {
                 case GrpcRequest grpc:
-                    if (TryParse(() => descriptor.Parser.ParseFrom(grpc.Messages[0])))
+                    // The attacked message is the last (on a stream it may follow a valid opening).
+                    if (TryParse(() => descriptor.Parser.ParseFrom(grpc.Messages[^1])))
                     {
                         wrong.Add($"{fuzzCase}: parses as protobuf");
                     }
@@ -85,6 +86,38 @@ public sealed class ContractFuzzerTests(ITestOutputHelper output)
         }
 
         Assert.True(wrong.Count == 0, $"{wrong.Count} cases expected refused are accepted by protobuf's parsers:\n{string.Join('\n', wrong.Take(50))}");
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task A_bidirectional_stream_is_attacked_after_a_valid_opening_and_the_matrix_sends_every_kind_of_message()
+    {
+        await Task.Yield();
+        var dispatch = Fuzzer.Catalog.Methods["lifeline.queue.v1.QueueService/Dispatch"];
+        var opening = new Dictionary<string, string>(StringComparer.Ordinal) { ["worker_id"] = "opener", ["task_types"] = "opener.type" };
+        var cases = Fuzzer.AllCases.Where(c => c.Rpc.FullName == dispatch.FullName && c.Transport == FuzzTransport.Grpc && c.Field != "-" && !c.Heavy).ToList();
+        foreach (var fuzzCase in cases)
+        {
+            var baseline = new Baseline(ContractFuzzer.Marker("test", fuzzCase.Id), new Random(fuzzCase.Id), DateTimeOffset.UtcNow) { Opening = opening };
+            var messages = ((GrpcRequest)fuzzCase.Build(baseline)).Messages;
+            if (fuzzCase.Field.StartsWith("open", StringComparison.Ordinal) || fuzzCase.Field == "request_id")
+            {
+                Assert.Single(messages);
+                continue;
+            }
+
+            Assert.Equal(2, messages.Count);
+            var open = Queue.V1.DispatchRequest.Parser.ParseFrom(messages[0]);
+            Assert.Equal(Queue.V1.DispatchRequest.KindOneofCase.Open, open.KindCase);
+            Assert.Equal("opener", open.Open.WorkerId);
+            Assert.Equal(["opener.type"], open.Open.TaskTypes);
+        }
+        Assert.Contains(cases, c => c.Field.StartsWith("complete.", StringComparison.Ordinal));
+
+        var session = ProtobufComposer.Session(dispatch.Descriptor, new Baseline("o", new Random(1), DateTimeOffset.UtcNow) { Fixed = opening },
+            new Baseline("t", new Random(2), DateTimeOffset.UtcNow) { Fixed = new Dictionary<string, string> { ["task_id"] = "target" } });
+        var kinds = session.Select(m => Queue.V1.DispatchRequest.Parser.ParseFrom(m)).ToList();
+        Assert.Equal(["Open", "Capacity", "Complete", "Fail", "Progress", "ExtendLease", "Release"], kinds.Select(k => k.KindCase.ToString()));
+        Assert.Equal("target", kinds[2].Complete.TaskId);
     }
 
     [Fact(Timeout = 60_000)]

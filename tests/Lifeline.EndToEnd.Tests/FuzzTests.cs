@@ -35,12 +35,14 @@ public sealed class FuzzTests(SuiteFixture suite, ITestOutputHelper output)
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(18));
         var cancellationToken = timeout.Token;
 
+        // Registered before the store is counted: the worker that opens the fuzzer's dispatch streams.
+        await using var opener = await StreamOpener.StartAsync(suite, Keys.DefaultWorker, run, cancellationToken);
         var store = new SuiteStore(suite);
         var processesBefore = await SuiteProcesses.ObserveAsync(suite);
         var countsBefore = await store.CountAsync(FuzzTenant, cancellationToken);
 
         using var runner = new FuzzRunner(suite.GatewayGrpc, suite.GatewayRest,
-            suite.Credentials.Key(Keys.PlatformAdmin).Key, suite.Credentials.Key(Keys.DefaultWorker).Key, run, seed);
+            suite.Credentials.Key(Keys.PlatformAdmin).Key, suite.Credentials.Key(Keys.DefaultWorker).Key, run, seed, opener.Opening);
 
         // Valid work on the other tenant, before (must work at all) and during the fuzzing.
         var valid = new ValidTraffic(suite, Keys.AcmeWorker, run, runner.Clock);

@@ -162,6 +162,83 @@ public sealed class FrontDoorTests(GatewayEnvironment env) : IClassFixture<Gatew
     }
 
     [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_dispatch_stream_outlives_the_unary_activity_timeout_and_pushes_and_acks_through_the_gateway()
+    {
+        var type = NewType("dispatch");
+        var worker = (await Gateway.Registry("default-worker").RegisterWorkerAsync(Registration(type))).Worker;
+        using var beating = new CancellationTokenSource();
+        var heartbeats = Task.Run(async () =>
+        {
+            while (!beating.IsCancellationRequested)
+            {
+                await Gateway.Registry("default-worker").HeartbeatAsync(new HeartbeatRequest
+                {
+                    WorkerId = worker.Id, SessionEpoch = worker.SessionEpoch, Status = WorkerStatus.Online,
+                });
+                await Task.Delay(TimeSpan.FromMilliseconds(500), beating.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        });
+
+        using var stream = Gateway.Queue("default-worker").Dispatch();
+        await stream.RequestStream.WriteAsync(new DispatchRequest
+        {
+            Open = new DispatchOpen { WorkerId = worker.Id, TaskTypes = { type }, Slots = 2 },
+        });
+        var next = stream.ResponseStream.MoveNext();
+
+        // Quiet for longer than the gateway's unary activity timeout (2 s in this environment).
+        await Task.Delay(TimeSpan.FromSeconds(4));
+        Assert.False(next.IsCompleted, next.IsFaulted ? next.Exception!.ToString() : "the stream ended");
+
+        var task = (await Gateway.Queue("default-worker").EnqueueTaskAsync(Enqueue(type))).Task;
+        Assert.True(await next.WaitAsync(TimeSpan.FromSeconds(10)));
+        var pushed = stream.ResponseStream.Current.Task;
+        Assert.Equal(task.Id, pushed.Id);
+        Assert.Equal(Queue.V1.TaskStatus.Running, pushed.Status);
+        Assert.Equal(worker.Id, pushed.AssignedWorkerId);
+
+        await stream.RequestStream.WriteAsync(new DispatchRequest
+        {
+            RequestId = 7, Complete = new CompleteTaskRequest { TaskId = pushed.Id, FencingToken = pushed.FencingToken, Result = "42" },
+        });
+        Assert.True(await stream.ResponseStream.MoveNext().WaitAsync(TimeSpan.FromSeconds(10)));
+        var ack = stream.ResponseStream.Current.Ack;
+        Assert.Equal(7, ack.RequestId);
+        Assert.True(ack.Accepted);
+        Assert.Equal(Queue.V1.TaskStatus.Completed, ack.Task.Status);
+
+        await stream.RequestStream.CompleteAsync();
+        Assert.False(await stream.ResponseStream.MoveNext().WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(StatusCode.OK, stream.GetStatus().StatusCode);
+        await beating.CancelAsync();
+        await heartbeats;
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_dispatch_stream_is_refused_to_a_reader_and_to_an_unregistered_worker()
+    {
+        var type = NewType("dispatch.refused");
+        var open = new DispatchRequest { Open = new DispatchOpen { WorkerId = Guid.NewGuid().ToString(), TaskTypes = { type }, Slots = 1 } };
+
+        using (var reader = Gateway.Queue("default-reader").Dispatch())
+        {
+            var error = await Assert.ThrowsAsync<RpcException>(async () =>
+            {
+                await reader.RequestStream.WriteAsync(open);
+                await reader.ResponseStream.MoveNext();
+            });
+            Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
+        }
+
+        // Admitted like a lease: the registry's mirror must know the worker.
+        using var unregistered = Gateway.Queue("default-worker").Dispatch();
+        await unregistered.RequestStream.WriteAsync(open);
+        var refused = await Assert.ThrowsAsync<RpcException>(() => unregistered.ResponseStream.MoveNext());
+        Assert.Equal(StatusCode.FailedPrecondition, refused.StatusCode);
+        Assert.Equal("WORKER_NOT_REGISTERED", refused.GetRpcStatus()!.GetDetail<Google.Rpc.ErrorInfo>()!.Reason);
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_trace_id_is_returned_and_propagated_as_traceparent()
     {
         const string traceId = "4bf92f3577b34da6a3ce929d0e0e4736";

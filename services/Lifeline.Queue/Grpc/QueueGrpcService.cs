@@ -23,7 +23,7 @@ namespace Lifeline.Queue.Grpc;
 public sealed class QueueGrpcService(
     TaskEnqueuer enqueuer, TaskLeaser leaser, LeaseHolderOperations holders, TaskAdministration administration,
     TaskQueries queries, TaskEventFeed feed, TaskRecovery recovery, IOptions<QueueOptions> options,
-    DependencyRepair dependencyRepair, TimeoutEnforcement timeouts) : QueueService.QueueServiceBase
+    DependencyRepair dependencyRepair, TimeoutEnforcement timeouts, TaskDispatcher dispatcher) : QueueService.QueueServiceBase
 {
     private const string TaskHistoryListing = "queue.task_history";
 
@@ -92,41 +92,26 @@ public sealed class QueueGrpcService(
 
     public override async Task<StartTaskResponse> StartTask(StartTaskRequest request, ServerCallContext context)
     {
-        var (tenant, id, token) = Holder(context, request.TaskId, request.FencingToken, null);
-        return new StartTaskResponse { Task = (await holders.StartAsync(tenant, id, token, context.CancellationToken)).ToProto() };
+        var (tenant, start) = Holder(context, v => RequestValidation.Start(v, "", request));
+        return new StartTaskResponse { Task = (await holders.ApplyAsync(tenant, start, context.CancellationToken)).Task.ToProto() };
     }
 
     public override async Task<ReportProgressResponse> ReportProgress(ReportProgressRequest request, ServerCallContext context)
     {
-        TimeSpan? lease = null;
-        string? message = null;
-        var (tenant, id, token) = Holder(context, request.TaskId, request.FencingToken, v =>
-        {
-            v.AddIf(request.Percent is < 0 or > 100, "percent", $"must be between 0 and 100; got {request.Percent}");
-            message = RequestValidation.Text(v, "message", request.Message, 1024);
-            if (request.LeaseDuration is not null)
-            {
-                lease = RequestValidation.Duration(v, "lease_duration", request.LeaseDuration, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1));
-            }
-        });
-        var task = await holders.ReportProgressAsync(tenant, id, token, request.Percent, message, lease, context.CancellationToken);
-        return new ReportProgressResponse { Task = task.ToProto() };
+        var (tenant, progress) = Holder(context, v => RequestValidation.Progress(v, "", request));
+        return new ReportProgressResponse { Task = (await holders.ApplyAsync(tenant, progress, context.CancellationToken)).Task.ToProto() };
     }
 
     public override async Task<ExtendLeaseResponse> ExtendLease(ExtendLeaseRequest request, ServerCallContext context)
     {
-        var lease = TimeSpan.Zero;
-        var (tenant, id, token) = Holder(context, request.TaskId, request.FencingToken, v =>
-            lease = RequestValidation.Duration(v, "lease_duration", request.LeaseDuration, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1), TimeSpan.FromSeconds(30)));
-        return new ExtendLeaseResponse { Task = (await holders.ExtendLeaseAsync(tenant, id, token, lease, context.CancellationToken)).ToProto() };
+        var (tenant, extend) = Holder(context, v => RequestValidation.ExtendLease(v, "", request));
+        return new ExtendLeaseResponse { Task = (await holders.ApplyAsync(tenant, extend, context.CancellationToken)).Task.ToProto() };
     }
 
     public override async Task<CompleteTaskResponse> CompleteTask(CompleteTaskRequest request, ServerCallContext context)
     {
-        string? result = null;
-        var (tenant, id, token) = Holder(context, request.TaskId, request.FencingToken, v =>
-            result = RequestValidation.JsonValue(v, "result", request.Result, MaxPayload));
-        return new CompleteTaskResponse { Task = (await holders.CompleteAsync(tenant, id, token, result, context.CancellationToken)).ToProto() };
+        var (tenant, complete) = Holder(context, v => RequestValidation.Complete(v, "", request, MaxPayload));
+        return new CompleteTaskResponse { Task = (await holders.ApplyAsync(tenant, complete, context.CancellationToken)).Task.ToProto() };
     }
 
     public override async Task<CompleteTasksResponse> CompleteTasks(CompleteTasksRequest request, ServerCallContext context)
@@ -168,23 +153,15 @@ public sealed class QueueGrpcService(
 
     public override async Task<FailTaskResponse> FailTask(FailTaskRequest request, ServerCallContext context)
     {
-        FailureReport failure = null!;
-        var (tenant, id, token) = Holder(context, request.TaskId, request.FencingToken, v =>
-            failure = RequestValidation.Failure(v, request.Error, request.RetryAfter));
-        var (task, willRetry) = await holders.FailAsync(tenant, id, token, failure, context.CancellationToken);
+        var (tenant, fail) = Holder(context, v => RequestValidation.Fail(v, "", request));
+        var (task, willRetry) = await holders.ApplyAsync(tenant, fail, context.CancellationToken);
         return new FailTaskResponse { Task = task.ToProto(), WillRetry = willRetry };
     }
 
     public override async Task<ReleaseTaskResponse> ReleaseTask(ReleaseTaskRequest request, ServerCallContext context)
     {
-        string? reason = null;
-        var delay = TimeSpan.Zero;
-        var (tenant, id, token) = Holder(context, request.TaskId, request.FencingToken, v =>
-        {
-            reason = RequestValidation.Text(v, "reason", request.Reason, 1024);
-            delay = RequestValidation.Duration(v, "delay", request.Delay, TimeSpan.Zero, TimeSpan.FromHours(24), TimeSpan.Zero);
-        });
-        return new ReleaseTaskResponse { Task = (await holders.ReleaseAsync(tenant, id, token, reason, delay, context.CancellationToken)).ToProto() };
+        var (tenant, release) = Holder(context, v => RequestValidation.Release(v, "", request));
+        return new ReleaseTaskResponse { Task = (await holders.ApplyAsync(tenant, release, context.CancellationToken)).Task.ToProto() };
     }
 
     public override async Task<RecoverTaskResponse> RecoverTask(RecoverTaskRequest request, ServerCallContext context)
@@ -345,6 +322,36 @@ public sealed class QueueGrpcService(
         }
     }
 
+    public override async Task Dispatch(IAsyncStreamReader<DispatchRequest> requestStream, IServerStreamWriter<DispatchResponse> responseStream,
+        ServerCallContext context)
+    {
+        var tenant = Tenant.From(context);
+        var ct = context.CancellationToken;
+        try
+        {
+            if (!await requestStream.MoveNext(ct))
+            {
+                return; // the worker hung up before opening
+            }
+            var opening = RequestValidation.Open(requestStream.Current);
+            await dispatcher.RunAsync(tenant, opening, Messages(requestStream, MaxPayload, ct),
+                (output, token) => responseStream.WriteAsync(DispatchMapper.ToProto(output), token), ct);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // The worker went away: a normal end of the stream.
+        }
+
+        static async IAsyncEnumerable<DispatchMessage> Messages(IAsyncStreamReader<DispatchRequest> requests, int maxPayload,
+            [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct = default)
+        {
+            while (await requests.MoveNext(ct))
+            {
+                yield return RequestValidation.Dispatch(requests.Current, maxPayload);
+            }
+        }
+    }
+
     private static Guid TaskId(string value)
     {
         var v = new Violations();
@@ -353,15 +360,13 @@ public sealed class QueueGrpcService(
         return id;
     }
 
-    /// <summary>Validates the common part of a lease holder's call (task id, token) plus its own fields.</summary>
-    private static (string Tenant, Guid Id, long Token) Holder(ServerCallContext context, string taskId, long token, Action<Violations>? more)
+    /// <summary>Validates a lease holder's call (every violation at once), for the caller's tenant.</summary>
+    private static (string Tenant, T Command) Holder<T>(ServerCallContext context, Func<Violations, T> validate) where T : HolderCommand
     {
         var tenant = Tenant.From(context);
         var v = new Violations();
-        var id = v.Uuid("task_id", taskId);
-        RequestValidation.Token(v, token);
-        more?.Invoke(v);
+        var command = validate(v);
         v.ThrowIfAny();
-        return (tenant, id, token);
+        return (tenant, command);
     }
 }

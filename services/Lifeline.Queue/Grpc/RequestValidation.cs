@@ -12,6 +12,7 @@ using Lifeline.Queue.Leasing;
 using Lifeline.Queue.Reading;
 using Lifeline.Queue.Recovery;
 using Lifeline.Queue.V1;
+using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Paging;
 using Lifeline.ServiceDefaults.Postgres;
 using Lifeline.ServiceDefaults.Validation;
@@ -152,9 +153,9 @@ internal static partial class RequestValidation
 
     private static DateTime? Time(Violations v, string path, Timestamp value) => v.Timestamp(path, value);
 
-    public static long Token(Violations v, long token)
+    public static long Token(Violations v, long token, string field = "fencing_token")
     {
-        v.AddIf(token <= 0, "fencing_token", "is required: the positive token returned with your lease");
+        v.AddIf(token <= 0, field, "is required: the positive token returned with your lease");
         return token;
     }
 
@@ -261,17 +262,133 @@ internal static partial class RequestValidation
 
     public static LeaseRequest Lease(LeaseTasksRequest request)
     {
-        RepeatedFields.ThrowIfCountOutside("task_types", request.TaskTypes.Count, 100, items: "task types");
+        ThrowIfTooManyTypes("task_types", request.TaskTypes.Count);
         var v = new Violations();
-        WorkerId(v, "worker_id", request.WorkerId, required: true);
-        RepeatedFields.CountWithin(v, "task_types", request.TaskTypes.Count, 100, min: 1, items: "task types");
-        RepeatedFields.CheckItems(v, "task_types", request.TaskTypes.Count, (v, i) => TaskType(v, $"task_types[{i}]", request.TaskTypes[i]));
+        var (types, lease) = LeaseTerms(v, "", request.WorkerId, request.TaskTypes, request.LeaseDuration);
         var max = request.MaxTasks == 0 ? 1 : request.MaxTasks;
-        v.AddIf(max is < 1 or > 500, "max_tasks", $"must be between 1 and 500 (0 means 1); got {request.MaxTasks}");
-        var lease = Duration(v, "lease_duration", request.LeaseDuration, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1), DefaultLease);
+        v.AddIf(max is < 1 or > MaxSlots, "max_tasks", $"must be between 1 and {MaxSlots} (0 means 1); got {request.MaxTasks}");
         var wait = Duration(v, "wait", request.Wait, TimeSpan.Zero, TimeSpan.FromSeconds(30), TimeSpan.Zero);
         v.ThrowIfAny();
-        return new LeaseRequest(request.WorkerId, request.TaskTypes.Distinct(StringComparer.Ordinal).ToArray(), max, lease, wait, request.Start);
+        return new LeaseRequest(request.WorkerId, types, max, lease, wait, request.Start);
+    }
+
+    /// <summary>Most tasks one lease or one dispatch stream holds at once.</summary>
+    public const int MaxSlots = 500;
+
+    private static void ThrowIfTooManyTypes(string field, int count) => RepeatedFields.ThrowIfCountOutside(field, count, 100, items: "task types");
+
+    /// <summary>What LeaseTasks and a dispatch stream's open share: the worker, its task types (1 to 100) and the lease duration.</summary>
+    private static (string[] Types, TimeSpan Lease) LeaseTerms(Violations v, string path, string workerId,
+        Google.Protobuf.Collections.RepeatedField<string> taskTypes, Duration? leaseDuration)
+    {
+        WorkerId(v, path + "worker_id", workerId, required: true);
+        RepeatedFields.CountWithin(v, path + "task_types", taskTypes.Count, 100, min: 1, items: "task types");
+        RepeatedFields.CheckItems(v, path + "task_types", taskTypes.Count, (v, i) => TaskType(v, $"{path}task_types[{i}]", taskTypes[i]));
+        var lease = Duration(v, path + "lease_duration", leaseDuration, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1), DefaultLease);
+        return (taskTypes.Distinct(StringComparer.Ordinal).ToArray(), lease);
+    }
+
+    // ---- a lease holder's calls: the unary calls (path "") and the dispatch stream's messages (path "complete." ...) ----
+
+    private static (Guid Id, long Token) Holder(Violations v, string path, string taskId, long token) =>
+        (v.Uuid(path + "task_id", taskId), Token(v, token, path + "fencing_token"));
+
+    public static StartCommand Start(Violations v, string path, StartTaskRequest request)
+    {
+        var (id, token) = Holder(v, path, request.TaskId, request.FencingToken);
+        return new StartCommand(id, token);
+    }
+
+    public static CompleteCommand Complete(Violations v, string path, CompleteTaskRequest request, int maxPayloadBytes)
+    {
+        var (id, token) = Holder(v, path, request.TaskId, request.FencingToken);
+        return new CompleteCommand(id, token, JsonValue(v, path + "result", request.Result, maxPayloadBytes));
+    }
+
+    public static FailCommand Fail(Violations v, string path, FailTaskRequest request)
+    {
+        var (id, token) = Holder(v, path, request.TaskId, request.FencingToken);
+        return new FailCommand(id, token, Failure(v, path, request.Error, request.RetryAfter));
+    }
+
+    public static ReleaseCommand Release(Violations v, string path, ReleaseTaskRequest request)
+    {
+        var (id, token) = Holder(v, path, request.TaskId, request.FencingToken);
+        var reason = Text(v, path + "reason", request.Reason, 1024);
+        var delay = Duration(v, path + "delay", request.Delay, TimeSpan.Zero, TimeSpan.FromHours(24), TimeSpan.Zero);
+        return new ReleaseCommand(id, token, reason, delay);
+    }
+
+    public static ProgressCommand Progress(Violations v, string path, ReportProgressRequest request)
+    {
+        var (id, token) = Holder(v, path, request.TaskId, request.FencingToken);
+        v.AddIf(request.Percent is < 0 or > 100, path + "percent", $"must be between 0 and 100; got {request.Percent}");
+        var message = Text(v, path + "message", request.Message, 1024);
+        TimeSpan? lease = request.LeaseDuration is null
+            ? null
+            : Duration(v, path + "lease_duration", request.LeaseDuration, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1));
+        return new ProgressCommand(id, token, request.Percent, message, lease);
+    }
+
+    public static ExtendLeaseCommand ExtendLease(Violations v, string path, ExtendLeaseRequest request)
+    {
+        var (id, token) = Holder(v, path, request.TaskId, request.FencingToken);
+        var lease = Duration(v, path + "lease_duration", request.LeaseDuration, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1), DefaultLease);
+        return new ExtendLeaseCommand(id, token, lease);
+    }
+
+    // ---- the dispatch stream ----
+
+    /// <summary>The first message of a dispatch stream: it must be `open`, validated as LeaseTasks is.</summary>
+    public static DispatchOpening Open(DispatchRequest request)
+    {
+        if (request.KindCase != DispatchRequest.KindOneofCase.Open)
+        {
+            throw ValidationException.For("open", "the first message of a dispatch stream must be `open`");
+        }
+        var open = request.Open;
+        ThrowIfTooManyTypes("open.task_types", open.TaskTypes.Count);
+        var v = new Violations();
+        var (types, lease) = LeaseTerms(v, "open.", open.WorkerId, open.TaskTypes, open.LeaseDuration);
+        v.AddIf(open.Slots is < 1 or > MaxSlots, "open.slots", $"must be between 1 and {MaxSlots}; got {open.Slots}");
+        v.ThrowIfAny();
+        return new DispatchOpening(open.WorkerId, types, open.Slots, lease);
+    }
+
+    /// <summary>A message after `open`: a capacity change or a holder's call, validated as the unary call is (fields prefixed with the oneof's name).</summary>
+    public static DispatchMessage Dispatch(DispatchRequest request, int maxPayloadBytes)
+    {
+        var v = new Violations();
+        DispatchMessage message;
+        switch (request.KindCase)
+        {
+            case DispatchRequest.KindOneofCase.Capacity:
+                var slots = request.Capacity.Slots;
+                v.AddIf(slots is < 0 or > MaxSlots, "capacity.slots", $"must be between 0 and {MaxSlots}; got {slots}");
+                message = new DispatchMessage(request.RequestId, null, slots);
+                break;
+            case DispatchRequest.KindOneofCase.Complete:
+                message = new DispatchMessage(request.RequestId, Complete(v, "complete.", request.Complete, maxPayloadBytes), null);
+                break;
+            case DispatchRequest.KindOneofCase.Fail:
+                message = new DispatchMessage(request.RequestId, Fail(v, "fail.", request.Fail), null);
+                break;
+            case DispatchRequest.KindOneofCase.Progress:
+                message = new DispatchMessage(request.RequestId, Progress(v, "progress.", request.Progress), null);
+                break;
+            case DispatchRequest.KindOneofCase.ExtendLease:
+                message = new DispatchMessage(request.RequestId, ExtendLease(v, "extend_lease.", request.ExtendLease), null);
+                break;
+            case DispatchRequest.KindOneofCase.Release:
+                message = new DispatchMessage(request.RequestId, Release(v, "release.", request.Release), null);
+                break;
+            case DispatchRequest.KindOneofCase.Open:
+                throw ValidationException.For("open", "a dispatch stream is opened once: `open` is only allowed as the first message");
+            default:
+                throw ValidationException.For("kind", "is required: one of capacity, complete, fail, progress, extend_lease, release");
+        }
+        v.ThrowIfAny();
+        return message;
     }
 
     public static void WorkerId(Violations v, string path, string value, bool required)
@@ -286,14 +403,14 @@ internal static partial class RequestValidation
         }
     }
 
-    public static FailureReport Failure(Violations v, ErrorDetail? error, Duration? retryAfter)
+    private static FailureReport Failure(Violations v, string path, ErrorDetail? error, Duration? retryAfter)
     {
-        var stored = Error(v, "error", error);
+        var stored = Error(v, path + "error", error);
         if (stored is null)
         {
             return null!;
         }
-        TimeSpan? after = retryAfter is null ? null : Duration(v, "retry_after", retryAfter, TimeSpan.Zero, TimeSpan.FromHours(24));
+        TimeSpan? after = retryAfter is null ? null : Duration(v, path + "retry_after", retryAfter, TimeSpan.Zero, TimeSpan.FromHours(24));
         return new FailureReport(stored, after);
     }
 

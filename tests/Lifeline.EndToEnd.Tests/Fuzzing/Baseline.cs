@@ -36,6 +36,15 @@ internal sealed class Baseline(string marker, Random random, DateTimeOffset now)
     /// </summary>
     public IReadOnlyDictionary<string, string>? Fixed { get; init; }
 
+    /// <summary>
+    /// The string values of a bidirectional stream's opening message (Dispatch's <c>open</c>: a registered worker and
+    /// its task type), so the service admits the stream and judges the message after it; null: as <see cref="Fixed"/>.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? Opening { get; init; }
+
+    /// <summary>This baseline with <see cref="Opening"/> as its fixed values.</summary>
+    public Baseline ForOpening() => Opening is null ? this : new Baseline(Marker, Random, Now) { Fixed = Opening };
+
     public string Uuid()
     {
         Span<byte> bytes = stackalloc byte[16];

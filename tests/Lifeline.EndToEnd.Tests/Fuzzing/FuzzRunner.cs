@@ -46,12 +46,16 @@ internal sealed class FuzzRunner : IDisposable
     private readonly CallInvoker _worker;
     private readonly string _run;
     private readonly int _seed;
+    private readonly IReadOnlyDictionary<string, string>? _opening;
     private readonly DateTimeOffset _now = DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.ToUnixTimeSeconds());
 
     /// <param name="adminToken">Bearer token (API key) of a platform admin: every RPC but the worker ones is called with it.</param>
     /// <param name="workerToken">Bearer token of a worker of the same tenant, for the worker RPCs.</param>
-    public FuzzRunner(Uri grpcBase, Uri restBase, string adminToken, string workerToken, string run, int seed)
+    /// <param name="opening">Values of a dispatch stream's opening message (<see cref="Baseline.Opening"/>).</param>
+    public FuzzRunner(Uri grpcBase, Uri restBase, string adminToken, string workerToken, string run, int seed,
+        IReadOnlyDictionary<string, string>? opening = null)
     {
+        _opening = opening;
         _grpcBase = grpcBase;
         _restBase = restBase;
         _adminToken = adminToken;
@@ -81,7 +85,7 @@ internal sealed class FuzzRunner : IDisposable
 
     /// <summary>The baseline of a case: its marker and a random source seeded by the run's seed and the case id.</summary>
     public Baseline BaselineOf(FuzzCase fuzzCase) =>
-        new(ContractFuzzer.Marker(_run, fuzzCase.Id), new Random(unchecked((_seed * 1_000_003) + fuzzCase.Id)), _now);
+        new(ContractFuzzer.Marker(_run, fuzzCase.Id), new Random(unchecked((_seed * 1_000_003) + fuzzCase.Id)), _now) { Opening = _opening };
 
     /// <summary>When the last <see cref="RunAsync(IReadOnlyList{FuzzCase}, int, CancellationToken)"/> started: outcomes' and others' times count from it.</summary>
     public Stopwatch Clock { get; } = new();

@@ -27,7 +27,8 @@ internal static class ProtobufCases
             foreach (var attack in FieldAttacks(request, path))
             {
                 yield return new FuzzCase(0, rpc, FuzzTransport.Grpc, attack.Family, path.Name, attack.Expectation, attack.Heavy, null,
-                    b => new GrpcRequest([ProtobufComposer.Compose(request, b, path, (w, f) => attack.Write(w, f, b))]));
+                    b => new GrpcRequest(ProtobufComposer.OnTheStream(rpc.Descriptor, path,
+                        ProtobufComposer.Compose(request, b, path, (w, f) => attack.Write(w, f, b)), b)));
             }
         }
 

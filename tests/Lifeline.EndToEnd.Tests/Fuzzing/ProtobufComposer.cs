@@ -27,6 +27,47 @@ internal static class ProtobufComposer
         return writer.ToArray();
     }
 
+    /// <summary>
+    /// The messages of a case on a bidirectional stream whose request is a oneof of kinds, opened by its first kind
+    /// (Dispatch: <c>open</c>): a message aimed at a field of another kind follows a baseline opening, as a worker would
+    /// send it, so the service judges that message rather than the order. Other RPCs: the message alone.
+    /// </summary>
+    public static IReadOnlyList<byte[]> OnTheStream(MethodDescriptor rpc, FieldPath? target, byte[] message, Baseline baseline)
+    {
+        var kinds = StreamKinds(rpc);
+        if (kinds is null || target is null || target.Fields[0].RealContainingOneof != kinds || target.Fields[0] == kinds.Fields[0])
+        {
+            return [message];
+        }
+        return [BaselineMessage(rpc.InputType, baseline.ForOpening()), message];
+    }
+
+    /// <summary>
+    /// A whole session on a bidirectional stream whose request is a oneof of kinds: the opening (from
+    /// <paramref name="opening"/>), then one baseline message of every other kind (from <paramref name="baseline"/>).
+    /// Other RPCs: the baseline message alone.
+    /// </summary>
+    public static IReadOnlyList<byte[]> Session(MethodDescriptor rpc, Baseline opening, Baseline baseline)
+    {
+        if (StreamKinds(rpc) is not { } kinds)
+        {
+            return [BaselineMessage(rpc.InputType, baseline)];
+        }
+        var request = rpc.InputType;
+        var messages = new List<byte[]> { BaselineMessage(request, opening) };
+        foreach (var kind in kinds.Fields.Skip(1))
+        {
+            messages.Add(Compose(request, baseline, new FieldPath([kind]), (w, f) => WriteBaselineField(w, f, baseline, [request.FullName])));
+        }
+        return messages;
+    }
+
+    /// <summary>The oneof of kinds of a bidirectional stream's request (its first oneof), or null.</summary>
+    private static OneofDescriptor? StreamKinds(MethodDescriptor rpc) =>
+        rpc is { IsClientStreaming: true, IsServerStreaming: true }
+            ? rpc.InputType.Fields.InFieldNumberOrder().Select(f => f.RealContainingOneof).FirstOrDefault(o => o is not null)
+            : null;
+
     /// <summary>One baseline occurrence of <paramref name="field"/> (tag and value; one element or entry when repeated).</summary>
     public static void WriteBaselineField(WireWriter writer, FieldDescriptor field, Baseline baseline, IReadOnlyCollection<string> onTheWay)
     {

@@ -1,0 +1,342 @@
+using System.Runtime.ExceptionServices;
+using System.Threading.Channels;
+using Lifeline.Queue.Data;
+using Lifeline.Queue.Events;
+using Lifeline.Queue.Options;
+using Lifeline.ServiceDefaults.Errors;
+using Microsoft.Extensions.Options;
+
+namespace Lifeline.Queue.Leasing;
+
+/// <summary>A validated `open` of a dispatch stream.</summary>
+public sealed record DispatchOpening(string WorkerId, string[] TaskTypes, int Slots, TimeSpan LeaseDuration);
+
+/// <summary>A validated message after `open`: a holder's call, or a new slot count.</summary>
+public sealed record DispatchMessage(long RequestId, HolderCommand? Command, int? Capacity);
+
+/// <summary>What a dispatch stream sends to its worker.</summary>
+public abstract record DispatchOutput;
+
+/// <summary>A task leased to the stream's worker and started.</summary>
+public sealed record PushedTask(TaskRecord Task) : DispatchOutput;
+
+/// <summary>The answer to a holder's call: the task as it is now, or the refusal the unary call would have thrown.</summary>
+public sealed record HolderAck(long RequestId, Guid TaskId, TaskRecord? Task, bool WillRetry, LifelineException? Refusal) : DispatchOutput;
+
+/// <summary>Runs dispatch streams (QueueService.Dispatch): one <see cref="DispatchSession"/> per stream.</summary>
+public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperations holders, WorkerGate gate, ReadySignal readySignal,
+    IOptions<QueueOptions> options, ILogger<TaskDispatcher> logger)
+{
+    /// <summary>
+    /// Admits the worker as a lease would (FAILED_PRECONDITION when it may not lease), then serves the stream until the
+    /// worker half-closes it (returns), the call is cancelled (throws <see cref="OperationCanceledException"/>), or a
+    /// message is invalid or the store fails (throws; the answers already due are written first).
+    /// </summary>
+    public async Task RunAsync(string tenant, DispatchOpening opening, IAsyncEnumerable<DispatchMessage> messages,
+        Func<DispatchOutput, CancellationToken, Task> write, CancellationToken callToken)
+    {
+        await gate.AdmitAsync(tenant, new LeaseRequest(opening.WorkerId, opening.TaskTypes, opening.Slots, opening.LeaseDuration, TimeSpan.Zero, true));
+        LogOpened(logger, opening.WorkerId, opening.Slots);
+        var session = new DispatchSession(this, tenant, opening);
+        try
+        {
+            await session.RunAsync(messages, write, callToken);
+        }
+        finally
+        {
+            LogClosed(logger, opening.WorkerId, session.Pushed, session.Acked);
+        }
+    }
+
+    [LoggerMessage(EventId = 1801, Level = LogLevel.Debug, Message = "Dispatch stream of worker {WorkerId} opened with {Slots} slots")]
+    private static partial void LogOpened(ILogger logger, string workerId, int slots);
+
+    [LoggerMessage(EventId = 1802, Level = LogLevel.Debug, Message = "Dispatch stream of worker {WorkerId} closed after {Pushed} tasks pushed and {Acked} requests answered")]
+    private static partial void LogClosed(ILogger logger, string workerId, long pushed, long acked);
+
+    [LoggerMessage(EventId = 1803, Level = LogLevel.Warning, Message = "Dispatch stream of worker {WorkerId}: could not give back task {TaskId} leased beyond a lowered capacity; it returns when its lease expires")]
+    private static partial void LogGiveBackFailed(ILogger logger, string workerId, Guid taskId, Exception exception);
+
+    /// <summary>
+    /// One dispatch stream. Three loops: the reader applies the worker's messages (holder calls run concurrently, but
+    /// those naming the same task in order), the pump leases while slots are free and pushes each task, and the writer
+    /// is the only one that writes to the stream (what the others send goes through one channel). Slots: a task pushed
+    /// here holds one until a complete, fail or release naming it arrives, accepted or not; `capacity` sets the count.
+    /// When the stream ends or breaks, leasing stops at once and pushed tasks are left as they are (they run out their
+    /// leases); a task leased but not yet written when the stream broke stays leased likewise and is recovered after its
+    /// lease like any other.
+    /// </summary>
+    private sealed class DispatchSession(TaskDispatcher owner, string tenant, DispatchOpening opening)
+    {
+        /// <summary>Holder calls of one stream applied at once (they meet other streams' calls in the store's group commits).</summary>
+        private const int MaxConcurrentCalls = 64;
+
+        /// <summary>Messages waiting for the writer: more than the pushes of a full set of slots plus the answers of the calls in flight.</summary>
+        private const int OutputBuffer = 500 + 2 * MaxConcurrentCalls;
+
+        /// <summary>How long the answers already due may take to reach a worker when its stream ends with an error.</summary>
+        private static readonly TimeSpan FlushLimit = TimeSpan.FromSeconds(10);
+
+        private readonly Channel<DispatchOutput> _output = Channel.CreateBounded<DispatchOutput>(
+            new BoundedChannelOptions(OutputBuffer) { SingleReader = true });
+        private readonly Lock _lock = new();
+        private readonly HashSet<Guid> _held = [];
+        private readonly Dictionary<Guid, Task> _lastCallOfTask = [];
+        private readonly SemaphoreSlim _calls = new(MaxConcurrentCalls, MaxConcurrentCalls);
+        private int _slots = opening.Slots;
+        private TaskCompletionSource _slotsChanged = NewSignal();
+        private Exception? _failure;
+        private long _pushed;
+        private long _acked;
+
+        public long Pushed => Interlocked.Read(ref _pushed);
+        public long Acked => Interlocked.Read(ref _acked);
+
+        public async Task RunAsync(IAsyncEnumerable<DispatchMessage> messages, Func<DispatchOutput, CancellationToken, Task> write, CancellationToken callToken)
+        {
+            // aborted: the stream is gone (the call ended or a write failed). stopLeasing / stopReading: a graceful stop of one loop.
+            using var aborted = CancellationTokenSource.CreateLinkedTokenSource(callToken);
+            using var stopLeasing = CancellationTokenSource.CreateLinkedTokenSource(aborted.Token);
+            using var stopReading = CancellationTokenSource.CreateLinkedTokenSource(aborted.Token);
+            var writer = WriteLoopAsync(write, aborted);
+            var pump = PumpAsync(stopLeasing.Token, aborted.Token, stopReading);
+            try
+            {
+                await ReadLoopAsync(messages, stopReading.Token);
+            }
+            catch (Exception ex)
+            {
+                Fail(ex);
+            }
+            await AwaitCallsAsync();
+            await stopLeasing.CancelAsync();
+            Signal();
+            await pump;
+            _output.Writer.TryComplete();
+            if (_failure is not null && !aborted.IsCancellationRequested)
+            {
+                // The answers already due first, then the error; but not for ever to a worker that does not read.
+                aborted.CancelAfter(FlushLimit);
+            }
+            await writer;
+            if (_failure is not null)
+            {
+                ExceptionDispatchInfo.Throw(_failure);
+            }
+            callToken.ThrowIfCancellationRequested();
+        }
+
+        private async Task ReadLoopAsync(IAsyncEnumerable<DispatchMessage> messages, CancellationToken ct)
+        {
+            await foreach (var message in messages.WithCancellation(ct))
+            {
+                if (message.Capacity is { } slots)
+                {
+                    lock (_lock)
+                    {
+                        _slots = slots;
+                    }
+                    Signal();
+                    continue;
+                }
+                var command = message.Command!;
+                if (command.EndsAttempt)
+                {
+                    bool freed;
+                    lock (_lock)
+                    {
+                        freed = _held.Remove(command.TaskId);
+                    }
+                    if (freed)
+                    {
+                        Signal();
+                    }
+                }
+                await _calls.WaitAsync(ct);
+                lock (_lock)
+                {
+                    // Calls naming the same task run in the order they came; others at once.
+                    var previous = _lastCallOfTask.GetValueOrDefault(command.TaskId) ?? Task.CompletedTask;
+                    _lastCallOfTask[command.TaskId] = CallAsync(previous, message.RequestId, command, ct);
+                }
+            }
+        }
+
+        private async Task CallAsync(Task previous, long requestId, HolderCommand command, CancellationToken ct)
+        {
+            try
+            {
+                await previous;
+                HolderAck ack;
+                try
+                {
+                    var (task, willRetry) = await owner.Holders.ApplyAsync(tenant, command, ct);
+                    ack = new HolderAck(requestId, command.TaskId, task, willRetry, null);
+                }
+                catch (LifelineException refusal) when (refusal is NotFoundException or PreconditionFailedException)
+                {
+                    // What the unary call would have refused is an answer, not an error of the stream.
+                    ack = new HolderAck(requestId, command.TaskId, null, false, refusal);
+                }
+                await _output.Writer.WriteAsync(ack, ct);
+                Interlocked.Increment(ref _acked);
+            }
+            catch (Exception ex)
+            {
+                // The store failed (or the stream ended): the stream ends with it; the worker sends unanswered calls again.
+                Fail(ex);
+            }
+            finally
+            {
+                _calls.Release();
+                lock (_lock)
+                {
+                    if (_lastCallOfTask.TryGetValue(command.TaskId, out var last) && last.IsCompleted)
+                    {
+                        _lastCallOfTask.Remove(command.TaskId);
+                    }
+                }
+            }
+        }
+
+        private async Task AwaitCallsAsync()
+        {
+            while (true)
+            {
+                Task[] running;
+                lock (_lock)
+                {
+                    running = _lastCallOfTask.Values.Where(t => !t.IsCompleted).ToArray();
+                }
+                if (running.Length == 0)
+                {
+                    return;
+                }
+                await Task.WhenAll(running); // CallAsync never throws
+            }
+        }
+
+        private async Task PumpAsync(CancellationToken stop, CancellationToken aborted, CancellationTokenSource stopReading)
+        {
+            try
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    int free;
+                    Task changed;
+                    lock (_lock)
+                    {
+                        free = _slots - _held.Count;
+                        changed = _slotsChanged.Task;
+                    }
+                    if (free <= 0)
+                    {
+                        await changed.WaitAsync(stop).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                        continue;
+                    }
+                    // The statement runs to its end even when the worker stops the stream meanwhile (only a broken stream
+                    // cancels it): what it leased is pushed, or given back below.
+                    var leased = await owner.Leaser.LeaseAsync(tenant,
+                        new LeaseRequest(opening.WorkerId, opening.TaskTypes, free, opening.LeaseDuration, TimeSpan.Zero, Start: true), aborted);
+                    if (leased.Count == 0)
+                    {
+                        // Wait for work (the queue's ready signal, with its poll interval) or for a slot change.
+                        await Task.WhenAny(owner.ReadySignal.WaitAsync(tenant, owner.PollInterval, stop), changed);
+                        continue;
+                    }
+                    await PushAsync(leased, aborted);
+                }
+            }
+            catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+            {
+                // The stream is gone; what was leased and not written stays leased until its lease expires.
+            }
+            catch (Exception ex)
+            {
+                // The worker may no longer lease (its registry state changed) or the store failed: the stream ends with it.
+                Fail(ex);
+                await stopReading.CancelAsync();
+            }
+        }
+
+        private async Task PushAsync(IReadOnlyList<TaskRecord> leased, CancellationToken aborted)
+        {
+            List<TaskRecord>? beyondCapacity = null;
+            foreach (var task in leased)
+            {
+                bool push;
+                lock (_lock)
+                {
+                    // The capacity may have been lowered while the lease ran.
+                    push = _held.Count < _slots && _held.Add(task.Id);
+                }
+                if (push)
+                {
+                    await _output.Writer.WriteAsync(new PushedTask(task), aborted);
+                    Interlocked.Increment(ref _pushed);
+                }
+                else
+                {
+                    (beyondCapacity ??= []).Add(task);
+                }
+            }
+            foreach (var task in beyondCapacity ?? [])
+            {
+                try
+                {
+                    await owner.Holders.ReleaseAsync(tenant, task.Id, task.FencingToken, "not pushed: the dispatch stream's capacity was lowered",
+                        TimeSpan.Zero, aborted);
+                }
+                catch (LifelineException ex)
+                {
+                    LogGiveBackFailed(owner.Logger, opening.WorkerId, task.Id, ex);
+                }
+            }
+        }
+
+        private async Task WriteLoopAsync(Func<DispatchOutput, CancellationToken, Task> write, CancellationTokenSource aborted)
+        {
+            try
+            {
+                await foreach (var output in _output.Reader.ReadAllAsync(aborted.Token))
+                {
+                    await write(output, aborted.Token);
+                }
+            }
+            catch (Exception ex)
+            {
+                // The stream broke (or did not drain in time after an error): everything stops.
+                Fail(ex);
+                await aborted.CancelAsync();
+            }
+        }
+
+        private void Fail(Exception ex)
+        {
+            lock (_lock)
+            {
+                // The first failure says why the stream ended; the cancellations it causes in the other loops do not.
+                _failure ??= ex;
+            }
+        }
+
+        private void Signal()
+        {
+            TaskCompletionSource changed;
+            lock (_lock)
+            {
+                changed = _slotsChanged;
+                _slotsChanged = NewSignal();
+            }
+            changed.TrySetResult();
+        }
+
+        private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private TaskLeaser Leaser => leaser;
+    private LeaseHolderOperations Holders => holders;
+    private ReadySignal ReadySignal => readySignal;
+    private TimeSpan PollInterval => options.Value.LeasePollInterval;
+    private ILogger Logger => logger;
+}
