@@ -67,7 +67,10 @@ internal static class QueueTargets
 /// The queue section: every row runs for <paramref name="Window"/> after <paramref name="RowWarmUp"/> (the same workers,
 /// untimed); a processing row's backlog is sized for its rate over both, × <paramref name="BacklogHeadroom"/> ×
 /// <paramref name="Scale"/>, and what is left when the window ends is cut. The cold row measures the first
-/// <paramref name="ColdWindow"/> of a brand-new database and service, with no warm-up. <paramref name="Pending"/> &gt; 0
+/// <paramref name="ColdWindow"/> of a brand-new database and service, with no warm-up. Before the warm rows, each
+/// service gets <paramref name="WarmUp"/> (every call once) and <paramref name="SectionWarmUp"/> of its main path: a fresh
+/// .NET process needs seconds of steady work before its hot code is fully optimized (tiered JIT), and without it the
+/// first row measures the JIT, not the queue. <paramref name="Pending"/> &gt; 0
 /// runs every row a second time with that many pending tasks (of another type) in the table. Rows whose id does not
 /// start with one of <paramref name="RowFilter"/> (when given) are skipped; "cold" selects the cold row.
 /// </summary>
@@ -76,6 +79,7 @@ internal sealed record QueueProfile(
     TimeSpan Window,
     TimeSpan ColdWindow,
     TimeSpan LatencyWindow,
+    TimeSpan SectionWarmUp,
     double BacklogHeadroom,
     double Scale,
     IReadOnlyList<FullCycleCase> WarmUp,
@@ -83,7 +87,6 @@ internal sealed record QueueProfile(
     IReadOnlyList<ProcessingRowSpec> Processing,
     IReadOnlyList<EnqueueRowSpec> Enqueue,
     IReadOnlyList<StartLatencyRowSpec> Latency,
-    int LibraryWarmUpTasks,
     long Pending,
     IReadOnlyList<string>? RowFilter)
 {
@@ -92,7 +95,7 @@ internal sealed record QueueProfile(
 
     public static QueueProfile Full(double scale, long pending, IReadOnlyList<string>? rows) => new(
         RowWarmUp: TimeSpan.FromSeconds(2), Window: TimeSpan.FromSeconds(10), ColdWindow: TimeSpan.FromSeconds(10), LatencyWindow: TimeSpan.FromSeconds(10),
-        BacklogHeadroom: 1.5, Scale: scale,
+        SectionWarmUp: TimeSpan.FromSeconds(10), BacklogHeadroom: 1.5, Scale: scale,
         WarmUp:
         [
             new(Workers: 4, BatchSize: 1, Producers: 4, EnqueueBatchSize: 1, Tasks: 500),
@@ -121,17 +124,17 @@ internal sealed record QueueProfile(
             new("start-latency-dispatch", TaskPath.Dispatch, Workers: 4, PerSecond: 40, HasTarget: true),
             new("start-latency-library", TaskPath.WorkerLibrary, Workers: 1, PerSecond: 40, HasTarget: false, Slots: 32),
         ],
-        LibraryWarmUpTasks: 2_000, Pending: pending, RowFilter: rows);
+        Pending: pending, RowFilter: rows);
 
-    /// <summary>The same rows, shorter: 1 s warm-up, 3 s windows, 5 s cold window.</summary>
+    /// <summary>The same rows, shorter: 1 s warm-up, 3 s windows, 5 s cold window, 4 s section warm-ups.</summary>
     public static QueueProfile Quick(double scale, long pending, IReadOnlyList<string>? rows) => Full(scale, pending, rows) with
     {
         RowWarmUp = TimeSpan.FromSeconds(1), Window = TimeSpan.FromSeconds(3), ColdWindow = TimeSpan.FromSeconds(5), LatencyWindow = TimeSpan.FromSeconds(3),
-        LibraryWarmUpTasks = 500,
+        SectionWarmUp = TimeSpan.FromSeconds(4),
     };
 
     /// <summary>How long any one row may take before it is given up (warm-up, window, the wait for its last tasks, checks).</summary>
-    public TimeSpan RowTimeout => RowWarmUp + Window + TimeSpan.FromMinutes(2);
+    public TimeSpan RowTimeout => RowWarmUp + Window + SectionWarmUp + TimeSpan.FromMinutes(2);
 
     /// <summary>The pass label of the pending pass.</summary>
     public string PendingPass => string.Create(CultureInfo.InvariantCulture, $"pending {Pending:N0}");

@@ -22,6 +22,7 @@ internal static class QueueBenchmark
 {
     public const string WarmPass = "warm";
     public const string ColdPass = "cold";
+    public const string WarmUpPass = "warm-up";
 
     public static async Task<QueueSection> RunAsync(
         BenchmarkOptions options, QueueProfile profile, LocalInfrastructure? infrastructure, string tenant, CancellationToken ct)
@@ -29,6 +30,7 @@ internal static class QueueBenchmark
         var load = MachineInfo.LoadAverage();
         Console.WriteLine($"Queue (load average {load})");
         var rows = new List<QueueRow>();
+        var warmUps = new List<QueueRow>();
         var backlogs = new List<PendingBacklogInfo>();
         var memory = new List<MemoryPhase>();
         var problems = new List<string>();
@@ -37,24 +39,25 @@ internal static class QueueBenchmark
         string? dispatchUnavailable = null;
         if (profile.AnyDirectRows)
         {
-            (target, dispatchUnavailable, problemCount) = await RunDirectAsync(options, profile, infrastructure, tenant, rows, backlogs, memory, problems, ct);
+            (target, dispatchUnavailable, problemCount) =
+                await RunDirectAsync(options, profile, infrastructure, tenant, rows, warmUps, backlogs, memory, problems, ct);
         }
 
         TargetInfo? libraryQueue = null, libraryRegistry = null;
         if (profile.AnyLibraryRows)
         {
-            var library = await WorkerLibraryBenchmark.RunAsync(profile, infrastructure!, tenant, rows, backlogs, ct);
+            var library = await WorkerLibraryBenchmark.RunAsync(profile, infrastructure!, tenant, rows, warmUps, backlogs, ct);
             (libraryQueue, libraryRegistry) = (library.Queue, library.Registry);
             problemCount += library.Problems.Count;
             problems.AddRange(library.Problems);
         }
 
-        return new QueueSection(target, libraryQueue, libraryRegistry, load, dispatchUnavailable, rows, backlogs, Compare(rows), memory,
+        return new QueueSection(target, libraryQueue, libraryRegistry, load, dispatchUnavailable, rows, warmUps, backlogs, Compare(rows), memory,
             problemCount, [.. problems.Take(20)]);
     }
 
     private static async Task<(TargetInfo Target, string? DispatchUnavailable, int ProblemCount)> RunDirectAsync(
-        BenchmarkOptions options, QueueProfile profile, LocalInfrastructure? infrastructure, string tenant, List<QueueRow> rows,
+        BenchmarkOptions options, QueueProfile profile, LocalInfrastructure? infrastructure, string tenant, List<QueueRow> rows, List<QueueRow> warmUps,
         List<PendingBacklogInfo> backlogs, List<MemoryPhase> memory, List<string> problems, CancellationToken ct)
     {
         await using var target = options.QueueUrl is { } url
@@ -92,11 +95,11 @@ internal static class QueueBenchmark
             }
             else
             {
-                await Run(ProcessingScenario.RunAsync(context, profile.Cold, cold: true, ct));
+                await Run(ProcessingScenario.RunAsync(context, profile.Cold, RowMode.Cold, ct));
             }
         }
 
-        // Warm-up: every call runs before anything warm is measured.
+        // Warm-up: every call runs before anything warm is measured, then the main paths run for a while.
         context = context with { Pass = WarmPass };
         for (var i = 0; i < profile.WarmUp.Count; i++)
         {
@@ -112,7 +115,6 @@ internal static class QueueBenchmark
             await (database?.RemoveTasksAsync(tenant, $"warm-up-{i + 1}", ct) ?? Task.CompletedTask);
         }
 
-        RecordMemory("after warm-up", target.ReadMemory());
         string? dispatchUnavailable = null;
         if (profile.Processing.Any(r => r.Path == TaskPath.Dispatch && profile.Selects(r.Id)) ||
             profile.Latency.Any(r => r.Path == TaskPath.Dispatch && profile.Selects(r.Id)))
@@ -124,6 +126,16 @@ internal static class QueueBenchmark
         }
 
         context = context with { DispatchUnavailable = dispatchUnavailable };
+        var warmUpPaths = new[] { profile.Cold }.Concat(dispatchUnavailable is null ? profile.Processing.Where(r => r.Path == TaskPath.Dispatch).Take(1) : []);
+        foreach (var spec in warmUpPaths)
+        {
+            var warmUp = await ProcessingScenario.RunAsync(context with { Pass = WarmUpPass }, spec, RowMode.SectionWarmUp, ct);
+            target.EnsureServiceRunning();
+            warmUps.Add(warmUp);
+            PrintWarmUp(warmUp);
+        }
+
+        RecordMemory("after warm-up", target.ReadMemory());
         await RunPassAsync(context, Run, ct);
         if (profile.Pending > 0)
         {
@@ -147,7 +159,7 @@ internal static class QueueBenchmark
         var profile = context.Profile;
         foreach (var spec in profile.Processing.Where(r => r.Path != TaskPath.WorkerLibrary && profile.Selects(r.Id)))
         {
-            await run(ProcessingScenario.RunAsync(context, spec, cold: false, ct));
+            await run(ProcessingScenario.RunAsync(context, spec, RowMode.Warm, ct));
         }
 
         foreach (var spec in profile.Enqueue.Where(r => profile.Selects(r.Id)))
@@ -174,6 +186,19 @@ internal static class QueueBenchmark
         var targets = row.Targets.Count == 0 ? "" : "  " + string.Join(", ", row.Targets.Select(t => $"{t.Goal}: {t.Verdict}"));
         var errors = row.Errors == 0 ? "" : $"; {row.Errors} failed calls";
         Console.WriteLine($"  {row.Pass,-10} {row.Id,-24} {figure}{cpu}{targets}  {row.Check}{errors}");
+    }
+
+    /// <summary>A section warm-up's line: its rate, each second's tasks (has it settled?), and its check.</summary>
+    public static void PrintWarmUp(QueueRow row)
+    {
+        if (!row.Verified)
+        {
+            throw new InvalidOperationException($"The warm-up {row.Id} did not account for its tasks, so the service is not working: {row.Check}\n  " +
+                                                string.Join("\n  ", row.ErrorDetails));
+        }
+
+        Console.WriteLine($"  warm-up    {$"{row.Id} for {row.Seconds:0} s",-64} {row.TasksPerSecond,8:0} tasks/s  " +
+                          $"per second: {string.Join(" ", row.PerSecond)}; {row.Check}");
     }
 
     /// <summary>Each row of the pending pass next to the same row without the backlog.</summary>

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
@@ -7,10 +6,8 @@ using Lifeline.Benchmarks.Hosting;
 using Lifeline.Benchmarks.Measurement;
 using Lifeline.Benchmarks.Reporting;
 using Lifeline.Benchmarks.Scenarios;
-using Lifeline.Benchmarks.Scenarios.Enqueue;
 using Lifeline.Benchmarks.Scenarios.Latency;
 using Lifeline.Benchmarks.Scenarios.Processing;
-using Lifeline.Benchmarks.Scenarios.WorkerLibrary;
 using Lifeline.Gateway;
 using Lifeline.Gateway.Routing;
 using Lifeline.Testing;
@@ -18,7 +15,6 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using TaskStatus = Lifeline.Queue.V1.TaskStatus;
 
 namespace Lifeline.Benchmarks;
 
@@ -36,7 +32,8 @@ internal static class WorkerLibraryBenchmark
     public sealed record Outcome(TargetInfo Queue, TargetInfo Registry, IReadOnlyList<string> Problems);
 
     public static async Task<Outcome> RunAsync(
-        QueueProfile profile, LocalInfrastructure infrastructure, string tenant, List<QueueRow> rows, List<PendingBacklogInfo> backlogs, CancellationToken ct)
+        QueueProfile profile, LocalInfrastructure infrastructure, string tenant, List<QueueRow> rows, List<QueueRow> warmUps,
+        List<PendingBacklogInfo> backlogs, CancellationToken ct)
     {
         Console.WriteLine($"Worker library (load average {MachineInfo.LoadAverage()})");
         await using var registryTarget = await ServiceTarget.StartLocalAsync(ServiceDefinition.Registry, infrastructure, ct);
@@ -57,7 +54,11 @@ internal static class WorkerLibraryBenchmark
             Library = new LibraryAccess(gatewayUrl, apiKey, workerLogs),
         };
 
-        await WarmUpAsync(context, ct);
+        // The library's main path for a while (fresh queue, registry and gateway: the JIT first), then the rows.
+        var warmUp = await ProcessingScenario.RunAsync(
+            context with { Pass = QueueBenchmark.WarmUpPass }, profile.Processing.First(r => r.Path == TaskPath.WorkerLibrary), RowMode.SectionWarmUp, ct);
+        warmUps.Add(warmUp);
+        QueueBenchmark.PrintWarmUp(warmUp);
         await RunPassAsync(context, rows, queueTarget, registryTarget, ct);
         if (profile.Pending > 0)
         {
@@ -96,53 +97,13 @@ internal static class WorkerLibraryBenchmark
 
         foreach (var spec in profile.Processing.Where(r => r.Path == TaskPath.WorkerLibrary && profile.Selects(r.Id)))
         {
-            await Run(ProcessingScenario.RunAsync(context, spec, cold: false, ct));
+            await Run(ProcessingScenario.RunAsync(context, spec, RowMode.Warm, ct));
         }
 
         foreach (var spec in profile.Latency.Where(r => r.Path == TaskPath.WorkerLibrary && profile.Selects(r.Id)))
         {
             await Run(StartLatencyScenario.RunAsync(context, spec, ct));
         }
-    }
-
-    /// <summary>A backlog worked off completely by one worker of the rows' shape: JIT, gateway, registry eligibility, connection pools.</summary>
-    private static async Task WarmUpAsync(ScenarioContext context, CancellationToken ct)
-    {
-        const string TaskType = "lib-warm-up";
-        var count = context.Profile.LibraryWarmUpTasks;
-        var errors = new CallErrors();
-        var producer = new TaskProducer(context.Connection, TaskType, count, 100, errors);
-        await producer.RunAsync(2, ct);
-        using var ledger = new TaskLedger(count);
-        var started = Stopwatch.GetTimestamp();
-        var check = "";
-        await using (var workers = await LibraryWorkers.StartAsync(context.Library!, TaskType, "bench-lib-warm-up", 1, 32, ledger, null, ct))
-        {
-            workers.Start(ct);
-            try
-            {
-                await Task.Delay(context.Profile.RowTimeout, workers.Exhausted);
-            }
-            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-            {
-            }
-
-            var stored = await context.CheckStoredCountsAsync(TaskType, TaskStatus.Completed, count, ct);
-            await RowSupport.WaitForCountAsync(() => workers.Completed, count, ct);
-            await workers.StopAsync();
-            var accounts = workers.CheckAccounts();
-            if (!stored.Ok || !accounts.Ok || errors.Count > 0)
-            {
-                throw new InvalidOperationException($"The worker-library warm-up failed: {stored.Text}; {accounts.Text}; " +
-                    string.Join("; ", errors.Distinct.Concat(context.Library!.Logs.Entries.Select(e => e.Message).TakeLast(10))));
-            }
-
-            check = $"ok: {stored.Text} once each";
-        }
-
-        var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
-        await context.Database!.RemoveTasksAsync(context.Tenant, TaskType, ct);
-        Console.WriteLine($"  warm-up    {$"worker library, 1 worker × 32 slots, {count:N0} tasks",-64} {count / seconds,8:0} tasks/s  {check}");
     }
 
     private static async Task<WebApplication> StartGatewayAsync(Uri queue, Uri registry, string tenant, string apiKey, CapturedLogs logs, CancellationToken ct)

@@ -26,6 +26,7 @@ internal sealed record PendingComparison(
 /// <param name="Target">The main queue service (raw gRPC rows); null when only worker-library rows ran.</param>
 /// <param name="LibraryQueue">The worker-library rows' queue (registry eligibility), registry, and the gateway in this process.</param>
 /// <param name="DispatchUnavailable">Why the dispatch rows did not run (UNIMPLEMENTED), if they did not.</param>
+/// <param name="WarmUps">The sections' timed warm-ups (the main paths run before the warm rows), with their per-second counts.</param>
 internal sealed record QueueSection(
     TargetInfo? Target,
     TargetInfo? LibraryQueue,
@@ -33,6 +34,7 @@ internal sealed record QueueSection(
     string LoadAverageAtStart,
     string? DispatchUnavailable,
     IReadOnlyList<QueueRow> Rows,
+    IReadOnlyList<QueueRow> WarmUps,
     IReadOnlyList<PendingBacklogInfo> PendingBacklogs,
     IReadOnlyList<PendingComparison> PendingComparisons,
     IReadOnlyList<MemoryPhase> Memory,

@@ -1,8 +1,5 @@
 using System.Globalization;
 using Lifeline.Benchmarks.Measurement;
-using Lifeline.Benchmarks.Scenarios;
-using Lifeline.Benchmarks.Scenarios.Enqueue;
-using Lifeline.Benchmarks.Scenarios.Processing;
 using Lifeline.Benchmarks.Scenarios.Registry;
 
 namespace Lifeline.Benchmarks.Reporting;

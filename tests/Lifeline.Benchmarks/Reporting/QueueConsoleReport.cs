@@ -1,5 +1,4 @@
 using System.Globalization;
-using Lifeline.Benchmarks.Hosting;
 using Lifeline.Benchmarks.Measurement;
 using Lifeline.Benchmarks.Scenarios;
 using Lifeline.Benchmarks.Scenarios.Dispatch;

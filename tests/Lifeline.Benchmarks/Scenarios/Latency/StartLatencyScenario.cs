@@ -47,13 +47,14 @@ internal static class StartLatencyScenario
         void OnStart(string payload)
         {
             var now = Stopwatch.GetTimestamp();
-            if (EnqueuedAt(payload) is { } enqueuedAt && window.Contains(enqueuedAt))
+            switch (EnqueuedAt(payload))
             {
-                latencies.Add(now - enqueuedAt);
-            }
-            else if (EnqueuedAt(payload) is null)
-            {
-                errors.Record($"a task's payload carries no enqueue time: {payload}");
+                case { } enqueuedAt when window.Contains(enqueuedAt):
+                    latencies.Add(now - enqueuedAt);
+                    break;
+                case null:
+                    errors.Record($"a task's payload carries no enqueue time: {payload}");
+                    break;
             }
         }
 

@@ -1,5 +1,4 @@
 using System.Globalization;
-using Lifeline.Benchmarks.Hosting;
 using Lifeline.Benchmarks.Measurement;
 using Lifeline.Benchmarks.Scenarios.Dispatch;
 using Lifeline.Benchmarks.Scenarios.Enqueue;
@@ -15,8 +14,16 @@ namespace Lifeline.Benchmarks.Scenarios.Processing;
 /// and is completed), every leased task is completed, the workers stop, and the row is checked: the workers' ledger (each
 /// task taken once, completed once) against the queue's stored counts, and completed + cut = the backlog.
 /// The cold row is the same on a brand-new database and service: no warm-up, its backlog inserted with SQL (so nothing
-/// warms the service first), its statistics read once a second.
+/// warms the service first), its statistics read once a second. A section's warm-up runs a row the same way for
+/// <see cref="QueueProfile.SectionWarmUp"/>, without waiting for statistics; it is printed, not reported as a row.
 /// </summary>
+internal enum RowMode
+{
+    Warm,
+    Cold,
+    SectionWarmUp,
+}
+
 internal static class ProcessingScenario
 {
     public const string Kind = "processing";
@@ -24,11 +31,12 @@ internal static class ProcessingScenario
     private const int PrefillCallers = 4;
     private static readonly TimeSpan SettleTimeout = TimeSpan.FromSeconds(60);
 
-    public static async Task<QueueRow> RunAsync(ScenarioContext context, ProcessingRowSpec spec, bool cold, CancellationToken ct)
+    public static async Task<QueueRow> RunAsync(ScenarioContext context, ProcessingRowSpec spec, RowMode mode, CancellationToken ct)
     {
         var profile = context.Profile;
-        var warmUp = cold ? TimeSpan.Zero : profile.RowWarmUp;
-        var length = cold ? profile.ColdWindow : profile.Window;
+        var cold = mode == RowMode.Cold;
+        var warmUp = mode == RowMode.Warm ? profile.RowWarmUp : TimeSpan.Zero;
+        var length = mode switch { RowMode.Cold => profile.ColdWindow, RowMode.SectionWarmUp => profile.SectionWarmUp, _ => profile.Window };
         var taskType = context.TaskTypeOf(spec.Id);
         var name = RowSupport.Describe(spec.Path, spec.Workers, spec.BatchSize, spec.Slots);
         if (spec.Path == TaskPath.Dispatch && context.DispatchUnavailable is { } reason)
@@ -38,7 +46,7 @@ internal static class ProcessingScenario
 
         var backlog = profile.BacklogFor(spec.SizingRate, warmUp, length);
         await EnqueueBacklogAsync(context, taskType, backlog, useSql: cold, ct);
-        var (atStart, note) = await RowSupport.StatisticsAtStartAsync(context, wait: !cold, ct);
+        var (atStart, note) = await RowSupport.StatisticsAtStartAsync(context, wait: mode == RowMode.Warm, ct);
 
         using var rowTimeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         rowTimeout.CancelAfter(profile.RowTimeout);
