@@ -86,10 +86,19 @@ internal static class ProcessingScenario
             }
 
             timedOut |= !await context.WaitUntilNoneLeasedAsync(taskType, SettleTimeout, ct);
-            var counts = await context.StoredCountsAsync(taskType, ct);
-            var storedCompleted = counts.GetValueOrDefault(TaskStatus.Completed);
+            var storedCompleted = (await context.StoredCountsAsync(taskType, ct)).GetValueOrDefault(TaskStatus.Completed);
             await RowSupport.WaitForCountAsync(() => workers.Completed, storedCompleted, ct);
             await workers.StopAsync();
+            if (context.Database is { } database2)
+            {
+                // A dispatch server may give back a task it had leased but not pushed yet when the capacity went to 0 or
+                // the stream closed: once the workers are gone, that is cut too.
+                timedOut |= !await context.WaitUntilNoneLeasedAsync(taskType, SettleTimeout, ct);
+                cut += await database2.CutBacklogAsync(context.Tenant, taskType, ct);
+            }
+
+            var counts = await context.StoredCountsAsync(taskType, ct);
+            storedCompleted = counts.GetValueOrDefault(TaskStatus.Completed);
             var unavailable = (workers as DispatchPool)?.Unimplemented;
             if (unavailable is not null)
             {
