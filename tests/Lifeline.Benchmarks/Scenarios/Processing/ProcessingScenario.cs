@@ -38,6 +38,7 @@ internal static class ProcessingScenario
         var warmUp = mode == RowMode.Warm ? profile.RowWarmUp : TimeSpan.Zero;
         var length = mode switch { RowMode.Cold => profile.ColdWindow, RowMode.SectionWarmUp => profile.SectionWarmUp, _ => profile.Window };
         var taskType = context.TaskTypeOf(spec.Id);
+        var database = context.Database;
         var name = RowSupport.Describe(spec.Path, spec.Workers, spec.BatchSize, spec.Slots);
         if (spec.Path == TaskPath.Dispatch && context.DispatchUnavailable is { } reason)
         {
@@ -57,10 +58,10 @@ internal static class ProcessingScenario
         await using (workers)
         {
             int? statisticsFromSecond = atStart?.HasStatistics == true ? 0 : null;
-            Func<int, Task>? eachSecond = cold && context.Database is { } database
+            Func<int, Task>? eachSecond = cold && database is not null
                 ? async second =>
                 {
-                    if (statisticsFromSecond is null && (await database.ReadStatisticsAsync(ct)).HasStatistics)
+                    if (statisticsFromSecond is null && (await database!.ReadStatisticsAsync(ct)).HasStatistics)
                     {
                         statisticsFromSecond = second;
                     }
@@ -75,10 +76,10 @@ internal static class ProcessingScenario
             // have, worked off untimed), and every task already leased is completed before the workers stop.
             long cut = 0;
             var timedOut = false;
-            if (context.Database is { } db)
+            if (database is not null)
             {
                 await workers.PauseAsync();
-                cut = await db.CutBacklogAsync(context.Tenant, taskType, ct);
+                cut = await database.CutBacklogAsync(context.Tenant, taskType, ct);
             }
             else
             {
@@ -89,12 +90,12 @@ internal static class ProcessingScenario
             var storedCompleted = (await context.StoredCountsAsync(taskType, ct)).GetValueOrDefault(TaskStatus.Completed);
             await RowSupport.WaitForCountAsync(() => workers.Completed, storedCompleted, ct);
             await workers.StopAsync();
-            if (context.Database is { } database2)
+            if (database is not null)
             {
                 // A dispatch server may give back a task it had leased but not pushed yet when the capacity went to 0 or
                 // the stream closed: once the workers are gone, that is cut too.
                 timedOut |= !await context.WaitUntilNoneLeasedAsync(taskType, SettleTimeout, ct);
-                cut += await database2.CutBacklogAsync(context.Tenant, taskType, ct);
+                cut += await database.CutBacklogAsync(context.Tenant, taskType, ct);
             }
 
             var counts = await context.StoredCountsAsync(taskType, ct);
