@@ -112,7 +112,6 @@ internal static class QueueBenchmark
                     $"The warm-up did not complete its tasks, so the queue service is not working: {warmUp.Check}\n  " + string.Join("\n  ", warmUp.ErrorDetails));
             }
 
-            await (database?.RemoveTasksAsync(tenant, $"warm-up-{i + 1}", ct) ?? Task.CompletedTask);
         }
 
         string? dispatchUnavailable = null;

@@ -5,8 +5,8 @@ namespace Lifeline.Benchmarks.Measurement;
 
 /// <summary>
 /// CPU used over a phase, in cores (CPU-seconds per second): by the whole machine (/proc/stat), by this
-/// benchmark process (the client), by the service process, and by the local Redis and PostgreSQL when this
-/// run started them. What is left of the machine's busy time went to everything else on the machine. On a
+/// benchmark process (the client), by the service process(es), and by the local Redis and PostgreSQL (its whole
+/// process tree) when this run started them. What is left of the machine's busy time went to everything else on the machine. On a
 /// shared machine this tells whether a rate was limited by the service's own cost or by the cores it got.
 /// </summary>
 /// <param name="MachineBusyPercent">Share of all cores' time not idle (user, system, irq, steal…), whoever used it.</param>

@@ -50,7 +50,7 @@ internal static class EnqueueScenario
         }
         else
         {
-            during = await RowSupport.FinishAsync(context, taskType, atStart, ct);
+            during = await RowSupport.FinishAsync(context, taskType, atStart, remove: true, ct);
         }
 
         var calls = CallTimings.Summarize(timings);

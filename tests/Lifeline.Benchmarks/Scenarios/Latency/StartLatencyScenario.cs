@@ -102,7 +102,7 @@ internal static class StartLatencyScenario
                 calls[EnqueueCall] = enqueueCalls;
             }
 
-            var during = await RowSupport.FinishAsync(context, taskType, atStart, ct);
+            var during = await RowSupport.FinishAsync(context, taskType, atStart, remove: true, ct);
             return new QueueRow(
                 spec.Id, Kind, name, context.Pass, spec.Workers, 1, null, window.Count, window.Seconds, window.PerSecond, calls, startLatency,
                 TaskCpu.Of(window.Cpu, window.Count), atStart, during, window.Timeline, Targets(spec, startLatency), allErrors,

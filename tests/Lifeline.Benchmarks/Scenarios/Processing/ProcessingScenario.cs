@@ -134,7 +134,7 @@ internal static class ProcessingScenario
             }
 
             var calls = workers.Calls();
-            var during = await RowSupport.FinishAsync(context, taskType, atStart, ct);
+            var during = await RowSupport.FinishAsync(context, taskType, atStart, remove: mode == RowMode.Warm, ct);
             return new QueueRow(
                 spec.Id, Kind, name, context.Pass, spec.Workers, spec.BatchSize, null, window.Count, window.Seconds, window.PerSecond, calls, null,
                 TaskCpu.Of(window.Cpu, window.Count), atStart, during, window.Timeline, Targets(spec, window.PerSecond, calls),
