@@ -111,7 +111,8 @@ internal sealed record QueueProfile(
             new("lease-start-w32-b50", TaskPath.LeaseAndStart, 32, 50, QueueTargets.Batched, TargetRate: QueueTargets.Batched),
             new("lease-start-w32-b100", TaskPath.LeaseAndStart, 32, 100, QueueTargets.Batched, TargetRate: QueueTargets.Batched),
             new("dispatch-w32", TaskPath.Dispatch, 32, 1, QueueTargets.Dispatch, TargetRate: QueueTargets.Dispatch),
-            new("library-32-slots", TaskPath.WorkerLibrary, 1, 1, QueueTargets.OnePerCall, TargetRate: QueueTargets.OnePerCall, Slots: 32),
+            // The library leases up to its free slots at once and batches its completions: sized for twice its target.
+            new("library-32-slots", TaskPath.WorkerLibrary, 1, 1, 2 * QueueTargets.OnePerCall, TargetRate: QueueTargets.OnePerCall, Slots: 32),
         ],
         Enqueue:
         [

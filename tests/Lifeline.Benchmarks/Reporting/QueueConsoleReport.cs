@@ -46,7 +46,7 @@ internal static class QueueConsoleReport
         {
             writer.WriteLine();
             writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"Pending backlog: {backlog.Tasks:N0} tasks of type '{backlog.TaskType}' (same tenant, a type no row leases) inserted with SQL in " +
+                $"Pending backlog ({backlog.Queue}): {backlog.Tasks:N0} tasks of type '{backlog.TaskType}' (same tenant, a type no row leases) inserted with SQL in " +
                 $"{backlog.InsertSeconds:0} s, VACUUM (ANALYZE) + CHECKPOINT {backlog.SettleSeconds:0} s; the queue counts {backlog.StoredPending:N0} pending " +
                 $"({(backlog.Verified ? "ok" : "MISMATCH")})."));
         }

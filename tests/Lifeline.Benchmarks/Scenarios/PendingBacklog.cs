@@ -5,9 +5,10 @@ using TaskStatus = Lifeline.Queue.V1.TaskStatus;
 namespace Lifeline.Benchmarks.Scenarios;
 
 /// <summary>How the pending pass's backlog was put in place, and what the queue reported of it afterwards.</summary>
+/// <param name="Queue">Which queue service's database: the main one, or the worker-library rows'.</param>
 /// <param name="InsertSeconds">The SQL insert (tasks and their enqueued history).</param>
 /// <param name="SettleSeconds">VACUUM (ANALYZE) and CHECKPOINT afterwards.</param>
-internal sealed record PendingBacklogInfo(string TaskType, long Tasks, double InsertSeconds, double SettleSeconds, long StoredPending, bool Verified);
+internal sealed record PendingBacklogInfo(string Queue, string TaskType, long Tasks, double InsertSeconds, double SettleSeconds, long StoredPending, bool Verified);
 
 /// <summary>
 /// The pending pass's backlog: <see cref="QueueProfile.Pending"/> tasks of a type no row leases, in the run's tenant,
@@ -41,6 +42,6 @@ internal static class PendingBacklog
         await database.SettleAsync(ct);
         var settleSeconds = Stopwatch.GetElapsedTime(settling).TotalSeconds;
         var stored = (await context.StoredCountsAsync(TaskType, ct)).GetValueOrDefault(TaskStatus.Pending);
-        return new PendingBacklogInfo(TaskType, count, insertSeconds, settleSeconds, stored, stored == count);
+        return new PendingBacklogInfo(label, TaskType, count, insertSeconds, settleSeconds, stored, stored == count);
     }
 }
