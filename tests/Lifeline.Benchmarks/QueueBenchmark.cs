@@ -115,8 +115,9 @@ internal static class QueueBenchmark
         }
 
         string? dispatchUnavailable = null;
-        if (profile.Processing.Any(r => r.Path == TaskPath.Dispatch && profile.Selects(r.Id)) ||
-            profile.Latency.Any(r => r.Path == TaskPath.Dispatch && profile.Selects(r.Id)))
+        var dispatchSelected = profile.Processing.Any(r => r.Path == TaskPath.Dispatch && profile.Selects(r.Id)) ||
+                               profile.Latency.Any(r => r.Path == TaskPath.Dispatch && profile.Selects(r.Id));
+        if (dispatchSelected)
         {
             dispatchUnavailable = await DispatchProbe.UnavailableAsync(connection, ct);
             Console.WriteLine(dispatchUnavailable is null
@@ -125,7 +126,8 @@ internal static class QueueBenchmark
         }
 
         context = context with { DispatchUnavailable = dispatchUnavailable };
-        var warmUpPaths = new[] { profile.Cold }.Concat(dispatchUnavailable is null ? profile.Processing.Where(r => r.Path == TaskPath.Dispatch).Take(1) : []);
+        var warmUpPaths = new[] { profile.Cold }
+            .Concat(dispatchSelected && dispatchUnavailable is null ? profile.Processing.Where(r => r.Path == TaskPath.Dispatch).Take(1) : []);
         foreach (var spec in warmUpPaths)
         {
             var warmUp = await ProcessingScenario.RunAsync(context with { Pass = WarmUpPass }, spec, RowMode.SectionWarmUp, ct);
@@ -181,7 +183,12 @@ internal static class QueueBenchmark
             { StartLatency: { } l } => string.Create(CultureInfo.InvariantCulture, $"start p50 {l.P50Ms:0.0} ms, p99 {l.P99Ms:0.0} ms"),
             _ => string.Create(CultureInfo.InvariantCulture, $"{row.TasksPerSecond,8:N0} tasks/s"),
         };
-        var cpu = row.Cpu is { } c ? string.Create(CultureInfo.InvariantCulture, $"  CPU {c.Total:N0} µs/task") : "";
+        var cpu = row.Cpu switch
+        {
+            { Total: { } total } => string.Create(CultureInfo.InvariantCulture, $"  CPU {total:N0} µs/task"),
+            { } c => string.Create(CultureInfo.InvariantCulture, $"  CPU (client only) {c.Client:N0} µs/task"),
+            null => "",
+        };
         var targets = row.Targets.Count == 0 ? "" : "  " + string.Join(", ", row.Targets.Select(t => $"{t.Goal}: {t.Verdict}"));
         var errors = row.Errors == 0 ? "" : $"; {row.Errors} failed calls";
         Console.WriteLine($"  {row.Pass,-10} {row.Id,-24} {figure}{cpu}{targets}  {row.Check}{errors}");

@@ -61,7 +61,9 @@ internal sealed class CpuMeter
         // edges are where its counts are read, right after this.
         _postgres = sources.PostgresPostmaster?.Invoke() is { } postmaster ? ReadTreeSeconds(postmaster) : null;
         _redis = ReadGroup(sources.RedisPids);
-        _service = sources.ServicePids.Count == 0 ? null : sources.ServicePids.Sum(pid => ReadProcessSeconds(pid) ?? 0);
+        // Unknown (not 0) when any service process cannot be read: gone, or a wrong --queue-pid.
+        var services = sources.ServicePids.Select(pid => ReadProcessSeconds(pid)).ToList();
+        _service = services.Count == 0 || services.Any(s => s is null) ? null : services.Sum(s => s!.Value);
         using var self = Process.GetCurrentProcess();
         _client = self.TotalProcessorTime;
         _machine = ReadMachine();

@@ -4,11 +4,14 @@ using Lifeline.Benchmarks.Measurement;
 
 namespace Lifeline.Benchmarks.Scenarios;
 
-/// <summary>CPU time per task over a row's window, in microseconds, and the readings it comes from.</summary>
+/// <summary>
+/// CPU time per task over a row's window, in microseconds, and the readings it comes from. <see cref="Total"/> is null
+/// when the service's or PostgreSQL's share is unknown (a service this run did not start): a client-only sum is no total.
+/// </summary>
 /// <param name="Client">This benchmark process: the simulated workers and producers (and, in the worker-library rows, the gateway and the library).</param>
 /// <param name="Services">The service process(es) under test: the queue (and, in the worker-library rows, the registry).</param>
 /// <param name="Postgres">The PostgreSQL cluster's whole process tree (backends, WAL writer, checkpointer, autovacuum).</param>
-internal sealed record TaskCpu(double Total, double Client, double? Services, double? Postgres, double? Redis, CpuUse Use)
+internal sealed record TaskCpu(double? Total, double Client, double? Services, double? Postgres, double? Redis, CpuUse Use)
 {
     public static TaskCpu? Of(CpuUse? use, long tasks)
     {
@@ -21,7 +24,8 @@ internal sealed record TaskCpu(double Total, double Client, double? Services, do
         var services = use.MicrosecondsPer(use.ServiceCores, tasks);
         var postgres = use.MicrosecondsPer(use.PostgresCores, tasks);
         var redis = use.MicrosecondsPer(use.RedisCores, tasks);
-        return new TaskCpu(client + (services ?? 0) + (postgres ?? 0) + (redis ?? 0), client, services, postgres, redis, use);
+        var total = services is { } s && postgres is { } p ? client + s + p + (redis ?? 0) : (double?)null;
+        return new TaskCpu(total, client, services, postgres, redis, use);
     }
 }
 
