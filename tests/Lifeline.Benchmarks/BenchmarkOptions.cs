@@ -5,8 +5,12 @@ namespace Lifeline.Benchmarks;
 
 /// <summary>The command line: which services to drive, how long, where the results go.</summary>
 internal sealed record BenchmarkOptions(
-    string Only, Uri? QueueUrl, int? QueuePid, Uri? RegistryUrl, int? RegistryPid, int? RegistryWorkers, bool Quick, double Scale, string JsonPath)
+    string Only, Uri? QueueUrl, int? QueuePid, Uri? RegistryUrl, int? RegistryPid, int? RegistryWorkers, bool Quick, double Scale, string JsonPath,
+    long Pending = 0, IReadOnlyList<string>? Rows = null)
 {
+    /// <summary>The backlog of the pending pass of <c>--only queue-scale</c> unless <c>--pending</c> says otherwise.</summary>
+    public const long DefaultPending = 1_000_000;
+
     public const string Usage = """
         Lifeline benchmark: throughput and latency of the queue, registry, checkpoint and backup services through gRPC,
         how fast the recovery service puts the work of dead workers right, and the queue driven through the .NET worker library.
@@ -15,16 +19,26 @@ internal sealed record BenchmarkOptions(
 
           (default)             start PostgreSQL (durable settings: fsync, synchronous_commit, full_page_writes on),
                                 Redis and each service under test (its Release build, as a separate process) locally
-          --only WHAT           queue, registry, checkpoint, recovery, backup, worker-library or all (default all); recovery always
-                                starts its own registry, queue and recovery services (it needs their settings: 1 s heartbeats, 1 s scans);
-                                worker-library starts a registry and a queue, and the gateway and .NET LifelineWorkers in this process
-          --queue-url URL       drive an already-running queue service instead, e.g. http://127.0.0.1:5101
-          --queue-pid PID       with --queue-url: read that process's memory (VmRSS, VmHWM) after each phase
+          --only WHAT           queue, queue-scale, registry, checkpoint, recovery, backup, worker-library or all (default all).
+                                queue: the queue's rows (a cold row on a brand-new database, then warm rows: processing by
+                                long poll, dispatch stream and worker library; enqueue; enqueue → handler start latency), each
+                                with tasks/s, CPU per task (client, service, PostgreSQL), its target and an exactly-once check.
+                                queue-scale: the same, then every row again with --pending tasks (default 1,000,000) pending
+                                in the table, side by side. worker-library: only the worker-library rows (own registry, queue
+                                and gateway). recovery always starts its own registry, queue and recovery services
+          --pending N           run the queue's rows a second time with N pending tasks (of another type) in the table
+                                (inserted with SQL into the benchmark's own database); 0 = no second pass
+          --rows LIST           only the queue rows whose id starts with one of these (comma-separated), e.g.
+                                lease-start-w32,dispatch,enqueue; "cold" selects the cold row
+          --queue-url URL       drive an already-running queue service instead, e.g. http://127.0.0.1:5101 (no cold row,
+                                no statistics, no --pending; a row's left-over backlog is worked off, not cut)
+          --queue-pid PID       with --queue-url: read that process's memory and CPU
           --registry-url URL    drive an already-running registry service instead (no PostgreSQL write counts then)
           --registry-pid PID    with --registry-url: read that process's memory after each phase
           --registry-workers N  simulated workers of the registry scenarios (default 10000)
-          --quick               short smoke run (small task counts, 5 s heartbeat windows, a 40 MB backup target; a few minutes)
-          --scale FACTOR        multiply every queue task count (default 1; e.g. 5 on a machine with more and faster cores)
+          --quick               short smoke run (queue rows: 1 s warm-up + 3 s window; 5 s heartbeat windows, a 40 MB backup
+                                target; a few minutes)
+          --scale FACTOR        multiply every queue backlog (default 1; raise it when a row's backlog runs out before its window ends)
           --json PATH           where to write the results as JSON (default: benchmark-results.json)
           --help                this text
 
@@ -32,7 +46,8 @@ internal sealed record BenchmarkOptions(
                                 the contract fuzz long run against a running suite (its own options)
         """;
 
-    public bool RunQueue => Only is "queue" or "all";
+    /// <summary>The queue section (its worker-library rows run on a registry, queue and gateway of their own).</summary>
+    public bool RunQueue => Only is "queue" or "queue-scale" or "worker-library" or "all";
 
     public bool RunRegistry => Only is "registry" or "all";
 
@@ -44,14 +59,11 @@ internal sealed record BenchmarkOptions(
 
     public bool RunBackup => Only is "backup" or "all";
 
-    /// <summary>The worker-library section always runs its own registry and queue locally (and the gateway in this process).</summary>
-    public bool RunWorkerLibrary => Only is "worker-library" or "all";
-
     public BenchmarkProfile Profile
     {
         get
         {
-            var profile = Quick ? BenchmarkProfile.Quick(Scale) : BenchmarkProfile.Full(Scale);
+            var profile = Quick ? BenchmarkProfile.Quick(Scale, Pending, Rows) : BenchmarkProfile.Full(Scale, Pending, Rows);
             return RegistryWorkers is { } workers ? profile with { Registry = profile.Registry with { Workers = workers } } : profile;
         }
     }
@@ -70,6 +82,8 @@ internal sealed record BenchmarkOptions(
         var quick = false;
         var scale = 1.0;
         var json = "benchmark-results.json";
+        long? pending = null;
+        string[]? rows = null;
         for (var i = 0; i < args.Length; i++)
         {
             string? Value() => i + 1 < args.Length ? args[++i] : null;
@@ -77,9 +91,25 @@ internal sealed record BenchmarkOptions(
             {
                 case "--only":
                     only = Value() ?? "";
-                    if (only is not ("queue" or "registry" or "checkpoint" or "recovery" or "backup" or "worker-library" or "all"))
+                    if (only is not ("queue" or "queue-scale" or "registry" or "checkpoint" or "recovery" or "backup" or "worker-library" or "all"))
                     {
-                        problem = "--only needs queue, registry, checkpoint, recovery, backup, worker-library or all";
+                        problem = "--only needs queue, queue-scale, registry, checkpoint, recovery, backup, worker-library or all";
+                        return false;
+                    }
+                    break;
+                case "--pending":
+                    if (!long.TryParse(Value(), NumberStyles.None, CultureInfo.InvariantCulture, out var backlog) || backlog > 10_000_000)
+                    {
+                        problem = "--pending needs a count from 0 to 10000000";
+                        return false;
+                    }
+                    pending = backlog;
+                    break;
+                case "--rows":
+                    rows = (Value() ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                    if (rows.Length == 0)
+                    {
+                        problem = "--rows needs row ids (or their beginnings), comma-separated, e.g. lease-start-w32,dispatch";
                         return false;
                     }
                     break;
@@ -163,7 +193,20 @@ internal sealed record BenchmarkOptions(
             return false;
         }
 
-        options = new BenchmarkOptions(only, queueUrl, queuePid, registryUrl, registryPid, registryWorkers, quick, scale, Path.GetFullPath(json));
+        if (only == "worker-library")
+        {
+            rows ??= ["library-", "start-latency-library"];
+        }
+
+        var backlogSize = pending ?? (only == "queue-scale" ? DefaultPending : 0);
+        if (backlogSize > 0 && queueUrl is not null)
+        {
+            problem = "--pending (and queue-scale) insert the backlog into the benchmark's own database: not with --queue-url.";
+            return false;
+        }
+
+        options = new BenchmarkOptions(
+            only, queueUrl, queuePid, registryUrl, registryPid, registryWorkers, quick, scale, Path.GetFullPath(json), backlogSize, rows);
         return true;
     }
 }

@@ -1,16 +1,163 @@
+using System.Globalization;
+
 namespace Lifeline.Benchmarks;
 
-/// <summary>Enqueue-only: <paramref name="Tasks"/> tasks by <paramref name="Callers"/> concurrent callers, <paramref name="BatchSize"/> per call (1 = EnqueueTask).</summary>
-internal sealed record EnqueueCase(int BatchSize, int Callers, int Tasks);
+/// <summary>How a row's workers take their tasks.</summary>
+internal enum TaskPath
+{
+    /// <summary>LeaseTasks with start = true (max B) → CompleteTask when B = 1, else one CompleteTasks for the batch.</summary>
+    LeaseAndStart,
+
+    /// <summary>LeaseTasks (max B) → StartTask for each → CompleteTask / CompleteTasks: the three-call cycle.</summary>
+    ThreeCalls,
+
+    /// <summary>QueueService.Dispatch: one stream per worker; tasks pushed leased and started, completed on the stream.</summary>
+    Dispatch,
+
+    /// <summary>The .NET worker library (LifelineWorker, default settings) through the gateway, with the registry.</summary>
+    WorkerLibrary,
+}
 
 /// <summary>
-/// Drain <paramref name="Tasks"/> pre-enqueued tasks with <paramref name="Workers"/> workers leasing <paramref name="BatchSize"/> at a time:
-/// lease → StartTask each → complete, or with <paramref name="LeaseAndStart"/> lease-and-start in one
-/// LeaseTasks (start = true) → complete.
+/// A processing row: <paramref name="Workers"/> workers (of <paramref name="Slots"/> slots each for the dispatch stream
+/// and the worker library) drain a backlog enqueued before the row, sized for <paramref name="SizingRate"/> tasks/s.
 /// </summary>
-internal sealed record ProcessingCase(int Workers, int BatchSize, int Tasks, bool LeaseAndStart = false);
+internal sealed record ProcessingRowSpec(
+    string Id, TaskPath Path, int Workers, int BatchSize, double SizingRate, double? TargetRate = null, double? LeaseP99TargetMs = null, int Slots = 1);
 
-/// <summary>Producers enqueue <paramref name="Tasks"/> tasks (<paramref name="EnqueueBatchSize"/> per call) while workers process them.</summary>
+/// <summary>An enqueue row: <paramref name="Callers"/> concurrent callers, <paramref name="BatchSize"/> tasks per call (1 = EnqueueTask).</summary>
+internal sealed record EnqueueRowSpec(string Id, int Callers, int BatchSize, double TargetRate);
+
+/// <summary>
+/// A latency row: <paramref name="Workers"/> idle workers (<paramref name="Slots"/> slots each for the library) wait
+/// for work while tasks are enqueued one per EnqueueTask at <paramref name="PerSecond"/>, each carrying the time its
+/// call was made; the time to its handler's start is the row's figure.
+/// </summary>
+internal sealed record StartLatencyRowSpec(string Id, TaskPath Path, int Workers, double PerSecond, bool HasTarget, int Slots = 1);
+
+/// <summary>The goals a throughput issue sets the queue; each row prints its own next to its figure.</summary>
+internal static class QueueTargets
+{
+    /// <summary>LeaseTasks (start, max 1) → CompleteTask, 32 workers; and the worker library with 32 slots.</summary>
+    public const double OnePerCall = 3_000;
+
+    /// <summary>LeaseTasks (start) in batches of 50 or 100 → CompleteTasks.</summary>
+    public const double Batched = 15_000;
+
+    /// <summary>32 one-slot workers on the dispatch stream.</summary>
+    public const double Dispatch = 8_000;
+
+    public const double EnqueueOnePerCall = 4_000;
+
+    public const double EnqueueBatched = 50_000;
+
+    /// <summary>Enqueue → handler start of an idle worker, in milliseconds.</summary>
+    public const double StartP50Ms = 5;
+
+    public const double StartP99Ms = 25;
+
+    /// <summary>LeaseTasks p99 at 8 workers, one task per call, in milliseconds.</summary>
+    public const double LeaseP99Ms = 10;
+
+    /// <summary>With a large pending backlog, every row within this fraction of its figure without one.</summary>
+    public const double PendingTolerance = 0.20;
+}
+
+/// <summary>
+/// The queue section: every row runs for <paramref name="Window"/> after <paramref name="RowWarmUp"/> (the same workers,
+/// untimed); a processing row's backlog is sized for its rate over both, × <paramref name="BacklogHeadroom"/> ×
+/// <paramref name="Scale"/>, and what is left when the window ends is cut. The cold row measures the first
+/// <paramref name="ColdWindow"/> of a brand-new database and service, with no warm-up. Before the warm rows, each
+/// service gets <paramref name="WarmUp"/> (every call once) and <paramref name="SectionWarmUp"/> of its main path: a fresh
+/// .NET process needs seconds of steady work before its hot code is fully optimized (tiered JIT), and without it the
+/// first row measures the JIT, not the queue. <paramref name="Pending"/> &gt; 0
+/// runs every row a second time with that many pending tasks (of another type) in the table. Rows whose id does not
+/// start with one of <paramref name="RowFilter"/> (when given) are skipped; "cold" selects the cold row.
+/// </summary>
+internal sealed record QueueProfile(
+    TimeSpan RowWarmUp,
+    TimeSpan Window,
+    TimeSpan ColdWindow,
+    TimeSpan LatencyWindow,
+    TimeSpan SectionWarmUp,
+    double BacklogHeadroom,
+    double Scale,
+    IReadOnlyList<FullCycleCase> WarmUp,
+    ProcessingRowSpec Cold,
+    IReadOnlyList<ProcessingRowSpec> Processing,
+    IReadOnlyList<EnqueueRowSpec> Enqueue,
+    IReadOnlyList<StartLatencyRowSpec> Latency,
+    long Pending,
+    IReadOnlyList<string>? RowFilter)
+{
+    /// <summary>The backlog insert's transaction size (the pending pass).</summary>
+    public const int PendingChunk = 100_000;
+
+    public static QueueProfile Full(double scale, long pending, IReadOnlyList<string>? rows) => new(
+        RowWarmUp: TimeSpan.FromSeconds(2), Window: TimeSpan.FromSeconds(10), ColdWindow: TimeSpan.FromSeconds(10), LatencyWindow: TimeSpan.FromSeconds(10),
+        SectionWarmUp: TimeSpan.FromSeconds(10), BacklogHeadroom: 1.5, Scale: scale,
+        WarmUp:
+        [
+            new(Workers: 4, BatchSize: 1, Producers: 4, EnqueueBatchSize: 1, Tasks: 500),
+            new(Workers: 4, BatchSize: 10, Producers: 2, EnqueueBatchSize: 100, Tasks: 2_000),
+        ],
+        Cold: new("lease-start-w32-b1", TaskPath.LeaseAndStart, Workers: 32, BatchSize: 1, SizingRate: QueueTargets.OnePerCall, TargetRate: QueueTargets.OnePerCall),
+        Processing:
+        [
+            new("lease-start-w32-b1", TaskPath.LeaseAndStart, 32, 1, QueueTargets.OnePerCall, TargetRate: QueueTargets.OnePerCall),
+            new("lease-start-w8-b1", TaskPath.LeaseAndStart, 8, 1, QueueTargets.OnePerCall, LeaseP99TargetMs: QueueTargets.LeaseP99Ms),
+            new("three-call-w8-b1", TaskPath.ThreeCalls, 8, 1, QueueTargets.OnePerCall),
+            new("three-call-w32-b1", TaskPath.ThreeCalls, 32, 1, QueueTargets.OnePerCall),
+            new("lease-start-w32-b50", TaskPath.LeaseAndStart, 32, 50, QueueTargets.Batched, TargetRate: QueueTargets.Batched),
+            new("lease-start-w32-b100", TaskPath.LeaseAndStart, 32, 100, QueueTargets.Batched, TargetRate: QueueTargets.Batched),
+            new("dispatch-w32", TaskPath.Dispatch, 32, 1, QueueTargets.Dispatch, TargetRate: QueueTargets.Dispatch),
+            // The library leases up to its free slots at once and batches its completions: sized for twice its target.
+            new("library-32-slots", TaskPath.WorkerLibrary, 1, 1, 2 * QueueTargets.OnePerCall, TargetRate: QueueTargets.OnePerCall, Slots: 32),
+        ],
+        Enqueue:
+        [
+            new("enqueue-c32-b1", Callers: 32, BatchSize: 1, QueueTargets.EnqueueOnePerCall),
+            new("enqueue-c4-b1000", Callers: 4, BatchSize: 1_000, QueueTargets.EnqueueBatched),
+        ],
+        Latency:
+        [
+            new("start-latency-long-poll", TaskPath.LeaseAndStart, Workers: 4, PerSecond: 40, HasTarget: true),
+            new("start-latency-dispatch", TaskPath.Dispatch, Workers: 4, PerSecond: 40, HasTarget: true),
+            new("start-latency-library", TaskPath.WorkerLibrary, Workers: 1, PerSecond: 40, HasTarget: false, Slots: 32),
+        ],
+        Pending: pending, RowFilter: rows);
+
+    /// <summary>The same rows, shorter: 1 s warm-up, 3 s windows, 5 s cold window, 4 s section warm-ups.</summary>
+    public static QueueProfile Quick(double scale, long pending, IReadOnlyList<string>? rows) => Full(scale, pending, rows) with
+    {
+        RowWarmUp = TimeSpan.FromSeconds(1), Window = TimeSpan.FromSeconds(3), ColdWindow = TimeSpan.FromSeconds(5), LatencyWindow = TimeSpan.FromSeconds(3),
+        SectionWarmUp = TimeSpan.FromSeconds(4),
+    };
+
+    /// <summary>How long any one row may take before it is given up (warm-up, window, the wait for its last tasks, checks).</summary>
+    public TimeSpan RowTimeout => RowWarmUp + Window + SectionWarmUp + TimeSpan.FromMinutes(2);
+
+    /// <summary>The pass label of the pending pass.</summary>
+    public string PendingPass => string.Create(CultureInfo.InvariantCulture, $"pending {Pending:N0}");
+
+    /// <summary>Tasks to enqueue before a processing row that runs at up to <paramref name="rate"/> tasks/s for <paramref name="warmUp"/> + <paramref name="window"/>.</summary>
+    public int BacklogFor(double rate, TimeSpan warmUp, TimeSpan window) =>
+        Math.Max(2_000, (int)Math.Ceiling(rate * (warmUp + window).TotalSeconds * BacklogHeadroom * Scale / 1_000) * 1_000);
+
+    public bool Selects(string id) => RowFilter is not { Count: > 0 } filter || filter.Any(f => id.StartsWith(f, StringComparison.Ordinal));
+
+    public bool SelectsCold => RowFilter is not { Count: > 0 } filter || filter.Contains("cold");
+
+    /// <summary>Rows on the main queue service (raw gRPC clients), as opposed to the worker-library rows with their own services.</summary>
+    public bool AnyDirectRows =>
+        SelectsCold || Processing.Any(r => r.Path != TaskPath.WorkerLibrary && Selects(r.Id)) || Enqueue.Any(r => Selects(r.Id)) ||
+        Latency.Any(r => r.Path != TaskPath.WorkerLibrary && Selects(r.Id));
+
+    public bool AnyLibraryRows =>
+        Processing.Any(r => r.Path == TaskPath.WorkerLibrary && Selects(r.Id)) || Latency.Any(r => r.Path == TaskPath.WorkerLibrary && Selects(r.Id));
+}
+
+/// <summary>Producers enqueue <paramref name="Tasks"/> tasks (<paramref name="EnqueueBatchSize"/> per call) while workers process them (the queue section's warm-up).</summary>
 internal sealed record FullCycleCase(int Workers, int BatchSize, int Producers, int EnqueueBatchSize, int Tasks);
 
 /// <summary>
@@ -120,112 +267,20 @@ internal sealed record RecoveryProfile(
     public static RecoveryProfile Quick { get; } = Full with { DeadWorkers = 20, ScanTasks = 10_000 };
 }
 
-/// <summary>
-/// The worker-library section: <paramref name="Workers"/> <c>LifelineWorker</c>s of <paramref name="Slots"/> handler slots
-/// each; a warm-up of <paramref name="WarmUpTasks"/> tasks, a burst of <paramref name="BurstTasks"/> (all enqueued at once),
-/// then <paramref name="PacedDuration"/> of batches of <paramref name="PacedBatchSize"/> at half the burst's rate.
-/// </summary>
-internal sealed record WorkerLibraryProfile(
-    int Workers, int Slots, int WarmUpTasks, int BurstTasks, TimeSpan PacedDuration, int PacedBatchSize, TimeSpan Timeout)
-{
-    public static WorkerLibraryProfile Full(double scale) => new(
-        Workers: 4, Slots: 32, WarmUpTasks: Scaled(1_000, scale), BurstTasks: Scaled(10_000, scale), PacedDuration: TimeSpan.FromSeconds(10),
-        PacedBatchSize: 10, Timeout: TimeSpan.FromMinutes(3));
-
-    public static WorkerLibraryProfile Quick(double scale) => Full(scale * 0.2) with { PacedDuration = TimeSpan.FromSeconds(5), Timeout = TimeSpan.FromSeconds(60) };
-
-    private static int Scaled(int tasks, double scale) => Math.Max(100, (int)(tasks * scale) / 100 * 100);
-}
-
-/// <summary>
-/// How much work each scenario does. The full-run counts are sized so each cell takes roughly 3–10 s on
-/// a 2-core machine where client, service, PostgreSQL and Redis share the cores; the quick run does a
-/// fifth. <c>--scale</c> multiplies every count (raise it on faster machines so cells do not get too short).
-/// </summary>
+/// <summary>What every section does: quick (a short smoke run) or full.</summary>
 internal sealed record BenchmarkProfile(
     string Name,
-    IReadOnlyList<FullCycleCase> WarmUp,
-    IReadOnlyList<EnqueueCase> Enqueue,
-    IReadOnlyList<ProcessingCase> Processing,
-    IReadOnlyList<FullCycleCase> FullCycle,
-    TimeSpan CellTimeout,
+    QueueProfile Queue,
     RegistryProfile Registry,
     CheckpointProfile Checkpoint,
-    RecoveryProfile Recovery,
-    WorkerLibraryProfile WorkerLibrary)
+    RecoveryProfile Recovery)
 {
-    /// <summary>The processing cell whose LeaseTasks/CompleteTask latencies are reported on their own.</summary>
-    public static readonly (int Workers, int BatchSize) LatencyCell = (8, 1);
+    public static BenchmarkProfile Full(double scale, long pending, IReadOnlyList<string>? rows) =>
+        new(Label("full", scale), QueueProfile.Full(scale, pending, rows), RegistryProfile.Full, CheckpointProfile.Full, RecoveryProfile.Full);
 
-    private static readonly int[] WorkerCounts = [1, 8, 32];
-    private static readonly int[] BatchSizes = [1, 10, 50];
-
-    /// <summary>Processing cells that lease and start in one LeaseTasks (start = true), next to the spec'd lease → start → complete rows.</summary>
-    private static readonly (int Workers, int BatchSize)[] FusedCells = [(8, 1), (8, 10), (8, 50), (32, 10), (32, 50)];
-
-    public static BenchmarkProfile Full(double scale) =>
-        Create(Label("full", scale), scale, TimeSpan.FromMinutes(3), RegistryProfile.Full, CheckpointProfile.Full, RecoveryProfile.Full,
-            WorkerLibraryProfile.Full(scale));
-
-    public static BenchmarkProfile Quick(double scale) =>
-        Create(Label("quick", scale), scale * 0.2, TimeSpan.FromSeconds(30), RegistryProfile.Quick, CheckpointProfile.Quick, RecoveryProfile.Quick,
-            WorkerLibraryProfile.Quick(scale));
+    public static BenchmarkProfile Quick(double scale, long pending, IReadOnlyList<string>? rows) =>
+        new(Label("quick", scale), QueueProfile.Quick(scale, pending, rows), RegistryProfile.Quick, CheckpointProfile.Quick, RecoveryProfile.Quick);
 
     private static string Label(string name, double scale) =>
-        scale == 1 ? name : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{name} ×{scale}");
-
-    private static BenchmarkProfile Create(
-        string name, double scale, TimeSpan cellTimeout, RegistryProfile registry, CheckpointProfile checkpoint, RecoveryProfile recovery,
-        WorkerLibraryProfile workerLibrary)
-    {
-        int Scaled(int tasks) => Math.Max(20, (int)(tasks * scale));
-
-        FullCycleCase[] warmUp =
-        [
-            new(Workers: 4, BatchSize: 1, Producers: 4, EnqueueBatchSize: 1, Tasks: Scaled(500)),
-            new(Workers: 4, BatchSize: 10, Producers: 2, EnqueueBatchSize: 100, Tasks: Scaled(2_000)),
-        ];
-        EnqueueCase[] enqueue =
-        [
-            new(BatchSize: 1, Callers: 16, Tasks: Scaled(3_000)),
-            new(BatchSize: 100, Callers: 4, Tasks: Scaled(40_000)),
-            new(BatchSize: 1_000, Callers: 4, Tasks: Scaled(60_000)),
-        ];
-        var processing = WorkerCounts
-            .SelectMany(workers => BatchSizes.Select(batch => new ProcessingCase(workers, batch, Scaled(ProcessingTasks(workers, batch)))))
-            .Concat(FusedCells.Select(cell => new ProcessingCase(cell.Workers, cell.BatchSize, Scaled(FusedTasks(cell.Workers, cell.BatchSize)), LeaseAndStart: true)))
-            .ToArray();
-        FullCycleCase[] fullCycle =
-        [
-            new(Workers: 8, BatchSize: 1, Producers: 8, EnqueueBatchSize: 1, Tasks: Scaled(1_000)),
-            new(Workers: 32, BatchSize: 50, Producers: 4, EnqueueBatchSize: 100, Tasks: Scaled(3_000)),
-        ];
-        return new BenchmarkProfile(name, warmUp, enqueue, processing, fullCycle, cellTimeout, registry, checkpoint, recovery, workerLibrary);
-    }
-
-    // Every task costs a LeaseTasks share, a StartTask and a CompleteTask(s) share, each a durable commit:
-    // few workers with small batches get through far fewer tasks per second than many with large ones.
-    private static int ProcessingTasks(int workers, int batchSize) => (workers, batchSize) switch
-    {
-        (1, 1) => 200,
-        (1, 10) => 500,
-        (1, _) => 600,
-        (8, 1) => 1_000,
-        (8, 10) => 2_000,
-        (8, _) => 2_500,
-        (_, 1) => 1_000,
-        (_, 10) => 2_500,
-        _ => 3_000,
-    };
-
-    // Without a StartTask per task, batches cost one LeaseTasks and one CompleteTasks commit per batch:
-    // large batches get through many more tasks per second, so their cells need more tasks to last a few seconds.
-    private static int FusedTasks(int workers, int batchSize) => (workers, batchSize) switch
-    {
-        (_, 1) => 1_500,
-        (8, 10) => 8_000,
-        (8, _) => 15_000,
-        (_, 10) => 10_000,
-        _ => 20_000,
-    };
+        scale == 1 ? name : string.Create(CultureInfo.InvariantCulture, $"{name} ×{scale}");
 }

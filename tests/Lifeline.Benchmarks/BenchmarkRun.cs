@@ -17,13 +17,13 @@ internal static class BenchmarkRun
         var clock = Stopwatch.StartNew();
         // A tenant of its own: the run never sees, nor disturbs, other tasks or workers of an existing service.
         var tenant = string.Create(CultureInfo.InvariantCulture, $"bench-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Random.Shared.Next(0x10000):x4}");
-        var services = options.Only == "all" ? "queue, registry, checkpoint, recovery, backup and worker library" : options.Only;
+        var services = options.Only == "all" ? "queue (with the worker library), registry, checkpoint, recovery and backup" : options.Only;
         Console.WriteLine($"Lifeline benchmark ({services}), {profile.Name} run");
         Console.WriteLine($"Machine: {machine}; load average {loadAtStart}");
         try
         {
-            var needsLocal = (options.RunQueue && options.QueueUrl is null) || (options.RunRegistry && options.RegistryUrl is null) || options.RunCheckpoint ||
-                             options.RunRecovery || options.RunBackup || options.RunWorkerLibrary;
+            var needsLocal = (options.RunQueue && (options.QueueUrl is null || profile.Queue.AnyLibraryRows)) ||
+                             (options.RunRegistry && options.RegistryUrl is null) || options.RunCheckpoint || options.RunRecovery || options.RunBackup;
             if (needsLocal)
             {
                 Console.WriteLine("Starting PostgreSQL (durable settings) and Redis…");
@@ -32,17 +32,15 @@ internal static class BenchmarkRun
             // Each service gets a database of its own on the one cluster, and shares the one Redis.
             await using var infrastructure = needsLocal ? await LocalInfrastructure.StartAsync(ct) : null;
             // The queue service is stopped before the registry's section starts, so they never compete.
-            var queue = options.RunQueue ? await QueueBenchmark.RunAsync(options, profile, infrastructure, tenant, ct) : null;
+            var queue = options.RunQueue ? await QueueBenchmark.RunAsync(options, profile.Queue, infrastructure, tenant, ct) : null;
             var registry = options.RunRegistry ? await RegistryBenchmark.RunAsync(options, profile.Registry, infrastructure, tenant, ct) : null;
             var checkpoint = options.RunCheckpoint ? await CheckpointBenchmark.RunAsync(profile.Checkpoint, infrastructure!, tenant, ct) : null;
             var recovery = options.RunRecovery ? await RecoveryBenchmark.RunAsync(profile.Recovery, infrastructure!, tenant, ct) : null;
             var backup = options.RunBackup ? await BackupBenchmark.RunAsync(options, infrastructure!, ct) : null;
-            var workerLibrary = options.RunWorkerLibrary ? await WorkerLibraryBenchmark.RunAsync(profile.WorkerLibrary, infrastructure!, tenant, ct) : null;
 
             var report = new BenchmarkReport(
                 DateTimeOffset.UtcNow, profile.Name, tenant, machine, loadAtStart, MachineInfo.LoadAverage(), clock.Elapsed.TotalSeconds,
-                infrastructure?.PostgresSettings ?? new Dictionary<string, string>(), queue, registry, checkpoint, recovery, backup,
-                workerLibrary);
+                infrastructure?.PostgresSettings ?? new Dictionary<string, string>(), queue, registry, checkpoint, recovery, backup);
             ConsoleReport.Write(report, Console.Out);
             await report.WriteJsonAsync(options.JsonPath, ct);
             Console.WriteLine($"JSON: {options.JsonPath}");

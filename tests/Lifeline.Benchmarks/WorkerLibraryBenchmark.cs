@@ -1,10 +1,13 @@
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using Lifeline.Benchmarks.Client;
 using Lifeline.Benchmarks.Hosting;
 using Lifeline.Benchmarks.Measurement;
 using Lifeline.Benchmarks.Reporting;
-using Lifeline.Benchmarks.Scenarios.WorkerLibrary;
+using Lifeline.Benchmarks.Scenarios;
+using Lifeline.Benchmarks.Scenarios.Latency;
+using Lifeline.Benchmarks.Scenarios.Processing;
 using Lifeline.Gateway;
 using Lifeline.Gateway.Routing;
 using Lifeline.Testing;
@@ -16,19 +19,23 @@ using Microsoft.Extensions.Logging;
 namespace Lifeline.Benchmarks;
 
 /// <summary>
-/// The worker-library section: the queue driven through the .NET worker library (<c>LifelineWorker</c> instances), as
-/// an application would run it — registry and queue (registry eligibility) as processes on the durable cluster, the
-/// gateway in this process with a worker API key, workers in this process talking to the gateway. A warm-up, a burst
-/// (throughput) and a paced run (latency without a backlog).
+/// The queue's worker-library rows: the queue driven through the .NET worker library (<c>LifelineWorker</c>, default
+/// settings), as an application would run it — registry and queue (registry eligibility, its default) as processes on
+/// the durable cluster, the gateway in this process with a worker API key, workers in this process talking to the
+/// gateway. The same rules as the other rows (backlog, warm-up, window, cut, exactly-once check, CPU per task: here the
+/// client is this process with the gateway and the library, the services the queue and the registry), so the rows sit in
+/// the same tables; every call pays two more hops (gateway) and the eligibility check than the raw rows.
 /// </summary>
 internal static class WorkerLibraryBenchmark
 {
-    private const int EnqueueBatchSize = 100;
+    /// <summary>The section's outcome beyond its rows: the services it ran on, and their warnings.</summary>
+    public sealed record Outcome(TargetInfo Queue, TargetInfo Registry, IReadOnlyList<string> Problems);
 
-    public static async Task<WorkerLibrarySection> RunAsync(WorkerLibraryProfile profile, LocalInfrastructure infrastructure, string tenant, CancellationToken ct)
+    public static async Task<Outcome> RunAsync(
+        QueueProfile profile, LocalInfrastructure infrastructure, string tenant, List<QueueRow> rows, List<QueueRow> warmUps,
+        List<PendingBacklogInfo> backlogs, CancellationToken ct)
     {
-        var load = MachineInfo.LoadAverage();
-        Console.WriteLine($"Worker library (load average {load})");
+        Console.WriteLine($"Worker library (load average {MachineInfo.LoadAverage()})");
         await using var registryTarget = await ServiceTarget.StartLocalAsync(ServiceDefinition.Registry, infrastructure, ct);
         await using var queueTarget = await ServiceTarget.StartLocalAsync(ServiceDefinition.QueueWithRegistry(registryTarget.Url), infrastructure, ct);
         Console.WriteLine($"Registry: {registryTarget.Description}");
@@ -39,44 +46,65 @@ internal static class WorkerLibraryBenchmark
         var gatewayUrl = gateway.Services.GetRequiredService<GatewayEndpoints>().Grpc;
         Console.WriteLine($"Gateway: in this process at {gatewayUrl} (rate limit off)");
         using var queue = QueueConnection.Open(queueTarget.Url, tenant);
-
-        string[] types = ["lib-warmup", "lib-burst", "lib-paced"];
-        await using var workers = await LibraryWorkers.StartAsync(gatewayUrl, apiKey, types, "bench-lib", profile.Workers, profile.Slots, ct);
-        var warmUp = await WorkerLibraryScenario.RunBurstAsync(queue, workers, types[0], profile.Slots, profile.WarmUpTasks, EnqueueBatchSize, profile.Timeout, ct);
-        Print("warm-up", warmUp);
-        if (!warmUp.Verified)
+        var workerLogs = new CapturedLogs();
+        var context = new ScenarioContext(
+            queue, queueTarget, profile, QueueBenchmark.WarmPass, new QueueDatabase(queueTarget.DatabaseConnectionString!),
+            queueTarget.CpuSources.WithServicesOf(registryTarget.CpuSources))
         {
-            throw new InvalidOperationException($"The worker-library warm-up failed: {warmUp.Check}\n  " +
-                string.Join("\n  ", warmUp.ErrorDetails.Concat(workers.Logs.Entries.Select(e => e.Message).TakeLast(10))));
+            Library = new LibraryAccess(gatewayUrl, apiKey, workerLogs),
+        };
+
+        // The library's main path for a while (fresh queue, registry and gateway: the JIT first), then the rows.
+        var warmUp = await ProcessingScenario.RunAsync(
+            context with { Pass = QueueBenchmark.WarmUpPass }, profile.Processing.First(r => r.Path == TaskPath.WorkerLibrary), RowMode.SectionWarmUp, ct);
+        warmUps.Add(warmUp);
+        QueueBenchmark.PrintWarmUp(warmUp);
+        await RunPassAsync(context, rows, queueTarget, registryTarget, ct);
+        if (profile.Pending > 0)
+        {
+            context = context with { Pass = profile.PendingPass };
+            var backlog = await PendingBacklog.InsertAsync(context, "library queue", ct);
+            backlogs.Add(backlog);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  pending    {backlog.Tasks:N0} tasks of type '{backlog.TaskType}' inserted in {backlog.InsertSeconds:0} s, settled in " +
+                $"{backlog.SettleSeconds:0} s; GetQueueStats counts {backlog.StoredPending:N0} pending"));
+            await RunPassAsync(context, rows, queueTarget, registryTarget, ct);
         }
 
-        var burst = await WorkerLibraryScenario.RunBurstAsync(queue, workers, types[1], profile.Slots, profile.BurstTasks, EnqueueBatchSize, profile.Timeout, ct);
-        Print("burst", burst);
-        queueTarget.EnsureServiceRunning();
-        // Half the burst rate: the workers keep up, so the latency is the library's and the services', not a backlog's.
-        var rate = Math.Max(50, Math.Round(burst.TasksPerSecond / 2 / 10) * 10);
-        var paced = await WorkerLibraryScenario.RunPacedAsync(
-            queue, workers, types[2], profile.Slots, rate, profile.PacedDuration, profile.PacedBatchSize, profile.Timeout, ct);
-        Print("paced", paced);
-        queueTarget.EnsureServiceRunning();
-        registryTarget.EnsureServiceRunning();
-
-        var problems = workers.Logs.AtLeast(LogLevel.Warning).Select(e => $"[worker] {e.Message}")
+        var problems = workerLogs.AtLeast(LogLevel.Warning).Select(e => $"[worker] {e.Message}")
             // The gateway warns at start about the services this section does not run (checkpoint, recovery, backup).
             .Concat(gatewayLogs.AtLeast(LogLevel.Warning).Where(e => !e.Message.StartsWith("Not routing", StringComparison.Ordinal))
                 .Select(e => $"[gateway] {e.Message}"))
-            .Concat((queueTarget.Output?.Problems() ?? []).Select(line => $"[queue] {line}"))
+            .Concat((queueTarget.Output?.Problems() ?? []).Select(line => $"[library queue] {line}"))
             .Concat((registryTarget.Output?.Problems() ?? []).Select(line => $"[registry] {line}"))
             .ToList();
-        return new WorkerLibrarySection(
-            new TargetInfo(queueTarget.Url.ToString(), queueTarget.Description), new TargetInfo(registryTarget.Url.ToString(), registryTarget.Description),
-            load, profile.Workers, profile.Slots, warmUp, burst, paced, problems.Count, [.. problems.Take(20)]);
+        return new Outcome(new TargetInfo(queueTarget.Url.ToString(), queueTarget.Description),
+            new TargetInfo(registryTarget.Url.ToString(), registryTarget.Description), problems);
     }
 
-    private static void Print(string name, WorkerLibraryResult r) =>
-        Console.WriteLine($"  library    {$"{name}: {r.Workers} workers × {r.Slots} slots, {r.Tasks:N0} tasks",-52} {r.TasksPerSecond,8:0} tasks/s  " +
-                          $"enqueue→complete p50 {1000 * (r.EnqueueToComplete?.P50Seconds ?? double.NaN):0} ms, " +
-                          $"p99 {1000 * (r.EnqueueToComplete?.P99Seconds ?? double.NaN):0} ms  {r.Check}");
+    private static async Task RunPassAsync(
+        ScenarioContext context, List<QueueRow> rows, ServiceTarget queue, ServiceTarget registry, CancellationToken ct)
+    {
+        var profile = context.Profile;
+        async Task Run(Task<QueueRow> running)
+        {
+            var row = await running;
+            queue.EnsureServiceRunning();
+            registry.EnsureServiceRunning();
+            rows.Add(row);
+            QueueBenchmark.Print(row);
+        }
+
+        foreach (var spec in profile.Processing.Where(r => r.Path == TaskPath.WorkerLibrary && profile.Selects(r.Id)))
+        {
+            await Run(ProcessingScenario.RunAsync(context, spec, RowMode.Warm, ct));
+        }
+
+        foreach (var spec in profile.Latency.Where(r => r.Path == TaskPath.WorkerLibrary && profile.Selects(r.Id)))
+        {
+            await Run(StartLatencyScenario.RunAsync(context, spec, ct));
+        }
+    }
 
     private static async Task<WebApplication> StartGatewayAsync(Uri queue, Uri registry, string tenant, string apiKey, CapturedLogs logs, CancellationToken ct)
     {

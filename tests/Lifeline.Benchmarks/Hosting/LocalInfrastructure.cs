@@ -15,6 +15,8 @@ internal sealed class LocalInfrastructure : IAsyncDisposable
 
     private readonly PostgresServer _postgres;
     private readonly RedisServer _redis;
+    private int? _postmaster;
+    private IReadOnlyList<int>? _redisPids;
 
     private LocalInfrastructure(PostgresServer postgres, RedisServer redis, IReadOnlyDictionary<string, string> postgresSettings)
     {
@@ -66,15 +68,34 @@ internal sealed class LocalInfrastructure : IAsyncDisposable
         }
     }
 
-    /// <summary>The Redis server process (its title names its port).</summary>
-    public IReadOnlyList<int> RedisPids() =>
-        ProcessTable.Find(c => c.Contains("redis-server", StringComparison.Ordinal) && c.Contains($":{_redis.Port}", StringComparison.Ordinal));
+    /// <summary>The Redis server process (its title names its port; found once).</summary>
+    public IReadOnlyList<int> RedisPids()
+    {
+        if (_redisPids is { Count: > 0 } known && known.All(pid => File.Exists($"/proc/{pid}/stat")))
+        {
+            return known;
+        }
 
-    /// <summary>The PostgreSQL postmaster and its children (backends, checkpointer, WAL writer…).</summary>
-    public IReadOnlyList<int> PostgresPids() =>
-        ProcessTable.WithChildren(ProcessTable.Find(c =>
+        _redisPids = ProcessTable.Find(c => c.Contains("redis-server", StringComparison.Ordinal) && c.Contains($":{_redis.Port}", StringComparison.Ordinal));
+        return _redisPids;
+    }
+
+    /// <summary>
+    /// The PostgreSQL postmaster (found once by its command line; its children — backends, checkpointer, WAL writer,
+    /// autovacuum — keep their own titles), whose process tree <see cref="CpuMeter"/> measures.
+    /// </summary>
+    public int? PostgresPostmaster()
+    {
+        if (_postmaster is { } known && File.Exists($"/proc/{known}/stat"))
+        {
+            return known;
+        }
+
+        _postmaster = ProcessTable.Find(c =>
             c.Contains("/bin/postgres -D", StringComparison.Ordinal) && !c.Contains("runuser", StringComparison.Ordinal) &&
-            c.Contains($" -p {_postgres.Port} ", StringComparison.Ordinal)));
+            c.Contains($" -p {_postgres.Port} ", StringComparison.Ordinal)).Cast<int?>().FirstOrDefault();
+        return _postmaster;
+    }
 
     /// <summary>A new empty database on the cluster; the connection string is the superuser's.</summary>
     public Task<string> CreateDatabaseAsync(string namePrefix, CancellationToken ct) => _postgres.CreateDatabaseAsync(namePrefix, ct);

@@ -12,6 +12,7 @@ internal sealed class ServiceOutput
     private readonly List<string> _problems = [];
     private readonly object _gate = new();
     private int _problemCount;
+    private bool _awaitingMessage;
 
     public int ProblemCount
     {
@@ -46,7 +47,14 @@ internal sealed class ServiceOutput
                 if (_problems.Count < MaxProblems)
                 {
                     _problems.Add(line);
+                    _awaitingMessage = line.EndsWith(']');
                 }
+            }
+            else if (_awaitingMessage)
+            {
+                // The console logger put the message on the next line (a message that starts with a line break).
+                _problems[^1] = $"{_problems[^1]} {line.Trim()}";
+                _awaitingMessage = false;
             }
         }
     }

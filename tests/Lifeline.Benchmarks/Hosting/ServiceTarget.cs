@@ -21,7 +21,8 @@ internal sealed class ServiceTarget : IAsyncDisposable
         Description = description;
         DatabaseConnectionString = databaseConnectionString;
         _service = service;
-        CpuSources = new CpuSources(pid, infrastructure is null ? null : infrastructure.RedisPids, infrastructure is null ? null : infrastructure.PostgresPids);
+        CpuSources = new CpuSources(
+            pid is { } p ? [p] : [], infrastructure is null ? null : infrastructure.RedisPids, infrastructure is null ? null : infrastructure.PostgresPostmaster);
     }
 
     public ServiceDefinition Definition { get; }
@@ -39,7 +40,7 @@ internal sealed class ServiceTarget : IAsyncDisposable
     /// <summary>The service's console output, when this run started it.</summary>
     public ServiceOutput? Output => _service?.Output;
 
-    /// <summary>The processes whose CPU a phase measures: the service's, and the local Redis and PostgreSQL when this run started them.</summary>
+    /// <summary>The processes whose CPU a phase measures: the service's, and the local Redis and PostgreSQL (its process tree) when this run started them.</summary>
     public CpuSources CpuSources { get; }
 
     public ServiceMemory? ReadMemory() => Pid is { } pid ? ServiceMemory.Read(pid) : null;

@@ -5,8 +5,8 @@ namespace Lifeline.Benchmarks.Measurement;
 
 /// <summary>
 /// CPU used over a phase, in cores (CPU-seconds per second): by the whole machine (/proc/stat), by this
-/// benchmark process (the client), by the service process, and by the local Redis and PostgreSQL when this
-/// run started them. What is left of the machine's busy time went to everything else on the machine. On a
+/// benchmark process (the client), by the service process(es), and by the local Redis and PostgreSQL (its whole
+/// process tree) when this run started them. What is left of the machine's busy time went to everything else on the machine. On a
 /// shared machine this tells whether a rate was limited by the service's own cost or by the cores it got.
 /// </summary>
 /// <param name="MachineBusyPercent">Share of all cores' time not idle (user, system, irq, steal…), whoever used it.</param>
@@ -30,8 +30,17 @@ internal sealed record CpuUse(
         cores is { } c && operations > 0 ? c * Seconds * 1e6 / operations : null;
 }
 
-/// <summary>Which processes to measure besides this one: the service, and the local Redis and PostgreSQL processes.</summary>
-internal sealed record CpuSources(int? ServicePid, Func<IReadOnlyList<int>>? RedisPids, Func<IReadOnlyList<int>>? PostgresPids);
+/// <summary>
+/// Which processes to measure besides this one: the service(s), the local Redis, and the local PostgreSQL's whole process
+/// tree (the postmaster, its children — backends, checkpointer, WAL writer, autovacuum workers — and the children it has
+/// already reaped, through the postmaster's cutime/cstime, so a backend or autovacuum worker that ended during a phase
+/// still counts).
+/// </summary>
+internal sealed record CpuSources(IReadOnlyList<int> ServicePids, Func<IReadOnlyList<int>>? RedisPids, Func<int?>? PostgresPostmaster)
+{
+    /// <summary>The same sources with <paramref name="other"/>'s service processes measured too (e.g. queue and registry together).</summary>
+    public CpuSources WithServicesOf(CpuSources other) => this with { ServicePids = [.. ServicePids.Concat(other.ServicePids).Distinct()] };
+}
 
 /// <summary>A reading of the counters behind <see cref="CpuUse"/>; two make a <see cref="CpuUse"/>.</summary>
 internal sealed class CpuMeter
@@ -43,18 +52,22 @@ internal sealed class CpuMeter
     private readonly TimeSpan _client;
     private readonly double? _service;
     private readonly Dictionary<int, double>? _redis;
-    private readonly Dictionary<int, double>? _postgres;
+    private readonly double? _postgres;
 
     private CpuMeter(CpuSources sources)
     {
         _sources = sources;
-        _timestamp = Stopwatch.GetTimestamp();
-        _machine = ReadMachine();
+        // The slow part first (finding PostgreSQL's children), then the rest close together, the time last: a phase's
+        // edges are where its counts are read, right after this.
+        _postgres = sources.PostgresPostmaster?.Invoke() is { } postmaster ? ReadTreeSeconds(postmaster) : null;
+        _redis = ReadGroup(sources.RedisPids);
+        // Unknown (not 0) when any service process cannot be read: gone, or a wrong --queue-pid.
+        var services = sources.ServicePids.Select(pid => ReadProcessSeconds(pid)).ToList();
+        _service = services.Count == 0 || services.Any(s => s is null) ? null : services.Sum(s => s!.Value);
         using var self = Process.GetCurrentProcess();
         _client = self.TotalProcessorTime;
-        _service = sources.ServicePid is { } pid ? ReadProcessSeconds(pid) : null;
-        _redis = ReadGroup(sources.RedisPids);
-        _postgres = ReadGroup(sources.PostgresPids);
+        _machine = ReadMachine();
+        _timestamp = Stopwatch.GetTimestamp();
     }
 
     public static CpuMeter Start(CpuSources sources) => new(sources);
@@ -73,7 +86,7 @@ internal sealed class CpuMeter
         var service = _service is { } s0 && end._service is { } s1 ? (s1 - s0) / seconds : (double?)null;
         return new CpuUse(
             seconds, Environment.ProcessorCount, busy, steal, (end._client - _client).TotalSeconds / seconds, service,
-            GroupCores(_redis, end._redis, seconds), GroupCores(_postgres, end._postgres, seconds));
+            GroupCores(_redis, end._redis, seconds), _postgres is { } p0 && end._postgres is { } p1 ? (p1 - p0) / seconds : null);
     }
 
     // A process that started during the phase counts in full; one that ended during it is missed (pooled
@@ -116,14 +129,31 @@ internal sealed class CpuMeter
         }
     }
 
-    // /proc/PID/stat: "pid (comm) state ... utime stime" — utime and stime are fields 14 and 15; comm may hold spaces.
-    private static double? ReadProcessSeconds(int pid)
+    /// <summary>
+    /// CPU seconds of a process tree one level deep: <paramref name="root"/> itself, its reaped children (cutime, cstime)
+    /// and its live children. A child that ends between two readings moves from the last term to the second, so the
+    /// difference of two readings is the tree's CPU between them.
+    /// </summary>
+    private static double? ReadTreeSeconds(int root)
+    {
+        if (ReadProcessSeconds(root, withReapedChildren: true) is not { } own)
+        {
+            return null;
+        }
+
+        return own + ProcessTable.ChildrenOf(root).Sum(child => ReadProcessSeconds(child) ?? 0);
+    }
+
+    // /proc/PID/stat: "pid (comm) state ... utime stime cutime cstime" — fields 14 to 17; comm may hold spaces.
+    private static double? ReadProcessSeconds(int pid, bool withReapedChildren = false)
     {
         try
         {
             var text = File.ReadAllText($"/proc/{pid}/stat");
             var fields = text[(text.LastIndexOf(')') + 2)..].Split(' ');
-            return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / ClockTicksPerSecond;
+            long Field(int index) => long.Parse(fields[index], CultureInfo.InvariantCulture);
+            var ticks = Field(11) + Field(12) + (withReapedChildren ? Field(13) + Field(14) : 0);
+            return ticks / ClockTicksPerSecond;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
         {
@@ -139,9 +169,36 @@ internal static class ProcessTable
     public static IReadOnlyList<int> Find(Func<string, bool> match) =>
         All().Where(p => match(p.CommandLine)).Select(p => p.Pid).ToList();
 
-    /// <summary><paramref name="parents"/> and every process whose parent is one of them (one level).</summary>
-    public static IReadOnlyList<int> WithChildren(IReadOnlyList<int> parents) =>
-        parents.Concat(All().Where(p => parents.Contains(p.ParentPid)).Select(p => p.Pid)).Distinct().ToList();
+    /// <summary>The processes whose parent is <paramref name="parent"/> (reads only /proc/*/stat: cheap enough for every phase edge).</summary>
+    public static IReadOnlyList<int> ChildrenOf(int parent)
+    {
+        var children = new List<int>();
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(directory), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
+            {
+                continue;
+            }
+
+            try
+            {
+                var stat = File.ReadAllText($"{directory}/stat");
+                var rest = stat.AsSpan(stat.LastIndexOf(')') + 2);
+                var afterState = rest[(rest.IndexOf(' ') + 1)..];
+                var ppid = afterState[..afterState.IndexOf(' ')];
+                if (int.TryParse(ppid, NumberStyles.None, CultureInfo.InvariantCulture, out var p) && p == parent)
+                {
+                    children.Add(pid);
+                }
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // gone meanwhile
+            }
+        }
+
+        return children;
+    }
 
     private static IEnumerable<(int Pid, int ParentPid, string CommandLine)> All()
     {

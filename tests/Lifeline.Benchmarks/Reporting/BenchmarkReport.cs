@@ -15,20 +15,33 @@ internal sealed record MemoryPhase(string Phase, ServiceMemory Memory);
 /// <summary>Where a section's calls went and what the service was, for the report header.</summary>
 internal sealed record TargetInfo(string Url, string Description);
 
-/// <summary>LeaseTasks and CompleteTask latency of one processing cell.</summary>
-internal sealed record LatencyReport(string Cell, LatencySummary? LeaseTasks, LatencySummary? CompleteTask);
+/// <summary>
+/// One row with and without the pending backlog: tasks/s (latency rows: the start latency's p99) and CPU per task side by
+/// side; <see cref="Within"/> says whether the row stayed within <see cref="QueueTargets.PendingTolerance"/> of itself.
+/// </summary>
+internal sealed record PendingComparison(
+    string Id, string Name, string Measure, double Warm, double Pending, double Ratio, bool? Within, double? WarmCpu, double? PendingCpu);
 
-/// <summary>What the queue section measured.</summary>
+/// <summary>What the queue section measured: every row of every pass (cold, warm, pending), and the services it ran on.</summary>
+/// <param name="Target">The main queue service (raw gRPC rows); null when only worker-library rows ran.</param>
+/// <param name="LibraryQueue">The worker-library rows' queue (registry eligibility), registry, and the gateway in this process.</param>
+/// <param name="DispatchUnavailable">Why the dispatch rows did not run (UNIMPLEMENTED), if they did not.</param>
+/// <param name="WarmUps">The sections' timed warm-ups (the main paths run before the warm rows), with their per-second counts.</param>
 internal sealed record QueueSection(
-    TargetInfo Target,
+    TargetInfo? Target,
+    TargetInfo? LibraryQueue,
+    TargetInfo? LibraryRegistry,
     string LoadAverageAtStart,
-    IReadOnlyList<ScenarioResult> Results,
-    LatencyReport? Latency,
+    string? DispatchUnavailable,
+    IReadOnlyList<QueueRow> Rows,
+    IReadOnlyList<QueueRow> WarmUps,
+    IReadOnlyList<PendingBacklogInfo> PendingBacklogs,
+    IReadOnlyList<PendingComparison> PendingComparisons,
     IReadOnlyList<MemoryPhase> Memory,
     int ServiceWarningsAndErrors,
     IReadOnlyList<string> ServiceLogSample)
 {
-    public bool Verified => Results.All(r => r.Verified);
+    public bool Verified => Rows.All(r => r.Verified) && PendingBacklogs.All(p => p.Verified);
 }
 
 /// <summary>What the registry section measured.</summary>
@@ -112,22 +125,6 @@ internal sealed record BackupSection(
     public bool Verified => RestoredContentMatches && IncrementalChanges >= ChangedRows;
 }
 
-/// <summary>What the worker-library section measured: the queue driven through the .NET worker library.</summary>
-internal sealed record WorkerLibrarySection(
-    TargetInfo Queue,
-    TargetInfo Registry,
-    string LoadAverageAtStart,
-    int Workers,
-    int Slots,
-    Scenarios.WorkerLibrary.WorkerLibraryResult WarmUp,
-    Scenarios.WorkerLibrary.WorkerLibraryResult Burst,
-    Scenarios.WorkerLibrary.WorkerLibraryResult Paced,
-    int WarningsAndErrors,
-    IReadOnlyList<string> LogSample)
-{
-    public bool Verified => Burst.Verified && Paced.Verified;
-}
-
 /// <summary>Everything a run measured; printed as tables and written as JSON.</summary>
 internal sealed record BenchmarkReport(
     DateTimeOffset GeneratedAtUtc,
@@ -142,8 +139,7 @@ internal sealed record BenchmarkReport(
     RegistrySection? Registry,
     CheckpointSection? Checkpoint,
     RecoverySection? Recovery,
-    BackupSection? Backup,
-    WorkerLibrarySection? WorkerLibrary = null)
+    BackupSection? Backup)
 {
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
     {
@@ -155,7 +151,7 @@ internal sealed record BenchmarkReport(
 
     public bool AllVerified =>
         (Queue?.Verified ?? true) && (Registry?.Verified ?? true) && (Checkpoint?.Verified ?? true) && (Recovery?.Verified ?? true) &&
-        (Backup?.Verified ?? true) && (WorkerLibrary?.Verified ?? true);
+        (Backup?.Verified ?? true);
 
     public async Task WriteJsonAsync(string path, CancellationToken ct)
     {

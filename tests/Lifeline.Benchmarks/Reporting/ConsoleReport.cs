@@ -1,8 +1,5 @@
 using System.Globalization;
 using Lifeline.Benchmarks.Measurement;
-using Lifeline.Benchmarks.Scenarios;
-using Lifeline.Benchmarks.Scenarios.Enqueue;
-using Lifeline.Benchmarks.Scenarios.Processing;
 using Lifeline.Benchmarks.Scenarios.Registry;
 
 namespace Lifeline.Benchmarks.Reporting;
@@ -39,7 +36,7 @@ internal static class ConsoleReport
         writer.WriteLine($"Profile:  {report.Profile}; tenant {report.Tenant}; one shared gRPC channel (HTTP/2) per service");
         if (report.Queue is { } queue)
         {
-            WriteQueue(queue, writer);
+            QueueConsoleReport.Write(queue, writer);
         }
 
         if (report.Registry is { } registry)
@@ -62,18 +59,17 @@ internal static class ConsoleReport
             WriteBackup(backup, writer);
         }
 
-        if (report.WorkerLibrary is { } workerLibrary)
-        {
-            WorkerLibraryConsoleReport.Write(workerLibrary, writer);
-        }
-
         writer.WriteLine();
         writer.WriteLine($"Run took {report.RunSeconds:0} s.");
         if (report.Queue is not null)
         {
             writer.WriteLine(report.Queue.Verified
-                ? "Queue: every scenario accounted for every task exactly once (client ledger and the queue's stored counts agree)."
-                : "Queue: SOME SCENARIOS DID NOT ACCOUNT FOR THEIR TASKS: see the check column and Problems above.");
+                ? "Queue: every row accounted for every task exactly once (the workers' ledger and the queue's stored counts agree)."
+                : "Queue: SOME ROWS DID NOT ACCOUNT FOR THEIR TASKS: see the check column and Problems above.");
+            var missed = report.Queue.Rows.Where(r => r.Targets.Any(t => t.Met == false)).Select(r => $"{r.Pass} {r.Id}").ToList();
+            writer.WriteLine(missed.Count == 0
+                ? "Queue targets: every row that ran met its targets."
+                : $"Queue targets NOT MET by: {string.Join(", ", missed)}.");
         }
 
         if (report.Registry is not null)
@@ -90,13 +86,6 @@ internal static class ConsoleReport
                 : "Checkpoint: SOME CHECKS FAILED: see the check columns and Problems above.");
         }
 
-        if (report.WorkerLibrary is not null)
-        {
-            writer.WriteLine(report.WorkerLibrary.Verified
-                ? "Worker library: every task completed exactly once through LifelineWorkers; nothing journaled, refused or lost."
-                : "Worker library: SOME CHECKS FAILED: see the check column above.");
-        }
-
         if (report.Recovery is not null)
         {
             writer.WriteLine(report.Recovery.Verified
@@ -104,94 +93,6 @@ internal static class ConsoleReport
                   "late completions refused; every scan examined every in-flight task and took none from a live worker."
                 : "Recovery: SOME CHECKS FAILED: see the check columns and Problems above.");
         }
-    }
-
-    private static void WriteQueue(QueueSection report, TextWriter writer)
-    {
-        Section(writer, $"QUEUE: {report.Target.Description}");
-        writer.WriteLine($"Load average at start of section: {report.LoadAverageAtStart}; payload ~100 B JSON");
-
-        Section(writer, "Enqueue");
-        var enqueue = new TextTable("scenario", "tasks", "s", "tasks/s", "call p50 ms", "call p99 ms", "errors", "RSS MiB", "check");
-        foreach (var r in report.Results.Where(r => r.Kind == "enqueue"))
-        {
-            var call = r.Latencies.GetValueOrDefault(TaskProducer.EnqueueCall) ?? r.Latencies.GetValueOrDefault(TaskProducer.EnqueueBatchCall);
-            enqueue.Add(r.Name, Int(r.Tasks), Seconds(r.Seconds), Rate(r.TasksPerSecond), Ms(call?.P50Ms), Ms(call?.P99Ms),
-                Int(r.Errors), Mib(r.Memory), r.Check);
-        }
-
-        enqueue.WriteTo(writer);
-
-        Section(writer, "Processing of pre-enqueued tasks (W workers: LeaseTasks max B → StartTask each → CompleteTask(s))");
-        var processing = new TextTable("W", "B", "tasks", "s", "tasks/s", "lease p50/p99 ms", "start p50/p99 ms", "complete p50/p99 ms",
-            "errors", "RSS MiB", "check");
-        foreach (var r in report.Results.Where(r => r.Kind == ProcessingScenario.Kind))
-        {
-            processing.Add(Int(r.Workers), Int(r.BatchSize), Int(r.Tasks), Seconds(r.Seconds), Rate(r.TasksPerSecond),
-                Pair(r, QueueWorker.LeaseCall), Pair(r, QueueWorker.StartCall), Pair(r, Completion(r)), Int(r.Errors), Mib(r.Memory), r.Check);
-        }
-
-        processing.WriteTo(writer);
-
-        var fused = report.Results.Where(r => r.Kind == ProcessingScenario.FusedKind).ToList();
-        if (fused.Count > 0)
-        {
-            Section(writer, "Processing, LEASE+START FUSED (LeaseTasks max B with start=true → CompleteTask(s); no StartTask calls; " +
-                            "not the spec'd lease → start → complete cycle above)");
-            var table = new TextTable("W", "B", "tasks", "s", "tasks/s", "lease+start p50/p99 ms", "complete p50/p99 ms", "errors", "RSS MiB", "check");
-            foreach (var r in fused)
-            {
-                table.Add(Int(r.Workers), Int(r.BatchSize), Int(r.Tasks), Seconds(r.Seconds), Rate(r.TasksPerSecond),
-                    Pair(r, QueueWorker.LeaseCall), Pair(r, Completion(r)), Int(r.Errors), Mib(r.Memory), r.Check);
-            }
-
-            table.WriteTo(writer);
-        }
-
-        Section(writer, "Full cycle (producers enqueue while workers process)");
-        var fullCycle = new TextTable("scenario", "tasks", "s", "tasks/s", "enqueue p50/p99 ms", "lease p50/p99 ms", "complete p50/p99 ms",
-            "errors", "RSS MiB", "check");
-        foreach (var r in report.Results.Where(r => r.Kind == "full-cycle"))
-        {
-            var enqueueCall = r.Latencies.ContainsKey(TaskProducer.EnqueueCall) ? TaskProducer.EnqueueCall : TaskProducer.EnqueueBatchCall;
-            fullCycle.Add(r.Name, Int(r.Tasks), Seconds(r.Seconds), Rate(r.TasksPerSecond), Pair(r, enqueueCall),
-                Pair(r, QueueWorker.LeaseCall), Pair(r, Completion(r)), Int(r.Errors), Mib(r.Memory), r.Check);
-        }
-
-        fullCycle.WriteTo(writer);
-
-        if (report.Latency is { } latency)
-        {
-            Section(writer, $"Latency, processing {latency.Cell} (client-side, per call; LeaseTasks counted only when it returned a task)");
-            var table = new TextTable("call", "samples", "p50 ms", "p90 ms", "p99 ms", "max ms");
-            foreach (var (name, summary) in new[] { (QueueWorker.LeaseCall, latency.LeaseTasks), (QueueWorker.CompleteCall, latency.CompleteTask) })
-            {
-                if (summary is not null)
-                {
-                    table.Add(name, Int(summary.Count), Ms(summary.P50Ms), Ms(summary.P90Ms), Ms(summary.P99Ms), Ms(summary.MaxMs));
-                }
-            }
-
-            table.WriteTo(writer);
-        }
-
-        WriteMemory(writer, "Queue service memory (/proc/PID/status after each phase)", report.Memory);
-
-        var failures = report.Results.Where(r => r.Errors > 0 || !r.Verified).ToList();
-        if (failures.Count > 0)
-        {
-            Section(writer, "Queue problems");
-            foreach (var r in failures)
-            {
-                writer.WriteLine($"{r.Kind} {r.Name}: {r.Check}");
-                foreach (var error in r.ErrorDetails)
-                {
-                    writer.WriteLine($"    {error}");
-                }
-            }
-        }
-
-        WriteServiceLog(writer, "Queue service", report.ServiceWarningsAndErrors, report.ServiceLogSample);
     }
 
     public static void WriteMemory(TextWriter writer, string title, IReadOnlyList<MemoryPhase> phases)
@@ -223,16 +124,11 @@ internal static class ConsoleReport
         }
     }
 
-    private static string Completion(ScenarioResult r) => r.BatchSize == 1 ? QueueWorker.CompleteCall : QueueWorker.CompleteBatchCall;
-
     public static void Section(TextWriter writer, string title)
     {
         writer.WriteLine();
         writer.WriteLine($"== {title} ==");
     }
-
-    private static string Pair(ScenarioResult r, string call) =>
-        r.Latencies.GetValueOrDefault(call) is { } s ? $"{Ms(s.P50Ms)} / {Ms(s.P99Ms)}" : "-";
 
     public static string Int(long value) => value.ToString("N0", CultureInfo.InvariantCulture);
 

@@ -11,8 +11,11 @@ namespace Lifeline.Benchmarks.Scenarios.Enqueue;
 /// Enqueues <paramref name="total"/> tasks of one type from concurrent callers, each claiming the next
 /// slice of <paramref name="batchSize"/>: one EnqueueTask per task when the size is 1, else one
 /// EnqueueTasks per slice. A failed call is recorded, not retried, so the stored counts show the loss.
+/// <see cref="Stop"/> ends it early without cancelling a call in flight (so the count of tasks created stays exact);
+/// with a <paramref name="window"/>, only the calls that started in it are timed.
 /// </summary>
-internal sealed class TaskProducer(QueueConnection connection, string taskType, int total, int batchSize, CallErrors errors)
+internal sealed class TaskProducer(
+    QueueConnection connection, string taskType, int total, int batchSize, CallErrors errors, MeasurementWindow? window = null)
 {
     public const string EnqueueCall = "EnqueueTask";
     public const string EnqueueBatchCall = "EnqueueTasks";
@@ -21,9 +24,13 @@ internal sealed class TaskProducer(QueueConnection connection, string taskType, 
     private static readonly string PayloadPadding = new('x', 64);
     private int _claimed;
     private int _created;
+    private volatile bool _stopping;
 
     /// <summary>Tasks the service reported as created.</summary>
     public int Created => Volatile.Read(ref _created);
+
+    /// <summary>No new call after this; calls in flight finish.</summary>
+    public void Stop() => _stopping = true;
 
     public async Task<IReadOnlyList<CallTimings>> RunAsync(int callers, CancellationToken ct)
     {
@@ -34,7 +41,7 @@ internal sealed class TaskProducer(QueueConnection connection, string taskType, 
 
     private async Task RunCallerAsync(CallTimings timings, CancellationToken ct)
     {
-        while (!ct.IsCancellationRequested)
+        while (!ct.IsCancellationRequested && !_stopping)
         {
             var first = Interlocked.Add(ref _claimed, batchSize) - batchSize;
             if (first >= total)
@@ -50,7 +57,7 @@ internal sealed class TaskProducer(QueueConnection connection, string taskType, 
                 {
                     var request = new EnqueueTaskRequest { Task = Spec(first) };
                     var response = await connection.Queue.EnqueueTaskAsync(request, QueueConnection.Call(ct));
-                    timings.Record(EnqueueCall, started);
+                    Record(timings, EnqueueCall, started);
                     if (response.Created)
                     {
                         Interlocked.Increment(ref _created);
@@ -65,7 +72,7 @@ internal sealed class TaskProducer(QueueConnection connection, string taskType, 
                     var request = new EnqueueTasksRequest();
                     request.Tasks.AddRange(Enumerable.Range(first, count).Select(n => new BatchTask { Task = Spec(n) }));
                     var response = await connection.Queue.EnqueueTasksAsync(request, QueueConnection.Call(ct));
-                    timings.Record(EnqueueBatchCall, started);
+                    Record(timings, EnqueueBatchCall, started);
                     Interlocked.Add(ref _created, response.CreatedCount);
                     if (response.CreatedCount != count || response.Tasks.Count != count)
                     {
@@ -81,6 +88,14 @@ internal sealed class TaskProducer(QueueConnection connection, string taskType, 
             {
                 errors.Record(batchSize == 1 ? EnqueueCall : EnqueueBatchCall, ex);
             }
+        }
+    }
+
+    private void Record(CallTimings timings, string call, long started)
+    {
+        if (window is null || window.Contains(started))
+        {
+            timings.Record(call, started);
         }
     }
 

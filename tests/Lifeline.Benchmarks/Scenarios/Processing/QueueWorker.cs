@@ -10,18 +10,15 @@ using TaskStatus = Lifeline.Queue.V1.TaskStatus;
 
 namespace Lifeline.Benchmarks.Scenarios.Processing;
 
-/// <summary>How a simulated worker handles what it leases.</summary>
-/// <param name="BatchSize">max_tasks per LeaseTasks; 1 completes with CompleteTask, more with one CompleteTasks.</param>
-/// <param name="StartEachTask">StartTask every leased task (one call each, in order) before completing.</param>
-/// <param name="LeaseAndStart">Lease with start = true: the tasks come back running, no StartTask calls.</param>
-internal sealed record WorkerPlan(int BatchSize, bool StartEachTask, bool LeaseAndStart = false);
-
 /// <summary>
-/// A simulated worker doing no work of its own: LeaseTasks (long-polling when nothing is ready) →
-/// StartTask each (or lease-and-start in the LeaseTasks call) → CompleteTask / CompleteTasks, until its ledger says every task is done. Failed
-/// calls are recorded and retried a few times (completion with the same fencing token is idempotent).
+/// A simulated worker doing no work of its own: LeaseTasks (long-polling when nothing is ready; with start = true on the
+/// lease-and-start path) → StartTask each (on the three-call path) → CompleteTask, or one CompleteTasks for a batch,
+/// until stopped. Failed calls are recorded and retried a few times (a completion repeated with the same fencing token
+/// is idempotent). <c>onTask</c> sees each task as soon as its lease returns (the handler's start).
 /// </summary>
-internal sealed class QueueWorker(QueueConnection connection, string workerId, string taskType, WorkerPlan plan, TaskLedger ledger, CallErrors errors)
+internal sealed class QueueWorker(
+    QueueConnection connection, string workerId, string taskType, TaskPath path, int batchSize, TaskLedger ledger, CallErrors errors,
+    MeasurementWindow? window, Action<string>? onTask)
 {
     public const string LeaseCall = "LeaseTasks";
     public const string StartCall = "StartTask";
@@ -31,9 +28,13 @@ internal sealed class QueueWorker(QueueConnection connection, string workerId, s
     private static readonly Duration LeaseDuration = Duration.FromTimeSpan(TimeSpan.FromMinutes(5));
     private static readonly Duration LeaseWait = Duration.FromTimeSpan(TimeSpan.FromSeconds(2));
     private static readonly string Result = """{"ok":true}""";
+    private volatile bool _paused;
 
-    /// <summary>Latencies of this worker's calls; LeaseTasks only when it returned tasks (an empty one is mostly long-poll wait).</summary>
+    /// <summary>Latencies of this worker's calls in the window; LeaseTasks only when it returned tasks (an empty one is mostly long-poll wait).</summary>
     public CallTimings Timings { get; } = new();
+
+    /// <summary>No LeaseTasks after the current cycle (which completes what it holds); the run then ends.</summary>
+    public void Pause() => _paused = true;
 
     public async Task RunAsync(CancellationToken ct)
     {
@@ -41,55 +42,57 @@ internal sealed class QueueWorker(QueueConnection connection, string workerId, s
         {
             WorkerId = workerId,
             TaskTypes = { taskType },
-            MaxTasks = plan.BatchSize,
+            MaxTasks = batchSize,
             LeaseDuration = LeaseDuration,
             Wait = LeaseWait,
-            Start = plan.LeaseAndStart,
+            Start = path == TaskPath.LeaseAndStart,
         };
-        while (!ct.IsCancellationRequested)
+        while (!ct.IsCancellationRequested && !_paused)
         {
             var leaseStarted = Stopwatch.GetTimestamp();
             var leased = await CallAsync(LeaseCall, options => connection.Queue.LeaseTasksAsync(request, options), ct, timed: false);
             if (leased is null || leased.Tasks.Count == 0)
             {
-                // Long poll ran out: other workers hold the rest, or producers are behind.
+                // Long poll ran out: other workers hold the rest, or nothing is left.
                 continue;
             }
 
-            Timings.Record(LeaseCall, leaseStarted);
+            Record(LeaseCall, leaseStarted);
             foreach (var task in leased.Tasks)
             {
+                onTask?.Invoke(task.Payload);
                 ledger.Leased(task.Id);
-                if (plan.LeaseAndStart && task.Status != TaskStatus.Running)
+                if (request.Start && task.Status != TaskStatus.Running)
                 {
                     errors.Record($"{LeaseCall} with start = true returned a task {task.Status}, not running");
                 }
             }
 
-            if (plan.StartEachTask)
+            if (path == TaskPath.ThreeCalls)
             {
                 foreach (var task in leased.Tasks)
                 {
                     var start = new StartTaskRequest { TaskId = task.Id, FencingToken = task.FencingToken };
-                    await CallAsync(StartCall, options => connection.Queue.StartTaskAsync(start, options), ct);
+                    await CallAsync(StartCall, options => connection.Queue.StartTaskAsync(start, options), CancellationToken.None);
                 }
             }
 
-            if (plan.BatchSize == 1)
+            // Completions are not cancelled with the run: a task this worker holds is always completed.
+            if (leased.Tasks.Count == 1 && batchSize == 1)
             {
-                await CompleteOneAsync(leased.Tasks[0], ct);
+                await CompleteOneAsync(leased.Tasks[0]);
             }
             else
             {
-                await CompleteAllAsync(leased.Tasks, ct);
+                await CompleteAllAsync(leased.Tasks);
             }
         }
     }
 
-    private async Task CompleteOneAsync(QueuedTask task, CancellationToken ct)
+    private async Task CompleteOneAsync(QueuedTask task)
     {
         var request = new CompleteTaskRequest { TaskId = task.Id, FencingToken = task.FencingToken, Result = Result };
-        var response = await CallAsync(CompleteCall, options => connection.Queue.CompleteTaskAsync(request, options), ct);
+        var response = await CallAsync(CompleteCall, options => connection.Queue.CompleteTaskAsync(request, options), CancellationToken.None);
         if (response?.Task is { Status: TaskStatus.Completed } completed)
         {
             ledger.Completed(completed.Id);
@@ -101,11 +104,11 @@ internal sealed class QueueWorker(QueueConnection connection, string workerId, s
         }
     }
 
-    private async Task CompleteAllAsync(IReadOnlyList<QueuedTask> tasks, CancellationToken ct)
+    private async Task CompleteAllAsync(IReadOnlyList<QueuedTask> tasks)
     {
         var request = new CompleteTasksRequest();
         request.Completions.AddRange(tasks.Select(t => new TaskCompletion { TaskId = t.Id, FencingToken = t.FencingToken, Result = Result }));
-        var response = await CallAsync(CompleteBatchCall, options => connection.Queue.CompleteTasksAsync(request, options), ct);
+        var response = await CallAsync(CompleteBatchCall, options => connection.Queue.CompleteTasksAsync(request, options), CancellationToken.None);
         if (response is null)
         {
             return;
@@ -130,6 +133,14 @@ internal sealed class QueueWorker(QueueConnection connection, string workerId, s
         }
     }
 
+    private void Record(string call, long started)
+    {
+        if (window is null || window.Contains(started))
+        {
+            Timings.Record(call, started);
+        }
+    }
+
     /// <summary>Null when the call failed every attempt (recorded) or the run was cancelled.</summary>
     private async Task<T?> CallAsync<T>(string name, Func<CallOptions, AsyncUnaryCall<T>> call, CancellationToken ct, bool timed = true)
         where T : class
@@ -142,7 +153,7 @@ internal sealed class QueueWorker(QueueConnection connection, string workerId, s
                 var response = await call(QueueConnection.Call(ct));
                 if (timed)
                 {
-                    Timings.Record(name, started);
+                    Record(name, started);
                 }
 
                 return response;
