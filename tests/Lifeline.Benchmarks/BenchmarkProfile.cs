@@ -106,6 +106,8 @@ internal sealed record QueueProfile(
         [
             new("lease-start-w32-b1", TaskPath.LeaseAndStart, 32, 1, QueueTargets.OnePerCall, TargetRate: QueueTargets.OnePerCall),
             new("lease-start-w8-b1", TaskPath.LeaseAndStart, 8, 1, QueueTargets.OnePerCall, LeaseP99TargetMs: QueueTargets.LeaseP99Ms),
+            // A lone worker: what group commit must not slow down (compare with Queue__GroupCommit=false).
+            new("lease-start-w1-b1", TaskPath.LeaseAndStart, 1, 1, SizingRate: 1_000),
             new("three-call-w8-b1", TaskPath.ThreeCalls, 8, 1, QueueTargets.OnePerCall),
             new("three-call-w32-b1", TaskPath.ThreeCalls, 32, 1, QueueTargets.OnePerCall),
             new("lease-start-w32-b50", TaskPath.LeaseAndStart, 32, 50, QueueTargets.Batched, TargetRate: QueueTargets.Batched),
