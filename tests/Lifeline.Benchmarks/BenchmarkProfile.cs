@@ -95,7 +95,7 @@ internal sealed record QueueProfile(
 
     public static QueueProfile Full(double scale, long pending, IReadOnlyList<string>? rows) => new(
         RowWarmUp: TimeSpan.FromSeconds(2), Window: TimeSpan.FromSeconds(10), ColdWindow: TimeSpan.FromSeconds(10), LatencyWindow: TimeSpan.FromSeconds(10),
-        SectionWarmUp: TimeSpan.FromSeconds(10), BacklogHeadroom: 1.5, Scale: scale,
+        SectionWarmUp: TimeSpan.FromSeconds(15), BacklogHeadroom: 1.5, Scale: scale,
         WarmUp:
         [
             new(Workers: 4, BatchSize: 1, Producers: 4, EnqueueBatchSize: 1, Tasks: 500),
