@@ -39,7 +39,53 @@ public sealed class StatisticsTests
         }
     }
 
-    private static async Task EnqueueAsync(QueueService.QueueServiceClient client, int count)
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task Leases_dead_entries_are_vacuumed_away_within_seconds_and_the_next_lease_reads_a_handful_of_pages()
+    {
+        var env = new QueueEnvironment();
+        await env.InitializeAsync();
+        try
+        {
+            var queue = await env.StartInstanceAsync(new Dictionary<string, string?> { ["Queue:StatisticsInterval"] = "00:00:00.200" });
+            var client = queue.Client();
+            var type = await EnqueueAsync(client, 8000);
+            Assert.Equal(0L, await VacuumedAsync(env));
+
+            // 6,000 leases from the head of the ready index: 6,000 dead entries in front of the next ready task.
+            for (var leased = 0; leased < 6000; leased += 500)
+            {
+                var request = new LeaseTasksRequest { WorkerId = "w", MaxTasks = 500 };
+                request.TaskTypes.Add(type);
+                Assert.Equal(500, (await client.LeaseTasksAsync(request)).Tasks.Count);
+            }
+
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+            while (await VacuumedAsync(env) == 0)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the tasks table was not vacuumed within 20 s of 6,000 leases");
+                await Task.Delay(100);
+            }
+            // The ready index holds the 2,000 pending tasks, not 8,000 entries of which 6,000 are dead.
+            await using var connection = new Npgsql.NpgsqlConnection(env.DatabaseConnectionString);
+            await connection.OpenAsync();
+            await using var explain = new Npgsql.NpgsqlCommand($"""
+                EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM tasks WHERE tenant_id = 'default' AND type = '{type}'
+                  AND status = 'pending' AND unmet_dependencies = 0 ORDER BY priority DESC, created_at, id LIMIT 1
+                """, connection);
+            var plan = (string)(await explain.ExecuteScalarAsync())!;
+            var buffers = System.Text.Json.JsonDocument.Parse(plan).RootElement[0].GetProperty("Plan").GetProperty("Shared Hit Blocks").GetInt64();
+            Assert.True(buffers < 20, $"the next lease reads {buffers} pages: the dead entries are still there");
+        }
+        finally
+        {
+            await env.DisposeAsync();
+        }
+    }
+
+    private static Task<long> VacuumedAsync(QueueEnvironment env) =>
+        env.ScalarAsync<long>("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'tasks'");
+
+    private static async Task<string> EnqueueAsync(QueueService.QueueServiceClient client, int count)
     {
         var type = NewType("stats");
         for (var done = 0; done < count; done += 100)
@@ -52,6 +98,7 @@ public sealed class StatisticsTests
 
             await client.EnqueueTasksAsync(request);
         }
+        return type;
     }
 
     /// <summary>How many times the tasks table was analyzed (by hand — the keeper — not by autovacuum).</summary>

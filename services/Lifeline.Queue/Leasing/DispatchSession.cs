@@ -71,6 +71,9 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
         /// <summary>Holder calls of one stream applied at once (they meet other streams' calls in the store's group commits).</summary>
         private const int MaxConcurrentCalls = 64;
 
+        /// <summary>Leases of one stream in flight at once (they meet other streams' leases in the store's group commits).</summary>
+        private const int MaxConcurrentLeases = 4;
+
         /// <summary>Messages waiting for the writer: more than the pushes of a full set of slots plus the answers of the calls in flight.</summary>
         private const int OutputBuffer = 500 + 2 * MaxConcurrentCalls;
 
@@ -84,6 +87,9 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
         private readonly Dictionary<Guid, Task> _lastCallOfTask = [];
         private readonly SemaphoreSlim _calls = new(MaxConcurrentCalls, MaxConcurrentCalls);
         private int _slots = opening.Slots;
+        private int _reserved; // slots promised to leases in flight
+        private int _leasing; // leases in flight
+        private bool _idle; // the last lease found nothing: wait for work before the next
         private TaskCompletionSource _slotsChanged = NewSignal();
         private Exception? _failure;
         private long _pushed;
@@ -226,36 +232,75 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
             }
         }
 
+        /// <summary>
+        /// Leases while slots are free: up to <see cref="MaxConcurrentLeases"/> leases in flight, each for the slots free
+        /// and not yet promised to another (a stream of many slots whose tasks end one by one would otherwise wait for one
+        /// lease statement per task, one after the other). When a lease finds nothing, the pump waits for the queue's ready
+        /// signal (with its poll interval) or a slot change before it asks again.
+        /// </summary>
         private async Task PumpAsync(CancellationToken stop, CancellationToken aborted, CancellationTokenSource stopReading)
         {
+            var leases = new List<Task>();
             try
             {
                 while (!stop.IsCancellationRequested)
                 {
-                    int free;
+                    int want;
+                    bool idle;
                     Task changed;
                     lock (_lock)
                     {
-                        free = _slots - _held.Count;
                         changed = _slotsChanged.Task;
+                        idle = _idle;
+                        want = idle || _leasing >= MaxConcurrentLeases ? 0 : _slots - _held.Count - _reserved;
+                        if (want > 0)
+                        {
+                            _reserved += want;
+                            _leasing++;
+                        }
                     }
-                    if (free <= 0)
+                    if (want > 0)
                     {
-                        await changed.WaitAsync(stop).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                        leases.RemoveAll(t => t.IsCompleted);
+                        leases.Add(LeaseAndPushAsync(want, aborted, stopReading));
                         continue;
                     }
-                    // The statement runs to its end even when the worker stops the stream meanwhile (only a broken stream
-                    // cancels it): what it leased is pushed, or given back below.
-                    var leased = await owner.Leaser.LeaseAsync(tenant,
-                        new LeaseRequest(opening.WorkerId, opening.TaskTypes, free, opening.LeaseDuration, TimeSpan.Zero, Start: true), aborted);
-                    if (leased.Count == 0)
+                    if (idle && Volatile.Read(ref _leasing) == 0)
                     {
-                        // Wait for work (the queue's ready signal, with its poll interval) or for a slot change.
+                        // Nothing to lease: wait for work (the queue's ready signal, with its poll interval) or for a slot change.
                         await Task.WhenAny(owner.ReadySignal.WaitAsync(tenant, owner.PollInterval, stop), changed);
+                        lock (_lock)
+                        {
+                            _idle = false;
+                        }
                         continue;
                     }
-                    await PushAsync(leased, aborted);
+                    await changed.WaitAsync(stop).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 }
+            }
+            catch (Exception ex)
+            {
+                Fail(ex);
+                await stopReading.CancelAsync();
+            }
+            finally
+            {
+                // The statements in flight run to their end even when the worker stops the stream meanwhile (only a broken
+                // stream cancels them): what they leased is pushed, or given back.
+                await Task.WhenAll(leases);
+            }
+        }
+
+        /// <summary>One lease of up to <paramref name="want"/> tasks (promised to it in <see cref="_reserved"/>), then their push.</summary>
+        private async Task LeaseAndPushAsync(int want, CancellationToken aborted, CancellationTokenSource stopReading)
+        {
+            var found = true;
+            try
+            {
+                var leased = await owner.Leaser.LeaseAsync(tenant,
+                    new LeaseRequest(opening.WorkerId, opening.TaskTypes, want, opening.LeaseDuration, TimeSpan.Zero, Start: true), aborted);
+                found = leased.Count > 0;
+                await PushAsync(leased, aborted);
             }
             catch (OperationCanceledException) when (aborted.IsCancellationRequested)
             {
@@ -266,6 +311,16 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                 // The worker may no longer lease (its registry state changed) or the store failed: the stream ends with it.
                 Fail(ex);
                 await stopReading.CancelAsync();
+            }
+            finally
+            {
+                lock (_lock)
+                {
+                    _reserved -= want;
+                    _leasing--;
+                    _idle |= !found;
+                }
+                Signal();
             }
         }
 

@@ -9,7 +9,10 @@ namespace Lifeline.ServiceDefaults.Postgres;
 /// <param name="Interval">How often the keeper looks.</param>
 /// <param name="Threshold">Changed rows that always justify an ANALYZE (a never-analyzed table: a tenth of it).</param>
 /// <param name="ScaleFactor">The fraction of the table's live rows that must have changed since its last ANALYZE.</param>
-public sealed record StatisticsPolicy(IReadOnlyList<string> Tables, TimeSpan Interval, long Threshold = 1000, double ScaleFactor = 0.1);
+/// <param name="VacuumThreshold">Dead row versions that justify a VACUUM of a table (0: never vacuum; leave it to autovacuum).</param>
+/// <param name="VacuumScaleFactor">… or this fraction of its live rows, whichever is larger.</param>
+public sealed record StatisticsPolicy(IReadOnlyList<string> Tables, TimeSpan Interval, long Threshold = 1000, double ScaleFactor = 0.1,
+    long VacuumThreshold = 0, double VacuumScaleFactor = 0.05);
 
 /// <summary>
 /// Keeps the planner's statistics of a service's hot tables current, instead of waiting for autovacuum: autovacuum
@@ -20,6 +23,13 @@ public sealed record StatisticsPolicy(IReadOnlyList<string> Tables, TimeSpan Int
 /// that was never analyzed once it holds rows, or whose changes since its last analyze passed
 /// max(<see cref="StatisticsPolicy.Threshold"/>, <see cref="StatisticsPolicy.ScaleFactor"/> × live rows). Instances
 /// take turns through a transaction-scoped advisory lock: two at once would only repeat the work.
+/// <para>
+/// With a <see cref="StatisticsPolicy.VacuumThreshold"/> it also vacuums a table whose dead row versions passed
+/// max(threshold, <see cref="StatisticsPolicy.VacuumScaleFactor"/> × live rows). A queue needs it: every lease
+/// leaves a dead entry at the head of the ready index, and each later lease steps over all of them until a VACUUM
+/// removes them (measured: 20,000 leases → 100 index pages read per lease instead of 4), so throughput sank
+/// second by second while autovacuum waited for its 20 % and its next one-minute round.
+/// </para>
 /// </summary>
 public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, StatisticsPolicy policy, ILogger<StatisticsKeeper> logger)
     : BackgroundLoop(logger, LoopBackoff.Between(policy.Interval, TimeSpan.FromMinutes(1)))
@@ -35,7 +45,7 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
         return policy.Interval;
     }
 
-    /// <summary>One look: analyzes the tables that need it; returns their names.</summary>
+    /// <summary>One look: analyzes, then vacuums, the tables that need it; returns their names (a table analyzed and vacuumed twice).</summary>
     public async Task<IReadOnlyList<string>> RunOnceAsync(CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
@@ -50,8 +60,9 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
         }
 
         var due = new List<(string Table, long Changed, long Live)>();
+        var vacuum = new List<(string Table, long Dead, long Live)>();
         await using (var reading = new NpgsqlCommand("""
-            SELECT relname, n_mod_since_analyze, n_live_tup, last_analyze IS NULL AND last_autoanalyze IS NULL
+            SELECT relname, n_mod_since_analyze, n_live_tup, last_analyze IS NULL AND last_autoanalyze IS NULL, n_dead_tup
             FROM pg_stat_user_tables
             WHERE schemaname = current_schema() AND relname = ANY(@tables)
             """, connection, tx))
@@ -61,6 +72,11 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
             while (await reader.ReadAsync(cancellationToken))
             {
                 var (table, changed, live, never) = (reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetBoolean(3));
+                var dead = reader.GetInt64(4);
+                if (policy.VacuumThreshold > 0 && dead >= Math.Max(policy.VacuumThreshold, (long)(policy.VacuumScaleFactor * live)))
+                {
+                    vacuum.Add((table, dead, live));
+                }
                 var needed = never
                     ? Math.Max(1, Math.Min(policy.Threshold, live / 10))
                     : Math.Max(policy.Threshold, (long)(policy.ScaleFactor * live));
@@ -81,8 +97,21 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
         }
 
         await tx.CommitAsync(cancellationToken);
-        return [.. due.Select(d => d.Table)];
+
+        foreach (var (table, dead, live) in vacuum)
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            // Outside a transaction, as VACUUM must be; SKIP_LOCKED: an instance or autovacuum already at it is enough.
+            await using var vacuuming = new NpgsqlCommand($"VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON) {table}", connection) { CommandTimeout = 300 };
+            await vacuuming.ExecuteNonQueryAsync(cancellationToken);
+            LogVacuumed(logger, table, dead, live, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+        return [.. due.Select(d => d.Table), .. vacuum.Select(v => v.Table)];
     }
+
+    [LoggerMessage(EventId = 9102, Level = LogLevel.Information,
+        Message = "Vacuumed {Table}: {Dead} dead row versions ({Live} live); {Milliseconds:F0} ms")]
+    private static partial void LogVacuumed(ILogger logger, string table, long dead, long live, double milliseconds);
 
     [LoggerMessage(EventId = 9101, Level = LogLevel.Information,
         Message = "Analyzed {Table}: {Changed} rows changed since its statistics were made ({Live} live); {Milliseconds:F0} ms")]
