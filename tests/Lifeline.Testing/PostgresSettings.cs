@@ -18,9 +18,15 @@ public sealed record PostgresSettings
     /// <summary>Whether a commit waits for its WAL to reach disk and pages are protected against torn writes.</summary>
     public bool CrashSafe { get; init; }
 
+    /// <summary>Loads <c>pg_stat_statements</c> (the benchmark's <c>--statements</c>: where PostgreSQL's time goes, per statement).</summary>
+    public bool TrackStatements { get; init; }
+
     internal IEnumerable<string> ServerArguments()
     {
         var on = CrashSafe ? "on" : "off";
-        return ["-c", $"fsync={on}", "-c", $"synchronous_commit={on}", "-c", $"full_page_writes={on}"];
+        string[] durability = ["-c", $"fsync={on}", "-c", $"synchronous_commit={on}", "-c", $"full_page_writes={on}"];
+        return TrackStatements
+            ? [.. durability, "-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track=top"]
+            : durability;
     }
 }

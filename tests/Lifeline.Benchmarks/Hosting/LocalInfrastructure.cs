@@ -38,7 +38,7 @@ internal sealed class LocalInfrastructure : IAsyncDisposable
     /// <summary>Starts a durable PostgreSQL cluster and a Redis server.</summary>
     public static async Task<LocalInfrastructure> StartAsync(CancellationToken ct)
     {
-        var postgresStart = PostgresServer.StartDedicatedAsync(Testing.PostgresSettings.Durable);
+        var postgresStart = PostgresServer.StartDedicatedAsync(Testing.PostgresSettings.Durable with { TrackStatements = TrackStatements });
         var redisStart = RedisServer.StartAsync();
         try
         {
@@ -100,10 +100,42 @@ internal sealed class LocalInfrastructure : IAsyncDisposable
     /// <summary>A new empty database on the cluster; the connection string is the superuser's.</summary>
     public Task<string> CreateDatabaseAsync(string namePrefix, CancellationToken ct) => _postgres.CreateDatabaseAsync(namePrefix, ct);
 
+    /// <summary>
+    /// <c>LIFELINE_BENCH_STATEMENTS=1</c>: the cluster loads <c>pg_stat_statements</c> and the run ends with the statements
+    /// that took PostgreSQL the most time (a diagnosis; it costs PostgreSQL a little CPU of its own).
+    /// </summary>
+    private static bool TrackStatements => Environment.GetEnvironmentVariable("LIFELINE_BENCH_STATEMENTS") == "1";
+
     public async ValueTask DisposeAsync()
     {
+        if (TrackStatements)
+        {
+            await PrintTopStatementsAsync();
+        }
         await _redis.DisposeAsync();
         await _postgres.DisposeAsync();
+    }
+
+    private async Task PrintTopStatementsAsync()
+    {
+        await using var connection = new NpgsqlConnection(_postgres.AdminConnectionString);
+        await connection.OpenAsync();
+        await using (var create = new NpgsqlCommand("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", connection))
+        {
+            await create.ExecuteNonQueryAsync();
+        }
+        await using var top = new NpgsqlCommand("""
+            SELECT d.datname, s.calls, round(s.total_exec_time)::bigint, s.rows, left(regexp_replace(s.query, '\s+', ' ', 'g'), 160)
+            FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+            ORDER BY s.total_exec_time DESC LIMIT 25
+            """, connection);
+        await using var reader = await top.ExecuteReaderAsync();
+        Console.WriteLine("== PostgreSQL statements by total execution time (pg_stat_statements) ==");
+        Console.WriteLine("database | calls | total ms | rows | statement");
+        while (await reader.ReadAsync())
+        {
+            Console.WriteLine($"{reader.GetString(0)} | {reader.GetInt64(1)} | {reader.GetInt64(2)} | {reader.GetInt64(3)} | {reader.GetString(4)}");
+        }
     }
 
     private static async Task<IReadOnlyDictionary<string, string>> ReadPostgresSettingsAsync(string connectionString, CancellationToken ct)
