@@ -59,19 +59,22 @@ public sealed class LeaseHolderOperations
     // The input rows (one per call; an id may appear twice when two calls race), the locked rows with their
     // state before the change (for the history), the change guarded on tenant, token and state, its history.
     private static string GuardedSql(string allowedStates, string set, string eventType, string toStatus, string message = "NULL", string details = "NULL") => $"""
-        WITH input AS (
-            SELECT * FROM unnest(@tenants::text[], @ids::uuid[], @tokens::bigint[], @percents::int[], @messages::text[],
-                                 @lease_seconds::float8[], @results::text[])
-                AS i(tenant_id, id, token, percent, message, lease_seconds, result)
-        ), old AS (
-            -- "id = ANY(@ids)" (not a join with the unnest) so the planner walks the primary key, however large the table.
-            SELECT t.id, t.status FROM tasks t WHERE t.id = ANY(@ids) ORDER BY t.id FOR UPDATE
+        WITH i AS (
+            -- Each call's row joined to its task through the primary key (a lookup per call), locked in id order, with the
+            -- task's state before the change (for the history). No join compares every call with every locked row: a
+            -- generic plan that did (a nested loop with a join filter) cost n² comparisons per group.
+            SELECT t.id, t.status AS old_status, i.tenant_id, i.token, i.percent, i.message, i.lease_seconds, i.result
+            FROM unnest(@tenants::text[], @ids::uuid[], @tokens::bigint[], @percents::int[], @messages::text[],
+                        @lease_seconds::float8[], @results::text[])
+                 AS i(tenant_id, id, token, percent, message, lease_seconds, result)
+            JOIN tasks t ON t.id = i.id
+            ORDER BY t.id
+            FOR UPDATE OF t
         ), changed AS (
             UPDATE tasks t SET {set}, updated_at = now()
-            FROM input i JOIN old o ON o.id = i.id
-            WHERE t.id = ANY(@ids) AND t.id = i.id AND t.tenant_id = i.tenant_id AND t.fencing_token = i.token
-              AND o.status IN ({allowedStates})
-            RETURNING {TaskRecord.ColumnsOf("t")}, o.status AS from_status, i.message AS in_message, i.percent AS in_percent,
+            FROM i
+            WHERE t.id = i.id AND t.tenant_id = i.tenant_id AND t.fencing_token = i.token AND i.old_status IN ({allowedStates})
+            RETURNING {TaskRecord.ColumnsOf("t")}, i.old_status AS from_status, i.message AS in_message, i.percent AS in_percent,
                       i.lease_seconds AS in_lease_seconds
         ), history AS (
             {History.InsertFrom("changed", eventType, "from_status", toStatus, message, details)}
@@ -232,7 +235,7 @@ public sealed class LeaseHolderOperations
                 dead_lettered_at = CASE WHEN i.status = 'dead_lettered' THEN now() ELSE NULL END,
                 updated_at = now()
             FROM input i
-            WHERE t.id = ANY(@ids) AND t.id = i.id
+            WHERE t.id = i.id
             RETURNING {TaskRecord.ColumnsOf("t")}, i.event_type AS in_event, i.from_status AS in_from, i.message AS in_message,
                       i.details AS in_details
         ), history AS (

@@ -130,7 +130,7 @@ public sealed class TaskLeaser
                 deadline_at = CASE WHEN i.start THEN now() + make_interval(secs => t.timeout_seconds) END,
                 progress_percent = 0, progress_message = NULL, updated_at = now()
             FROM input i
-            WHERE t.id = ANY(@ids) AND t.id = i.id
+            WHERE t.id = i.id
             RETURNING {TaskRecord.ColumnsOf("t")}, i.start AS in_start, i.lease_seconds AS in_lease_seconds
         ), history AS (
             {History.InsertFrom("leased", "leased", "'pending'", "status",
