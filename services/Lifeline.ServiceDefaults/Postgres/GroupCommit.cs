@@ -201,6 +201,16 @@ public sealed class GroupCommit<TItem, TResult>
             }
             return;
         }
+        if (outcomes.Count != group.Count)
+        {
+            // A bug of the apply function: no caller may wait for ever on it, and the drain must go on.
+            var error = new InvalidOperationException($"A group of {group.Count} got {outcomes.Count} answers.");
+            foreach (var waiter in group)
+            {
+                waiter.Answer.TrySetException(error);
+            }
+            return;
+        }
         for (var i = 0; i < group.Count; i++)
         {
             Answer(group[i], outcomes[i]);
