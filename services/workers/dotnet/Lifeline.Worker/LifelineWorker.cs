@@ -49,6 +49,14 @@ public sealed partial class LifelineWorker : BackgroundService
 {
     private static readonly TimeSpan MaxRefusedBackoff = TimeSpan.FromSeconds(10);
 
+    /// <summary>The wait after a transient failure of the lease path (long poll or stream): the retry policy's jittered backoff.</summary>
+    private static TimeSpan TransientBackoff(RetryPolicy policy, ref int failures) =>
+        policy.Jittered(Math.Min(failures++, 30), Random.Shared.NextDouble());
+
+    /// <summary>The wait after a refusal the queue may lift (not a network failure): 0.5 s doubling, at most <see cref="MaxRefusedBackoff"/>.</summary>
+    private static TimeSpan RefusedBackoff(ref int failures) =>
+        TimeSpan.FromTicks(Math.Min(TimeSpan.FromMilliseconds(500).Ticks << Math.Min(failures++, 10), MaxRefusedBackoff.Ticks));
+
     private readonly LifelineWorkerOptions _options;
     private readonly Dictionary<string, ITaskHandler> _handlers;
     private readonly ILogger<LifelineWorker> _logger;
@@ -322,17 +330,17 @@ public sealed partial class LifelineWorker : BackgroundService
                     // The registry lost this worker's heartbeat (an outage): one beat now brings it back.
                     monitor.ReportSuccess("the queue answered");
                     session.Heartbeats.BeatNow();
-                    backoff = policy.Jittered(Math.Min(failures++, 30), Random.Shared.NextDouble());
+                    backoff = TransientBackoff(policy, ref failures);
                 }
                 else if (RpcErrors.IsTransient(ex))
                 {
                     monitor.ReportTransientFailure($"{RpcErrors.Describe(ex)} (LeaseTasks)");
-                    backoff = policy.Jittered(Math.Min(failures++, 30), Random.Shared.NextDouble());
+                    backoff = TransientBackoff(policy, ref failures);
                 }
                 else
                 {
                     monitor.ReportSuccess("the queue answered");
-                    backoff = TimeSpan.FromTicks(Math.Min(TimeSpan.FromMilliseconds(500).Ticks << Math.Min(failures++, 10), MaxRefusedBackoff.Ticks));
+                    backoff = RefusedBackoff(ref failures);
                 }
 
                 LogLeaseFailed(RpcErrors.Describe(ex), backoff);
@@ -440,18 +448,18 @@ public sealed partial class LifelineWorker : BackgroundService
             {
                 monitor.ReportSuccess("the queue answered");
                 session.Heartbeats.BeatNow();
-                backoff = policy.Jittered(Math.Min(failures++, 30), Random.Shared.NextDouble());
+                backoff = TransientBackoff(policy, ref failures);
             }
             else if (RpcErrors.IsTransient(end) || end.StatusCode == StatusCode.Cancelled)
             {
                 // Counted from now: a stream that broke after hours did not fail for hours.
                 monitor.ReportTransientFailure($"{RpcErrors.Describe(end)} (Dispatch)");
-                backoff = policy.Jittered(Math.Min(failures++, 30), Random.Shared.NextDouble());
+                backoff = TransientBackoff(policy, ref failures);
             }
             else
             {
                 monitor.ReportSuccess("the queue answered");
-                backoff = TimeSpan.FromTicks(Math.Min(TimeSpan.FromMilliseconds(500).Ticks << Math.Min(failures++, 10), MaxRefusedBackoff.Ticks));
+                backoff = RefusedBackoff(ref failures);
             }
 
             LogDispatchEnded(RpcErrors.Describe(end), backoff);
