@@ -16,11 +16,13 @@ internal static class OwnerMarker
 
     public static void Write(string directory)
     {
+        // Written aside and renamed into place: another test process sweeping for orphans must never read
+        // a half-written marker (an empty file once made a parallel run delete a live server's directory).
         var pid = Environment.ProcessId;
         var start = UnixProcess.StartTime(pid);
-        File.WriteAllText(
-            Path.Combine(directory, FileName),
-            string.Create(CultureInfo.InvariantCulture, $"{pid} {start}\n"));
+        var partial = Path.Combine(directory, FileName + ".partial");
+        File.WriteAllText(partial, string.Create(CultureInfo.InvariantCulture, $"{pid} {start}\n"));
+        File.Move(partial, Path.Combine(directory, FileName), overwrite: true);
     }
 
     /// <summary>Temp directories matching <paramref name="searchPattern"/> whose owning test process is gone.</summary>
@@ -62,7 +64,8 @@ internal static class OwnerMarker
             var parts = File.ReadAllText(marker).Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             if (parts.Length == 0 || !int.TryParse(parts[0], CultureInfo.InvariantCulture, out var pid))
             {
-                return true;
+                // Unreadable: an old marker is debris, a fresh one may be a writer (of an older harness) mid-write.
+                return DateTime.UtcNow - File.GetLastWriteTimeUtc(marker) > UnmarkedGrace;
             }
 
             long? start = parts.Length > 1 && long.TryParse(parts[1], CultureInfo.InvariantCulture, out var s) ? s : null;
