@@ -16,8 +16,11 @@ namespace Lifeline.Benchmarks.Hosting;
 /// <param name="RelTuples">pg_class.reltuples: −1 until the table was first analyzed or vacuumed.</param>
 /// <param name="LiveRows">n_live_tup.</param>
 /// <param name="ChangedSinceAnalyze">n_mod_since_analyze.</param>
+/// <param name="Checkpoints">The cluster's checkpoints so far (pg_stat_bgwriter, timed + requested): a checkpoint during a row
+/// writes out what the row dirtied and competes with its commits' WAL flushes, a likely cause of latency outliers.</param>
 internal sealed record TableStatistics(
-    DateTime ReadAt, DateTime? LastAnalyzedAt, long Analyses, long Vacuums, long AutoVacuums, long RelTuples, long LiveRows, long ChangedSinceAnalyze)
+    DateTime ReadAt, DateTime? LastAnalyzedAt, long Analyses, long Vacuums, long AutoVacuums, long RelTuples, long LiveRows, long ChangedSinceAnalyze,
+    long Checkpoints)
 {
     public bool HasStatistics => LastAnalyzedAt is not null && RelTuples >= 0;
 
@@ -30,7 +33,7 @@ internal sealed record TableStatistics(
                 $"analyzed {(ReadAt - LastAnalyzedAt!.Value).TotalSeconds:0.0} s before (reltuples {RelTuples:N0}, {ChangedSinceAnalyze:N0} rows changed since)")
             : string.Create(CultureInfo.InvariantCulture, $"NO STATISTICS (never analyzed; reltuples {RelTuples:N0}, {LiveRows:N0} live rows)");
 
-    /// <summary>What happened between <paramref name="start"/> and this reading: analyses and (auto)vacuums.</summary>
+    /// <summary>What happened between <paramref name="start"/> and this reading: analyses, vacuums (the keeper's and autovacuum's) and checkpoints.</summary>
     public string ChangesSince(TableStatistics start)
     {
         var parts = new List<string>();
@@ -42,12 +45,24 @@ internal sealed record TableStatistics(
         }
 
         var autoVacuums = AutoVacuums - start.AutoVacuums;
+        var vacuums = Vacuums - start.Vacuums - autoVacuums;
+        if (vacuums > 0)
+        {
+            parts.Add(string.Create(CultureInfo.InvariantCulture, $"vacuumed ×{vacuums}"));
+        }
+
         if (autoVacuums > 0)
         {
             parts.Add(string.Create(CultureInfo.InvariantCulture, $"autovacuumed ×{autoVacuums}"));
         }
 
-        return parts.Count == 0 ? "no analyze, no autovacuum" : string.Join(", ", parts);
+        var checkpoints = Checkpoints - start.Checkpoints;
+        if (checkpoints > 0)
+        {
+            parts.Add(string.Create(CultureInfo.InvariantCulture, $"checkpoint ×{checkpoints}"));
+        }
+
+        return parts.Count == 0 ? "no analyze, vacuum or checkpoint" : string.Join(", ", parts);
     }
 }
 
@@ -63,7 +78,8 @@ internal sealed class QueueDatabase(string connectionString)
 
     private const string StatisticsSql = """
         SELECT now()::timestamp, GREATEST(s.last_analyze, s.last_autoanalyze)::timestamp, s.analyze_count + s.autoanalyze_count,
-               s.vacuum_count + s.autovacuum_count, s.autovacuum_count, c.reltuples::bigint, s.n_live_tup, s.n_mod_since_analyze
+               s.vacuum_count + s.autovacuum_count, s.autovacuum_count, c.reltuples::bigint, s.n_live_tup, s.n_mod_since_analyze,
+               (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter)
         FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
         WHERE s.relid = 'tasks'::regclass
         """;
@@ -96,7 +112,7 @@ internal sealed class QueueDatabase(string connectionString)
 
         return new TableStatistics(
             reader.GetDateTime(0), reader.IsDBNull(1) ? null : reader.GetDateTime(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4),
-            reader.GetInt64(5), reader.GetInt64(6), reader.GetInt64(7));
+            reader.GetInt64(5), reader.GetInt64(6), reader.GetInt64(7), reader.GetInt64(8));
     }
 
     /// <summary>
