@@ -66,6 +66,14 @@ public sealed class QueueOptions
     public ServiceDefaults.Postgres.GroupCommitPolicy GroupCommitPolicy => new(GroupCommit, GroupCommitMaxItems, GroupCommitConcurrency);
 
     /// <summary>How often WatchTasks streams read new events from the task history.</summary>
+    /// <summary>How often the depth and oldest-ready-age gauges are refreshed by one grouped count (a scrape reads the last sample).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.050", "00:10:00")]
+    public TimeSpan DepthSampleInterval { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>The most task types the depth gauges report (the deepest first), bounding the metrics' cardinality.</summary>
+    [Range(1, 10_000)]
+    public int DepthMaxTypes { get; set; } = 200;
+
     [Range(typeof(TimeSpan), "00:00:00.010", "00:00:10")]
     public TimeSpan WatchPollInterval { get; set; } = TimeSpan.FromMilliseconds(200);
 }
