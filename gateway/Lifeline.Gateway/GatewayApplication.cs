@@ -1,3 +1,4 @@
+using Lifeline.ServiceDefaults.Telemetry;
 using Lifeline.ServiceDefaults.Security;
 using System.Net;
 using Grpc.Core;
@@ -76,6 +77,7 @@ public static partial class GatewayApplication
         app.Lifetime.ApplicationStarted.Register(() => LogStartup(app, catalog, upstreams, routes.Count));
 
         // Routing runs first (WebApplication adds it): authorization needs the endpoint, and with it the route's policy.
+        app.UsePrometheusOnLoopback(); // /metrics for a scraper on this host, before authentication (from elsewhere: 404)
         app.UseMiddleware<TraceIdPropagation>();
         app.UseAuthentication();
         app.UseMiddleware<ClientRateLimiter>(); // buckets by the authenticated caller, or by IP address

@@ -8,13 +8,14 @@ using Lifeline.Backup.Targets;
 using Lifeline.ServiceDefaults.Errors;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Lifeline.Backup.Telemetry;
 
 namespace Lifeline.Backup.Engine;
 
 /// <summary>Takes full, incremental and differential backups of a target.</summary>
 public sealed partial class BackupRunner(
     BackupCatalog catalog, TargetDirectory targets, TargetLocks locks, BackupFiles files, PgTools pg,
-    Maintenance.StaleRunSweeper sweeper, IOptions<BackupOptions> options, ILogger<BackupRunner> logger)
+    Maintenance.StaleRunSweeper sweeper, IOptions<BackupOptions> options, BackupTelemetry telemetry, ILogger<BackupRunner> logger)
 {
     /// <summary>Takes a backup under the target's lock; another operation on the target → ABORTED.</summary>
     public async Task<BackupEntity> CreateAsync(string targetName, string type, ProgressSink progress, CancellationToken ct)
@@ -63,6 +64,10 @@ public sealed partial class BackupRunner(
         };
         await catalog.InsertRunningAsync(backup, ct);
         LogStarted(logger, type, target.Name, id);
+        using var activity = BackupTelemetry.Source.StartActivity("backup.create");
+        activity?.SetTag(BackupTelemetry.TargetTag, target.Name);
+        activity?.SetTag(BackupTelemetry.TypeTag, type);
+        activity?.SetTag("lifeline.backup.id", id.ToString());
         var clock = Stopwatch.StartNew();
         try
         {
@@ -77,6 +82,7 @@ public sealed partial class BackupRunner(
             }
             backup.DurationMs = clock.ElapsedMilliseconds;
             LogCompleted(logger, type, target.Name, id, backup.SizeBytes, backup.DurationMs);
+            telemetry.BackupEnded(target.Name, type, completed: true, clock.Elapsed, backup.SizeBytes);
             return backup;
         }
         catch (Exception ex)
@@ -89,6 +95,8 @@ public sealed partial class BackupRunner(
                 await catalog.MarkFailedAsync(id, ex is OperationCanceledException ? "interrupted: the backup was cancelled" : ex.Message);
             }
             LogFailed(logger, type, target.Name, id, ex);
+            telemetry.BackupEnded(target.Name, type, completed: false, clock.Elapsed, 0);
+            activity?.SetStatus(ActivityStatusCode.Error, ex.GetType().Name);
             throw;
         }
     }
