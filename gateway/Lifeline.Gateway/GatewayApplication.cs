@@ -123,18 +123,18 @@ public static partial class GatewayApplication
         LogRoutes(logger, routeCount, options.ApiKeys.Count, options.Jwt.SigningKey.Length > 0);
     }
 
-    [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "Routing service {Service} to {Addresses}")]
+    [LoggerMessage(EventId = 6002, Level = LogLevel.Information, Message = "Routing service {Service} to {Addresses}")]
     private static partial void LogUpstream(ILogger logger, string service, string addresses);
 
-    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning,
+    [LoggerMessage(EventId = 6003, Level = LogLevel.Warning,
         Message = "Not routing {Service}: no address configured (services__{Upstream}__grpc__0)")]
     private static partial void LogUnrouted(ILogger logger, string service, string upstream);
 
-    [LoggerMessage(EventId = 1003, Level = LogLevel.Warning,
+    [LoggerMessage(EventId = 6004, Level = LogLevel.Warning,
         Message = "{Rpc} is missing from the permissions table; no credential may call it through the gateway")]
     private static partial void LogUnlisted(ILogger logger, string rpc);
 
-    [LoggerMessage(EventId = 1004, Level = LogLevel.Information,
+    [LoggerMessage(EventId = 6005, Level = LogLevel.Information,
         Message = "{Routes} routes; {ApiKeys} API keys; JWT bearer tokens {JwtEnabled}")]
     private static partial void LogRoutes(ILogger logger, int routes, int apiKeys, bool jwtEnabled);
 }

@@ -329,15 +329,15 @@ public sealed partial class BackupRunner(
         }
     }
 
-    [LoggerMessage(EventId = 7001, Level = LogLevel.Information, Message = "Starting {Type} backup of {Target} ({BackupId})")]
+    [LoggerMessage(EventId = 5001, Level = LogLevel.Information, Message = "Starting {Type} backup of {Target} ({BackupId})")]
     private static partial void LogStarted(ILogger logger, string type, string target, Guid backupId);
 
-    [LoggerMessage(EventId = 7002, Level = LogLevel.Information, Message = "Completed {Type} backup of {Target} ({BackupId}): {Bytes} bytes in {DurationMs} ms")]
+    [LoggerMessage(EventId = 5002, Level = LogLevel.Information, Message = "Completed {Type} backup of {Target} ({BackupId}): {Bytes} bytes in {DurationMs} ms")]
     private static partial void LogCompleted(ILogger logger, string type, string target, Guid backupId, long bytes, long durationMs);
 
-    [LoggerMessage(EventId = 7004, Level = LogLevel.Warning, Message = "Backup {BackupId} of {Target} completed but its slot position was not confirmed")]
+    [LoggerMessage(EventId = 5003, Level = LogLevel.Warning, Message = "Backup {BackupId} of {Target} completed but its slot position was not confirmed")]
     private static partial void LogConfirmFailed(ILogger logger, string target, Guid backupId, Exception exception);
 
-    [LoggerMessage(EventId = 7003, Level = LogLevel.Warning, Message = "{Type} backup of {Target} ({BackupId}) failed")]
+    [LoggerMessage(EventId = 5004, Level = LogLevel.Warning, Message = "{Type} backup of {Target} ({BackupId}) failed")]
     private static partial void LogFailed(ILogger logger, string type, string target, Guid backupId, Exception exception);
 }

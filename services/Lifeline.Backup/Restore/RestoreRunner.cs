@@ -220,9 +220,9 @@ public sealed partial class RestoreRunner(
         }
     }
 
-    [LoggerMessage(EventId = 7101, Level = LogLevel.Information, Message = "Restored {Target} to backup {BackupId}; the replaced database is kept as {Replaced}")]
+    [LoggerMessage(EventId = 5008, Level = LogLevel.Information, Message = "Restored {Target} to backup {BackupId}; the replaced database is kept as {Replaced}")]
     private static partial void LogRestored(ILogger logger, string target, Guid backupId, string replaced);
 
-    [LoggerMessage(EventId = 7102, Level = LogLevel.Warning, Message = "Restore of {Target} to backup {BackupId} failed; the target is unchanged")]
+    [LoggerMessage(EventId = 5009, Level = LogLevel.Warning, Message = "Restore of {Target} to backup {BackupId} failed; the target is unchanged")]
     private static partial void LogRestoreFailed(ILogger logger, string target, Guid backupId, Exception exception);
 }

@@ -171,6 +171,6 @@ public sealed partial class TaskRecoverer(SuiteClients clients, ActionLog log, T
     private static string? Reason(RpcException e) =>
         e.GetRpcStatus()?.GetDetail<Google.Rpc.ErrorInfo>()?.Reason;
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Recovering task {TaskId} failed: {Detail}; the next scan retries")]
+    [LoggerMessage(EventId = 4004, Level = LogLevel.Warning, Message = "Recovering task {TaskId} failed: {Detail}; the next scan retries")]
     private static partial void LogFailed(ILogger logger, string taskId, string detail);
 }

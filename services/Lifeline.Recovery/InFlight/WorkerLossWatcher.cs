@@ -166,6 +166,6 @@ public sealed partial class WorkerLossWatcher(
         await command.ExecuteNonQueryAsync(ct);
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} (tenant {Tenant}) lost: {Recovered} task(s) recovered")]
+    [LoggerMessage(EventId = 4005, Level = LogLevel.Information, Message = "Worker {WorkerId} (tenant {Tenant}) lost: {Recovered} task(s) recovered")]
     private static partial void LogLost(ILogger logger, string workerId, string tenant, int recovered);
 }
