@@ -5,6 +5,7 @@ using Lifeline.ServiceDefaults.Security;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
@@ -79,13 +80,26 @@ public static class Extensions
             telemetry.ConfigureResource(r => r.AddService(builder.Environment.ApplicationName));
         }
         // Metrics are cheap (an add to a pre-aggregated sum): always on, so /metrics can be scraped without a collector.
-        telemetry.WithMetrics(metrics => metrics
-            .AddAspNetCoreInstrumentation()
-            .AddHttpClientInstrumentation()
-            .AddMeter("System.Runtime")
-            .AddMeter("Npgsql")
-            .AddMeter("Lifeline.*")
-            .AddPrometheusExporter());
+        var scrapePort = builder.Configuration.GetValue<int?>(PrometheusEndpoint.ListenerPortSetting);
+        telemetry.WithMetrics(metrics =>
+        {
+            metrics
+                .AddAspNetCoreInstrumentation()
+                .AddHttpClientInstrumentation()
+                .AddMeter("System.Runtime")
+                .AddMeter("Npgsql")
+                .AddMeter("Lifeline.*")
+                .AddPrometheusExporter();
+            if (scrapePort is > 0 and <= 65535)
+            {
+                // The service's own port speaks HTTP/2 only; Prometheus scrapes over HTTP/1.1: a loopback listener for it.
+                metrics.AddPrometheusHttpListener(o =>
+                {
+                    o.Host = "127.0.0.1";
+                    o.Port = scrapePort.Value;
+                });
+            }
+        });
         // Traces and logs cost CPU and allocations on every call; collect them only when there is somewhere to send them.
         if (!otlp)
         {

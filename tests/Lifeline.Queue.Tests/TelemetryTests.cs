@@ -240,6 +240,25 @@ public sealed class TelemetryTests(TelemetryQueueEnvironment env) : IClassFixtur
         Assert.Contains($"lifeline_task_type=\"{type}\"", scrape);
         Assert.Contains("lifeline_queue_task_lease_to_complete_duration_seconds_bucket", scrape);
     }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task Prometheus_scrapes_the_same_metrics_over_http1_on_the_loopback_listener_port()
+    {
+        var port = FreePort.Next();
+        var instance = await env.StartInstanceAsync(new Dictionary<string, string?>
+        {
+            ["Queue:MaintenanceInterval"] = "00:10:00",
+            ["Telemetry:PrometheusPort"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        });
+        var type = NewType("telemetry.listener");
+        await instance.Client().EnqueueAsync(Spec(type));
+
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) }; // HTTP/1.1, as Prometheus scrapes
+        var scrape = await http.GetStringAsync($"http://127.0.0.1:{port}/metrics");
+
+        Assert.Contains($"lifeline_queue_tasks_enqueued_total{{", scrape);
+        Assert.Contains($"lifeline_task_type=\"{type}\"", scrape);
+    }
 }
 
 /// <summary>What one queue host's Meter recorded while this lives (other hosts of the test process are left out).</summary>
