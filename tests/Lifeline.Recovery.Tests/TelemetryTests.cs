@@ -41,8 +41,8 @@ public sealed class TelemetryTests(RecoveryEnvironment env) : IClassFixture<Reco
         Assert.Equal(1, recorded.Sum(RecoveryTelemetry.TasksName, (RecoveryTelemetry.ResultTag, "recovered"), (RecoveryTelemetry.TriggerTag, trigger)));
         Assert.Equal(0, recorded.Sum(RecoveryTelemetry.TasksName, (RecoveryTelemetry.ResultTag, "failed")));
         var timeToRecovery = Assert.Single(recorded.Values(RecoveryTelemetry.TimeToRecoveryName, (RecoveryTelemetry.TriggerTag, trigger)));
-        // The action log keeps the same interval (detected → recovered), to the millisecond it stores.
-        Assert.Equal(action.TimeToRecovery.ToTimeSpan().TotalSeconds, timeToRecovery, 1);
+        // The action log keeps the same interval (detected → recovered).
+        Assert.Equal(action.TimeToRecovery.ToTimeSpan().TotalSeconds, timeToRecovery, 2);
 
         var recover = Assert.Single(spans, s => s.OperationName == "recovery.recover_task" && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id));
         Assert.Equal(doomed.Id, recover.GetTagItem(TaskTrace.WorkerIdTag));

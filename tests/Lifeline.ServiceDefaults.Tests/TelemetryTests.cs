@@ -36,6 +36,7 @@ public sealed class TelemetryTests
     public void A_stored_traceparent_becomes_a_link_and_a_malformed_one_is_ignored()
     {
         using var enqueue = new Activity("enqueue").SetIdFormat(ActivityIdFormat.W3C).Start();
+        enqueue.ActivityTraceFlags = ActivityTraceFlags.Recorded;
         var stored = TaskTrace.TraceParentOf(enqueue);
         enqueue.Stop();
         Assert.Equal(enqueue.Id, stored);
@@ -50,6 +51,8 @@ public sealed class TelemetryTests
         Assert.Null(TaskTrace.TraceParentOf(null));
         using var hierarchical = new Activity("old").SetIdFormat(ActivityIdFormat.Hierarchical).Start();
         Assert.Null(TaskTrace.TraceParentOf(hierarchical)); // only W3C contexts are stored
+        using var unsampled = new Activity("unsampled").SetIdFormat(ActivityIdFormat.W3C).Start();
+        Assert.Null(TaskTrace.TraceParentOf(unsampled)); // nothing would show the span a link to it points at
     }
 
     [Fact]

@@ -74,6 +74,10 @@ public sealed class QueueOptions
     [Range(1, 10_000)]
     public int DepthMaxTypes { get; set; } = 200;
 
+    /// <summary>The most ready tasks of one tenant and type the depth sample reads (its cost bound; a deeper backlog reads as this many).</summary>
+    [Range(1, 1_000_000)]
+    public int DepthCountLimit { get; set; } = 10_000;
+
     [Range(typeof(TimeSpan), "00:00:00.010", "00:00:10")]
     public TimeSpan WatchPollInterval { get; set; } = TimeSpan.FromMilliseconds(200);
 }

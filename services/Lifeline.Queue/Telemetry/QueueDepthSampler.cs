@@ -69,19 +69,47 @@ public sealed class QueueDepthSnapshot
 }
 
 /// <summary>
-/// Refreshes <see cref="QueueDepthSnapshot"/> every <see cref="QueueOptions.DepthSampleInterval"/> with one grouped
-/// count over the ready tasks (the partial index <c>ix_tasks_ready</c> holds exactly them). Every instance samples the
-/// same table: take the max over instances in a query.
+/// Refreshes <see cref="QueueDepthSnapshot"/> every <see cref="QueueOptions.DepthSampleInterval"/> with one statement whose
+/// cost is bounded whatever the backlog: it walks the distinct (tenant, type) pairs of the ready index
+/// <c>ix_tasks_ready</c> (one index probe each, at most <see cref="QueueOptions.DepthMaxTypes"/> × 10 pairs), and for each
+/// reads at most <see cref="QueueOptions.DepthCountLimit"/> ready tasks in dequeue order. The depth of a type is the sum
+/// over its tenants, each counted up to the limit; the age is that of the longest-waiting task among those read (the
+/// head of the line and the tasks behind it). No sequential scan, no count over a million rows. Every instance samples
+/// the same table: take the max over instances in a query.
 /// </summary>
 public sealed class QueueDepthSampler(NpgsqlDataSource dataSource, QueueDepthSnapshot snapshot, IOptions<QueueOptions> options,
     ILogger<QueueDepthSampler> logger) : BackgroundLoop(logger, LoopBackoff.Between(options.Value.DepthSampleInterval, TimeSpan.FromMinutes(1)))
 {
     private const string DepthSql = """
-        SELECT type, count(*), COALESCE(extract(epoch FROM now() - min(not_before)), 0)::float8
-        FROM tasks
-        WHERE status = 'pending' AND unmet_dependencies = 0 AND not_before <= now()
-        GROUP BY type
-        ORDER BY count(*) DESC
+        WITH RECURSIVE pairs AS (
+            (SELECT tenant_id, type, 1 AS n FROM tasks
+             WHERE status = 'pending' AND unmet_dependencies = 0
+             ORDER BY tenant_id, type LIMIT 1)
+            UNION ALL
+            SELECT next.tenant_id, next.type, p.n + 1
+            FROM pairs p
+            CROSS JOIN LATERAL (
+                SELECT t.tenant_id, t.type FROM tasks t
+                WHERE t.status = 'pending' AND t.unmet_dependencies = 0 AND (t.tenant_id, t.type) > (p.tenant_id, p.type)
+                ORDER BY t.tenant_id, t.type LIMIT 1
+            ) next
+            WHERE p.n < @max_pairs
+        )
+        SELECT p.type, sum(head.ready)::bigint, COALESCE(max(head.age), 0)::float8
+        FROM pairs p
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS ready, extract(epoch FROM now() - min(line.not_before)) AS age
+            FROM (
+                SELECT t.not_before FROM tasks t
+                WHERE t.tenant_id = p.tenant_id AND t.type = p.type AND t.status = 'pending' AND t.unmet_dependencies = 0
+                  AND t.not_before <= now()
+                ORDER BY t.priority DESC, t.created_at, t.id
+                LIMIT @count_limit
+            ) line
+        ) head
+        WHERE head.ready > 0
+        GROUP BY p.type
+        ORDER BY 2 DESC
         LIMIT @max_types
         """;
 
@@ -98,6 +126,8 @@ public sealed class QueueDepthSampler(NpgsqlDataSource dataSource, QueueDepthSna
         await using (var command = dataSource.CreateCommand(DepthSql))
         {
             command.Parameters.AddWithValue("max_types", options.Value.DepthMaxTypes);
+            command.Parameters.AddWithValue("max_pairs", options.Value.DepthMaxTypes * 10);
+            command.Parameters.AddWithValue("count_limit", options.Value.DepthCountLimit);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {

@@ -52,7 +52,8 @@ public sealed partial class TaskRecoverer(SuiteClients clients, ActionLog log, T
         activity?.SetTag(RecoveryTelemetry.ResultTag, result.ToString());
         if (result == RecoveryResult.Recovered)
         {
-            telemetry.Recovered(trigger, detectedAt, time.GetUtcNow().UtcDateTime);
+            // The interval the action log keeps (detected → recovered), so the metric and the record agree.
+            telemetry.Recovered(trigger, action?.DetectedAt ?? detectedAt, action?.RecoveredAt ?? time.GetUtcNow().UtcDateTime);
         }
         else if (result == RecoveryResult.Failed)
         {

@@ -21,9 +21,13 @@ public static class TaskTrace
     /// <summary>Tag of a span or log scope: the worker's id.</summary>
     public const string WorkerIdTag = "lifeline.worker.id";
 
-    /// <summary>The W3C traceparent of <paramref name="activity"/> (null when there is none, or it is not W3C).</summary>
+    /// <summary>
+    /// The W3C traceparent of <paramref name="activity"/> to store with a task: null when there is none, it is not W3C,
+    /// or it is not recorded (sampled out, or tracing is off: nothing would ever show the span a link points to, so the
+    /// task stores nothing and the hot path formats no id).
+    /// </summary>
     public static string? TraceParentOf(Activity? activity) =>
-        activity is { IdFormat: ActivityIdFormat.W3C } ? activity.Id : null;
+        activity is { IdFormat: ActivityIdFormat.W3C, Recorded: true } ? activity.Id : null;
 
     /// <summary>Adds a link to the context <paramref name="traceParent"/> names (nothing when it is null or malformed).</summary>
     public static void LinkTo(this Activity activity, string? traceParent)
