@@ -24,7 +24,8 @@ WELL_KNOWN=/usr/include/google/protobuf
 
 # What the suite reads or runs, each with the Debian package that provides it. A check is a path that
 # must exist (and be executable when it is a program), "python:<module>" for the system interpreter, or
-# "cmd:<program>" for a program on PATH (node and npm: the Node worker library is built with them).
+# "cmd:<program>" for a program on PATH (node and npm: the Node worker library is built with them). promtool (Debian's
+# prometheus package) unit-tests the alerting rules in build/prometheus/; the package's own server is kept from starting.
 checks=(
   "$PGBIN/postgres|postgresql-15"
   "$PGBIN/initdb|postgresql-15"
@@ -46,6 +47,7 @@ checks=(
   "$SYSTEM_PYTHON|python3"
   "python:grpc|python3-grpcio"
   "python:google.protobuf|python3-protobuf"
+  "/usr/bin/promtool|prometheus"
   "cmd:node|nodejs"
   "cmd:npm|npm"
 )
@@ -122,6 +124,7 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 [[ $node_major -ge 18 ]] || fail "node $(node --version 2>/dev/null || echo '(does not run)') is too old for services/workers/node: Node 18 or later is needed"
 npm --version >/dev/null 2>&1 || fail "npm does not run"
 /usr/bin/redis-server --version >/dev/null 2>&1 || fail "/usr/bin/redis-server does not run"
+/usr/bin/promtool --version >/dev/null 2>&1 || fail "/usr/bin/promtool does not run (the alerting rules' tests need it)"
 if [[ $(id -u) -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
   fail "running as root but there is no 'postgres' OS user to run PostgreSQL as (reinstall postgresql-15)"
 fi

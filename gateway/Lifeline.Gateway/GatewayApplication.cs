@@ -1,3 +1,4 @@
+using Lifeline.ServiceDefaults.Telemetry;
 using Lifeline.ServiceDefaults.Security;
 using System.Net;
 using Grpc.Core;
@@ -76,6 +77,7 @@ public static partial class GatewayApplication
         app.Lifetime.ApplicationStarted.Register(() => LogStartup(app, catalog, upstreams, routes.Count));
 
         // Routing runs first (WebApplication adds it): authorization needs the endpoint, and with it the route's policy.
+        app.UsePrometheusOnLoopback(); // /metrics for a scraper on this host, before authentication (from elsewhere: 404)
         app.UseMiddleware<TraceIdPropagation>();
         app.UseAuthentication();
         app.UseMiddleware<ClientRateLimiter>(); // buckets by the authenticated caller, or by IP address
@@ -121,18 +123,18 @@ public static partial class GatewayApplication
         LogRoutes(logger, routeCount, options.ApiKeys.Count, options.Jwt.SigningKey.Length > 0);
     }
 
-    [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "Routing service {Service} to {Addresses}")]
+    [LoggerMessage(EventId = 6002, Level = LogLevel.Information, Message = "Routing service {Service} to {Addresses}")]
     private static partial void LogUpstream(ILogger logger, string service, string addresses);
 
-    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning,
+    [LoggerMessage(EventId = 6003, Level = LogLevel.Warning,
         Message = "Not routing {Service}: no address configured (services__{Upstream}__grpc__0)")]
     private static partial void LogUnrouted(ILogger logger, string service, string upstream);
 
-    [LoggerMessage(EventId = 1003, Level = LogLevel.Warning,
+    [LoggerMessage(EventId = 6004, Level = LogLevel.Warning,
         Message = "{Rpc} is missing from the permissions table; no credential may call it through the gateway")]
     private static partial void LogUnlisted(ILogger logger, string rpc);
 
-    [LoggerMessage(EventId = 1004, Level = LogLevel.Information,
+    [LoggerMessage(EventId = 6005, Level = LogLevel.Information,
         Message = "{Routes} routes; {ApiKeys} API keys; JWT bearer tokens {JwtEnabled}")]
     private static partial void LogRoutes(ILogger logger, int routes, int apiKeys, bool jwtEnabled);
 }

@@ -5,11 +5,16 @@ using Lifeline.ServiceDefaults.Security;
 using Lifeline.ServiceDefaults.Validation;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Lifeline.ServiceDefaults.Telemetry;
+using Npgsql;
 using OpenTelemetry;
+using OpenTelemetry.Logs;
+using OpenTelemetry.Resources;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Trace;
 
@@ -58,35 +63,76 @@ public static class Extensions
         return builder;
     }
 
-    /// <summary>Traces and metrics over OTLP, only when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set (also used by the gateway).</summary>
+    /// <summary>
+    /// Metrics always (the Prometheus endpoint <c>/metrics</c>, see <see cref="Telemetry.PrometheusEndpoint"/>); traces
+    /// (ASP.NET Core, gRPC and HTTP clients, PostgreSQL through Npgsql, Redis, every <c>Lifeline.*</c> ActivitySource),
+    /// metrics and logs (with scopes) over OTLP only when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set (also used by the
+    /// gateway). Log records carry the trace and span ids of the activity they were written in, with or without OTLP.
+    /// </summary>
     public static void AddOpenTelemetryDefaults(this IHostApplicationBuilder builder)
     {
-        // Traces and metrics cost CPU on every call; collect them only when there is somewhere to send them.
-        if (string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        builder.Logging.Configure(o => o.ActivityTrackingOptions =
+            ActivityTrackingOptions.TraceId | ActivityTrackingOptions.SpanId | ActivityTrackingOptions.ParentId);
+        var otlp = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+        var telemetry = builder.Services.AddOpenTelemetry();
+        if (string.IsNullOrWhiteSpace(builder.Configuration["OTEL_SERVICE_NAME"]))
         {
-            return;
+            telemetry.ConfigureResource(r => r.AddService(builder.Environment.ApplicationName));
         }
-        builder.Services.AddOpenTelemetry()
-            .WithMetrics(metrics => metrics
+        // Metrics are cheap (an add to a pre-aggregated sum): always on, so /metrics can be scraped without a collector.
+        var scrapePort = builder.Configuration.GetValue<int?>(PrometheusEndpoint.ListenerPortSetting);
+        telemetry.WithMetrics(metrics =>
+        {
+            metrics
                 .AddAspNetCoreInstrumentation()
                 .AddHttpClientInstrumentation()
                 .AddMeter("System.Runtime")
-                .AddMeter("Lifeline.*"))
+                .AddMeter("Npgsql")
+                .AddMeter("Lifeline.*")
+                .AddPrometheusExporter();
+            if (scrapePort is > 0 and <= 65535)
+            {
+                // The service's own port speaks HTTP/2 only; Prometheus scrapes over HTTP/1.1: a loopback listener for it.
+                metrics.AddPrometheusHttpListener(o =>
+                {
+                    o.Host = "127.0.0.1";
+                    o.Port = scrapePort.Value;
+                });
+            }
+        });
+        // Traces and logs cost CPU and allocations on every call; collect them only when there is somewhere to send them.
+        if (!otlp)
+        {
+            return;
+        }
+        builder.Logging.AddOpenTelemetry(o =>
+        {
+            o.IncludeScopes = true;
+            o.IncludeFormattedMessage = true;
+        });
+        telemetry
             .WithTracing(tracing => tracing
                 .AddSource(builder.Environment.ApplicationName)
                 .AddSource("Lifeline.*")
-                .AddAspNetCoreInstrumentation(o => o.Filter = ctx => !ctx.Request.Path.StartsWithSegments("/health"))
-                .AddHttpClientInstrumentation())
+                .AddAspNetCoreInstrumentation(o => o.Filter = ctx =>
+                    !ctx.Request.Path.StartsWithSegments("/health") && !ctx.Request.Path.StartsWithSegments("/alive")
+                    && !ctx.Request.Path.StartsWithSegments(Telemetry.PrometheusEndpoint.Path))
+                .AddGrpcClientInstrumentation()
+                .AddHttpClientInstrumentation()
+                .AddNpgsql()
+                // Resolves the service's IConnectionMultiplexer when it has one (queue, registry, recovery).
+                .AddRedisInstrumentation())
             .UseOtlpExporter();
     }
 
     /// <summary>
-    /// Maps <c>/health</c> (everything), <c>/alive</c> (liveness), reflection and <c>grpc.health.v1</c>, refuses
+    /// Maps <c>/metrics</c> (Prometheus, loopback callers only), <c>/health</c> (everything), <c>/alive</c> (liveness), reflection and <c>grpc.health.v1</c>, refuses
     /// calls without a verified caller (<see cref="CallerVerification"/>), and bounds every unary call's duration
     /// on the server (<see cref="Grpc.CallTimeLimit"/>).
     /// </summary>
     public static WebApplication MapDefaultEndpoints(this WebApplication app)
     {
+        app.UsePrometheusOnLoopback();
         app.UseCallerVerification();
         app.UseCallTimeLimit();
         app.UseRestContractGuard();

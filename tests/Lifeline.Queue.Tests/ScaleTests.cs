@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
 using Google.Protobuf.WellKnownTypes;
 using Lifeline.Queue.V1;
 using Xunit.Abstractions;
@@ -13,8 +14,17 @@ namespace Lifeline.Queue.Tests;
 /// of index tuples read per call (a plan that walked an index over the million rows would read thousands).
 /// </summary>
 [Collection(ScaleTests.Alone)]
-public sealed class ScaleTests(QueueEnvironment env, ITestOutputHelper output) : IClassFixture<QueueEnvironment>
+public sealed class ScaleTests(ScaleTests.SampledOnDemand env, ITestOutputHelper output) : IClassFixture<ScaleTests.SampledOnDemand>
 {
+    /// <summary>
+    /// The queue with its depth sampler run only by the test: the hot statements' reads are measured alone, and the
+    /// sampler's own bound is measured on its own (one sample over the million rows).
+    /// </summary>
+    public sealed class SampledOnDemand : QueueEnvironment
+    {
+        protected override IDictionary<string, string?>? Settings => new Dictionary<string, string?> { ["Queue:DepthSampleInterval"] = "00:10:00" };
+    }
+
     /// <summary>Runs after the parallel tests, alone: a million-row insert and its ANALYZE would starve timing-sensitive neighbours.</summary>
     public const string Alone = "queue-scale";
 
@@ -72,6 +82,18 @@ public sealed class ScaleTests(QueueEnvironment env, ITestOutputHelper output) :
         await ExerciseAsync("cold", analyze: false);
         // Warm: with statistics.
         await ExerciseAsync("warm", analyze: true);
+
+        // The depth sample over the same million ready tasks (8 types of one tenant): bounded reads, no sequential scan.
+        var before = await ReadsAsync();
+        var sampled = Stopwatch.StartNew();
+        await env.Queue.App.Services.GetRequiredService<Telemetry.QueueDepthSampler>().SampleAsync(CancellationToken.None);
+        var sampleTime = sampled.Elapsed;
+        var after = await ReadsAsync();
+        var limit = env.Queue.App.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Options.QueueOptions>>().Value.DepthCountLimit;
+        output.WriteLine($"depth sample: {after.SeqScans - before.SeqScans} sequential scans, {after.IndexTuples - before.IndexTuples} index tuples, " +
+            $"{sampleTime.TotalMilliseconds:0} ms");
+        Assert.Equal(before.SeqScans, after.SeqScans);
+        Assert.InRange(after.IndexTuples - before.IndexTuples, 1, 8L * (limit + 100));
     }
 
     private async Task ExerciseAsync(string phase, bool analyze)

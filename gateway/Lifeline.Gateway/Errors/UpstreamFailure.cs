@@ -27,6 +27,6 @@ internal sealed partial class UpstreamFailure(RequestDelegate next, ILogger<Upst
             "The service behind this call cannot be reached right now; retry shortly.", TimeSpan.FromSeconds(1)).ConfigureAwait(false);
     }
 
-    [LoggerMessage(EventId = 1401, Level = LogLevel.Warning, Message = "Forwarding {Path} failed: {Error} {Reason}")]
+    [LoggerMessage(EventId = 6001, Level = LogLevel.Warning, Message = "Forwarding {Path} failed: {Error} {Reason}")]
     private static partial void LogUpstreamFailed(ILogger logger, string path, ForwarderError error, string reason);
 }

@@ -79,6 +79,6 @@ internal sealed partial class UpstreamHealthCheck(
         }
     }
 
-    [LoggerMessage(EventId = 1301, Level = LogLevel.Warning, Message = "Service {Service} is {Status}: {Description}")]
+    [LoggerMessage(EventId = 6006, Level = LogLevel.Warning, Message = "Service {Service} is {Status}: {Description}")]
     private static partial void LogUnhealthy(ILogger logger, string service, HealthStatus status, string description);
 }

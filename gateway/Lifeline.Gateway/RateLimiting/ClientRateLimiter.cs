@@ -65,6 +65,6 @@ internal sealed partial class ClientRateLimiter : IAsyncDisposable
 
     public ValueTask DisposeAsync() => _limiter?.DisposeAsync() ?? ValueTask.CompletedTask;
 
-    [LoggerMessage(EventId = 1201, Level = LogLevel.Debug, Message = "Rate limited {Client} calling {Path}")]
+    [LoggerMessage(EventId = 6007, Level = LogLevel.Debug, Message = "Rate limited {Client} calling {Path}")]
     private static partial void LogRateLimited(ILogger logger, string client, string path);
 }

@@ -44,10 +44,10 @@ internal sealed partial class CredentialRefusals(ILogger<CredentialRefusals> log
         context.GetEndpoint()?.Metadata.GetMetadata<RouteModel>()?.Config.Metadata?.GetValueOrDefault(ProxyRoutes.RpcMetadataKey)
         ?? context.Request.Path.ToString();
 
-    [LoggerMessage(EventId = 1101, Level = LogLevel.Information, Message = "Refused {Rpc}: not authenticated ({Reason})")]
+    [LoggerMessage(EventId = 6008, Level = LogLevel.Information, Message = "Refused {Rpc}: not authenticated ({Reason})")]
     private static partial void LogUnauthenticated(ILogger logger, string rpc, string reason);
 
-    [LoggerMessage(EventId = 1102, Level = LogLevel.Information,
+    [LoggerMessage(EventId = 6009, Level = LogLevel.Information,
         Message = "Refused {Rpc} to {Caller}: role {Role} is not allowed, {Required} is needed")]
     private static partial void LogPermissionDenied(ILogger logger, string caller, string role, string rpc, string required);
 }

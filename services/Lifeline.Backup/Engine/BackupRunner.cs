@@ -8,13 +8,14 @@ using Lifeline.Backup.Targets;
 using Lifeline.ServiceDefaults.Errors;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Lifeline.Backup.Telemetry;
 
 namespace Lifeline.Backup.Engine;
 
 /// <summary>Takes full, incremental and differential backups of a target.</summary>
 public sealed partial class BackupRunner(
     BackupCatalog catalog, TargetDirectory targets, TargetLocks locks, BackupFiles files, PgTools pg,
-    Maintenance.StaleRunSweeper sweeper, IOptions<BackupOptions> options, ILogger<BackupRunner> logger)
+    Maintenance.StaleRunSweeper sweeper, IOptions<BackupOptions> options, BackupTelemetry telemetry, ILogger<BackupRunner> logger)
 {
     /// <summary>Takes a backup under the target's lock; another operation on the target → ABORTED.</summary>
     public async Task<BackupEntity> CreateAsync(string targetName, string type, ProgressSink progress, CancellationToken ct)
@@ -63,6 +64,10 @@ public sealed partial class BackupRunner(
         };
         await catalog.InsertRunningAsync(backup, ct);
         LogStarted(logger, type, target.Name, id);
+        using var activity = BackupTelemetry.Source.StartActivity("backup.create");
+        activity?.SetTag(BackupTelemetry.TargetTag, target.Name);
+        activity?.SetTag(BackupTelemetry.TypeTag, type);
+        activity?.SetTag("lifeline.backup.id", id.ToString());
         var clock = Stopwatch.StartNew();
         try
         {
@@ -77,6 +82,7 @@ public sealed partial class BackupRunner(
             }
             backup.DurationMs = clock.ElapsedMilliseconds;
             LogCompleted(logger, type, target.Name, id, backup.SizeBytes, backup.DurationMs);
+            telemetry.BackupEnded(target.Name, type, completed: true, clock.Elapsed, backup.SizeBytes);
             return backup;
         }
         catch (Exception ex)
@@ -89,6 +95,8 @@ public sealed partial class BackupRunner(
                 await catalog.MarkFailedAsync(id, ex is OperationCanceledException ? "interrupted: the backup was cancelled" : ex.Message);
             }
             LogFailed(logger, type, target.Name, id, ex);
+            telemetry.BackupEnded(target.Name, type, completed: false, clock.Elapsed, 0);
+            activity?.SetStatus(ActivityStatusCode.Error, ex.GetType().Name);
             throw;
         }
     }
@@ -321,15 +329,15 @@ public sealed partial class BackupRunner(
         }
     }
 
-    [LoggerMessage(EventId = 7001, Level = LogLevel.Information, Message = "Starting {Type} backup of {Target} ({BackupId})")]
+    [LoggerMessage(EventId = 5001, Level = LogLevel.Information, Message = "Starting {Type} backup of {Target} ({BackupId})")]
     private static partial void LogStarted(ILogger logger, string type, string target, Guid backupId);
 
-    [LoggerMessage(EventId = 7002, Level = LogLevel.Information, Message = "Completed {Type} backup of {Target} ({BackupId}): {Bytes} bytes in {DurationMs} ms")]
+    [LoggerMessage(EventId = 5002, Level = LogLevel.Information, Message = "Completed {Type} backup of {Target} ({BackupId}): {Bytes} bytes in {DurationMs} ms")]
     private static partial void LogCompleted(ILogger logger, string type, string target, Guid backupId, long bytes, long durationMs);
 
-    [LoggerMessage(EventId = 7004, Level = LogLevel.Warning, Message = "Backup {BackupId} of {Target} completed but its slot position was not confirmed")]
+    [LoggerMessage(EventId = 5003, Level = LogLevel.Warning, Message = "Backup {BackupId} of {Target} completed but its slot position was not confirmed")]
     private static partial void LogConfirmFailed(ILogger logger, string target, Guid backupId, Exception exception);
 
-    [LoggerMessage(EventId = 7003, Level = LogLevel.Warning, Message = "{Type} backup of {Target} ({BackupId}) failed")]
+    [LoggerMessage(EventId = 5004, Level = LogLevel.Warning, Message = "{Type} backup of {Target} ({BackupId}) failed")]
     private static partial void LogFailed(ILogger logger, string type, string target, Guid backupId, Exception exception);
 }

@@ -35,6 +35,7 @@ internal static class BackupServiceExtensions
         builder.Services.AddSingleton<PgTools>();
         builder.Services.AddSingleton<TargetLocks>();
         builder.Services.AddSingleton<BackupCatalog>();
+        builder.Services.AddSingleton<Lifeline.Backup.Telemetry.BackupTelemetry>();
         builder.Services.AddSingleton<BackupRunner>();
         builder.Services.AddSingleton<ChainRestorer>();
         builder.Services.AddSingleton<RestoreRunner>();
@@ -48,6 +49,8 @@ internal static class BackupServiceExtensions
         builder.Services.AddHostedService<TargetValidation>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<StaleRunSweeper>());
         builder.Services.AddHostedService<BackupScheduler>();
+        builder.Services.AddSingleton<Lifeline.Backup.Telemetry.BackupMetricsSampler>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<Lifeline.Backup.Telemetry.BackupMetricsSampler>());
 
         builder.Services.AddHealthChecks().AddCheck<PostgresHealthCheck>("backupdb", tags: ["ready"]);
         return builder;

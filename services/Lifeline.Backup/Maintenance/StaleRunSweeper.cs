@@ -103,9 +103,9 @@ public sealed partial class StaleRunSweeper(
         }
     }
 
-    [LoggerMessage(EventId = 7401, Level = LogLevel.Warning, Message = "Backup {BackupId} of {Target} was abandoned by a stopped instance; marked failed")]
+    [LoggerMessage(EventId = 5005, Level = LogLevel.Warning, Message = "Backup {BackupId} of {Target} was abandoned by a stopped instance; marked failed")]
     private static partial void LogAbandonedBackup(ILogger logger, Guid backupId, string target);
 
-    [LoggerMessage(EventId = 7402, Level = LogLevel.Warning, Message = "Restore {RestoreId} of {Target} was abandoned by a stopped instance; marked failed")]
+    [LoggerMessage(EventId = 5006, Level = LogLevel.Warning, Message = "Restore {RestoreId} of {Target} was abandoned by a stopped instance; marked failed")]
     private static partial void LogAbandonedRestore(ILogger logger, Guid restoreId, string target);
 }

@@ -33,6 +33,10 @@ public sealed class BackupOptions
     public TimeSpan SchedulerInterval { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Longest wait for the replication slot to acknowledge a confirmed position.</summary>
+    /// <summary>How often the last-successful-backup gauge is refreshed from the catalog (a scrape reads the last sample).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.050", "01:00:00")]
+    public TimeSpan MetricsSampleInterval { get; set; } = TimeSpan.FromSeconds(30);
+
     [Range(typeof(TimeSpan), "00:00:00.100", "00:10:00")]
     public TimeSpan SlotConfirmTimeout { get; set; } = TimeSpan.FromSeconds(10);
 }

@@ -55,6 +55,6 @@ public sealed partial class BackupVerifier(BackupCatalog catalog, TargetDirector
         }
     }
 
-    [LoggerMessage(EventId = 7201, Level = LogLevel.Information, Message = "Verified backup {BackupId}: passed {Passed}, {Message}")]
+    [LoggerMessage(EventId = 5007, Level = LogLevel.Information, Message = "Verified backup {BackupId}: passed {Passed}, {Message}")]
     private static partial void LogVerdict(ILogger logger, Guid backupId, bool passed, string message);
 }

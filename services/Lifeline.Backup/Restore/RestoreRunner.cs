@@ -5,6 +5,7 @@ using Lifeline.Backup.Targets;
 using Lifeline.ServiceDefaults.Errors;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
+using Lifeline.Backup.Telemetry;
 
 namespace Lifeline.Backup.Restore;
 
@@ -21,7 +22,8 @@ public sealed record RestoreOutcome(RestoreRunEntity Run, IReadOnlyList<TableChe
 /// </summary>
 public sealed partial class RestoreRunner(
     BackupCatalog catalog, IDbContextFactory<BackupDbContext> contexts, TargetDirectory targets, TargetLocks locks,
-    BackupRunner backups, ChainRestorer restorer, Maintenance.StaleRunSweeper sweeper, ILogger<RestoreRunner> logger)
+    BackupRunner backups, ChainRestorer restorer, Maintenance.StaleRunSweeper sweeper, BackupTelemetry telemetry,
+    ILogger<RestoreRunner> logger)
 {
     public async Task<RestoreOutcome> RestoreAsync(string targetName, Guid backupId, bool preRestoreBackup,
         ProgressSink progress, CancellationToken ct)
@@ -64,6 +66,10 @@ public sealed partial class RestoreRunner(
 
         var restoredDatabase = target.DerivedDatabaseName("r", run.Id);
         var switched = false;
+        using var activity = BackupTelemetry.Source.StartActivity("backup.restore");
+        activity?.SetTag(BackupTelemetry.TargetTag, target.Name);
+        activity?.SetTag("lifeline.backup.id", backup.Id.ToString());
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         try
         {
             if (preRestoreBackup)
@@ -91,6 +97,7 @@ public sealed partial class RestoreRunner(
             run.CompletedAt = DateTime.UtcNow;
             await SaveAsync(run);
             LogRestored(logger, target.Name, backup.Id, run.ReplacedDatabase);
+            telemetry.RestoreEnded(target.Name, completed: true, clock.Elapsed, chain.Sum(b => b.SizeBytes));
             await progress(new BackupProgress("done", 100, 0, "restored"));
             return new RestoreOutcome(run, state.Tables);
         }
@@ -105,6 +112,8 @@ public sealed partial class RestoreRunner(
             run.Error = ex is OperationCanceledException ? "interrupted: the restore was cancelled" : ex.Message;
             await SaveAsync(run);
             LogRestoreFailed(logger, target.Name, backup.Id, ex);
+            telemetry.RestoreEnded(target.Name, completed: false, clock.Elapsed, 0);
+            activity?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, ex.GetType().Name);
             throw;
         }
     }
@@ -211,9 +220,9 @@ public sealed partial class RestoreRunner(
         }
     }
 
-    [LoggerMessage(EventId = 7101, Level = LogLevel.Information, Message = "Restored {Target} to backup {BackupId}; the replaced database is kept as {Replaced}")]
+    [LoggerMessage(EventId = 5008, Level = LogLevel.Information, Message = "Restored {Target} to backup {BackupId}; the replaced database is kept as {Replaced}")]
     private static partial void LogRestored(ILogger logger, string target, Guid backupId, string replaced);
 
-    [LoggerMessage(EventId = 7102, Level = LogLevel.Warning, Message = "Restore of {Target} to backup {BackupId} failed; the target is unchanged")]
+    [LoggerMessage(EventId = 5009, Level = LogLevel.Warning, Message = "Restore of {Target} to backup {BackupId} failed; the target is unchanged")]
     private static partial void LogRestoreFailed(ILogger logger, string target, Guid backupId, Exception exception);
 }

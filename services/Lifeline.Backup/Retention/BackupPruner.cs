@@ -173,9 +173,9 @@ public sealed partial class BackupPruner(
         }
     }
 
-    [LoggerMessage(EventId = 7301, Level = LogLevel.Information, Message = "Deleted backup {BackupId} of {Target}")]
+    [LoggerMessage(EventId = 5010, Level = LogLevel.Information, Message = "Deleted backup {BackupId} of {Target}")]
     private static partial void LogDeleted(ILogger logger, Guid backupId, string target);
 
-    [LoggerMessage(EventId = 7302, Level = LogLevel.Warning, Message = "Could not drop replication slot {Slot}; the next full backup drops it")]
+    [LoggerMessage(EventId = 5011, Level = LogLevel.Warning, Message = "Could not drop replication slot {Slot}; the next full backup drops it")]
     private static partial void LogSlotNotDropped(ILogger logger, string slot, Exception exception);
 }

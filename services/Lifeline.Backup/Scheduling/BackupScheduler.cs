@@ -119,9 +119,9 @@ public sealed partial class BackupScheduler(
         }
     }
 
-    [LoggerMessage(EventId = 7502, Level = LogLevel.Information, Message = "Scheduled {Type} backup of {Target}: {BackupId}")]
+    [LoggerMessage(EventId = 5012, Level = LogLevel.Information, Message = "Scheduled {Type} backup of {Target}: {BackupId}")]
     private static partial void LogScheduledBackup(ILogger logger, string type, string target, Guid backupId);
 
-    [LoggerMessage(EventId = 7503, Level = LogLevel.Warning, Message = "Scheduled {Type} backup of {Target} failed: {Error}")]
+    [LoggerMessage(EventId = 5013, Level = LogLevel.Warning, Message = "Scheduled {Type} backup of {Target} failed: {Error}")]
     private static partial void LogScheduledBackupFailed(ILogger logger, string type, string target, string error);
 }

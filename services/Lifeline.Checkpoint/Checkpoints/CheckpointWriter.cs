@@ -3,6 +3,7 @@ using Lifeline.Checkpoint.Storage;
 using Lifeline.ServiceDefaults.Errors;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Lifeline.Checkpoint.Telemetry;
 
 namespace Lifeline.Checkpoint.Checkpoints;
 
@@ -11,11 +12,15 @@ namespace Lifeline.Checkpoint.Checkpoints;
 /// transaction; the transaction then locks the workflow's head row and writes only if the head is
 /// still the parent the state was built on, so two writers never lose each other's checkpoint.
 /// </summary>
-public sealed class CheckpointWriter(CheckpointStore store, StateCache cache, IOptions<CheckpointOptions> options)
+public sealed class CheckpointWriter(CheckpointStore store, StateCache cache, IOptions<CheckpointOptions> options, CheckpointTelemetry telemetry)
 {
     /// <param name="canonical">The state's canonical bytes (validation computed them to check the size limit).</param>
     public async Task<CheckpointRecord> CreateAsync(string tenant, NewCheckpoint spec, byte[] canonical, CancellationToken ct)
     {
+        var startedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        using var activity = CheckpointTelemetry.Source.StartActivity("checkpoint.write");
+        activity?.SetTag(Lifeline.ServiceDefaults.Telemetry.TaskTrace.TenantTag, tenant);
+        activity?.SetTag("lifeline.workflow.id", spec.WorkflowId);
         var checksum = CanonicalState.Checksum(canonical);
         // The stored form is computed before the lock against the parent the writer names, or the head as read now.
         var parentId = spec.ParentId ?? (await store.ReadHeadAsync(tenant, spec.WorkflowId, ct))?.HeadId;
@@ -38,6 +43,8 @@ public sealed class CheckpointWriter(CheckpointStore store, StateCache cache, IO
         var record = await CheckpointStore.InsertAsync(connection, tx, tenant, head, spec, canonical, checksum, encoded, parentId, ct);
         await tx.CommitAsync(ct);
         cache.Put(record.Id, canonical);
+        telemetry.Written(record, startedAt);
+        activity?.SetTag("lifeline.checkpoint.size", record.SizeBytes);
         return record;
     }
 

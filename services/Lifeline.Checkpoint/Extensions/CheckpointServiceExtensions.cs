@@ -31,6 +31,7 @@ internal static class CheckpointServiceExtensions
         builder.Services.AddHostedService<DatabaseMigrator<CheckpointDbContext>>();
         builder.Services.AddSingleton<CheckpointStore>();
         builder.Services.AddSingleton<StateCache>();
+        builder.Services.AddSingleton<Lifeline.Checkpoint.Telemetry.CheckpointTelemetry>();
         builder.Services.AddSingleton<CheckpointWriter>();
         builder.Services.AddSingleton<CheckpointReader>();
         builder.Services.AddSingleton<CheckpointPruner>();

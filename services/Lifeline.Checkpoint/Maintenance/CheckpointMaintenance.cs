@@ -42,9 +42,9 @@ public sealed partial class CheckpointMaintenance(
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Trimmed workflow {WorkflowId}: {Removed} old checkpoints removed")]
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Trimmed workflow {WorkflowId}: {Removed} old checkpoints removed")]
     private static partial void LogTrimmed(ILogger logger, string workflowId, int removed);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Collected {Artifacts} unreferenced artifact chunk sets and {Chunks} orphaned chunks")]
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "Collected {Artifacts} unreferenced artifact chunk sets and {Chunks} orphaned chunks")]
     private static partial void LogCollected(ILogger logger, int artifacts, int chunks);
 }

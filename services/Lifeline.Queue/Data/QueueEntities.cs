@@ -43,6 +43,8 @@ public sealed class TaskEntity
     public Guid? ResumeCheckpointId { get; set; }
     public int RecoveryCount { get; set; }
     public long? RecoveredToken { get; set; }
+    /// <summary>The W3C traceparent of the enqueue: later steps of the task link their spans to it.</summary>
+    public string? TraceParent { get; set; }
 }
 
 /// <summary>A row of <c>task_dependencies</c>: <see cref="TaskId"/> waits for <see cref="DependsOnId"/>.</summary>

@@ -24,7 +24,7 @@ public sealed record TaskRecord(
     DateTime? StartedAt, DateTime? CompletedAt, DateTime? DeadLetteredAt, DateTime UpdatedAt, int RetryCount, int MaxRetries,
     int TimeoutSeconds, DateTime NotBefore, string? IdempotencyKey, string Backoff, long InitialIntervalMs,
     long MaximumIntervalMs, double Jitter, int UnmetDependencies, bool HasDependents, int ProgressPercent, string? ProgressMessage,
-    string? WorkflowId, Guid? ResumeCheckpointId, int RecoveryCount, long? RecoveredToken)
+    string? WorkflowId, Guid? ResumeCheckpointId, int RecoveryCount, long? RecoveredToken, string? TraceParent)
 {
     private static readonly string[] ColumnNames =
     [
@@ -32,7 +32,7 @@ public sealed record TaskRecord(
         "lease_expires_at", "created_at", "assigned_at", "started_at", "completed_at", "dead_lettered_at", "updated_at",
         "retry_count", "max_retries", "timeout_seconds", "not_before", "idempotency_key", "backoff", "initial_interval_ms",
         "maximum_interval_ms", "jitter", "unmet_dependencies", "has_dependents", "progress_percent", "progress_message",
-        "workflow_id", "resume_checkpoint_id", "recovery_count", "recovered_token",
+        "workflow_id", "resume_checkpoint_id", "recovery_count", "recovered_token", "trace_parent",
     ];
 
     /// <summary>The column list <see cref="Read"/> expects, unqualified.</summary>
@@ -48,7 +48,8 @@ public sealed record TaskRecord(
         NullableTime(r, 13), NullableTime(r, 14), NullableTime(r, 15), r.GetDateTime(16), r.GetInt32(17), r.GetInt32(18),
         r.GetInt32(19), r.GetDateTime(20), r.IsDBNull(21) ? null : r.GetString(21), r.GetString(22), r.GetInt64(23),
         r.GetInt64(24), r.GetDouble(25), r.GetInt32(26), r.GetBoolean(27), r.GetInt32(28), r.IsDBNull(29) ? null : r.GetString(29),
-        r.IsDBNull(30) ? null : r.GetString(30), r.IsDBNull(31) ? null : r.GetGuid(31), r.GetInt32(32), r.IsDBNull(33) ? null : r.GetInt64(33));
+        r.IsDBNull(30) ? null : r.GetString(30), r.IsDBNull(31) ? null : r.GetGuid(31), r.GetInt32(32), r.IsDBNull(33) ? null : r.GetInt64(33),
+        r.IsDBNull(34) ? null : r.GetString(34));
 
     /// <summary>How many columns <see cref="Read"/> consumes; a query may select more after them.</summary>
     public static int ColumnCount => ColumnNames.Length;

@@ -9,6 +9,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using NpgsqlTypes;
 using Microsoft.Extensions.Options;
+using System.Diagnostics;
+using Lifeline.Queue.Telemetry;
+using Lifeline.ServiceDefaults.Telemetry;
 
 namespace Lifeline.Queue.Enqueuing;
 
@@ -22,12 +25,15 @@ public sealed class TaskEnqueuer
 {
     private readonly NpgsqlDataSource dataSource;
     private readonly ReadySignal readySignal;
-    private readonly GroupCommit<(string Tenant, NewTask Task), (TaskRecord Task, bool Created)> singles;
+    private readonly QueueTelemetry telemetry;
+    private readonly GroupCommit<(string Tenant, NewTask Task, string? TraceParent), (TaskRecord Task, bool Created)> singles;
 
-    public TaskEnqueuer([FromKeyedServices(ServiceDataSource.HotPathKey)] NpgsqlDataSource dataSource, ReadySignal readySignal, IOptions<QueueOptions> options)
+    public TaskEnqueuer([FromKeyedServices(ServiceDataSource.HotPathKey)] NpgsqlDataSource dataSource, ReadySignal readySignal, IOptions<QueueOptions> options,
+        QueueTelemetry telemetry)
     {
         this.dataSource = dataSource;
         this.readySignal = readySignal;
+        this.telemetry = telemetry;
         singles = new(ApplySinglesAsync, options.Value.GroupCommitPolicy);
     }
 
@@ -35,14 +41,15 @@ public sealed class TaskEnqueuer
         WITH ins AS (
             INSERT INTO tasks (id, tenant_id, type, status, priority, payload, created_at, updated_at, not_before,
                                max_retries, timeout_seconds, idempotency_key, backoff, initial_interval_ms,
-                               maximum_interval_ms, jitter, workflow_id)
+                               maximum_interval_ms, jitter, workflow_id, trace_parent)
             SELECT b.id, b.tenant, b.type, 'pending', b.priority, b.payload::jsonb, now(), now(), COALESCE(b.not_before, now()),
-                   b.max_retries, b.timeout_seconds, b.idempotency_key, b.backoff, b.initial_ms, b.maximum_ms, b.jitter, b.workflow_id
+                   b.max_retries, b.timeout_seconds, b.idempotency_key, b.backoff, b.initial_ms, b.maximum_ms, b.jitter, b.workflow_id,
+                   b.trace_parent
             FROM unnest(@ids::uuid[], @tenants::text[], @types::text[], @priorities::int[], @payloads::text[], @not_befores::timestamptz[],
                         @max_retries::int[], @timeouts::int[], @keys::text[], @backoffs::text[], @initial_ms::bigint[],
-                        @maximum_ms::bigint[], @jitters::float8[], @workflow_ids::text[])
+                        @maximum_ms::bigint[], @jitters::float8[], @workflow_ids::text[], @trace_parents::text[])
                  AS b(id, tenant, type, priority, payload, not_before, max_retries, timeout_seconds, idempotency_key, backoff,
-                      initial_ms, maximum_ms, jitter, workflow_id)
+                      initial_ms, maximum_ms, jitter, workflow_id, trace_parent)
             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING {TaskRecord.Columns}
         ), history AS (
@@ -54,15 +61,22 @@ public sealed class TaskEnqueuer
     private static readonly string SelectByKeysSql =
         $"SELECT {TaskRecord.Columns} FROM tasks WHERE (tenant_id, idempotency_key) IN (SELECT * FROM unnest(@tenants::text[], @keys::text[]))";
 
-    public Task<(TaskRecord Task, bool Created)> EnqueueAsync(string tenant, NewTask task, CancellationToken cancellationToken) =>
-        singles.RunAsync((tenant, task), cancellationToken);
+    /// <summary>
+    /// Enqueues one task (with whatever other single enqueues are waiting). The task keeps the enqueue's trace context
+    /// (its span's, else the call's) as W3C traceparent, for the spans of its later steps to link to.
+    /// </summary>
+    public Task<(TaskRecord Task, bool Created)> EnqueueAsync(string tenant, NewTask task, CancellationToken cancellationToken)
+        => QueueTelemetry.Source.HasListeners()
+            ? QueueTelemetry.TraceAsync("queue.enqueue", tenant, Guid.Empty, (singles, tenant, task, cancellationToken),
+                static s => s.singles.RunAsync((s.tenant, s.task, TaskTrace.TraceParentOf(Activity.Current)), s.cancellationToken), static r => r.Task)
+            : singles.RunAsync((tenant, task, TaskTrace.TraceParentOf(Activity.Current)), cancellationToken);
 
     /// <summary>
     /// Inserts a group of single enqueues in one transaction. An entry whose idempotency key exists (or that
     /// repeats the key of an earlier entry of the group) resolves to the existing task, not created.
     /// </summary>
     private async Task<IReadOnlyList<GroupOutcome<(TaskRecord Task, bool Created)>>> ApplySinglesAsync(
-        IReadOnlyList<(string Tenant, NewTask Task)> group, CancellationToken cancellationToken)
+        IReadOnlyList<(string Tenant, NewTask Task, string? TraceParent)> group, CancellationToken cancellationToken)
     {
         var outcomes = await SerializationRetry.RunAsync(async ct =>
         {
@@ -118,6 +132,14 @@ public sealed class TaskEnqueuer
                 : GroupOutcome<(TaskRecord Task, bool Created)>.Refused(
                     new ConcurrencyConflictException("The idempotency key is being created concurrently; retry.", TimeSpan.FromMilliseconds(100)))).ToList();
         }, cancellationToken);
+        // Committed: count what was created.
+        foreach (var outcome in outcomes)
+        {
+            if (outcome.Error is null && outcome.Value.Created)
+            {
+                telemetry.Enqueued(outcome.Value.Task.Type);
+            }
+        }
         foreach (var tenant in outcomes.Where(o => o.Error is null && o.Value.Created).Select(o => o.Value.Task.TenantId).Distinct())
         {
             readySignal.Notify(tenant);
@@ -125,7 +147,7 @@ public sealed class TaskEnqueuer
         return outcomes;
     }
 
-    private static void AddTaskArrays(NpgsqlCommand command, IReadOnlyList<(string Tenant, NewTask Task)> group, Guid[] ids)
+    private static void AddTaskArrays(NpgsqlCommand command, IReadOnlyList<(string Tenant, NewTask Task, string? TraceParent)> group, Guid[] ids)
     {
         command.Parameters.AddWithValue("ids", ids);
         command.Parameters.AddWithValue("tenants", group.Select(g => g.Tenant).ToArray());
@@ -150,6 +172,10 @@ public sealed class TaskEnqueuer
         {
             Value = group.Select(g => (object?)g.Task.WorkflowId ?? DBNull.Value).ToArray(),
         });
+        command.Parameters.Add(new NpgsqlParameter("trace_parents", NpgsqlDbType.Array | NpgsqlDbType.Text)
+        {
+            Value = group.Select(g => (object?)g.TraceParent ?? DBNull.Value).ToArray(),
+        });
     }
 
     // ---- batches ----
@@ -157,10 +183,10 @@ public sealed class TaskEnqueuer
     private const string InsertBatchSql = """
         INSERT INTO tasks (id, tenant_id, type, status, priority, payload, created_at, updated_at, not_before, max_retries,
                            timeout_seconds, idempotency_key, backoff, initial_interval_ms, maximum_interval_ms, jitter,
-                           unmet_dependencies, has_dependents, workflow_id)
+                           unmet_dependencies, has_dependents, workflow_id, trace_parent)
         SELECT b.id, @tenant, b.type, 'pending', b.priority, b.payload::jsonb, now(), now(), COALESCE(b.not_before, now()),
                b.max_retries, b.timeout_seconds, b.idempotency_key, b.backoff, b.initial_ms, b.maximum_ms, b.jitter,
-               b.unmet, b.has_dependents, b.workflow_id
+               b.unmet, b.has_dependents, b.workflow_id, @trace_parent
         FROM unnest(@ids::uuid[], @types::text[], @priorities::int[], @payloads::text[], @not_befores::timestamptz[],
                     @max_retries::int[], @timeouts::int[], @keys::text[], @backoffs::text[], @initial_ms::bigint[],
                     @maximum_ms::bigint[], @jitters::float8[], @unmet::int[], @has_dependents::bool[], @workflow_ids::text[])
@@ -198,11 +224,15 @@ public sealed class TaskEnqueuer
     public async Task<(IReadOnlyList<TaskRecord> Tasks, int Created)> EnqueueBatchAsync(
         string tenant, IReadOnlyList<NewBatchTask> batch, CancellationToken cancellationToken)
     {
+        using var activity = QueueTelemetry.Source.StartActivity("queue.enqueue_batch");
+        activity?.SetTag(TaskTrace.TenantTag, tenant);
+        activity?.SetTag("lifeline.tasks", batch.Count);
+        var traceParent = TaskTrace.TraceParentOf(activity ?? Activity.Current);
         var result = await SerializationRetry.RunAsync(async ct =>
         {
             for (var round = 0; ; round++)
             {
-                var outcome = await TryEnqueueBatchAsync(tenant, batch, ct);
+                var outcome = await TryEnqueueBatchAsync(tenant, batch, traceParent, ct);
                 if (outcome is not null)
                 {
                     return outcome.Value;
@@ -215,12 +245,18 @@ public sealed class TaskEnqueuer
         }, cancellationToken);
         if (result.Created > 0)
         {
+            // Committed: count what was created.
+            foreach (var (type, count) in result.CreatedByType)
+            {
+                telemetry.Enqueued(type, count);
+            }
             readySignal.Notify(tenant);
         }
-        return result;
+        return (result.Tasks, result.Created);
     }
 
-    private async Task<(IReadOnlyList<TaskRecord> Tasks, int Created)?> TryEnqueueBatchAsync(string tenant, IReadOnlyList<NewBatchTask> batch, CancellationToken ct)
+    private async Task<(IReadOnlyList<TaskRecord> Tasks, int Created, Dictionary<string, int> CreatedByType)?> TryEnqueueBatchAsync(string tenant, IReadOnlyList<NewBatchTask> batch,
+        string? traceParent, CancellationToken ct)
     {
         await using var connection = await dataSource.OpenConnectionAsync(ct);
         await using var tx = await connection.BeginTransactionAsync(ct);
@@ -346,6 +382,7 @@ public sealed class TaskEnqueuer
         {
             await using var insert = new NpgsqlCommand(InsertBatchSql, connection, tx);
             insert.Parameters.AddWithValue("tenant", tenant);
+            insert.Parameters.Add(new NpgsqlParameter("trace_parent", NpgsqlDbType.Text) { Value = (object?)traceParent ?? DBNull.Value });
             insert.Parameters.AddWithValue("ids", newIndexes.Select(i => ids[i]).ToArray());
             insert.Parameters.AddWithValue("types", newIndexes.Select(i => batch[i].Task.Type).ToArray());
             insert.Parameters.AddWithValue("priorities", newIndexes.Select(i => batch[i].Task.Priority).ToArray());
@@ -407,6 +444,11 @@ public sealed class TaskEnqueuer
             }
         }
         await tx.CommitAsync(ct);
-        return (ids.Select(id => byId[id]).ToList(), newIndexes.Length);
+        var createdByType = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var i in newIndexes)
+        {
+            createdByType[batch[i].Task.Type] = createdByType.GetValueOrDefault(batch[i].Task.Type) + 1;
+        }
+        return (ids.Select(id => byId[id]).ToList(), newIndexes.Length, createdByType);
     }
 }

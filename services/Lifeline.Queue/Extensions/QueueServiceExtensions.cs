@@ -9,6 +9,7 @@ using Lifeline.Queue.Options;
 using Lifeline.Queue.Reading;
 using Lifeline.Queue.Recovery;
 using Lifeline.Queue.Reporting;
+using Lifeline.Queue.Telemetry;
 using Lifeline.ServiceDefaults;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.EntityFrameworkCore;
@@ -47,6 +48,8 @@ internal static class QueueServiceExtensions
 
         // Order matters: the schema is migrated before anything else starts.
         builder.Services.AddHostedService<DatabaseMigrator<QueueDbContext>>();
+        builder.Services.AddSingleton<QueueDepthSnapshot>();
+        builder.Services.AddSingleton<QueueTelemetry>();
         builder.Services.AddSingleton<ReadySignal>();
         builder.Services.AddSingleton<TaskEnqueuer>();
         builder.Services.AddSingleton<WorkerGate>();
@@ -63,6 +66,8 @@ internal static class QueueServiceExtensions
         builder.Services.AddSingleton<QueueMaintenance>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<QueueMaintenance>());
         builder.Services.AddHostedService<OutcomeReporter>();
+        builder.Services.AddSingleton<QueueDepthSampler>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<QueueDepthSampler>());
         // The hot statements' plans need statistics from the first minute on, not autovacuum's first visit.
         // … and the ready index's dead entries (one per lease) cleared long before autovacuum's 20 %: tasks is vacuumed
         // once 5,000 row versions or 5 % of it are dead.

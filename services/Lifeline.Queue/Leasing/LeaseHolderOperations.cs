@@ -7,6 +7,7 @@ using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using Lifeline.Queue.Telemetry;
 using NpgsqlTypes;
 using Microsoft.Extensions.Options;
 
@@ -38,13 +39,16 @@ public sealed class LeaseHolderOperations
 {
     private readonly NpgsqlDataSource dataSource;
     private readonly ReadySignal readySignal;
+    private readonly QueueTelemetry telemetry;
     private readonly GroupCommit<HolderChange, TaskRecord> starts, progress, extensions, completions;
     private readonly GroupCommit<FailItem, (TaskRecord Task, bool WillRetry)> failures;
 
-    public LeaseHolderOperations([FromKeyedServices(ServiceDataSource.HotPathKey)] NpgsqlDataSource dataSource, ReadySignal readySignal, IOptions<QueueOptions> options)
+    public LeaseHolderOperations([FromKeyedServices(ServiceDataSource.HotPathKey)] NpgsqlDataSource dataSource, ReadySignal readySignal, IOptions<QueueOptions> options,
+        QueueTelemetry telemetry)
     {
         this.dataSource = dataSource;
         this.readySignal = readySignal;
+        this.telemetry = telemetry;
         var policy = options.Value.GroupCommitPolicy;
         starts = new((items, ct) => ApplyGuardedAsync(Start, items, ct), policy);
         progress = new((items, ct) => ApplyGuardedAsync(Progress, items, ct), policy);
@@ -54,7 +58,11 @@ public sealed class LeaseHolderOperations
     }
 
     /// <summary>A guarded change: which states allow it, what it sets, its history event, and which state makes a repeat harmless.</summary>
-    private sealed record GuardedKind(string Operation, string Sql, string? IdempotentIn);
+    private sealed record GuardedKind(string Operation, string Sql, string? IdempotentIn)
+    {
+        /// <summary>Counts a change of this kind once it committed.</summary>
+        public Action<QueueTelemetry, TaskRecord>? Count { get; init; }
+    }
 
     // The input rows (one per call; an id may appear twice when two calls race), the locked rows with their
     // state before the change (for the history), the change guarded on tenant, token and state, its history.
@@ -85,7 +93,7 @@ public sealed class LeaseHolderOperations
     private static readonly GuardedKind Start = new("start", GuardedSql("'assigned'",
         "status = 'running', started_at = now(), deadline_at = now() + make_interval(secs => t.timeout_seconds), " +
         "lease_expires_at = now() + make_interval(secs => t.lease_seconds)",
-        "started", "'running'"), TaskState.Running);
+        "started", "'running'"), TaskState.Running) { Count = static (t, task) => t.Started(task) };
 
     private static readonly GuardedKind Progress = new("progress", GuardedSql("'assigned','running'",
         "progress_percent = i.percent, progress_message = i.message, lease_seconds = COALESCE(i.lease_seconds, t.lease_seconds), " +
@@ -98,22 +106,28 @@ public sealed class LeaseHolderOperations
 
     private static readonly GuardedKind Complete = new("completion", GuardedSql("'assigned','running'",
         "status = 'completed', result = i.result::jsonb, error = NULL, completed_at = now(), lease_expires_at = NULL, progress_percent = 100",
-        "completed", "'completed'", details: RunDuration), TaskState.Completed);
+        "completed", "'completed'", details: RunDuration), TaskState.Completed) { Count = static (t, task) => t.Completed(task) };
 
     // How long the attempt ran (from start, or from the lease when it was never started); reported to the registry.
     private const string RunDuration = "jsonb_build_object('duration_ms', floor(extract(epoch FROM now() - COALESCE(started_at, assigned_at)) * 1000)::bigint)";
 
+    // Each holder's call has a span (when traced) linked to its task's enqueue; untraced, the call goes straight to its group.
     public Task<TaskRecord> StartAsync(string tenant, Guid id, long token, CancellationToken ct) =>
-        starts.RunAsync(new HolderChange(tenant, id, token), ct);
+        Run(starts, "queue.start", new HolderChange(tenant, id, token), ct);
 
     public Task<TaskRecord> ReportProgressAsync(string tenant, Guid id, long token, int percent, string? message, TimeSpan? lease, CancellationToken ct) =>
-        progress.RunAsync(new HolderChange(tenant, id, token, percent, message, lease?.TotalSeconds), ct);
+        Run(progress, "queue.progress", new HolderChange(tenant, id, token, percent, message, lease?.TotalSeconds), ct);
 
     public Task<TaskRecord> ExtendLeaseAsync(string tenant, Guid id, long token, TimeSpan lease, CancellationToken ct) =>
-        extensions.RunAsync(new HolderChange(tenant, id, token, LeaseSeconds: lease.TotalSeconds), ct);
+        Run(extensions, "queue.extend_lease", new HolderChange(tenant, id, token, LeaseSeconds: lease.TotalSeconds), ct);
 
     public Task<TaskRecord> CompleteAsync(string tenant, Guid id, long token, string? result, CancellationToken ct) =>
-        completions.RunAsync(new HolderChange(tenant, id, token, Result: result), ct);
+        Run(completions, "queue.complete", new HolderChange(tenant, id, token, Result: result), ct);
+
+    private static Task<TaskRecord> Run(GroupCommit<HolderChange, TaskRecord> kind, string span, HolderChange change, CancellationToken ct) =>
+        QueueTelemetry.Source.HasListeners()
+            ? QueueTelemetry.TraceAsync(span, change.Tenant, change.Id, (kind, change, ct), static s => s.kind.RunAsync(s.change, s.ct), static t => t)
+            : kind.RunAsync(change, ct);
 
     /// <summary>Completes many tasks (with whatever other completions are waiting); each is accepted or refused on its own.</summary>
     public async Task<IReadOnlyList<CompletionOutcome>> CompleteManyAsync(string tenant, IReadOnlyList<Completion> batch, CancellationToken ct)
@@ -136,7 +150,7 @@ public sealed class LeaseHolderOperations
     /// </summary>
     private async Task<IReadOnlyList<GroupOutcome<TaskRecord>>> ApplyGuardedAsync(GuardedKind kind, IReadOnlyList<HolderChange> items, CancellationToken cancellationToken)
     {
-        var (outcomes, resolution) = await SerializationRetry.RunAsync(async ct =>
+        var (outcomes, resolution, changed) = await SerializationRetry.RunAsync(async ct =>
         {
             await using var connection = await dataSource.OpenConnectionAsync(ct);
             await using var tx = await connection.BeginTransactionAsync(ct);
@@ -178,8 +192,16 @@ public sealed class LeaseHolderOperations
                     ? GroupOutcome<TaskRecord>.Of(task)
                     : GroupOutcome<TaskRecord>.Refused(Refusal(task, c.Id, c.Token, kind.Operation));
             }).ToList();
-            return (outcomes, resolution);
+            return (outcomes, resolution, changed);
         }, cancellationToken);
+        if (kind.Count is { } count)
+        {
+            // Committed: count the changes, once per task changed (a repeated call changed nothing and counts nothing).
+            foreach (var task in changed.Values)
+            {
+                count(telemetry, task);
+            }
+        }
         NotifyReady(resolution);
         return outcomes;
     }
@@ -218,7 +240,7 @@ public sealed class LeaseHolderOperations
     private sealed record FailItem(string Tenant, Guid Id, long Token, FailureReport Failure);
 
     /// <summary>What a failure does to its task, decided in code on the locked row.</summary>
-    private sealed record FailDecision(Guid Id, string Status, string EventType, StoredError Error, int RetryCount, DateTime NotBefore,
+    private sealed record FailDecision(Guid Id, string Type, string Status, string EventType, StoredError Error, int RetryCount, DateTime NotBefore,
         string FromStatus, string Message, string Details);
 
     private static readonly string FailManySql = $"""
@@ -249,11 +271,14 @@ public sealed class LeaseHolderOperations
     /// retryable but exhausted (MAX_RETRIES_EXCEEDED), end as failed when not retryable.
     /// </summary>
     public Task<(TaskRecord Task, bool WillRetry)> FailAsync(string tenant, Guid id, long token, FailureReport failure, CancellationToken ct) =>
-        failures.RunAsync(new FailItem(tenant, id, token, failure), ct);
+        QueueTelemetry.Source.HasListeners()
+            ? QueueTelemetry.TraceAsync("queue.fail", tenant, id, (failures, item: new FailItem(tenant, id, token, failure), ct),
+                static s => s.failures.RunAsync(s.item, s.ct), static r => r.Task)
+            : failures.RunAsync(new FailItem(tenant, id, token, failure), ct);
 
     private async Task<IReadOnlyList<GroupOutcome<(TaskRecord Task, bool WillRetry)>>> ApplyFailuresAsync(IReadOnlyList<FailItem> items, CancellationToken cancellationToken)
     {
-        var (outcomes, resolution) = await SerializationRetry.RunAsync(async ct =>
+        var (outcomes, resolution, decided) = await SerializationRetry.RunAsync(async ct =>
         {
             await using var connection = await dataSource.OpenConnectionAsync(ct);
             await using var tx = await connection.BeginTransactionAsync(ct);
@@ -322,8 +347,13 @@ public sealed class LeaseHolderOperations
             var ended = changed.Values.Where(t => t.HasDependents && TaskState.IsEnded(t.Status)).Select(t => new EndedTask(t.Id, t.Status)).ToList();
             var resolution = ended.Count > 0 ? await DependencyResolver.ResolveAsync(connection, tx, ended, ct) : null;
             await tx.CommitAsync(ct);
-            return (outcomes.Select(o => o!.Value).ToList(), resolution);
+            return (outcomes.Select(o => o!.Value).ToList(), resolution, decisions);
         }, cancellationToken);
+        // Committed: count each decided failure by what followed.
+        foreach (var decision in decided)
+        {
+            telemetry.Failed(decision.Type, decision.Status == TaskState.Pending ? "retry_scheduled" : decision.Status);
+        }
         NotifyReady(resolution);
         foreach (var tenant in outcomes.Where(o => o.Error is null && o.Value.WillRetry && o.Value.Task.NotBefore <= DateTime.UtcNow)
                      .Select(o => o.Value.Task.TenantId).Distinct())
@@ -370,7 +400,7 @@ public sealed class LeaseHolderOperations
                 $"Gave up after {current.RetryCount + 1} attempts; last error {error.Code}: {error.Message}", false, error.Severity,
                 new Dictionary<string, string>(error.Details ?? []) { ["last_error_code"] = error.Code });
         }
-        return new FailDecision(current.Id, status, eventType, error, retryCount, notBefore, current.Status, failure.Error.Message,
+        return new FailDecision(current.Id, current.Type, status, eventType, error, retryCount, notBefore, current.Status, failure.Error.Message,
             System.Text.Json.JsonSerializer.Serialize(details));
     }
 

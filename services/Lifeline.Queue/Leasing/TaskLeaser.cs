@@ -6,6 +6,8 @@ using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using Lifeline.Queue.Telemetry;
+using Lifeline.ServiceDefaults.Telemetry;
 
 namespace Lifeline.Queue.Leasing;
 
@@ -28,10 +30,13 @@ public sealed class TaskLeaser
     private readonly ReadySignal readySignal;
     private readonly WorkerGate gate;
     private readonly IOptions<QueueOptions> options;
+    private readonly QueueTelemetry telemetry;
     private readonly GroupCommit<(string Tenant, LeaseRequest Request), IReadOnlyList<TaskRecord>> attempts;
 
-    public TaskLeaser([FromKeyedServices(ServiceDataSource.HotPathKey)] NpgsqlDataSource dataSource, ReadySignal readySignal, WorkerGate gate, IOptions<QueueOptions> options)
+    public TaskLeaser([FromKeyedServices(ServiceDataSource.HotPathKey)] NpgsqlDataSource dataSource, ReadySignal readySignal, WorkerGate gate, IOptions<QueueOptions> options,
+        QueueTelemetry telemetry)
     {
+        this.telemetry = telemetry;
         this.dataSource = dataSource;
         this.readySignal = readySignal;
         this.gate = gate;
@@ -39,7 +44,24 @@ public sealed class TaskLeaser
         attempts = new(ApplyAttemptsAsync, options.Value.GroupCommitPolicy);
     }
 
+    /// <summary>
+    /// Leases up to <see cref="LeaseRequest.MaxTasks"/> ready tasks, waiting up to <see cref="LeaseRequest.Wait"/> for
+    /// some; its span (when traced) links to the enqueue of every task leased.
+    /// </summary>
     public async Task<IReadOnlyList<TaskRecord>> LeaseAsync(string tenant, LeaseRequest request, CancellationToken cancellationToken)
+    {
+        using var activity = QueueTelemetry.Source.StartActivity("queue.lease");
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag(TaskTrace.TenantTag, tenant);
+            activity.SetTag(TaskTrace.WorkerIdTag, request.WorkerId);
+        }
+        var leased = await LeaseWithinWaitAsync(tenant, request, cancellationToken);
+        QueueTelemetry.LinkAll(activity, leased);
+        return leased;
+    }
+
+    private async Task<IReadOnlyList<TaskRecord>> LeaseWithinWaitAsync(string tenant, LeaseRequest request, CancellationToken cancellationToken)
     {
         request = request with { TaskTypes = await gate.AdmitAsync(tenant, request) };
         var deadline = Stopwatch.GetTimestamp() + (long)(request.Wait.TotalSeconds * Stopwatch.Frequency);
@@ -60,6 +82,14 @@ public sealed class TaskLeaser
         IReadOnlyList<(string Tenant, LeaseRequest Request)> group, CancellationToken cancellationToken)
     {
         var leased = await SerializationRetry.RunAsync(ct => TryLeaseGroupAsync(group, ct), cancellationToken);
+        // Committed: count what was leased.
+        foreach (var tasks in leased)
+        {
+            foreach (var task in tasks)
+            {
+                telemetry.Leased(task);
+            }
+        }
         return leased.Select(GroupOutcome<IReadOnlyList<TaskRecord>>.Of).ToList();
     }
 

@@ -7,6 +7,7 @@ using Lifeline.ServiceDefaults.Hosting;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Lifeline.Queue.Telemetry;
 
 namespace Lifeline.Queue.Maintenance;
 
@@ -21,7 +22,7 @@ namespace Lifeline.Queue.Maintenance;
 /// step on each other and each change happens once.
 /// </summary>
 public sealed partial class QueueMaintenance(NpgsqlDataSource dataSource, ReadySignal readySignal,
-    IOptions<QueueOptions> options, ILogger<QueueMaintenance> logger)
+    IOptions<QueueOptions> options, QueueTelemetry telemetry, ILogger<QueueMaintenance> logger)
     : BackgroundLoop(logger, LoopBackoff.Between(options.Value.MaintenanceInterval, TimeSpan.FromSeconds(30)))
 {
     private static readonly string TimeoutSql = $"""
@@ -39,7 +40,7 @@ public sealed partial class QueueMaintenance(NpgsqlDataSource dataSource, ReadyS
         ), history AS (
             {History.InsertFrom("changed", "timed_out", "old_status", "'timeout'", "'the attempt ran longer than its timeout'")}
         )
-        SELECT id, tenant_id, status, has_dependents FROM changed
+        SELECT id, tenant_id, status, has_dependents, type FROM changed
         """;
 
     private static readonly string ExpirySql = $"""
@@ -67,7 +68,7 @@ public sealed partial class QueueMaintenance(NpgsqlDataSource dataSource, ReadyS
             {History.InsertFromExpression("changed", "CASE WHEN status = 'pending' THEN 'lease_expired' ELSE 'dead_lettered' END",
                 "old_status", "status", "'the lease expired'")}
         )
-        SELECT id, tenant_id, status, has_dependents FROM changed
+        SELECT id, tenant_id, status, has_dependents, type FROM changed
         """;
 
     protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
@@ -95,12 +96,13 @@ public sealed partial class QueueMaintenance(NpgsqlDataSource dataSource, ReadyS
 
     private async Task<int> RunStepAsync(string sql, CancellationToken cancellationToken)
     {
-        var (count, readyTenants) = await SerializationRetry.RunAsync(async ct =>
+        var (count, readyTenants, failures) = await SerializationRetry.RunAsync(async ct =>
         {
             await using var connection = await dataSource.OpenConnectionAsync(ct);
             await using var tx = await connection.BeginTransactionAsync(ct);
             var ended = new List<EndedTask>();
             var ready = new HashSet<string>();
+            var failed = new List<(string Type, string Outcome)>();
             var n = 0;
             await using (var command = new NpgsqlCommand(sql, connection, tx))
             {
@@ -110,6 +112,7 @@ public sealed partial class QueueMaintenance(NpgsqlDataSource dataSource, ReadyS
                 {
                     n++;
                     var status = reader.GetString(2);
+                    failed.Add((reader.GetString(4), status == TaskState.Pending ? "lease_expired" : status));
                     if (status == TaskState.Pending)
                     {
                         ready.Add(reader.GetString(1));
@@ -126,8 +129,13 @@ public sealed partial class QueueMaintenance(NpgsqlDataSource dataSource, ReadyS
                 ready.UnionWith(resolution.TenantsWithReadyTasks);
             }
             await tx.CommitAsync(ct);
-            return (n, ready);
+            return (n, ready, failed);
         }, cancellationToken);
+        // Committed: an attempt that timed out or whose lease expired is a failed attempt.
+        foreach (var (type, outcome) in failures)
+        {
+            telemetry.Failed(type, outcome);
+        }
         foreach (var tenant in readyTenants)
         {
             readySignal.Notify(tenant);

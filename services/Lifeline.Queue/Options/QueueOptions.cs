@@ -66,6 +66,18 @@ public sealed class QueueOptions
     public ServiceDefaults.Postgres.GroupCommitPolicy GroupCommitPolicy => new(GroupCommit, GroupCommitMaxItems, GroupCommitConcurrency);
 
     /// <summary>How often WatchTasks streams read new events from the task history.</summary>
+    /// <summary>How often the depth and oldest-ready-age gauges are refreshed by one grouped count (a scrape reads the last sample).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.050", "00:10:00")]
+    public TimeSpan DepthSampleInterval { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>The most task types the depth gauges report (the deepest first), bounding the metrics' cardinality.</summary>
+    [Range(1, 10_000)]
+    public int DepthMaxTypes { get; set; } = 200;
+
+    /// <summary>The most ready tasks of one tenant and type the depth sample reads (its cost bound; a deeper backlog reads as this many).</summary>
+    [Range(1, 1_000_000)]
+    public int DepthCountLimit { get; set; } = 10_000;
+
     [Range(typeof(TimeSpan), "00:00:00.010", "00:00:10")]
     public TimeSpan WatchPollInterval { get; set; } = TimeSpan.FromMilliseconds(200);
 }

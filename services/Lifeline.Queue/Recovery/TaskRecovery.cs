@@ -6,6 +6,8 @@ using Lifeline.Queue.Events;
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Postgres;
 using Npgsql;
+using Lifeline.Queue.Telemetry;
+using Lifeline.ServiceDefaults.Telemetry;
 using NpgsqlTypes;
 
 namespace Lifeline.Queue.Recovery;
@@ -42,7 +44,8 @@ public sealed record RecoveryRequest(Guid TaskId, long FencingToken, RecoveryKin
 /// The fencing token is not raised here: the next lease raises it, as after an expired lease, and until
 /// then the old holder's calls find the task no longer leased.
 /// </summary>
-public sealed partial class TaskRecovery(NpgsqlDataSource dataSource, ReadySignal readySignal, LivenessFence fence, ILogger<TaskRecovery> logger)
+public sealed partial class TaskRecovery(NpgsqlDataSource dataSource, ReadySignal readySignal, LivenessFence fence, QueueTelemetry telemetry,
+    ILogger<TaskRecovery> logger)
 {
     // clock_timestamp(), not now(): the lock may have been waited for, and an expiry meanwhile counts.
     /// <summary>
@@ -89,7 +92,19 @@ public sealed partial class TaskRecovery(NpgsqlDataSource dataSource, ReadySigna
         SELECT {TaskRecord.Columns} FROM changed
         """;
 
+    /// <summary>Recovers one task (see the class); its span links to the task's enqueue.</summary>
     public async Task<(TaskRecord Task, RecoveryOutcome Outcome)> RecoverAsync(string tenant, RecoveryRequest request, CancellationToken cancellationToken)
+    {
+        var result = await QueueTelemetry.TraceAsync("queue.recover", tenant, request.TaskId, (self: this, tenant, request, cancellationToken),
+            static s => s.self.RecoverTracedAsync(s.tenant, s.request, s.cancellationToken), static r => r.Task);
+        if (result.Outcome != RecoveryOutcome.AlreadyRecovered)
+        {
+            telemetry.Recovered(result.Task);
+        }
+        return result;
+    }
+
+    private async Task<(TaskRecord Task, RecoveryOutcome Outcome)> RecoverTracedAsync(string tenant, RecoveryRequest request, CancellationToken cancellationToken)
     {
         var (task, outcome, resolution) = await SerializationRetry.RunAsync(async ct =>
         {
@@ -159,6 +174,7 @@ public sealed partial class TaskRecovery(NpgsqlDataSource dataSource, ReadySigna
                 resolution = await DependencyResolver.ResolveAsync(connection, tx, [new EndedTask(changed.Id, changed.Status)], ct);
             }
             await tx.CommitAsync(ct);
+            using var scope = logger.BeginScope(new TaskScope(tenant, changed.Id, current.AssignedWorkerId));
             LogRecovered(logger, changed.Id, current.Status, changed.Status, current.AssignedWorkerId, request.FencingToken, request.Reason.Code, basis);
             return (changed, changed.Status == TaskState.Pending ? RecoveryOutcome.Requeued : RecoveryOutcome.DeadLettered, resolution);
         }, cancellationToken);

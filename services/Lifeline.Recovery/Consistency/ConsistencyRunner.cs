@@ -197,9 +197,9 @@ public sealed partial class ConsistencyRunner(IEnumerable<IConsistencyCheck> che
         return issue;
     }
 
-    [LoggerMessage(EventId = 6201, Level = LogLevel.Warning, Message = "Consistency check {Check} could not run")]
+    [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "Consistency check {Check} could not run")]
     private static partial void LogCheckFailed(ILogger logger, string check, Exception exception);
 
-    [LoggerMessage(EventId = 6202, Level = LogLevel.Information, Message = "Consistency fix of {Check} on {Subject}: {Status} — {Result}")]
+    [LoggerMessage(EventId = 4002, Level = LogLevel.Information, Message = "Consistency fix of {Check} on {Subject}: {Status} — {Result}")]
     private static partial void LogFix(ILogger logger, string check, string subject, FixStatus status, string result);
 }

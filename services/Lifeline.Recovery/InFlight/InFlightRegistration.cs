@@ -6,6 +6,7 @@ internal static class InFlightRegistration
     public static IHostApplicationBuilder AddInFlightRecovery(this IHostApplicationBuilder builder)
     {
         builder.Services.AddSingleton<ActionLog>();
+        builder.Services.AddSingleton<Telemetry.RecoveryTelemetry>();
         builder.Services.AddSingleton<TaskRecoverer>();
         builder.Services.AddSingleton<RecoveryScanner>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<RecoveryScanner>());

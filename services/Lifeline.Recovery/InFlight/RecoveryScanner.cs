@@ -161,7 +161,7 @@ public sealed partial class RecoveryScanner(
         while (token.Length > 0);
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Recovery scan: {Examined} in-flight tasks examined, {Recovered} recovered in {Milliseconds:0} ms")]
+    [LoggerMessage(EventId = 4003, Level = LogLevel.Information, Message = "Recovery scan: {Examined} in-flight tasks examined, {Recovered} recovered in {Milliseconds:0} ms")]
     private static partial void LogScanned(ILogger logger, long examined, int recovered, double milliseconds);
 }
 

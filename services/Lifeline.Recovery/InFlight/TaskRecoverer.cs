@@ -5,6 +5,9 @@ using Lifeline.Queue.V1;
 using Lifeline.Recovery.Clients;
 using Lifeline.Recovery.Leadership;
 using Lifeline.Recovery.V1;
+using Lifeline.Recovery.Telemetry;
+using Lifeline.ServiceDefaults.Telemetry;
+using System.Diagnostics;
 using QueueTask = Lifeline.Queue.V1.Task;
 using QueueRecoveryAction = Lifeline.Queue.V1.RecoveryAction;
 
@@ -29,9 +32,38 @@ public enum RecoveryResult
 /// holder is alive with a current lease, carrying the workflow's latest valid checkpoint so the
 /// next worker resumes from it. Records the action under the leader's token.
 /// </summary>
-public sealed partial class TaskRecoverer(SuiteClients clients, ActionLog log, TimeProvider time, ILogger<TaskRecoverer> logger)
+public sealed partial class TaskRecoverer(SuiteClients clients, ActionLog log, TimeProvider time, RecoveryTelemetry telemetry, ILogger<TaskRecoverer> logger)
 {
+    /// <summary>Recovers one task (see the class), in a span of its own whose children are the calls to the other services.</summary>
     public async Task<(RecoveryResult Result, ActionRecord? Action)> RecoverAsync(
+        string tenant, QueueTask task, RecoveryTrigger trigger, DateTime detectedAt, LeaderTerm term, CancellationToken ct)
+    {
+        using var activity = RecoveryTelemetry.Source.StartActivity("recovery.recover_task");
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag(TaskTrace.TenantTag, tenant);
+            activity.SetTag(TaskTrace.TaskIdTag, task.Id);
+            activity.SetTag(TaskTrace.WorkerIdTag, task.AssignedWorkerId);
+            activity.SetTag(TaskTrace.TaskTypeTag, task.Type);
+            activity.SetTag(RecoveryTelemetry.TriggerTag, RecoveryTelemetry.TriggerName(trigger));
+        }
+        using var scope = logger.BeginScope(new TaskScope(tenant, Guid.TryParse(task.Id, out var id) ? id : null, task.AssignedWorkerId));
+        var (result, action) = await RecoverTracedAsync(tenant, task, trigger, detectedAt, term, ct);
+        activity?.SetTag(RecoveryTelemetry.ResultTag, result.ToString());
+        if (result == RecoveryResult.Recovered)
+        {
+            // The interval the action log keeps (detected → recovered), so the metric and the record agree.
+            telemetry.Recovered(trigger, action?.DetectedAt ?? detectedAt, action?.RecoveredAt ?? time.GetUtcNow().UtcDateTime);
+        }
+        else if (result == RecoveryResult.Failed)
+        {
+            activity?.SetStatus(ActivityStatusCode.Error, "recovery failed");
+            telemetry.Failed(trigger);
+        }
+        return (result, action);
+    }
+
+    private async Task<(RecoveryResult Result, ActionRecord? Action)> RecoverTracedAsync(
         string tenant, QueueTask task, RecoveryTrigger trigger, DateTime detectedAt, LeaderTerm term, CancellationToken ct)
     {
         var (checkpointId, checkpointNote) = await LatestCheckpointAsync(tenant, task.WorkflowId, ct);
@@ -140,6 +172,6 @@ public sealed partial class TaskRecoverer(SuiteClients clients, ActionLog log, T
     private static string? Reason(RpcException e) =>
         e.GetRpcStatus()?.GetDetail<Google.Rpc.ErrorInfo>()?.Reason;
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Recovering task {TaskId} failed: {Detail}; the next scan retries")]
+    [LoggerMessage(EventId = 4004, Level = LogLevel.Warning, Message = "Recovering task {TaskId} failed: {Detail}; the next scan retries")]
     private static partial void LogFailed(ILogger logger, string taskId, string detail);
 }

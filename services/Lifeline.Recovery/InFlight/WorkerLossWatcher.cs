@@ -11,6 +11,7 @@ using Lifeline.Registry.V1;
 using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Lifeline.ServiceDefaults.Telemetry;
 using TaskStatus = Lifeline.Queue.V1.TaskStatus;
 
 namespace Lifeline.Recovery.InFlight;
@@ -64,7 +65,7 @@ public sealed partial class WorkerLossWatcher(
     /// <summary>Follows one tenant's lost events until the term ends, reconnecting under the loop policy whenever the stream breaks.</summary>
     private async Task WatchTenantAsync(string tenant, LeaderTerm term, CancellationToken ct)
     {
-        using var scope = logger.BeginScope(new Dictionary<string, object> { ["Tenant"] = tenant });
+        using var scope = logger.BeginScope(new TaskScope(tenant));
         await new LoopRunner($"{nameof(WorkerLossWatcher)}.watch", logger, LoopBackoff.Default, Time).RunAsync(async token =>
         {
             await FollowAsync(tenant, term, token);
@@ -120,6 +121,10 @@ public sealed partial class WorkerLossWatcher(
     /// <summary>Recovers every task the queue has leased to the lost worker (several at a time).</summary>
     public async Task<int> RecoverWorkerTasksAsync(string tenant, WorkerEvent lost, LeaderTerm term, CancellationToken ct)
     {
+        using var activity = Telemetry.RecoveryTelemetry.Source.StartActivity("recovery.worker_lost");
+        activity?.SetTag(TaskTrace.TenantTag, tenant);
+        activity?.SetTag(TaskTrace.WorkerIdTag, lost.WorkerId);
+        using var scope = logger.BeginScope(new TaskScope(tenant, workerId: lost.WorkerId));
         var detectedAt = lost.OccurredAt?.ToDateTime() ?? Time.GetUtcNow().UtcDateTime;
         var held = new List<Queue.V1.Task>();
         foreach (var status in new[] { TaskStatus.Assigned, TaskStatus.Running })
@@ -166,6 +171,6 @@ public sealed partial class WorkerLossWatcher(
         await command.ExecuteNonQueryAsync(ct);
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} (tenant {Tenant}) lost: {Recovered} task(s) recovered")]
+    [LoggerMessage(EventId = 4005, Level = LogLevel.Information, Message = "Worker {WorkerId} (tenant {Tenant}) lost: {Recovered} task(s) recovered")]
     private static partial void LogLost(ILogger logger, string workerId, string tenant, int recovered);
 }

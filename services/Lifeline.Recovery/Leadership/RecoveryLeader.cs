@@ -195,9 +195,9 @@ public sealed partial class RecoveryLeader(
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Recovery instance {Instance} leads with fencing token {Token}")]
+    [LoggerMessage(EventId = 4006, Level = LogLevel.Information, Message = "Recovery instance {Instance} leads with fencing token {Token}")]
     private static partial void LogLeading(ILogger logger, string instance, long token);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Recovery instance {Instance} stops leading (token {Token}): {Why}")]
+    [LoggerMessage(EventId = 4007, Level = LogLevel.Warning, Message = "Recovery instance {Instance} stops leading (token {Token}): {Why}")]
     private static partial void LogStepDown(ILogger logger, string instance, long token, string why);
 }

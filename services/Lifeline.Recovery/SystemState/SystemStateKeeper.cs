@@ -220,7 +220,7 @@ public sealed partial class SystemStateKeeper(
         base.Dispose();
     }
 
-    [LoggerMessage(EventId = 6101, Level = LogLevel.Information, Message = "System state {Reason} with status {Status}: {Message}")]
+    [LoggerMessage(EventId = 4008, Level = LogLevel.Information, Message = "System state {Reason} with status {Status}: {Message}")]
     private static partial void LogRestored(ILogger logger, string reason, SystemStatus status, string message);
 }
 

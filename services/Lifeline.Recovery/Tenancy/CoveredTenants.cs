@@ -78,9 +78,9 @@ public sealed partial class CoveredTenants(SuiteClients clients, IOptions<Recove
         return all;
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Tenant {Tenant} found (unfinished tasks or registered workers): recovery now covers it")]
+    [LoggerMessage(EventId = 4009, Level = LogLevel.Information, Message = "Tenant {Tenant} found (unfinished tasks or registered workers): recovery now covers it")]
     private static partial void LogDiscovered(ILogger logger, string tenant);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not ask the queue and the registry for their tenants ({Detail}); covering the tenants known so far")]
+    [LoggerMessage(EventId = 4010, Level = LogLevel.Warning, Message = "Could not ask the queue and the registry for their tenants ({Detail}); covering the tenants known so far")]
     private static partial void LogDiscoveryFailed(ILogger logger, string detail);
 }

@@ -37,6 +37,7 @@ internal static class RegistryServiceExtensions
 
         // Order matters: the schema is migrated before the loops start.
         builder.Services.AddHostedService<DatabaseMigrator<RegistryDbContext>>();
+        builder.Services.AddSingleton<Lifeline.Registry.Telemetry.RegistryTelemetry>();
         builder.Services.AddSingleton<RedisMirror>();
         builder.Services.AddSingleton<BreakerStore>();
         builder.Services.AddSingleton<WorkerDirectory>();
@@ -50,6 +51,8 @@ internal static class RegistryServiceExtensions
         builder.Services.AddSingleton<WorkerReconciliation>();
         builder.Services.AddSingleton<RetentionSweeper>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<RetentionSweeper>());
+        builder.Services.AddSingleton<Lifeline.Registry.Telemetry.RegistryMetricsSampler>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<Lifeline.Registry.Telemetry.RegistryMetricsSampler>());
 
         builder.Services.AddHealthChecks()
             .AddCheck<PostgresHealthCheck>("registrydb", tags: ["ready"])

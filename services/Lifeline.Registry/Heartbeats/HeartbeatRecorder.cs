@@ -22,7 +22,7 @@ public sealed record HeartbeatOutcome(string Status, DateTime ExpiresAt, IReadOn
 /// </summary>
 public sealed class HeartbeatRecorder(
     RedisMirror mirror, WorkerDirectory directory, BreakerStore breakers, NpgsqlDataSource dataSource,
-    IOptions<RegistryOptions> options, ILogger<HeartbeatRecorder> logger) : BackgroundLoop(logger)
+    IOptions<RegistryOptions> options, Lifeline.Registry.Telemetry.RegistryTelemetry telemetry, ILogger<HeartbeatRecorder> logger) : BackgroundLoop(logger)
 {
     private sealed record Seen(string Tenant, Guid Id, DateTime At, string Status, string[] Running, double Load);
 
@@ -61,6 +61,7 @@ public sealed class HeartbeatRecorder(
                 throw new NotFoundException("worker", beat.WorkerId.ToString());
         }
         var now = DateTime.UtcNow;
+        telemetry.Beat(tenant, beat.WorkerId);
         _seen[(tenant, beat.WorkerId)] = new Seen(tenant, beat.WorkerId, now, result.Status, beat.RunningTaskIds, beat.Load);
         if (result.WasOffline)
         {

@@ -4,6 +4,7 @@ using Lifeline.Registry.Workers;
 using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Lifeline.ServiceDefaults.Telemetry;
 
 namespace Lifeline.Registry.Heartbeats;
 
@@ -156,6 +157,7 @@ public sealed partial class LivenessMonitor(
 
     private async Task<Reconciled> MarkLostAsync(string tenant, Guid id, string[] running, CancellationToken ct)
     {
+        using var scope = logger.BeginScope(new TaskScope(tenant, workerId: id.ToString()));
         switch (await directory.MarkLostAsync(tenant, id, running, ct))
         {
             case LostMarking.Marked:

@@ -43,5 +43,9 @@ public sealed class RegistryOptions
     [Range(typeof(TimeSpan), "00:00:00.010", "00:00:10")]
     public TimeSpan WatchPollInterval { get; set; } = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>How often the worker, breaker and heartbeat-lag gauges are refreshed (a scrape reads the last sample).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.050", "00:10:00")]
+    public TimeSpan MetricsSampleInterval { get; set; } = TimeSpan.FromSeconds(15);
+
     public TimeSpan HeartbeatTtl => HeartbeatInterval * 3;
 }

@@ -19,7 +19,8 @@ public sealed record Registration(string Name, string Type, string[] Capabilitie
 /// event (the WatchWorkers log) together, guarded on the current state so that it happens once even with
 /// several registry instances; the Redis mirror is updated after commit.
 /// </summary>
-public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mirror, IOptions<RegistryOptions> options)
+public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mirror, IOptions<RegistryOptions> options,
+    Lifeline.Registry.Telemetry.RegistryTelemetry telemetry)
 {
     private static string EventFrom(string source, string eventType, string message, string running = "running_task_ids") => $"""
         INSERT INTO worker_events (tenant_id, worker_id, worker_name, event_type, session_epoch, running_task_ids, message)
@@ -163,6 +164,11 @@ public sealed class WorkerDirectory(NpgsqlDataSource dataSource, RedisMirror mir
     public async Task<LostMarking> MarkLostAsync(string tenant, Guid id, string[] running, CancellationToken ct)
     {
         var (changed, known) = await ChangeAsync(LostSql, tenant, id, p => p.AddWithValue("running", running), ct);
+        if (changed is not null)
+        {
+            // Committed: the detection time runs from the last heartbeat PostgreSQL recorded (flushed every HeartbeatFlushInterval).
+            telemetry.Lost(tenant, id, changed.LastHeartbeatAt, DateTime.UtcNow);
+        }
         return changed is not null ? LostMarking.Marked : known ? LostMarking.Unchanged : LostMarking.Unknown;
     }
 

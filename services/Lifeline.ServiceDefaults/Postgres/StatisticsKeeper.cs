@@ -113,7 +113,7 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
         Message = "Vacuumed {Table}: {Dead} dead row versions ({Live} live); {Milliseconds:F0} ms")]
     private static partial void LogVacuumed(ILogger logger, string table, long dead, long live, double milliseconds);
 
-    [LoggerMessage(EventId = 9101, Level = LogLevel.Information,
+    [LoggerMessage(EventId = 9004, Level = LogLevel.Information,
         Message = "Analyzed {Table}: {Changed} rows changed since its statistics were made ({Live} live); {Milliseconds:F0} ms")]
     private static partial void LogAnalyzed(ILogger logger, string table, long changed, long live, double milliseconds);
 }

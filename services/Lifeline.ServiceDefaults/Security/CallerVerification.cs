@@ -70,9 +70,9 @@ public static partial class CallerVerification
             ? identity
             : throw new InvalidOperationException("The call carries no verified identity: CallerVerification runs before every Lifeline RPC.");
 
-    [LoggerMessage(EventId = 9001, Level = LogLevel.Information, Message = "Refused {Rpc}: {Reason}")]
+    [LoggerMessage(EventId = 9005, Level = LogLevel.Information, Message = "Refused {Rpc}: {Reason}")]
     private static partial void LogRefused(ILogger logger, string rpc, string reason);
 
-    [LoggerMessage(EventId = 9002, Level = LogLevel.Information, Message = "Refused {Rpc} to {Subject}: role {Role}, needs {Required}")]
+    [LoggerMessage(EventId = 9006, Level = LogLevel.Information, Message = "Refused {Rpc} to {Subject}: role {Role}, needs {Required}")]
     private static partial void LogDenied(ILogger logger, string rpc, string subject, string role, string required);
 }

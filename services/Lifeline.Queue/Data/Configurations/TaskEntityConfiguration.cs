@@ -76,6 +76,7 @@ internal sealed class TaskEntityConfiguration : IEntityTypeConfiguration<TaskEnt
         e.Property(x => x.ResumeCheckpointId).HasColumnName("resume_checkpoint_id");
         e.Property(x => x.RecoveryCount).HasColumnName("recovery_count").HasDefaultValue(0);
         e.Property(x => x.RecoveredToken).HasColumnName("recovered_token");
+        e.Property(x => x.TraceParent).HasColumnName("trace_parent");
 
         // The lease path: one index whose order is the dequeue order, holding only ready tasks.
         e.HasIndex(x => new { x.TenantId, x.Type, x.Priority, x.CreatedAt, x.Id }, "ix_tasks_ready")

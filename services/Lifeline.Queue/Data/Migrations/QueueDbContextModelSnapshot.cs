@@ -242,6 +242,10 @@ namespace Lifeline.Queue.Data.Migrations
                         .HasColumnType("integer")
                         .HasColumnName("timeout_seconds");
 
+                    b.Property<string>("TraceParent")
+                        .HasColumnType("text")
+                        .HasColumnName("trace_parent");
+
                     b.Property<string>("Type")
                         .IsRequired()
                         .HasColumnType("text")

@@ -1,0 +1,58 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Lifeline.Queue.Telemetry;
+using Lifeline.Recovery.Telemetry;
+using Lifeline.ServiceDefaults.Telemetry;
+
+namespace Lifeline.Recovery.Tests;
+
+/// <summary>
+/// Recovery's telemetry against the real registry, queue and checkpoint services: a lost worker's task recovered is
+/// counted with its time to recovery, its span is the parent of the queue's RecoverTask span (the trace context crosses
+/// the gRPC call), and a /metrics scrape has every recovery metric the alerting rules use.
+/// </summary>
+public sealed class TelemetryTests(RecoveryEnvironment env) : IClassFixture<RecoveryEnvironment>
+{
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_recovered_task_is_counted_with_its_time_to_recovery_and_traced_across_the_call_to_the_queue()
+    {
+        using var recorded = new HostMeasurements(env.Recovery, RecoveryTelemetry.Name);
+        var spans = new ConcurrentQueue<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name is RecoveryTelemetry.Name or QueueTelemetry.Name,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = spans.Enqueue,
+        };
+        ActivitySource.AddActivityListener(listener);
+
+        var type = InFlightTestSupport.NewType();
+        var queue = env.QueueClient();
+        var task = await queue.EnqueueAsync(type);
+        var doomed = await LiveWorker.StartAsync(env, type);
+        var leased = await queue.LeaseOneAsync(doomed.Id, type, start: true, leaseSeconds: 300);
+        Assert.Equal(task.Id, leased.Id);
+        await doomed.CrashAsync();
+        await using var rescuer = await LiveWorker.StartAsync(env, type);
+        Assert.Equal(task.Id, (await queue.LeaseOneAsync(rescuer.Id, type, start: true)).Id); // recovered, leased again
+
+        var action = Assert.Single(await env.ActionsAsync(task.Id, 1));
+        var trigger = RecoveryTelemetry.TriggerName(action.Trigger);
+        Assert.Equal(1, recorded.Sum(RecoveryTelemetry.TasksName, (RecoveryTelemetry.ResultTag, "recovered"), (RecoveryTelemetry.TriggerTag, trigger)));
+        Assert.Equal(0, recorded.Sum(RecoveryTelemetry.TasksName, (RecoveryTelemetry.ResultTag, "failed")));
+        var timeToRecovery = Assert.Single(recorded.Values(RecoveryTelemetry.TimeToRecoveryName, (RecoveryTelemetry.TriggerTag, trigger)));
+        // The action log keeps the same interval (detected → recovered).
+        Assert.Equal(action.TimeToRecovery.ToTimeSpan().TotalSeconds, timeToRecovery, 2);
+
+        var recover = Assert.Single(spans, s => s.OperationName == "recovery.recover_task" && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id));
+        Assert.Equal(doomed.Id, recover.GetTagItem(TaskTrace.WorkerIdTag));
+        var queueSide = Assert.Single(spans, s => s.OperationName == "queue.recover" && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id));
+        Assert.Equal(recover.TraceId, queueSide.TraceId); // one trace: recovery → gRPC → queue
+        Assert.Single(queueSide.Links); // and linked to the task's enqueue
+
+        var scrape = await RuleMetrics.ScrapeAsync(env.Recovery);
+        var expected = RuleMetrics.For("recovery");
+        Assert.Contains(expected, e => e.Metric == "lifeline_recovery_tasks_total");
+        Assert.Empty(RuleMetrics.Missing(scrape, expected));
+    }
+}
