@@ -24,7 +24,8 @@ WELL_KNOWN=/usr/include/google/protobuf
 
 # What the suite reads or runs, each with the Debian package that provides it. A check is a path that
 # must exist (and be executable when it is a program), "python:<module>" for the system interpreter, or
-# "cmd:<program>" for a program on PATH (node and npm: the Node worker library is built with them).
+# "cmd:<program>" for a program on PATH (node and npm: the Node worker library is built with them). Chromium: the
+# end-to-end browser test drives Debian's /usr/bin/chromium with Playwright (which never downloads a browser here).
 checks=(
   "$PGBIN/postgres|postgresql-15"
   "$PGBIN/initdb|postgresql-15"
@@ -46,6 +47,7 @@ checks=(
   "$SYSTEM_PYTHON|python3"
   "python:grpc|python3-grpcio"
   "python:google.protobuf|python3-protobuf"
+  "/usr/bin/chromium|chromium"
   "cmd:node|nodejs"
   "cmd:npm|npm"
 )

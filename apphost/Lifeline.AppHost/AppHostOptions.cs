@@ -34,6 +34,7 @@ internal sealed record AppHostOptions
           --gateway-rest-port <port>      The gateway's REST port, HTTP/1.1 (default 5180)   [LIFELINE_GATEWAY_REST_PORT]
           --dashboard-port <port>         The Aspire dashboard (default 18888; its OTLP receiver is the next port)
                                                                                              [LIFELINE_DASHBOARD_PORT]
+          --dashboard-otlp-port <port>    The dashboard's OTLP/gRPC receiver (default: the dashboard's port + 1)
           --port-offset <n>               Added to every default port above, to run a second suite beside the
                                           first (service ports are always free ones)          [LIFELINE_PORT_OFFSET]
           --anonymous-dashboard           The dashboard without its login token (local development only)
@@ -55,6 +56,8 @@ internal sealed record AppHostOptions
     public int? GatewayRestPort { get; init; }
 
     public int? DashboardPort { get; init; }
+
+    public int? DashboardOtlpPort { get; init; }
 
     public int PortOffset { get; init; }
 
@@ -122,6 +125,7 @@ internal sealed record AppHostOptions
                 "--gateway-port" => options with { GatewayPort = ParsePort(Value(), name) },
                 "--gateway-rest-port" => options with { GatewayRestPort = ParsePort(Value(), name) },
                 "--dashboard-port" => options with { DashboardPort = ParsePort(Value(), name) },
+                "--dashboard-otlp-port" => options with { DashboardOtlpPort = ParsePort(Value(), name) },
                 "--port-offset" => options with { PortOffset = ParseOffset(Value(), name)!.Value },
                 "--anonymous-dashboard" => options with { AnonymousDashboard = true },
                 "--data-dir" => options with { DataDirectory = Value() },

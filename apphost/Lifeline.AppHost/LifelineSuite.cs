@@ -269,7 +269,7 @@ internal static class LifelineSuite
     private static void ConfigureDashboard(IDistributedApplicationBuilder builder, AppHostOptions options)
     {
         var port = options.Resolve(options.DashboardPort, AppHostOptions.DefaultDashboardPort);
-        var otlpPort = options.DashboardPort == 0 ? options.Resolve(0, 0) : port + 1;
+        var otlpPort = options.DashboardOtlpPort is { } given ? options.Resolve(given, 0) : options.DashboardPort == 0 ? options.Resolve(0, 0) : port + 1;
         builder.Configuration["ASPNETCORE_URLS"] ??= $"http://127.0.0.1:{port.ToString(CultureInfo.InvariantCulture)}";
         builder.Configuration["ASPIRE_DASHBOARD_OTLP_ENDPOINT_URL"] ??= $"http://127.0.0.1:{otlpPort.ToString(CultureInfo.InvariantCulture)}";
         builder.Configuration["ASPIRE_ALLOW_UNSECURED_TRANSPORT"] = "true";

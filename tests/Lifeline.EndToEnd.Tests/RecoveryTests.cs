@@ -19,17 +19,17 @@ public sealed class RecoveryTests(SuiteFixture suite)
     [Fact(Timeout = TestTimeouts.Default)]
     public async Task Killing_the_queue_service_makes_the_apphost_restart_it_and_a_new_task_completes()
     {
-        var killed = suite.ResourcePid("queue") ?? throw new InvalidOperationException($"no live queue pid in {suite.DataDirectory}/run/queue.pid");
-        Assert.Contains("Lifeline.Queue.dll", UnixProcess.CommandLine(killed), StringComparison.Ordinal);
+        var killed = suite.ResourcePid("queue") ?? throw new InvalidOperationException($"no live queue process\n{suite.ResourceStates()}");
+        Assert.Contains("Lifeline.Queue", UnixProcess.CommandLine(killed), StringComparison.Ordinal);
 
         Assert.True(UnixProcess.Signal(killed, UnixProcess.SigKill), $"could not SIGKILL queue pid {killed}");
         Assert.True(await UnixProcess.WaitForExitAsync(killed, TimeSpan.FromSeconds(10)), $"queue pid {killed} survived SIGKILL");
 
-        // The apphost notices, restarts it (backoff from 1 s) and records the new pid.
+        // The AppHost notices (Aspire reports the resource exited), restarts it (back-off from 1 s) and Aspire reports the new pid.
         var restarted = await EventuallyAsync(
-            () => Task.FromResult(suite.ResourcePid("queue") is { } pid && pid != killed && UnixProcess.CommandLine(pid).Contains("Lifeline.Queue.dll", StringComparison.Ordinal)),
+            () => Task.FromResult(suite.ResourcePid("queue") is { } pid && pid != killed && UnixProcess.CommandLine(pid).Contains("Lifeline.Queue", StringComparison.Ordinal)),
             TimeSpan.FromSeconds(90));
-        Assert.True(restarted, $"the queue was not restarted within 90 s\n{suite.ApphostLogTail()}");
+        Assert.True(restarted, $"the queue was not restarted within 90 s\n{suite.ResourceStates()}\n{suite.ApphostLogTail()}");
         await suite.WaitUntilHealthyAsync(TimeSpan.FromSeconds(90));
 
         // Healed: a task enqueued over REST now is leased, started and completed over gRPC.
