@@ -12,6 +12,7 @@ using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 using Lifeline.Processes;
 using Lifeline.Testing;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -20,8 +21,8 @@ namespace Lifeline.EndToEnd.Tests.Suite;
 /// <summary>
 /// The whole suite as a user runs it: the Aspire AppHost (apphost/Lifeline.AppHost) started in this process with
 /// <c>Aspire.Hosting.Testing</c>, with its own temporary <c>--data-dir</c>, free PostgreSQL, Redis, gateway and
-/// dashboard ports (the services always get free ports), and the dashboard on (with a known login token) for the
-/// browser test. Ready once Aspire reports the gateway healthy (which waits for every service, which wait for
+/// ports (the services always get free ports), and the dashboard on (on a free port with a token of its own,
+/// see <see cref="DashboardLogin"/>) for the browser test. Ready once Aspire reports the gateway healthy (which waits for every service, which wait for
 /// PostgreSQL and Redis); then <c>credentials.json</c> is read. Every resource's console output is copied, prefixed
 /// with its name, to <see cref="ApphostLog"/>. Stopped at the end (the AppHost stops the gateway, the services, Redis,
 /// then PostgreSQL); DCP removes whatever is left if this process dies first.
@@ -38,7 +39,7 @@ public sealed class SuiteFixture : IAsyncLifetime
     private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(30) };
     private readonly CancellationTokenSource _logCopy = new();
-    private readonly List<Task> _logTasks = [];
+    private readonly ConcurrentQueue<Task> _logTasks = new();
     private readonly object _logLock = new();
     private DistributedApplication? _app;
 
@@ -52,9 +53,6 @@ public sealed class SuiteFixture : IAsyncLifetime
         RedisPort = FreePort.Next();
         GatewayGrpcPort = FreePort.Next();
         GatewayRestPort = FreePort.Next();
-        DashboardPort = FreePort.Next();
-        DashboardOtlpPort = FreePort.Next();
-        DashboardToken = Guid.NewGuid().ToString("N");
     }
 
     public string RepositoryRoot { get; }
@@ -75,15 +73,25 @@ public sealed class SuiteFixture : IAsyncLifetime
 
     public int GatewayRestPort { get; }
 
-    /// <summary>The Aspire dashboard (HTTP on 127.0.0.1); its login token is <see cref="DashboardToken"/>.</summary>
-    public int DashboardPort { get; }
-
-    public string DashboardToken { get; }
-
-    /// <summary>The dashboard's OTLP receiver, where every service sends its traces, metrics and logs.</summary>
-    public int DashboardOtlpPort { get; }
-
-    public Uri DashboardLogin => new($"http://127.0.0.1:{DashboardPort.ToString(CultureInfo.InvariantCulture)}/login?t={DashboardToken}");
+    /// <summary>
+    /// The dashboard's login link (with its browser token), as the AppHost prints it. Aspire.Hosting.Testing gives the
+    /// dashboard a free port and a token of its own: the address is the dashboard resource's allocated endpoint, the
+    /// token the AppHost's configuration.
+    /// </summary>
+    public Uri DashboardLogin
+    {
+        get
+        {
+            var dashboard = App.Services.GetRequiredService<DistributedApplicationModel>().Resources.OfType<IResourceWithEndpoints>()
+                .FirstOrDefault(r => r.Name == "aspire-dashboard") ?? throw new InvalidOperationException("The AppHost runs no dashboard.");
+            var url = dashboard.Annotations.OfType<EndpointAnnotation>()
+                .Select(e => e.AllocatedEndpoint?.UriString)
+                .FirstOrDefault(u => u is not null && u.StartsWith("http:", StringComparison.Ordinal))
+                ?? throw new InvalidOperationException("The dashboard has no allocated http endpoint.");
+            var token = App.Services.GetRequiredService<IConfiguration>()["AppHost:BrowserToken"];
+            return new Uri(token is null ? url : $"{url.TrimEnd('/')}/login?t={token}");
+        }
+    }
 
     /// <summary>The running AppHost (its resources, notifications and commands).</summary>
     public DistributedApplication App => _app ?? throw new InvalidOperationException("The suite is not started.");
@@ -310,9 +318,6 @@ public sealed class SuiteFixture : IAsyncLifetime
             "--redis-port", RedisPort.ToString(CultureInfo.InvariantCulture),
             "--gateway-port", GatewayGrpcPort.ToString(CultureInfo.InvariantCulture),
             "--gateway-rest-port", GatewayRestPort.ToString(CultureInfo.InvariantCulture),
-            "--dashboard-port", DashboardPort.ToString(CultureInfo.InvariantCulture),
-            "--dashboard-otlp-port", DashboardOtlpPort.ToString(CultureInfo.InvariantCulture),
-            $"--AppHost:BrowserToken={DashboardToken}",
         ];
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.Lifeline_AppHost>(
             arguments,
@@ -340,29 +345,49 @@ public sealed class SuiteFixture : IAsyncLifetime
         await WaitUntilHealthyAsync(TimeSpan.FromSeconds(60));
     }
 
-    /// <summary>Appends every resource's console lines (each instance, restarts included) to <see cref="ApphostLog"/>.</summary>
+    /// <summary>
+    /// Appends every resource's console lines to <see cref="ApphostLog"/>: each instance as it appears (Aspire keys logs
+    /// by instance, e.g. <c>queue-abcd1234</c>), restarts included.
+    /// </summary>
     private void CopyResourceLogs()
     {
         var logs = App.Services.GetRequiredService<ResourceLoggerService>();
-        foreach (var resource in App.Services.GetRequiredService<DistributedApplicationModel>().Resources)
+        var notifications = App.Services.GetRequiredService<ResourceNotificationService>();
+        var watched = new HashSet<string>(StringComparer.Ordinal);
+        _logTasks.Enqueue(Task.Run(async () =>
         {
-            _logTasks.Add(Task.Run(async () =>
+            try
             {
-                try
+                await foreach (var change in notifications.WatchAsync(_logCopy.Token))
                 {
-                    await foreach (var batch in logs.WatchAsync(resource).WithCancellation(_logCopy.Token))
+                    if (watched.Add(change.ResourceId))
                     {
-                        lock (_logLock)
-                        {
-                            File.AppendAllLines(ApphostLog, batch.Select(line => $"[{resource.Name}] {line.Content}"));
-                        }
+                        _logTasks.Enqueue(CopyLogAsync(logs, change.ResourceId, change.Resource.Name));
                     }
                 }
-                catch (OperationCanceledException)
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping.
+            }
+        }));
+    }
+
+    private async Task CopyLogAsync(ResourceLoggerService logs, string resourceId, string name)
+    {
+        try
+        {
+            await foreach (var batch in logs.WatchAsync(resourceId).WithCancellation(_logCopy.Token))
+            {
+                lock (_logLock)
                 {
-                    // Stopping.
+                    File.AppendAllLines(ApphostLog, batch.Select(line => $"[{name}] {line.Content}"));
                 }
-            }));
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping.
         }
     }
 
@@ -397,7 +422,7 @@ public sealed class SuiteFixture : IAsyncLifetime
             }
 
             await _logCopy.CancelAsync();
-            await Task.WhenAll(_logTasks).WaitAsync(TimeSpan.FromSeconds(10)).ContinueWith(_ => { }, TaskScheduler.Default);
+            await Task.WhenAll(_logTasks.ToArray()).WaitAsync(TimeSpan.FromSeconds(10)).ContinueWith(_ => { }, TaskScheduler.Default);
             await app.DisposeAsync();
             _app = null;
         }
