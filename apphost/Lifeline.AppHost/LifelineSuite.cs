@@ -81,6 +81,10 @@ internal static class LifelineSuite
         return AddGateway(builder, options, layout, secrets, identityKey, services);
     }
 
+    /// <summary>One instance per check for the AppHost's lifetime (the service check keeps one HttpClient).</summary>
+    private static void AddHealthCheck(this IDistributedApplicationBuilder builder, string key, IHealthCheck check) =>
+        builder.Services.AddHealthChecks().Add(new HealthCheckRegistration(key, check, failureStatus: null, tags: null));
+
     private static void ExcludeLaunchProfile(ProjectResourceOptions options)
     {
         // The launch profiles' fixed ports are for running one service alone; here every port is allocated.
@@ -107,7 +111,7 @@ internal static class LifelineSuite
         this IResourceBuilder<T> resource, IDistributedApplicationBuilder builder, Func<Uri> address, Version httpVersion) where T : IResource
     {
         var key = $"{resource.Resource.Name}-health";
-        builder.Services.AddHealthChecks().Add(new HealthCheckRegistration(key, _ => new ServiceHealthCheck(address, httpVersion), null, null));
+        builder.AddHealthCheck(key, new ServiceHealthCheck(address, httpVersion));
         return resource.WithHealthCheck(key);
     }
 
@@ -156,7 +160,7 @@ internal static class LifelineSuite
         if (builder.Configuration.GetConnectionString(PostgresName) is { Length: > 0 } external)
         {
             var server = builder.AddConnectionString(PostgresName);
-            builder.Services.AddHealthChecks().Add(new HealthCheckRegistration($"{PostgresName}-health", _ => new PostgresHealthCheck(() => external), null, null));
+            builder.AddHealthCheck($"{PostgresName}-health", new PostgresHealthCheck(() => external));
             return (server.WithHealthCheck($"{PostgresName}-health"), external);
         }
 
@@ -171,7 +175,7 @@ internal static class LifelineSuite
         var password = secrets.GetOrCreatePostgresSuperuserPassword();
         var script = Path.Combine(builder.AppHostDirectory, "postgres.sh");
         var local = new LocalPostgresResource(PostgresName, script, layout.DataDirectory, port, password);
-        builder.Services.AddHealthChecks().Add(new HealthCheckRegistration($"{PostgresName}-health", _ => new PostgresHealthCheck(() => local.AdminConnectionString), null, null));
+        builder.AddHealthCheck($"{PostgresName}-health", new PostgresHealthCheck(() => local.AdminConnectionString));
         var resource = builder.AddResource(local)
             .WithArgs(layout.PostgresDirectory, port.ToString(CultureInfo.InvariantCulture))
             .WithEnvironment("LIFELINE_PG_SUPERUSER_PASSWORD", password)
@@ -193,7 +197,7 @@ internal static class LifelineSuite
 
         if (builder.Configuration.GetConnectionString(RedisName) is { Length: > 0 } external)
         {
-            builder.Services.AddHealthChecks().Add(new HealthCheckRegistration($"{RedisName}-health", _ => new RedisHealthCheck(() => external), null, null));
+            builder.AddHealthCheck($"{RedisName}-health", new RedisHealthCheck(() => external));
             return builder.AddConnectionString(RedisName).WithHealthCheck($"{RedisName}-health");
         }
 
@@ -205,7 +209,7 @@ internal static class LifelineSuite
         Directory.CreateDirectory(layout.RedisDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var local = new LocalRedisResource(RedisName, executable, layout.RedisDirectory, port);
         var connection = $"127.0.0.1:{port.ToString(CultureInfo.InvariantCulture)}";
-        builder.Services.AddHealthChecks().Add(new HealthCheckRegistration($"{RedisName}-health", _ => new RedisHealthCheck(() => connection), null, null));
+        builder.AddHealthCheck($"{RedisName}-health", new RedisHealthCheck(() => connection));
         return builder.AddResource(local)
             .WithArgs(
                 "--port", port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--dir", layout.RedisDirectory,

@@ -2,14 +2,16 @@ using System.Diagnostics;
 using System.Net;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
+using Aspire.Hosting.ApplicationModel;
 using Lifeline.EndToEnd.Tests.Suite;
 using Lifeline.Processes;
 using Lifeline.Queue.V1;
 using Lifeline.Registry.V1;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Lifeline.EndToEnd.Tests;
 
-/// <summary>A crashed service is restarted by the apphost, and the suite heals without anyone's help.</summary>
+/// <summary>A crashed service is restarted by the AppHost, and the suite heals without anyone's help; one stopped on purpose stays stopped.</summary>
 [Collection(SuiteCollection.Name)]
 public sealed class RecoveryTests(SuiteFixture suite)
 {
@@ -62,6 +64,37 @@ public sealed class RecoveryTests(SuiteFixture suite)
         Assert.Equal(TaskStatus.Completed, task.Status);
         Assert.True(SuiteCalls.SameJson("""{"healed":true}""", task.Result), task.Result);
         Assert.Equal(HttpStatusCode.OK, await suite.HealthAsync());
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_service_stopped_with_the_dashboards_stop_command_stays_stopped_until_started_again()
+    {
+        var commands = suite.App.Services.GetRequiredService<ResourceCommandService>();
+        var notifications = suite.App.ResourceNotifications;
+        var before = suite.ResourcePid("checkpoint") ?? throw new InvalidOperationException($"no live checkpoint process\n{suite.ResourceStates()}");
+        try
+        {
+            var stop = await commands.ExecuteCommandAsync("checkpoint", KnownResourceCommands.StopCommand);
+            Assert.True(stop.Success, stop.Message);
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            var stopped = await notifications.WaitForResourceAsync("checkpoint", e => KnownResourceStates.TerminalStates.Contains(e.Snapshot.State?.Text), timeout.Token);
+            Assert.Equal(0, stopped.Snapshot.ExitCode);
+
+            // Longer than the restarter's first back-off (1 s) and a start: a stop on purpose is not a crash.
+            await Task.Delay(TimeSpan.FromSeconds(8));
+            Assert.Null(suite.ResourcePid("checkpoint"));
+            Assert.False(UnixProcess.IsAlive(before), $"checkpoint pid {before} still runs after Stop");
+        }
+        finally
+        {
+            var start = await commands.ExecuteCommandAsync("checkpoint", KnownResourceCommands.StartCommand);
+            Assert.True(start.Success, start.Message);
+            using var healthy = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+            await notifications.WaitForResourceHealthyAsync("checkpoint", healthy.Token);
+        }
+
+        Assert.NotNull(suite.ResourcePid("checkpoint"));
+        await suite.WaitUntilHealthyAsync(TimeSpan.FromSeconds(90));
     }
 
     private static async Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout)

@@ -11,9 +11,9 @@ internal sealed class RestartOnCrashAnnotation : IResourceAnnotation;
 /// <summary>
 /// Restarts a crashed resource. DCP does not: a process that exits (a SIGKILL, an unhandled exception) stays
 /// "Exited" until someone presses Start in the dashboard. This watches every resource's state and, when one marked
-/// with <see cref="RestartOnCrashAnnotation"/> goes from running to a terminal state without having been asked to
-/// stop (no "Stopping" in between) while the AppHost is not shutting down, runs the dashboard's own Start command
-/// for it after a back-off: 1 s, doubling per crash to 30 s, reset after 60 s of running.
+/// with <see cref="RestartOnCrashAnnotation"/> goes straight from running to a terminal state with an exit code other
+/// than 0 while the AppHost is not shutting down, runs the dashboard's own Start command for it after a back-off:
+/// 1 s, doubling per crash to 30 s, reset after 60 s of running.
 /// </summary>
 internal sealed partial class CrashRestarter(
     DistributedApplicationModel model,
@@ -44,8 +44,10 @@ internal sealed partial class CrashRestarter(
                 var state = change.Snapshot.State?.Text;
                 var tracked = _tracked.TryGetValue(change.ResourceId, out var known) ? known : new Tracked();
                 _tracked[change.ResourceId] = tracked with { State = state, RunningSince = state == KnownResourceStates.Running && tracked.State != KnownResourceStates.Running ? DateTime.UtcNow : tracked.RunningSince };
+                // A process stopped on purpose (the dashboard's Stop, the AppHost shutting down) exits 0 after SIGTERM; a crash
+                // (SIGKILL 137, an unhandled exception, a failed host exits 1) does not.
                 if (state is null || !KnownResourceStates.TerminalStates.Contains(state) || tracked.State != KnownResourceStates.Running ||
-                    lifetime.ApplicationStopping.IsCancellationRequested)
+                    change.Snapshot.ExitCode == 0 || lifetime.ApplicationStopping.IsCancellationRequested)
                 {
                     continue;
                 }
