@@ -2,36 +2,44 @@ using System.Globalization;
 
 namespace Lifeline.AppHost;
 
-/// <summary>Command-line options; each falls back to a <c>LIFELINE_*</c> environment variable, then to a default.</summary>
+/// <summary>
+/// The AppHost's own command-line options; each falls back to a <c>LIFELINE_*</c> environment variable, then to a
+/// default. Arguments of the form <c>--Section:Key=value</c> are not ours: they go on to Aspire's configuration.
+/// </summary>
 internal sealed record AppHostOptions
 {
     public const int DefaultPostgresPort = 55432;
     public const int DefaultRedisPort = 56379;
     public const int DefaultGatewayPort = 5100;
     public const int DefaultGatewayRestPort = 5180;
+    public const int DefaultDashboardPort = 18888;
+    public const int DefaultDashboardOtlpPort = 18889;
 
     public const string Usage =
         """
-        Usage: build/run.sh [options]      (or: dotnet apphost/Lifeline.AppHost/bin/Release/net10.0/Lifeline.AppHost.dll [options])
+        Usage: build/run.sh [options]      (or: dotnet run --project apphost/Lifeline.AppHost -c Release -- [options])
 
-        Starts PostgreSQL, Redis, every Lifeline service and the gateway in front of them, restarts services
-        that crash, and stops everything on Ctrl-C / SIGTERM. Development API keys for the gateway are made at
-        the first run and written to <data dir>/credentials.json.
+        The .NET Aspire AppHost of the suite: starts PostgreSQL, Redis, every Lifeline service, the gateway in front
+        of them and the Aspire dashboard; restarts what crashes; stops everything on Ctrl-C / SIGTERM. Development
+        credentials are made at the first run, kept in <data dir>/secrets.json and written to credentials.json (0600).
 
-        Options (environment variable in brackets):
+        Options (environment variable in brackets); a port of 0 means any free port:
           --postgres <connection string>  Use this PostgreSQL server (an admin role that may create roles and
-                                          databases) instead of the local cluster          [LIFELINE_POSTGRES]
-          --redis <configuration>         Use this Redis (StackExchange.Redis configuration, e.g. host:6379)
-                                          instead of a local redis-server                   [LIFELINE_REDIS]
-          --postgres-port <port>          Port of the local cluster (default 55432)         [LIFELINE_POSTGRES_PORT]
-          --redis-port <port>             Port of the local redis-server (default 56379)    [LIFELINE_REDIS_PORT]
-          --gateway-port <port>           The gateway's gRPC port (HTTP/2 cleartext; REST too) (default 5100)  [LIFELINE_GATEWAY_PORT]
-          --gateway-rest-port <port>      The gateway's REST port (HTTP/1.1) (default 5180)  [LIFELINE_GATEWAY_REST_PORT]
-          --service-port-offset <n>       Added to every service's port (registry 5102, queue 5101 …), to run
-                                          beside another suite (default 0)                  [LIFELINE_SERVICE_PORT_OFFSET]
-          --data-dir <directory>          Cluster, Redis data and secrets (default <repo>/.lifeline)  [LIFELINE_DATA_DIR]
-          --exit-when-healthy             Start everything, verify it is healthy, stop cleanly and exit 0 (CI smoke check)
-          --startup-timeout <seconds>     How long --exit-when-healthy waits for health (default 180)
+                                          databases) instead of a local cluster  [LIFELINE_POSTGRES, ConnectionStrings__postgres]
+          --redis <configuration>         Use this Redis (e.g. host:6379) instead of a local redis-server
+                                                                                 [LIFELINE_REDIS, ConnectionStrings__redis]
+          --postgres-port <port>          Port of the local cluster (default 55432)          [LIFELINE_POSTGRES_PORT]
+          --redis-port <port>             Port of the local redis-server (default 56379)     [LIFELINE_REDIS_PORT]
+          --gateway-port <port>           The gateway's gRPC port, HTTP/2 cleartext (default 5100) [LIFELINE_GATEWAY_PORT]
+          --gateway-rest-port <port>      The gateway's REST port, HTTP/1.1 (default 5180)   [LIFELINE_GATEWAY_REST_PORT]
+          --dashboard-port <port>         The Aspire dashboard (default 18888; its OTLP receiver is the next port)
+                                                                                             [LIFELINE_DASHBOARD_PORT]
+          --dashboard-otlp-port <port>    The dashboard's OTLP/gRPC receiver (default: the dashboard's port + 1)
+          --port-offset <n>               Added to every default port above, to run a second suite beside the
+                                          first (service ports are always free ones)          [LIFELINE_PORT_OFFSET]
+          --anonymous-dashboard           The dashboard without its login token (local development only)
+                                                                                             [LIFELINE_DASHBOARD_ANONYMOUS=1]
+          --data-dir <directory>          Cluster, Redis data, secrets, backups (default <repo>/.lifeline) [LIFELINE_DATA_DIR]
           -h, --help                      Show this text
         """;
 
@@ -39,23 +47,28 @@ internal sealed record AppHostOptions
 
     public string? ExternalRedis { get; init; }
 
-    public int PostgresPort { get; init; } = DefaultPostgresPort;
+    public int? PostgresPort { get; init; }
 
-    public int RedisPort { get; init; } = DefaultRedisPort;
+    public int? RedisPort { get; init; }
 
-    public int GatewayPort { get; init; } = DefaultGatewayPort;
+    public int? GatewayPort { get; init; }
 
-    public int GatewayRestPort { get; init; } = DefaultGatewayRestPort;
+    public int? GatewayRestPort { get; init; }
 
-    public int ServicePortOffset { get; init; }
+    public int? DashboardPort { get; init; }
+
+    public int? DashboardOtlpPort { get; init; }
+
+    public int PortOffset { get; init; }
+
+    public bool AnonymousDashboard { get; init; }
 
     public string? DataDirectory { get; init; }
 
-    public bool ExitWhenHealthy { get; init; }
-
-    public TimeSpan StartupTimeout { get; init; } = TimeSpan.FromSeconds(180);
-
     public bool ShowHelp { get; init; }
+
+    /// <summary>Arguments for Aspire's own configuration (<c>--Section:Key=value</c>).</summary>
+    public IReadOnlyList<string> AspireArguments { get; init; } = [];
 
     /// <exception cref="AppHostException">An unknown option or a malformed value.</exception>
     public static AppHostOptions Parse(IReadOnlyList<string> args, Func<string, string?> environment)
@@ -66,19 +79,27 @@ internal sealed record AppHostOptions
         {
             ExternalPostgres = NonEmpty(environment("LIFELINE_POSTGRES")),
             ExternalRedis = NonEmpty(environment("LIFELINE_REDIS")),
-            PostgresPort = ParsePort(NonEmpty(environment("LIFELINE_POSTGRES_PORT")), "LIFELINE_POSTGRES_PORT") ?? DefaultPostgresPort,
-            RedisPort = ParsePort(NonEmpty(environment("LIFELINE_REDIS_PORT")), "LIFELINE_REDIS_PORT") ?? DefaultRedisPort,
-            GatewayPort = ParsePort(NonEmpty(environment("LIFELINE_GATEWAY_PORT")), "LIFELINE_GATEWAY_PORT") ?? DefaultGatewayPort,
-            GatewayRestPort = ParsePort(NonEmpty(environment("LIFELINE_GATEWAY_REST_PORT")), "LIFELINE_GATEWAY_REST_PORT") ?? DefaultGatewayRestPort,
-            ServicePortOffset = ParseOffset(NonEmpty(environment("LIFELINE_SERVICE_PORT_OFFSET")), "LIFELINE_SERVICE_PORT_OFFSET") ?? 0,
+            PostgresPort = ParsePort(NonEmpty(environment("LIFELINE_POSTGRES_PORT")), "LIFELINE_POSTGRES_PORT"),
+            RedisPort = ParsePort(NonEmpty(environment("LIFELINE_REDIS_PORT")), "LIFELINE_REDIS_PORT"),
+            GatewayPort = ParsePort(NonEmpty(environment("LIFELINE_GATEWAY_PORT")), "LIFELINE_GATEWAY_PORT"),
+            GatewayRestPort = ParsePort(NonEmpty(environment("LIFELINE_GATEWAY_REST_PORT")), "LIFELINE_GATEWAY_REST_PORT"),
+            DashboardPort = ParsePort(NonEmpty(environment("LIFELINE_DASHBOARD_PORT")), "LIFELINE_DASHBOARD_PORT"),
+            PortOffset = ParseOffset(NonEmpty(environment("LIFELINE_PORT_OFFSET")), "LIFELINE_PORT_OFFSET") ?? 0,
+            AnonymousDashboard = NonEmpty(environment("LIFELINE_DASHBOARD_ANONYMOUS")) is "1" or "true",
             DataDirectory = NonEmpty(environment("LIFELINE_DATA_DIR")),
         };
 
+        var aspire = new List<string>();
         for (var i = 0; i < args.Count; i++)
         {
             var (name, inlineValue) = args[i].Split('=', 2) is [var n, var v] && n.StartsWith("--", StringComparison.Ordinal)
                 ? (n, v)
                 : (args[i], null);
+            if (name.Contains(':', StringComparison.Ordinal) && inlineValue is not null)
+            {
+                aspire.Add(args[i]);
+                continue;
+            }
 
             string Value()
             {
@@ -99,20 +120,36 @@ internal sealed record AppHostOptions
             {
                 "--postgres" => options with { ExternalPostgres = Value() },
                 "--redis" => options with { ExternalRedis = Value() },
-                "--postgres-port" => options with { PostgresPort = ParsePort(Value(), name)!.Value },
-                "--redis-port" => options with { RedisPort = ParsePort(Value(), name)!.Value },
-                "--gateway-port" => options with { GatewayPort = ParsePort(Value(), name)!.Value },
-                "--gateway-rest-port" => options with { GatewayRestPort = ParsePort(Value(), name)!.Value },
-                "--service-port-offset" => options with { ServicePortOffset = ParseOffset(Value(), name)!.Value },
+                "--postgres-port" => options with { PostgresPort = ParsePort(Value(), name) },
+                "--redis-port" => options with { RedisPort = ParsePort(Value(), name) },
+                "--gateway-port" => options with { GatewayPort = ParsePort(Value(), name) },
+                "--gateway-rest-port" => options with { GatewayRestPort = ParsePort(Value(), name) },
+                "--dashboard-port" => options with { DashboardPort = ParsePort(Value(), name) },
+                "--dashboard-otlp-port" => options with { DashboardOtlpPort = ParsePort(Value(), name) },
+                "--port-offset" => options with { PortOffset = ParseOffset(Value(), name)!.Value },
+                "--anonymous-dashboard" => options with { AnonymousDashboard = true },
                 "--data-dir" => options with { DataDirectory = Value() },
-                "--exit-when-healthy" => options with { ExitWhenHealthy = true },
-                "--startup-timeout" => options with { StartupTimeout = ParseSeconds(Value(), name) },
                 "-h" or "--help" => options with { ShowHelp = true },
                 _ => throw new AppHostException($"Unknown option '{args[i]}'. Run with --help for the options."),
             };
         }
 
-        return options;
+        return options with { AspireArguments = aspire };
+    }
+
+    /// <summary>The port to use: the one given (0: a free one), else the default plus <see cref="PortOffset"/>.</summary>
+    public int Resolve(int? given, int defaultPort) => given switch
+    {
+        0 => FreePort(),
+        { } port => port,
+        null => defaultPort + PortOffset,
+    };
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     private static int? ParsePort(string? value, string source)
@@ -122,9 +159,9 @@ internal sealed record AppHostOptions
             return null;
         }
 
-        return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65536
+        return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is >= 0 and < 65536
             ? port
-            : throw new AppHostException($"{source}: '{value}' is not a TCP port (1-65535).");
+            : throw new AppHostException($"{source}: '{value}' is not a TCP port (0-65535; 0 picks a free one).");
     }
 
     private static int? ParseOffset(string? value, string source)
@@ -134,13 +171,8 @@ internal sealed record AppHostOptions
             return null;
         }
 
-        return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var offset) && offset <= 50_000
+        return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var offset) && offset <= 40_000
             ? offset
-            : throw new AppHostException($"{source}: '{value}' is not a port offset (0-50000).");
+            : throw new AppHostException($"{source}: '{value}' is not a port offset (0-40000).");
     }
-
-    private static TimeSpan ParseSeconds(string value, string source) =>
-        int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds) && seconds > 0
-            ? TimeSpan.FromSeconds(seconds)
-            : throw new AppHostException($"{source}: '{value}' is not a positive number of seconds.");
 }

@@ -1,26 +1,17 @@
-using Lifeline.AppHost.Model;
-
 namespace Lifeline.AppHost;
 
-/// <summary>Where the repository, the built services and the runtime state (<c>.lifeline/</c>) are.</summary>
+/// <summary>Where the repository and the suite's runtime state (<c>.lifeline/</c> by default) are.</summary>
 internal sealed class RepositoryLayout
 {
     private const string SolutionFile = "Lifeline.slnx";
 
-    private RepositoryLayout(string root, string configuration, string targetFramework, string dataDirectory)
+    private RepositoryLayout(string root, string dataDirectory)
     {
         Root = root;
-        Configuration = configuration;
-        TargetFramework = targetFramework;
         DataDirectory = dataDirectory;
     }
 
     public string Root { get; }
-
-    /// <summary>The build configuration the apphost itself was built in (normally Release); services are run from the same.</summary>
-    public string Configuration { get; }
-
-    public string TargetFramework { get; }
 
     /// <summary><c>&lt;repo&gt;/.lifeline</c> unless <c>--data-dir</c> says otherwise.</summary>
     public string DataDirectory { get; }
@@ -29,35 +20,24 @@ internal sealed class RepositoryLayout
 
     public string RedisDirectory => Path.Combine(DataDirectory, "redis");
 
-    /// <summary>Pid files of the processes the apphost started, to stop leftovers of an apphost that was killed.</summary>
-    public string RunDirectory => Path.Combine(DataDirectory, "run");
+    public string BackupDirectory => Path.Combine(DataDirectory, "backups");
 
     public string SecretsFile => Path.Combine(DataDirectory, "secrets.json");
 
-    /// <summary>The gateway's URLs and development API keys, for tools and workers (mode 0600).</summary>
+    /// <summary>The gateway's URLs and development API keys, for tools, workers and tests (mode 0600).</summary>
     public string CredentialsFile => Path.Combine(DataDirectory, "credentials.json");
 
-    public static RepositoryLayout Locate(string? dataDirectory)
+    /// <param name="appHostDirectory">The AppHost project's directory (Aspire's <c>AppHostDirectory</c>).</param>
+    /// <param name="dataDirectory">--data-dir, if given.</param>
+    public static RepositoryLayout Locate(string appHostDirectory, string? dataDirectory)
     {
-        var baseDirectory = AppContext.BaseDirectory;
-        var root = FindUpwards(baseDirectory) ?? FindUpwards(Environment.CurrentDirectory)
-            ?? throw new AppHostException($"Could not find {SolutionFile} above {baseDirectory} or {Environment.CurrentDirectory}.");
-
-        // …/bin/<configuration>/<tfm>/ when run from a build output; otherwise assume Release.
-        var tfmDirectory = new DirectoryInfo(baseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-        var (configuration, tfm) = tfmDirectory.Parent?.Parent?.Name == "bin"
-            ? (tfmDirectory.Parent.Name, tfmDirectory.Name)
-            : ("Release", "net10.0");
-
+        var root = FindUpwards(appHostDirectory)
+            ?? throw new AppHostException($"Could not find {SolutionFile} above {appHostDirectory}.");
         var data = Path.GetFullPath(dataDirectory ?? Path.Combine(root, ".lifeline"));
-        return new RepositoryLayout(root, configuration, tfm, data);
-    }
-
-    public string AssemblyPath(ServiceDefinition service)
-    {
-        var project = Path.Combine(Root, service.Project);
-        return Path.Combine(
-            Path.GetDirectoryName(project)!, "bin", Configuration, TargetFramework, Path.GetFileNameWithoutExtension(project) + ".dll");
+        Directory.CreateDirectory(data);
+        // The postgres OS user must be able to pass through to <data>/postgres; secrets.json itself is 0600.
+        File.SetUnixFileMode(data, File.GetUnixFileMode(data) | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
+        return new RepositoryLayout(root, data);
     }
 
     private static string? FindUpwards(string start)

@@ -39,11 +39,8 @@ public sealed class AuthorizationMatrixTests(SuiteFixture suite, ITestOutputHelp
         ("platform-admin", Keys.PlatformAdmin, Role.PlatformAdmin),
     ];
 
-    /// <summary>The ports the AppHost gives each service, before its offset.</summary>
-    private static readonly Dictionary<string, int> ServicePorts = new(StringComparer.Ordinal)
-    {
-        ["queue"] = 5101, ["registry"] = 5102, ["checkpoint"] = 5103, ["recovery"] = 5104, ["backup"] = 5105,
-    };
+    /// <summary>The services behind the gateway; each has a free port the AppHost gave it (<see cref="SuiteFixture.ServiceAddress"/>).</summary>
+    private static readonly string[] Services = ["queue", "registry", "checkpoint", "recovery", "backup"];
 
     private static readonly TimeSpan CallDeadline = TimeSpan.FromSeconds(20);
     private static readonly TimeSpan StreamWindow = TimeSpan.FromSeconds(2);
@@ -110,8 +107,7 @@ public sealed class AuthorizationMatrixTests(SuiteFixture suite, ITestOutputHelp
         // No signature at all: {"alg":"none"}.
         var unsigned = UnsignedToken("mallory", "default", "platform-admin");
         var failures = new ConcurrentQueue<string>();
-        var channels = ServicePorts.ToDictionary(kv => kv.Key,
-            kv => GrpcChannel.ForAddress($"http://127.0.0.1:{kv.Value + suite.ServicePortOffset}"));
+        var channels = Services.ToDictionary(name => name, name => GrpcChannel.ForAddress(suite.ServiceAddress(name)));
         try
         {
             var cases = (from rpc in catalog.Methods.Values

@@ -64,7 +64,7 @@ public sealed class ChaosTests(SuiteFixture suite, ITestOutputHelper output)
         environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{standbyPort}";
         environment["Recovery__InstanceId"] = $"chaos-standby-{run}";
         var recoveryDll = suite.BuiltAssembly("services/Lifeline.Recovery", "Lifeline.Recovery");
-        // Run from its own folder, as the apphost does: that is where its appsettings.json (h2c-only Kestrel) is.
+        // Run from its build folder: that is where its appsettings.json (h2c-only Kestrel) is copied.
         using var standby = BackgroundProcess.Start(SuiteFixture.DotnetHost(), [recoveryDll],
             Path.GetDirectoryName(recoveryDll)!, Path.Combine(suite.WorkDirectory, $"chaos-{run}-standby.log"), environment, clearEnvironment: true);
         using var standbyChannel = GrpcChannel.ForAddress($"http://127.0.0.1:{standbyPort}");

@@ -3,7 +3,6 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Lifeline.AppHost.Model;
 
 namespace Lifeline.AppHost.Secrets;
 
@@ -44,31 +43,30 @@ internal static class DevelopmentCredentials
         return environment;
     }
 
-    public static void Write(string path, ServiceDefinition gateway, IReadOnlyList<ApiKeySecret> keys)
+    public static void Write(string path, Uri gatewayGrpc, Uri gatewayRest, IReadOnlyList<ApiKeySecret> keys)
     {
         var document = new CredentialsDocument
         {
-            GatewayGrpc = gateway.Endpoints.First(e => e.Name == "grpc").ToString(),
-            GatewayRest = gateway.Endpoints.FirstOrDefault(e => e.Name == "rest")?.ToString(),
+            GatewayGrpc = gatewayGrpc.ToString().TrimEnd('/'),
+            GatewayRest = gatewayRest.ToString().TrimEnd('/'),
             Keys = [.. keys.Select(k => new CredentialsKey { Name = k.Name, Tenant = k.Tenant, Role = k.Role, Key = k.Key })],
         };
         SecretStore.WriteOwnerOnly(path, stream => JsonSerializer.Serialize(stream, document, CredentialsJsonContext.Default.CredentialsDocument));
     }
 
-    /// <summary>Lines for the console: each key with its tenant and role, and how to use one.</summary>
-    public static IEnumerable<string> Describe(string path, ServiceDefinition gateway, IReadOnlyList<ApiKeySecret> keys)
+    /// <summary>Lines for the console: the gateway's addresses, each key with its tenant and role, and how to use one.</summary>
+    public static IEnumerable<string> Describe(string path, Uri gatewayGrpc, Uri gatewayRest, IReadOnlyList<ApiKeySecret> keys)
     {
+        yield return $"gateway: gRPC {gatewayGrpc.ToString().TrimEnd('/')} (HTTP/2 cleartext), REST {gatewayRest.ToString().TrimEnd('/')} (HTTP/1.1)";
         yield return $"gateway API keys (local development; also in {path}):";
         foreach (var key in keys)
         {
             yield return $"  {key.Name,-18} tenant {key.Tenant,-8} role {key.Role,-14} {key.Key}";
         }
 
-        var grpc = gateway.Endpoints.First(e => e.Name == "grpc");
-        var rest = gateway.Endpoints.FirstOrDefault(e => e.Name == "rest") ?? grpc;
         var worker = keys.FirstOrDefault(k => k.Role == "worker")?.Key ?? "<key>";
-        yield return $"  grpcurl -plaintext -H 'authorization: Bearer {worker}' 127.0.0.1:{grpc.Port} lifeline.queue.v1.QueueService/GetQueueStats";
-        yield return $"  curl -H 'authorization: Bearer {worker}' http://127.0.0.1:{rest.Port}/api/v1/queue/stats";
+        yield return $"  grpcurl -plaintext -H 'authorization: Bearer {worker}' {gatewayGrpc.Authority} lifeline.queue.v1.QueueService/GetQueueStats";
+        yield return $"  curl -H 'authorization: Bearer {worker}' {gatewayRest.ToString().TrimEnd('/')}/api/v1/queue/stats";
     }
 }
 

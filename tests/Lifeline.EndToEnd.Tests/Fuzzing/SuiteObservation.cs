@@ -7,16 +7,15 @@ using Npgsql;
 namespace Lifeline.EndToEnd.Tests.Fuzzing;
 
 /// <summary>
-/// What can be seen of the suite's processes from outside: the pid and start time the apphost records per resource
-/// (<c>&lt;data-dir&gt;/run/NAME.pid</c>; a restart changes them), the gateway's aggregate <c>/health</c> (every
-/// service's health), and how far the apphost's log has grown (it reports "NAME exited with code N; restarting").
+/// What can be seen of the suite's processes: the pid and start time of each resource's process as Aspire reports it
+/// (a restart changes them), the gateway's aggregate <c>/health</c> (every service's health), and how far the resources'
+/// log has grown (the AppHost writes "NAME exited with code N; restarting" into the crashed resource's log).
 /// </summary>
 internal sealed record SuiteProcesses(IReadOnlyDictionary<string, string> PidFiles, HttpStatusCode? Health, long LogLength)
 {
     public static async Task<SuiteProcesses> ObserveAsync(SuiteFixture suite)
     {
-        var pids = Directory.GetFiles(Path.Combine(suite.DataDirectory, "run"), "*.pid")
-            .ToDictionary(f => Path.GetFileNameWithoutExtension(f), f => File.ReadAllText(f).Trim(), StringComparer.Ordinal);
+        var pids = suite.ResourceProcesses();
         var log = new FileInfo(suite.ApphostLog);
         return new SuiteProcesses(pids, await suite.HealthAsync(), log.Exists ? log.Length : 0);
     }
@@ -29,7 +28,7 @@ internal sealed record SuiteProcesses(IReadOnlyDictionary<string, string> PidFil
         {
             if (!PidFiles.TryGetValue(name, out var now))
             {
-                changes.Add($"{name}: pid file gone (was '{was}')");
+                changes.Add($"{name}: no process (was '{was}')");
             }
             else if (now != was)
             {

@@ -4,25 +4,32 @@ using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Testing;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 using Lifeline.Processes;
 using Lifeline.Testing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace Lifeline.EndToEnd.Tests.Suite;
 
 /// <summary>
-/// The whole suite as a user runs it: the built apphost as a child process with its own temporary
-/// <c>--data-dir</c> and free PostgreSQL, Redis and gateway ports. Ready once the gateway's <c>/health</c> on the
-/// REST port answers 200; then <c>credentials.json</c> is read. Stopped with SIGTERM (the apphost stops services,
-/// Redis and PostgreSQL in order) at the end, after a failed start too; a watchdog does the same if the test
-/// process dies first.
+/// The whole suite as a user runs it: the Aspire AppHost (apphost/Lifeline.AppHost) started in this process with
+/// <c>Aspire.Hosting.Testing</c>, with its own temporary <c>--data-dir</c>, free PostgreSQL, Redis, gateway and
+/// ports (the services always get free ports), and the dashboard on (on a free port with a token of its own,
+/// see <see cref="DashboardLogin"/>) for the browser test. Ready once Aspire reports the gateway healthy (which waits for every service, which wait for
+/// PostgreSQL and Redis); then <c>credentials.json</c> is read. Every resource's console output is copied, prefixed
+/// with its name, to <see cref="ApphostLog"/>. Stopped at the end (the AppHost stops the gateway, the services, Redis,
+/// then PostgreSQL); DCP removes whatever is left if this process dies first.
 /// </summary>
 /// <remarks>
-/// The services' own ports (queue 5101, registry 5102, …) are moved by a free <c>--service-port-offset</c>, so the
-/// suite runs beside a <c>./build/run.sh</c> or another test run. Test classes share one suite (one xunit
-/// collection), so they run one after another.
+/// Startup costs 10–60 s (more on a loaded machine), so test classes share one suite (one xunit collection) and run one
+/// after another.
 /// </remarks>
 public sealed class SuiteFixture : IAsyncLifetime
 {
@@ -31,7 +38,10 @@ public sealed class SuiteFixture : IAsyncLifetime
 
     private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(30) };
-    private Process? _apphost;
+    private readonly CancellationTokenSource _logCopy = new();
+    private readonly ConcurrentQueue<Task> _logTasks = new();
+    private readonly object _logLock = new();
+    private DistributedApplication? _app;
 
     public SuiteFixture()
     {
@@ -43,16 +53,16 @@ public sealed class SuiteFixture : IAsyncLifetime
         RedisPort = FreePort.Next();
         GatewayGrpcPort = FreePort.Next();
         GatewayRestPort = FreePort.Next();
-        ServicePortOffset = FreeServicePortOffset();
     }
 
     public string RepositoryRoot { get; }
 
-    /// <summary>Temporary directory holding the data directory and the apphost's log; deleted at the end.</summary>
+    /// <summary>Temporary directory holding the data directory and the resources' log; deleted at the end.</summary>
     public string WorkDirectory { get; }
 
     public string DataDirectory { get; }
 
+    /// <summary>Every resource's console output, each line prefixed with <c>[name]</c>.</summary>
     public string ApphostLog { get; }
 
     public int PostgresPort { get; }
@@ -63,8 +73,28 @@ public sealed class SuiteFixture : IAsyncLifetime
 
     public int GatewayRestPort { get; }
 
-    /// <summary>Added by the apphost to every service's port (queue 5101, registry 5102, up to 5109 reserved).</summary>
-    public int ServicePortOffset { get; }
+    /// <summary>
+    /// The dashboard's login link (with its browser token), as the AppHost prints it. Aspire.Hosting.Testing gives the
+    /// dashboard a free port and a token of its own: the address is the dashboard resource's allocated endpoint, the
+    /// token the AppHost's configuration.
+    /// </summary>
+    public Uri DashboardLogin
+    {
+        get
+        {
+            var dashboard = App.Services.GetRequiredService<DistributedApplicationModel>().Resources.OfType<IResourceWithEndpoints>()
+                .FirstOrDefault(r => r.Name == "aspire-dashboard") ?? throw new InvalidOperationException("The AppHost runs no dashboard.");
+            var url = dashboard.Annotations.OfType<EndpointAnnotation>()
+                .Select(e => e.AllocatedEndpoint?.UriString)
+                .FirstOrDefault(u => u is not null && u.StartsWith("http:", StringComparison.Ordinal))
+                ?? throw new InvalidOperationException("The dashboard has no allocated http endpoint.");
+            var token = App.Services.GetRequiredService<IConfiguration>()["AppHost:BrowserToken"];
+            return new Uri(token is null ? url : $"{url.TrimEnd('/')}/login?t={token}");
+        }
+    }
+
+    /// <summary>The running AppHost (its resources, notifications and commands).</summary>
+    public DistributedApplication App => _app ?? throw new InvalidOperationException("The suite is not started.");
 
     public SuiteCredentials Credentials { get; private set; } = null!;
 
@@ -77,7 +107,7 @@ public sealed class SuiteFixture : IAsyncLifetime
     public Lifeline.ServiceDefaults.Security.IdentityTokens Identity => _identity ??= new(Microsoft.Extensions.Options.Options.Create(
         new Lifeline.ServiceDefaults.Security.IdentityOptions
         {
-            SigningKey = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(DataDirectory, "secrets.json")))
+            SigningKey = JsonDocument.Parse(File.ReadAllText(Path.Combine(DataDirectory, "secrets.json")))
                 .RootElement.GetProperty("identitySigningKey").GetString()!,
         }));
 
@@ -88,6 +118,9 @@ public sealed class SuiteFixture : IAsyncLifetime
 
     /// <summary>The gateway's REST (HTTP/1.1) address, as credentials.json gives it.</summary>
     public Uri GatewayRest => Credentials.GatewayRest;
+
+    /// <summary>A service's own gRPC address (a free port Aspire gave it), to call it directly, bypassing the gateway.</summary>
+    public Uri ServiceAddress(string service) => App.GetEndpoint(service, "grpc");
 
     public async Task InitializeAsync()
     {
@@ -111,12 +144,13 @@ public sealed class SuiteFixture : IAsyncLifetime
         }
 
         _http.Dispose();
+        _logCopy.Dispose();
     }
 
     /// <summary>A gRPC channel to the gateway sending the key named <paramref name="keyName"/>; none when null.</summary>
     public CallInvoker Grpc(string? keyName)
     {
-        var channel = _channels.GetOrAdd(keyName ?? "", _ => GrpcChannel.ForAddress(GatewayGrpc));
+        var channel = _channels.GetOrAdd("", _ => GrpcChannel.ForAddress(GatewayGrpc));
         if (keyName is null)
         {
             return channel.WithDeadlines();
@@ -168,19 +202,13 @@ public sealed class SuiteFixture : IAsyncLifetime
         }
     }
 
-    /// <summary>Waits until the gateway's <c>/health</c> answers 200, or throws with the apphost's log.</summary>
+    /// <summary>Waits until the gateway's <c>/health</c> answers 200, or throws with the resources' log.</summary>
     public async Task WaitUntilHealthyAsync(TimeSpan timeout)
     {
         var stopwatch = Stopwatch.StartNew();
         HttpStatusCode? last = null;
         while (stopwatch.Elapsed < timeout)
         {
-            if (_apphost is { HasExited: true } exited)
-            {
-                throw new InvalidOperationException(
-                    $"The apphost exited with code {exited.ExitCode} before the suite was healthy.\n{ApphostLogTail()}");
-            }
-
             last = await HealthAsync();
             if (last == HttpStatusCode.OK)
             {
@@ -191,38 +219,50 @@ public sealed class SuiteFixture : IAsyncLifetime
         }
 
         throw new TimeoutException(
-            $"The gateway's /health was not 200 within {timeout.TotalSeconds:0} s (last: {last?.ToString() ?? "no answer"}).\n{ApphostLogTail()}");
+            $"The gateway's /health was not 200 within {timeout.TotalSeconds:0} s (last: {last?.ToString() ?? "no answer"}).\n{ResourceStates()}\n{ApphostLogTail()}");
     }
 
-    /// <summary>The pid the apphost recorded for a resource (<c>&lt;data-dir&gt;/run/NAME.pid</c>), if that process is alive.</summary>
-    public int? ResourcePid(string name)
+    /// <summary>
+    /// The pid of a resource's own process, if it is alive: what DCP started (<c>executable.pid</c>), followed past the
+    /// <c>dotnet run</c> and <c>bash</c> wrappers to the service, postgres or redis-server process itself.
+    /// </summary>
+    public int? ResourcePid(string name) => ResourceProcess(name)?.Pid;
+
+    /// <summary>Each resource's process as "pid start-time" (a restart changes it), for those running now.</summary>
+    public IReadOnlyDictionary<string, string> ResourceProcesses() =>
+        App.Services.GetRequiredService<DistributedApplicationModel>().Resources
+            .Select(r => (r.Name, Process: ResourceProcess(r.Name)))
+            .Where(r => r.Process is not null)
+            .ToDictionary(r => r.Name, r => $"{r.Process!.Value.Pid} {r.Process.Value.StartTime}", StringComparer.Ordinal);
+
+    /// <summary>Each resource's state and health as Aspire sees them, one line each.</summary>
+    public string ResourceStates()
     {
-        var path = Path.Combine(DataDirectory, "run", name + ".pid");
-        try
-        {
-            var fields = File.ReadAllText(path).Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            return fields.Length >= 1 && int.TryParse(fields[0], CultureInfo.InvariantCulture, out var pid) && UnixProcess.IsAlive(pid)
-                ? pid
-                : null;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
+        var notifications = App.Services.GetRequiredService<ResourceNotificationService>();
+        var lines = App.Services.GetRequiredService<DistributedApplicationModel>().Resources.Select(r =>
+            notifications.TryGetCurrentState(r.Name, out var e)
+                ? $"  {r.Name}: {e.Snapshot.State?.Text ?? "?"} ({e.Snapshot.HealthStatus?.ToString() ?? "no health"}), exit code {e.Snapshot.ExitCode?.ToString(CultureInfo.InvariantCulture) ?? "-"}"
+                : $"  {r.Name}: (no state)");
+        return "--- resources ---\n" + string.Join('\n', lines);
     }
 
-    /// <summary>The last lines the apphost wrote (its own and every resource's, prefixed).</summary>
+    /// <summary>The last lines the resources wrote (each prefixed with its name).</summary>
     public string ApphostLogTail(int lines = 60)
     {
         try
         {
-            var all = File.ReadAllLines(ApphostLog);
-            return $"--- apphost log ({ApphostLog}), last {Math.Min(lines, all.Length)} lines ---\n"
+            string[] all;
+            lock (_logLock)
+            {
+                all = File.ReadAllLines(ApphostLog);
+            }
+
+            return $"--- resources' log ({ApphostLog}), last {Math.Min(lines, all.Length)} lines ---\n"
                 + string.Join('\n', all.Skip(Math.Max(0, all.Length - lines)));
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            return $"(no apphost log: {ex.Message})";
+            return $"(no resources' log: {ex.Message})";
         }
     }
 
@@ -231,46 +271,124 @@ public sealed class SuiteFixture : IAsyncLifetime
 
     public static string DotnetHost() => BuiltAssemblies.DotnetHost();
 
+    private (int Pid, long StartTime)? ResourceProcess(string name)
+    {
+        if (_app is null || !App.Services.GetRequiredService<ResourceNotificationService>().TryGetCurrentState(name, out var current) ||
+            current.Snapshot.Properties.FirstOrDefault(p => p.Name == "executable.pid")?.Value is not { } value ||
+            !int.TryParse(Convert.ToString(value, CultureInfo.InvariantCulture), CultureInfo.InvariantCulture, out var pid))
+        {
+            return null;
+        }
+
+        // dotnet run → the service's own executable; bash postgres.sh → postgres.
+        for (var hops = 0; hops < 4 && IsWrapper(UnixProcess.CommandLine(pid)) && FirstChild(pid) is { } child; hops++)
+        {
+            pid = child;
+        }
+
+        return UnixProcess.IsAlive(pid) && UnixProcess.StartTime(pid) is { } start ? (pid, start) : null;
+
+        static bool IsWrapper(string commandLine) =>
+            commandLine.StartsWith("dotnet run ", StringComparison.Ordinal) || commandLine.Contains("/dotnet run ", StringComparison.Ordinal) ||
+            commandLine.StartsWith("bash ", StringComparison.Ordinal) || commandLine.StartsWith("/bin/bash ", StringComparison.Ordinal) ||
+            commandLine.StartsWith("/usr/bin/bash ", StringComparison.Ordinal);
+    }
+
+    private static int? FirstChild(int pid)
+    {
+        try
+        {
+            var children = File.ReadAllText($"/proc/{pid}/task/{pid}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return children.Length > 0 && int.TryParse(children[0], CultureInfo.InvariantCulture, out var child) ? child : null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
     private async Task StartAsync()
     {
-        var apphost = BuiltAssembly("apphost/Lifeline.AppHost", "Lifeline.AppHost");
         Directory.CreateDirectory(WorkDirectory);
-
-        // Output to a file, not a pipe: if this test process dies, the apphost must not die of a broken pipe before the
-        // watchdog stops it in order.
+        using var timeout = new CancellationTokenSource(StartupTimeout);
         string[] arguments =
         [
-            apphost,
             "--data-dir", DataDirectory,
             "--postgres-port", PostgresPort.ToString(CultureInfo.InvariantCulture),
             "--redis-port", RedisPort.ToString(CultureInfo.InvariantCulture),
             "--gateway-port", GatewayGrpcPort.ToString(CultureInfo.InvariantCulture),
             "--gateway-rest-port", GatewayRestPort.ToString(CultureInfo.InvariantCulture),
-            "--service-port-offset", ServicePortOffset.ToString(CultureInfo.InvariantCulture),
         ];
-        var startInfo = new ProcessStartInfo("/bin/sh")
+        var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.Lifeline_AppHost>(
+            arguments,
+            (options, _) =>
+            {
+                options.DisableDashboard = false; // the browser test opens it
+                options.AllowUnsecuredTransport = true;
+            },
+            timeout.Token);
+        // Aspire.Hosting.Testing also logs every resource's output to this process's console; it is in ApphostLog instead.
+        builder.Services.AddLogging(logging => logging.AddFilter("Lifeline.AppHost.Resources", LogLevel.None));
+        _app = await builder.BuildAsync(timeout.Token);
+        CopyResourceLogs();
+        try
         {
-            UseShellExecute = false,
-            RedirectStandardInput = true,
-            WorkingDirectory = RepositoryRoot,
-        };
-        foreach (var argument in (string[])["-c", "exec \"$0\" \"$@\" </dev/null >>\"$LIFELINE_E2E_LOG\" 2>&1", DotnetHost(), .. arguments])
+            await _app.StartAsync(timeout.Token);
+            await _app.ResourceNotifications.WaitForResourceHealthyAsync("gateway", timeout.Token);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
-            startInfo.ArgumentList.Add(argument);
+            throw new TimeoutException($"The suite was not healthy within {StartupTimeout.TotalSeconds:0} s.\n{ResourceStates()}\n{ApphostLogTail()}");
         }
 
-        startInfo.Environment["LIFELINE_E2E_LOG"] = ApphostLog;
-        foreach (var inherited in startInfo.Environment.Keys.Where(k => k.StartsWith("LIFELINE_", StringComparison.Ordinal) && k != "LIFELINE_E2E_LOG").ToList())
-        {
-            startInfo.Environment.Remove(inherited); // the suite is configured by the arguments above only
-        }
-
-        _apphost = Process.Start(startInfo) ?? throw new InvalidOperationException("Could not start the apphost.");
-        _apphost.StandardInput.Close();
-        StartWatchdog(_apphost.Id);
-
-        await WaitUntilHealthyAsync(StartupTimeout);
         Credentials = await ReadCredentialsAsync();
+        await WaitUntilHealthyAsync(TimeSpan.FromSeconds(60));
+    }
+
+    /// <summary>
+    /// Appends every resource's console lines to <see cref="ApphostLog"/>: each instance as it appears (Aspire keys logs
+    /// by instance, e.g. <c>queue-abcd1234</c>), restarts included.
+    /// </summary>
+    private void CopyResourceLogs()
+    {
+        var logs = App.Services.GetRequiredService<ResourceLoggerService>();
+        var notifications = App.Services.GetRequiredService<ResourceNotificationService>();
+        var watched = new HashSet<string>(StringComparer.Ordinal);
+        _logTasks.Enqueue(Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var change in notifications.WatchAsync(_logCopy.Token))
+                {
+                    if (watched.Add(change.ResourceId))
+                    {
+                        _logTasks.Enqueue(CopyLogAsync(logs, change.ResourceId, change.Resource.Name));
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping.
+            }
+        }));
+    }
+
+    private async Task CopyLogAsync(ResourceLoggerService logs, string resourceId, string name)
+    {
+        try
+        {
+            await foreach (var batch in logs.WatchAsync(resourceId).WithCancellation(_logCopy.Token))
+            {
+                lock (_logLock)
+                {
+                    File.AppendAllLines(ApphostLog, batch.Select(line => $"[{name}] {line.Content}"));
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping.
+        }
     }
 
     private async Task<SuiteCredentials> ReadCredentialsAsync()
@@ -291,24 +409,22 @@ public sealed class SuiteFixture : IAsyncLifetime
 
     private async Task StopAsync()
     {
-        if (_apphost is { } apphost)
+        if (_app is { } app)
         {
-            if (!apphost.HasExited)
+            using var timeout = new CancellationTokenSource(StopTimeout);
+            try
             {
-                UnixProcess.Signal(apphost.Id, UnixProcess.SigTerm);
-                using var timeout = new CancellationTokenSource(StopTimeout);
-                try
-                {
-                    await apphost.WaitForExitAsync(timeout.Token);
-                }
-                catch (OperationCanceledException)
-                {
-                    apphost.Kill(entireProcessTree: true);
-                }
+                await app.StopAsync(timeout.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                // DCP removes what is left when it sees this process's AppHost go.
             }
 
-            apphost.Dispose();
-            _apphost = null;
+            await _logCopy.CancelAsync();
+            await Task.WhenAll(_logTasks.ToArray()).WaitAsync(TimeSpan.FromSeconds(10)).ContinueWith(_ => { }, TaskScheduler.Default);
+            await app.DisposeAsync();
+            _app = null;
         }
 
         try
@@ -317,71 +433,7 @@ public sealed class SuiteFixture : IAsyncLifetime
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            // A leftover in /tmp is harmless; the watchdog tries again.
-        }
-    }
-
-    /// <summary>
-    /// A detached shell that waits for this test process to end and then stops the apphost with SIGTERM (escalating to
-    /// SIGKILL after 60 s) and removes the work directory: the test host is often killed right after a run, which
-    /// skips <see cref="DisposeAsync"/>.
-    /// </summary>
-    private void StartWatchdog(int apphostPid)
-    {
-        const string Script = """
-            exec </dev/null >/dev/null 2>&1
-            owner="$1"; apphost="$2"; work="$3"
-            alive() { s=$(sed -n 's/.*) \([A-Za-z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null); [ -n "$s" ] && [ "$s" != Z ] && [ "$s" != X ]; }
-            while alive "$owner"; do sleep 1; done
-            if alive "$apphost" && tr '\0' ' ' < "/proc/$apphost/cmdline" | grep -q Lifeline.AppHost; then
-              kill -TERM "$apphost"; i=0
-              while alive "$apphost" && [ "$i" -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
-              kill -KILL "$apphost" 2>/dev/null
-            fi
-            rm -rf "$work"
-            """;
-        var setsid = File.Exists("/usr/bin/setsid") ? "/usr/bin/setsid" : null;
-        string[] command =
-        [
-            "/bin/sh", "-c", Script, "lifeline-e2e-watchdog",
-            Environment.ProcessId.ToString(CultureInfo.InvariantCulture), apphostPid.ToString(CultureInfo.InvariantCulture), WorkDirectory,
-        ];
-        var startInfo = new ProcessStartInfo(setsid ?? command[0]) { UseShellExecute = false, WorkingDirectory = "/" };
-        foreach (var argument in setsid is null ? command[1..] : command)
-        {
-            startInfo.ArgumentList.Add(argument);
-        }
-
-        Process.Start(startInfo)?.Dispose();
-    }
-
-    /// <summary>An offset in 10,000–49,000 under which the service ports 5101–5109 are all free right now.</summary>
-    private static int FreeServicePortOffset()
-    {
-        for (var attempt = 0; attempt < 200; attempt++)
-        {
-            var offset = Random.Shared.Next(10_000, 49_000);
-            if (Enumerable.Range(5101 + offset, 9).All(IsFree))
-            {
-                return offset;
-            }
-        }
-
-        throw new InvalidOperationException("No free range of service ports found for --service-port-offset.");
-
-        static bool IsFree(int port)
-        {
-            try
-            {
-                var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, port);
-                listener.Start();
-                listener.Stop();
-                return true;
-            }
-            catch (System.Net.Sockets.SocketException)
-            {
-                return false;
-            }
+            // A leftover in /tmp is harmless.
         }
     }
 }

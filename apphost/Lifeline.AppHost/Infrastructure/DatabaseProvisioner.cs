@@ -1,7 +1,7 @@
-using Lifeline.AppHost.Output;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 
-namespace Lifeline.AppHost.Postgres;
+namespace Lifeline.AppHost.Infrastructure;
 
 /// <summary>A service's login role and the database it owns.</summary>
 internal sealed record DatabaseGrant(string Role, string Database, string Password);
@@ -14,7 +14,7 @@ internal sealed record DatabaseGrant(string Role, string Database, string Passwo
 internal static class DatabaseProvisioner
 {
     public static async Task ProvisionAsync(
-        string adminConnectionString, IEnumerable<DatabaseGrant> grants, ConsoleOutput console, CancellationToken cancellationToken)
+        string adminConnectionString, IEnumerable<DatabaseGrant> grants, ILogger logger, CancellationToken cancellationToken)
     {
         var builder = new NpgsqlConnectionStringBuilder(adminConnectionString) { Pooling = false };
         await using var connection = new NpgsqlConnection(builder.ConnectionString);
@@ -35,7 +35,7 @@ internal static class DatabaseProvisioner
                 else
                 {
                     await ExecuteAsync(connection, $"CREATE ROLE {role} WITH LOGIN PASSWORD {password}", cancellationToken).ConfigureAwait(false);
-                    console.Info($"created PostgreSQL role {grant.Role}");
+                    logger.LogInformation("Created PostgreSQL role {Role}", grant.Role);
                 }
 
                 if (await ExistsAsync(connection, "SELECT 1 FROM pg_database WHERE datname = $1", grant.Database, cancellationToken).ConfigureAwait(false))
@@ -45,7 +45,7 @@ internal static class DatabaseProvisioner
                 else
                 {
                     await ExecuteAsync(connection, $"CREATE DATABASE {database} OWNER {role}", cancellationToken).ConfigureAwait(false);
-                    console.Info($"created database {grant.Database} owned by {grant.Role}");
+                    logger.LogInformation("Created database {Database} owned by {Role}", grant.Database, grant.Role);
                 }
 
                 await ExecuteAsync(connection, $"REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC", cancellationToken).ConfigureAwait(false);
