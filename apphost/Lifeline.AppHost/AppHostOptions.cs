@@ -14,6 +14,7 @@ internal sealed record AppHostOptions
     public const int DefaultGatewayRestPort = 5180;
     public const int DefaultDashboardPort = 18888;
     public const int DefaultDashboardOtlpPort = 18889;
+    public const int DefaultMetricsPort = 9461;
 
     public const string Usage =
         """
@@ -35,6 +36,9 @@ internal sealed record AppHostOptions
           --dashboard-port <port>         The Aspire dashboard (default 18888; its OTLP receiver is the next port)
                                                                                              [LIFELINE_DASHBOARD_PORT]
           --dashboard-otlp-port <port>    The dashboard's OTLP/gRPC receiver (default: the dashboard's port + 1)
+          --metrics-port <port>           First of the services' Prometheus ports: /metrics over HTTP/1.1 for queue,
+                                          registry, checkpoint, recovery, backup on this port and the next four
+                                          (default 9461-9465; 0: free ones)                 [LIFELINE_METRICS_PORT]
           --port-offset <n>               Added to every default port above, to run a second suite beside the
                                           first (service ports are always free ones)          [LIFELINE_PORT_OFFSET]
           --anonymous-dashboard           The dashboard without its login token (local development only)
@@ -58,6 +62,8 @@ internal sealed record AppHostOptions
     public int? DashboardPort { get; init; }
 
     public int? DashboardOtlpPort { get; init; }
+
+    public int? MetricsPort { get; init; }
 
     public int PortOffset { get; init; }
 
@@ -84,6 +90,7 @@ internal sealed record AppHostOptions
             GatewayPort = ParsePort(NonEmpty(environment("LIFELINE_GATEWAY_PORT")), "LIFELINE_GATEWAY_PORT"),
             GatewayRestPort = ParsePort(NonEmpty(environment("LIFELINE_GATEWAY_REST_PORT")), "LIFELINE_GATEWAY_REST_PORT"),
             DashboardPort = ParsePort(NonEmpty(environment("LIFELINE_DASHBOARD_PORT")), "LIFELINE_DASHBOARD_PORT"),
+            MetricsPort = ParsePort(NonEmpty(environment("LIFELINE_METRICS_PORT")), "LIFELINE_METRICS_PORT"),
             PortOffset = ParseOffset(NonEmpty(environment("LIFELINE_PORT_OFFSET")), "LIFELINE_PORT_OFFSET") ?? 0,
             AnonymousDashboard = NonEmpty(environment("LIFELINE_DASHBOARD_ANONYMOUS")) is "1" or "true",
             DataDirectory = NonEmpty(environment("LIFELINE_DATA_DIR")),
@@ -126,6 +133,7 @@ internal sealed record AppHostOptions
                 "--gateway-rest-port" => options with { GatewayRestPort = ParsePort(Value(), name) },
                 "--dashboard-port" => options with { DashboardPort = ParsePort(Value(), name) },
                 "--dashboard-otlp-port" => options with { DashboardOtlpPort = ParsePort(Value(), name) },
+                "--metrics-port" => options with { MetricsPort = ParsePort(Value(), name) },
                 "--port-offset" => options with { PortOffset = ParseOffset(Value(), name)!.Value },
                 "--anonymous-dashboard" => options with { AnonymousDashboard = true },
                 "--data-dir" => options with { DataDirectory = Value() },
@@ -136,6 +144,14 @@ internal sealed record AppHostOptions
 
         return options with { AspireArguments = aspire };
     }
+
+    /// <summary>The Prometheus port of the <paramref name="index"/>-th service: <see cref="MetricsPort"/> + index (0: a free one), else the default's.</summary>
+    public int ResolveMetricsPort(int index) => MetricsPort switch
+    {
+        0 => FreePort(),
+        { } first => first + index,
+        null => DefaultMetricsPort + PortOffset + index,
+    };
 
     /// <summary>The port to use: the one given (0: a free one), else the default plus <see cref="PortOffset"/>.</summary>
     public int Resolve(int? given, int defaultPort) => given switch

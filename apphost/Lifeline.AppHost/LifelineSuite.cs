@@ -70,6 +70,18 @@ internal static class LifelineSuite
         }
 
         IResourceBuilder<ProjectResource>[] services = [registry, queue, checkpoint, recovery, backup];
+        // Prometheus scrapes over HTTP/1.1 and the services' own port is HTTP/2 only: each gets a loopback listener
+        // for /metrics (Telemetry__PrometheusPort), in the order of the README's scrape configuration.
+        var metrics = new List<string>();
+        IResourceBuilder<ProjectResource>[] scrapeOrder = [queue, registry, checkpoint, recovery, backup];
+        for (var i = 0; i < scrapeOrder.Length; i++)
+        {
+            var port = options.ResolveMetricsPort(i);
+            scrapeOrder[i].WithHttpEndpoint(name: "metrics", port: port, isProxied: false, env: "Telemetry__PrometheusPort")
+                .WithEndpoint("metrics", endpoint => endpoint.TargetHost = "127.0.0.1");
+            metrics.Add($"{scrapeOrder[i].Resource.Name} http://127.0.0.1:{port.ToString(CultureInfo.InvariantCulture)}/metrics");
+        }
+
         foreach (var service in services)
         {
             foreach (var other in services.Where(s => s != service))
@@ -78,7 +90,7 @@ internal static class LifelineSuite
             }
         }
 
-        return AddGateway(builder, options, layout, secrets, identityKey, services);
+        return [.. AddGateway(builder, options, layout, secrets, identityKey, services), $"Prometheus: {string.Join(", ", metrics)}"];
     }
 
     /// <summary>One instance per check for the AppHost's lifetime (the service check keeps one HttpClient).</summary>

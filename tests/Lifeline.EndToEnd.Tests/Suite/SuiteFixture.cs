@@ -122,6 +122,9 @@ public sealed class SuiteFixture : IAsyncLifetime
     /// <summary>A service's own gRPC address (a free port Aspire gave it), to call it directly, bypassing the gateway.</summary>
     public Uri ServiceAddress(string service) => App.GetEndpoint(service, "grpc");
 
+    /// <summary>A service's Prometheus address (<c>/metrics</c> over HTTP/1.1 on a loopback port the AppHost gave it).</summary>
+    public Uri MetricsAddress(string service) => new(App.GetEndpoint(service, "metrics"), "/metrics");
+
     public async Task InitializeAsync()
     {
         try
@@ -318,6 +321,7 @@ public sealed class SuiteFixture : IAsyncLifetime
             "--redis-port", RedisPort.ToString(CultureInfo.InvariantCulture),
             "--gateway-port", GatewayGrpcPort.ToString(CultureInfo.InvariantCulture),
             "--gateway-rest-port", GatewayRestPort.ToString(CultureInfo.InvariantCulture),
+            "--metrics-port", "0",
         ];
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.Lifeline_AppHost>(
             arguments,
