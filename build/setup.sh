@@ -24,13 +24,10 @@ WELL_KNOWN=/usr/include/google/protobuf
 
 # What the suite reads or runs, each with the Debian package that provides it. A check is a path that
 # must exist (and be executable when it is a program), "python:<module>" for the system interpreter, or
-<<<<<<< HEAD
 # "cmd:<program>" for a program on PATH (node and npm: the Node worker library is built with them). promtool (Debian's
 # prometheus package) unit-tests the alerting rules in build/prometheus/; the package's own server is kept from starting.
-=======
-# "cmd:<program>" for a program on PATH (node and npm: the Node worker library is built with them). Chromium: the
-# end-to-end browser test drives Debian's /usr/bin/chromium with Playwright (which never downloads a browser here).
->>>>>>> aspire
+# Chromium: the end-to-end browser test drives Debian's /usr/bin/chromium with Playwright (which never downloads a
+# browser here).
 checks=(
   "$PGBIN/postgres|postgresql-15"
   "$PGBIN/initdb|postgresql-15"
@@ -52,11 +49,8 @@ checks=(
   "$SYSTEM_PYTHON|python3"
   "python:grpc|python3-grpcio"
   "python:google.protobuf|python3-protobuf"
-<<<<<<< HEAD
   "/usr/bin/promtool|prometheus"
-=======
   "/usr/bin/chromium|chromium"
->>>>>>> aspire
   "cmd:node|nodejs"
   "cmd:npm|npm"
 )
