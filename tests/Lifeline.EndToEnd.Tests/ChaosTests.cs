@@ -63,6 +63,7 @@ public sealed class ChaosTests(SuiteFixture suite, ITestOutputHelper output)
         var environment = ProcessEnvironment(leaderPid);
         environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{standbyPort}";
         environment["Recovery__InstanceId"] = $"chaos-standby-{run}";
+        environment.Remove("Telemetry__PrometheusPort"); // the leader's Prometheus port is its own
         var recoveryDll = suite.BuiltAssembly("services/Lifeline.Recovery", "Lifeline.Recovery");
         // Run from its build folder: that is where its appsettings.json (h2c-only Kestrel) is copied.
         using var standby = BackgroundProcess.Start(SuiteFixture.DotnetHost(), [recoveryDll],
