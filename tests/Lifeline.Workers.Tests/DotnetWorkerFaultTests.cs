@@ -265,6 +265,34 @@ public sealed class DotnetWorkerFaultTests(WorkerEnvironment env, ITestOutputHel
     }
 
     [Fact(Timeout = TestTimeouts.Default)]
+    public async Task On_the_dispatch_stream_a_completion_goes_out_at_once_and_on_long_polls_it_waits_for_the_batch_window()
+    {
+        // A batch window of 2 s: a completion sent over unary CompleteTasks waits for it (others may join), one on the
+        // dispatch stream does not (the queue groups what arrives together; waiting would only hold the slot).
+        var tenant = env.NewTenant();
+        using var scratch = new Scratch();
+        async Task<TimeSpan> RunningToCompletedAsync(string name, bool stream)
+        {
+            await using var worker = await InProcessWorker.StartAsync(env, tenant, scratch, name, output, o =>
+            {
+                o.MaxConcurrentTasks = 1;
+                o.UseDispatchStream = stream;
+                o.OutcomeBatchWindow = TimeSpan.FromSeconds(2);
+            });
+            var ids = await tenant.EnqueueStepsAsync(count: 3, steps: 1, stepMs: 10);
+            var tasks = await tenant.WaitUntilFinalAsync(ids, FinalTimeout);
+            await WorkerProcesses.AssertEachCompletedOnceAsync(tenant, tasks, worker.Worker.Statistics.ToString());
+            return tasks.Max(t => t.CompletedAt.ToDateTime() - t.StartedAt.ToDateTime());
+        }
+
+        var onStream = await RunningToCompletedAsync("at-once", stream: true);
+        var onPolls = await RunningToCompletedAsync("windowed", stream: false);
+        output.WriteLine($"longest start → completion: {onStream.TotalMilliseconds:0} ms on the stream, {onPolls.TotalMilliseconds:0} ms on long polls");
+        Assert.True(onStream < TimeSpan.FromSeconds(1), $"a completion on the stream waited {onStream}");
+        Assert.True(onPolls >= TimeSpan.FromSeconds(1.9), $"a unary completion did not wait for the window ({onPolls})");
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task With_the_dispatch_stream_turned_off_the_worker_long_polls()
     {
         var tenant = env.NewTenant();

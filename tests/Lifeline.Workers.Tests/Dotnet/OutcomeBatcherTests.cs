@@ -39,6 +39,26 @@ public sealed class OutcomeBatcherTests
     }
 
     [Fact(Timeout = TestTimeouts.Default)]
+    public async Task While_the_transport_groups_by_itself_each_item_goes_out_at_once_and_the_window_applies_again_after()
+    {
+        var atOnce = true;
+        var batches = new ConcurrentQueue<IReadOnlyList<int>>();
+        var batcher = new OutcomeBatcher<int>(b => { batches.Enqueue(b); return Task.CompletedTask; }, TimeSpan.FromMinutes(10), 100, () => Volatile.Read(ref atOnce));
+        batcher.Add(1);
+        batcher.Add(2);
+        await WaitUntilAsync(() => batches.Count == 2);
+        Assert.Equal([[1], [2]], batches.OrderBy(b => b[0]).Select(b => b.ToArray()));
+
+        Volatile.Write(ref atOnce, false);
+        batcher.Add(3);
+        batcher.Add(4);
+        await Task.Delay(200);
+        Assert.Equal(2, batches.Count); // 3 and 4 wait for the (10 min) window
+        await batcher.FlushAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal([3, 4], batches.Last());
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task Flush_sends_what_waits_at_once_and_waits_for_batches_being_sent()
     {
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -67,7 +67,11 @@ public sealed class LifelineWorkerOptions
     /// </summary>
     public TimeSpan OfflineAfter { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>How long a completion may wait for others to go out with it in one <c>CompleteTasks</c> call (0 to 1 s). Default 5 ms.</summary>
+    /// <summary>
+    /// How long a completion may wait for others to go out with it in one unary <c>CompleteTasks</c> call (0 to 1 s).
+    /// Default 5 ms. Not used while the dispatch stream is open: there each completion goes out at once, and the queue
+    /// groups those that arrive together.
+    /// </summary>
     public TimeSpan OutcomeBatchWindow { get; set; } = TimeSpan.FromMilliseconds(5);
 
     /// <summary>Most completions in one <c>CompleteTasks</c> call (1 to 1,000); a full batch goes out at once. Default 100.</summary>

@@ -11,17 +11,23 @@ internal sealed class OutcomeBatcher<T>
     private readonly Func<IReadOnlyList<T>, Task> _send;
     private readonly Lock _gate = new();
     private readonly HashSet<Task> _sending = [];
+    private readonly Func<bool> _atOnce;
     private List<T> _pending = [];
     private long _generation;
 
     /// <param name="send">Sends one batch; must not throw (it settles each item itself).</param>
     /// <param name="window">How long the first item of a batch waits for others (zero: every item goes out alone, at once).</param>
     /// <param name="maxBatch">Most items in a batch.</param>
-    public OutcomeBatcher(Func<IReadOnlyList<T>, Task> send, TimeSpan window, int maxBatch)
+    /// <param name="atOnce">
+    /// Asked for each item: true sends it (with whatever waits) at once instead of waiting out the window — for a
+    /// transport that groups by itself, where waiting would only delay the item.
+    /// </param>
+    public OutcomeBatcher(Func<IReadOnlyList<T>, Task> send, TimeSpan window, int maxBatch, Func<bool>? atOnce = null)
     {
         ArgumentNullException.ThrowIfNull(send);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
         _send = send;
+        _atOnce = atOnce ?? (static () => false);
         Window = window;
         MaxBatch = maxBatch;
     }
@@ -37,10 +43,11 @@ internal sealed class OutcomeBatcher<T>
     {
         List<T>? ready = null;
         long? timerFor = null;
+        var atOnce = _atOnce();
         lock (_gate)
         {
             _pending.Add(item);
-            if (_pending.Count >= MaxBatch || Window <= TimeSpan.Zero)
+            if (_pending.Count >= MaxBatch || Window <= TimeSpan.Zero || atOnce)
             {
                 ready = TakePending();
             }

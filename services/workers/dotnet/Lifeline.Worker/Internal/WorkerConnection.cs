@@ -47,6 +47,9 @@ internal sealed class WorkerConnection : IDisposable
 
     private DispatchStream? OpenDispatch => Dispatch is { IsOpen: true } stream ? stream : null;
 
+    /// <summary>Whether outcomes go over an open dispatch stream (the queue groups them) rather than unary calls.</summary>
+    public bool DispatchOpen => OpenDispatch is not null;
+
     public Task<CompleteTasksResponse> CompleteTasksAsync(CompleteTasksRequest request, CallOptions options) =>
         OpenDispatch is { } stream ? stream.CompleteTasksAsync(request, options) : Queue.CompleteTasksAsync(request, options).ResponseAsync;
 
