@@ -57,7 +57,7 @@ internal static class LifelineSuite
             .WithEnvironment("Recovery__Tenants__1", "acme");
         // Backs up the other services' databases with the admin connection: logical decoding needs REPLICATION, a
         // publication FOR ALL TABLES and applying changes need a superuser, and a restore creates, renames and switches
-        // databases (README "Backup"). Its own catalog is backupdb, which it does not back up.
+        // databases (services/Lifeline.Backup/README.md, "Rights"). Its own catalog is backupdb, which it does not back up.
         var backup = AddService(builder, builder.AddProject<Projects.Lifeline_Backup>("backup", ExcludeLaunchProfile), identityKey)
             .WithDatabase(builder, postgres, adminConnectionString, "backupdb", secrets)
             .WithReference(postgres, connectionName: "postgres_admin")
@@ -71,7 +71,7 @@ internal static class LifelineSuite
 
         IResourceBuilder<ProjectResource>[] services = [registry, queue, checkpoint, recovery, backup];
         // Prometheus scrapes over HTTP/1.1 and the services' own port is HTTP/2 only: each gets a loopback listener
-        // for /metrics (Telemetry__PrometheusPort), in the order of the README's scrape configuration.
+        // for /metrics (Telemetry__PrometheusPort), in the order of the scrape configuration in services/Lifeline.ServiceDefaults/README.md.
         var metrics = new List<string>();
         IResourceBuilder<ProjectResource>[] scrapeOrder = [queue, registry, checkpoint, recovery, backup];
         for (var i = 0; i < scrapeOrder.Length; i++)

@@ -4,7 +4,7 @@ using System.Text.Json;
 
 namespace Lifeline.Backup.Tests;
 
-/// <summary>The REST routes of the README (google.api.http), served by the service's JSON transcoding.</summary>
+/// <summary>The REST routes of services/Lifeline.Backup/README.md (google.api.http), served by the service's JSON transcoding.</summary>
 public sealed class RestTranscodingTests(BackupEnvironment env) : IClassFixture<BackupEnvironment>
 {
     [Fact(Timeout = TestTimeouts.Default)]

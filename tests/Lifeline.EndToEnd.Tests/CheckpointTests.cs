@@ -6,7 +6,7 @@ using Lifeline.EndToEnd.Tests.Suite;
 
 namespace Lifeline.EndToEnd.Tests;
 
-/// <summary>The README's checkpoint walk-through, through the gateway of the apphost-started suite.</summary>
+/// <summary>The checkpoint walk-through of services/Lifeline.Checkpoint/README.md, through the gateway of the apphost-started suite.</summary>
 [Collection(SuiteCollection.Name)]
 public sealed class CheckpointTests(SuiteFixture suite)
 {

@@ -7,7 +7,7 @@ namespace Lifeline.EndToEnd.Tests;
 
 /// <summary>
 /// What an operator's Prometheus sees of the AppHost-started suite: each service answers <c>/metrics</c> over HTTP/1.1
-/// on the loopback port the AppHost gave it (the port its README scrape configuration names), with the service's own
+/// on the loopback port the AppHost gave it (the port the scrape configuration in services/Lifeline.ServiceDefaults/README.md names), with the service's own
 /// meters in it (and no password in any label), and a task enqueued through the gateway shows up in the queue's counter.
 /// </summary>
 [Collection(SuiteCollection.Name)]

@@ -8,7 +8,7 @@ namespace Lifeline.Telemetry.Tests;
 /// Every log message of the suite has a stable event id from its component's range, unique across the suite, so an
 /// operator can alert on or search for one message by its id alone. Ranges: queue 1000–1999, registry 2000–2999,
 /// checkpoint 3000–3999, recovery 4000–4999, backup 5000–5999, gateway 6000–6999, .NET worker library 7000–7999,
-/// demo worker 8000–8999, ServiceDefaults 9000–9999 (README, Telemetry).
+/// demo worker 8000–8999, ServiceDefaults 9000–9999 (services/Lifeline.ServiceDefaults/README.md, Telemetry).
 /// </summary>
 public sealed partial class LogEventIdTests
 {

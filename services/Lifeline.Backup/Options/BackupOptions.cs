@@ -44,7 +44,7 @@ public sealed class BackupOptions
 /// <summary>One backup target.</summary>
 public sealed class BackupTargetOptions
 {
-    /// <summary>A connection string, or the name of a <c>ConnectionStrings</c> entry. It needs the rights listed in the README.</summary>
+    /// <summary>A connection string, or the name of a <c>ConnectionStrings</c> entry. It needs the rights listed in services/Lifeline.Backup/README.md.</summary>
     [Required(AllowEmptyStrings = false)]
     public string Connection { get; set; } = "";
 
