@@ -109,6 +109,51 @@ public sealed class InFlightRecoveryTests(RecoveryEnvironment env) : IClassFixtu
     }
 
     [Fact(Timeout = TestTimeouts.Default)]
+    public async Task Scans_racing_the_queues_lease_expiry_leave_an_expired_lease_of_a_live_holder_to_the_queue()
+    {
+        var type = InFlightTestSupport.NewType();
+        var queue = env.QueueClient();
+        var tasks = new List<Queue.V1.Task>();
+        for (var i = 0; i < 5; i++)
+        {
+            tasks.Add(await queue.EnqueueAsync(type, maxRetries: 3));
+        }
+        await using var worker = await LiveWorker.StartAsync(env, type);
+        var leased = new List<Queue.V1.Task>();
+        foreach (var _ in tasks)
+        {
+            leased.Add(await queue.LeaseOneAsync(worker.Id, type, leaseSeconds: 1));
+        }
+
+        // Scans run back to back across the moment the leases expire, racing the queue's maintenance (every 200 ms).
+        var recovery = env.RecoveryClient();
+        var scans = 0;
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(3);
+        while (DateTime.UtcNow < until)
+        {
+            await recovery.RunRecoveryScanAsync(new RunRecoveryScanRequest());
+            scans++;
+        }
+        Assert.True(scans >= 2, $"only {scans} scan(s) ran");
+
+        foreach (var task in leased)
+        {
+            // The expiry is the queue's (TaskLifecycle.LeaseExpiry): requeued once, counting the attempt, never by recovery.
+            var requeued = await InFlightTestSupport.EventuallyAsync(async () =>
+            {
+                var t = (await queue.GetTaskAsync(new GetTaskRequest { TaskId = task.Id })).Task;
+                return t.Status == TaskStatus.Pending ? t : null;
+            }, TimeSpan.FromSeconds(10), $"task {task.Id} to be requeued");
+            Assert.Equal(1, requeued.RetryCount);
+            Assert.Equal(0, requeued.RecoveryCount);
+            var events = (await queue.GetTaskHistoryAsync(new GetTaskHistoryRequest { TaskId = task.Id })).Events.Select(e => e.EventType).ToList();
+            Assert.Equal(1, events.Count(e => e == "lease_expired"));
+            Assert.DoesNotContain("recovered", events);
+            Assert.Equal(0L, await env.ScalarAsync<long>("SELECT count(*) FROM recovery_actions WHERE task_id = @t", ("t", Guid.Parse(task.Id))));
+        }
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_timed_out_task_is_retried_and_one_out_of_retries_is_dead_lettered_with_max_retries_exceeded()
     {
         var type = InFlightTestSupport.NewType();

@@ -21,12 +21,12 @@ public sealed partial class TaskAdministration(NpgsqlDataSource dataSource, Read
     private static readonly string CancelSql = $"""
         WITH changed AS (
             UPDATE tasks t
-            SET status = 'cancelled', lease_expires_at = NULL, completed_at = now(), updated_at = now(),
+            SET status = {TaskState.Sql(TaskState.Cancelled)}, lease_expires_at = NULL, completed_at = now(), updated_at = now(),
                 error = jsonb_build_object('code', 'CANCELLED', 'message', @reason, 'retryable', false, 'severity', 'low')
-            WHERE t.id = @id
+            WHERE t.id = @id AND {TaskLifecycle.Cancel.FromGuard("t.status")}
             RETURNING {TaskRecord.ColumnsOf("t")}
         ), history AS (
-            {History.InsertFrom("changed", "cancelled", "@from_status", "'cancelled'", "@reason")}
+            {History.InsertFrom("changed", "cancelled", "@from_status", TaskState.Sql(TaskState.Cancelled), "@reason")}
         )
         SELECT {TaskRecord.Columns} FROM changed
         """;
@@ -64,7 +64,7 @@ public sealed partial class TaskAdministration(NpgsqlDataSource dataSource, Read
             await using var tx = await connection.BeginTransactionAsync(ct);
             var current = await LeaseHolderOperations.ReadAsync(connection, tx, tenant, id, ct, forUpdate: true)
                 ?? throw new NotFoundException("task", id.ToString());
-            if (TaskState.IsEnded(current.Status))
+            if (!TaskLifecycle.Cancel.From.Contains(current.Status))
             {
                 throw new InvalidTaskStateException(id, current.Status, "cancellation");
             }
@@ -109,7 +109,7 @@ public sealed partial class TaskAdministration(NpgsqlDataSource dataSource, Read
             WHERE t.id = @id
             RETURNING {TaskRecord.ColumnsOf("t")}
         ), history AS (
-            {History.InsertFrom("changed", "dependency_added", "'pending'", "'pending'", "@message",
+            {History.InsertFrom("changed", "dependency_added", TaskState.Sql(TaskState.Pending), TaskState.Sql(TaskState.Pending), "@message",
                 "jsonb_build_object('depends_on_task_id', @depends_on::text, 'type', @type, 'state', @state)", worker: "NULL", token: "NULL")}
         )
         SELECT {TaskRecord.Columns} FROM changed
@@ -225,15 +225,21 @@ public sealed partial class TaskAdministration(NpgsqlDataSource dataSource, Read
     private static readonly string RedriveSql = $"""
         WITH changed AS (
             UPDATE tasks t
-            SET status = 'pending', retry_count = 0, not_before = now(), completed_at = NULL, dead_lettered_at = NULL,
+            SET status = {TaskState.Sql(TaskState.Pending)}, retry_count = 0, not_before = now(), completed_at = NULL, dead_lettered_at = NULL,
                 started_at = NULL, deadline_at = NULL, lease_expires_at = NULL, progress_percent = 0, progress_message = NULL,
                 updated_at = now()
-            WHERE t.id = ANY(@ids) AND t.status = 'dead_lettered'
+            WHERE t.id = ANY(@ids) AND {TaskLifecycle.Redrive.FromGuard("t.status")}
             RETURNING t.id, t.tenant_id, t.type, t.assigned_worker_id, t.fencing_token
         ), history AS (
-            {History.InsertFrom("changed", "redriven", "'dead_lettered'", "'pending'", "'redriven by an operator'", worker: "NULL", token: "NULL")}
+            {History.InsertFrom("changed", "redriven", TaskState.Sql(TaskState.DeadLettered), TaskState.Sql(TaskState.Pending), "'redriven by an operator'", worker: "NULL", token: "NULL")}
         )
         SELECT id FROM changed
+        """;
+
+    private static readonly string PickDeadLettersSql = $"""
+        SELECT id FROM tasks
+        WHERE tenant_id = @tenant AND {TaskLifecycle.Redrive.FromGuard("status")} AND (@type::text IS NULL OR type = @type)
+        ORDER BY dead_lettered_at, id LIMIT @limit FOR UPDATE SKIP LOCKED
         """;
 
     /// <summary>
@@ -267,7 +273,7 @@ public sealed partial class TaskAdministration(NpgsqlDataSource dataSource, Read
                     {
                         throw new NotFoundException("task", taskId.ToString());
                     }
-                    if (status != TaskState.DeadLettered)
+                    if (!TaskLifecycle.Redrive.From.Contains(status))
                     {
                         throw new InvalidTaskStateException(taskId, status, "redrive");
                     }
@@ -276,11 +282,7 @@ public sealed partial class TaskAdministration(NpgsqlDataSource dataSource, Read
             }
             else
             {
-                await using var pick = new NpgsqlCommand("""
-                    SELECT id FROM tasks
-                    WHERE tenant_id = @tenant AND status = 'dead_lettered' AND (@type::text IS NULL OR type = @type)
-                    ORDER BY dead_lettered_at, id LIMIT @limit FOR UPDATE SKIP LOCKED
-                    """, connection, tx);
+                await using var pick = new NpgsqlCommand(PickDeadLettersSql, connection, tx);
                 pick.Parameters.AddWithValue("tenant", tenant);
                 pick.Parameters.Add(new NpgsqlParameter("type", NpgsqlDbType.Text) { Value = (object?)type ?? DBNull.Value });
                 pick.Parameters.AddWithValue("limit", limit);

@@ -1,10 +1,11 @@
 namespace Lifeline.Queue.Data;
 
 // The queue's schema, described for EF Core migrations. The task paths themselves (enqueue, lease,
-// outcomes, maintenance) are SQL in TaskStore and friends: one statement per state change, guarded on
-// the current state and fencing token.
+// outcomes, maintenance) are SQL statements in Enqueuing/, Leasing/, Administration/, Dependencies/,
+// Maintenance/ and Recovery/: one statement per state change, guarded on the current state (built from
+// Domain/TaskLifecycle) and the fencing token, reading rows as TaskRecord.
 
-/// <summary>A row of <c>tasks</c>.</summary>
+/// <summary>A row of <c>tasks</c>: columns named by <see cref="TaskRecord.ColumnOf"/>, checked against the table by a test.</summary>
 public sealed class TaskEntity
 {
     public Guid Id { get; set; }

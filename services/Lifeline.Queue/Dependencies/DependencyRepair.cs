@@ -172,9 +172,9 @@ public sealed class DependencyRepair(NpgsqlDataSource dataSource, ReadySignal re
             {History.InsertFrom("changed", "dependency_removed", "status", "status", "@message",
                 "jsonb_build_object('depends_on_task_id', @depends_on::text, 'state', @state)", worker: "NULL", token: "NULL")}
         ), ready AS (
-            SELECT * FROM changed WHERE @state = 'waiting' AND status = 'pending' AND unmet_dependencies = 0
+            SELECT * FROM changed WHERE @state = 'waiting' AND status = {TaskState.Sql(TaskState.Pending)} AND unmet_dependencies = 0
         ), met_history AS (
-            {History.InsertFrom("ready", "dependencies_met", "'pending'", "'pending'", "'all dependencies are met'", worker: "NULL", token: "NULL")}
+            {History.InsertFrom("ready", "dependencies_met", TaskState.Sql(TaskState.Pending), TaskState.Sql(TaskState.Pending), "'all dependencies are met'", worker: "NULL", token: "NULL")}
         )
         SELECT {TaskRecord.Columns} FROM changed
         """;

@@ -25,13 +25,13 @@ public sealed class Resolution
 /// </summary>
 public static class DependencyResolver
 {
-    private const string ResolveEdgesSql = """
+    private static readonly string ResolveEdgesSql = $"""
         WITH ended(id, status) AS (SELECT * FROM unnest(@ids::uuid[], @statuses::text[]))
         UPDATE task_dependencies d
         SET state = CASE
                 WHEN d.type = 'completion' THEN 'met'
-                WHEN d.type = 'success' AND e.status = 'completed' THEN 'met'
-                WHEN d.type = 'failure' AND e.status <> 'completed' THEN 'met'
+                WHEN d.type = 'success' AND e.status = {TaskState.Sql(TaskState.Completed)} THEN 'met'
+                WHEN d.type = 'failure' AND e.status <> {TaskState.Sql(TaskState.Completed)} THEN 'met'
                 ELSE 'violated' END,
             resolved_at = now()
         FROM ended e
@@ -40,28 +40,28 @@ public static class DependencyResolver
         """;
 
     // Dependents are updated in id order to keep lock order stable between concurrent resolvers.
-    private const string ApplySql = """
+    private static readonly string ApplySql = $"""
         WITH delta(task_id, met, violation) AS (
             SELECT * FROM unnest(@task_ids::uuid[], @met::int[], @violations::text[])
         ), changed AS (
             UPDATE tasks t
             SET unmet_dependencies = GREATEST(t.unmet_dependencies - d.met, 0),
-                status = CASE WHEN d.violation IS NULL THEN t.status ELSE 'cancelled' END,
+                status = CASE WHEN d.violation IS NULL THEN t.status ELSE {TaskState.Sql(TaskState.Cancelled)} END,
                 completed_at = CASE WHEN d.violation IS NULL THEN t.completed_at ELSE now() END,
                 error = CASE WHEN d.violation IS NULL THEN t.error ELSE jsonb_build_object(
                     'code', 'DEPENDENCY_UNSATISFIED', 'message', d.violation, 'retryable', false, 'severity', 'medium') END,
                 updated_at = now()
             FROM delta d
-            WHERE t.id = ANY(@task_ids) AND t.id = d.task_id AND t.status = 'pending'
+            WHERE t.id = ANY(@task_ids) AND t.id = d.task_id AND {TaskLifecycle.DependencyViolated.FromGuard("t.status")}
             RETURNING t.id, t.tenant_id, t.type, t.status, t.unmet_dependencies, t.has_dependents, t.assigned_worker_id,
                       t.fencing_token, d.violation
         ), met_history AS (
             INSERT INTO task_history (tenant_id, task_id, task_type, event_type, from_status, to_status, message)
-            SELECT tenant_id, id, type, 'dependencies_met', 'pending', 'pending', 'all dependencies are met'
+            SELECT tenant_id, id, type, 'dependencies_met', {TaskState.Sql(TaskState.Pending)}, {TaskState.Sql(TaskState.Pending)}, 'all dependencies are met'
             FROM changed WHERE violation IS NULL AND unmet_dependencies = 0
         ), cancel_history AS (
             INSERT INTO task_history (tenant_id, task_id, task_type, event_type, from_status, to_status, message)
-            SELECT tenant_id, id, type, 'cancelled', 'pending', 'cancelled', violation
+            SELECT tenant_id, id, type, 'cancelled', {TaskState.Sql(TaskState.Pending)}, {TaskState.Sql(TaskState.Cancelled)}, violation
             FROM changed WHERE violation IS NOT NULL
         )
         SELECT id, tenant_id, status, unmet_dependencies, has_dependents FROM changed

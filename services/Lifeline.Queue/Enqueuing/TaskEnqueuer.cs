@@ -42,7 +42,7 @@ public sealed class TaskEnqueuer
             INSERT INTO tasks (id, tenant_id, type, status, priority, payload, created_at, updated_at, not_before,
                                max_retries, timeout_seconds, idempotency_key, backoff, initial_interval_ms,
                                maximum_interval_ms, jitter, workflow_id, trace_parent)
-            SELECT b.id, b.tenant, b.type, 'pending', b.priority, b.payload::jsonb, now(), now(), COALESCE(b.not_before, now()),
+            SELECT b.id, b.tenant, b.type, {TaskState.Sql(TaskState.Pending)}, b.priority, b.payload::jsonb, now(), now(), COALESCE(b.not_before, now()),
                    b.max_retries, b.timeout_seconds, b.idempotency_key, b.backoff, b.initial_ms, b.maximum_ms, b.jitter, b.workflow_id,
                    b.trace_parent
             FROM unnest(@ids::uuid[], @tenants::text[], @types::text[], @priorities::int[], @payloads::text[], @not_befores::timestamptz[],
@@ -53,7 +53,7 @@ public sealed class TaskEnqueuer
             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING {TaskRecord.Columns}
         ), history AS (
-            {History.InsertFrom("ins", "enqueued", "NULL", "'pending'", worker: "NULL", token: "NULL")}
+            {History.InsertFrom("ins", "enqueued", "NULL", TaskState.Sql(TaskState.Pending), worker: "NULL", token: "NULL")}
         )
         SELECT {TaskRecord.Columns} FROM ins
         """;
@@ -180,11 +180,11 @@ public sealed class TaskEnqueuer
 
     // ---- batches ----
 
-    private const string InsertBatchSql = """
+    private static readonly string InsertBatchSql = $"""
         INSERT INTO tasks (id, tenant_id, type, status, priority, payload, created_at, updated_at, not_before, max_retries,
                            timeout_seconds, idempotency_key, backoff, initial_interval_ms, maximum_interval_ms, jitter,
                            unmet_dependencies, has_dependents, workflow_id, trace_parent)
-        SELECT b.id, @tenant, b.type, 'pending', b.priority, b.payload::jsonb, now(), now(), COALESCE(b.not_before, now()),
+        SELECT b.id, @tenant, b.type, {TaskState.Sql(TaskState.Pending)}, b.priority, b.payload::jsonb, now(), now(), COALESCE(b.not_before, now()),
                b.max_retries, b.timeout_seconds, b.idempotency_key, b.backoff, b.initial_ms, b.maximum_ms, b.jitter,
                b.unmet, b.has_dependents, b.workflow_id, @trace_parent
         FROM unnest(@ids::uuid[], @types::text[], @priorities::int[], @payloads::text[], @not_befores::timestamptz[],
@@ -195,9 +195,9 @@ public sealed class TaskEnqueuer
         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         """;
 
-    private const string InsertBatchHistorySql = """
+    private static readonly string InsertBatchHistorySql = $"""
         INSERT INTO task_history (tenant_id, task_id, task_type, event_type, from_status, to_status)
-        SELECT @tenant, b.id, b.type, 'enqueued', NULL, 'pending' FROM unnest(@ids::uuid[], @types::text[]) AS b(id, type)
+        SELECT @tenant, b.id, b.type, 'enqueued', NULL, {TaskState.Sql(TaskState.Pending)} FROM unnest(@ids::uuid[], @types::text[]) AS b(id, type)
         """;
 
     private const string InsertEdgesSql = """

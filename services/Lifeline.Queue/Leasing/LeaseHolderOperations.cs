@@ -66,7 +66,7 @@ public sealed class LeaseHolderOperations
 
     // The input rows (one per call; an id may appear twice when two calls race), the locked rows with their
     // state before the change (for the history), the change guarded on tenant, token and state, its history.
-    private static string GuardedSql(string allowedStates, string set, string eventType, string toStatus, string message = "NULL", string details = "NULL") => $"""
+    private static string GuardedSql(string[] allowedStates, string set, string eventType, string toStatus, string message = "NULL", string details = "NULL") => $"""
         WITH i AS (
             -- Each call's row joined to its task through the primary key (a lookup per call), locked in id order, with the
             -- task's state before the change (for the history). No join compares every call with every locked row: a
@@ -81,7 +81,7 @@ public sealed class LeaseHolderOperations
         ), changed AS (
             UPDATE tasks t SET {set}, updated_at = now()
             FROM i
-            WHERE t.id = i.id AND t.tenant_id = i.tenant_id AND t.fencing_token = i.token AND i.old_status IN ({allowedStates})
+            WHERE t.id = i.id AND t.tenant_id = i.tenant_id AND t.fencing_token = i.token AND i.old_status IN ({TaskState.SqlList(allowedStates)})
             RETURNING {TaskRecord.ColumnsOf("t")}, i.old_status AS from_status, i.message AS in_message, i.percent AS in_percent,
                       i.lease_seconds AS in_lease_seconds
         ), history AS (
@@ -90,23 +90,23 @@ public sealed class LeaseHolderOperations
         SELECT {TaskRecord.Columns} FROM changed
         """;
 
-    private static readonly GuardedKind Start = new("start", GuardedSql("'assigned'",
-        "status = 'running', started_at = now(), deadline_at = now() + make_interval(secs => t.timeout_seconds), " +
+    private static readonly GuardedKind Start = new("start", GuardedSql(TaskLifecycle.Start.From,
+        $"status = {TaskState.Sql(TaskState.Running)}, started_at = now(), deadline_at = now() + make_interval(secs => t.timeout_seconds), " +
         "lease_expires_at = now() + make_interval(secs => t.lease_seconds)",
-        "started", "'running'"), TaskState.Running) { Count = static (t, task) => t.Started(task) };
+        "started", TaskState.Sql(TaskState.Running)), TaskState.Running) { Count = static (t, task) => t.Started(task) };
 
-    private static readonly GuardedKind Progress = new("progress", GuardedSql("'assigned','running'",
+    private static readonly GuardedKind Progress = new("progress", GuardedSql(TaskState.Leased,
         "progress_percent = i.percent, progress_message = i.message, lease_seconds = COALESCE(i.lease_seconds, t.lease_seconds), " +
         "lease_expires_at = now() + make_interval(secs => COALESCE(i.lease_seconds, t.lease_seconds))",
         "progress", "status", "in_message", "jsonb_build_object('percent', in_percent)"), null);
 
-    private static readonly GuardedKind Extend = new("extending the lease", GuardedSql("'assigned','running'",
+    private static readonly GuardedKind Extend = new("extending the lease", GuardedSql(TaskState.Leased,
         "lease_seconds = i.lease_seconds, lease_expires_at = now() + make_interval(secs => i.lease_seconds)",
         "lease_extended", "status", details: "jsonb_build_object('lease_seconds', in_lease_seconds)"), null);
 
-    private static readonly GuardedKind Complete = new("completion", GuardedSql("'assigned','running'",
-        "status = 'completed', result = i.result::jsonb, error = NULL, completed_at = now(), lease_expires_at = NULL, progress_percent = 100",
-        "completed", "'completed'", details: RunDuration), TaskState.Completed) { Count = static (t, task) => t.Completed(task) };
+    private static readonly GuardedKind Complete = new("completion", GuardedSql(TaskLifecycle.Complete.From,
+        $"status = {TaskState.Sql(TaskState.Completed)}, result = i.result::jsonb, error = NULL, completed_at = now(), lease_expires_at = NULL, progress_percent = 100",
+        "completed", TaskState.Sql(TaskState.Completed), details: RunDuration), TaskState.Completed) { Count = static (t, task) => t.Completed(task) };
 
     // How long the attempt ran (from start, or from the lease when it was never started); reported to the registry.
     private const string RunDuration = "jsonb_build_object('duration_ms', floor(extract(epoch FROM now() - COALESCE(started_at, assigned_at)) * 1000)::bigint)";
@@ -251,13 +251,13 @@ public sealed class LeaseHolderOperations
         ), changed AS (
             UPDATE tasks t
             SET status = i.status, error = i.error::jsonb, retry_count = i.retry_count, not_before = i.not_before,
-                lease_expires_at = NULL, started_at = CASE WHEN i.status = 'pending' THEN NULL ELSE t.started_at END,
-                deadline_at = CASE WHEN i.status = 'pending' THEN NULL ELSE t.deadline_at END,
-                completed_at = CASE WHEN i.status = 'pending' THEN NULL ELSE now() END,
-                dead_lettered_at = CASE WHEN i.status = 'dead_lettered' THEN now() ELSE NULL END,
+                lease_expires_at = NULL, started_at = CASE WHEN i.status = {TaskState.Sql(TaskState.Pending)} THEN NULL ELSE t.started_at END,
+                deadline_at = CASE WHEN i.status = {TaskState.Sql(TaskState.Pending)} THEN NULL ELSE t.deadline_at END,
+                completed_at = CASE WHEN i.status = {TaskState.Sql(TaskState.Pending)} THEN NULL ELSE now() END,
+                dead_lettered_at = CASE WHEN i.status = {TaskState.Sql(TaskState.DeadLettered)} THEN now() ELSE NULL END,
                 updated_at = now()
             FROM input i
-            WHERE t.id = i.id
+            WHERE t.id = i.id AND {TaskLifecycle.Fail.FromGuard("t.status")} AND {TaskLifecycle.Fail.ToGuard("i.status")}
             RETURNING {TaskRecord.ColumnsOf("t")}, i.event_type AS in_event, i.from_status AS in_from, i.message AS in_message,
                       i.details AS in_details
         ), history AS (
@@ -419,12 +419,12 @@ public sealed class LeaseHolderOperations
     private static readonly string ReleaseSql = $"""
         WITH changed AS (
             UPDATE tasks t
-            SET status = 'pending', lease_expires_at = NULL, started_at = NULL, deadline_at = NULL,
+            SET status = {TaskState.Sql(TaskState.Pending)}, lease_expires_at = NULL, started_at = NULL, deadline_at = NULL,
                 not_before = now() + make_interval(secs => @delay_seconds), updated_at = now()
-            WHERE t.id = @id
+            WHERE t.id = @id AND {TaskLifecycle.Release.FromGuard("t.status")}
             RETURNING {TaskRecord.ColumnsOf("t")}
         ), history AS (
-            {History.InsertFrom("changed", "released", "@from_status", "'pending'", "@reason")}
+            {History.InsertFrom("changed", "released", "@from_status", TaskState.Sql(TaskState.Pending), "@reason")}
         )
         SELECT {TaskRecord.Columns} FROM changed
         """;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Lifeline.Queue.Data;
+using Lifeline.Queue.Domain;
 using Lifeline.Queue.Events;
 using Lifeline.Queue.Options;
 using Lifeline.ServiceDefaults.Postgres;
@@ -94,13 +95,13 @@ public sealed class TaskLeaser
     }
 
     // Locks up to `limit` ready tasks of each wanted (tenant, type), best first, skipping rows other leases hold.
-    private const string LockCandidatesSql = """
+    private static readonly string LockCandidatesSql = $"""
         SELECT c.id, w.tenant, w.type, c.priority, c.created_at
         FROM unnest(@tenants::text[], @types::text[], @limits::int[]) AS w(tenant, type, lim)
         CROSS JOIN LATERAL (
             SELECT t.id, t.priority, t.created_at
             FROM tasks t
-            WHERE t.tenant_id = w.tenant AND t.type = w.type AND t.status = 'pending'
+            WHERE t.tenant_id = w.tenant AND t.type = w.type AND {TaskLifecycle.Lease.FromGuard("t.status")}
               AND t.unmet_dependencies = 0 AND t.not_before <= now()
             ORDER BY t.priority DESC, t.created_at, t.id
             LIMIT w.lim
@@ -113,17 +114,17 @@ public sealed class TaskLeaser
             SELECT * FROM unnest(@ids::uuid[], @workers::text[], @lease_seconds::float8[], @starts::bool[]) AS i(id, worker, lease_seconds, start)
         ), leased AS (
             UPDATE tasks t
-            SET status = CASE WHEN i.start THEN 'running' ELSE 'assigned' END, assigned_worker_id = i.worker,
+            SET status = CASE WHEN i.start THEN {TaskState.Sql(TaskState.Running)} ELSE {TaskState.Sql(TaskState.Assigned)} END, assigned_worker_id = i.worker,
                 fencing_token = t.fencing_token + 1, lease_seconds = i.lease_seconds,
                 lease_expires_at = now() + make_interval(secs => i.lease_seconds), assigned_at = now(),
                 started_at = CASE WHEN i.start THEN now() END,
                 deadline_at = CASE WHEN i.start THEN now() + make_interval(secs => t.timeout_seconds) END,
                 progress_percent = 0, progress_message = NULL, updated_at = now()
             FROM input i
-            WHERE t.id = i.id
+            WHERE t.id = i.id AND {TaskLifecycle.Lease.FromGuard("t.status")}
             RETURNING {TaskRecord.ColumnsOf("t")}, i.start AS in_start, i.lease_seconds AS in_lease_seconds
         ), history AS (
-            {History.InsertFrom("leased", "leased", "'pending'", "status",
+            {History.InsertFrom("leased", "leased", TaskState.Sql(TaskState.Pending), "status",
                 details: "jsonb_build_object('wait_ms', floor(extract(epoch FROM now() - not_before) * 1000)::bigint, 'lease_seconds', in_lease_seconds, 'started', in_start)")}
         )
         SELECT {TaskRecord.Columns} FROM leased

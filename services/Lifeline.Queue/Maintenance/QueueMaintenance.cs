@@ -19,38 +19,63 @@ namespace Lifeline.Queue.Maintenance;
 /// the attempt against <c>max_retries</c>; beyond it the task is dead-lettered (MAX_RETRIES_EXCEEDED).</item>
 /// </list>
 /// Every instance runs it; rows are claimed with SKIP LOCKED and guarded on state, so instances never
-/// step on each other and each change happens once.
+/// step on each other and each change happens once. Both rules are the queue's alone (<see cref="TaskLifecycle.TimeOut"/>,
+/// <see cref="TaskLifecycle.LeaseExpiry"/>): recovery's RecoverTask(TIMEOUT) runs <see cref="TimeOutOneSql"/> from here, and
+/// recovery's scanner leaves expired leases of live holders to this loop.
 /// </summary>
 public sealed partial class QueueMaintenance(NpgsqlDataSource dataSource, ReadySignal readySignal,
     IOptions<QueueOptions> options, QueueTelemetry telemetry, ILogger<QueueMaintenance> logger)
     : BackgroundLoop(logger, LoopBackoff.Between(options.Value.MaintenanceInterval, TimeSpan.FromSeconds(30)))
 {
+    // Ending an attempt as timed out: what it sets, and its history message (the pass and RecoverTask(TIMEOUT) alike).
+    private static readonly string TimedOutSet = $"""
+        status = {TaskState.Sql(TaskState.Timeout)}, lease_expires_at = NULL, completed_at = now(), updated_at = now(),
+                error = jsonb_build_object('code', 'TASK_TIMEOUT', 'retryable', false, 'severity', 'high',
+                    'message', 'the attempt ran longer than its timeout of ' || t.timeout_seconds || ' s')
+        """;
+
+    private const string TimedOutMessage = "'the attempt ran longer than its timeout'";
+
     private static readonly string TimeoutSql = $"""
         WITH overdue AS (
             SELECT id, status AS old_status FROM tasks
-            WHERE status = 'running' AND deadline_at < now()
+            WHERE {TaskLifecycle.TimeOut.FromGuard("status")} AND deadline_at < now()
             ORDER BY deadline_at LIMIT @batch FOR UPDATE SKIP LOCKED
         ), changed AS (
             UPDATE tasks t
-            SET status = 'timeout', lease_expires_at = NULL, completed_at = now(), updated_at = now(),
-                error = jsonb_build_object('code', 'TASK_TIMEOUT', 'retryable', false, 'severity', 'high',
-                    'message', 'the attempt ran longer than its timeout of ' || t.timeout_seconds || ' s')
+            SET {TimedOutSet}
             FROM overdue o WHERE t.id = o.id
             RETURNING t.id, t.tenant_id, t.type, t.status, t.assigned_worker_id, t.fencing_token, t.has_dependents, o.old_status
         ), history AS (
-            {History.InsertFrom("changed", "timed_out", "old_status", "'timeout'", "'the attempt ran longer than its timeout'")}
+            {History.InsertFrom("changed", "timed_out", "old_status", TaskState.Sql(TaskState.Timeout), TimedOutMessage)}
         )
         SELECT id, tenant_id, status, has_dependents, type FROM changed
+        """;
+
+    /// <summary>
+    /// The same change for one task named by RecoverTask(TIMEOUT) under its fencing token (<see cref="Recovery.TimeoutEnforcement"/>
+    /// decides whether it is past its timeout); @details are the history's details.
+    /// </summary>
+    internal static readonly string TimeOutOneSql = $"""
+        WITH changed AS (
+            UPDATE tasks t
+            SET {TimedOutSet}
+            WHERE t.id = @id AND t.tenant_id = @tenant AND t.fencing_token = @token AND {TaskLifecycle.TimeOut.FromGuard("t.status")}
+            RETURNING {TaskRecord.ColumnsOf("t")}
+        ), history AS (
+            {History.InsertFrom("changed", "timed_out", TaskState.Sql(TaskState.Running), TaskState.Sql(TaskState.Timeout), TimedOutMessage, "@details::jsonb")}
+        )
+        SELECT {TaskRecord.Columns} FROM changed
         """;
 
     private static readonly string ExpirySql = $"""
         WITH expired AS (
             SELECT id, status AS old_status FROM tasks
-            WHERE status IN ('assigned','running') AND lease_expires_at < now()
+            WHERE {TaskLifecycle.LeaseExpiry.FromGuard("status")} AND lease_expires_at < now()
             ORDER BY lease_expires_at LIMIT @batch FOR UPDATE SKIP LOCKED
         ), changed AS (
             UPDATE tasks t
-            SET status = CASE WHEN t.retry_count < t.max_retries THEN 'pending' ELSE 'dead_lettered' END,
+            SET status = CASE WHEN t.retry_count < t.max_retries THEN {TaskState.Sql(TaskState.Pending)} ELSE {TaskState.Sql(TaskState.DeadLettered)} END,
                 retry_count = CASE WHEN t.retry_count < t.max_retries THEN t.retry_count + 1 ELSE t.retry_count END,
                 lease_expires_at = NULL, started_at = NULL, deadline_at = NULL, not_before = now(),
                 completed_at = CASE WHEN t.retry_count < t.max_retries THEN NULL ELSE now() END,
@@ -65,7 +90,7 @@ public sealed partial class QueueMaintenance(NpgsqlDataSource dataSource, ReadyS
             FROM expired e WHERE t.id = e.id
             RETURNING t.id, t.tenant_id, t.type, t.status, t.assigned_worker_id, t.fencing_token, t.has_dependents, e.old_status
         ), history AS (
-            {History.InsertFromExpression("changed", "CASE WHEN status = 'pending' THEN 'lease_expired' ELSE 'dead_lettered' END",
+            {History.InsertFromExpression("changed", $"CASE WHEN status = {TaskState.Sql(TaskState.Pending)} THEN 'lease_expired' ELSE 'dead_lettered' END",
                 "old_status", "status", "'the lease expired'")}
         )
         SELECT id, tenant_id, status, has_dependents, type FROM changed

@@ -1,5 +1,6 @@
 using Lifeline.ServiceDefaults.Paging;
 using Lifeline.Queue.Data;
+using Lifeline.Queue.Domain;
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Tenancy;
 using Npgsql;
@@ -57,7 +58,7 @@ public sealed class TaskQueries(NpgsqlDataSource dataSource)
 
     /// <summary>Dead letters, most recently dead-lettered first.</summary>
     public async Task<(IReadOnlyList<TaskRecord> Tasks, PageCursor? Next)> ListDeadLettersAsync(string tenant, TaskFilter filter, CancellationToken ct) =>
-        await PageAsync("dead_lettered_at", "status = 'dead_lettered'", tenant, filter with { Status = null }, r => r.DeadLetteredAt!.Value, ct);
+        await PageAsync("dead_lettered_at", $"status = {TaskState.Sql(TaskState.DeadLettered)}", tenant, filter with { Status = null }, r => r.DeadLetteredAt!.Value, ct);
 
     /// <summary>
     /// One keyset page. The statement names only the filters given (no <c>@x IS NULL OR …</c>): with prepared,
@@ -138,7 +139,7 @@ public sealed class TaskQueries(NpgsqlDataSource dataSource)
 
     /// <summary>Every tenant with unfinished tasks (pending, assigned or running), in byte order.</summary>
     public Task<IReadOnlyList<string>> ActiveTenantsAsync(CancellationToken ct) =>
-        ActiveTenants.ListAsync(dataSource, "tasks", "x.status IN ('pending', 'assigned', 'running')", ct);
+        ActiveTenants.ListAsync(dataSource, "tasks", $"x.status IN ({TaskState.SqlList(TaskLifecycle.Cancel.From)})", ct);
 
     public async Task<QueueStats> StatsAsync(string tenant, string? type, CancellationToken ct)
     {
@@ -157,9 +158,9 @@ public sealed class TaskQueries(NpgsqlDataSource dataSource)
                 counts.Add((reader.GetString(0), reader.GetString(1), reader.GetInt64(2)));
             }
         }
-        await using var oldest = dataSource.CreateCommand("""
+        await using var oldest = dataSource.CreateCommand($"""
             SELECT COALESCE(EXTRACT(epoch FROM now() - min(not_before)), 0)::float8 FROM tasks
-            WHERE tenant_id = @tenant AND status = 'pending' AND unmet_dependencies = 0 AND not_before <= now()
+            WHERE tenant_id = @tenant AND status = {TaskState.Sql(TaskState.Pending)} AND unmet_dependencies = 0 AND not_before <= now()
               AND (@type::text IS NULL OR type = @type)
             """);
         oldest.Parameters.AddWithValue("tenant", tenant);

@@ -74,17 +74,21 @@ public sealed partial class TaskRecovery(NpgsqlDataSource dataSource, ReadySigna
             : throw new NotFoundException("task", id.ToString());
     }
 
+    // One statement for both transitions RecoverTask makes: a lost holder's lease, a timed-out task's retry.
+    private static readonly TaskTransition[] Recoverable = [TaskLifecycle.RecoverLostHolder, TaskLifecycle.RetryTimedOut];
+
     private static readonly string RecoverSql = $"""
         WITH changed AS (
             UPDATE tasks t
             SET status = @status, error = @error::jsonb, retry_count = @retry_count, not_before = now(), lease_expires_at = NULL,
-                started_at = CASE WHEN @status = 'pending' THEN NULL ELSE t.started_at END,
-                deadline_at = CASE WHEN @status = 'pending' THEN NULL ELSE t.deadline_at END,
-                completed_at = CASE WHEN @status = 'pending' THEN NULL ELSE now() END,
-                dead_lettered_at = CASE WHEN @status = 'dead_lettered' THEN now() ELSE NULL END,
+                started_at = CASE WHEN @status = {TaskState.Sql(TaskState.Pending)} THEN NULL ELSE t.started_at END,
+                deadline_at = CASE WHEN @status = {TaskState.Sql(TaskState.Pending)} THEN NULL ELSE t.deadline_at END,
+                completed_at = CASE WHEN @status = {TaskState.Sql(TaskState.Pending)} THEN NULL ELSE now() END,
+                dead_lettered_at = CASE WHEN @status = {TaskState.Sql(TaskState.DeadLettered)} THEN now() ELSE NULL END,
                 resume_checkpoint_id = @checkpoint, recovery_count = t.recovery_count + 1, recovered_token = t.fencing_token,
                 updated_at = now()
             WHERE t.id = @id AND t.tenant_id = @tenant AND t.fencing_token = @token AND t.status = @from_status
+              AND {TaskLifecycle.FromGuard("t.status", Recoverable)} AND {TaskLifecycle.ToGuard("@status", Recoverable)}
             RETURNING {TaskRecord.ColumnsOf("t")}
         ), history AS (
             {History.InsertFrom("changed", "recovered", "@from_status", "status", "@message", "@details::jsonb")}
@@ -119,7 +123,7 @@ public sealed partial class TaskRecovery(NpgsqlDataSource dataSource, ReadySigna
             {
                 throw new StaleFencingTokenException(current.Id, request.FencingToken, current.FencingToken);
             }
-            if (!current.IsLeased && current.Status != TaskState.Timeout)
+            if (!Recoverable.Any(t => t.From.Contains(current.Status)))
             {
                 throw new InvalidTaskStateException(current.Id, current.Status, "recovery");
             }

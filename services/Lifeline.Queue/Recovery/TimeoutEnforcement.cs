@@ -3,6 +3,7 @@ using Lifeline.Queue.Data;
 using Lifeline.Queue.Dependencies;
 using Lifeline.Queue.Domain;
 using Lifeline.Queue.Events;
+using Lifeline.Queue.Maintenance;
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Postgres;
 using Npgsql;
@@ -11,27 +12,14 @@ namespace Lifeline.Queue.Recovery;
 
 /// <summary>
 /// RecoverTask with RECOVERY_ACTION_TIMEOUT: ends a running attempt that is past its own timeout as
-/// <c>timeout</c>, exactly as <see cref="Maintenance.QueueMaintenance"/> does, for when the maintenance
-/// did not (it was down, or the deadline column disagrees with <c>started_at</c> + <c>timeout_seconds</c>).
+/// <c>timeout</c> with the maintenance's own statement (<see cref="QueueMaintenance.TimeOutOneSql"/>: the transition
+/// is the queue's, <see cref="TaskLifecycle.TimeOut"/>), for when the maintenance did not (it was down, or the deadline
+/// column disagrees with <c>started_at</c> + <c>timeout_seconds</c>).
 /// Allowed whatever the worker's liveness, because the task's own timeout has passed; refused otherwise.
 /// The row is locked throughout, so a concurrent outcome or the maintenance happens entirely before or after.
 /// </summary>
 public sealed class TimeoutEnforcement(NpgsqlDataSource dataSource, ReadySignal readySignal)
 {
-    private static readonly string TimeoutSql = $"""
-        WITH changed AS (
-            UPDATE tasks t
-            SET status = 'timeout', lease_expires_at = NULL, completed_at = now(), updated_at = now(),
-                error = jsonb_build_object('code', 'TASK_TIMEOUT', 'retryable', false, 'severity', 'high',
-                    'message', 'the attempt ran longer than its timeout of ' || t.timeout_seconds || ' s')
-            WHERE t.id = @id AND t.tenant_id = @tenant AND t.fencing_token = @token AND t.status = 'running'
-            RETURNING {TaskRecord.ColumnsOf("t")}
-        ), history AS (
-            {History.InsertFrom("changed", "timed_out", "'running'", "'timeout'", "'the attempt ran longer than its timeout'", "@details::jsonb")}
-        )
-        SELECT {TaskRecord.Columns} FROM changed
-        """;
-
     /// <summary>The task after the call, and whether this call ended it (false: it had already timed out under this token).</summary>
     public async Task<(TaskRecord Task, bool Changed)> EnforceAsync(string tenant, Guid id, long token, string reasonCode, CancellationToken cancellationToken)
     {
@@ -61,7 +49,7 @@ public sealed class TimeoutEnforcement(NpgsqlDataSource dataSource, ReadySignal 
                 };
             }
             TaskRecord ended;
-            await using (var command = new NpgsqlCommand(TimeoutSql, connection, tx))
+            await using (var command = new NpgsqlCommand(QueueMaintenance.TimeOutOneSql, connection, tx))
             {
                 command.Parameters.AddWithValue("id", id);
                 command.Parameters.AddWithValue("tenant", tenant);

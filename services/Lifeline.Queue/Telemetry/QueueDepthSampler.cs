@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using Lifeline.Queue.Domain;
 using Lifeline.Queue.Options;
 using Lifeline.ServiceDefaults.Hosting;
 using Lifeline.ServiceDefaults.Telemetry;
@@ -80,17 +81,17 @@ public sealed class QueueDepthSnapshot
 public sealed class QueueDepthSampler(NpgsqlDataSource dataSource, QueueDepthSnapshot snapshot, IOptions<QueueOptions> options,
     ILogger<QueueDepthSampler> logger) : BackgroundLoop(logger, LoopBackoff.Between(options.Value.DepthSampleInterval, TimeSpan.FromMinutes(1)))
 {
-    private const string DepthSql = """
+    private static readonly string DepthSql = $"""
         WITH RECURSIVE pairs AS (
             (SELECT tenant_id, type, 1 AS n FROM tasks
-             WHERE status = 'pending' AND unmet_dependencies = 0
+             WHERE status = {TaskState.Sql(TaskState.Pending)} AND unmet_dependencies = 0
              ORDER BY tenant_id, type LIMIT 1)
             UNION ALL
             SELECT next.tenant_id, next.type, p.n + 1
             FROM pairs p
             CROSS JOIN LATERAL (
                 SELECT t.tenant_id, t.type FROM tasks t
-                WHERE t.status = 'pending' AND t.unmet_dependencies = 0 AND (t.tenant_id, t.type) > (p.tenant_id, p.type)
+                WHERE t.status = {TaskState.Sql(TaskState.Pending)} AND t.unmet_dependencies = 0 AND (t.tenant_id, t.type) > (p.tenant_id, p.type)
                 ORDER BY t.tenant_id, t.type LIMIT 1
             ) next
             WHERE p.n < @max_pairs
@@ -101,7 +102,7 @@ public sealed class QueueDepthSampler(NpgsqlDataSource dataSource, QueueDepthSna
             SELECT count(*) AS ready, extract(epoch FROM now() - min(line.not_before)) AS age
             FROM (
                 SELECT t.not_before FROM tasks t
-                WHERE t.tenant_id = p.tenant_id AND t.type = p.type AND t.status = 'pending' AND t.unmet_dependencies = 0
+                WHERE t.tenant_id = p.tenant_id AND t.type = p.type AND t.status = {TaskState.Sql(TaskState.Pending)} AND t.unmet_dependencies = 0
                   AND t.not_before <= now()
                 ORDER BY t.priority DESC, t.created_at, t.id
                 LIMIT @count_limit

@@ -28,10 +28,12 @@ public sealed record ScanResult(
 /// <summary>
 /// The level-triggered path: every <c>ScanInterval</c> the leader reads every in-flight and
 /// timed-out task of the covered tenants and the registry's workers, and recovers what needs it —
-/// holder offline/deregistered/unknown, lease expired (assigned but never started counts as its own
-/// trigger), timed out. Whatever the fast path (lost events) missed — recovery down at the time, a
-/// lost event not seen, a lease that simply ran out — is caught here. A scan never acts twice on one
-/// lease: the queue refuses a stale token and the action log records one action per lease.
+/// holder offline/deregistered/unknown (assigned but never started counts as its own trigger), timed
+/// out. Whatever the fast path (lost events) missed — recovery down at the time, a lost event not
+/// seen — is caught here. A lease that simply ran out while its holder is alive is not recovery's:
+/// the queue's maintenance requeues it (the visibility timeout; the queue's TaskLifecycle gives each
+/// transition one owner), so the two never race for it. A scan never acts twice on one lease: the
+/// queue refuses a stale token and the action log records one action per lease.
 /// </summary>
 public sealed partial class RecoveryScanner(
     SuiteClients clients, TaskRecoverer recoverer, RecoveryLeader leader, CoveredTenants tenants, IOptions<RecoveryOptions> options, TimeProvider time,
@@ -108,7 +110,10 @@ public sealed partial class RecoveryScanner(
         }
     }
 
-    /// <summary>Why a task needs recovery and since when; null when its holder is alive with a current lease.</summary>
+    /// <summary>
+    /// Why a task needs recovery and since when; null when its holder is alive — whether or not its lease expired (an expired
+    /// lease of a live holder is the queue maintenance's to requeue).
+    /// </summary>
     internal (RecoveryTrigger Trigger, DateTime DetectedAt)? Classify(QueueTask task, IReadOnlyDictionary<string, Worker> workers, DateTime now)
     {
         if (task.Status == TaskStatus.Timeout)
@@ -119,7 +124,7 @@ public sealed partial class RecoveryScanner(
         var expired = expiresAt is { } e && e <= now;
         var gone = !workers.TryGetValue(task.AssignedWorkerId, out var worker)
             || worker.Status == WorkerStatus.Offline || worker.DeregisteredAt is not null;
-        if (!expired && !gone)
+        if (!gone)
         {
             return null;
         }

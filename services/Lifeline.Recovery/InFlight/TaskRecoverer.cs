@@ -80,7 +80,7 @@ public sealed partial class TaskRecoverer(SuiteClients clients, ActionLog log, T
             RecoveryTrigger.WorkerLost => $"worker {task.AssignedWorkerId} was announced lost by the registry",
             RecoveryTrigger.WorkerGone => $"worker {task.AssignedWorkerId} is offline, deregistered or unknown",
             RecoveryTrigger.LeaseExpired => "the lease expired without an outcome",
-            RecoveryTrigger.NotStarted => $"assigned at {task.AssignedAt?.ToDateTime():O} and never started; holder gone or lease expired",
+            RecoveryTrigger.NotStarted => $"assigned at {task.AssignedAt?.ToDateTime():O} and never started; holder gone",
             _ => $"timed out after {task.TimeoutSeconds} s",
         } + (checkpointId is null ? "" : $"; resumes from checkpoint {checkpointId}") + (checkpointNote is null ? "" : $"; {checkpointNote}");
         var request = new RecoverTaskRequest

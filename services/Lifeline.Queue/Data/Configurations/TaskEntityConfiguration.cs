@@ -1,32 +1,32 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using static Lifeline.Queue.Domain.TaskState;
 
 namespace Lifeline.Queue.Data.Configurations;
 
 internal sealed class TaskEntityConfiguration : IEntityTypeConfiguration<TaskEntity>
 {
-    private const string States = "'pending','assigned','running','completed','failed','cancelled','timeout','dead_lettered'";
-
     public void Configure(EntityTypeBuilder<TaskEntity> e)
     {
         e.ToTable("tasks", t =>
         {
-            t.HasCheckConstraint("ck_tasks_status", $"status IN ({States})");
+            // The states and their classes come from Domain/TaskState (a test compares them with pg_constraint).
+            t.HasCheckConstraint("ck_tasks_status", $"status IN ({SqlList(All)})");
             t.HasCheckConstraint("ck_tasks_backoff", "backoff IN ('exponential','linear','fibonacci','fixed')");
             // Timestamps are tied to states: a lease exists exactly while the task is assigned or running,
             // a running task has started, an ended task has ended, a dead letter has its time.
             t.HasCheckConstraint("ck_tasks_lease_iff_leased",
-                "(status IN ('assigned','running')) = (lease_expires_at IS NOT NULL)");
+                $"(status IN ({SqlList(Leased)})) = (lease_expires_at IS NOT NULL)");
             t.HasCheckConstraint("ck_tasks_leased_has_worker",
-                "status NOT IN ('assigned','running') OR (assigned_worker_id IS NOT NULL AND assigned_at IS NOT NULL AND fencing_token > 0)");
+                $"status NOT IN ({SqlList(Leased)}) OR (assigned_worker_id IS NOT NULL AND assigned_at IS NOT NULL AND fencing_token > 0)");
             t.HasCheckConstraint("ck_tasks_running_started",
-                "status <> 'running' OR (started_at IS NOT NULL AND deadline_at IS NOT NULL)");
+                $"status <> {Sql(Running)} OR (started_at IS NOT NULL AND deadline_at IS NOT NULL)");
             t.HasCheckConstraint("ck_tasks_not_started_before_running",
-                "status NOT IN ('pending','assigned') OR (started_at IS NULL AND deadline_at IS NULL)");
+                $"status NOT IN ({SqlList(NotStarted)}) OR (started_at IS NULL AND deadline_at IS NULL)");
             t.HasCheckConstraint("ck_tasks_ended_has_completed_at",
-                "(status IN ('completed','failed','cancelled','timeout','dead_lettered')) = (completed_at IS NOT NULL)");
-            t.HasCheckConstraint("ck_tasks_dead_lettered_at", "(status = 'dead_lettered') = (dead_lettered_at IS NOT NULL)");
-            t.HasCheckConstraint("ck_tasks_completed_no_error", "status <> 'completed' OR error IS NULL");
+                $"(status IN ({SqlList(Ended)})) = (completed_at IS NOT NULL)");
+            t.HasCheckConstraint("ck_tasks_dead_lettered_at", $"(status = {Sql(DeadLettered)}) = (dead_lettered_at IS NOT NULL)");
+            t.HasCheckConstraint("ck_tasks_completed_no_error", $"status <> {Sql(Completed)} OR error IS NULL");
             t.HasCheckConstraint("ck_tasks_retry_count", "retry_count >= 0 AND retry_count <= max_retries");
             t.HasCheckConstraint("ck_tasks_max_retries", "max_retries BETWEEN 0 AND 100");
             t.HasCheckConstraint("ck_tasks_timeout", "timeout_seconds > 0");
@@ -40,51 +40,31 @@ internal sealed class TaskEntityConfiguration : IEntityTypeConfiguration<TaskEnt
             t.HasCheckConstraint("ck_tasks_recovered_token", "recovered_token IS NULL OR (recovered_token > 0 AND recovered_token <= fencing_token)");
         });
         e.HasKey(x => x.Id);
-        e.Property(x => x.Id).HasColumnName("id").ValueGeneratedNever();
-        e.Property(x => x.TenantId).HasColumnName("tenant_id");
-        e.Property(x => x.Type).HasColumnName("type");
-        e.Property(x => x.Status).HasColumnName("status");
-        e.Property(x => x.Priority).HasColumnName("priority");
-        e.Property(x => x.Payload).HasColumnName("payload").HasColumnType("jsonb");
-        e.Property(x => x.Result).HasColumnName("result").HasColumnType("jsonb");
-        e.Property(x => x.Error).HasColumnName("error").HasColumnType("jsonb");
-        e.Property(x => x.AssignedWorkerId).HasColumnName("assigned_worker_id");
-        e.Property(x => x.FencingToken).HasColumnName("fencing_token").HasDefaultValue(0L);
-        e.Property(x => x.LeaseExpiresAt).HasColumnName("lease_expires_at");
-        e.Property(x => x.LeaseSeconds).HasColumnName("lease_seconds").HasDefaultValue(30d);
-        e.Property(x => x.DeadlineAt).HasColumnName("deadline_at");
-        e.Property(x => x.CreatedAt).HasColumnName("created_at");
-        e.Property(x => x.AssignedAt).HasColumnName("assigned_at");
-        e.Property(x => x.StartedAt).HasColumnName("started_at");
-        e.Property(x => x.CompletedAt).HasColumnName("completed_at");
-        e.Property(x => x.DeadLetteredAt).HasColumnName("dead_lettered_at");
-        e.Property(x => x.UpdatedAt).HasColumnName("updated_at");
-        e.Property(x => x.RetryCount).HasColumnName("retry_count").HasDefaultValue(0);
-        e.Property(x => x.MaxRetries).HasColumnName("max_retries");
-        e.Property(x => x.TimeoutSeconds).HasColumnName("timeout_seconds");
-        e.Property(x => x.NotBefore).HasColumnName("not_before");
-        e.Property(x => x.IdempotencyKey).HasColumnName("idempotency_key");
-        e.Property(x => x.Backoff).HasColumnName("backoff");
-        e.Property(x => x.InitialIntervalMs).HasColumnName("initial_interval_ms");
-        e.Property(x => x.MaximumIntervalMs).HasColumnName("maximum_interval_ms");
-        e.Property(x => x.Jitter).HasColumnName("jitter").HasDefaultValue(0.1d);
-        e.Property(x => x.UnmetDependencies).HasColumnName("unmet_dependencies").HasDefaultValue(0);
-        e.Property(x => x.HasDependents).HasColumnName("has_dependents").HasDefaultValue(false);
-        e.Property(x => x.ProgressPercent).HasColumnName("progress_percent").HasDefaultValue(0);
-        e.Property(x => x.ProgressMessage).HasColumnName("progress_message");
-        e.Property(x => x.WorkflowId).HasColumnName("workflow_id");
-        e.Property(x => x.ResumeCheckpointId).HasColumnName("resume_checkpoint_id");
-        e.Property(x => x.RecoveryCount).HasColumnName("recovery_count").HasDefaultValue(0);
-        e.Property(x => x.RecoveredToken).HasColumnName("recovered_token");
-        e.Property(x => x.TraceParent).HasColumnName("trace_parent");
+        // Every column is named by the rule TaskRecord's columns follow (TaskSchemaTests compares both with the table).
+        foreach (var property in typeof(TaskEntity).GetProperties())
+        {
+            e.Property(property.Name).HasColumnName(TaskRecord.ColumnOf(property.Name));
+        }
+        e.Property(x => x.Id).ValueGeneratedNever();
+        e.Property(x => x.Payload).HasColumnType("jsonb");
+        e.Property(x => x.Result).HasColumnType("jsonb");
+        e.Property(x => x.Error).HasColumnType("jsonb");
+        e.Property(x => x.FencingToken).HasDefaultValue(0L);
+        e.Property(x => x.LeaseSeconds).HasDefaultValue(30d);
+        e.Property(x => x.RetryCount).HasDefaultValue(0);
+        e.Property(x => x.Jitter).HasDefaultValue(0.1d);
+        e.Property(x => x.UnmetDependencies).HasDefaultValue(0);
+        e.Property(x => x.HasDependents).HasDefaultValue(false);
+        e.Property(x => x.ProgressPercent).HasDefaultValue(0);
+        e.Property(x => x.RecoveryCount).HasDefaultValue(0);
 
         // The lease path: one index whose order is the dequeue order, holding only ready tasks.
         e.HasIndex(x => new { x.TenantId, x.Type, x.Priority, x.CreatedAt, x.Id }, "ix_tasks_ready")
             .IsDescending(false, false, true, false, false)
-            .HasFilter("status = 'pending' AND unmet_dependencies = 0");
+            .HasFilter($"status = {Sql(Pending)} AND unmet_dependencies = 0");
         // Maintenance: expired leases and overdue attempts.
-        e.HasIndex(x => x.LeaseExpiresAt, "ix_tasks_lease_expiry").HasFilter("status IN ('assigned','running')");
-        e.HasIndex(x => x.DeadlineAt, "ix_tasks_deadline").HasFilter("status = 'running'");
+        e.HasIndex(x => x.LeaseExpiresAt, "ix_tasks_lease_expiry").HasFilter($"status IN ({SqlList(Leased)})");
+        e.HasIndex(x => x.DeadlineAt, "ix_tasks_deadline").HasFilter($"status = {Sql(Running)}");
         // Idempotent enqueue.
         e.HasIndex(x => new { x.TenantId, x.IdempotencyKey }, "ux_tasks_idempotency").IsUnique()
             .HasFilter("idempotency_key IS NOT NULL");
@@ -92,7 +72,7 @@ internal sealed class TaskEntityConfiguration : IEntityTypeConfiguration<TaskEnt
         e.HasIndex(x => new { x.TenantId, x.CreatedAt, x.Id }, "ix_tasks_list").IsDescending(false, true, true);
         e.HasIndex(x => new { x.TenantId, x.Status, x.CreatedAt, x.Id }, "ix_tasks_list_status").IsDescending(false, false, true, true);
         e.HasIndex(x => new { x.TenantId, x.DeadLetteredAt, x.Id }, "ix_tasks_dead_letters")
-            .IsDescending(false, true, true).HasFilter("status = 'dead_lettered'");
+            .IsDescending(false, true, true).HasFilter($"status = {Sql(DeadLettered)}");
         // Listing the tasks of a workflow (ListTasks workflow_id), newest first.
         e.HasIndex(x => new { x.TenantId, x.WorkflowId, x.CreatedAt, x.Id }, "ix_tasks_workflow")
             .IsDescending(false, false, true, true).HasFilter("workflow_id IS NOT NULL");
