@@ -19,6 +19,8 @@ public sealed class FaultProxy : IAsyncDisposable
     private readonly Task _acceptLoop;
     private volatile bool _blackHole;
     private volatile bool _refuse;
+    private int _refuseNext;
+    private int _accepted;
     private TimeSpan _latency;
 
     private FaultProxy(TcpListener listener, IPEndPoint target)
@@ -63,6 +65,15 @@ public sealed class FaultProxy : IAsyncDisposable
 
     /// <summary>Refuses new connections while on (they are reset as soon as accepted).</summary>
     public void Refuse(bool on) => _refuse = on;
+
+    /// <summary>
+    /// Refuses the next <paramref name="connections"/> new connections, then lets them through: a server that comes
+    /// up after that many attempts, without depending on how long the attempts take.
+    /// </summary>
+    public void RefuseNext(int connections) => Volatile.Write(ref _refuseNext, connections);
+
+    /// <summary>Connections accepted so far, refused ones included.</summary>
+    public int Accepted => Volatile.Read(ref _accepted);
 
     /// <summary>Delays every chunk of bytes in either direction by <paramref name="latency"/>.</summary>
     public void Latency(TimeSpan latency) => _latency = latency;
@@ -114,7 +125,8 @@ public sealed class FaultProxy : IAsyncDisposable
             {
                 continue;
             }
-            if (_refuse)
+            Interlocked.Increment(ref _accepted);
+            if (_refuse || TakeRefusal())
             {
                 client.LingerState = new LingerOption(true, 0);
                 client.Close(0);
@@ -122,6 +134,21 @@ public sealed class FaultProxy : IAsyncDisposable
             }
             _ = Task.Run(() => ServeAsync(client));
         }
+    }
+
+    private bool TakeRefusal()
+    {
+        var left = Volatile.Read(ref _refuseNext);
+        while (left > 0)
+        {
+            var seen = Interlocked.CompareExchange(ref _refuseNext, left - 1, left);
+            if (seen == left)
+            {
+                return true;
+            }
+            left = seen;
+        }
+        return false;
     }
 
     private async Task ServeAsync(Socket client)

@@ -11,6 +11,7 @@ using Lifeline.Queue.Recovery;
 using Lifeline.Queue.Reporting;
 using Lifeline.Queue.Telemetry;
 using Lifeline.ServiceDefaults;
+using Lifeline.ServiceDefaults.Clients;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -65,6 +66,8 @@ internal static class QueueServiceExtensions
         builder.Services.AddSingleton<TaskEventFeed>();
         builder.Services.AddSingleton<QueueMaintenance>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<QueueMaintenance>());
+        // Outcomes go to the registry when it has an address; a queue without one does not report them.
+        builder.AddOptionalServiceClient<Lifeline.Registry.V1.RegistryService.RegistryServiceClient>("registry");
         builder.Services.AddHostedService<OutcomeReporter>();
         builder.Services.AddSingleton<QueueDepthSampler>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<QueueDepthSampler>());

@@ -2,15 +2,13 @@ using System.Data;
 using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
-using Grpc.Core.Interceptors;
-using Grpc.Net.Client;
 using Lifeline.Queue.Events;
 using Lifeline.Queue.Options;
 using Lifeline.Queue.Reading;
 using Lifeline.Registry.V1;
+using Lifeline.ServiceDefaults.Clients;
 using Lifeline.ServiceDefaults.Hosting;
 using Lifeline.ServiceDefaults.Postgres;
-using Lifeline.ServiceDefaults.Security;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
@@ -25,8 +23,8 @@ namespace Lifeline.Queue.Reporting;
 /// at a time (a PostgreSQL advisory lock held on its own connection); if it stops, another takes over.
 /// </summary>
 public sealed partial class OutcomeReporter(
-    NpgsqlDataSource dataSource, TaskEventFeed feed, IConfiguration configuration, IOptions<QueueOptions> options,
-    ServiceIdentity identity, ILogger<OutcomeReporter> logger)
+    NpgsqlDataSource dataSource, TaskEventFeed feed, OptionalServiceClient<RegistryService.RegistryServiceClient> registry,
+    IOptions<QueueOptions> options, ILogger<OutcomeReporter> logger)
     : BackgroundLoop(logger, LoopBackoff.Between(options.Value.OutcomeReportInterval * 2, TimeSpan.FromSeconds(30)))
 {
     private const string CursorName = "registry-outcomes";
@@ -37,24 +35,15 @@ public sealed partial class OutcomeReporter(
     // worker like an expired lease (a recovery out of "timeout" was reported already, as "timed_out").
     private static readonly string[] OutcomeEvents = ["completed", "failed", "retry_scheduled", "dead_lettered", "timed_out", "lease_expired", "recovered"];
 
-    // Kept across passes: the channel to the registry, and the connection holding the reporter's lock while this instance leads.
-    private RegistryService.RegistryServiceClient? _registry;
-    private GrpcChannel? _channel;
+    // Kept across passes: the connection holding the reporter's lock while this instance leads.
     private NpgsqlConnection? _leadership;
 
     protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
     {
-        if (_registry is null)
+        if (!registry.IsConfigured)
         {
-            var address = configuration["services:registry:grpc:0"];
-            if (string.IsNullOrWhiteSpace(address))
-            {
-                LogDisabled(logger);
-                return Done;
-            }
-            _channel = GrpcChannel.ForAddress(address);
-            _registry = new RegistryService.RegistryServiceClient(
-                _channel.Intercept(identity.Interceptor).Intercept(Lifeline.ServiceDefaults.Grpc.DefaultDeadline.ForServices));
+            LogDisabled(logger);
+            return Done;
         }
         var interval = options.Value.OutcomeReportInterval;
         try
@@ -71,7 +60,7 @@ public sealed partial class OutcomeReporter(
                 _leadership = connection;
                 LogLeading(logger);
             }
-            return await ReportOnceAsync(_registry, stoppingToken) == 0 ? interval : TimeSpan.Zero;
+            return await ReportOnceAsync(registry.Client, stoppingToken) == 0 ? interval : TimeSpan.Zero;
         }
         catch
         {
@@ -83,7 +72,6 @@ public sealed partial class OutcomeReporter(
     protected override async Task RunLastPassAsync(CancellationToken cancellationToken)
     {
         await StepDownAsync();
-        _channel?.Dispose();
     }
 
     private async Task StepDownAsync()
@@ -103,7 +91,7 @@ public sealed partial class OutcomeReporter(
     }
 
     /// <summary>Sends the next batch of outcomes; returns how many history events it consumed.</summary>
-    public async Task<int> ReportOnceAsync(RegistryService.RegistryServiceClient registry, CancellationToken ct)
+    public async Task<int> ReportOnceAsync(RegistryService.RegistryServiceClient registryClient, CancellationToken ct)
     {
         var cursor = await ReadCursorAsync(ct);
         var (events, next) = await feed.ReadAsync(cursor, null, [], null, OutcomeEvents, ct);
@@ -111,10 +99,10 @@ public sealed partial class OutcomeReporter(
         {
             var request = new RecordTaskOutcomesRequest();
             request.Outcomes.AddRange(tenantEvents.Select(ToOutcome));
-            var headers = ServiceIdentity.ActingFor(tenantEvents.Key);
             try
             {
-                await registry.RecordTaskOutcomesAsync(request, headers, deadline: DateTime.UtcNow + CallTimeout, cancellationToken: ct);
+                // Retried on UNAVAILABLE by the client (RetriedCalls): each outcome counts once by its id.
+                await registryClient.RecordTaskOutcomesAsync(request, ServiceCall.For(tenantEvents.Key, ct, CallTimeout));
             }
             catch (RpcException ex) when (ex.StatusCode == StatusCode.InvalidArgument)
             {

@@ -1,71 +1,40 @@
-using Grpc.Core;
-using Grpc.Core.Interceptors;
-using Lifeline.ServiceDefaults.Grpc;
-using Lifeline.ServiceDefaults.Security;
-using Grpc.Net.Client;
+using Grpc.Health.V1;
+using Lifeline.Backup.V1;
 using Lifeline.Checkpoint.V1;
 using Lifeline.Queue.V1;
 using Lifeline.Registry.V1;
+using Lifeline.ServiceDefaults.Clients;
 
 namespace Lifeline.Recovery.Clients;
 
 /// <summary>
-/// gRPC clients of the services recovery works with, found as <c>services:&lt;name&gt;:grpc:0</c>
-/// (one HTTP/2 channel each, shared). Recovery talks to them only through their contracts, as the service
-/// identity <c>lifeline-recovery</c>; calls name the tenant they act for with <see cref="For"/>, calls without
-/// one act across tenants.
+/// The services recovery works with, through their contracts only (typed clients registered in
+/// <c>AddRecoveryServices</c>: recovery's identity, a default deadline, UNAVAILABLE retried on idempotent calls).
+/// The queue and the registry are required: recovery does not start without their addresses. The checkpoint
+/// service is optional (without it, lost work is requeued without resuming from a checkpoint), and so is backup
+/// (only disaster recovery's backup and restore steps need it). Calls name the tenant they act for with
+/// <see cref="ServiceCall.For"/>.
 /// </summary>
-public sealed class SuiteClients : IDisposable
+public sealed class SuiteClients(
+    QueueService.QueueServiceClient queue,
+    RegistryService.RegistryServiceClient registry,
+    OptionalServiceClient<CheckpointService.CheckpointServiceClient> checkpoint,
+    OptionalServiceClient<BackupService.BackupServiceClient> backup,
+    PeerServices peers)
 {
-    private readonly Dictionary<string, GrpcChannel> _channels = [];
-    private readonly ServiceIdentity _identity;
+    public QueueService.QueueServiceClient Queue { get; } = queue;
 
-    public SuiteClients(IConfiguration configuration, ServiceIdentity identity)
-    {
-        _identity = identity;
-        foreach (var name in new[] { "queue", "registry", "checkpoint", "backup" })
-        {
-            var address = configuration[$"services:{name}:grpc:0"];
-            if (!string.IsNullOrWhiteSpace(address))
-            {
-                _channels[name] = GrpcChannel.ForAddress(address, new GrpcChannelOptions
-                {
-                    MaxReceiveMessageSize = ServiceDefaults.Extensions.MaxMessageBytes,
-                    MaxSendMessageSize = ServiceDefaults.Extensions.MaxMessageBytes,
-                });
-            }
-        }
-    }
+    public RegistryService.RegistryServiceClient Registry { get; } = registry;
 
-    public QueueService.QueueServiceClient Queue => new(Invoker("queue"));
-    public RegistryService.RegistryServiceClient Registry => new(Invoker("registry"));
-    public CheckpointService.CheckpointServiceClient Checkpoint => new(Invoker("checkpoint"));
+    /// <summary>The checkpoint service (check <see cref="Has"/> first: it is optional).</summary>
+    public CheckpointService.CheckpointServiceClient Checkpoint => checkpoint.Required;
 
-    /// <summary>A configured service's channel with recovery's identity and a default deadline on every call that has none.</summary>
-    public CallInvoker Invoker(string name) => Channel(name).Intercept(_identity.Interceptor).Intercept(DefaultDeadline.ForServices);
+    /// <summary>The backup service (check <see cref="Has"/> first: it is optional).</summary>
+    public BackupService.BackupServiceClient Backup => backup.Required;
 
     /// <summary>Whether a service's address is configured.</summary>
-    public bool Has(string name) => _channels.ContainsKey(name);
+    public bool Has(string name) => peers.Has(name);
 
-    /// <summary>The channel of a configured service (also for its grpc.health.v1 and other contracts).</summary>
-    public GrpcChannel Channel(string name) =>
-        _channels.TryGetValue(name, out var channel)
-            ? channel
-            : throw new InvalidOperationException($"services:{name}:grpc:0 is not configured: recovery cannot reach the {name} service.");
-
-    /// <summary>Call options acting for <paramref name="tenant"/>, with a deadline.</summary>
-    public static CallOptions For(string tenant, CancellationToken ct, TimeSpan? timeout = null) =>
-        new(ServiceIdentity.ActingFor(tenant), DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30)), ct);
-
-    /// <summary>Call options acting across tenants (ListActiveTenants), with a deadline.</summary>
-    public static CallOptions AcrossTenants(CancellationToken ct, TimeSpan? timeout = null) =>
-        new(null, DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30)), ct);
-
-    public void Dispose()
-    {
-        foreach (var channel in _channels.Values)
-        {
-            channel.Dispose();
-        }
-    }
+    /// <summary>The grpc.health.v1 client of a configured service.</summary>
+    public Health.HealthClient Health(string name) => peers.Health(name);
 }

@@ -6,6 +6,7 @@ using Lifeline.Recovery.Options;
 using Lifeline.Recovery.V1;
 using Microsoft.Extensions.Options;
 using Lifeline.Recovery.Tenancy;
+using Lifeline.ServiceDefaults.Clients;
 
 namespace Lifeline.Recovery.Consistency;
 
@@ -26,7 +27,7 @@ public sealed class CircularDependenciesCheck(SuiteClients clients, CoveredTenan
         var issues = new List<FoundIssue>();
         foreach (var tenant in await tenants.RefreshAsync(ct))
         {
-            var response = await clients.Queue.FindDependencyCyclesAsync(new FindDependencyCyclesRequest(), SuiteClients.For(tenant, ct));
+            var response = await clients.Queue.FindDependencyCyclesAsync(new FindDependencyCyclesRequest(), ServiceCall.For(tenant, ct));
             foreach (var cycle in response.Cycles)
             {
                 var closing = cycle.Edges.OrderByDescending(e => e.CreatedAt?.ToDateTime() ?? DateTime.MinValue)
@@ -51,7 +52,7 @@ public sealed class CircularDependenciesCheck(SuiteClients clients, CoveredTenan
     {
         var taskId = issue.Details.Text("task_id");
         var dependsOn = issue.Details.Text("depends_on_task_id");
-        var cycles = await clients.Queue.FindDependencyCyclesAsync(new FindDependencyCyclesRequest(), SuiteClients.For(issue.Tenant, ct));
+        var cycles = await clients.Queue.FindDependencyCyclesAsync(new FindDependencyCyclesRequest(), ServiceCall.For(issue.Tenant, ct));
         var stillThere = cycles.Cycles.SelectMany(c => c.Edges)
             .Any(e => string.Equals(e.TaskId, taskId, StringComparison.OrdinalIgnoreCase) && string.Equals(e.DependsOnTaskId, dependsOn, StringComparison.OrdinalIgnoreCase));
         if (!stillThere)
@@ -65,7 +66,7 @@ public sealed class CircularDependenciesCheck(SuiteClients clients, CoveredTenan
         try
         {
             var response = await clients.Queue.RemoveDependencyAsync(new RemoveDependencyRequest { TaskId = taskId, DependsOnTaskId = dependsOn },
-                SuiteClients.For(issue.Tenant, ct));
+                ServiceCall.For(issue.Tenant, ct));
             return new FixOutcome(FixStatus.Fixed,
                 $"removed the edge {taskId} -> {dependsOn} ({response.RemovedState}); task {taskId} now has {response.Task.UnmetDependencies} unmet dependencies");
         }

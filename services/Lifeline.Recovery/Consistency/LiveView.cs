@@ -2,6 +2,7 @@ using Grpc.Core;
 using Lifeline.Queue.V1;
 using Lifeline.Recovery.Clients;
 using Lifeline.Registry.V1;
+using Lifeline.ServiceDefaults.Clients;
 using Task = Lifeline.Queue.V1.Task;
 using TaskStatus = Lifeline.Queue.V1.TaskStatus;
 
@@ -14,7 +15,7 @@ internal static class LiveView
     {
         try
         {
-            return (await clients.Queue.GetTaskAsync(new GetTaskRequest { TaskId = taskId }, SuiteClients.For(tenant, ct))).Task;
+            return (await clients.Queue.GetTaskAsync(new GetTaskRequest { TaskId = taskId }, ServiceCall.For(tenant, ct))).Task;
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
         {
@@ -26,7 +27,7 @@ internal static class LiveView
     {
         try
         {
-            return (await clients.Registry.GetWorkerAsync(new GetWorkerRequest { WorkerId = workerId }, SuiteClients.For(tenant, ct))).Worker;
+            return (await clients.Registry.GetWorkerAsync(new GetWorkerRequest { WorkerId = workerId }, ServiceCall.For(tenant, ct))).Worker;
         }
         catch (RpcException e) when (e.StatusCode is StatusCode.NotFound or StatusCode.InvalidArgument)
         {

@@ -9,6 +9,7 @@ using Lifeline.Recovery.V1;
 using Microsoft.Extensions.Options;
 using TaskStatus = Lifeline.Queue.V1.TaskStatus;
 using Lifeline.Recovery.Tenancy;
+using Lifeline.ServiceDefaults.Clients;
 
 namespace Lifeline.Recovery.Consistency;
 
@@ -92,7 +93,7 @@ public sealed class OrphanedAssignmentsCheck(SuiteClients clients, CoveredTenant
                     Retryable = true,
                     Severity = Severity.High,
                 },
-            }, SuiteClients.For(issue.Tenant, ct));
+            }, ServiceCall.For(issue.Tenant, ct));
             return response.Outcome == RecoverOutcome.AlreadyRecovered
                 ? new FixOutcome(FixStatus.NoLongerPresent, $"task {taskId} was already recovered from token {token}")
                 : new FixOutcome(FixStatus.Fixed, $"task {taskId} taken from worker {workerId} ({why}): now {response.Task.Status.Name()}");

@@ -5,6 +5,7 @@ using Lifeline.Recovery.V1;
 using Lifeline.Registry.V1;
 using Microsoft.Extensions.Options;
 using Lifeline.Recovery.Tenancy;
+using Lifeline.ServiceDefaults.Clients;
 
 namespace Lifeline.Recovery.Consistency;
 
@@ -27,7 +28,7 @@ public sealed class RedisPostgresDisagreementCheck(SuiteClients clients, Covered
         var issues = new List<FoundIssue>();
         foreach (var tenant in await tenants.RefreshAsync(ct))
         {
-            var response = await clients.Registry.ReconcileWorkersAsync(new ReconcileWorkersRequest { DryRun = true }, SuiteClients.For(tenant, ct));
+            var response = await clients.Registry.ReconcileWorkersAsync(new ReconcileWorkersRequest { DryRun = true }, ServiceCall.For(tenant, ct));
             foreach (var d in response.Disagreements)
             {
                 issues.Add(new FoundIssue(tenant, $"worker:{d.WorkerId}", Describe(d), true, new Dictionary<string, string>
@@ -52,7 +53,7 @@ public sealed class RedisPostgresDisagreementCheck(SuiteClients clients, Covered
     {
         var workerId = issue.Details.Text("worker_id");
         var response = await clients.Registry.ReconcileWorkersAsync(new ReconcileWorkersRequest { DryRun = dryRun, WorkerId = workerId },
-            SuiteClients.For(issue.Tenant, ct));
+            ServiceCall.For(issue.Tenant, ct));
         if (response.Disagreements.FirstOrDefault() is not { } d)
         {
             return new FixOutcome(FixStatus.NoLongerPresent, $"PostgreSQL and Redis agree on worker {workerId} now");

@@ -9,6 +9,7 @@ using Lifeline.Recovery.V1;
 using Microsoft.Extensions.Options;
 using TaskStatus = Lifeline.Queue.V1.TaskStatus;
 using Lifeline.Recovery.Tenancy;
+using Lifeline.ServiceDefaults.Clients;
 
 namespace Lifeline.Recovery.Consistency;
 
@@ -87,7 +88,7 @@ public sealed class TimeoutViolationsCheck(SuiteClients clients, CoveredTenants 
                 FencingToken = token,
                 Action = Queue.V1.RecoveryAction.Timeout,
                 Reason = new ErrorDetail { Code = "TASK_TIMEOUT", Message = "consistency check: running past its timeout", Severity = Severity.High },
-            }, SuiteClients.For(issue.Tenant, ct));
+            }, ServiceCall.For(issue.Tenant, ct));
             return response.Outcome == RecoverOutcome.TimedOut
                 ? new FixOutcome(FixStatus.Fixed, $"task {taskId} ended as {response.Task.Status.Name()}")
                 : new FixOutcome(FixStatus.NoLongerPresent, $"task {taskId} had already timed out under token {token}");

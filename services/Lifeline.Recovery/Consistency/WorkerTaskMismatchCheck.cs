@@ -8,6 +8,7 @@ using Lifeline.Registry.V1;
 using Microsoft.Extensions.Options;
 using TaskStatus = Lifeline.Queue.V1.TaskStatus;
 using Lifeline.Recovery.Tenancy;
+using Lifeline.ServiceDefaults.Clients;
 
 namespace Lifeline.Recovery.Consistency;
 
@@ -134,7 +135,7 @@ public sealed class WorkerTaskMismatchCheck(SuiteClients clients, CoveredTenants
                         Reason = $"consistency check: the queue does not hold task {taskId} for this worker; it {Describe(task)}",
                     },
                 },
-            }, SuiteClients.For(issue.Tenant, ct));
+            }, ServiceCall.For(issue.Tenant, ct));
             return new FixOutcome(FixStatus.Fixed, $"told worker {workerId} to drop task {taskId}, which {Describe(task)}");
         }
         catch (RpcException e) when (e.StatusCode is StatusCode.FailedPrecondition or StatusCode.NotFound)

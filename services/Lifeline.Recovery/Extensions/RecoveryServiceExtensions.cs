@@ -9,6 +9,7 @@ using Lifeline.Recovery.Options;
 using Lifeline.Recovery.Plans;
 using Lifeline.Recovery.SystemState;
 using Lifeline.ServiceDefaults;
+using Lifeline.ServiceDefaults.Clients;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
@@ -38,6 +39,12 @@ internal static class RecoveryServiceExtensions
         builder.Services.AddSingleton(sp => ServiceDataSource.Create(recoveryDb, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddDbContextFactory<RecoveryDbContext>((sp, o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>()));
         builder.Services.AddSingleton(_ => Lifeline.ServiceDefaults.Redis.ServiceRedis.Connect(redis));
+        // The services recovery calls: it cannot work without the queue and the registry; without checkpoint it requeues
+        // without resuming from checkpoints, without backup disaster recovery cannot back up or restore.
+        builder.AddServiceClient<Queue.V1.QueueService.QueueServiceClient>("queue");
+        builder.AddServiceClient<Registry.V1.RegistryService.RegistryServiceClient>("registry");
+        builder.AddOptionalServiceClient<Checkpoint.V1.CheckpointService.CheckpointServiceClient>("checkpoint");
+        builder.AddOptionalServiceClient<Backup.V1.BackupService.BackupServiceClient>("backup");
         builder.Services.AddSingleton<SuiteClients>();
         builder.Services.AddSingleton<Tenancy.CoveredTenants>();
         builder.Services.AddSingleton(TimeProvider.System);

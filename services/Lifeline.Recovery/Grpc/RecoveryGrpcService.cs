@@ -13,6 +13,7 @@ using Lifeline.ServiceDefaults.Validation;
 using Microsoft.Extensions.Options;
 using static Lifeline.ServiceDefaults.Protobuf.ProtoTime;
 using Lifeline.Recovery.Tenancy;
+using Lifeline.ServiceDefaults.Clients;
 
 namespace Lifeline.Recovery.Grpc;
 
@@ -59,7 +60,7 @@ public sealed class RecoveryGrpcService(
         long inFlight = 0;
         foreach (var tenant in scope is null ? await tenants.RefreshAsync(ct) : [scope])
         {
-            var stats = await clients.Queue.GetQueueStatsAsync(new GetQueueStatsRequest(), SuiteClients.For(tenant, ct));
+            var stats = await clients.Queue.GetQueueStatsAsync(new GetQueueStatsRequest(), ServiceCall.For(tenant, ct));
             inFlight += stats.Totals.GetValueOrDefault("TASK_STATUS_ASSIGNED") + stats.Totals.GetValueOrDefault("TASK_STATUS_RUNNING");
         }
         var last = scanner.LastScan;

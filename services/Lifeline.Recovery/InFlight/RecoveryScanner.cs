@@ -10,6 +10,7 @@ using Microsoft.Extensions.Options;
 using QueueTask = Lifeline.Queue.V1.Task;
 using TaskStatus = Lifeline.Queue.V1.TaskStatus;
 using Lifeline.Recovery.Tenancy;
+using Lifeline.ServiceDefaults.Clients;
 using Lifeline.ServiceDefaults.Hosting;
 
 namespace Lifeline.Recovery.InFlight;
@@ -139,7 +140,7 @@ public sealed partial class RecoveryScanner(
         var token = "";
         do
         {
-            var page = await clients.Registry.ListWorkersAsync(new ListWorkersRequest { PageSize = 1000, PageToken = token }, SuiteClients.For(tenant, ct));
+            var page = await clients.Registry.ListWorkersAsync(new ListWorkersRequest { PageSize = 1000, PageToken = token }, ServiceCall.For(tenant, ct));
             foreach (var w in page.Workers)
             {
                 workers[w.Id] = w;
@@ -156,7 +157,7 @@ public sealed partial class RecoveryScanner(
         do
         {
             var page = await clients.Queue.ListTasksAsync(
-                new ListTasksRequest { Status = status, PageSize = options.Value.ScanPageSize, PageToken = token }, SuiteClients.For(tenant, ct));
+                new ListTasksRequest { Status = status, PageSize = options.Value.ScanPageSize, PageToken = token }, ServiceCall.For(tenant, ct));
             foreach (var task in page.Tasks)
             {
                 yield return task;

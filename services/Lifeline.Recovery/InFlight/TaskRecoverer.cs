@@ -6,6 +6,7 @@ using Lifeline.Recovery.Clients;
 using Lifeline.Recovery.Leadership;
 using Lifeline.Recovery.V1;
 using Lifeline.Recovery.Telemetry;
+using Lifeline.ServiceDefaults.Clients;
 using Lifeline.ServiceDefaults.Telemetry;
 using System.Diagnostics;
 using QueueTask = Lifeline.Queue.V1.Task;
@@ -96,7 +97,7 @@ public sealed partial class TaskRecoverer(SuiteClients clients, ActionLog log, T
         RecoverTaskResponse response;
         try
         {
-            response = await clients.Queue.RecoverTaskAsync(request, SuiteClients.For(tenant, ct));
+            response = await clients.Queue.RecoverTaskAsync(request, ServiceCall.For(tenant, ct));
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
         {
@@ -138,7 +139,7 @@ public sealed partial class TaskRecoverer(SuiteClients clients, ActionLog log, T
         }
         try
         {
-            var latest = await clients.Checkpoint.GetLatestCheckpointAsync(new GetLatestCheckpointRequest { WorkflowId = workflowId }, SuiteClients.For(tenant, ct, TimeSpan.FromSeconds(10)));
+            var latest = await clients.Checkpoint.GetLatestCheckpointAsync(new GetLatestCheckpointRequest { WorkflowId = workflowId }, ServiceCall.For(tenant, ct, TimeSpan.FromSeconds(10)));
             var note = latest.SkippedCorrupt.Count > 0 ? $"skipped {latest.SkippedCorrupt.Count} corrupt newer checkpoint(s)" : null;
             return (Guid.Parse(latest.Checkpoint.Metadata.Id), note);
         }

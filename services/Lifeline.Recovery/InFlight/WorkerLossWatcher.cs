@@ -2,12 +2,12 @@ using Grpc.Core;
 using Lifeline.Queue.V1;
 using Task = System.Threading.Tasks.Task;
 using Lifeline.Recovery.Clients;
-using Lifeline.ServiceDefaults.Security;
 using Lifeline.Recovery.Leadership;
 using Lifeline.Recovery.Options;
 using Lifeline.Recovery.Tenancy;
 using Lifeline.Recovery.V1;
 using Lifeline.Registry.V1;
+using Lifeline.ServiceDefaults.Clients;
 using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -78,7 +78,7 @@ public sealed partial class WorkerLossWatcher(
         var cursor = await LoadCursorAsync(tenant, ct);
         using var call = clients.Registry.WatchWorkers(
             new WatchWorkersRequest { EventTypes = { WorkerEventType.Lost }, AfterEventId = cursor ?? "" },
-            new CallOptions(ServiceIdentity.ActingFor(tenant), cancellationToken: ct));
+            ServiceCall.For(tenant, ct));
         // Lost workers are handled concurrently (a rack going down loses many at once); the cursor advances in
         // stream order, past an event only once it and every earlier one are handled.
         var inFlight = new Queue<(string EventId, Task Work)>();
@@ -133,7 +133,7 @@ public sealed partial class WorkerLossWatcher(
             do
             {
                 var page = await clients.Queue.ListTasksAsync(
-                    new ListTasksRequest { Status = status, WorkerId = lost.WorkerId, PageSize = 1000, PageToken = token }, SuiteClients.For(tenant, ct));
+                    new ListTasksRequest { Status = status, WorkerId = lost.WorkerId, PageSize = 1000, PageToken = token }, ServiceCall.For(tenant, ct));
                 held.AddRange(page.Tasks.Where(t => t.AssignedWorkerId == lost.WorkerId));
                 token = page.NextPageToken;
             }

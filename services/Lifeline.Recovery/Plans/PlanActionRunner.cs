@@ -5,6 +5,7 @@ using Lifeline.Common.V1;
 using Lifeline.Queue.V1;
 using Lifeline.Recovery.Clients;
 using Lifeline.Recovery.Data;
+using Lifeline.ServiceDefaults.Clients;
 using QueueTask = Lifeline.Queue.V1.Task;
 using TaskStatus = Lifeline.Queue.V1.TaskStatus;
 
@@ -46,7 +47,7 @@ public sealed class PlanActionRunner(SuiteClients clients)
         {
             return ActionOutcome.Failed($"task {taskId} was not found in tenant '{plan.TenantId}'");
         }
-        var call = SuiteClients.For(plan.TenantId, ct, CallTimeout);
+        var call = ServiceCall.For(plan.TenantId, ct, CallTimeout);
         switch (task.Status)
         {
             case TaskStatus.DeadLettered:
@@ -99,7 +100,7 @@ public sealed class PlanActionRunner(SuiteClients clients)
                     Severity = (Severity)plan.Severity,
                 },
                 ResumeCheckpointId = resumeFrom,
-            }, SuiteClients.For(plan.TenantId, ct, CallTimeout));
+            }, ServiceCall.For(plan.TenantId, ct, CallTimeout));
             var from = resumeFrom.Length > 0 ? $", resuming from checkpoint {resumeFrom}" : "";
             return recovered.Outcome switch
             {
@@ -124,7 +125,7 @@ public sealed class PlanActionRunner(SuiteClients clients)
             LatestValid = true,
             Strategy = RollbackStrategy.Full,
             CreateBackup = true,
-        }, SuiteClients.For(plan.TenantId, ct, RollbackTimeout));
+        }, ServiceCall.For(plan.TenantId, ct, RollbackTimeout));
         RollbackResult? result = null;
         while (await call.ResponseStream.MoveNext(ct))
         {
@@ -157,7 +158,7 @@ public sealed class PlanActionRunner(SuiteClients clients)
             {
                 TaskId = taskId,
                 Reason = Truncate($"aborted by recovery plan {plan.Id} for error {plan.ErrorCode}: {plan.ErrorMessage}", 1024),
-            }, SuiteClients.For(plan.TenantId, ct, CallTimeout));
+            }, ServiceCall.For(plan.TenantId, ct, CallTimeout));
             var cascade = cancelled.CascadedCancellations > 0 ? $" and {cancelled.CascadedCancellations} dependent task(s)" : "";
             return ActionOutcome.Ok($"cancelled task {taskId}{cascade}");
         }
@@ -178,7 +179,7 @@ public sealed class PlanActionRunner(SuiteClients clients)
     {
         try
         {
-            return (await clients.Queue.GetTaskAsync(new GetTaskRequest { TaskId = taskId.ToString() }, SuiteClients.For(tenant, ct, CallTimeout))).Task;
+            return (await clients.Queue.GetTaskAsync(new GetTaskRequest { TaskId = taskId.ToString() }, ServiceCall.For(tenant, ct, CallTimeout))).Task;
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
         {
@@ -196,7 +197,7 @@ public sealed class PlanActionRunner(SuiteClients clients)
         try
         {
             var latest = await clients.Checkpoint.GetLatestCheckpointAsync(new GetLatestCheckpointRequest { WorkflowId = workflowId },
-                SuiteClients.For(tenant, ct, CallTimeout));
+                ServiceCall.For(tenant, ct, CallTimeout));
             return latest.Checkpoint.Metadata.Id;
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)

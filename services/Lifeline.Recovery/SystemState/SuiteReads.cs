@@ -1,6 +1,7 @@
 using Lifeline.Queue.V1;
 using Lifeline.Recovery.Clients;
 using Lifeline.Registry.V1;
+using Lifeline.ServiceDefaults.Clients;
 
 namespace Lifeline.Recovery.SystemState;
 
@@ -14,7 +15,7 @@ public static class SuiteReads
         var token = "";
         do
         {
-            var page = await clients.Registry.ListWorkersAsync(new ListWorkersRequest { PageSize = 1000, PageToken = token }, SuiteClients.For(tenant, ct));
+            var page = await clients.Registry.ListWorkersAsync(new ListWorkersRequest { PageSize = 1000, PageToken = token }, ServiceCall.For(tenant, ct));
             workers.AddRange(page.Workers);
             token = page.NextPageToken;
         }
@@ -30,7 +31,7 @@ public static class SuiteReads
         var token = "";
         do
         {
-            var page = await clients.Queue.ListTasksAsync(new ListTasksRequest { Status = status, PageSize = pageSize, PageToken = token }, SuiteClients.For(tenant, ct));
+            var page = await clients.Queue.ListTasksAsync(new ListTasksRequest { Status = status, PageSize = pageSize, PageToken = token }, ServiceCall.For(tenant, ct));
             tasks.AddRange(page.Tasks);
             token = page.NextPageToken;
         }

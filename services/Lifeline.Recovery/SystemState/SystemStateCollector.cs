@@ -9,6 +9,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using StackExchange.Redis;
 using Lifeline.Recovery.Tenancy;
+using Lifeline.ServiceDefaults.Clients;
 
 namespace Lifeline.Recovery.SystemState;
 
@@ -72,7 +73,7 @@ public sealed class SystemStateCollector(SuiteClients clients, IConnectionMultip
         {
             foreach (var tenant in tenants)
             {
-                var stats = await clients.Queue.GetQueueStatsAsync(new GetQueueStatsRequest(), SuiteClients.For(tenant, ct));
+                var stats = await clients.Queue.GetQueueStatsAsync(new GetQueueStatsRequest(), ServiceCall.For(tenant, ct));
                 foreach (var (status, count) in stats.Totals)
                 {
                     counts[status] = counts.GetValueOrDefault(status) + count;
@@ -107,7 +108,7 @@ public sealed class SystemStateCollector(SuiteClients clients, IConnectionMultip
         }
         try
         {
-            var reply = await new Health.HealthClient(clients.Channel(service))
+            var reply = await clients.Health(service)
                 .CheckAsync(new HealthCheckRequest(), deadline: DateTime.UtcNow + ProbeTimeout, cancellationToken: ct);
             return reply.Status == HealthCheckResponse.Types.ServingStatus.Serving ? null : $"{service}: health {reply.Status}";
         }

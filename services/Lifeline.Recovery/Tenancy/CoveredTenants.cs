@@ -1,6 +1,7 @@
 using Grpc.Core;
 using Lifeline.Recovery.Clients;
 using Lifeline.Recovery.Options;
+using Lifeline.ServiceDefaults.Clients;
 using Microsoft.Extensions.Options;
 using QueueTenantsRequest = Lifeline.Queue.V1.ListActiveTenantsRequest;
 using RegistryTenantsRequest = Lifeline.Registry.V1.ListActiveTenantsRequest;
@@ -54,8 +55,8 @@ public sealed partial class CoveredTenants(SuiteClients clients, IOptions<Recove
         try
         {
             // The calls look across tenants; the header only names the caller's own default tenant.
-            var queue = clients.Queue.ListActiveTenantsAsync(new QueueTenantsRequest(), SuiteClients.AcrossTenants(ct));
-            var registry = clients.Registry.ListActiveTenantsAsync(new RegistryTenantsRequest(), SuiteClients.AcrossTenants(ct));
+            var queue = clients.Queue.ListActiveTenantsAsync(new QueueTenantsRequest(), ServiceCall.AcrossTenants(ct));
+            var registry = clients.Registry.ListActiveTenantsAsync(new RegistryTenantsRequest(), ServiceCall.AcrossTenants(ct));
             var found = (await queue).Tenants.Concat((await registry).Tenants).Distinct(StringComparer.Ordinal).ToArray();
             foreach (var tenant in found.Except(_discovered, StringComparer.Ordinal).Except(options.Value.Tenants, StringComparer.Ordinal))
             {

@@ -29,7 +29,7 @@ public sealed class BackupServiceGateway(SuiteClients clients) : IBackupGateway
         {
             return NotConfigured("back up", databases);
         }
-        var backup = new Backup.V1.BackupService.BackupServiceClient(clients.Invoker("backup"));
+        var backup = clients.Backup;
         var done = new List<string>();
         var failed = new List<string>();
         foreach (var database in databases.Where(d => d != "backupdb"))
@@ -66,7 +66,7 @@ public sealed class BackupServiceGateway(SuiteClients clients) : IBackupGateway
         {
             return NotConfigured("restore", databases);
         }
-        var backup = new Backup.V1.BackupService.BackupServiceClient(clients.Invoker("backup"));
+        var backup = clients.Backup;
         var done = new List<string>();
         var failed = new List<string>();
         foreach (var database in databases)

@@ -62,7 +62,7 @@ public sealed class ValidationStep(SuiteClients clients, NpgsqlDataSource dataSo
         }
         try
         {
-            var reply = await new Health.HealthClient(clients.Channel(service))
+            var reply = await clients.Health(service)
                 .CheckAsync(new HealthCheckRequest(), deadline: DateTime.UtcNow + HealthTimeout, cancellationToken: ct);
             return reply.Status == HealthCheckResponse.Types.ServingStatus.Serving ? null : $"{service}: health {reply.Status}";
         }
