@@ -11,6 +11,7 @@ using Lifeline.Queue.Recovery;
 using Lifeline.Queue.Reporting;
 using Lifeline.Queue.Telemetry;
 using Lifeline.ServiceDefaults;
+using Lifeline.ServiceDefaults.Leadership;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -65,6 +66,7 @@ internal static class QueueServiceExtensions
         builder.Services.AddSingleton<TaskEventFeed>();
         builder.Services.AddSingleton<QueueMaintenance>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<QueueMaintenance>());
+        builder.Services.AddLeaderElection(OutcomeReporter.Role, _ => OutcomeReporter.TermTtl);
         builder.Services.AddHostedService<OutcomeReporter>();
         builder.Services.AddSingleton<QueueDepthSampler>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<QueueDepthSampler>());
