@@ -1,5 +1,7 @@
 using Lifeline.Backup.Scheduling;
 using Lifeline.Backup.V1;
+using Lifeline.ServiceDefaults.Leadership;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Lifeline.Backup.Tests;
 
@@ -28,6 +30,48 @@ public sealed class SchedulerTests(BackupEnvironment env) : IClassFixture<Backup
         var only = Assert.Single(backups.Backups);
         Assert.Equal(schedule.LastBackupId, only.BackupId);
         Assert.Equal(BackupStatus.Completed, only.Status);
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task When_the_scheduling_instance_stops_the_other_takes_over_at_once_and_runs_the_due_schedule_once()
+    {
+        var target = await env.CreateTargetAsync(rows: 20);
+        await using var a = await env.StartAsync([target]);
+        await using var b = await env.StartAsync([target]);
+        LeaderElection Election(ServiceHost host) => host.App.Services.GetRequiredKeyedService<LeaderElection>(BackupScheduler.Role);
+        ServiceHost? leader = null;
+        Assert.True(await BackupCalls.EventuallyAsync(() =>
+        {
+            var leading = new[] { a, b }.Where(h => Election(h).Term is not null).ToList();
+            Assert.True(leading.Count <= 1, "both instances schedule");
+            leader = leading.SingleOrDefault();
+            return Task.FromResult(leader is not null);
+        }, TimeSpan.FromSeconds(20)));
+        var before = Election(leader!).Term!;
+        var other = leader == a ? b : a;
+
+        var stopped = System.Diagnostics.Stopwatch.StartNew();
+        await leader!.StopAsync(); // resigns
+        using var wait = new CancellationTokenSource(BackupScheduler.TermTtl);
+        var after = await Election(other).WaitForTermAsync(wait.Token);
+        Assert.True(stopped.Elapsed < BackupScheduler.TermTtl / 3 + TimeSpan.FromSeconds(2), $"took over after {stopped.Elapsed.TotalSeconds:0.0} s");
+        Assert.Equal(before.Term + 1, after.Term);
+        // The deposed term can claim nothing any more.
+        await using (var connection = new Npgsql.NpgsqlConnection(env.DatabaseConnectionString))
+        {
+            await connection.OpenAsync();
+            Assert.False(await before.HoldsAsync(connection, null, CancellationToken.None));
+            Assert.True(await after.HoldsAsync(connection, null, CancellationToken.None));
+        }
+
+        var client = other.Backups();
+        await client.SetScheduleAsync(new SetScheduleRequest { Target = target.Name, Type = BackupType.Full, Cron = "0 0 1 1 *" });
+        await env.ScalarAsync<int>("UPDATE schedules SET next_run_at = now() - interval '1 second' WHERE target = @t RETURNING 1", ("t", target.Name));
+        Assert.True(await BackupCalls.EventuallyAsync(async () =>
+            (await client.ListSchedulesAsync(new ListSchedulesRequest { Target = target.Name })).Schedules.Single().LastBackupId.Length > 0,
+            TimeSpan.FromSeconds(30)));
+        var schedule = (await client.ListSchedulesAsync(new ListSchedulesRequest { Target = target.Name })).Schedules.Single();
+        Assert.Equal(schedule.LastBackupId, Assert.Single((await client.ListBackupsAsync(new ListBackupsRequest { Target = target.Name })).Backups).BackupId);
     }
 
     [Theory]

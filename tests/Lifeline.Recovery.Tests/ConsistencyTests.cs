@@ -173,7 +173,7 @@ public sealed class ConsistencyTests(RecoveryEnvironment env) : IClassFixture<Re
         await using (var redis = await ConnectionMultiplexer.ConnectAsync(env.RedisConnectionString))
         {
             await redis.GetDatabase().KeyDeleteAsync(WorkerMirror.AliveKey(scene.Tenant, worker.Id));
-            await redis.GetDatabase().SortedSetRemoveAsync(WorkerMirror.Deadlines, $"{scene.Tenant}/{worker.Id}");
+            await redis.GetDatabase().SortedSetRemoveAsync(WorkerMirror.DeadlinesKey(scene.Tenant), $"{scene.Tenant}/{worker.Id}");
         }
 
         var result = await scene.RunAsync("redis_postgres_disagreement");

@@ -1,6 +1,9 @@
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
+using Lifeline.Recovery.Leadership;
 using Lifeline.Recovery.V1;
+using Lifeline.ServiceDefaults.Leadership;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using static Lifeline.Recovery.Tests.RecoveryPlanTestSupport;
 
@@ -180,6 +183,10 @@ public sealed class DisasterRecoveryTests(RecoveryEnvironment env) : IClassFixtu
                 using var call = env.DisasterRecoveryClient(host).RunDisasterRecoveryPlan(new RunDisasterRecoveryPlanRequest { PlanId = plan.Id });
                 Assert.True(await call.ResponseStream.MoveNext());
                 var runId = call.ResponseStream.Current.Progress.RunId;
+                // While it executes, its instance holds the run's liveness role.
+                var holder = host.App.Services.GetRequiredKeyedService<LeaderElection>(RecoveryLeadership.Role).Holder;
+                Assert.Equal(holder, await env.ScalarAsync<string>(
+                    "SELECT holder FROM lifeline_leaders WHERE name = @name AND expires_at > now()", ("name", $"dr-run:{runId}")));
 
                 // Cancelled through the other instance: the executing one sees the request and interrupts the step.
                 var cancelled = (await Dr.CancelDisasterRecoveryRunAsync(new CancelDisasterRecoveryRunRequest { RunId = runId })).Run;
@@ -196,6 +203,7 @@ public sealed class DisasterRecoveryTests(RecoveryEnvironment env) : IClassFixtu
                     rest.Add(call.ResponseStream.Current);
                 }
                 Assert.Equal(DrRunStatus.Cancelled, rest[^1].Run.Status);
+                Assert.Equal(0L, await env.ScalarAsync<long>("SELECT count(*) FROM lifeline_leaders WHERE name = @name", ("name", $"dr-run:{runId}")));
                 Assert.Equal(0L, await env.ScalarAsync<long>("SELECT count(*) FROM notifications WHERE webhook = @w", ("w", hook)));
 
                 var again = await RefusedAsync(() => Dr.CancelDisasterRecoveryRunAsync(new CancelDisasterRecoveryRunRequest { RunId = runId }).ResponseAsync,
@@ -206,6 +214,49 @@ public sealed class DisasterRecoveryTests(RecoveryEnvironment env) : IClassFixtu
         finally
         {
             await host.StopAsync();
+        }
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_run_whose_instance_still_holds_its_liveness_role_is_left_alone_until_the_role_expires()
+    {
+        var plan = await CreateAsync("paused", Step("validate", DrStepType.Validation, critical: true));
+        var runId = Guid.NewGuid();
+        var steps = "[{\"name\":\"validate\",\"type\":\"DR_STEP_TYPE_VALIDATION\",\"critical\":true,\"status\":\"DR_STEP_STATUS_RUNNING\"}]";
+        await env.ScalarOnAsync<object?>(env.RecoveryDatabase,
+            "INSERT INTO dr_runs (id, plan_id, status, steps, started_by, started_at, cancel_requested, instance) " +
+            "VALUES (@id, @plan, 1, @steps::jsonb, 'paused', now(), false, 'paused-instance') RETURNING NULL",
+            ("id", runId), ("plan", Guid.Parse(plan.Id)), ("steps", steps));
+        // The executing instance is paused, not dead: its role runs for 8 s more.
+        var expiry = TimeSpan.FromSeconds(8);
+        var claimed = System.Diagnostics.Stopwatch.StartNew();
+        await using (var dataSource = Npgsql.NpgsqlDataSource.Create(env.RecoveryDatabase))
+        {
+            Assert.NotNull(await LeadershipTable.ClaimAsync(dataSource, $"dr-run:{runId}", "paused-instance", 0, expiry, CancellationToken.None));
+        }
+
+        var restarted = await env.StartRecoveryAsync();
+        try
+        {
+            var client = env.DisasterRecoveryClient(restarted);
+            var other = await CreateAsync("blocked", Step("validate", DrStepType.Validation, critical: false));
+            Assert.Equal(DrRunStatus.Running, (await client.GetDisasterRecoveryRunAsync(new GetDisasterRecoveryRunRequest { RunId = runId.ToString() })).Run.Status);
+            var blocked = await Assert.ThrowsAsync<RpcException>(() => RunAsync(client, other.Id));
+            Assert.Equal("RECOVERY_IN_PROGRESS", blocked.GetRpcStatus()!.ErrorInfo().Reason);
+            Assert.True(claimed.Elapsed < expiry, $"the checks above ran after the role expired ({claimed.Elapsed.TotalSeconds:0.0} s)");
+
+            await Task.Delay(expiry - claimed.Elapsed + TimeSpan.FromMilliseconds(200) is { Ticks: > 0 } wait ? wait : TimeSpan.Zero);
+            // Expired: the run blocking a new one is failed as orphaned, its role forgotten, and the new run goes ahead.
+            var events = await RunAsync(client, other.Id);
+            Assert.NotEqual(DrRunStatus.Running, events[^1].Run.Status);
+            var orphan = (await client.GetDisasterRecoveryRunAsync(new GetDisasterRecoveryRunRequest { RunId = runId.ToString() })).Run;
+            Assert.Equal(DrRunStatus.Failed, orphan.Status);
+            Assert.Contains("the recovery instance paused-instance executing the run stopped", orphan.Steps[0].Message);
+            Assert.Equal(0L, await env.ScalarAsync<long>("SELECT count(*) FROM lifeline_leaders WHERE name LIKE 'dr-run:%'"));
+        }
+        finally
+        {
+            await restarted.StopAsync();
         }
     }
 

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Grpc.Core;
+using Lifeline.Recovery.Leadership;
 using Lifeline.Recovery.V1;
+using Lifeline.ServiceDefaults.Leadership;
 
 namespace Lifeline.Recovery.Tests;
 
@@ -42,16 +44,22 @@ public sealed class LeaderFailoverTests(RecoveryEnvironment env) : IClassFixture
         Assert.True(after.FencingToken > before.FencingToken);
         var scan = await follower.RunRecoveryScanAsync(new RunRecoveryScanRequest());
         Assert.True(scan.Examined >= 0);
-        Assert.Equal(after.FencingToken, await env.ScalarAsync<long>("SELECT token FROM leader_fence WHERE id = 1"));
+        Assert.Equal(after.FencingToken, await env.ScalarAsync<long>("SELECT term FROM lifeline_leaders WHERE name = 'recovery'"));
+        Assert.Equal(after.LeaderInstance, await env.ScalarAsync<string>("SELECT holder FROM lifeline_leaders WHERE name = 'recovery'"));
 
-        // The deposed term can no longer record actions: the fence holds the newer token.
+        // The deposed term can no longer record actions: the fence admits only the running term.
         await using var dataSource = Npgsql.NpgsqlDataSource.Create(env.RecoveryDatabase);
         var log = new InFlight.ActionLog(dataSource);
+        var deposed = new LeaderTerm(RecoveryLeadership.Role, before.LeaderInstance, before.FencingToken, DateTime.UtcNow, CancellationToken.None);
+        var current = new LeaderTerm(RecoveryLeadership.Role, after.LeaderInstance, after.FencingToken, DateTime.UtcNow, CancellationToken.None);
         var stale = new InFlight.ActionRecord(Guid.NewGuid(), "default", Guid.NewGuid(), "t", "", "TASK_STATUS_RUNNING", "TASK_STATUS_PENDING",
             ActionType.Restart, RecoveryTrigger.WorkerLost, "late write of a deposed leader", Guid.NewGuid().ToString(), null, 7,
             DateTime.UtcNow, DateTime.UtcNow, true, null, before.FencingToken);
-        Assert.False(await log.RecordAsync(stale, CancellationToken.None));
-        Assert.True(await log.RecordAsync(stale with { LeaderToken = after.FencingToken }, CancellationToken.None));
-        Assert.False(await log.RecordAsync(stale with { Id = Guid.NewGuid(), LeaderToken = after.FencingToken }, CancellationToken.None)); // one per lease
+        Assert.False(await log.RecordAsync(stale, deposed, CancellationToken.None));
+        Assert.False(await log.RecordAsync(stale, current with { Holder = before.LeaderInstance }, CancellationToken.None)); // the term is the holder's
+        Assert.True(await log.RecordAsync(stale with { LeaderToken = after.FencingToken }, current, CancellationToken.None));
+        Assert.False(await log.RecordAsync(stale with { Id = Guid.NewGuid(), LeaderToken = after.FencingToken }, current, CancellationToken.None)); // one per lease
+        Assert.Equal(1L, await env.ScalarAsync<long>("SELECT count(*) FROM recovery_actions WHERE reason = 'late write of a deposed leader'"));
+        Assert.Equal(after.FencingToken, await env.ScalarAsync<long>("SELECT leader_token FROM recovery_actions WHERE reason = 'late write of a deposed leader'"));
     }
 }

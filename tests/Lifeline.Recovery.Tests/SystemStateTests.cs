@@ -2,6 +2,7 @@ using Google.Rpc;
 using Grpc.Core;
 using Lifeline.Queue.V1;
 using Lifeline.Recovery.Leadership;
+using Lifeline.ServiceDefaults.Leadership;
 using Lifeline.Recovery.SystemState;
 using Lifeline.Recovery.V1;
 using Lifeline.Registry.V1;
@@ -89,7 +90,9 @@ public sealed class SystemStateTests(RecoveryEnvironment env) : IClassFixture<Re
         var empty = await env.Postgres.CreateDatabaseAsync("recovery_state_empty");
         try
         {
-            // A standby on its own database: the leader writes elsewhere, so nothing is there.
+            // A standby on its own database: another instance holds the role there (and writes nothing), so nothing is there.
+            await env.ScalarOnAsync<object>(empty, LeadershipTable.Schema);
+            await env.ScalarOnAsync<object>(empty, "INSERT INTO lifeline_leaders VALUES ('recovery', 'elsewhere', 1, now(), now() + interval '1 hour') RETURNING NULL");
             var standby = await env.StartRecoveryAsync(new Dictionary<string, string?> { ["ConnectionStrings:recoverydb"] = empty });
             var client = env.SystemStateClient(standby);
             var missing = await ConsistencyScene.RefusedAsync(() => client.GetSystemStateAsync(new GetSystemStateRequest()).ResponseAsync, StatusCode.NotFound);
@@ -214,7 +217,7 @@ public sealed class SystemStateRestoreTests(SystemStateRestoreFixture fixture) :
         var host = await Env.StartRecoveryAsync();
         fixture.Instances.Add(host);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        await host.App.Services.GetRequiredService<RecoveryLeader>().WaitForTermAsync(timeout.Token);
+        await host.App.Services.GetRequiredKeyedService<LeaderElection>(RecoveryLeadership.Role).WaitForTermAsync(timeout.Token);
         var client = Env.SystemStateClient(host);
         return await SystemStateSupport.EventuallyAsync(async () =>
         {

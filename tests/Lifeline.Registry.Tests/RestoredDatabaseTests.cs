@@ -30,7 +30,7 @@ public sealed class RestoredDatabaseTests(RegistryEnvironment env) : IClassFixtu
         // Its heartbeat lapses (TTL 3 s): the stray entry goes, and nothing is announced for a worker nobody knows.
         Assert.True(await EventuallyAsync(async () => !await db.KeyExistsAsync(WorkerMirror.WorkerKey(forgotten.TenantId, forgotten.Id)),
             TimeSpan.FromSeconds(15)), "the stray mirror entry was not removed");
-        Assert.Null(await db.SortedSetScoreAsync(WorkerMirror.Deadlines, $"{forgotten.TenantId}/{forgotten.Id}"));
+        Assert.Null(await db.SortedSetScoreAsync(WorkerMirror.DeadlinesKey(forgotten.TenantId), $"{forgotten.TenantId}/{forgotten.Id}"));
         Assert.False(await db.KeyExistsAsync(WorkerMirror.AliveKey(forgotten.TenantId, forgotten.Id)));
         Assert.Equal(0, await env.CountEventsAsync(id, "lost"));
 

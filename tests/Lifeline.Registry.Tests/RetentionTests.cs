@@ -113,7 +113,7 @@ public sealed class RetentionTests(RegistryEnvironment env) : IClassFixture<Regi
             Assert.Equal(0L, await BreakerRowsAsync(gone.Id));
             Assert.False(await db.KeyExistsAsync(WorkerMirror.WorkerKey(tenant, gone.Id)));
             Assert.False(await db.KeyExistsAsync(WorkerMirror.AliveKey(tenant, gone.Id)));
-            Assert.Null(await db.SortedSetScoreAsync(WorkerMirror.Deadlines, $"{tenant}/{gone.Id}"));
+            Assert.Null(await db.SortedSetScoreAsync(WorkerMirror.DeadlinesKey(tenant), $"{tenant}/{gone.Id}"));
         }
         Assert.Equal(1L, await WorkerRowsAsync(online.Id));
         Assert.True(await db.KeyExistsAsync(WorkerMirror.WorkerKey(tenant, online.Id)));

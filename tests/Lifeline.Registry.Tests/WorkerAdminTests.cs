@@ -153,7 +153,7 @@ public sealed class WorkerAdminTests(RegistryEnvironment env) : IClassFixture<Re
         await using var redis = await ConnectionMultiplexer.ConnectAsync(env.RedisConnectionString);
         var db = redis.GetDatabase();
         await db.KeyDeleteAsync(WorkerMirror.AliveKey(tenant, workerId));
-        await db.SortedSetRemoveAsync(WorkerMirror.Deadlines, $"{tenant}/{workerId}");
+        await db.SortedSetRemoveAsync(WorkerMirror.DeadlinesKey(tenant), $"{tenant}/{workerId}");
     }
 
     private Task<string> StatusAsync(string workerId) => env.ScalarAsync<string>("SELECT status FROM workers WHERE id = @id", ("id", Guid.Parse(workerId)));

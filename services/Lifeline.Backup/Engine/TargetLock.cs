@@ -17,7 +17,9 @@ public enum TargetOperation
 /// <summary>
 /// One backup, restore, retention or deletion of a target at a time, across every instance: a session advisory lock in
 /// the catalog database, held on its own connection for the operation's duration. A crashed holder's lock goes with its
-/// connection, which is how the sweep recognises abandoned <c>running</c> rows.
+/// connection, which is how the sweep recognises abandoned <c>running</c> rows. (A mutex around one operation, not a
+/// role: singletons such as the scheduler are elected with <c>LeaderElection</c> instead. It stays a session lock rather
+/// than a row claim because its holder's death must free it at once, and <c>pg_locks</c> names the holder.)
 /// <para>
 /// A holder labels its lock connection (<c>application_name</c>) with its operation before it takes the lock, so a
 /// caller that finds the target taken learns from <c>pg_locks</c> and <c>pg_stat_activity</c> what really holds it —

@@ -8,6 +8,7 @@ using Lifeline.Backup.Retention;
 using Lifeline.Backup.Scheduling;
 using Lifeline.Backup.Targets;
 using Lifeline.ServiceDefaults;
+using Lifeline.ServiceDefaults.Leadership;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
@@ -48,6 +49,7 @@ internal static class BackupServiceExtensions
         builder.Services.AddHostedService<DatabaseMigrator<BackupDbContext>>();
         builder.Services.AddHostedService<TargetValidation>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<StaleRunSweeper>());
+        builder.Services.AddLeaderElection(BackupScheduler.Role, _ => BackupScheduler.TermTtl);
         builder.Services.AddHostedService<BackupScheduler>();
         builder.Services.AddSingleton<Lifeline.Backup.Telemetry.BackupMetricsSampler>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<Lifeline.Backup.Telemetry.BackupMetricsSampler>());

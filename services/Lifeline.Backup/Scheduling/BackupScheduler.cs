@@ -4,80 +4,49 @@ using Lifeline.Backup.Maintenance;
 using Lifeline.Backup.Options;
 using Lifeline.ServiceDefaults.Errors;
 using Lifeline.ServiceDefaults.Hosting;
+using Lifeline.ServiceDefaults.Leadership;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace Lifeline.Backup.Scheduling;
 
 /// <summary>
-/// Runs due scheduled backups. With several instances only the one holding the scheduler's advisory lock
-/// (on a connection it keeps) acts; if it dies, its lock goes with its connection and another takes over.
+/// Runs due scheduled backups. With several instances only the one elected for the role <see cref="Role"/>
+/// (<see cref="LeaderElection"/>) acts, and it claims due schedules (moves them to their next time) only while its term
+/// runs; if it dies, another takes over when the term expires (at once when it resigned on stopping).
 /// </summary>
 public sealed partial class BackupScheduler(
-    NpgsqlDataSource catalogDb, IDbContextFactory<BackupDbContext> contexts, BackupRunner runner, StaleRunSweeper sweeper,
-    TimeProvider clock, IOptions<BackupOptions> options, ILogger<BackupScheduler> logger)
-    : BackgroundLoop(logger, LoopBackoff.Between(options.Value.SchedulerInterval, TimeSpan.FromSeconds(30)), clock)
+    IDbContextFactory<BackupDbContext> contexts, BackupRunner runner, StaleRunSweeper sweeper,
+    [FromKeyedServices(BackupScheduler.Role)] LeaderElection leader, TimeProvider clock, IOptions<BackupOptions> options, ILogger<BackupScheduler> logger)
+    : LeaderLoop(leader, logger, LoopBackoff.Between(options.Value.SchedulerInterval, TimeSpan.FromSeconds(30)), clock)
 {
-    private const int LockClass = 0x4c42;
-    private const int SchedulerLockKey = 0x5343; // "SC"; target locks use hashes, a clash only delays one tick
+    /// <summary>The scheduler's role in <c>lifeline_leaders</c> (and the DI key of its election).</summary>
+    public const string Role = "backup-scheduler";
 
-    private NpgsqlConnection? _leadership; // holds the scheduler's lock while this instance leads
+    /// <summary>How long a scheduler's term lasts without renewal.</summary>
+    public static readonly TimeSpan TermTtl = TimeSpan.FromSeconds(15);
 
-    protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
+    protected override async Task<TimeSpan> RunTermPassAsync(LeaderTerm term, CancellationToken ct)
     {
-        try
-        {
-            _leadership ??= await TryLeadAsync(stoppingToken);
-            if (_leadership is not null)
-            {
-                await using (var ping = new NpgsqlCommand("SELECT 1", _leadership))
-                {
-                    await ping.ExecuteScalarAsync(stoppingToken);
-                }
-                await sweeper.SweepAsync(stoppingToken);
-                await RunDueAsync(stoppingToken);
-            }
-        }
-        catch
-        {
-            await StepDownAsync(); // the lock goes with its connection; it is tried for again on the next tick
-            throw;
-        }
+        await sweeper.SweepAsync(ct);
+        await RunDueAsync(term, ct);
         return options.Value.SchedulerInterval;
     }
 
-    protected override Task RunLastPassAsync(CancellationToken cancellationToken) => StepDownAsync();
-
-    private async Task StepDownAsync()
-    {
-        if (_leadership is { } connection)
-        {
-            _leadership = null;
-            await connection.DisposeAsync();
-        }
-    }
-
-    private async Task<NpgsqlConnection?> TryLeadAsync(CancellationToken ct)
-    {
-        var connection = await catalogDb.OpenConnectionAsync(ct);
-        await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(@c, @k)", connection);
-        command.Parameters.AddWithValue("c", LockClass + 1);
-        command.Parameters.AddWithValue("k", SchedulerLockKey);
-        if ((bool)(await command.ExecuteScalarAsync(ct))!)
-        {
-            return connection;
-        }
-        await connection.DisposeAsync();
-        return null;
-    }
-
-    private async Task RunDueAsync(CancellationToken ct)
+    private async Task RunDueAsync(LeaderTerm term, CancellationToken ct)
     {
         var now = Time.GetUtcNow().UtcDateTime;
         List<ScheduleEntity> due;
         await using (var db = await contexts.CreateDbContextAsync(ct))
         {
+            // Claimed under the term: no successor can be elected before this transaction ends, and a deposed scheduler claims nothing.
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            if (!await term.HoldsAsync((NpgsqlConnection)db.Database.GetDbConnection(), (NpgsqlTransaction)tx.GetDbTransaction(), ct))
+            {
+                return;
+            }
             due = await db.Schedules.Where(s => s.NextRunAt <= now).OrderBy(s => s.NextRunAt).ToListAsync(ct);
             foreach (var schedule in due)
             {
@@ -87,6 +56,7 @@ public sealed partial class BackupScheduler(
                 schedule.LastRunAt = now;
             }
             await db.SaveChangesAsync(ct);
+            await tx.CommitAsync(ct);
         }
 
         foreach (var schedule in due)

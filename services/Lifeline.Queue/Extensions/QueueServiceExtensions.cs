@@ -12,6 +12,7 @@ using Lifeline.Queue.Reporting;
 using Lifeline.Queue.Telemetry;
 using Lifeline.ServiceDefaults;
 using Lifeline.ServiceDefaults.Clients;
+using Lifeline.ServiceDefaults.Leadership;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -68,6 +69,7 @@ internal static class QueueServiceExtensions
         builder.Services.AddHostedService(sp => sp.GetRequiredService<QueueMaintenance>());
         // Outcomes go to the registry when it has an address; a queue without one does not report them.
         builder.AddOptionalServiceClient<Lifeline.Registry.V1.RegistryService.RegistryServiceClient>("registry");
+        builder.Services.AddLeaderElection(OutcomeReporter.Role, _ => OutcomeReporter.TermTtl);
         builder.Services.AddHostedService<OutcomeReporter>();
         builder.Services.AddSingleton<QueueDepthSampler>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<QueueDepthSampler>());

@@ -1,4 +1,3 @@
-using System.Data;
 using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
@@ -8,6 +7,7 @@ using Lifeline.Queue.Reading;
 using Lifeline.Registry.V1;
 using Lifeline.ServiceDefaults.Clients;
 using Lifeline.ServiceDefaults.Hosting;
+using Lifeline.ServiceDefaults.Leadership;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -20,78 +20,48 @@ namespace Lifeline.Queue.Reporting;
 /// follows the task history in commit order from a cursor stored in the queue database, sends each
 /// batch of outcomes, and advances the cursor only after the registry accepted them. Outcomes are
 /// identified by their history event id, so a batch sent twice counts once. One queue instance reports
-/// at a time (a PostgreSQL advisory lock held on its own connection); if it stops, another takes over.
+/// at a time: the one elected for the role <see cref="Role"/> (<see cref="LeaderElection"/>); its cursor writes are
+/// fenced by its term. If it stops, another takes over (at once when it resigned, within the TTL when it died).
 /// </summary>
 public sealed partial class OutcomeReporter(
     NpgsqlDataSource dataSource, TaskEventFeed feed, OptionalServiceClient<RegistryService.RegistryServiceClient> registry,
-    IOptions<QueueOptions> options, ILogger<OutcomeReporter> logger)
-    : BackgroundLoop(logger, LoopBackoff.Between(options.Value.OutcomeReportInterval * 2, TimeSpan.FromSeconds(30)))
+    IOptions<QueueOptions> options, [FromKeyedServices(OutcomeReporter.Role)] LeaderElection leader, ILogger<OutcomeReporter> logger)
+    : LeaderLoop(leader, logger, LoopBackoff.Between(options.Value.OutcomeReportInterval * 2, TimeSpan.FromSeconds(30)))
 {
+    /// <summary>The reporter's role in <c>lifeline_leaders</c> (and the DI key of its election).</summary>
+    public const string Role = "outcome-reporter";
+
+    /// <summary>How long a reporter's term lasts without renewal.</summary>
+    public static readonly TimeSpan TermTtl = TimeSpan.FromSeconds(15);
+
     private const string CursorName = "registry-outcomes";
-    private const long LeaderLockKey = 0x4c_69_66_65_4f_75_74_63; // "LifeOutc"
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(30);
 
     // "recovered": RecoverTask took the task from a lease that ended without an outcome, a failure of that
     // worker like an expired lease (a recovery out of "timeout" was reported already, as "timed_out").
     private static readonly string[] OutcomeEvents = ["completed", "failed", "retry_scheduled", "dead_lettered", "timed_out", "lease_expired", "recovered"];
 
-    // Kept across passes: the connection holding the reporter's lock while this instance leads.
-    private NpgsqlConnection? _leadership;
+    // The term last announced in the log.
+    private long _announcedTerm;
 
-    protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
+    protected override async Task<TimeSpan> RunTermPassAsync(LeaderTerm term, CancellationToken ct)
     {
         if (!registry.IsConfigured)
         {
             LogDisabled(logger);
             return Done;
         }
-        var interval = options.Value.OutcomeReportInterval;
-        try
+        if (_announcedTerm != term.Term)
         {
-            if (_leadership is not { State: ConnectionState.Open })
-            {
-                await StepDownAsync();
-                var connection = await dataSource.OpenConnectionAsync(stoppingToken);
-                if (!await TryLeadAsync(connection, stoppingToken))
-                {
-                    await connection.DisposeAsync();
-                    return interval * 5;
-                }
-                _leadership = connection;
-                LogLeading(logger);
-            }
-            return await ReportOnceAsync(registry.Client, stoppingToken) == 0 ? interval : TimeSpan.Zero;
+            _announcedTerm = term.Term;
+            LogLeading(logger);
         }
-        catch
-        {
-            await StepDownAsync(); // the lock goes with its connection; whoever takes it next resumes from the stored cursor
-            throw;
-        }
+        // Whoever holds the role next resumes from the stored cursor.
+        return await ReportOnceAsync(registry.Client!, term, ct) == 0 ? options.Value.OutcomeReportInterval : TimeSpan.Zero;
     }
 
-    protected override async Task RunLastPassAsync(CancellationToken cancellationToken)
-    {
-        await StepDownAsync();
-    }
-
-    private async Task StepDownAsync()
-    {
-        if (_leadership is { } connection)
-        {
-            _leadership = null;
-            await connection.DisposeAsync();
-        }
-    }
-
-    private static async Task<bool> TryLeadAsync(NpgsqlConnection connection, CancellationToken ct)
-    {
-        await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(@key)", connection);
-        command.Parameters.AddWithValue("key", LeaderLockKey);
-        return (bool)(await command.ExecuteScalarAsync(ct))!;
-    }
-
-    /// <summary>Sends the next batch of outcomes; returns how many history events it consumed.</summary>
-    public async Task<int> ReportOnceAsync(RegistryService.RegistryServiceClient registryClient, CancellationToken ct)
+    /// <summary>Sends the next batch of outcomes within <paramref name="term"/>; returns how many history events it consumed.</summary>
+    public async Task<int> ReportOnceAsync(RegistryService.RegistryServiceClient registryClient, LeaderTerm term, CancellationToken ct)
     {
         var cursor = await ReadCursorAsync(ct);
         var (events, next) = await feed.ReadAsync(cursor, null, [], null, OutcomeEvents, ct);
@@ -112,7 +82,7 @@ public sealed partial class OutcomeReporter(
         }
         if (next.CompareTo(cursor) > 0)
         {
-            await SaveCursorAsync(next, ct);
+            await SaveCursorAsync(next, term, ct);
         }
         return events.Count;
     }
@@ -160,15 +130,17 @@ public sealed partial class OutcomeReporter(
         return await reader.ReadAsync(ct) ? new LogPosition((ulong)reader.GetInt64(0), reader.GetInt64(1)) : new LogPosition(0, 0);
     }
 
-    private async Task SaveCursorAsync(LogPosition position, CancellationToken ct)
+    /// <summary>Moves the cursor, only while <paramref name="term"/> runs: a deposed reporter cannot move it back.</summary>
+    private async Task SaveCursorAsync(LogPosition position, LeaderTerm term, CancellationToken ct)
     {
-        await using var command = dataSource.CreateCommand("""
-            INSERT INTO outcome_report_cursors (name, xid, event_id, updated_at) VALUES (@name, @xid, @id, now())
+        await using var command = dataSource.CreateCommand($"""
+            INSERT INTO outcome_report_cursors (name, xid, event_id, updated_at) SELECT @name, @xid, @id, now() WHERE {LeaderTerm.Fence}
             ON CONFLICT (name) DO UPDATE SET xid = EXCLUDED.xid, event_id = EXCLUDED.event_id, updated_at = now()
             """);
         command.Parameters.AddWithValue("name", CursorName);
         command.Parameters.AddWithValue("xid", (long)position.Xid);
         command.Parameters.AddWithValue("id", position.Id);
+        term.AddFenceParameters(command.Parameters);
         await command.ExecuteNonQueryAsync(ct);
     }
 

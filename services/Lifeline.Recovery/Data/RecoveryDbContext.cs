@@ -5,7 +5,6 @@ namespace Lifeline.Recovery.Data;
 /// <summary>The recovery database: actions, system state, checks, plans, disaster recovery, the webhook outbox.</summary>
 public sealed class RecoveryDbContext(DbContextOptions<RecoveryDbContext> options) : DbContext(options)
 {
-    public DbSet<LeaderFenceEntity> LeaderFence => Set<LeaderFenceEntity>();
     public DbSet<WatchCursorEntity> WatchCursors => Set<WatchCursorEntity>();
     public DbSet<RecoveryActionEntity> RecoveryActions => Set<RecoveryActionEntity>();
     public DbSet<SystemStateEntity> SystemStates => Set<SystemStateEntity>();

@@ -1,14 +1,5 @@
 namespace Lifeline.Recovery.Data;
 
-/// <summary>The single row of <c>leader_fence</c>: the newest leader token that wrote; older leaders are refused.</summary>
-public sealed class LeaderFenceEntity
-{
-    public int Id { get; set; }
-    public long Token { get; set; }
-    public required string Instance { get; set; }
-    public DateTime UpdatedAt { get; set; }
-}
-
 /// <summary>A row of <c>watch_cursors</c>: how far an event stream (e.g. the registry's WatchWorkers) was consumed.</summary>
 public sealed class WatchCursorEntity
 {

@@ -5,6 +5,7 @@ using Lifeline.Recovery.Data;
 using Lifeline.Recovery.Notifications;
 using Lifeline.Recovery.DisasterRecovery.Steps;
 using Lifeline.Recovery.Leadership;
+using Lifeline.ServiceDefaults.Leadership;
 using Lifeline.Recovery.Options;
 using Lifeline.Recovery.V1;
 using Lifeline.ServiceDefaults.Errors;
@@ -12,7 +13,6 @@ using Lifeline.ServiceDefaults.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using StackExchange.Redis;
 
 namespace Lifeline.Recovery.DisasterRecovery;
 
@@ -27,14 +27,15 @@ namespace Lifeline.Recovery.DisasterRecovery;
 /// SKIPPED); a failed non-critical step is recorded and the run goes on (COMPLETED_WITH_FAILURES at the end).</item>
 /// <item>Cancel sets <c>cancel_requested</c> (any instance); the executing instance polls it and interrupts the
 /// current step through its token → CANCELLED, the rest SKIPPED.</item>
-/// <item>While a run executes, its instance keeps a Redis key <c>lifeline:recovery:dr-run:&lt;id&gt;</c> alive. A
-/// RUNNING run without it belongs to an instance that died: it is marked FAILED (saying so) at startup and
+/// <item>While a run executes, its instance holds the role <c>dr-run:&lt;id&gt;</c> in <c>lifeline_leaders</c> (the
+/// leader-election table, <see cref="LeadershipTable"/>), renewed every 5 s with a 15 s TTL. A RUNNING run whose role
+/// has expired (or is missing) belongs to an instance that died: it is marked FAILED (saying so) at startup and
 /// whenever it blocks a new run (<see cref="DrOrphanSweep"/> at start). A graceful shutdown fails its own runs the same way
 /// before it stops.</item>
 /// </list>
 /// </summary>
 public sealed partial class DrRunCoordinator(
-    IDbContextFactory<RecoveryDbContext> contexts, IEnumerable<IDrStepExecutor> executors, IConnectionMultiplexer redis, RecoveryLeader leader,
+    IDbContextFactory<RecoveryDbContext> contexts, IEnumerable<IDrStepExecutor> executors, NpgsqlDataSource dataSource, [FromKeyedServices(RecoveryLeadership.Role)] LeaderElection leader,
     IOptions<RecoveryOptions> options, TimeProvider time, ILogger<DrRunCoordinator> logger) : IHostedService
 {
     private static readonly TimeSpan LivenessTtl = TimeSpan.FromSeconds(15);
@@ -52,9 +53,13 @@ public sealed partial class DrRunCoordinator(
             new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         public Task Completion { get; set; } = Task.CompletedTask;
         public bool CancelRequested { get; set; }
+
+        /// <summary>The term of the run's liveness role (<see cref="RunRole"/>) this instance holds; 0 before the first claim.</summary>
+        public long LivenessTerm { get; set; }
     }
 
-    public static RedisKey LivenessKey(Guid runId) => $"lifeline:recovery:dr-run:{runId}";
+    /// <summary>The role an instance holds in <c>lifeline_leaders</c> while it executes the run.</summary>
+    public static string RunRole(Guid runId) => $"dr-run:{runId}";
 
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask; // orphans: DrOrphanSweep
 
@@ -92,7 +97,7 @@ public sealed partial class DrRunCoordinator(
             Steps = DrRecords.ToJson(results),
             StartedBy = startedBy,
             StartedAt = time.Now(),
-            Instance = leader.Instance,
+            Instance = leader.Holder,
         };
         for (var attempt = 1; ; attempt++)
         {
@@ -123,9 +128,9 @@ public sealed partial class DrRunCoordinator(
         _active[run.Id] = active;
         try
         {
-            await KeepAliveAsync(run.Id);
+            await KeepAliveAsync(run.Id, active, CancellationToken.None); // the run is started: the caller leaving does not undo it
         }
-        catch (RedisException e)
+        catch (Exception e) when (e is NpgsqlException or OperationCanceledException)
         {
             LogWatchFailed(logger, run.Id, e); // the run's watch keeps trying
         }
@@ -240,7 +245,7 @@ public sealed partial class DrRunCoordinator(
         {
             await SaveAsync(runId, results, status, time.Now());
             LogRunFinished(logger, runId, status.ToString());
-            await redis.GetDatabase().KeyDeleteAsync(LivenessKey(runId)); // else it expires on its own
+            await LeadershipTable.ForgetAsync(dataSource, RunRole(runId), leader.Holder, CancellationToken.None); // else it expires on its own
             await using var db = await contexts.CreateDbContextAsync(CancellationToken.None);
             var final = await db.DrRuns.AsNoTracking().FirstAsync(r => r.Id == runId);
             active.Events.Writer.TryWrite(new RunDisasterRecoveryPlanResponse { Run = final.ToProto() });
@@ -298,7 +303,7 @@ public sealed partial class DrRunCoordinator(
     private static string Why(ActiveRun active) =>
         active.CancelRequested ? "the run was cancelled" : "the recovery instance executing the run is stopping";
 
-    /// <summary>Watches for a cancel request from any instance and keeps the liveness key alive, until the run ends.</summary>
+    /// <summary>Watches for a cancel request from any instance and keeps the run's liveness role, until the run ends.</summary>
     private Task WatchAsync(Guid runId, ActiveRun active, CancellationToken ct)
     {
         var lastBeat = time.GetTimestamp();
@@ -315,14 +320,20 @@ public sealed partial class DrRunCoordinator(
             }
             if (time.GetElapsedTime(lastBeat) >= LivenessRefresh)
             {
-                await KeepAliveAsync(runId);
+                await KeepAliveAsync(runId, active, token);
                 lastBeat = time.GetTimestamp();
             }
             return CancelPoll;
         }, ct, firstDelay: CancelPoll);
     }
 
-    private Task KeepAliveAsync(Guid runId) => redis.GetDatabase().StringSetAsync(LivenessKey(runId), leader.Instance, LivenessTtl);
+    private async Task KeepAliveAsync(Guid runId, ActiveRun active, CancellationToken ct)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(LivenessRefresh);
+        var claimed = await LeadershipTable.ClaimAsync(dataSource, RunRole(runId), leader.Holder, active.LivenessTerm, LivenessTtl, deadline.Token);
+        active.LivenessTerm = claimed?.Term ?? 0;
+    }
 
     private async Task SaveAsync(Guid runId, List<DrStepResult> results, DrRunStatus status, DateTime? finishedAt)
     {
@@ -344,22 +355,22 @@ public sealed partial class DrRunCoordinator(
 
     private Timestamp Now() => Timestamp.FromDateTime(time.Now());
 
-    /// <summary>Whether a RUNNING run's instance is gone: not this instance's active run, and its liveness key has expired (or it is our own previous incarnation).</summary>
+    /// <summary>Whether a RUNNING run's instance is gone: not this instance's active run, and its liveness role has expired (or it is our own previous incarnation).</summary>
     private async Task<bool> IsOrphanedAsync(DrRunEntity run)
     {
         if (_active.ContainsKey(run.Id))
         {
             return false;
         }
-        if (run.Instance == leader.Instance || (options.Value.InstanceId is { } id && run.Instance == id))
+        if (run.Instance == leader.Holder || (options.Value.InstanceId is { } id && run.Instance == id))
         {
             return true;
         }
         try
         {
-            return !await redis.GetDatabase().KeyExistsAsync(LivenessKey(run.Id));
+            return await LeadershipTable.ReadAsync(dataSource, RunRole(run.Id), CancellationToken.None) is not { Current: true };
         }
-        catch (RedisException)
+        catch (NpgsqlException)
         {
             return false; // cannot tell: do not fail a run that may be alive
         }
@@ -393,6 +404,7 @@ public sealed partial class DrRunCoordinator(
         {
             LogOrphanFailed(logger, run.Id, run.Instance);
         }
+        await LeadershipTable.ForgetAsync(dataSource, RunRole(run.Id), run.Instance, ct);
     }
 
     private sealed class RunTakenOverException(Guid runId)

@@ -4,6 +4,7 @@ using Lifeline.Recovery.Data;
 using Lifeline.Recovery.DisasterRecovery;
 using Lifeline.Recovery.InFlight;
 using Lifeline.Recovery.Leadership;
+using Lifeline.ServiceDefaults.Leadership;
 using Lifeline.Recovery.Notifications;
 using Lifeline.Recovery.Options;
 using Lifeline.Recovery.Plans;
@@ -12,6 +13,7 @@ using Lifeline.ServiceDefaults;
 using Lifeline.ServiceDefaults.Clients;
 using Lifeline.ServiceDefaults.Postgres;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using StackExchange.Redis;
 
@@ -19,7 +21,7 @@ namespace Lifeline.Recovery.Extensions;
 
 internal static class RecoveryServiceExtensions
 {
-    /// <summary>The recovery database, Redis (leader lease), clients of the other services, and every recovery loop.</summary>
+    /// <summary>The recovery database (and its leader election), Redis, clients of the other services, and every recovery loop.</summary>
     public static IHostApplicationBuilder AddRecoveryServices(this IHostApplicationBuilder builder)
     {
         builder.Services.AddOptions<RecoveryOptions>().BindConfiguration(RecoveryOptions.Section)
@@ -33,7 +35,7 @@ internal static class RecoveryServiceExtensions
         var redis = builder.Configuration.GetConnectionString("redis");
         if (string.IsNullOrWhiteSpace(redis))
         {
-            throw new InvalidOperationException("ConnectionStrings:redis is not set: recovery instances elect their leader in Redis.");
+            throw new InvalidOperationException("ConnectionStrings:redis is not set: recovery reports and checks the Redis mirror of worker state.");
         }
 
         builder.Services.AddSingleton(sp => ServiceDataSource.Create(recoveryDb, sp.GetRequiredService<ILoggerFactory>()));
@@ -49,10 +51,11 @@ internal static class RecoveryServiceExtensions
         builder.Services.AddSingleton<Tenancy.CoveredTenants>();
         builder.Services.AddSingleton(TimeProvider.System);
 
-        // Order matters: the schema is migrated before the loops start; the leader lease before the leader-only loops.
+        // Order matters: the schema is migrated before the loops start; the leader election before the leader-only loops.
         builder.Services.AddHostedService<DatabaseMigrator<RecoveryDbContext>>();
-        builder.Services.AddSingleton<RecoveryLeader>();
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<RecoveryLeader>());
+        builder.Services.AddLeaderElection(RecoveryLeadership.Role,
+            sp => sp.GetRequiredService<IOptions<RecoveryOptions>>().Value.LeaderLeaseDuration,
+            sp => sp.GetRequiredService<IOptions<RecoveryOptions>>().Value.InstanceId);
         builder.AddInFlightRecovery();
         builder.AddSystemState();
         builder.AddConsistencyChecks();

@@ -5,6 +5,7 @@ using Task = System.Threading.Tasks.Task;
 using Lifeline.Recovery.Clients;
 using Lifeline.Recovery.InFlight;
 using Lifeline.Recovery.Leadership;
+using Lifeline.ServiceDefaults.Leadership;
 using Lifeline.Recovery.Options;
 using Lifeline.Recovery.Notifications;
 using Lifeline.Recovery.Plans;
@@ -23,7 +24,7 @@ namespace Lifeline.Recovery.Grpc;
 /// leadership are the suite's (platform admins only, by the permission table).
 /// </summary>
 public sealed class RecoveryGrpcService(
-    ActionLog log, RecoveryScanner scanner, RecoveryLeader leader, SuiteClients clients, CoveredTenants tenants, IOptions<RecoveryOptions> options)
+    ActionLog log, RecoveryScanner scanner, [FromKeyedServices(RecoveryLeadership.Role)] LeaderElection leader, SuiteClients clients, CoveredTenants tenants, IOptions<RecoveryOptions> options)
     : RecoveryService.RecoveryServiceBase
 {
     public override async Task<ListRecoveryActionsResponse> ListRecoveryActions(ListRecoveryActionsRequest request, ServerCallContext context)
@@ -94,15 +95,16 @@ public sealed class RecoveryGrpcService(
 
     public override async Task<GetLeadershipResponse> GetLeadership(GetLeadershipRequest request, ServerCallContext context)
     {
-        var (holder, token) = await leader.ReadLeaseAsync();
+        var record = await leader.ReadLeaderAsync(context.CancellationToken);
+        var (holder, token) = record is { Current: true } r ? (r.Holder, r.Term) : ("", 0L);
         var term = leader.Term;
         return new GetLeadershipResponse
         {
             LeaderInstance = holder,
             FencingToken = token,
             Since = Time(term?.Since),
-            ThisInstance = leader.Instance,
-            IsLeader = term is not null && holder == leader.Instance,
+            ThisInstance = leader.Holder,
+            IsLeader = term is not null && holder == leader.Holder,
             LeaseDuration = Duration.FromTimeSpan(options.Value.LeaderLeaseDuration),
         };
     }

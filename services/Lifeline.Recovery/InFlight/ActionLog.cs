@@ -1,4 +1,5 @@
 using Lifeline.Recovery.V1;
+using Lifeline.ServiceDefaults.Leadership;
 using Npgsql;
 
 namespace Lifeline.Recovery.InFlight;
@@ -18,8 +19,8 @@ public sealed record ActionFilter(
 public sealed record ActionFigures(long Recovered, long Failed, long Total, TimeSpan P50, TimeSpan P95, TimeSpan P99);
 
 /// <summary>
-/// The record of what recovery did (<c>recovery_actions</c>). Writes are fenced by the leader token
-/// (only the newest leader's term is recorded) and idempotent per lease: one successful action per
+/// The record of what recovery did (<c>recovery_actions</c>). Writes are fenced by the leader's term
+/// (<see cref="LeaderTerm.Fence"/>: only a term that still runs is recorded) and idempotent per lease: one successful action per
 /// (task, fencing token), however often a scan or a lost event sees the task.
 /// </summary>
 public sealed class ActionLog(NpgsqlDataSource dataSource)
@@ -28,15 +29,15 @@ public sealed class ActionLog(NpgsqlDataSource dataSource)
         "id, tenant_id, task_id, task_type, workflow_id, previous_status, new_status, action, trigger, reason, worker_id, checkpoint_id, " +
         "fencing_token, detected_at, recovered_at, succeeded, error, leader_token";
 
-    /// <summary>Records an action; false when it was recorded before (same lease) or a newer leader has taken over.</summary>
-    public async Task<bool> RecordAsync(ActionRecord a, CancellationToken ct)
+    /// <summary>Records an action taken in <paramref name="term"/>; false when it was recorded before (same lease) or the term has ended.</summary>
+    public async Task<bool> RecordAsync(ActionRecord a, LeaderTerm term, CancellationToken ct)
     {
         await using var command = dataSource.CreateCommand(
             $"""
             INSERT INTO recovery_actions ({Columns})
             SELECT @id, @tenant, @task, @type, @workflow, @prev, @next, @action, @trigger, @reason, @worker, @checkpoint,
                    @token, @detected, @recovered, @ok, @error, @leader
-            WHERE EXISTS (SELECT 1 FROM leader_fence WHERE id = 1 AND token = @leader)
+            WHERE {LeaderTerm.Fence}
             ON CONFLICT (tenant_id, task_id, fencing_token) WHERE succeeded DO NOTHING
             """);
         var p = command.Parameters;
@@ -57,7 +58,8 @@ public sealed class ActionLog(NpgsqlDataSource dataSource)
         p.AddWithValue("recovered", a.RecoveredAt);
         p.AddWithValue("ok", a.Succeeded);
         p.AddWithValue("error", (object?)a.Error ?? DBNull.Value);
-        p.AddWithValue("leader", a.LeaderToken);
+        p.AddWithValue("leader", term.Term);
+        term.AddFenceParameters(p);
         return await command.ExecuteNonQueryAsync(ct) == 1;
     }
 

@@ -3,6 +3,7 @@ using Lifeline.Queue.V1;
 using Task = System.Threading.Tasks.Task;
 using Lifeline.Recovery.Clients;
 using Lifeline.Recovery.Leadership;
+using Lifeline.ServiceDefaults.Leadership;
 using Lifeline.Recovery.Options;
 using Lifeline.Recovery.V1;
 using Lifeline.Registry.V1;
@@ -37,7 +38,7 @@ public sealed record ScanResult(
 /// queue refuses a stale token and the action log records one action per lease.
 /// </summary>
 public sealed partial class RecoveryScanner(
-    SuiteClients clients, TaskRecoverer recoverer, RecoveryLeader leader, CoveredTenants tenants, IOptions<RecoveryOptions> options, TimeProvider time,
+    SuiteClients clients, TaskRecoverer recoverer, [FromKeyedServices(RecoveryLeadership.Role)] LeaderElection leader, CoveredTenants tenants, IOptions<RecoveryOptions> options, TimeProvider time,
     ILogger<RecoveryScanner> logger)
     : LeaderLoop(leader, logger, LoopBackoff.Between(options.Value.ScanInterval, TimeSpan.FromSeconds(30)), time)
 {
@@ -55,7 +56,7 @@ public sealed partial class RecoveryScanner(
     /// <summary>Runs one scan now; FAILED_PRECONDITION-worthy <see cref="NotLeaderException"/> on a standby.</summary>
     public async Task<ScanResult> ScanOnceAsync(CancellationToken ct)
     {
-        var term = Leader.Term ?? throw new NotLeaderException((await Leader.ReadLeaseAsync()).Holder);
+        var term = Leader.Term ?? throw new NotLeaderException(await Leader.ReadLeaderAsync(ct) is { Current: true } l ? l.Holder : "");
         await _oneAtATime.WaitAsync(ct);
         try
         {

@@ -3,7 +3,7 @@ using Lifeline.Checkpoint.V1;
 using Lifeline.Common.V1;
 using Lifeline.Queue.V1;
 using Lifeline.Recovery.Clients;
-using Lifeline.Recovery.Leadership;
+using Lifeline.ServiceDefaults.Leadership;
 using Lifeline.Recovery.V1;
 using Lifeline.Recovery.Telemetry;
 using Lifeline.ServiceDefaults.Clients;
@@ -112,7 +112,7 @@ public sealed partial class TaskRecoverer(SuiteClients clients, ActionLog log, T
             LogFailed(logger, task.Id, e.Status.Detail);
             var failed = Record(tenant, task, StatusName(task.Status), StatusName(task.Status), ActionType.Restart, trigger, reason, null, detectedAt, term,
                 succeeded: false, error: $"{e.StatusCode}: {e.Status.Detail}");
-            await log.RecordAsync(failed, ct);
+            await log.RecordAsync(failed, term, ct);
             return (RecoveryResult.Failed, failed);
         }
 
@@ -126,7 +126,7 @@ public sealed partial class TaskRecoverer(SuiteClients clients, ActionLog log, T
         var record = Record(tenant, task, StatusName(task.Status), StatusName(response.Task.Status), action, trigger, reason, checkpointId, detectedAt, term,
             succeeded: true, error: null);
         // Recorded once per lease: a repeat (AlreadyRecovered, e.g. after a leader change) fills a missing record and adds nothing otherwise.
-        var recorded = await log.RecordAsync(record, ct);
+        var recorded = await log.RecordAsync(record, term, ct);
         return recorded || response.Outcome != RecoverOutcome.AlreadyRecovered ? (RecoveryResult.Recovered, record) : (RecoveryResult.NothingToDo, null);
     }
 
@@ -162,7 +162,7 @@ public sealed partial class TaskRecoverer(SuiteClients clients, ActionLog log, T
     {
         var now = time.GetUtcNow().UtcDateTime;
         return new ActionRecord(Guid.CreateVersion7(), tenant, Guid.Parse(task.Id), task.Type, task.WorkflowId, previous, next, action, trigger, reason,
-            task.AssignedWorkerId, checkpointId, task.FencingToken, detectedAt > now ? now : detectedAt, now, succeeded, error, term.Token);
+            task.AssignedWorkerId, checkpointId, task.FencingToken, detectedAt > now ? now : detectedAt, now, succeeded, error, term.Term);
     }
 
     /// <summary>The contract's name of a task status, e.g. <c>TASK_STATUS_RUNNING</c>.</summary>

@@ -3,6 +3,7 @@ using Lifeline.Queue.V1;
 using Task = System.Threading.Tasks.Task;
 using Lifeline.Recovery.Clients;
 using Lifeline.Recovery.Leadership;
+using Lifeline.ServiceDefaults.Leadership;
 using Lifeline.Recovery.Options;
 using Lifeline.Recovery.Tenancy;
 using Lifeline.Recovery.V1;
@@ -24,7 +25,7 @@ namespace Lifeline.Recovery.InFlight;
 /// the fenced, idempotent recovery makes a repeat harmless).
 /// </summary>
 public sealed partial class WorkerLossWatcher(
-    SuiteClients clients, TaskRecoverer recoverer, RecoveryLeader leader, NpgsqlDataSource dataSource, CoveredTenants tenants,
+    SuiteClients clients, TaskRecoverer recoverer, [FromKeyedServices(RecoveryLeadership.Role)] LeaderElection leader, NpgsqlDataSource dataSource, CoveredTenants tenants,
     IOptions<RecoveryOptions> options, TimeProvider time, ILogger<WorkerLossWatcher> logger)
     : LeaderLoop(leader, logger, Backoff(options.Value), time)
 {

@@ -21,10 +21,10 @@ public sealed class RecoveryOptions
     /// </summary>
     public bool DiscoverTenants { get; set; } = true;
 
-    /// <summary>This instance's name in the leader lease (default: host, process id and a random suffix).</summary>
+    /// <summary>This instance's name as a holder in the leader election (default: host, process id and a random suffix).</summary>
     public string? InstanceId { get; set; }
 
-    /// <summary>How long the leader lease lives without renewal: a standby takes over within this long after the leader dies.</summary>
+    /// <summary>How long a leader's term lives without renewal (renewed every third of it): a standby takes over within this long after the leader dies.</summary>
     [Range(typeof(TimeSpan), "00:00:00.200", "00:10:00")]
     public TimeSpan LeaderLeaseDuration { get; set; } = TimeSpan.FromSeconds(5);
 

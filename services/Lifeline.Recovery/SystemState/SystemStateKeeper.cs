@@ -1,6 +1,7 @@
 using System.Globalization;
 using Lifeline.Recovery.Data;
 using Lifeline.Recovery.Leadership;
+using Lifeline.ServiceDefaults.Leadership;
 using Lifeline.Recovery.Options;
 using Lifeline.Recovery.V1;
 using Lifeline.ServiceDefaults.Hosting;
@@ -13,10 +14,10 @@ namespace Lifeline.Recovery.SystemState;
 /// of each term it restores the newest snapshot (<see cref="RestoreAndReconcileAsync"/>); then it writes a
 /// snapshot when the status, the worker pool or the queue counts change (reason <c>change</c>), at least
 /// every <c>StateSnapshotInterval</c> (<c>periodic</c>), and one with status SHUTTING_DOWN when the service
-/// stops (<c>shutdown</c>). Writes are fenced by the leader token.
+/// stops (<c>shutdown</c>). Writes are fenced by the leader's term.
 /// </summary>
 public sealed partial class SystemStateKeeper(
-    RecoveryLeader leader, SystemStateStore store, SystemStateCollector collector, IOptions<RecoveryOptions> options,
+    [FromKeyedServices(RecoveryLeadership.Role)] LeaderElection leader, SystemStateStore store, SystemStateCollector collector, IOptions<RecoveryOptions> options,
     TimeProvider time, ILogger<SystemStateKeeper> logger)
     : LeaderLoop(leader, logger, LoopBackoff.Between(Poll(options.Value), TimeSpan.FromSeconds(30)), time)
 {
@@ -35,19 +36,19 @@ public sealed partial class SystemStateKeeper(
     /// else <c>restored</c> with stale workers cleaned out and counts taken from the live queue and registry
     /// (the message says what changed), or <c>startup</c> when there is none. Called at the start of each
     /// term, and by the disaster-recovery <c>state_recovery</c> step. On the leader the write is fenced by its
-    /// token; elsewhere it is written unfenced (an explicit request).
+    /// term; elsewhere it is written unfenced (an explicit request).
     /// </summary>
     public async Task<V1.SystemState> RestoreAndReconcileAsync(CancellationToken ct)
     {
-        var token = Leader.Term?.Token;
+        var term = Leader.Term;
         await _writeGate.WaitAsync(ct);
         try
         {
             var persisted = await store.LatestAsync(ct);
             var live = await collector.CollectAsync(ct);
             var (content, reason, message) = Reconcile(persisted, live);
-            var written = await store.InsertAsync(content, reason, message, token, ct)
-                ?? throw new SnapshotFencedException(Leader.Instance);
+            var written = await store.InsertAsync(content, reason, message, term, ct)
+                ?? throw new SnapshotFencedException(Leader.Holder);
             Remember(content, written);
             await store.PruneAsync(ct);
             _writesSincePrune = 0;
@@ -130,10 +131,10 @@ public sealed partial class SystemStateKeeper(
     /// <summary>At the start of a term: restore and reconcile (again each pass until it succeeds); then a snapshot when due.</summary>
     protected override async Task<TimeSpan> RunTermPassAsync(LeaderTerm term, CancellationToken ct)
     {
-        if (_restoredInTerm != term.Token)
+        if (_restoredInTerm != term.Term)
         {
             await RestoreAndReconcileAsync(ct);
-            _restoredInTerm = term.Token;
+            _restoredInTerm = term.Term;
         }
         else
         {
@@ -189,8 +190,8 @@ public sealed partial class SystemStateKeeper(
         await _writeGate.WaitAsync(ct);
         try
         {
-            var token = Leader.Term?.Token ?? throw new SnapshotFencedException(Leader.Instance);
-            var written = await store.InsertAsync(content, reason, message, token, ct) ?? throw new SnapshotFencedException(Leader.Instance);
+            var term = Leader.Term ?? throw new SnapshotFencedException(Leader.Holder);
+            var written = await store.InsertAsync(content, reason, message, term, ct) ?? throw new SnapshotFencedException(Leader.Holder);
             Remember(content, written);
             if (++_writesSincePrune >= PruneEvery)
             {
@@ -211,7 +212,7 @@ public sealed partial class SystemStateKeeper(
             return;
         }
         // No calls to other services on the way out: the last known content, marked shutting down.
-        await WriteAsync(last with { Status = SystemStatus.ShuttingDown }, "shutdown", $"instance {Leader.Instance} is shutting down", cancellationToken);
+        await WriteAsync(last with { Status = SystemStatus.ShuttingDown }, "shutdown", $"instance {Leader.Holder} is shutting down", cancellationToken);
     }
 
     public override void Dispose()
@@ -230,4 +231,4 @@ public sealed partial class SystemStateKeeper(
 /// </summary>
 public sealed class SnapshotFencedException(string instance)
     : ServiceDefaults.Errors.PreconditionFailedException("NOT_LEADER",
-        $"Recovery instance '{instance}' no longer leads: a newer leader token is recorded, so it writes no system state.");
+        $"Recovery instance '{instance}' no longer leads: its term has ended, so it writes no system state.");

@@ -1,4 +1,5 @@
 using Lifeline.Recovery.Data;
+using Lifeline.ServiceDefaults.Leadership;
 using Npgsql;
 using NpgsqlTypes;
 
@@ -54,10 +55,10 @@ public sealed class SystemStateStore(NpgsqlDataSource dataSource)
     }
 
     /// <summary>
-    /// Writes a snapshot. With a leader token, only while that token is the newest recorded in
-    /// <c>leader_fence</c>; returns null when it is not (this instance no longer leads).
+    /// Writes a snapshot. With a leader's term, only while that term runs (<see cref="LeaderTerm.Fence"/>); returns
+    /// null when it does not (this instance no longer leads).
     /// </summary>
-    public async Task<SystemStateEntity?> InsertAsync(StateContent content, string reason, string message, long? leaderToken, CancellationToken ct)
+    public async Task<SystemStateEntity?> InsertAsync(StateContent content, string reason, string message, LeaderTerm? term, CancellationToken ct)
     {
         var row = new SystemStateEntity
         {
@@ -71,10 +72,10 @@ public sealed class SystemStateStore(NpgsqlDataSource dataSource)
             Reason = reason,
             Message = message,
         };
-        await using var command = dataSource.CreateCommand("""
+        await using var command = dataSource.CreateCommand($"""
             INSERT INTO system_states (id, status, version, worker_pool, queue_counts, metrics, configuration, reason, message, created_at)
             SELECT @id, @status, @version, @pool::jsonb, @counts::jsonb, @metrics::jsonb, @configuration::jsonb, @reason, @message, clock_timestamp()
-            WHERE @token::bigint IS NULL OR EXISTS (SELECT 1 FROM leader_fence WHERE id = 1 AND token = @token)
+            WHERE {(term is null ? "true" : LeaderTerm.Fence)}
             RETURNING created_at
             """);
         command.Parameters.AddWithValue("id", row.Id);
@@ -86,7 +87,7 @@ public sealed class SystemStateStore(NpgsqlDataSource dataSource)
         command.Parameters.AddWithValue("configuration", row.Configuration);
         command.Parameters.AddWithValue("reason", reason);
         command.Parameters.AddWithValue("message", message);
-        command.Parameters.Add(new NpgsqlParameter("token", NpgsqlDbType.Bigint) { Value = leaderToken is { } t ? t : DBNull.Value });
+        term?.AddFenceParameters(command.Parameters);
         if (await command.ExecuteScalarAsync(ct) is not DateTime created)
         {
             return null;

@@ -35,11 +35,12 @@ public sealed record Beat(BeatResult Result, string Status, bool WasOffline, lon
 
 /// <summary>
 /// Writes the registry's state into the Redis layout described by <see cref="WorkerMirror"/>. The
-/// heartbeat and the lapse claim are Lua scripts, so each is one atomic round trip.
+/// heartbeat and the lapse claim are Lua scripts, so each is one atomic round trip; every key a script (or a
+/// transaction, or a multi-key delete) touches is one tenant's, in that tenant's hash-tag slot.
 /// </summary>
 public sealed class RedisMirror(IConnectionMultiplexer redis, IOptions<RegistryOptions> options)
 {
-    // KEYS: worker hash, alive key, deadlines zset, commands list
+    // KEYS (one tenant's slot): worker hash, alive key, deadlines zset, commands list
     // ARGV: epoch, status ('' keeps), running (newline-separated), load, now ms, ttl ms, zset member
     private const string HeartbeatScript = """
         if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, '', 0} end
@@ -59,7 +60,7 @@ public sealed class RedisMirror(IConnectionMultiplexer redis, IOptions<RegistryO
         """;
 
     // Claims a lapse once: only if the heartbeat is really gone and the worker is not already offline.
-    // KEYS: worker hash, alive key, deadlines zset; ARGV: member, now ms
+    // KEYS (one tenant's slot): worker hash, alive key, deadlines zset; ARGV: member, now ms
     private const string ClaimLapseScript = """
         if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
         local score = redis.call('ZSCORE', KEYS[3], ARGV[1])
@@ -86,6 +87,7 @@ public sealed class RedisMirror(IConnectionMultiplexer redis, IOptions<RegistryO
         var batch = Db.CreateBatch();
         var tasks = new List<Task>
         {
+            batch.SetAddAsync(WorkerMirror.Tenants, w.TenantId),
             batch.HashSetAsync(key,
             [
                 new("name", w.Name), new("type", w.Type), new("status", w.Status), new("epoch", w.SessionEpoch),
@@ -99,7 +101,7 @@ public sealed class RedisMirror(IConnectionMultiplexer redis, IOptions<RegistryO
         {
             var ttl = options.Value.HeartbeatTtl;
             tasks.Add(batch.StringSetAsync(WorkerMirror.AliveKey(w.TenantId, w.Id.ToString()), w.SessionEpoch, ttl));
-            tasks.Add(batch.SortedSetAddAsync(WorkerMirror.Deadlines, Member(w.TenantId, w.Id), UnixMs(now) + (long)ttl.TotalMilliseconds));
+            tasks.Add(batch.SortedSetAddAsync(WorkerMirror.DeadlinesKey(w.TenantId), Member(w.TenantId, w.Id), UnixMs(now) + (long)ttl.TotalMilliseconds));
         }
         batch.Execute();
         await Task.WhenAll(tasks);
@@ -110,7 +112,7 @@ public sealed class RedisMirror(IConnectionMultiplexer redis, IOptions<RegistryO
         var ws = id.ToString();
         var ttl = options.Value.HeartbeatTtl;
         var result = (RedisResult[])(await Db.ScriptEvaluateAsync(HeartbeatScript,
-            [WorkerMirror.WorkerKey(tenant, ws), WorkerMirror.AliveKey(tenant, ws), WorkerMirror.Deadlines, WorkerMirror.CommandsKey(tenant, ws)],
+            [WorkerMirror.WorkerKey(tenant, ws), WorkerMirror.AliveKey(tenant, ws), WorkerMirror.DeadlinesKey(tenant), WorkerMirror.CommandsKey(tenant, ws)],
             [epoch, status ?? "", string.Join('\n', running), load.ToString(CultureInfo.InvariantCulture), UnixMs(DateTime.UtcNow),
                 (long)ttl.TotalMilliseconds, Member(tenant, id)]))!;
         var code = (int)result[0];
@@ -124,11 +126,17 @@ public sealed class RedisMirror(IConnectionMultiplexer redis, IOptions<RegistryO
         return new Beat(BeatResult.Accepted, (string)result[2]!, (int)result[3] == 1, currentEpoch, commands);
     }
 
-    /// <summary>Workers whose heartbeat deadline passed (candidates; <see cref="ClaimLapseAsync"/> decides).</summary>
+    /// <summary>
+    /// Workers whose heartbeat deadline passed, the longest lapsed first, at most <paramref name="max"/> (candidates;
+    /// <see cref="ClaimLapseAsync"/> decides). Every tenant's deadlines are read at once.
+    /// </summary>
     public async Task<IReadOnlyList<(string Tenant, Guid Id)>> LapsedAsync(DateTime now, int max)
     {
-        var members = await Db.SortedSetRangeByScoreAsync(WorkerMirror.Deadlines, double.NegativeInfinity, UnixMs(now), take: max);
-        return members.Select(m => (string)m!).Select(m => (m[..m.LastIndexOf('/')], Guid.Parse(m[(m.LastIndexOf('/') + 1)..]))).ToList();
+        var tenants = await Db.SetMembersAsync(WorkerMirror.Tenants);
+        var lapsed = await Task.WhenAll(tenants.Select(t => Db.SortedSetRangeByScoreWithScoresAsync(
+            WorkerMirror.DeadlinesKey((string)t!), double.NegativeInfinity, UnixMs(now), take: max)));
+        return lapsed.SelectMany(entries => entries).OrderBy(e => e.Score).Take(max)
+            .Select(e => (string)e.Element!).Select(m => (m[..m.LastIndexOf('/')], Guid.Parse(m[(m.LastIndexOf('/') + 1)..]))).ToList();
     }
 
     /// <summary>
@@ -140,7 +148,7 @@ public sealed class RedisMirror(IConnectionMultiplexer redis, IOptions<RegistryO
     {
         var ws = id.ToString();
         var result = (RedisResult[])(await Db.ScriptEvaluateAsync(ClaimLapseScript,
-            [WorkerMirror.WorkerKey(tenant, ws), WorkerMirror.AliveKey(tenant, ws), WorkerMirror.Deadlines],
+            [WorkerMirror.WorkerKey(tenant, ws), WorkerMirror.AliveKey(tenant, ws), WorkerMirror.DeadlinesKey(tenant)],
             [Member(tenant, id), UnixMs(now)]))!;
         return (int)result[0] switch
         {
@@ -186,14 +194,14 @@ public sealed class RedisMirror(IConnectionMultiplexer redis, IOptions<RegistryO
         var ws = id.ToString();
         await Db.HashSetAsync(WorkerMirror.WorkerKey(tenant, ws), [new("deregistered", "1"), new("status", "offline")]);
         await Db.KeyDeleteAsync([WorkerMirror.AliveKey(tenant, ws), WorkerMirror.CommandsKey(tenant, ws)]);
-        await Db.SortedSetRemoveAsync(WorkerMirror.Deadlines, Member(tenant, id));
+        await Db.SortedSetRemoveAsync(WorkerMirror.DeadlinesKey(tenant), Member(tenant, id));
     }
 
     public async Task RemoveAsync(string tenant, Guid id)
     {
         var ws = id.ToString();
         await Db.KeyDeleteAsync([WorkerMirror.WorkerKey(tenant, ws), WorkerMirror.AliveKey(tenant, ws), WorkerMirror.CommandsKey(tenant, ws)]);
-        await Db.SortedSetRemoveAsync(WorkerMirror.Deadlines, Member(tenant, id));
+        await Db.SortedSetRemoveAsync(WorkerMirror.DeadlinesKey(tenant), Member(tenant, id));
     }
 
     /// <summary>Queues a command for a worker and announces it to heartbeat streams.</summary>

@@ -1,3 +1,4 @@
+using Lifeline.ServiceDefaults.Leadership;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -9,7 +10,9 @@ namespace Lifeline.ServiceDefaults.Postgres;
 /// <summary>
 /// Applies a service's checked-in EF Core migrations at start. Several instances may start at once:
 /// a PostgreSQL advisory lock, held on its own connection for the duration, lets exactly one of them
-/// migrate while the others wait and then find nothing left to do.
+/// migrate while the others wait and then find nothing left to do (a mutex around one piece of work, not a
+/// leader: the one place a service uses an advisory lock besides the per-pass ones it documents). It also creates
+/// <c>lifeline_leaders</c>, the table of every leader election (<see cref="LeadershipTable"/>).
 /// </summary>
 public sealed partial class DatabaseMigrator<TContext>(
     IServiceProvider services, NpgsqlDataSource dataSource, ILogger<DatabaseMigrator<TContext>> logger) : IHostedService
@@ -32,6 +35,8 @@ public sealed partial class DatabaseMigrator<TContext>(
             var db = scope.ServiceProvider.GetRequiredService<TContext>();
             LogMigrating(logger, typeof(TContext).Name);
             await db.Database.MigrateAsync(cancellationToken);
+            // Shared by every service, outside its EF model: the roles of its leader elections.
+            await LeadershipTable.EnsureAsync(lockConnection, cancellationToken);
         }
         finally
         {

@@ -22,7 +22,8 @@ public sealed record StatisticsPolicy(IReadOnlyList<string> Tables, TimeSpan Int
 /// <see cref="StatisticsPolicy.Interval"/> it reads <c>pg_stat_user_tables</c> and runs <c>ANALYZE</c> on a table
 /// that was never analyzed once it holds rows, or whose changes since its last analyze passed
 /// max(<see cref="StatisticsPolicy.Threshold"/>, <see cref="StatisticsPolicy.ScaleFactor"/> × live rows). Instances
-/// take turns through a transaction-scoped advisory lock: two at once would only repeat the work.
+/// take turns through a transaction-scoped advisory lock: two at once would only repeat the work. (A mutex for one pass,
+/// not a role: no instance is "the" keeper, so it needs no <see cref="Leadership.LeaderElection"/> and no fencing.)
 /// <para>
 /// With a <see cref="StatisticsPolicy.VacuumThreshold"/> it also vacuums a table whose dead row versions passed
 /// max(threshold, <see cref="StatisticsPolicy.VacuumScaleFactor"/> × live rows). A queue needs it: every lease

@@ -7,24 +7,42 @@ namespace Lifeline.ServiceDefaults.Workers;
 /// The Redis mirror of worker state that the registry writes and the queue reads on its lease path
 /// (no registry call per lease). Redis may lose it: the registry rewrites a worker's entry on its next
 /// heartbeat, and PostgreSQL in the registry stays the record.
+/// <para>
+/// Every key of a tenant starts with the hash tag <c>{lifeline:registry:TENANT}</c>, so all of them share one Redis
+/// Cluster slot: the registry's scripts and transactions, which touch a worker's entry, its heartbeat and the tenant's
+/// deadlines together, stay atomic on a cluster. Only <see cref="Tenants"/> is outside, and nothing touches it
+/// together with another key.
+/// </para>
 /// <list type="table">
-/// <item><term><c>lifeline:worker:{tenant}:{id}</c></term><description>hash: name, type, status, epoch,
+/// <item><term><c>{lifeline:registry:TENANT}:worker:ID</c></term><description>hash: name, type, status, epoch,
 /// capabilities (newline-separated), deregistered (0/1), breaker (closed/open/half_open), breaker_reset_at
 /// (unix ms), running (newline-separated task ids), load, beat_at (unix ms).</description></item>
-/// <item><term><c>lifeline:worker-alive:{tenant}:{id}</c></term><description>the heartbeat: the session
+/// <item><term><c>{lifeline:registry:TENANT}:worker-alive:ID</c></term><description>the heartbeat: the session
 /// epoch, with a TTL of 3 × the heartbeat interval.</description></item>
-/// <item><term><c>lifeline:worker-commands:{tenant}:{id}</c></term><description>list of pending commands
+/// <item><term><c>{lifeline:registry:TENANT}:worker-commands:ID</c></term><description>list of pending commands
 /// (serialized <c>lifeline.registry.v1.WorkerCommand</c>); <see cref="CommandsChannel"/> announces new ones.</description></item>
+/// <item><term><c>{lifeline:registry:TENANT}:deadlines</c></term><description>the tenant's heartbeat deadlines
+/// (member <c>TENANT/ID</c>, score = expiry in unix ms).</description></item>
+/// <item><term><c>lifeline:registry:tenants</c></term><description>set of the tenants that have deadlines.</description></item>
 /// </list>
+/// Before the hash tags the keys were <c>lifeline:worker:TENANT:ID</c> (and <c>worker-alive</c>, <c>worker-commands</c>)
+/// and one <c>lifeline:registry:deadlines</c>: after an upgrade the registry rewrites each worker's entry from
+/// PostgreSQL at its first heartbeat; the old keys are no longer read (the heartbeat keys expire, the rest can be deleted).
 /// </summary>
 public static class WorkerMirror
 {
-    public static RedisKey WorkerKey(string tenant, string workerId) => $"lifeline:worker:{tenant}:{workerId}";
-    public static RedisKey AliveKey(string tenant, string workerId) => $"lifeline:worker-alive:{tenant}:{workerId}";
-    public static RedisKey CommandsKey(string tenant, string workerId) => $"lifeline:worker-commands:{tenant}:{workerId}";
+    /// <summary>The hash tag, and key prefix, of everything the mirror holds for <paramref name="tenant"/>.</summary>
+    public static string TenantSlot(string tenant) => $"{{lifeline:registry:{tenant}}}";
 
-    /// <summary>Deadlines of all heartbeats (member <c>{tenant}/{id}</c>, score = expiry in unix ms).</summary>
-    public static readonly RedisKey Deadlines = "lifeline:registry:deadlines";
+    public static RedisKey WorkerKey(string tenant, string workerId) => $"{TenantSlot(tenant)}:worker:{workerId}";
+    public static RedisKey AliveKey(string tenant, string workerId) => $"{TenantSlot(tenant)}:worker-alive:{workerId}";
+    public static RedisKey CommandsKey(string tenant, string workerId) => $"{TenantSlot(tenant)}:worker-commands:{workerId}";
+
+    /// <summary>Deadlines of a tenant's heartbeats (member <c>{tenant}/{id}</c>, score = expiry in unix ms).</summary>
+    public static RedisKey DeadlinesKey(string tenant) => $"{TenantSlot(tenant)}:deadlines";
+
+    /// <summary>The tenants whose <see cref="DeadlinesKey"/> the registry looks at.</summary>
+    public static readonly RedisKey Tenants = "lifeline:registry:tenants";
 
     /// <summary>Pub/sub channel: message <c>{tenant}/{id}</c> when a worker has new commands.</summary>
     public static readonly RedisChannel CommandsChannel = RedisChannel.Literal("lifeline:worker-commands");

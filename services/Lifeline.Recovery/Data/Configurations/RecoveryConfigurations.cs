@@ -3,19 +3,6 @@ using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace Lifeline.Recovery.Data.Configurations;
 
-internal sealed class LeaderFenceConfiguration : IEntityTypeConfiguration<LeaderFenceEntity>
-{
-    public void Configure(EntityTypeBuilder<LeaderFenceEntity> e)
-    {
-        e.ToTable("leader_fence", t => t.HasCheckConstraint("ck_leader_fence_single", "id = 1"));
-        e.HasKey(x => x.Id);
-        e.Property(x => x.Id).HasColumnName("id").ValueGeneratedNever();
-        e.Property(x => x.Token).HasColumnName("token");
-        e.Property(x => x.Instance).HasColumnName("instance");
-        e.Property(x => x.UpdatedAt).HasColumnName("updated_at").HasDefaultValueSql("now()");
-    }
-}
-
 internal sealed class WatchCursorConfiguration : IEntityTypeConfiguration<WatchCursorEntity>
 {
     public void Configure(EntityTypeBuilder<WatchCursorEntity> e)

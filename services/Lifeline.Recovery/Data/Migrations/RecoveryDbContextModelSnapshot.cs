@@ -207,35 +207,6 @@ namespace Lifeline.Recovery.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("Lifeline.Recovery.Data.LeaderFenceEntity", b =>
-                {
-                    b.Property<int>("Id")
-                        .HasColumnType("integer")
-                        .HasColumnName("id");
-
-                    b.Property<string>("Instance")
-                        .IsRequired()
-                        .HasColumnType("text")
-                        .HasColumnName("instance");
-
-                    b.Property<long>("Token")
-                        .HasColumnType("bigint")
-                        .HasColumnName("token");
-
-                    b.Property<DateTime>("UpdatedAt")
-                        .ValueGeneratedOnAdd()
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("updated_at")
-                        .HasDefaultValueSql("now()");
-
-                    b.HasKey("Id");
-
-                    b.ToTable("leader_fence", null, t =>
-                        {
-                            t.HasCheckConstraint("ck_leader_fence_single", "id = 1");
-                        });
-                });
-
             modelBuilder.Entity("Lifeline.Recovery.Data.NotificationEntity", b =>
                 {
                     b.Property<Guid>("Id")
