@@ -52,9 +52,15 @@ public sealed class QueueOptions
     [Range(1, 10_000)]
     public int GroupCommitMaxItems { get; set; } = 256;
 
-    /// <summary>How many groups of one kind may be in flight at once (each holds one connection while it runs).</summary>
+    /// <summary>
+    /// How many groups of one kind may be in flight at once (each holds one connection while it runs). Default 1: the
+    /// calls that arrive while a group runs wait for it and leave together, so groups are larger and each task costs
+    /// less — measured on 2 cores against 2: 32 workers 4,026–4,064 vs 3,259 tasks/s, 8 workers 1,875–2,040 vs 1,330
+    /// (lease p99 5.4–7.0 vs 11.3 ms), a lone worker 575–650 vs 520, 32 dispatch streams 5,959–7,058 vs 4,404. More
+    /// than 1 keeps one slow group (a row lock it waits for) from holding up the calls behind it.
+    /// </summary>
     [Range(1, 64)]
-    public int GroupCommitConcurrency { get; set; } = 2;
+    public int GroupCommitConcurrency { get; set; } = 1;
 
     /// <summary>
     /// The task life's statements run on connections that plan each prepared statement once, generically (default);
