@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using Lifeline.Queue.V1;
 using Lifeline.ServiceDefaults.Postgres;
 using Lifeline.Testing;
@@ -10,6 +11,25 @@ namespace Lifeline.Queue.Tests;
 /// <summary>Starting on a fresh database, and the store's transient-abort handling.</summary>
 public sealed class StartupTests(ServiceTestEnvironment env) : IClassFixture<ServiceTestEnvironment>
 {
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_queue_without_a_registry_address_runs_no_outcome_reporter_and_renews_no_term_for_it()
+    {
+        var database = await env.Postgres.CreateDatabaseAsync("queue_no_registry");
+        await using var instance = await QueueEnvironment.StartQueueAsync(database, env.RedisConnectionString);
+        Assert.Empty(instance.App.Services.GetServices<Microsoft.Extensions.Hosting.IHostedService>().OfType<Reporting.OutcomeReporter>());
+        Assert.Null(instance.App.Services.GetKeyedService<Lifeline.ServiceDefaults.Leadership.LeaderElection>(Reporting.OutcomeReporter.Role));
+
+        // The instance serves; no term of the reporter's role is ever written (an election would have claimed at once).
+        var type = NewType("no-registry");
+        await instance.Client().EnqueueAsync(Spec(type));
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        await using var connection = new NpgsqlConnection(database);
+        await connection.OpenAsync();
+        await using var roles = new NpgsqlCommand("SELECT count(*) FROM lifeline_leaders WHERE name = @role", connection);
+        roles.Parameters.AddWithValue("role", Reporting.OutcomeReporter.Role);
+        Assert.Equal(0L, await roles.ExecuteScalarAsync());
+    }
+
     [Fact(Timeout = TestTimeouts.Default)]
     public async Task Three_instances_starting_at_once_on_an_empty_database_migrate_it_once_and_all_serve()
     {

@@ -67,10 +67,14 @@ internal static class QueueServiceExtensions
         builder.Services.AddSingleton<TaskEventFeed>();
         builder.Services.AddSingleton<QueueMaintenance>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<QueueMaintenance>());
-        // Outcomes go to the registry when it has an address; a queue without one does not report them.
-        builder.AddOptionalServiceClient<Lifeline.Registry.V1.RegistryService.RegistryServiceClient>("registry");
-        builder.Services.AddLeaderElection(OutcomeReporter.Role, _ => OutcomeReporter.TermTtl);
-        builder.Services.AddHostedService<OutcomeReporter>();
+        // Outcomes go to the registry when it has an address; a queue without one does not report them, and takes no
+        // part in the reporter's election (no term renewed for nothing).
+        if (!string.IsNullOrWhiteSpace(builder.Configuration[ServiceClientRegistration.AddressKey("registry")]))
+        {
+            builder.AddServiceClient<Lifeline.Registry.V1.RegistryService.RegistryServiceClient>("registry");
+            builder.Services.AddLeaderElection(OutcomeReporter.Role, _ => OutcomeReporter.TermTtl);
+            builder.Services.AddHostedService<OutcomeReporter>();
+        }
         builder.Services.AddSingleton<QueueDepthSampler>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<QueueDepthSampler>());
         // The hot statements' plans need statistics from the first minute on, not autovacuum's first visit.

@@ -24,7 +24,7 @@ namespace Lifeline.Queue.Reporting;
 /// fenced by its term. If it stops, another takes over (at once when it resigned, within the TTL when it died).
 /// </summary>
 public sealed partial class OutcomeReporter(
-    NpgsqlDataSource dataSource, TaskEventFeed feed, OptionalServiceClient<RegistryService.RegistryServiceClient> registry,
+    NpgsqlDataSource dataSource, TaskEventFeed feed, RegistryService.RegistryServiceClient registry,
     IOptions<QueueOptions> options, [FromKeyedServices(OutcomeReporter.Role)] LeaderElection leader, ILogger<OutcomeReporter> logger)
     : LeaderLoop(leader, logger, LoopBackoff.Between(options.Value.OutcomeReportInterval * 2, TimeSpan.FromSeconds(30)))
 {
@@ -46,18 +46,13 @@ public sealed partial class OutcomeReporter(
 
     protected override async Task<TimeSpan> RunTermPassAsync(LeaderTerm term, CancellationToken ct)
     {
-        if (!registry.IsConfigured)
-        {
-            LogDisabled(logger);
-            return Done;
-        }
         if (_announcedTerm != term.Term)
         {
             _announcedTerm = term.Term;
             LogLeading(logger);
         }
         // Whoever holds the role next resumes from the stored cursor.
-        return await ReportOnceAsync(registry.Client!, term, ct) == 0 ? options.Value.OutcomeReportInterval : TimeSpan.Zero;
+        return await ReportOnceAsync(registry, term, ct) == 0 ? options.Value.OutcomeReportInterval : TimeSpan.Zero;
     }
 
     /// <summary>Sends the next batch of outcomes within <paramref name="term"/>; returns how many history events it consumed.</summary>
@@ -143,9 +138,6 @@ public sealed partial class OutcomeReporter(
         term.AddFenceParameters(command.Parameters);
         await command.ExecuteNonQueryAsync(ct);
     }
-
-    [LoggerMessage(EventId = 1501, Level = LogLevel.Information, Message = "No registry address (services:registry:grpc:0): task outcomes are not reported")]
-    private static partial void LogDisabled(ILogger logger);
 
     [LoggerMessage(EventId = 1502, Level = LogLevel.Information, Message = "This instance reports task outcomes to the registry")]
     private static partial void LogLeading(ILogger logger);
