@@ -57,6 +57,7 @@ internal static class QueueServiceExtensions
         builder.Services.AddSingleton<WorkerGate>();
         builder.Services.AddSingleton<TaskLeaser>();
         builder.Services.AddSingleton<LeaseHolderOperations>();
+        builder.Services.AddSingleton<CompleteAndRefill>();
         builder.Services.AddSingleton<TaskDispatcher>();
         builder.Services.AddSingleton<TaskAdministration>();
         builder.Services.AddSingleton<LivenessFence>();

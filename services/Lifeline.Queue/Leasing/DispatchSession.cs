@@ -24,8 +24,8 @@ public sealed record PushedTask(TaskRecord Task) : DispatchOutput;
 public sealed record HolderAck(long RequestId, Guid TaskId, TaskRecord? Task, bool WillRetry, LifelineException? Refusal) : DispatchOutput;
 
 /// <summary>Runs dispatch streams (QueueService.Dispatch): one <see cref="DispatchSession"/> per stream.</summary>
-public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperations holders, WorkerGate gate, ReadySignal readySignal,
-    IOptions<QueueOptions> options, ILogger<TaskDispatcher> logger)
+public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperations holders, CompleteAndRefill refills, WorkerGate gate,
+    ReadySignal readySignal, IOptions<QueueOptions> options, ILogger<TaskDispatcher> logger)
 {
     /// <summary>
     /// Admits the worker as a lease would (FAILED_PRECONDITION when it may not lease), then serves the stream until the
@@ -62,6 +62,8 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
     /// those naming the same task in order), the pump leases while slots are free and pushes each task, and the writer
     /// is the only one that writes to the stream (what the others send goes through one channel). Slots: a task pushed
     /// here holds one until a complete, fail or release naming it arrives, accepted or not; `capacity` sets the count.
+    /// A completion that frees a slot refills it itself, in its own transaction (<see cref="CompleteAndRefill"/>): the
+    /// pump fills the slots nothing else fills — the first ones, those a fail or release freed, a raised capacity.
     /// When the stream ends or breaks, leasing stops at once and pushed tasks are left as they are (they run out their
     /// leases); a task leased but not yet written when the stream broke stays leased likewise and is recovered after its
     /// lease like any other.
@@ -146,25 +148,33 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                     continue;
                 }
                 var command = message.Command!;
+                await _calls.WaitAsync(ct);
+                var refill = false;
                 if (command.EndsAttempt)
                 {
                     bool freed;
                     lock (_lock)
                     {
                         freed = _held.Remove(command.TaskId);
+                        // A completion refills the slot it frees in its own transaction: the slot is promised to it.
+                        refill = freed && command is CompleteCommand && _slots - _held.Count - _reserved > 0;
+                        if (refill)
+                        {
+                            _reserved++;
+                            _leasing++;
+                        }
                     }
-                    if (freed)
+                    if (freed && !refill)
                     {
                         Signal();
                     }
                 }
-                await _calls.WaitAsync(ct);
                 Task call;
                 lock (_lock)
                 {
                     // Calls naming the same task run in the order they came; others at once.
                     var previous = _lastCallOfTask.GetValueOrDefault(command.TaskId) ?? Task.CompletedTask;
-                    call = CallAsync(previous, message.RequestId, command, ct);
+                    call = CallAsync(previous, message.RequestId, command, refill, ct);
                     _lastCallOfTask[command.TaskId] = call;
                 }
                 // Registered once the call is in the map (a call that finished already is removed at once).
@@ -173,11 +183,26 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
             }
         }
 
-        private async Task CallAsync(Task previous, long requestId, HolderCommand command, CancellationToken ct)
+        /// <summary>
+        /// Applies one holder's call and writes its answer. <paramref name="refill"/>: the call is a completion that
+        /// freed a slot promised to it (in <see cref="_reserved"/>); it leases for that slot in its own transaction and
+        /// pushes what it leased after the answer.
+        /// </summary>
+        private async Task CallAsync(Task previous, long requestId, HolderCommand command, bool refill, CancellationToken ct)
         {
+            var found = true;
             try
             {
                 await previous;
+                if (refill)
+                {
+                    var request = await AdmitRefillAsync();
+                    var outcome = await owner.Refills.RunAsync(tenant, (CompleteCommand)command, request, ct);
+                    found = request is null || outcome.Refill.Count > 0;
+                    await AnswerAsync(new HolderAck(requestId, command.TaskId, outcome.Completed, false, outcome.Refusal), ct);
+                    await PushAsync(outcome.Refill, ct);
+                    return;
+                }
                 HolderAck ack;
                 try
                 {
@@ -189,8 +214,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                     // What the unary call would have refused is an answer, not an error of the stream.
                     ack = new HolderAck(requestId, command.TaskId, null, false, refusal);
                 }
-                await _output.Writer.WriteAsync(ack, ct);
-                Interlocked.Increment(ref _acked);
+                await AnswerAsync(ack, ct);
             }
             catch (Exception ex)
             {
@@ -200,6 +224,39 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
             finally
             {
                 _calls.Release();
+                if (refill)
+                {
+                    lock (_lock)
+                    {
+                        _reserved--;
+                        _leasing--;
+                        _idle |= !found;
+                    }
+                    Signal();
+                }
+            }
+        }
+
+        private async Task AnswerAsync(HolderAck ack, CancellationToken ct)
+        {
+            await _output.Writer.WriteAsync(ack, ct);
+            Interlocked.Increment(ref _acked);
+        }
+
+        /// <summary>
+        /// The refill's lease request, admitted by the worker gate as every lease is; null when the worker may no longer
+        /// lease (the slot goes back to the pump, whose lease meets the same refusal and ends the stream with it).
+        /// </summary>
+        private async Task<LeaseRequest?> AdmitRefillAsync()
+        {
+            var request = new LeaseRequest(opening.WorkerId, opening.TaskTypes, 1, opening.LeaseDuration, TimeSpan.Zero, Start: true);
+            try
+            {
+                return request with { TaskTypes = await owner.Gate.AdmitAsync(tenant, request) };
+            }
+            catch (PreconditionFailedException)
+            {
+                return null;
             }
         }
 
@@ -401,6 +458,8 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
 
     private TaskLeaser Leaser => leaser;
     private LeaseHolderOperations Holders => holders;
+    private CompleteAndRefill Refills => refills;
+    private WorkerGate Gate => gate;
     private ReadySignal ReadySignal => readySignal;
     private TimeSpan PollInterval => options.Value.LeasePollInterval;
     private ILogger Logger => logger;

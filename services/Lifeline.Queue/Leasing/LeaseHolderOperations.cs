@@ -150,60 +150,80 @@ public sealed class LeaseHolderOperations
     /// </summary>
     private async Task<IReadOnlyList<GroupOutcome<TaskRecord>>> ApplyGuardedAsync(GuardedKind kind, IReadOnlyList<HolderChange> items, CancellationToken cancellationToken)
     {
-        var (outcomes, resolution, changed) = await SerializationRetry.RunAsync(async ct =>
+        var applied = await SerializationRetry.RunAsync(async ct =>
         {
             await using var connection = await dataSource.OpenConnectionAsync(ct);
             await using var tx = await connection.BeginTransactionAsync(ct);
-            var changed = new Dictionary<Guid, TaskRecord>();
-            await using (var command = new NpgsqlCommand(kind.Sql, connection, tx))
-            {
-                command.Parameters.AddWithValue("tenants", items.Select(c => c.Tenant).ToArray());
-                command.Parameters.AddWithValue("ids", items.Select(c => c.Id).ToArray());
-                command.Parameters.AddWithValue("tokens", items.Select(c => c.Token).ToArray());
-                command.Parameters.AddWithValue("percents", items.Select(c => c.Percent).ToArray());
-                command.Parameters.Add(NullableArray("messages", NpgsqlDbType.Text, items.Select(c => c.Message)));
-                command.Parameters.Add(NullableArray("lease_seconds", NpgsqlDbType.Double, items.Select(c => c.LeaseSeconds)));
-                command.Parameters.Add(NullableArray("results", NpgsqlDbType.Text, items.Select(c => c.Result)));
-                await using var reader = await command.ExecuteReaderAsync(ct);
-                while (await reader.ReadAsync(ct))
-                {
-                    var record = TaskRecord.Read(reader);
-                    changed[record.Id] = record;
-                }
-            }
-            // Calls that changed nothing (or lost a race with a twin call in this group) are answered from the row as it is now.
-            var current = await ReadManyAsync(connection, tx,
-                items.Where(c => !Applied(changed, c)).Select(c => c.Id).Except(changed.Keys).ToArray(), ct);
-            foreach (var (id, record) in changed)
-            {
-                current[id] = record;
-            }
-            var ended = changed.Values.Where(t => t.HasDependents && TaskState.IsEnded(t.Status)).Select(t => new EndedTask(t.Id, t.Status)).ToList();
-            var resolution = ended.Count > 0 ? await DependencyResolver.ResolveAsync(connection, tx, ended, ct) : null;
+            var applied = await ApplyGuardedInAsync(kind, connection, tx, items, ct);
             await tx.CommitAsync(ct);
-            var outcomes = items.Select(c =>
-            {
-                if (Applied(changed, c))
-                {
-                    return GroupOutcome<TaskRecord>.Of(changed[c.Id]);
-                }
-                var task = current.GetValueOrDefault(c.Id) is { } t && t.TenantId == c.Tenant ? t : null;
-                return task is not null && kind.IdempotentIn is { } done && task.Status == done && task.FencingToken == c.Token
-                    ? GroupOutcome<TaskRecord>.Of(task)
-                    : GroupOutcome<TaskRecord>.Refused(Refusal(task, c.Id, c.Token, kind.Operation));
-            }).ToList();
-            return (outcomes, resolution, changed);
+            return applied;
         }, cancellationToken);
-        if (kind.Count is { } count)
+        Committed(applied);
+        return applied.Outcomes;
+    }
+
+    /// <summary>What a group of guarded changes did in its transaction: each call's answer, and what to do once it commits.</summary>
+    internal sealed record AppliedChanges(IReadOnlyList<GroupOutcome<TaskRecord>> Outcomes, Action<QueueTelemetry, TaskRecord>? Count,
+        IReadOnlyCollection<TaskRecord> Changed, Resolution? Resolution);
+
+    /// <summary>Completes a group of tasks in the caller's transaction (the caller commits, then calls <see cref="Committed"/>).</summary>
+    internal static Task<AppliedChanges> CompleteInAsync(NpgsqlConnection connection, NpgsqlTransaction tx, IReadOnlyList<HolderChange> items,
+        CancellationToken ct) => ApplyGuardedInAsync(Complete, connection, tx, items, ct);
+
+    /// <summary>After the commit: counts the changes (once per task changed; a repeated call changed nothing) and wakes waiting leases.</summary>
+    internal void Committed(AppliedChanges applied)
+    {
+        if (applied.Count is { } count)
         {
-            // Committed: count the changes, once per task changed (a repeated call changed nothing and counts nothing).
-            foreach (var task in changed.Values)
+            foreach (var task in applied.Changed)
             {
                 count(telemetry, task);
             }
         }
-        NotifyReady(resolution);
-        return outcomes;
+        NotifyReady(applied.Resolution);
+    }
+
+    private static async Task<AppliedChanges> ApplyGuardedInAsync(GuardedKind kind, NpgsqlConnection connection, NpgsqlTransaction tx,
+        IReadOnlyList<HolderChange> items, CancellationToken ct)
+    {
+        var changed = new Dictionary<Guid, TaskRecord>();
+        await using (var command = new NpgsqlCommand(kind.Sql, connection, tx))
+        {
+            command.Parameters.AddWithValue("tenants", items.Select(c => c.Tenant).ToArray());
+            command.Parameters.AddWithValue("ids", items.Select(c => c.Id).ToArray());
+            command.Parameters.AddWithValue("tokens", items.Select(c => c.Token).ToArray());
+            command.Parameters.AddWithValue("percents", items.Select(c => c.Percent).ToArray());
+            command.Parameters.Add(NullableArray("messages", NpgsqlDbType.Text, items.Select(c => c.Message)));
+            command.Parameters.Add(NullableArray("lease_seconds", NpgsqlDbType.Double, items.Select(c => c.LeaseSeconds)));
+            command.Parameters.Add(NullableArray("results", NpgsqlDbType.Text, items.Select(c => c.Result)));
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            while (await reader.ReadAsync(ct))
+            {
+                var record = TaskRecord.Read(reader);
+                changed[record.Id] = record;
+            }
+        }
+        // Calls that changed nothing (or lost a race with a twin call in this group) are answered from the row as it is now.
+        var current = await ReadManyAsync(connection, tx,
+            items.Where(c => !Applied(changed, c)).Select(c => c.Id).Except(changed.Keys).ToArray(), ct);
+        foreach (var (id, record) in changed)
+        {
+            current[id] = record;
+        }
+        var ended = changed.Values.Where(t => t.HasDependents && TaskState.IsEnded(t.Status)).Select(t => new EndedTask(t.Id, t.Status)).ToList();
+        var resolution = ended.Count > 0 ? await DependencyResolver.ResolveAsync(connection, tx, ended, ct) : null;
+        var outcomes = items.Select(c =>
+        {
+            if (Applied(changed, c))
+            {
+                return GroupOutcome<TaskRecord>.Of(changed[c.Id]);
+            }
+            var task = current.GetValueOrDefault(c.Id) is { } t && t.TenantId == c.Tenant ? t : null;
+            return task is not null && kind.IdempotentIn is { } done && task.Status == done && task.FencingToken == c.Token
+                ? GroupOutcome<TaskRecord>.Of(task)
+                : GroupOutcome<TaskRecord>.Refused(Refusal(task, c.Id, c.Token, kind.Operation));
+        }).ToList();
+        return new AppliedChanges(outcomes, kind.Count, changed.Values, resolution);
     }
 
     /// <summary>Whether the statement changed this call's task under this call's token (a twin with another token did not).</summary>

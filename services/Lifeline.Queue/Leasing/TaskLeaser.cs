@@ -82,8 +82,21 @@ public sealed class TaskLeaser
     private async Task<IReadOnlyList<GroupOutcome<IReadOnlyList<TaskRecord>>>> ApplyAttemptsAsync(
         IReadOnlyList<(string Tenant, LeaseRequest Request)> group, CancellationToken cancellationToken)
     {
-        var leased = await SerializationRetry.RunAsync(ct => TryLeaseGroupAsync(group, ct), cancellationToken);
-        // Committed: count what was leased.
+        var leased = await SerializationRetry.RunAsync(async ct =>
+        {
+            await using var connection = await dataSource.OpenConnectionAsync(ct);
+            await using var tx = await connection.BeginTransactionAsync(ct);
+            var leased = await LeaseInAsync(connection, tx, group, ct);
+            await tx.CommitAsync(ct);
+            return leased;
+        }, cancellationToken);
+        Committed(leased);
+        return leased.Select(GroupOutcome<IReadOnlyList<TaskRecord>>.Of).ToList();
+    }
+
+    /// <summary>Counts what a committed transaction leased (after <see cref="LeaseInAsync"/>).</summary>
+    internal void Committed(IEnumerable<IReadOnlyList<TaskRecord>> leased)
+    {
         foreach (var tasks in leased)
         {
             foreach (var task in tasks)
@@ -91,7 +104,6 @@ public sealed class TaskLeaser
                 telemetry.Leased(task);
             }
         }
-        return leased.Select(GroupOutcome<IReadOnlyList<TaskRecord>>.Of).ToList();
     }
 
     // Locks up to `limit` ready tasks of each wanted (tenant, type), best first, skipping rows other leases hold.
@@ -133,11 +145,12 @@ public sealed class TaskLeaser
     private sealed record Candidate(Guid Id, int Priority, DateTime CreatedAt);
 
     /// <summary>
-    /// Leases for a group of requests in one transaction: lock enough candidates for all of them, give each
-    /// request (in arrival order) the best candidates of its own tenant and types, lease the chosen ones.
-    /// Candidates no request took are unlocked at commit, untouched.
+    /// Leases for a group of requests (already admitted) in the caller's transaction: lock enough candidates for all of
+    /// them, give each request (in arrival order) the best candidates of its own tenant and types, lease the chosen ones.
+    /// Candidates no request took are unlocked at commit, untouched. The caller commits, then calls <see cref="Committed"/>.
     /// </summary>
-    private async Task<IReadOnlyList<IReadOnlyList<TaskRecord>>> TryLeaseGroupAsync(IReadOnlyList<(string Tenant, LeaseRequest Request)> group, CancellationToken ct)
+    internal static async Task<IReadOnlyList<IReadOnlyList<TaskRecord>>> LeaseInAsync(NpgsqlConnection connection, NpgsqlTransaction tx,
+        IReadOnlyList<(string Tenant, LeaseRequest Request)> group, CancellationToken ct)
     {
         var wanted = new Dictionary<(string Tenant, string Type), int>();
         foreach (var (tenant, request) in group)
@@ -147,8 +160,6 @@ public sealed class TaskLeaser
                 wanted[(tenant, type)] = wanted.GetValueOrDefault((tenant, type)) + request.MaxTasks;
             }
         }
-        await using var connection = await dataSource.OpenConnectionAsync(ct);
-        await using var tx = await connection.BeginTransactionAsync(ct);
         var candidates = new Dictionary<(string Tenant, string Type), List<Candidate>>();
         await using (var lockCandidates = new NpgsqlCommand(LockCandidatesSql, connection, tx))
         {
@@ -199,7 +210,6 @@ public sealed class TaskLeaser
                 results[requestOf[record.Id]].Add(record);
             }
         }
-        await tx.CommitAsync(ct);
         return results.Select(r => (IReadOnlyList<TaskRecord>)r.OrderByDescending(t => t.Priority).ThenBy(t => t.CreatedAt).ThenBy(t => t.Id).ToList()).ToList();
     }
 }

@@ -135,23 +135,34 @@ public sealed class QueueTelemetry
             var result = await call(state);
             if (activity is not null)
             {
-                var record = task(result);
-                activity.SetTag(TaskTrace.TaskIdTag, record.Id.ToString());
-                if (record.TraceParent != activity.Id)
-                {
-                    activity.LinkTo(record.TraceParent);
-                }
-                activity.SetTag(TaskTrace.TaskTypeTag, record.Type);
-                activity.SetTag("lifeline.task.status", record.Status);
+                Answered(activity, task(result));
             }
             return result;
         }
         catch (Exception ex) when (activity is not null)
         {
-            activity.SetStatus(ActivityStatusCode.Error, ex.GetType().Name);
-            activity.SetTag("error.type", ex.GetType().FullName);
+            Refused(activity, ex);
             throw;
         }
+    }
+
+    /// <summary>Ends a task step's span with its answer: linked to the task's enqueue, tagged with its type and state.</summary>
+    public static void Answered(Activity activity, TaskRecord record)
+    {
+        activity.SetTag(TaskTrace.TaskIdTag, record.Id.ToString());
+        if (record.TraceParent != activity.Id)
+        {
+            activity.LinkTo(record.TraceParent);
+        }
+        activity.SetTag(TaskTrace.TaskTypeTag, record.Type);
+        activity.SetTag("lifeline.task.status", record.Status);
+    }
+
+    /// <summary>Marks a task step's span failed (a refusal or an error).</summary>
+    public static void Refused(Activity activity, Exception error)
+    {
+        activity.SetStatus(ActivityStatusCode.Error, error.GetType().Name);
+        activity.SetTag("error.type", error.GetType().FullName);
     }
 
     /// <summary>Links a span covering many tasks (a lease, a batch of completions) to each task's enqueue.</summary>

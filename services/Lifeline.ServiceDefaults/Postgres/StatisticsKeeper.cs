@@ -11,8 +11,40 @@ namespace Lifeline.ServiceDefaults.Postgres;
 /// <param name="ScaleFactor">The fraction of the table's live rows that must have changed since its last ANALYZE.</param>
 /// <param name="VacuumThreshold">Dead row versions that justify a VACUUM of a table (0: never vacuum; leave it to autovacuum).</param>
 /// <param name="VacuumScaleFactor">… or this fraction of its live rows, whichever is larger.</param>
+/// <param name="ChurnInterval">The least time between two analyzes of a table whose size has not changed much: a queue's
+/// table changes all of itself every minute with the same shape; analyzing it every few seconds cost the hot path
+/// more than it could gain (each ANALYZE makes every connection rebuild the table's cached description and re-plan its
+/// statements). Null means a minute, like autovacuum's round.</param>
 public sealed record StatisticsPolicy(IReadOnlyList<string> Tables, TimeSpan Interval, long Threshold = 1000, double ScaleFactor = 0.1,
-    long VacuumThreshold = 0, double VacuumScaleFactor = 0.05);
+    long VacuumThreshold = 0, double VacuumScaleFactor = 0.05, TimeSpan? ChurnInterval = null)
+{
+    /// <summary>How much a table's size may change before its statistics are stale at once: halved or doubled.</summary>
+    public const double SizeFactor = 2;
+
+    public TimeSpan ChurnEvery => ChurnInterval ?? TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// Whether a table needs an ANALYZE now: it was never analyzed and holds rows (a tenth of them changed, or the
+    /// threshold); or max(<see cref="Threshold"/>, <see cref="ScaleFactor"/> × live rows) changed since its last analyze
+    /// and either its size moved by <see cref="SizeFactor"/> against the planner's row count (<paramref name="relTuples"/>,
+    /// which ANALYZE and VACUUM set) — a table that just grew by a million rows — or the last analyze is
+    /// <see cref="ChurnEvery"/> old.
+    /// </summary>
+    public bool NeedsAnalyze(bool neverAnalyzed, long changed, long live, double relTuples, TimeSpan sinceAnalyze)
+    {
+        if (neverAnalyzed)
+        {
+            return changed >= Math.Max(1, Math.Min(Threshold, live / 10));
+        }
+        if (changed < Math.Max(Threshold, (long)(ScaleFactor * live)))
+        {
+            return false;
+        }
+        var known = Math.Max(relTuples, 0);
+        var resized = live >= SizeFactor * known + Threshold || live + Threshold <= known / SizeFactor;
+        return resized || sinceAnalyze >= ChurnEvery;
+    }
+}
 
 /// <summary>
 /// Keeps the planner's statistics of a service's hot tables current, instead of waiting for autovacuum: autovacuum
@@ -20,8 +52,9 @@ public sealed record StatisticsPolicy(IReadOnlyList<string> Tables, TimeSpan Int
 /// of it changed, so a new deployment, or a table that just grew by a million rows, ran its hot statements on plans
 /// made without statistics — 10× the CPU per task in the queue's first minute (issue 15). Every
 /// <see cref="StatisticsPolicy.Interval"/> it reads <c>pg_stat_user_tables</c> and runs <c>ANALYZE</c> on a table
-/// that was never analyzed once it holds rows, or whose changes since its last analyze passed
-/// max(<see cref="StatisticsPolicy.Threshold"/>, <see cref="StatisticsPolicy.ScaleFactor"/> × live rows). Instances
+/// that <see cref="StatisticsPolicy.NeedsAnalyze"/>: never analyzed once it holds rows; halved or doubled since; or
+/// changed by max(<see cref="StatisticsPolicy.Threshold"/>, <see cref="StatisticsPolicy.ScaleFactor"/> × live rows)
+/// with its last analyze a minute old (<see cref="StatisticsPolicy.ChurnInterval"/>). Instances
 /// take turns through a transaction-scoped advisory lock: two at once would only repeat the work. (A mutex for one pass,
 /// not a role: no instance is "the" keeper, so it needs no <see cref="Leadership.LeaderElection"/> and no fencing.)
 /// <para>
@@ -63,9 +96,10 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
         var due = new List<(string Table, long Changed, long Live)>();
         var vacuum = new List<(string Table, long Dead, long Live)>();
         await using (var reading = new NpgsqlCommand("""
-            SELECT relname, n_mod_since_analyze, n_live_tup, last_analyze IS NULL AND last_autoanalyze IS NULL, n_dead_tup
-            FROM pg_stat_user_tables
-            WHERE schemaname = current_schema() AND relname = ANY(@tables)
+            SELECT s.relname, s.n_mod_since_analyze, s.n_live_tup, s.last_analyze IS NULL AND s.last_autoanalyze IS NULL, s.n_dead_tup,
+                   c.reltuples::float8, COALESCE(EXTRACT(epoch FROM now() - GREATEST(s.last_analyze, s.last_autoanalyze)), 0)::float8
+            FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+            WHERE s.schemaname = current_schema() AND s.relname = ANY(@tables)
             """, connection, tx))
         {
             reading.Parameters.AddWithValue("tables", policy.Tables.ToArray());
@@ -78,10 +112,7 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
                 {
                     vacuum.Add((table, dead, live));
                 }
-                var needed = never
-                    ? Math.Max(1, Math.Min(policy.Threshold, live / 10))
-                    : Math.Max(policy.Threshold, (long)(policy.ScaleFactor * live));
-                if (changed >= needed)
+                if (policy.NeedsAnalyze(never, changed, live, reader.GetDouble(5), TimeSpan.FromSeconds(reader.GetDouble(6))))
                 {
                     due.Add((table, changed, live));
                 }

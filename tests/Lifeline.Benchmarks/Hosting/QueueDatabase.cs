@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using Lifeline.ServiceDefaults.Postgres;
 using Npgsql;
 
 namespace Lifeline.Benchmarks.Hosting;
@@ -24,8 +25,11 @@ internal sealed record TableStatistics(
 {
     public bool HasStatistics => LastAnalyzedAt is not null && RelTuples >= 0;
 
-    /// <summary>The rule of the queue's statistics keeper (ServiceDefaults StatisticsKeeper): analyzed since max(1,000, 10 %) changes.</summary>
-    public bool Current => HasStatistics && ChangedSinceAnalyze < Math.Max(1000, LiveRows / 10);
+    /// <summary>The keeper's own rule (<see cref="StatisticsPolicy.NeedsAnalyze"/>, the queue's thresholds): nothing it would analyze now.</summary>
+    public bool Current => HasStatistics
+        && !KeeperRule.NeedsAnalyze(false, ChangedSinceAnalyze, LiveRows, RelTuples, ReadAt - LastAnalyzedAt!.Value);
+
+    private static readonly StatisticsPolicy KeeperRule = new(["tasks"], TimeSpan.FromSeconds(5));
 
     public override string ToString() =>
         HasStatistics

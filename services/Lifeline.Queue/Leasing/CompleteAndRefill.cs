@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using Lifeline.Queue.Data;
+using Lifeline.Queue.Options;
+using Lifeline.Queue.Telemetry;
+using Lifeline.ServiceDefaults.Errors;
+using Lifeline.ServiceDefaults.Postgres;
+using Lifeline.ServiceDefaults.Telemetry;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace Lifeline.Queue.Leasing;
+
+/// <summary>
+/// What a completion with its refill did: the completion's answer (the task as it is now, or the refusal the unary
+/// call would have thrown) and the tasks leased, started, for the slot it freed (none when nothing was ready).
+/// </summary>
+public sealed record RefillOutcome(TaskRecord? Completed, LifelineException? Refusal, IReadOnlyList<TaskRecord> Refill);
+
+/// <summary>
+/// A completion on a dispatch stream together with the lease of the slot it frees, in one transaction.
+/// <para>
+/// Through group commit like every holder call: the completions that arrive together are applied in one transaction —
+/// the guarded completion of all of them (history rows, dependency resolution), then one lease for all their refills,
+/// the same statements as <see cref="LeaseHolderOperations"/> and <see cref="TaskLeaser"/> run alone. A completion is
+/// answered exactly as the unary call; a refill leases for the stream's worker as its lease would (admitted by the
+/// worker gate before it is queued; a task a completed dependency made ready is leasable in the same transaction).
+/// </para>
+/// <para>
+/// Against a completion transaction and then a lease transaction: one commit per task instead of two, and the slot is
+/// filled when the completion commits instead of one transaction later. A refill that fails with its group fails the
+/// completion's call with it, as a failed completion always did: nothing committed, nothing leased.
+/// </para>
+/// </summary>
+public sealed class CompleteAndRefill
+{
+    private readonly NpgsqlDataSource dataSource;
+    private readonly LeaseHolderOperations holders;
+    private readonly TaskLeaser leaser;
+    private readonly GroupCommit<Item, RefillOutcome> group;
+
+    private sealed record Item(HolderChange Completion, LeaseRequest? Refill);
+
+    public CompleteAndRefill([FromKeyedServices(ServiceDataSource.HotPathKey)] NpgsqlDataSource dataSource, LeaseHolderOperations holders,
+        TaskLeaser leaser, IOptions<QueueOptions> options)
+    {
+        this.dataSource = dataSource;
+        this.holders = holders;
+        this.leaser = leaser;
+        group = new(ApplyAsync, options.Value.GroupCommitPolicy);
+    }
+
+    /// <summary>
+    /// Completes the task and, when <paramref name="refill"/> is given (a request the worker gate admitted, for the
+    /// slots the completion frees), leases and starts tasks for it in the same transaction. Throws only when the
+    /// store fails; a refusal of the completion is in the outcome.
+    /// </summary>
+    public async Task<RefillOutcome> RunAsync(string tenant, CompleteCommand completion, LeaseRequest? refill, CancellationToken ct)
+    {
+        var started = DateTime.UtcNow;
+        using var span = QueueTelemetry.StartTaskSpan("queue.complete", tenant, completion.TaskId);
+        RefillOutcome outcome;
+        try
+        {
+            outcome = await group.RunAsync(
+                new Item(new HolderChange(tenant, completion.TaskId, completion.FencingToken, Result: completion.Result), refill), ct);
+        }
+        catch (Exception ex) when (span is not null)
+        {
+            QueueTelemetry.Refused(span, ex);
+            throw;
+        }
+        if (span is not null)
+        {
+            if (outcome.Completed is { } task)
+            {
+                QueueTelemetry.Answered(span, task);
+            }
+            else
+            {
+                QueueTelemetry.Refused(span, outcome.Refusal!);
+            }
+        }
+        if (refill is not null && outcome.Refill.Count > 0 && QueueTelemetry.Source.HasListeners())
+        {
+            // The refill's lease, as a span of its own (not of the completed task's story) linked to each task's enqueue.
+            using var lease = QueueTelemetry.Source.StartActivity("queue.lease", ActivityKind.Internal, parentContext: default, startTime: started);
+            if (lease is { IsAllDataRequested: true })
+            {
+                lease.SetTag(TaskTrace.TenantTag, tenant);
+                lease.SetTag(TaskTrace.WorkerIdTag, refill.WorkerId);
+            }
+            QueueTelemetry.LinkAll(lease, outcome.Refill);
+        }
+        return outcome;
+    }
+
+    private async Task<IReadOnlyList<GroupOutcome<RefillOutcome>>> ApplyAsync(IReadOnlyList<Item> items, CancellationToken cancellationToken)
+    {
+        var refills = Enumerable.Range(0, items.Count).Where(i => items[i].Refill is not null).ToArray();
+        var (completed, leased) = await SerializationRetry.RunAsync(async ct =>
+        {
+            await using var connection = await dataSource.OpenConnectionAsync(ct);
+            await using var tx = await connection.BeginTransactionAsync(ct);
+            var completed = await LeaseHolderOperations.CompleteInAsync(connection, tx, items.Select(i => i.Completion).ToList(), ct);
+            var leased = refills.Length > 0
+                ? await TaskLeaser.LeaseInAsync(connection, tx, refills.Select(i => (items[i].Completion.Tenant, items[i].Refill!)).ToList(), ct)
+                : [];
+            await tx.CommitAsync(ct);
+            return (completed, leased);
+        }, cancellationToken);
+        holders.Committed(completed);
+        leaser.Committed(leased);
+        var refillOf = new IReadOnlyList<TaskRecord>[items.Count];
+        for (var k = 0; k < refills.Length; k++)
+        {
+            refillOf[refills[k]] = leased[k];
+        }
+        return items.Select((_, i) =>
+        {
+            var answer = completed.Outcomes[i];
+            var refill = refillOf[i] ?? [];
+            return GroupOutcome<RefillOutcome>.Of(answer.Error is { } refusal
+                ? new RefillOutcome(null, (LifelineException)refusal, refill)
+                : new RefillOutcome(answer.Value, null, refill));
+        }).ToList();
+    }
+}
