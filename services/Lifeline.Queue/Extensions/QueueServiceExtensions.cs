@@ -81,8 +81,12 @@ internal static class QueueServiceExtensions
         // The hot statements' plans need statistics from the first minute on, not autovacuum's first visit.
         // … and the ready index's dead entries (one per lease) cleared long before autovacuum's 20 %: tasks is vacuumed
         // once 5,000 row versions or 5 % of it are dead.
-        builder.Services.AddSingleton(sp => new StatisticsPolicy(["tasks", "task_history", "task_dependencies"],
-            sp.GetRequiredService<IOptions<QueueOptions>>().Value.StatisticsInterval, VacuumThreshold: 5_000));
+        builder.Services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<QueueOptions>>().Value;
+            return new StatisticsPolicy(["tasks", "task_history", "task_dependencies"], options.StatisticsInterval, VacuumThreshold: 5_000,
+                ChurnInterval: options.StatisticsChurnInterval);
+        });
         builder.Services.AddHostedService<StatisticsKeeper>();
 
         builder.Services.AddHealthChecks()

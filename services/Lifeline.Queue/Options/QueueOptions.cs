@@ -32,10 +32,15 @@ public sealed class QueueOptions
 
     /// <summary>
     /// How often the queue looks whether its tables' planner statistics are stale (<see cref="ServiceDefaults.Postgres.StatisticsKeeper"/>);
-    /// a table is analyzed once 1,000 rows or 10 % of it changed since its last ANALYZE.
+    /// a table is analyzed at once when it was never analyzed or halved or doubled, and once 1,000 rows or 10 % of it
+    /// changed since its last ANALYZE if that is <see cref="StatisticsChurnInterval"/> old.
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:00.100", "01:00:00")]
     public TimeSpan StatisticsInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The least time between two analyzes of a table whose size did not halve or double (see <see cref="StatisticsInterval"/>).</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "01:00:00")]
+    public TimeSpan StatisticsChurnInterval { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>How often task outcomes are reported to the registry (when its address is configured).</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]

@@ -73,10 +73,23 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
     /// <summary>Statistics go stale in the first seconds of a new database: look soon after start.</summary>
     protected override TimeSpan FirstDelay => TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// How soon to look again while a table has never been analyzed, in the keeper's first <see cref="FirstMinutes"/>: a
+    /// new deployment's first tasks must not wait a whole interval for their table's first statistics.
+    /// </summary>
+    public static readonly TimeSpan FirstStatisticsInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long after start the keeper looks every <see cref="FirstStatisticsInterval"/> for a table's first rows.</summary>
+    public static readonly TimeSpan FirstMinutes = TimeSpan.FromMinutes(2);
+
+    private readonly long _started = System.Diagnostics.Stopwatch.GetTimestamp();
+    private bool _someNeverAnalyzed = true;
+
     protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
     {
         await RunOnceAsync(stoppingToken);
-        return policy.Interval;
+        var early = _someNeverAnalyzed && System.Diagnostics.Stopwatch.GetElapsedTime(_started) < FirstMinutes;
+        return early && FirstStatisticsInterval < policy.Interval ? FirstStatisticsInterval : policy.Interval;
     }
 
     /// <summary>One look: analyzes, then vacuums, the tables that need it; returns their names (a table analyzed and vacuumed twice).</summary>
@@ -95,6 +108,7 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
 
         var due = new List<(string Table, long Changed, long Live)>();
         var vacuum = new List<(string Table, long Dead, long Live)>();
+        var neverAnalyzed = new List<string>();
         await using (var reading = new NpgsqlCommand("""
             SELECT s.relname, s.n_mod_since_analyze, s.n_live_tup, s.last_analyze IS NULL AND s.last_autoanalyze IS NULL, s.n_dead_tup,
                    c.reltuples::float8, COALESCE(EXTRACT(epoch FROM now() - GREATEST(s.last_analyze, s.last_autoanalyze)), 0)::float8
@@ -116,6 +130,21 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
                 {
                     due.Add((table, changed, live));
                 }
+                else if (never)
+                {
+                    neverAnalyzed.Add(table);
+                }
+            }
+        }
+        foreach (var table in neverAnalyzed.ToList())
+        {
+            // A backend's table counters reach pg_stat at most once a second, and an idle one's only ten seconds later: a
+            // never-analyzed table is asked directly whether it holds rows yet.
+            await using var any = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM {table})", connection, tx);
+            if (await any.ExecuteScalarAsync(cancellationToken) is true)
+            {
+                neverAnalyzed.Remove(table);
+                due.Add((table, 0, 0));
             }
         }
 
@@ -129,6 +158,7 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
         }
 
         await tx.CommitAsync(cancellationToken);
+        _someNeverAnalyzed = neverAnalyzed.Count > 0;
 
         foreach (var (table, dead, live) in vacuum)
         {
