@@ -176,21 +176,27 @@ public sealed class DispatchRefillAdmissionTests(RecoveryQueueEnvironment env) :
         await env.RegisterWorkerAsync(worker, "online", type);
         var client = env.Queue.Client();
         var first = await client.EnqueueAsync(Spec(type));
+        var second = await client.EnqueueAsync(Spec(type));
         var waiting = await client.EnqueueAsync(Spec(type));
         await using var stream = await DispatchStream.OpenAsync(client, worker, [type], slots: 1);
         var pushed = await stream.NextTaskAsync();
         Assert.Equal(first.Id, pushed.Id);
+        // Online: the completion's refill is admitted and leases the next.
+        Assert.True((await stream.CompleteAsync(pushed)).Accepted);
+        var refilled = await stream.NextTaskAsync();
+        Assert.Equal(second.Id, refilled.Id);
 
         await env.Mirror.HashSetAsync(Lifeline.ServiceDefaults.Workers.WorkerMirror.WorkerKey("default", worker), "status", "draining");
-        var ack = await stream.CompleteAsync(pushed);
+        await Task.Delay(TimeSpan.FromMilliseconds(300)); // past the stream's reuse of its last admission (100 ms)
+        var ack = await stream.CompleteAsync(refilled);
 
         Assert.True(ack.Accepted);
-        Assert.Equal("completed", await env.StatusAsync(first.Id));
+        Assert.Equal("completed", await env.StatusAsync(second.Id));
         var ended = await stream.Ended.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.NotNull(ended);
         Assert.Equal(StatusCode.FailedPrecondition, ended.StatusCode);
         Assert.Contains("draining", ended.Status.Detail);
         Assert.Equal("pending", await env.StatusAsync(waiting.Id));
-        Assert.Single(stream.Pushed);
+        Assert.Equal(2, stream.Pushed.Count);
     }
 }

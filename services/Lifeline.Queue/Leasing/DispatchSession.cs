@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using System.Threading.Channels;
 using Lifeline.Queue.Data;
@@ -96,6 +97,16 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
         private Exception? _failure;
         private long _pushed;
         private long _acked;
+        private Admission? _admitted; // the worker gate's last answer for a refill, and when
+
+        private sealed record Admission(string[] Types, long At);
+
+        /// <summary>
+        /// How long a refill reuses the worker gate's last admission instead of asking again (a Redis read per completion
+        /// otherwise): a worker turned draining or offline may get a task pushed within this window, as a lease already
+        /// in flight when its state changes would.
+        /// </summary>
+        private static readonly TimeSpan AdmissionReuse = TimeSpan.FromMilliseconds(100);
 
         public long Pushed => Interlocked.Read(ref _pushed);
         public long Acked => Interlocked.Read(ref _acked);
@@ -250,12 +261,20 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
         private async Task<LeaseRequest?> AdmitRefillAsync()
         {
             var request = new LeaseRequest(opening.WorkerId, opening.TaskTypes, 1, opening.LeaseDuration, TimeSpan.Zero, Start: true);
+            var admitted = Volatile.Read(ref _admitted);
+            if (admitted is { } recent && Stopwatch.GetElapsedTime(recent.At) < AdmissionReuse)
+            {
+                return request with { TaskTypes = recent.Types };
+            }
             try
             {
-                return request with { TaskTypes = await owner.Gate.AdmitAsync(tenant, request) };
+                var types = await owner.Gate.AdmitAsync(tenant, request);
+                Volatile.Write(ref _admitted, new Admission(types, Stopwatch.GetTimestamp()));
+                return request with { TaskTypes = types };
             }
             catch (PreconditionFailedException)
             {
+                Volatile.Write(ref _admitted, null);
                 return null;
             }
         }
