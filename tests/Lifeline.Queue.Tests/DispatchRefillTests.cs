@@ -200,3 +200,144 @@ public sealed class DispatchRefillAdmissionTests(RecoveryQueueEnvironment env) :
         Assert.Equal(2, stream.Pushed.Count);
     }
 }
+
+/// <summary>
+/// The database drops the queue's hot-path connections again and again while completions with refills flow on dispatch streams:
+/// streams end with UNAVAILABLE (never INTERNAL or UNKNOWN), a worker finishes what it held with the unary call and opens
+/// a new stream, and in the end every task is completed exactly once — none completed twice, none lost, none dead.
+/// </summary>
+public sealed class DispatchRefillFaultTests(QueueEnvironment env) : IClassFixture<QueueEnvironment>
+{
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task Connections_killed_while_completions_refill_lose_no_task_and_complete_none_twice()
+    {
+        var client = env.Queue.Client();
+        var type = NewType("refill.killed");
+        const int count = 150;
+        var batch = new EnqueueTasksRequest();
+        for (var i = 0; i < count; i++)
+        {
+            batch.Tasks.Add(new BatchTask { Task = Spec(type, $$"""{"i":{{i}}}""", maxRetries: 100) });
+        }
+        await client.EnqueueTasksAsync(batch);
+
+        using var killing = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+        var kills = 0;
+        var killer = Task.Run(async () =>
+        {
+            while (!killing.IsCancellationRequested)
+            {
+                await Task.Delay(150);
+                kills += (int)await env.ScalarAsync<long>("""
+                    SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+                    WHERE datname = current_database() AND application_name LIKE '%(hot path)'
+                    """); // the queue's connections for a task's life (this test's own are left alone)
+            }
+        });
+
+        var streamErrors = new ConcurrentBag<StatusCode>();
+        var unaryAnswers = new ConcurrentBag<StatusCode>();
+        using var done = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        async Task<long> CompletedAsync() =>
+            await env.ScalarAsync<long>("SELECT count(*) FROM tasks WHERE type = @type AND status = 'completed'", ("type", type));
+
+        var workers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
+        {
+            while (!done.IsCancellationRequested && await CompletedAsync() < count)
+            {
+                // A short lease: a task leased for a stream that broke before it was written comes back within seconds.
+                var stream = await DispatchStream.OpenAsync(client, $"killed-{w}", [type], slots: 1, leaseSeconds: 2);
+                await using (stream)
+                {
+                    while (!done.IsCancellationRequested)
+                    {
+                        V1.Task task;
+                        try
+                        {
+                            task = await stream.NextTaskAsync(TimeSpan.FromMilliseconds(500));
+                        }
+                        catch (System.Threading.Channels.ChannelClosedException)
+                        {
+                            break; // the stream ended
+                        }
+                        catch (TimeoutException)
+                        {
+                            if (stream.Ended.IsCompleted || await CompletedAsync() >= count)
+                            {
+                                break;
+                            }
+                            continue;
+                        }
+                        try
+                        {
+                            // An ack within 10 s, or the stream's end: a call the store failed must not stay unanswered on an open stream.
+                            var ack = await stream.CallAsync(new DispatchRequest
+                            {
+                                Complete = new CompleteTaskRequest { TaskId = task.Id, FencingToken = task.FencingToken, Result = """{"by":"stream"}""" },
+                            }, TimeSpan.FromSeconds(10));
+                            if (ack.Accepted)
+                            {
+                                continue;
+                            }
+                        }
+                        catch (Exception ex) when (ex is TimeoutException && stream.Ended.IsCompleted || ex is RpcException or InvalidOperationException)
+                        {
+                            // The stream ended before the ack (or before the send): finish the task as a worker library does,
+                            // with the unary call.
+                        }
+                        await CompleteAloneAsync(client, task, unaryAnswers, done.Token);
+                        if (stream.Ended.IsCompleted)
+                        {
+                            break;
+                        }
+                    }
+                    if (stream.Ended.IsCompleted && await stream.Ended is { } error)
+                    {
+                        streamErrors.Add(error.StatusCode);
+                    }
+                }
+            }
+        })).ToList();
+        await killer;
+        await Task.WhenAll(workers);
+
+        Assert.True(kills > 0, "no connection was killed");
+        Assert.NotEmpty(streamErrors); // the kills reached the streams' transactions
+        Assert.Equal(count, await CompletedAsync());
+        Assert.All(streamErrors, code => Assert.Contains(code, new[] { StatusCode.Unavailable, StatusCode.Cancelled }));
+        Assert.All(unaryAnswers, code => Assert.Contains(code, new[] { StatusCode.OK, StatusCode.FailedPrecondition }));
+        Assert.Equal(0, await env.ScalarAsync<long>("""
+            SELECT count(*) FROM (
+                SELECT h.task_id FROM task_history h JOIN tasks t ON t.id = h.task_id
+                WHERE t.type = @type GROUP BY h.task_id HAVING count(*) FILTER (WHERE h.event_type = 'completed') <> 1) x
+            """, ("type", type)));
+    }
+
+    /// <summary>
+    /// CompleteTask with the task's token, tried again while the store is unavailable: OK, or FAILED_PRECONDITION when
+    /// the lease ran out meanwhile and the task went to another holder (who completes it).
+    /// </summary>
+    private static async Task CompleteAloneAsync(QueueService.QueueServiceClient client, V1.Task task, ConcurrentBag<StatusCode> answers,
+        CancellationToken ct)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                await client.CompleteTaskAsync(new CompleteTaskRequest { TaskId = task.Id, FencingToken = task.FencingToken, Result = """{"by":"unary"}""" },
+                    deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
+                answers.Add(StatusCode.OK);
+                return;
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable && attempt < 50)
+            {
+                await Task.Delay(100, ct);
+            }
+            catch (RpcException ex)
+            {
+                answers.Add(ex.StatusCode);
+                return;
+            }
+        }
+    }
+}

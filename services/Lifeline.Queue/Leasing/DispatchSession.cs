@@ -97,6 +97,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
         private Exception? _failure;
         private long _pushed;
         private long _acked;
+        private CancellationTokenSource? _stopReading; // set when the stream starts: cancelling it ends the stream
         private Admission? _admitted; // the worker gate's last answer for a refill, and when
 
         private sealed record Admission(string[] Types, long At);
@@ -117,8 +118,9 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
             using var aborted = CancellationTokenSource.CreateLinkedTokenSource(callToken);
             using var stopLeasing = CancellationTokenSource.CreateLinkedTokenSource(aborted.Token);
             using var stopReading = CancellationTokenSource.CreateLinkedTokenSource(aborted.Token);
+            _stopReading = stopReading;
             var writer = WriteLoopAsync(write, aborted);
-            var pump = PumpAsync(stopLeasing.Token, aborted.Token, stopReading);
+            var pump = PumpAsync(stopLeasing.Token, aborted.Token);
             try
             {
                 await ReadLoopAsync(messages, stopReading.Token);
@@ -229,8 +231,10 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
             }
             catch (Exception ex)
             {
-                // The store failed (or the stream ended): the stream ends with it; the worker sends unanswered calls again.
-                Fail(ex);
+                // The store failed (or the stream ended): the stream ends with it (reading stops, the answers already due
+                // are written, then the error); the worker sends unanswered calls again. Reading on would leave this
+                // call unanswered on an open stream.
+                await FailAsync(ex);
             }
             finally
             {
@@ -314,7 +318,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
         /// lease statement per task, one after the other). When a lease finds nothing, the pump waits for the queue's ready
         /// signal (with its poll interval) or a slot change before it asks again.
         /// </summary>
-        private async Task PumpAsync(CancellationToken stop, CancellationToken aborted, CancellationTokenSource stopReading)
+        private async Task PumpAsync(CancellationToken stop, CancellationToken aborted)
         {
             var leases = new List<Task>();
             try
@@ -338,7 +342,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                     if (want > 0)
                     {
                         leases.RemoveAll(t => t.IsCompleted);
-                        leases.Add(LeaseAndPushAsync(want, aborted, stopReading));
+                        leases.Add(LeaseAndPushAsync(want, aborted));
                         continue;
                     }
                     if (idle && Volatile.Read(ref _leasing) == 0)
@@ -356,8 +360,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
             }
             catch (Exception ex)
             {
-                Fail(ex);
-                await stopReading.CancelAsync();
+                await FailAsync(ex);
             }
             finally
             {
@@ -368,7 +371,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
         }
 
         /// <summary>One lease of up to <paramref name="want"/> tasks (promised to it in <see cref="_reserved"/>), then their push.</summary>
-        private async Task LeaseAndPushAsync(int want, CancellationToken aborted, CancellationTokenSource stopReading)
+        private async Task LeaseAndPushAsync(int want, CancellationToken aborted)
         {
             var found = true;
             try
@@ -385,8 +388,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
             catch (Exception ex)
             {
                 // The worker may no longer lease (its registry state changed) or the store failed: the stream ends with it.
-                Fail(ex);
-                await stopReading.CancelAsync();
+                await FailAsync(ex);
             }
             finally
             {
@@ -450,6 +452,13 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                 Fail(ex);
                 await aborted.CancelAsync();
             }
+        }
+
+        /// <summary>Records why the stream ends and stops reading the worker's messages, which ends the stream.</summary>
+        private async Task FailAsync(Exception ex)
+        {
+            Fail(ex);
+            await _stopReading!.CancelAsync();
         }
 
         private void Fail(Exception ex)

@@ -88,9 +88,11 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
     protected override async Task<TimeSpan> RunPassAsync(CancellationToken stoppingToken)
     {
         await RunOnceAsync(stoppingToken);
-        var early = _someNeverAnalyzed && System.Diagnostics.Stopwatch.GetElapsedTime(_started) < FirstMinutes;
-        return early && FirstStatisticsInterval < policy.Interval ? FirstStatisticsInterval : policy.Interval;
+        return _someNeverAnalyzed && Early && FirstStatisticsInterval < policy.Interval ? FirstStatisticsInterval : policy.Interval;
     }
+
+    /// <summary>Within the keeper's first <see cref="FirstMinutes"/>.</summary>
+    private bool Early => System.Diagnostics.Stopwatch.GetElapsedTime(_started) < FirstMinutes;
 
     /// <summary>One look: analyzes, then vacuums, the tables that need it; returns their names (a table analyzed and vacuumed twice).</summary>
     public async Task<IReadOnlyList<string>> RunOnceAsync(CancellationToken cancellationToken)
@@ -108,7 +110,7 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
 
         var due = new List<(string Table, long Changed, long Live)>();
         var vacuum = new List<(string Table, long Dead, long Live)>();
-        var neverAnalyzed = new List<string>();
+        var neverAnalyzed = new List<(string Table, long Changed, long Live)>();
         await using (var reading = new NpgsqlCommand("""
             SELECT s.relname, s.n_mod_since_analyze, s.n_live_tup, s.last_analyze IS NULL AND s.last_autoanalyze IS NULL, s.n_dead_tup,
                    c.reltuples::float8, COALESCE(EXTRACT(epoch FROM now() - GREATEST(s.last_analyze, s.last_autoanalyze)), 0)::float8
@@ -132,19 +134,19 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
                 }
                 else if (never)
                 {
-                    neverAnalyzed.Add(table);
+                    neverAnalyzed.Add((table, changed, live));
                 }
             }
         }
-        foreach (var table in neverAnalyzed.ToList())
+        foreach (var table in Early ? neverAnalyzed.ToList() : [])
         {
-            // A backend's table counters reach pg_stat at most once a second, and an idle one's only ten seconds later: a
-            // never-analyzed table is asked directly whether it holds rows yet.
-            await using var any = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM {table})", connection, tx);
+            // A backend's table counters reach pg_stat at most once a second, and an idle one's only ten seconds later: in
+            // the first minutes a never-analyzed table is asked directly whether it holds rows yet (later the counters do).
+            await using var any = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM {table.Table})", connection, tx);
             if (await any.ExecuteScalarAsync(cancellationToken) is true)
             {
                 neverAnalyzed.Remove(table);
-                due.Add((table, 0, 0));
+                due.Add(table);
             }
         }
 
