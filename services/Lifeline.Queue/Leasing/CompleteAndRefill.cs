@@ -28,7 +28,9 @@ public sealed record RefillOutcome(TaskRecord? Completed, LifelineException? Ref
 /// </para>
 /// <para>
 /// Against a completion transaction and then a lease transaction: one commit per task instead of two, and the slot is
-/// filled when the completion commits instead of one transaction later. A refill that fails with its group fails the
+/// filled when the completion commits instead of one transaction later. The transaction takes two round trips: BEGIN, the
+/// completions and the lock of the refills' candidates in one batch; the lease of the chosen tasks and the COMMIT in the
+/// other (a third only to read refused calls' rows or resolve dependents, and then candidates are locked again). A refill that fails with its group fails the
 /// completion's call with it, as a failed completion always did: nothing committed, nothing leased.
 /// </para>
 /// </summary>
@@ -102,12 +104,35 @@ public sealed class CompleteAndRefill
         {
             await using var connection = await dataSource.OpenConnectionAsync(ct);
             await using var tx = await connection.BeginTransactionAsync(ct);
-            var completed = await LeaseHolderOperations.CompleteInAsync(connection, tx, items.Select(i => i.Completion).ToList(), ct);
-            var leased = refills.Length > 0
-                ? await TaskLeaser.LeaseInAsync(connection, tx, refills.Select(i => (items[i].Completion.Tenant, items[i].Refill!)).ToList(), ct)
-                : [];
-            await tx.CommitAsync(ct);
-            return (completed, leased);
+            var completions = items.Select(i => i.Completion).ToList();
+            var lease = refills.Length > 0 ? new TaskLeaser.GroupLease(refills.Select(i => (items[i].Completion.Tenant, items[i].Refill!)).ToList()) : null;
+            // First round trip: BEGIN, the completions, and the lock of candidates for the refills.
+            Dictionary<Guid, TaskRecord> changed;
+            await using (var batch = TaskLeaser.Batch(connection, tx, LeaseHolderOperations.CompleteStatement(completions), lease?.LockCandidates()))
+            await using (var reader = await batch.ExecuteReaderAsync(ct))
+            {
+                changed = await LeaseHolderOperations.ReadChangedAsync(reader, ct);
+                if (lease is not null)
+                {
+                    await reader.NextResultAsync(ct);
+                    await lease.ReadCandidatesAsync(reader, ct);
+                }
+            }
+            // Only when a call was refused or a completed task has dependents: reading those rows, resolving them.
+            var completed = await LeaseHolderOperations.CompletedInAsync(connection, tx, completions, changed, ct);
+            if (lease is null)
+            {
+                await tx.CommitAsync(ct);
+                return (completed, []);
+            }
+            if (completed.Resolution is { TenantsWithReadyTasks.Count: > 0 })
+            {
+                // A completed dependency made tasks ready after the candidates were locked: lock again (the rows this
+                // transaction holds come back with them), so the refills take the best of all in this transaction.
+                await lease.LockAsync(connection, tx, ct);
+            }
+            // Last round trip: the lease of the chosen tasks and the COMMIT.
+            return (completed, await lease.LeaseAsync(connection, tx, commit: true, ct));
         }, cancellationToken);
         holders.Committed(completed);
         leaser.Committed(leased);

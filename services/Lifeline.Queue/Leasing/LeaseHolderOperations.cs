@@ -166,9 +166,16 @@ public sealed class LeaseHolderOperations
     internal sealed record AppliedChanges(IReadOnlyList<GroupOutcome<TaskRecord>> Outcomes, Action<QueueTelemetry, TaskRecord>? Count,
         IReadOnlyCollection<TaskRecord> Changed, Resolution? Resolution);
 
-    /// <summary>Completes a group of tasks in the caller's transaction (the caller commits, then calls <see cref="Committed"/>).</summary>
-    internal static Task<AppliedChanges> CompleteInAsync(NpgsqlConnection connection, NpgsqlTransaction tx, IReadOnlyList<HolderChange> items,
-        CancellationToken ct) => ApplyGuardedInAsync(Complete, connection, tx, items, ct);
+    /// <summary>
+    /// The completion statement of a group of tasks, to run in the caller's transaction (in a batch with other statements):
+    /// read its rows with <see cref="ReadChangedAsync"/>, then <see cref="CompletedInAsync"/> answers each call; the
+    /// caller commits, then calls <see cref="Committed"/>.
+    /// </summary>
+    internal static NpgsqlBatchCommand CompleteStatement(IReadOnlyList<HolderChange> items) => GuardedStatement(Complete, items);
+
+    /// <summary>Answers each completion of a group whose statement's rows are <paramref name="changed"/> (see <see cref="CompleteStatement"/>).</summary>
+    internal static Task<AppliedChanges> CompletedInAsync(NpgsqlConnection connection, NpgsqlTransaction tx, IReadOnlyList<HolderChange> items,
+        Dictionary<Guid, TaskRecord> changed, CancellationToken ct) => AnswerGuardedAsync(Complete, connection, tx, items, changed, ct);
 
     /// <summary>After the commit: counts the changes (once per task changed; a repeated call changed nothing) and wakes waiting leases.</summary>
     internal void Committed(AppliedChanges applied)
@@ -186,23 +193,43 @@ public sealed class LeaseHolderOperations
     private static async Task<AppliedChanges> ApplyGuardedInAsync(GuardedKind kind, NpgsqlConnection connection, NpgsqlTransaction tx,
         IReadOnlyList<HolderChange> items, CancellationToken ct)
     {
-        var changed = new Dictionary<Guid, TaskRecord>();
-        await using (var command = new NpgsqlCommand(kind.Sql, connection, tx))
+        Dictionary<Guid, TaskRecord> changed;
+        await using (var batch = TaskLeaser.Batch(connection, tx, GuardedStatement(kind, items)))
+        await using (var reader = await batch.ExecuteReaderAsync(ct))
         {
-            command.Parameters.AddWithValue("tenants", items.Select(c => c.Tenant).ToArray());
-            command.Parameters.AddWithValue("ids", items.Select(c => c.Id).ToArray());
-            command.Parameters.AddWithValue("tokens", items.Select(c => c.Token).ToArray());
-            command.Parameters.AddWithValue("percents", items.Select(c => c.Percent).ToArray());
-            command.Parameters.Add(NullableArray("messages", NpgsqlDbType.Text, items.Select(c => c.Message)));
-            command.Parameters.Add(NullableArray("lease_seconds", NpgsqlDbType.Double, items.Select(c => c.LeaseSeconds)));
-            command.Parameters.Add(NullableArray("results", NpgsqlDbType.Text, items.Select(c => c.Result)));
-            await using var reader = await command.ExecuteReaderAsync(ct);
-            while (await reader.ReadAsync(ct))
-            {
-                var record = TaskRecord.Read(reader);
-                changed[record.Id] = record;
-            }
+            changed = await ReadChangedAsync(reader, ct);
         }
+        return await AnswerGuardedAsync(kind, connection, tx, items, changed, ct);
+    }
+
+    private static NpgsqlBatchCommand GuardedStatement(GuardedKind kind, IReadOnlyList<HolderChange> items)
+    {
+        var command = new NpgsqlBatchCommand(kind.Sql);
+        command.Parameters.AddWithValue("tenants", items.Select(c => c.Tenant).ToArray());
+        command.Parameters.AddWithValue("ids", items.Select(c => c.Id).ToArray());
+        command.Parameters.AddWithValue("tokens", items.Select(c => c.Token).ToArray());
+        command.Parameters.AddWithValue("percents", items.Select(c => c.Percent).ToArray());
+        command.Parameters.Add(NullableArray("messages", NpgsqlDbType.Text, items.Select(c => c.Message)));
+        command.Parameters.Add(NullableArray("lease_seconds", NpgsqlDbType.Double, items.Select(c => c.LeaseSeconds)));
+        command.Parameters.Add(NullableArray("results", NpgsqlDbType.Text, items.Select(c => c.Result)));
+        return command;
+    }
+
+    /// <summary>Reads the rows a guarded statement changed (the reader is on its result).</summary>
+    internal static async Task<Dictionary<Guid, TaskRecord>> ReadChangedAsync(NpgsqlDataReader reader, CancellationToken ct)
+    {
+        var changed = new Dictionary<Guid, TaskRecord>();
+        while (await reader.ReadAsync(ct))
+        {
+            var record = TaskRecord.Read(reader);
+            changed[record.Id] = record;
+        }
+        return changed;
+    }
+
+    private static async Task<AppliedChanges> AnswerGuardedAsync(GuardedKind kind, NpgsqlConnection connection, NpgsqlTransaction tx,
+        IReadOnlyList<HolderChange> items, Dictionary<Guid, TaskRecord> changed, CancellationToken ct)
+    {
         // Calls that changed nothing (or lost a race with a twin call in this group) are answered from the row as it is now.
         var current = await ReadManyAsync(connection, tx,
             items.Where(c => !Applied(changed, c)).Select(c => c.Id).Except(changed.Keys).ToArray(), ct);
