@@ -31,12 +31,16 @@ public sealed class QueueOptions
     public WorkerEligibilityMode WorkerEligibility { get; set; } = WorkerEligibilityMode.Registry;
 
     /// <summary>
-    /// How often the queue looks whether its tables' planner statistics are stale (<see cref="ServiceDefaults.Postgres.StatisticsKeeper"/>);
+    /// How often the queue looks whether its tables need an ANALYZE or a VACUUM (<see cref="ServiceDefaults.Postgres.StatisticsKeeper"/>):
     /// a table is analyzed at once when it was never analyzed or halved or doubled, and once 1,000 rows or 10 % of it
-    /// changed since its last ANALYZE if that is <see cref="StatisticsChurnInterval"/> old.
+    /// changed since its last ANALYZE if that is <see cref="StatisticsChurnInterval"/> old; <c>tasks</c> is vacuumed once
+    /// max(5,000, 5 %) of its row versions are dead. A look is one read of <c>pg_stat_user_tables</c>. Default 1 s: under
+    /// load every second brings thousands of dead entries to the head of the ready index, which every lease steps over
+    /// until a VACUUM removes them; looking every 5 s let them pile up five times higher, and every lease-path row of the
+    /// benchmark ran 10–25 % slower (32 dispatch streams 6,992–7,904 → 8,950–9,898 tasks/s in the same four-row run).
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:00.100", "01:00:00")]
-    public TimeSpan StatisticsInterval { get; set; } = TimeSpan.FromSeconds(5);
+    public TimeSpan StatisticsInterval { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>The least time between two analyzes of a table whose size did not halve or double (see <see cref="StatisticsInterval"/>).</summary>
     [Range(typeof(TimeSpan), "00:00:00", "01:00:00")]

@@ -173,7 +173,8 @@ public sealed partial class StatisticsKeeper(NpgsqlDataSource dataSource, Statis
         return [.. due.Select(d => d.Table), .. vacuum.Select(v => v.Table)];
     }
 
-    [LoggerMessage(EventId = 9102, Level = LogLevel.Information,
+    // Debug: under load a queue's table is vacuumed every second or two, routine work an operator's log need not list.
+    [LoggerMessage(EventId = 9102, Level = LogLevel.Debug,
         Message = "Vacuumed {Table}: {Dead} dead row versions ({Live} live); {Milliseconds:F0} ms")]
     private static partial void LogVacuumed(ILogger logger, string table, long dead, long live, double milliseconds);
 
