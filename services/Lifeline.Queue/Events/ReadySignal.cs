@@ -34,13 +34,31 @@ public sealed partial class ReadySignal : IDisposable
         return LoopRunner.Done;
     }
 
-    /// <summary>Waits until tasks of <paramref name="tenant"/> may have become ready, or the timeout passes.</summary>
-    public async Task WaitAsync(string tenant, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>
+    /// What a waiter saw of a tenant's signal before it looked for work. Take it before the look (a lease attempt) and
+    /// wait on it after an empty one: a signal that came in between — after the look's snapshot, before the wait —
+    /// completes it, and the wait returns at once instead of sleeping through the work that signal announced.
+    /// </summary>
+    public readonly struct Watch
     {
-        var signal = _waiters.GetOrAdd(tenant, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        internal Watch(Task signal) => Signal = signal;
+
+        internal Task Signal { get; }
+    }
+
+    /// <summary>The tenant's signal as it is now (see <see cref="Watch"/>).</summary>
+    public Watch Observe(string tenant) =>
+        new(_waiters.GetOrAdd(tenant, static _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task);
+
+    /// <summary>
+    /// Waits until tasks of the watched tenant may have become ready since <paramref name="watch"/> was taken, or the
+    /// timeout passes.
+    /// </summary>
+    public static async Task WaitAsync(Watch watch, TimeSpan timeout, CancellationToken cancellationToken)
+    {
         try
         {
-            await signal.Task.WaitAsync(timeout, cancellationToken);
+            await watch.Signal.WaitAsync(timeout, cancellationToken);
         }
         catch (TimeoutException)
         {

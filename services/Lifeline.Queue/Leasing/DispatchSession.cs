@@ -93,6 +93,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
         private int _reserved; // slots promised to leases in flight
         private int _leasing; // leases in flight
         private bool _idle; // the last lease found nothing: wait for work before the next
+        private ReadySignal.Watch? _idleWatch; // the ready signal as the first empty lease since the last wait saw it
         private TaskCompletionSource _slotsChanged = NewSignal();
         private Exception? _failure;
         private long _pushed;
@@ -204,12 +205,14 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
         private async Task CallAsync(Task previous, long requestId, HolderCommand command, bool refill, CancellationToken ct)
         {
             var found = true;
+            ReadySignal.Watch? watch = null;
             try
             {
                 await previous;
                 if (refill)
                 {
                     var request = await AdmitRefillAsync();
+                    watch = owner.ReadySignal.Observe(tenant);
                     var outcome = await owner.Refills.RunAsync(tenant, (CompleteCommand)command, request, ct);
                     found = request is null || outcome.Refill.Count > 0;
                     await AnswerAsync(new HolderAck(requestId, command.TaskId, outcome.Completed, false, outcome.Refusal), ct);
@@ -245,7 +248,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                     {
                         _reserved--;
                         _leasing--;
-                        _idle |= !found;
+                        NothingFound(found, watch);
                     }
                     Signal();
                 }
@@ -327,11 +330,13 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                 {
                     int want;
                     bool idle;
+                    ReadySignal.Watch? idleWatch;
                     Task changed;
                     lock (_lock)
                     {
                         changed = _slotsChanged.Task;
                         idle = _idle;
+                        idleWatch = _idleWatch;
                         want = idle || _leasing >= MaxConcurrentLeases ? 0 : _slots - _held.Count - _reserved;
                         if (want > 0)
                         {
@@ -347,11 +352,13 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                     }
                     if (idle && Volatile.Read(ref _leasing) == 0)
                     {
-                        // Nothing to lease: wait for work (the queue's ready signal, with its poll interval) or for a slot change.
-                        await Task.WhenAny(owner.ReadySignal.WaitAsync(tenant, owner.PollInterval, stop), changed);
+                        // Nothing to lease: wait for work (the queue's ready signal as the empty lease saw it, so a signal that
+                        // came after its snapshot is not slept through; with its poll interval) or for a slot change.
+                        await Task.WhenAny(ReadySignal.WaitAsync(idleWatch ?? owner.ReadySignal.Observe(tenant), owner.PollInterval, stop), changed);
                         lock (_lock)
                         {
                             _idle = false;
+                            _idleWatch = null;
                         }
                         continue;
                     }
@@ -371,9 +378,20 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
         }
 
         /// <summary>One lease of up to <paramref name="want"/> tasks (promised to it in <see cref="_reserved"/>), then their push.</summary>
+        /// <summary>Under the lock, after a lease (or refill) ended: one that found nothing makes the pump wait, on the watch it took first.</summary>
+        private void NothingFound(bool found, ReadySignal.Watch? watch)
+        {
+            if (!found)
+            {
+                _idle = true;
+                _idleWatch ??= watch;
+            }
+        }
+
         private async Task LeaseAndPushAsync(int want, CancellationToken aborted)
         {
             var found = true;
+            var watch = owner.ReadySignal.Observe(tenant);
             try
             {
                 var leased = await owner.Leaser.LeaseAsync(tenant,
@@ -396,7 +414,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                 {
                     _reserved -= want;
                     _leasing--;
-                    _idle |= !found;
+                    NothingFound(found, watch);
                 }
                 Signal();
             }

@@ -69,6 +69,8 @@ public sealed class TaskLeaser
         var deadline = Stopwatch.GetTimestamp() + (long)(request.Wait.TotalSeconds * Stopwatch.Frequency);
         while (true)
         {
+            // Watched before the attempt: tasks that become ready after its snapshot wake the wait below at once.
+            var watch = readySignal.Observe(tenant);
             var leased = await attempts.RunAsync((tenant, request), cancellationToken);
             var remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
             if (leased.Count > 0 || remaining <= TimeSpan.Zero)
@@ -76,7 +78,7 @@ public sealed class TaskLeaser
                 return leased;
             }
             var nap = remaining < options.Value.LeasePollInterval ? remaining : options.Value.LeasePollInterval;
-            await readySignal.WaitAsync(tenant, nap, cancellationToken);
+            await ReadySignal.WaitAsync(watch, nap, cancellationToken);
         }
     }
 
