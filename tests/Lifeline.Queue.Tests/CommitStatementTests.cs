@@ -14,25 +14,34 @@ public sealed class CommitStatementTests(QueueEnvironment env) : IClassFixture<Q
     private async Task<string> ScratchTableAsync()
     {
         var table = $"commit_probe_{Guid.NewGuid():N}";
-        await using var connection = new NpgsqlConnection(env.DatabaseConnectionString);
-        await connection.OpenAsync();
+        await using var connection = await OpenAsync();
         await using var create = new NpgsqlCommand($"CREATE TABLE {table} (id int PRIMARY KEY)", connection);
         await create.ExecuteNonQueryAsync();
         return table;
+    }
+
+    /// <summary>Runs <c>INSERT … VALUES (<paramref name="id"/>)</c> in the transaction: a round trip of its own.</summary>
+    private static async Task InsertAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string table, int id)
+    {
+        await using var insert = new NpgsqlCommand($"INSERT INTO {table} VALUES ({id})", connection, tx);
+        await insert.ExecuteNonQueryAsync();
+    }
+
+    private async Task<NpgsqlConnection> OpenAsync()
+    {
+        var connection = new NpgsqlConnection(env.DatabaseConnectionString);
+        await connection.OpenAsync();
+        return connection;
     }
 
     [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_statement_that_fails_in_the_commit_batch_leaves_the_whole_transaction_uncommitted()
     {
         var table = await ScratchTableAsync();
-        await using var connection = new NpgsqlConnection(env.DatabaseConnectionString);
-        await connection.OpenAsync();
+        await using var connection = await OpenAsync();
         await using (var tx = await connection.BeginTransactionAsync())
         {
-            await using (var first = new NpgsqlCommand($"INSERT INTO {table} VALUES (1)", connection, tx))
-            {
-                await first.ExecuteNonQueryAsync();
-            }
+            await InsertAsync(connection, tx, table, 1);
             // The batch's statement violates the key: the COMMIT behind it must not run.
             await using var batch = TaskLeaser.Batch(connection, tx, new NpgsqlBatchCommand($"INSERT INTO {table} VALUES (1)"), TaskLeaser.CommitStatement());
             var error = await Assert.ThrowsAsync<PostgresException>(() => batch.ExecuteNonQueryAsync());
@@ -48,14 +57,10 @@ public sealed class CommitStatementTests(QueueEnvironment env) : IClassFixture<Q
     public async Task The_commit_batch_commits_the_transaction_and_ends_it()
     {
         var table = await ScratchTableAsync();
-        await using var connection = new NpgsqlConnection(env.DatabaseConnectionString);
-        await connection.OpenAsync();
+        await using var connection = await OpenAsync();
         await using (var tx = await connection.BeginTransactionAsync())
         {
-            await using (var first = new NpgsqlCommand($"INSERT INTO {table} VALUES (1)", connection, tx))
-            {
-                await first.ExecuteNonQueryAsync();
-            }
+            await InsertAsync(connection, tx, table, 1);
             await using var batch = TaskLeaser.Batch(connection, tx, new NpgsqlBatchCommand($"INSERT INTO {table} VALUES (2)"), TaskLeaser.CommitStatement());
             await batch.ExecuteNonQueryAsync();
             // Committed before the transaction object is disposed (its dispose must not roll anything back).
@@ -64,8 +69,7 @@ public sealed class CommitStatementTests(QueueEnvironment env) : IClassFixture<Q
         Assert.Equal(2L, await env.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
         // A new transaction can begin on the same connection: the old one is over.
         await using var next = await connection.BeginTransactionAsync();
-        await using var insert = new NpgsqlCommand($"INSERT INTO {table} VALUES (3)", connection, next);
-        await insert.ExecuteNonQueryAsync();
+        await InsertAsync(connection, next, table, 3);
         await next.RollbackAsync();
         Assert.Equal(2L, await env.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
     }

@@ -30,8 +30,9 @@ public sealed record RefillOutcome(TaskRecord? Completed, LifelineException? Ref
 /// Against a completion transaction and then a lease transaction: one commit per task instead of two, and the slot is
 /// filled when the completion commits instead of one transaction later. The transaction takes two round trips: BEGIN, the
 /// completions and the lock of the refills' candidates in one batch; the lease of the chosen tasks and the COMMIT in the
-/// other (a third only to read refused calls' rows or resolve dependents, and then candidates are locked again). A refill that fails with its group fails the
-/// completion's call with it, as a failed completion always did: nothing committed, nothing leased.
+/// other (more only to read refused calls' rows or resolve dependents, and then candidates are locked again). A refill
+/// that fails with its group fails the completion's call with it, as a failed completion always did: nothing committed,
+/// nothing leased.
 /// </para>
 /// </summary>
 public sealed class CompleteAndRefill

@@ -377,7 +377,6 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
             }
         }
 
-        /// <summary>One lease of up to <paramref name="want"/> tasks (promised to it in <see cref="_reserved"/>), then their push.</summary>
         /// <summary>Under the lock, after a lease (or refill) ended: one that found nothing makes the pump wait, on the watch it took first.</summary>
         private void NothingFound(bool found, ReadySignal.Watch? watch)
         {
@@ -388,6 +387,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
             }
         }
 
+        /// <summary>One lease of up to <paramref name="want"/> tasks (promised to it in <see cref="_reserved"/>), then their push.</summary>
         private async Task LeaseAndPushAsync(int want, CancellationToken aborted)
         {
             var found = true;
