@@ -133,7 +133,7 @@ public sealed class CompleteAndRefill
                 await lease.LockAsync(connection, tx, ct);
             }
             // Last round trip: the lease of the chosen tasks and the COMMIT.
-            return (completed, await lease.LeaseAsync(connection, tx, commit: true, ct));
+            return (completed, await lease.LeaseAndCommitAsync(connection, tx, ct));
         }, cancellationToken);
         holders.Committed(completed);
         leaser.Committed(leased);

@@ -69,8 +69,8 @@ public sealed class TaskLeaser
         var deadline = Stopwatch.GetTimestamp() + (long)(request.Wait.TotalSeconds * Stopwatch.Frequency);
         while (true)
         {
-            // Watched before the attempt: tasks that become ready after its snapshot wake the wait below at once.
-            var watch = readySignal.Observe(tenant);
+            // Watched before the attempt (when it may wait): tasks that become ready after its snapshot end the wait at once.
+            ReadySignal.Watch? watch = request.Wait > TimeSpan.Zero ? readySignal.Observe(tenant) : null;
             var leased = await attempts.RunAsync((tenant, request), cancellationToken);
             var remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
             if (leased.Count > 0 || remaining <= TimeSpan.Zero)
@@ -78,7 +78,7 @@ public sealed class TaskLeaser
                 return leased;
             }
             var nap = remaining < options.Value.LeasePollInterval ? remaining : options.Value.LeasePollInterval;
-            await ReadySignal.WaitAsync(watch, nap, cancellationToken);
+            await ReadySignal.WaitAsync(watch!.Value, nap, cancellationToken);
         }
     }
 
@@ -89,13 +89,15 @@ public sealed class TaskLeaser
         {
             await using var connection = await dataSource.OpenConnectionAsync(ct);
             await using var tx = await connection.BeginTransactionAsync(ct);
-            return await LeaseInAsync(connection, tx, group, commit: true, ct);
+            var lease = new GroupLease(group);
+            await lease.LockAsync(connection, tx, ct);
+            return await lease.LeaseAndCommitAsync(connection, tx, ct);
         }, cancellationToken);
         Committed(leased);
         return leased.Select(GroupOutcome<IReadOnlyList<TaskRecord>>.Of).ToList();
     }
 
-    /// <summary>Counts what a committed transaction leased (after <see cref="LeaseInAsync"/>).</summary>
+    /// <summary>Counts what a committed transaction leased (after <see cref="GroupLease.LeaseAndCommitAsync"/>).</summary>
     internal void Committed(IEnumerable<IReadOnlyList<TaskRecord>> leased)
     {
         foreach (var tasks in leased)
@@ -146,23 +148,11 @@ public sealed class TaskLeaser
     private sealed record Candidate(Guid Id, int Priority, DateTime CreatedAt);
 
     /// <summary>
-    /// Leases for a group of requests (already admitted) in the caller's transaction: lock enough candidates for all of
-    /// them, give each request (in arrival order) the best candidates of its own tenant and types, lease the chosen ones.
-    /// Candidates no request took are unlocked at commit, untouched. With <paramref name="commit"/> the transaction's
-    /// COMMIT goes in the lease statement's round trip; otherwise the caller commits. Either way the caller then calls
-    /// <see cref="Committed"/>.
-    /// </summary>
-    internal static async Task<IReadOnlyList<IReadOnlyList<TaskRecord>>> LeaseInAsync(NpgsqlConnection connection, NpgsqlTransaction tx,
-        IReadOnlyList<(string Tenant, LeaseRequest Request)> group, bool commit, CancellationToken ct)
-    {
-        var lease = new GroupLease(group);
-        await lease.LockAsync(connection, tx, ct);
-        return await lease.LeaseAsync(connection, tx, commit, ct);
-    }
-
-    /// <summary>
-    /// One group's lease as steps a caller can put in its own round trips: <see cref="LockCandidates"/> (a statement to
-    /// batch with others; <see cref="ReadCandidatesAsync"/> reads its rows and chooses), then <see cref="LeaseAsync"/>.
+    /// One group's lease (requests already admitted) in the caller's transaction, as steps a caller can put in its own
+    /// round trips: <see cref="LockCandidates"/> locks enough candidates for all of them (a statement to batch with others;
+    /// <see cref="ReadCandidatesAsync"/> reads its rows and gives each request, in arrival order, the best of its own
+    /// tenant and types), then <see cref="LeaseAndCommitAsync"/> leases the chosen ones and commits in the same round
+    /// trip; candidates no request took are unlocked at commit, untouched. The caller then calls <see cref="Committed"/>.
     /// Locking again in the same transaction (after a statement made more tasks ready) returns the rows already locked
     /// with the new ones, and the choice is made again from all of them.
     /// </summary>
@@ -234,8 +224,8 @@ public sealed class TaskLeaser
             await ReadCandidatesAsync(reader, ct);
         }
 
-        /// <summary>Leases the chosen tasks (and, with <paramref name="commit"/>, commits in the same round trip).</summary>
-        public async Task<IReadOnlyList<IReadOnlyList<TaskRecord>>> LeaseAsync(NpgsqlConnection connection, NpgsqlTransaction tx, bool commit,
+        /// <summary>Leases the chosen tasks and commits the transaction, in one round trip.</summary>
+        public async Task<IReadOnlyList<IReadOnlyList<TaskRecord>>> LeaseAndCommitAsync(NpgsqlConnection connection, NpgsqlTransaction tx,
             CancellationToken ct)
         {
             var results = group.Select(_ => new List<TaskRecord>()).ToArray();
@@ -247,7 +237,7 @@ public sealed class TaskLeaser
                 lease.Parameters.AddWithValue("workers", chosen.Select(c => group[c.Request].Request.WorkerId).ToArray());
                 lease.Parameters.AddWithValue("lease_seconds", chosen.Select(c => group[c.Request].Request.LeaseDuration.TotalSeconds).ToArray());
                 lease.Parameters.AddWithValue("starts", chosen.Select(c => group[c.Request].Request.Start).ToArray());
-                await using var batch = Batch(connection, tx, lease, commit ? CommitStatement() : null);
+                await using var batch = Batch(connection, tx, lease, CommitStatement());
                 await using var reader = await batch.ExecuteReaderAsync(ct);
                 while (await reader.ReadAsync(ct))
                 {
@@ -255,7 +245,7 @@ public sealed class TaskLeaser
                     results[requestOf[record.Id]].Add(record);
                 }
             }
-            else if (commit)
+            else
             {
                 await tx.CommitAsync(ct);
             }
