@@ -31,8 +31,6 @@ public sealed class DashboardTests(SuiteFixture suite, ITestOutputHelper output)
     public async Task Dashboard_shows_every_resource_running_and_healthy_and_a_task_trace_across_gateway_queue_and_postgres()
     {
         Assert.True(File.Exists(Chromium), $"{Chromium} is missing: run build/setup.sh (it installs Debian's chromium)");
-        var traceId = ActivityTraceId.CreateRandom().ToHexString();
-        var taskId = await RunTaskAsync(traceId);
 
         using var playwright = await Playwright.CreateAsync();
         await using var browser = await playwright.Chromium.LaunchAsync(new()
@@ -57,28 +55,69 @@ public sealed class DashboardTests(SuiteFixture suite, ITestOutputHelper output)
                 .Where(r => r.Row is null || !r.Row.Contains("Running", StringComparison.Ordinal) || BadState(r.Row))
                 .ToList();
             return notReady.Count == 0 ? texts : null;
-        }, async () => $"every resource running and healthy; the page shows:\n{await page.InnerTextAsync("body")}");
+        }, UiTimeout, async () => $"every resource running and healthy; the page shows:\n{await page.InnerTextAsync("body")}");
         Assert.DoesNotContain(rows, r => BadState(r.Text));
         await page.ScreenshotAsync(new() { Path = Path.Combine(screenshots, "resources.png") });
 
         // The trace: the gateway's spans, the queue's, and the queue's PostgreSQL calls (Npgsql's spans, db.system postgresql).
-        // The detail page shows the spans it found when it was loaded and does not add spans that arrive later (the
-        // gateway's may come seconds after the queue's when its exporter is behind, as after the fuzz tests flooded it):
-        // each look loads the page again.
+        // Span export is best effort by design: each service's OpenTelemetry exporter has a bounded queue and drops spans
+        // when the dashboard falls behind (as when the fuzz tests flood the gateway on a loaded machine). So a trace whose
+        // gateway spans never arrive is run again with a fresh trace id, up to TraceAttempts times; a dashboard that never
+        // shows one whole trace still fails.
+        var misses = new List<string>();
+        for (var attempt = 1; ; attempt++)
+        {
+            var traceId = ActivityTraceId.CreateRandom().ToHexString();
+            var taskId = await RunTaskAsync(traceId);
+            try
+            {
+                var text = await TraceDetailAsync(page, traceId, taskId);
+                output.WriteLine(text);
+                break;
+            }
+            catch (TimeoutException e) when (attempt < TraceAttempts)
+            {
+                misses.Add(e.Message);
+                output.WriteLine($"attempt {attempt}: {e.Message}");
+            }
+            catch (TimeoutException e)
+            {
+                throw new TimeoutException($"no whole trace in {TraceAttempts} attempts:\n{string.Join("\n", misses)}\n{e.Message}", e);
+            }
+        }
+        await page.ScreenshotAsync(new() { Path = Path.Combine(screenshots, "trace.png") });
+    }
+
+    private const int TraceAttempts = 3;
+    private static readonly string[] TraceMarks = ["gateway", "queue", "QueueService/CompleteTask", "postgresql", "queuedb"];
+
+    /// <summary>
+    /// The trace detail page's text once it shows every mark. The page shows the spans the dashboard held when it was
+    /// loaded and does not add later ones (the gateway's may come seconds after the queue's when its exporter is behind),
+    /// so each look loads it again, then gives its circuit up to 15 s to render the span grid ("Total spans").
+    /// </summary>
+    private async Task<string> TraceDetailAsync(IPage page, string traceId, string taskId)
+    {
         var detail = new Uri(suite.DashboardLogin, $"/traces/detail/{traceId}").ToString();
-        var text = await EventuallyAsync(async () =>
+        return await EventuallyAsync(async () =>
         {
             await page.GotoAsync(detail);
-            await page.WaitForTimeoutAsync(1500); // the page renders over its circuit after the load
+            var body = "";
+            for (var rendered = Stopwatch.StartNew(); rendered.Elapsed < TimeSpan.FromSeconds(15); await page.WaitForTimeoutAsync(500))
+            {
+                body = await page.InnerTextAsync("body");
+                if (body.Contains("Total spans", StringComparison.Ordinal))
+                {
+                    break;
+                }
+            }
+            return TraceMarks.All(m => body.Contains(m, StringComparison.Ordinal)) ? body : null;
+        }, TimeSpan.FromSeconds(40), async () =>
+        {
             var body = await page.InnerTextAsync("body");
-            return body.Contains("gateway", StringComparison.Ordinal) && body.Contains("queue", StringComparison.Ordinal) &&
-                   body.Contains("QueueService/CompleteTask", StringComparison.Ordinal) &&
-                   body.Contains("postgresql", StringComparison.Ordinal) && body.Contains("queuedb", StringComparison.Ordinal)
-                ? body
-                : null;
-        }, async () => $"trace {traceId} (task {taskId}) with gateway, queue and postgres spans; the page shows:\n{await page.InnerTextAsync("body")}");
-        output.WriteLine(text);
-        await page.ScreenshotAsync(new() { Path = Path.Combine(screenshots, "trace.png") });
+            return $"trace {traceId} (task {taskId}) with gateway, queue and postgres spans, missing " +
+                   $"[{string.Join(", ", TraceMarks.Where(m => !body.Contains(m, StringComparison.Ordinal)))}]; the page shows:\n{body}";
+        });
     }
 
     private static bool BadState(string rowText) =>
@@ -134,7 +173,7 @@ public sealed class DashboardTests(SuiteFixture suite, ITestOutputHelper output)
                     WorkerId = worker.Id, TaskTypes = { TaskType }, MaxTasks = 1, Wait = Duration.FromTimeSpan(TimeSpan.FromSeconds(5)),
                 }, Traced());
                 return lease.Tasks.SingleOrDefault(t => t.Id == taskId);
-            }, () => Task.FromResult($"task {taskId} to be leased"));
+            }, UiTimeout, () => Task.FromResult($"task {taskId} to be leased"));
             await queue.StartTaskAsync(new StartTaskRequest { TaskId = taskId, FencingToken = leased.FencingToken }, Traced());
             await queue.CompleteTaskAsync(new CompleteTaskRequest { TaskId = taskId, FencingToken = leased.FencingToken, Result = """{"ok":true}""" }, Traced());
         }
@@ -147,11 +186,11 @@ public sealed class DashboardTests(SuiteFixture suite, ITestOutputHelper output)
         return taskId;
     }
 
-    private static async Task<T> EventuallyAsync<T>(Func<Task<T?>> probe, Func<Task<string>> what) where T : class
+    private static async Task<T> EventuallyAsync<T>(Func<Task<T?>> probe, TimeSpan timeout, Func<Task<string>> what) where T : class
     {
         var stopwatch = Stopwatch.StartNew();
         Exception? last = null;
-        while (stopwatch.Elapsed < UiTimeout)
+        while (stopwatch.Elapsed < timeout)
         {
             try
             {
@@ -170,6 +209,6 @@ public sealed class DashboardTests(SuiteFixture suite, ITestOutputHelper output)
 
         var description = await what();
         throw new TimeoutException(string.Create(CultureInfo.InvariantCulture,
-            $"timed out after {UiTimeout.TotalSeconds:0} s waiting for {description} (last error: {last?.Message})"));
+            $"timed out after {timeout.TotalSeconds:0} s waiting for {description} (last error: {last?.Message})"));
     }
 }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Lifeline.Queue.Telemetry;
+using Lifeline.Recovery.InFlight;
 using Lifeline.Recovery.Telemetry;
 using Lifeline.ServiceDefaults.Telemetry;
 
@@ -37,6 +38,10 @@ public sealed class TelemetryTests(RecoveryEnvironment env) : IClassFixture<Reco
         Assert.Equal(task.Id, (await queue.LeaseOneAsync(rescuer.Id, type, start: true)).Id); // recovered, leased again
 
         var action = Assert.Single(await env.ActionsAsync(task.Id, 1));
+        // The metric and the span come after the action is recorded (what ActionsAsync waited for): wait for the span's end.
+        await InFlightTestSupport.EventuallyAsync(() => Task.FromResult(spans.FirstOrDefault(s => s.OperationName == "recovery.recover_task"
+            && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id) && Equals(s.GetTagItem(RecoveryTelemetry.ResultTag), nameof(RecoveryResult.Recovered)))),
+            TimeSpan.FromSeconds(5), $"the recovered span of task {task.Id}");
         var trigger = RecoveryTelemetry.TriggerName(action.Trigger);
         Assert.Equal(1, recorded.Sum(RecoveryTelemetry.TasksName, (RecoveryTelemetry.ResultTag, "recovered"), (RecoveryTelemetry.TriggerTag, trigger)));
         Assert.Equal(0, recorded.Sum(RecoveryTelemetry.TasksName, (RecoveryTelemetry.ResultTag, "failed")));
@@ -44,10 +49,15 @@ public sealed class TelemetryTests(RecoveryEnvironment env) : IClassFixture<Reco
         // The action log keeps the same interval (detected → recovered).
         Assert.Equal(action.TimeToRecovery.ToTimeSpan().TotalSeconds, timeToRecovery, 2);
 
-        var recover = Assert.Single(spans, s => s.OperationName == "recovery.recover_task" && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id));
+        // Two triggers (the registry's lost-worker event and the periodic scan) may both try; the fenced
+        // RecoverTask makes the later one a no-op (AlreadyRecovered → NothingToDo), so exactly one span recovered.
+        var recover = Assert.Single(spans, s => s.OperationName == "recovery.recover_task" && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id)
+            && Equals(s.GetTagItem(RecoveryTelemetry.ResultTag), nameof(RecoveryResult.Recovered)));
         Assert.Equal(doomed.Id, recover.GetTagItem(TaskTrace.WorkerIdTag));
-        var queueSide = Assert.Single(spans, s => s.OperationName == "queue.recover" && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id));
-        Assert.Equal(recover.TraceId, queueSide.TraceId); // one trace: recovery → gRPC → queue
+        Assert.All(spans.Where(s => s.OperationName == "recovery.recover_task" && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id) && s != recover),
+            s => Assert.Equal(nameof(RecoveryResult.NothingToDo), s.GetTagItem(RecoveryTelemetry.ResultTag)));
+        // One trace: recovery → gRPC → queue.
+        var queueSide = Assert.Single(spans, s => s.OperationName == "queue.recover" && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id) && s.TraceId == recover.TraceId);
         Assert.Single(queueSide.Links); // and linked to the task's enqueue
 
         var scrape = await RuleMetrics.ScrapeAsync(env.Recovery);
