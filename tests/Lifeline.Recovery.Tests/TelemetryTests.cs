@@ -2,6 +2,9 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Lifeline.Queue.Telemetry;
 using Lifeline.Recovery.InFlight;
+using Lifeline.Recovery.Leadership;
+using Lifeline.ServiceDefaults.Leadership;
+using Microsoft.Extensions.DependencyInjection;
 using Lifeline.Recovery.Telemetry;
 using Lifeline.ServiceDefaults.Telemetry;
 
@@ -64,5 +67,58 @@ public sealed class TelemetryTests(RecoveryEnvironment env) : IClassFixture<Reco
         var expected = RuleMetrics.For("recovery");
         Assert.Contains(expected, e => e.Metric == "lifeline_recovery_tasks_total");
         Assert.Empty(RuleMetrics.Missing(scrape, expected));
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task Recoveries_of_one_task_racing_from_several_triggers_record_and_count_it_once()
+    {
+        // Counted per task through the spans: the recovered-tasks metric is counted in the same branch as the span's
+        // "Recovered" result, and has no task tag (other tests' workers are recovered meanwhile).
+        var spans = new ConcurrentQueue<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == RecoveryTelemetry.Name,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = spans.Enqueue,
+        };
+        ActivitySource.AddActivityListener(listener);
+        var type = InFlightTestSupport.NewType();
+        var queue = env.QueueClient();
+        var task = await queue.EnqueueAsync(type);
+        var doomed = await LiveWorker.StartAsync(env, type);
+        await queue.LeaseOneAsync(doomed.Id, type, start: true, leaseSeconds: 300);
+        var held = await queue.GetTaskAsync(new Queue.V1.GetTaskRequest { TaskId = task.Id });
+        var leadership = await env.RecoveryClient().GetLeadershipAsync(new Recovery.V1.GetLeadershipRequest());
+        Assert.True(leadership.IsLeader);
+        var term = new LeaderTerm(RecoveryLeadership.Role, leadership.LeaderInstance, leadership.FencingToken, DateTime.UtcNow, CancellationToken.None);
+        var recoverer = env.Recovery.App.Services.GetRequiredService<TaskRecoverer>();
+        await doomed.CrashAsync();
+
+        // Eight attempts at a time under four triggers, racing each other and the instance's own watcher and scanner,
+        // until the queue has moved the task on.
+        Recovery.V1.RecoveryTrigger[] triggers = [Recovery.V1.RecoveryTrigger.WorkerLost, Recovery.V1.RecoveryTrigger.WorkerGone,
+            Recovery.V1.RecoveryTrigger.LeaseExpired, Recovery.V1.RecoveryTrigger.NotStarted];
+        var results = new List<RecoveryResult>();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((await queue.GetTaskAsync(new Queue.V1.GetTaskRequest { TaskId = task.Id })).Task.Status == Queue.V1.TaskStatus.Running)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the task was not recovered within 30 s");
+            var round = await Task.WhenAll(Enumerable.Range(0, 8).Select(i =>
+                recoverer.RecoverAsync("default", held.Task, triggers[i % triggers.Length], DateTime.UtcNow, term, CancellationToken.None)));
+            results.AddRange(round.Select(r => r.Result));
+            await Task.Delay(50);
+        }
+        await Task.Delay(1000); // the watcher's and the scanner's attempts in flight end
+
+        Assert.True(results.Count(r => r == RecoveryResult.Recovered) <= 1, string.Join(", ", results));
+        Assert.DoesNotContain(RecoveryResult.Failed, results);
+        var action = Assert.Single(await env.ActionsAsync(task.Id, 1));
+        var attempts = spans.Where(s => s.OperationName == "recovery.recover_task" && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id)).ToList();
+        Assert.True(attempts.Count >= 8, $"{attempts.Count} attempts");
+        var recovered = Assert.Single(attempts, s => Equals(s.GetTagItem(RecoveryTelemetry.ResultTag), nameof(RecoveryResult.Recovered)));
+        Assert.Equal(RecoveryTelemetry.TriggerName(action.Trigger), recovered.GetTagItem(RecoveryTelemetry.TriggerTag)); // the record's trigger
+        var after = (await queue.GetTaskAsync(new Queue.V1.GetTaskRequest { TaskId = task.Id })).Task;
+        Assert.Equal(1, after.RecoveryCount);
+        Assert.Equal(Queue.V1.TaskStatus.Pending, after.Status);
     }
 }

@@ -126,8 +126,10 @@ public sealed partial class TaskRecoverer(SuiteClients clients, ActionLog log, T
         var record = Record(tenant, task, StatusName(task.Status), StatusName(response.Task.Status), action, trigger, reason, checkpointId, detectedAt, term,
             succeeded: true, error: null);
         // Recorded once per lease: a repeat (AlreadyRecovered, e.g. after a leader change) fills a missing record and adds nothing otherwise.
-        var recorded = await log.RecordAsync(record, term, ct);
-        return recorded || response.Outcome != RecoverOutcome.AlreadyRecovered ? (RecoveryResult.Recovered, record) : (RecoveryResult.NothingToDo, null);
+        // The attempt whose record is kept is the one that counts as having recovered the task: two triggers racing for the same
+        // task (the registry's lost-worker event and a scan) count once, under the trigger the record names, and a leader whose
+        // term ended before it could record leaves the count to the leader that fills the record.
+        return await log.RecordAsync(record, term, ct) ? (RecoveryResult.Recovered, record) : (RecoveryResult.NothingToDo, null);
     }
 
     /// <summary>The workflow's newest valid, intact checkpoint; none when there is no workflow, no checkpoint or the service can't say.</summary>
