@@ -70,11 +70,18 @@ public sealed partial class ReadySignal : IDisposable
     public void Notify(string tenant)
     {
         WakeLocal(tenant);
+        // Never blocks the calling thread (it may be the thread that completes socket operations, see Program.cs):
+        // the asynchronous publish takes the connection's write lock asynchronously.
+        _ = PublishAsync(tenant);
+    }
+
+    private async Task PublishAsync(string tenant)
+    {
         try
         {
-            _redis.GetSubscriber().Publish(Channel, tenant, CommandFlags.FireAndForget);
+            await _redis.GetSubscriber().PublishAsync(Channel, tenant, CommandFlags.FireAndForget);
         }
-        catch (RedisException ex)
+        catch (Exception ex) when (ex is RedisException or ObjectDisposedException)
         {
             LogPublishFailed(_logger, ex);
         }
