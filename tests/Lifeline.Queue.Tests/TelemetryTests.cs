@@ -132,7 +132,7 @@ public sealed class TelemetryTests(TelemetryQueueEnvironment env) : IClassFixtur
     [Fact(Timeout = TestTimeouts.Default)]
     public async Task The_enqueue_trace_context_is_stored_with_the_task_and_linked_from_its_lease_start_completion_and_recovery()
     {
-        using var spans = new QueueSpans();
+        using var spans = new RecordedSpans(QueueTelemetry.Name);
         var type = NewType("telemetry.trace");
 
         var task = await Client.EnqueueAsync(Spec(type));
@@ -176,7 +176,7 @@ public sealed class TelemetryTests(TelemetryQueueEnvironment env) : IClassFixtur
     [Fact(Timeout = TestTimeouts.Default)]
     public async Task A_refused_holder_call_ends_its_span_as_an_error()
     {
-        using var spans = new QueueSpans();
+        using var spans = new RecordedSpans(QueueTelemetry.Name);
         var type = NewType("telemetry.refused");
         var task = await Client.EnqueueAsync(Spec(type));
         var leased = Assert.Single(await Client.LeaseAsync("telemetry-refused", type));
@@ -193,7 +193,7 @@ public sealed class TelemetryTests(TelemetryQueueEnvironment env) : IClassFixtur
     [Fact(Timeout = TestTimeouts.Default)]
     public async Task Log_scopes_name_the_tenant_task_worker_and_trace_of_a_message()
     {
-        using var spans = new QueueSpans(); // a span is current while the recovery logs: its trace id joins the scope
+        using var spans = new RecordedSpans(QueueTelemetry.Name); // a span is current while the recovery logs: its trace id joins the scope
         var client = env.Logged.Client();
         var type = NewType("telemetry.scopes");
         var task = await client.EnqueueAsync(Spec(type));
@@ -300,30 +300,6 @@ internal sealed class QueueMeasurements : IDisposable
     public void Dispose() => _listener.Dispose();
 }
 
-/// <summary>The spans of <c>Lifeline.Queue</c> started while this lives (every host of the test process: select by task id).</summary>
-internal sealed class QueueSpans : IDisposable
-{
-    private readonly ActivityListener _listener;
-    private readonly ConcurrentQueue<Activity> _stopped = new();
-
-    public QueueSpans()
-    {
-        _listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == QueueTelemetry.Name,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = _stopped.Enqueue,
-        };
-        ActivitySource.AddActivityListener(_listener);
-    }
-
-    public IEnumerable<Activity> All(string name) => _stopped.Where(a => a.OperationName == name);
-
-    public Activity Single(string name, string taskId) =>
-        Assert.Single(All(name), a => Equals(a.GetTagItem(TaskTrace.TaskIdTag), taskId));
-
-    public void Dispose() => _listener.Dispose();
-}
 
 /// <summary>A logger provider that keeps each entry with the key/value pairs of its scopes.</summary>
 public sealed class ScopedLogs : ILoggerProvider, ISupportExternalScope

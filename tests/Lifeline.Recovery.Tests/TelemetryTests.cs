@@ -21,14 +21,7 @@ public sealed class TelemetryTests(RecoveryEnvironment env) : IClassFixture<Reco
     public async Task A_recovered_task_is_counted_with_its_time_to_recovery_and_traced_across_the_call_to_the_queue()
     {
         using var recorded = new HostMeasurements(env.Recovery, RecoveryTelemetry.Name);
-        var spans = new ConcurrentQueue<Activity>();
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name is RecoveryTelemetry.Name or QueueTelemetry.Name,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = spans.Enqueue,
-        };
-        ActivitySource.AddActivityListener(listener);
+        using var spans = new RecordedSpans(RecoveryTelemetry.Name, QueueTelemetry.Name);
 
         var type = InFlightTestSupport.NewType();
         var queue = env.QueueClient();
@@ -42,8 +35,8 @@ public sealed class TelemetryTests(RecoveryEnvironment env) : IClassFixture<Reco
 
         var action = Assert.Single(await env.ActionsAsync(task.Id, 1));
         // The metric and the span come after the action is recorded (what ActionsAsync waited for): wait for the span's end.
-        await InFlightTestSupport.EventuallyAsync(() => Task.FromResult(spans.FirstOrDefault(s => s.OperationName == "recovery.recover_task"
-            && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id) && Equals(s.GetTagItem(RecoveryTelemetry.ResultTag), nameof(RecoveryResult.Recovered)))),
+        await InFlightTestSupport.EventuallyAsync(() => Task.FromResult(spans.OfTask("recovery.recover_task", task.Id)
+            .FirstOrDefault(s => Equals(s.GetTagItem(RecoveryTelemetry.ResultTag), nameof(RecoveryResult.Recovered)))),
             TimeSpan.FromSeconds(5), $"the recovered span of task {task.Id}");
         var trigger = RecoveryTelemetry.TriggerName(action.Trigger);
         Assert.Equal(1, recorded.Sum(RecoveryTelemetry.TasksName, (RecoveryTelemetry.ResultTag, "recovered"), (RecoveryTelemetry.TriggerTag, trigger)));
@@ -54,13 +47,13 @@ public sealed class TelemetryTests(RecoveryEnvironment env) : IClassFixture<Reco
 
         // Two triggers (the registry's lost-worker event and the periodic scan) may both try; the fenced
         // RecoverTask makes the later one a no-op (AlreadyRecovered → NothingToDo), so exactly one span recovered.
-        var recover = Assert.Single(spans, s => s.OperationName == "recovery.recover_task" && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id)
-            && Equals(s.GetTagItem(RecoveryTelemetry.ResultTag), nameof(RecoveryResult.Recovered)));
+        var recover = Assert.Single(spans.OfTask("recovery.recover_task", task.Id),
+            s => Equals(s.GetTagItem(RecoveryTelemetry.ResultTag), nameof(RecoveryResult.Recovered)));
         Assert.Equal(doomed.Id, recover.GetTagItem(TaskTrace.WorkerIdTag));
-        Assert.All(spans.Where(s => s.OperationName == "recovery.recover_task" && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id) && s != recover),
+        Assert.All(spans.OfTask("recovery.recover_task", task.Id).Where(s => s != recover),
             s => Assert.Equal(nameof(RecoveryResult.NothingToDo), s.GetTagItem(RecoveryTelemetry.ResultTag)));
         // One trace: recovery → gRPC → queue.
-        var queueSide = Assert.Single(spans, s => s.OperationName == "queue.recover" && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id) && s.TraceId == recover.TraceId);
+        var queueSide = Assert.Single(spans.OfTask("queue.recover", task.Id), s => s.TraceId == recover.TraceId);
         Assert.Single(queueSide.Links); // and linked to the task's enqueue
 
         var scrape = await RuleMetrics.ScrapeAsync(env.Recovery);
@@ -74,14 +67,7 @@ public sealed class TelemetryTests(RecoveryEnvironment env) : IClassFixture<Reco
     {
         // Counted per task through the spans: the recovered-tasks metric is counted in the same branch as the span's
         // "Recovered" result, and has no task tag (other tests' workers are recovered meanwhile).
-        var spans = new ConcurrentQueue<Activity>();
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == RecoveryTelemetry.Name,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = spans.Enqueue,
-        };
-        ActivitySource.AddActivityListener(listener);
+        using var spans = new RecordedSpans(RecoveryTelemetry.Name);
         var type = InFlightTestSupport.NewType();
         var queue = env.QueueClient();
         var task = await queue.EnqueueAsync(type);
@@ -113,7 +99,7 @@ public sealed class TelemetryTests(RecoveryEnvironment env) : IClassFixture<Reco
         Assert.True(results.Count(r => r == RecoveryResult.Recovered) <= 1, string.Join(", ", results));
         Assert.DoesNotContain(RecoveryResult.Failed, results);
         var action = Assert.Single(await env.ActionsAsync(task.Id, 1));
-        var attempts = spans.Where(s => s.OperationName == "recovery.recover_task" && Equals(s.GetTagItem(TaskTrace.TaskIdTag), task.Id)).ToList();
+        var attempts = spans.OfTask("recovery.recover_task", task.Id).ToList();
         Assert.True(attempts.Count >= 8, $"{attempts.Count} attempts");
         var recovered = Assert.Single(attempts, s => Equals(s.GetTagItem(RecoveryTelemetry.ResultTag), nameof(RecoveryResult.Recovered)));
         Assert.Equal(RecoveryTelemetry.TriggerName(action.Trigger), recovered.GetTagItem(RecoveryTelemetry.TriggerTag)); // the record's trigger

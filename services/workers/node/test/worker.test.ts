@@ -25,6 +25,28 @@ function wait(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Opened by a test once its fault is in place: a handler that waits on it cannot finish before the fault, however slowly
+ * a loaded machine runs the test (a fixed sleep in the handler could end before the test had cut the network).
+ */
+class Gate {
+  private openIt!: () => void;
+  private readonly opened = new Promise<void>((resolve) => (this.openIt = resolve));
+
+  open(): void {
+    this.openIt();
+  }
+
+  /** Resolves once the gate is open; rejects when the handler's signal aborts first. */
+  pass(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+      void this.opened.then(resolve);
+    });
+  }
+}
+
 describe("worker against a fake gateway", () => {
   let gateway: FakeGateway;
   let proxy: FaultProxy;
@@ -111,10 +133,11 @@ describe("worker against a fake gateway", () => {
 
   it("an outage while handlers finish: outcomes journaled, synced when the gateway is back — none lost, none run twice", async () => {
     const runs = new Map<string, number>();
+    const outage = new Gate();
     const { w, changes } = worker({
       "t.steps": async (ctx) => {
         runs.set(ctx.taskId, (runs.get(ctx.taskId) ?? 0) + 1);
-        await wait(600, ctx.signal);
+        await outage.pass(ctx.signal);
         return { steps: 1 };
       },
     }, { maxTasks: 6 });
@@ -122,6 +145,7 @@ describe("worker against a fake gateway", () => {
     const running = w.run();
     await eventually("all six running", () => runs.size === 6);
     await proxy.down();
+    outage.open(); // the handlers finish during the outage
     await eventually("all six outcomes journaled", () => w.counters.journaled === 6);
     assert.equal(w.state, "offline");
     const journal = new Journal(dir, w.name);
@@ -146,10 +170,11 @@ describe("worker against a fake gateway", () => {
 
   it("a black-holed network (connections open, nothing passes): outcomes are journaled after the window and synced when traffic flows again", async () => {
     const runs = new Map<string, number>();
+    const outage = new Gate();
     const { w } = worker({
       "t.steps": async (ctx) => {
         runs.set(ctx.taskId, (runs.get(ctx.taskId) ?? 0) + 1);
-        await wait(300, ctx.signal);
+        await outage.pass(ctx.signal);
         return "done";
       },
     }, { maxTasks: 3 });
@@ -157,6 +182,7 @@ describe("worker against a fake gateway", () => {
     const running = w.run();
     await eventually("all three running", () => runs.size === 3);
     proxy.blackHole(true);
+    outage.open(); // the handlers finish inside the black hole
     await eventually("all three journaled", () => w.counters.journaled === 3, 20_000);
     assert.equal(w.state, "offline");
     proxy.blackHole(false);
@@ -169,11 +195,13 @@ describe("worker against a fake gateway", () => {
   });
 
   it("an outage longer than the lease: the late outcome is refused as stale and dropped; the next holder completes it once", async () => {
-    const { w } = worker({ "t.slow": async (ctx) => { await wait(300, ctx.signal); return 1; } }, { leaseSeconds: 2 });
+    const outage = new Gate();
+    const { w } = worker({ "t.slow": async (ctx) => { await outage.pass(ctx.signal); return 1; } }, { leaseSeconds: 2 });
     const id = gateway.enqueue("t.slow");
     const running = w.run();
     await eventually("leased", () => gateway.tasks.get(id)!.status === "running");
     await proxy.down();
+    outage.open(); // the handler finishes during the outage
     await eventually("journaled", () => w.counters.journaled === 1);
     const next = gateway.leaseToAnother(id); // the lease ran out during the outage and another worker took the task
     await proxy.up();
