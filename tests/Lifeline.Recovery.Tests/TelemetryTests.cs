@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using Lifeline.Queue.Telemetry;
 using Lifeline.Recovery.InFlight;
 using Lifeline.Recovery.Leadership;
