@@ -65,8 +65,10 @@ internal static class StartLatencyScenario
             // Let every worker reach its wait (a long poll, an open stream) before the first task.
             await Task.Delay(TimeSpan.FromMilliseconds(500), ct);
             var producer = new PacedProducer(context.Connection, taskType, spec.PerSecond, window, errors);
+            var pauses = await GcPauses.StartAsync(context.Target.Url, ct);
             var producing = producer.RunAsync(rowTimeout.Token);
             await window.RunAsync(profile.RowWarmUp, profile.LatencyWindow, CancellationToken.None, null, rowTimeout.Token);
+            var paused = await pauses.DescribeAsync(ct);
             var enqueued = await producer.StopAsync(producing);
             ct.ThrowIfCancellationRequested();
 
@@ -106,7 +108,8 @@ internal static class StartLatencyScenario
             return new QueueRow(
                 spec.Id, Kind, name, context.Pass, spec.Workers, 1, null, window.Count, window.Seconds, window.PerSecond, calls, startLatency,
                 TaskCpu.Of(window.Cpu, window.Count), atStart, during, window.Timeline, Targets(spec, startLatency), allErrors,
-                [.. errors.Distinct.Concat(workers.Errors.Distinct)], verified, check, context.Target.ReadMemory(), note);
+                [.. errors.Distinct.Concat(workers.Errors.Distinct)], verified, check, context.Target.ReadMemory(),
+                note is null ? paused : $"{note}; {paused}");
         }
     }
 
