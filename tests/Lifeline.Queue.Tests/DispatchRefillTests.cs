@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using Grpc.Core;
+using Lifeline.Queue.Leasing;
 using Lifeline.Queue.V1;
+using Microsoft.Extensions.DependencyInjection;
 using static Lifeline.Queue.Tests.TestData;
 
 namespace Lifeline.Queue.Tests;
@@ -16,6 +18,8 @@ public sealed class DispatchRefillTests(QueueEnvironment env) : IClassFixture<Qu
 {
     private QueueService.QueueServiceClient Client => env.Queue.Client();
 
+    private CompleteAndRefill Refills => env.Queue.App.Services.GetRequiredService<CompleteAndRefill>();
+
     /// <summary>The transaction that wrote a history event (xmin of its row).</summary>
     private Task<string> WrittenByAsync(string taskId, string eventType) => env.ScalarAsync<string>(
         "SELECT xmin::text FROM task_history WHERE task_id = @id AND event_type = @event", ("id", Guid.Parse(taskId)), ("event", eventType));
@@ -29,6 +33,7 @@ public sealed class DispatchRefillTests(QueueEnvironment env) : IClassFixture<Qu
             await Client.EnqueueAsync(Spec(type, $$"""{"n":{{i}}}"""));
         }
         await using var stream = await DispatchStream.OpenAsync(Client, "w-refill", [type], slots: 1);
+        var (oneTrips, fallBacks) = (Refills.OneTrips, Refills.FallBacks);
 
         var first = await stream.NextTaskAsync();
         Assert.True((await stream.CompleteAsync(first, """{"done":1}""")).Accepted);
@@ -47,6 +52,41 @@ public sealed class DispatchRefillTests(QueueEnvironment env) : IClassFixture<Qu
         Assert.Equal("""{"done": 1}""", await env.ScalarAsync<string>("SELECT result::text FROM tasks WHERE id = @id", ("id", Guid.Parse(first.Id))));
         Assert.True((await stream.CompleteAsync(third)).Accepted);
         Assert.True(await stream.NothingPushedWithinAsync(TimeSpan.FromMilliseconds(500)));
+        // Each plain completion with its refill took one round trip (this class's tests run one at a time).
+        Assert.Equal(oneTrips + 3, Refills.OneTrips);
+        Assert.Equal(fallBacks, Refills.FallBacks);
+        Assert.Null(await stream.CloseAsync());
+    }
+
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task A_task_that_gained_a_dependent_while_it_ran_stops_the_one_trip_and_its_completion_readies_and_leases_the_dependent()
+    {
+        var type = NewType("refill.gained");
+        var parent = await Client.EnqueueAsync(Spec(type));
+        await using var stream = await DispatchStream.OpenAsync(Client, "w-gained", [type], slots: 1);
+        var pushed = await stream.NextTaskAsync();
+        Assert.Equal(parent.Id, pushed.Id);
+        // Enqueued while the parent runs: the stream pushed the parent as a task without dependents.
+        var child = await Client.EnqueueAsync(Spec(type));
+        await Client.AddDependencyAsync(new AddDependencyRequest { TaskId = child.Id, DependsOnTaskId = parent.Id });
+        Assert.True(await stream.NothingPushedWithinAsync(TimeSpan.FromMilliseconds(300)));
+        var (oneTrips, fallBacks) = (Refills.OneTrips, Refills.FallBacks);
+
+        Assert.True((await stream.CompleteAsync(pushed)).Accepted);
+        var next = await stream.NextTaskAsync();
+
+        Assert.Equal(child.Id, next.Id);
+        Assert.Equal(fallBacks + 1, Refills.FallBacks);
+        Assert.Equal(oneTrips, Refills.OneTrips);
+        // The long way completed the parent, readied the child and leased it in one transaction; the stopped batch
+        // (which had completed the parent and leased nothing) left no row behind.
+        Assert.Equal(await WrittenByAsync(parent.Id, "completed"), await WrittenByAsync(child.Id, "leased"));
+        Assert.Equal(1L, await env.ScalarAsync<long>("SELECT count(*) FROM task_history WHERE task_id = @id AND event_type = 'completed'",
+            ("id", Guid.Parse(parent.Id))));
+        Assert.Equal(1L, await env.ScalarAsync<long>("SELECT count(*) FROM task_history WHERE task_id = @id AND event_type = 'leased'",
+            ("id", Guid.Parse(child.Id))));
+        Assert.Equal("met", await env.ScalarAsync<string>("SELECT state FROM task_dependencies WHERE task_id = @id", ("id", Guid.Parse(child.Id))));
+        Assert.True((await stream.CompleteAsync(next)).Accepted);
         Assert.Null(await stream.CloseAsync());
     }
 
@@ -80,6 +120,7 @@ public sealed class DispatchRefillTests(QueueEnvironment env) : IClassFixture<Qu
         await using var stream = await DispatchStream.OpenAsync(Client, "w-refused", [type], slots: 1);
         var first = await stream.NextTaskAsync();
         var historyBefore = await env.ScalarAsync<long>("SELECT count(*) FROM task_history WHERE task_id = @id", ("id", Guid.Parse(first.Id)));
+        var fallBacks = Refills.FallBacks;
 
         var ack = await stream.CompleteAsync(first, token: first.FencingToken + 5);
 
@@ -90,6 +131,7 @@ public sealed class DispatchRefillTests(QueueEnvironment env) : IClassFixture<Qu
         // completion changed nothing: the first task still runs, under its lease, with no new history.
         var second = await stream.NextTaskAsync();
         Assert.NotEqual(first.Id, second.Id);
+        Assert.Equal(fallBacks + 1, Refills.FallBacks); // the refusal is read the long way
         Assert.Equal("running", await env.StatusAsync(first.Id));
         Assert.Equal(historyBefore, await env.ScalarAsync<long>("SELECT count(*) FROM task_history WHERE task_id = @id", ("id", Guid.Parse(first.Id))));
         Assert.True((await stream.CompleteAsync(second)).Accepted);

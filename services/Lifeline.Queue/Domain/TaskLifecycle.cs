@@ -71,7 +71,7 @@ public static class TaskLifecycle
 
     public static readonly TaskTransition Lease = new("lease", [Pending], [Assigned, Running], TransitionOwner.Leasing,
         "LeaseTasks and dispatch streams (start = true leases straight to running); the fencing token grows by one",
-        ["TaskLeaser.LeaseChosenSql"]);
+        ["TaskLeaser.LeaseChosenSql", "TaskLeaser.LockAndLeaseSql"]);
 
     public static readonly TaskTransition Start = new("start", [Assigned], [Running], TransitionOwner.LeaseHolder,
         "StartTask: the attempt's deadline (timeout_seconds) starts", ["LeaseHolderOperations.Start"]);

@@ -42,7 +42,7 @@ public sealed class CompleteAndRefill
     private readonly TaskLeaser leaser;
     private readonly GroupCommit<Item, RefillOutcome> group;
 
-    private sealed record Item(HolderChange Completion, LeaseRequest? Refill);
+    private sealed record Item(HolderChange Completion, LeaseRequest? Refill, bool HadDependents);
 
     public CompleteAndRefill([FromKeyedServices(ServiceDataSource.HotPathKey)] NpgsqlDataSource dataSource, LeaseHolderOperations holders,
         TaskLeaser leaser, IOptions<QueueOptions> options)
@@ -56,9 +56,10 @@ public sealed class CompleteAndRefill
     /// <summary>
     /// Completes the task and, when <paramref name="refill"/> is given (a request the worker gate admitted, for the
     /// slots the completion frees), leases and starts tasks for it in the same transaction. Throws only when the
-    /// store fails; a refusal of the completion is in the outcome.
+    /// store fails; a refusal of the completion is in the outcome. <paramref name="hadDependents"/>: the task had
+    /// dependents when it was leased (its completion resolves them, which takes the long way).
     /// </summary>
-    public async Task<RefillOutcome> RunAsync(string tenant, CompleteCommand completion, LeaseRequest? refill, CancellationToken ct)
+    public async Task<RefillOutcome> RunAsync(string tenant, CompleteCommand completion, LeaseRequest? refill, bool hadDependents, CancellationToken ct)
     {
         var started = DateTime.UtcNow;
         using var span = QueueTelemetry.StartTaskSpan("queue.complete", tenant, completion.TaskId);
@@ -66,7 +67,7 @@ public sealed class CompleteAndRefill
         try
         {
             outcome = await group.RunAsync(
-                new Item(new HolderChange(tenant, completion.TaskId, completion.FencingToken, Result: completion.Result), refill), ct);
+                new Item(new HolderChange(tenant, completion.TaskId, completion.FencingToken, Result: completion.Result), refill, hadDependents), ct);
         }
         catch (Exception ex) when (span is not null)
         {
@@ -101,39 +102,25 @@ public sealed class CompleteAndRefill
     private async Task<IReadOnlyList<GroupOutcome<RefillOutcome>>> ApplyAsync(IReadOnlyList<Item> items, CancellationToken cancellationToken)
     {
         var refills = Enumerable.Range(0, items.Count).Where(i => items[i].Refill is not null).ToArray();
+        var completions = items.Select(i => i.Completion).ToList();
+        var lease = refills.Length > 0 ? new TaskLeaser.GroupLease(refills.Select(i => (items[i].Completion.Tenant, items[i].Refill!)).ToList()) : null;
         var (completed, leased) = await SerializationRetry.RunAsync(async ct =>
         {
-            await using var connection = await dataSource.OpenConnectionAsync(ct);
-            await using var tx = await connection.BeginTransactionAsync(ct);
-            var completions = items.Select(i => i.Completion).ToList();
-            var lease = refills.Length > 0 ? new TaskLeaser.GroupLease(refills.Select(i => (items[i].Completion.Tenant, items[i].Refill!)).ToList()) : null;
-            // First round trip: BEGIN, the completions, and the lock of candidates for the refills.
-            Dictionary<Guid, TaskRecord> changed;
-            await using (var batch = TaskLeaser.Batch(connection, tx, LeaseHolderOperations.CompleteStatement(completions), lease?.LockCandidates()))
-            await using (var reader = await batch.ExecuteReaderAsync(ct))
+            // One round trip unless the long way is known to be needed: refills that want different tenants or types, or
+            // a completed task that had dependents when it was leased (one that gained them since stops the one trip).
+            if (lease is not { ChoosesInSql: false } && !items.Any(i => i.HadDependents))
             {
-                changed = await LeaseHolderOperations.ReadChangedAsync(reader, ct);
-                if (lease is not null)
+                try
                 {
-                    await reader.NextResultAsync(ct);
-                    await lease.ReadCandidatesAsync(reader, ct);
+                    return await InOneTripAsync(completions, lease, ct);
+                }
+                catch (PostgresException e) when (e.SqlState == LeaseHolderOperations.RequirementFailed)
+                {
+                    // A completion was refused, or its task has dependents: nothing committed; the long way reads and resolves them.
+                    Interlocked.Increment(ref fallBacks);
                 }
             }
-            // Only when a call was refused or a completed task has dependents: reading those rows, resolving them.
-            var completed = await LeaseHolderOperations.CompletedInAsync(connection, tx, completions, changed, ct);
-            if (lease is null)
-            {
-                await tx.CommitAsync(ct);
-                return (completed, []);
-            }
-            if (completed.Resolution is { TenantsWithReadyTasks.Count: > 0 })
-            {
-                // A completed dependency made tasks ready after the candidates were locked: lock again (the rows this
-                // transaction holds come back with them), so the refills take the best of all in this transaction.
-                await lease.LockAsync(connection, tx, ct);
-            }
-            // Last round trip: the lease of the chosen tasks and the COMMIT.
-            return (completed, await lease.LeaseAndCommitAsync(connection, tx, ct));
+            return await InTwoTripsAsync(completions, lease, ct);
         }, cancellationToken);
         holders.Committed(completed);
         leaser.Committed(leased);
@@ -151,4 +138,75 @@ public sealed class CompleteAndRefill
                 : new RefillOutcome(answer.Value, null, refill));
         }).ToList();
     }
+
+    /// <summary>
+    /// BEGIN, the completions, the requirement that each was applied plainly, the lock and lease of the refills' tasks and
+    /// the COMMIT, in one round trip. Throws <see cref="PostgresException"/> with
+    /// <see cref="LeaseHolderOperations.RequirementFailed"/> (nothing committed) when a completion needs the long way.
+    /// </summary>
+    private async Task<(LeaseHolderOperations.AppliedChanges, IReadOnlyList<IReadOnlyList<TaskRecord>>)> InOneTripAsync(
+        List<HolderChange> completions, TaskLeaser.GroupLease? lease, CancellationToken ct)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(ct);
+        await using var tx = await connection.BeginTransactionAsync(ct);
+        await using var batch = TaskLeaser.Batch(connection, tx, LeaseHolderOperations.CompleteStatement(completions),
+            LeaseHolderOperations.CompletedPlainlyStatement(completions), lease?.LockAndLease(), TaskLeaser.CommitStatement());
+        await using var reader = await batch.ExecuteReaderAsync(ct);
+        var changed = await LeaseHolderOperations.ReadChangedAsync(reader, ct);
+        await reader.NextResultAsync(ct); // the requirement's row: it held, or the batch threw here
+        IReadOnlyList<IReadOnlyList<TaskRecord>> leased = [];
+        if (lease is not null)
+        {
+            await reader.NextResultAsync(ct);
+            leased = await lease.ReadLeasedAsync(reader, ct);
+        }
+        // Done reading: the COMMIT's own answer (an error, if it failed) comes with the reader's end.
+        await reader.DisposeAsync();
+        Interlocked.Increment(ref oneTrips);
+        return (LeaseHolderOperations.CompletedPlainly(completions, changed), leased);
+    }
+
+    /// <summary>
+    /// The long way, for groups whose refills want different tenants or types, or whose completions were refused or
+    /// have dependents: BEGIN, the completions and the lock of the refills' candidates in one round trip; then (only
+    /// when a call was refused or a completed task has dependents) reading those rows and resolving them, and locking
+    /// again if that made tasks ready; then the lease of the chosen tasks and the COMMIT.
+    /// </summary>
+    private async Task<(LeaseHolderOperations.AppliedChanges, IReadOnlyList<IReadOnlyList<TaskRecord>>)> InTwoTripsAsync(
+        List<HolderChange> completions, TaskLeaser.GroupLease? lease, CancellationToken ct)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(ct);
+        await using var tx = await connection.BeginTransactionAsync(ct);
+        Dictionary<Guid, TaskRecord> changed;
+        await using (var batch = TaskLeaser.Batch(connection, tx, LeaseHolderOperations.CompleteStatement(completions), lease?.LockCandidates()))
+        await using (var reader = await batch.ExecuteReaderAsync(ct))
+        {
+            changed = await LeaseHolderOperations.ReadChangedAsync(reader, ct);
+            if (lease is not null)
+            {
+                await reader.NextResultAsync(ct);
+                await lease.ReadCandidatesAsync(reader, ct);
+            }
+        }
+        var completed = await LeaseHolderOperations.CompletedInAsync(connection, tx, completions, changed, ct);
+        if (lease is null)
+        {
+            await tx.CommitAsync(ct);
+            return (completed, []);
+        }
+        if (completed.Resolution is { TenantsWithReadyTasks.Count: > 0 })
+        {
+            // A completed dependency made tasks ready after the candidates were locked: lock again (the rows this
+            // transaction holds come back with them), so the refills take the best of all in this transaction.
+            await lease.LockAsync(connection, tx, ct);
+        }
+        return (completed, await lease.LeaseAndCommitAsync(connection, tx, ct));
+    }
+
+    /// <summary>Groups applied in one round trip, and groups that took the long way after their requirement stopped them (for tests).</summary>
+    internal long OneTrips => Interlocked.Read(ref oneTrips);
+
+    internal long FallBacks => Interlocked.Read(ref fallBacks);
+
+    private long oneTrips, fallBacks;
 }

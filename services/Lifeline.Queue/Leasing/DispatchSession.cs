@@ -86,7 +86,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
         private readonly Channel<DispatchOutput> _output = Channel.CreateBounded<DispatchOutput>(
             new BoundedChannelOptions(OutputBuffer) { SingleReader = true });
         private readonly Lock _lock = new();
-        private readonly HashSet<Guid> _held = [];
+        private readonly Dictionary<Guid, bool> _held = []; // the tasks pushed and not yet ended: whether each had dependents
         private readonly Dictionary<Guid, Task> _lastCallOfTask = [];
         private readonly SemaphoreSlim _calls = new(MaxConcurrentCalls, MaxConcurrentCalls);
         private int _slots = opening.Slots;
@@ -164,12 +164,13 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                 var command = message.Command!;
                 await _calls.WaitAsync(ct);
                 var refill = false;
+                var hadDependents = false;
                 if (command.EndsAttempt)
                 {
                     bool freed;
                     lock (_lock)
                     {
-                        freed = _held.Remove(command.TaskId);
+                        freed = _held.Remove(command.TaskId, out hadDependents);
                         // A completion refills the slot it frees in its own transaction: the slot is promised to it.
                         refill = freed && command is CompleteCommand && _slots - _held.Count - _reserved > 0;
                         if (refill)
@@ -188,7 +189,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                 {
                     // Calls naming the same task run in the order they came; others at once.
                     var previous = _lastCallOfTask.GetValueOrDefault(command.TaskId) ?? Task.CompletedTask;
-                    call = CallAsync(previous, message.RequestId, command, refill, ct);
+                    call = CallAsync(previous, message.RequestId, command, refill, hadDependents, ct);
                     _lastCallOfTask[command.TaskId] = call;
                 }
                 // Registered once the call is in the map (a call that finished already is removed at once).
@@ -202,7 +203,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
         /// freed a slot promised to it (in <see cref="_reserved"/>); it leases for that slot in its own transaction and
         /// pushes what it leased after the answer.
         /// </summary>
-        private async Task CallAsync(Task previous, long requestId, HolderCommand command, bool refill, CancellationToken ct)
+        private async Task CallAsync(Task previous, long requestId, HolderCommand command, bool refill, bool hadDependents, CancellationToken ct)
         {
             var found = true;
             ReadySignal.Watch? watch = null;
@@ -213,7 +214,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                 {
                     var request = await AdmitRefillAsync();
                     watch = owner.ReadySignal.Observe(tenant);
-                    var outcome = await owner.Refills.RunAsync(tenant, (CompleteCommand)command, request, ct);
+                    var outcome = await owner.Refills.RunAsync(tenant, (CompleteCommand)command, request, hadDependents, ct);
                     found = request is null || outcome.Refill.Count > 0;
                     await AnswerAsync(new HolderAck(requestId, command.TaskId, outcome.Completed, false, outcome.Refusal), ct);
                     await PushAsync(outcome.Refill, ct);
@@ -429,7 +430,7 @@ public sealed partial class TaskDispatcher(TaskLeaser leaser, LeaseHolderOperati
                 lock (_lock)
                 {
                     // The capacity may have been lowered while the lease ran.
-                    push = _held.Count < _slots && _held.Add(task.Id);
+                    push = _held.Count < _slots && _held.TryAdd(task.Id, task.HasDependents);
                 }
                 if (push)
                 {

@@ -173,6 +173,40 @@ public sealed class LeaseHolderOperations
     /// </summary>
     internal static NpgsqlBatchCommand CompleteStatement(IReadOnlyList<HolderChange> items) => GuardedStatement(Complete, items);
 
+    /// <summary>SQLSTATE of <c>lifeline_require</c> (migration BatchRequirement): a statement of a batch stopped the batch.</summary>
+    internal const string RequirementFailed = "LL001";
+
+    // Every completion of the group was applied by this transaction (its task completed now, under its token), and none of
+    // their tasks has dependents; otherwise the batch stops here, before its COMMIT.
+    private static readonly string CompletedPlainlySql = $"""
+        SELECT lifeline_require(count(*) = @calls, 'a completion of the group was refused or has dependents to resolve')
+        FROM unnest(@tenants::text[], @ids::uuid[], @tokens::bigint[]) AS c(tenant_id, id, token)
+        JOIN tasks t ON t.id = c.id
+        WHERE t.tenant_id = c.tenant_id AND t.fencing_token = c.token AND t.status = {TaskState.Sql(TaskState.Completed)}
+          AND t.completed_at = now() AND NOT t.has_dependents
+        """;
+
+    /// <summary>
+    /// The statement to batch after <see cref="CompleteStatement"/> when the batch commits in the same round trip: it
+    /// raises <see cref="RequirementFailed"/> — aborting the transaction, so PostgreSQL skips the rest of the batch and
+    /// its COMMIT — unless every completion was applied and none of their tasks has dependents, which are the cases
+    /// <see cref="CompletedInAsync"/> must read or resolve before the commit. Otherwise every call's answer is its
+    /// changed row (<see cref="CompletedPlainly"/>).
+    /// </summary>
+    internal static NpgsqlBatchCommand CompletedPlainlyStatement(IReadOnlyList<HolderChange> items)
+    {
+        var command = new NpgsqlBatchCommand(CompletedPlainlySql);
+        command.Parameters.AddWithValue("calls", (long)items.Count);
+        command.Parameters.AddWithValue("tenants", items.Select(c => c.Tenant).ToArray());
+        command.Parameters.AddWithValue("ids", items.Select(c => c.Id).ToArray());
+        command.Parameters.AddWithValue("tokens", items.Select(c => c.Token).ToArray());
+        return command;
+    }
+
+    /// <summary>The answers of a group of completions that <see cref="CompletedPlainlyStatement"/> let commit: each its task as changed.</summary>
+    internal static AppliedChanges CompletedPlainly(IReadOnlyList<HolderChange> items, Dictionary<Guid, TaskRecord> changed) =>
+        new(items.Select(c => GroupOutcome<TaskRecord>.Of(changed[c.Id])).ToList(), Complete.Count, changed.Values, null);
+
     /// <summary>Answers each completion of a group whose statement's rows are <paramref name="changed"/> (see <see cref="CompleteStatement"/>).</summary>
     internal static Task<AppliedChanges> CompletedInAsync(NpgsqlConnection connection, NpgsqlTransaction tx, IReadOnlyList<HolderChange> items,
         Dictionary<Guid, TaskRecord> changed, CancellationToken ct) => AnswerGuardedAsync(Complete, connection, tx, items, changed, ct);

@@ -17,14 +17,19 @@ public sealed record LeaseRequest(string WorkerId, string[] TaskTypes, int MaxTa
 
 /// <summary>
 /// Hands ready tasks to workers, through group commit: the lease attempts that arrive together (one alone when it
-/// arrives alone) are applied in one transaction of two statements. The first locks enough ready tasks for all of
-/// them: for each wanted (tenant, type) it walks <c>ix_tasks_ready</c> in dequeue order (priority desc, created_at,
-/// id) with <c>FOR UPDATE SKIP LOCKED</c>, so any number of workers and service instances lease at once and no task
-/// is ever leased twice. Each request is then given, in arrival order, the best of those among its own tenant and
-/// types; the second statement leases them all, with their history rows, each leased task's fencing token one larger,
-/// and goes with the COMMIT in one round trip.
-/// (A single CTE statement that picked and leased at once was the path of a lone attempt; on the hot path's generic
-/// plans it took 42 ms per call in a 100,000-task table, pg_stat_statements showed, against about 2 ms for these two.)
+/// arrives alone) are applied in one transaction. Candidates are locked by walking, for each wanted (tenant, type),
+/// <c>ix_tasks_ready</c> in dequeue order (priority desc, created_at, id) with <c>FOR UPDATE SKIP LOCKED</c>, so any
+/// number of workers and service instances lease at once and no task is ever leased twice; the requests, in arrival
+/// order, each take the best of those among their own tenant and types; the chosen tasks are leased with their history
+/// rows, each leased task's fencing token one larger.
+/// <para>
+/// When all the group's requests want the same tenant and types (the usual group: the workers of one pool) that is one
+/// statement — the candidates ranked in SQL fill the requests' slots — sent with BEGIN and COMMIT in one round trip.
+/// Otherwise the service chooses: the lock in one round trip, the lease of the chosen tasks with the COMMIT in the next.
+/// (An earlier single statement, <c>UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)</c>, took 42 ms per call in a
+/// 100,000-task table on the hot path's generic plans; this one joins the ranked candidates to the slots and reaches
+/// each task by its key, and ScaleTests holds it to a handful of index tuples per call over a million tasks.)
+/// </para>
 /// </summary>
 public sealed class TaskLeaser
 {
@@ -90,6 +95,16 @@ public sealed class TaskLeaser
             await using var connection = await dataSource.OpenConnectionAsync(ct);
             await using var tx = await connection.BeginTransactionAsync(ct);
             var lease = new GroupLease(group);
+            if (lease.ChoosesInSql)
+            {
+                // One round trip: BEGIN, the lock and lease of the best tasks, COMMIT.
+                await using var batch = Batch(connection, tx, lease.LockAndLease(), CommitStatement());
+                await using var reader = await batch.ExecuteReaderAsync(ct);
+                var leased = await lease.ReadLeasedAsync(reader, ct);
+                // Done reading: the COMMIT's own answer (an error, if it failed) comes with the reader's end.
+                await reader.DisposeAsync();
+                return leased;
+            }
             await lease.LockAsync(connection, tx, ct);
             return await lease.LeaseAndCommitAsync(connection, tx, ct);
         }, cancellationToken);
@@ -109,9 +124,8 @@ public sealed class TaskLeaser
         }
     }
 
-    // Locks up to `limit` ready tasks of each wanted (tenant, type), best first, skipping rows other leases hold.
-    private static readonly string LockCandidatesSql = $"""
-        SELECT c.id, w.tenant, w.type, c.priority, c.created_at
+    // Up to `w.lim` ready tasks of each wanted (tenant, type) of `w`, best first, locked, skipping rows other leases hold.
+    private static readonly string CandidatesSql = $"""
         FROM unnest(@tenants::text[], @types::text[], @limits::int[]) AS w(tenant, type, lim)
         CROSS JOIN LATERAL (
             SELECT t.id, t.priority, t.created_at
@@ -124,10 +138,12 @@ public sealed class TaskLeaser
         ) c
         """;
 
-    private static readonly string LeaseChosenSql = $"""
-        WITH input AS (
-            SELECT * FROM unnest(@ids::uuid[], @workers::text[], @lease_seconds::float8[], @starts::bool[]) AS i(id, worker, lease_seconds, start)
-        ), leased AS (
+    private static readonly string LockCandidatesSql = $"SELECT c.id, w.tenant, w.type, c.priority, c.created_at {CandidatesSql}";
+
+    // Leases the tasks of `input` (id, request, worker, lease_seconds, start), with their history rows; returns each
+    // leased task with the index of the request it went to.
+    private static string LeaseInputSql(string input) => $"""
+        WITH {input}, leased AS (
             UPDATE tasks t
             SET status = CASE WHEN i.start THEN {TaskState.Sql(TaskState.Running)} ELSE {TaskState.Sql(TaskState.Assigned)} END, assigned_worker_id = i.worker,
                 fencing_token = t.fencing_token + 1, lease_seconds = i.lease_seconds,
@@ -137,24 +153,56 @@ public sealed class TaskLeaser
                 progress_percent = 0, progress_message = NULL, updated_at = now()
             FROM input i
             WHERE t.id = i.id AND {TaskLifecycle.Lease.FromGuard("t.status")}
-            RETURNING {TaskRecord.ColumnsOf("t")}, i.start AS in_start, i.lease_seconds AS in_lease_seconds
+            RETURNING {TaskRecord.ColumnsOf("t")}, i.start AS in_start, i.lease_seconds AS in_lease_seconds, i.request AS in_request
         ), history AS (
             {History.InsertFrom("leased", "leased", TaskState.Sql(TaskState.Pending), "status",
                 details: "jsonb_build_object('wait_ms', floor(extract(epoch FROM now() - not_before) * 1000)::bigint, 'lease_seconds', in_lease_seconds, 'started', in_start)")}
         )
-        SELECT {TaskRecord.Columns} FROM leased
+        SELECT {TaskRecord.Columns}, in_request FROM leased
         """;
+
+    // The tasks the service chose from the locked candidates.
+    private static readonly string LeaseChosenSql = LeaseInputSql("""
+        input AS (
+            SELECT * FROM unnest(@ids::uuid[], @requests::int[], @workers::text[], @lease_seconds::float8[], @starts::bool[])
+                AS i(id, request, worker, lease_seconds, start)
+        )
+        """);
+
+    // Locks the candidates and leases them in one statement, when every request of the group wants the same tenant and
+    // types: the candidates, ranked in dequeue order, fill the requests' slots in arrival order (`rank` k is the k-th
+    // slot), as the service's own choice would.
+    private static readonly string LockAndLeaseSql = LeaseInputSql($"""
+        candidates AS (
+            SELECT c.id, row_number() OVER (ORDER BY c.priority DESC, c.created_at, c.id) AS rank
+            {CandidatesSql}
+        ), input AS (
+            SELECT c.id, s.request, s.worker, s.lease_seconds, s.start
+            FROM unnest(@requests::int[], @workers::text[], @lease_seconds::float8[], @starts::bool[])
+                WITH ORDINALITY AS s(request, worker, lease_seconds, start, rank)
+            JOIN candidates c ON c.rank = s.rank
+        )
+        """);
 
     private sealed record Candidate(Guid Id, int Priority, DateTime CreatedAt);
 
     /// <summary>
-    /// One group's lease (requests already admitted) in the caller's transaction, as steps a caller can put in its own
-    /// round trips: <see cref="LockCandidates"/> locks enough candidates for all of them (a statement to batch with others;
-    /// <see cref="ReadCandidatesAsync"/> reads its rows and gives each request, in arrival order, the best of its own
-    /// tenant and types), then <see cref="LeaseAndCommitAsync"/> leases the chosen ones and commits in the same round
-    /// trip; candidates no request took are unlocked at commit, untouched. The caller then calls <see cref="Committed"/>.
-    /// Locking again in the same transaction (after a statement made more tasks ready) returns the rows already locked
-    /// with the new ones, and the choice is made again from all of them.
+    /// One group's lease (requests already admitted) in the caller's transaction, as statements a caller can put in its
+    /// own round trips.
+    /// <para>
+    /// When every request wants the same tenant and types (<see cref="ChoosesInSql"/>: the workers of one pool, as on the
+    /// dispatch stream), <see cref="LockAndLease"/> locks the candidates and leases them in one statement, the slots filled
+    /// in arrival order in SQL, and <see cref="ReadLeasedAsync"/> reads what each request got; a caller batches it with
+    /// its COMMIT, one round trip.
+    /// </para>
+    /// <para>
+    /// Otherwise, <see cref="LockCandidates"/> locks enough candidates for all of them (<see cref="ReadCandidatesAsync"/>
+    /// reads its rows and gives each request, in arrival order, the best of its own tenant and types), then
+    /// <see cref="LeaseAndCommitAsync"/> leases the chosen ones and commits in the next round trip. Locking again in the
+    /// same transaction (after a statement made more tasks ready) returns the rows already locked with the new ones, and
+    /// the choice is made again from all of them.
+    /// </para>
+    /// Candidates no request took are unlocked at commit, untouched. The caller then calls <see cref="Committed"/>.
     /// </summary>
     internal sealed class GroupLease
     {
@@ -172,16 +220,47 @@ public sealed class TaskLeaser
                     wanted[(tenant, type)] = wanted.GetValueOrDefault((tenant, type)) + request.MaxTasks;
                 }
             }
+            var (firstTenant, first) = group[0];
+            var types = first.TaskTypes.ToHashSet();
+            ChoosesInSql = group.All(g => g.Tenant == firstTenant && types.SetEquals(g.Request.TaskTypes));
         }
 
+        /// <summary>Every request wants the same tenant and types, so the candidates can fill the slots in SQL (<see cref="LockAndLease"/>).</summary>
+        public bool ChoosesInSql { get; }
+
         /// <summary>The statement that locks enough ready tasks for every request of the group.</summary>
-        public NpgsqlBatchCommand LockCandidates()
+        public NpgsqlBatchCommand LockCandidates() => Wanted(new NpgsqlBatchCommand(LockCandidatesSql));
+
+        /// <summary>
+        /// The statement that locks the candidates and leases them, the best to the first request's slots (only when
+        /// <see cref="ChoosesInSql"/>); its rows are read by <see cref="ReadLeasedAsync"/>.
+        /// </summary>
+        public NpgsqlBatchCommand LockAndLease()
+        {
+            if (!ChoosesInSql)
+            {
+                throw new InvalidOperationException("The requests want different tenants or types: the service chooses their tasks.");
+            }
+            var slots = Enumerable.Range(0, group.Count).SelectMany(r => Enumerable.Repeat(r, group[r].Request.MaxTasks)).ToArray();
+            return Slots(Wanted(new NpgsqlBatchCommand(LockAndLeaseSql)), slots);
+        }
+
+        private NpgsqlBatchCommand Wanted(NpgsqlBatchCommand command)
         {
             var keys = wanted.Keys.ToArray();
-            var command = new NpgsqlBatchCommand(LockCandidatesSql);
             command.Parameters.AddWithValue("tenants", keys.Select(k => k.Tenant).ToArray());
             command.Parameters.AddWithValue("types", keys.Select(k => k.Type).ToArray());
             command.Parameters.AddWithValue("limits", keys.Select(k => wanted[k]).ToArray());
+            return command;
+        }
+
+        // Each slot (or chosen task) as the request it serves: its index, worker, lease and whether it starts at once.
+        private NpgsqlBatchCommand Slots(NpgsqlBatchCommand command, int[] requests)
+        {
+            command.Parameters.AddWithValue("requests", requests);
+            command.Parameters.AddWithValue("workers", requests.Select(r => group[r].Request.WorkerId).ToArray());
+            command.Parameters.AddWithValue("lease_seconds", requests.Select(r => group[r].Request.LeaseDuration.TotalSeconds).ToArray());
+            command.Parameters.AddWithValue("starts", requests.Select(r => group[r].Request.Start).ToArray());
             return command;
         }
 
@@ -228,26 +307,28 @@ public sealed class TaskLeaser
         public async Task<IReadOnlyList<IReadOnlyList<TaskRecord>>> LeaseAndCommitAsync(NpgsqlConnection connection, NpgsqlTransaction tx,
             CancellationToken ct)
         {
-            var results = group.Select(_ => new List<TaskRecord>()).ToArray();
-            if (chosen.Count > 0)
-            {
-                var requestOf = chosen.ToDictionary(c => c.Task.Id, c => c.Request);
-                var lease = new NpgsqlBatchCommand(LeaseChosenSql);
-                lease.Parameters.AddWithValue("ids", chosen.Select(c => c.Task.Id).ToArray());
-                lease.Parameters.AddWithValue("workers", chosen.Select(c => group[c.Request].Request.WorkerId).ToArray());
-                lease.Parameters.AddWithValue("lease_seconds", chosen.Select(c => group[c.Request].Request.LeaseDuration.TotalSeconds).ToArray());
-                lease.Parameters.AddWithValue("starts", chosen.Select(c => group[c.Request].Request.Start).ToArray());
-                await using var batch = Batch(connection, tx, lease, CommitStatement());
-                await using var reader = await batch.ExecuteReaderAsync(ct);
-                while (await reader.ReadAsync(ct))
-                {
-                    var record = TaskRecord.Read(reader);
-                    results[requestOf[record.Id]].Add(record);
-                }
-            }
-            else
+            if (chosen.Count == 0)
             {
                 await tx.CommitAsync(ct);
+                return group.Select(_ => (IReadOnlyList<TaskRecord>)[]).ToList();
+            }
+            var lease = Slots(new NpgsqlBatchCommand(LeaseChosenSql), chosen.Select(c => c.Request).ToArray());
+            lease.Parameters.AddWithValue("ids", chosen.Select(c => c.Task.Id).ToArray());
+            await using var batch = Batch(connection, tx, lease, CommitStatement());
+            await using var reader = await batch.ExecuteReaderAsync(ct);
+            return await ReadLeasedAsync(reader, ct);
+        }
+
+        /// <summary>
+        /// Reads what a lease statement leased (the reader is on its result): each request's tasks, best first. The
+        /// transaction has not committed yet unless the COMMIT was batched after it and the reader is done.
+        /// </summary>
+        public async Task<IReadOnlyList<IReadOnlyList<TaskRecord>>> ReadLeasedAsync(NpgsqlDataReader reader, CancellationToken ct)
+        {
+            var results = group.Select(_ => new List<TaskRecord>()).ToArray();
+            while (await reader.ReadAsync(ct))
+            {
+                results[reader.GetInt32(TaskRecord.ColumnCount)].Add(TaskRecord.Read(reader));
             }
             return results.Select(r => (IReadOnlyList<TaskRecord>)r.OrderByDescending(t => t.Priority).ThenBy(t => t.CreatedAt).ThenBy(t => t.Id).ToList())
                 .ToList();
