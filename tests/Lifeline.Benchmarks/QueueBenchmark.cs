@@ -77,9 +77,10 @@ internal static class QueueBenchmark
 
         await context.EnsureReachableAsync(ct);
         RecordMemory("idle after start", target.ReadMemory());
+        Console.WriteLine($"  host       speed probed (the rows' \"host after\" is against this): {HostSpeed.Probe()}");
         async Task Run(Task<QueueRow> running)
         {
-            var row = await running;
+            var row = (await running) with { HostAfter = HostSpeed.Probe() };
             target.EnsureServiceRunning();
             rows.Add(row);
             RecordMemory($"after {row.Pass} {row.Id}", row.Memory);

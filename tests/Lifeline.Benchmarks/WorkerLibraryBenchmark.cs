@@ -88,7 +88,7 @@ internal static class WorkerLibraryBenchmark
         var profile = context.Profile;
         async Task Run(Task<QueueRow> running)
         {
-            var row = await running;
+            var row = (await running) with { HostAfter = HostSpeed.Probe() };
             queue.EnsureServiceRunning();
             registry.EnsureServiceRunning();
             rows.Add(row);

@@ -152,7 +152,9 @@ public sealed class TaskLeaser
                 deadline_at = CASE WHEN i.start THEN now() + make_interval(secs => t.timeout_seconds) END,
                 progress_percent = 0, progress_message = NULL, updated_at = now()
             FROM input i
-            WHERE t.id = i.id AND {TaskLifecycle.Lease.FromGuard("t.status")}
+            -- Each task reached by its key, whatever the planner guesses of the input's size (a guess of thousands once
+            -- joined the input to a sequential scan of tasks).
+            WHERE t.id = ANY(ARRAY(SELECT id FROM input)) AND t.id = i.id AND {TaskLifecycle.Lease.FromGuard("t.status")}
             RETURNING {TaskRecord.ColumnsOf("t")}, i.start AS in_start, i.lease_seconds AS in_lease_seconds, i.request AS in_request
         ), history AS (
             {History.InsertFrom("leased", "leased", TaskState.Sql(TaskState.Pending), "status",
@@ -170,17 +172,19 @@ public sealed class TaskLeaser
         """);
 
     // Locks the candidates and leases them in one statement, when every request of the group wants the same tenant and
-    // types: the candidates, ranked in dequeue order, fill the requests' slots in arrival order (`rank` k is the k-th
-    // slot), as the service's own choice would.
+    // types: the candidates, ranked in dequeue order, fill the requests' slots in arrival order (the k-th best takes the
+    // k-th element of the slot arrays), as the service's own choice would. The slots are read by subscript, not joined:
+    // a join of the ranked candidates to the slots let the planner rescan the candidates (their index walk and locks)
+    // once per slot — 0.8 s per group of 3,200 slots in the benchmark's batch row.
     private static readonly string LockAndLeaseSql = LeaseInputSql($"""
         candidates AS (
-            SELECT c.id, row_number() OVER (ORDER BY c.priority DESC, c.created_at, c.id) AS rank
+            SELECT c.id, row_number() OVER (ORDER BY c.priority DESC, c.created_at, c.id)::int AS rank
             {CandidatesSql}
         ), input AS (
-            SELECT c.id, s.request, s.worker, s.lease_seconds, s.start
-            FROM unnest(@requests::int[], @workers::text[], @lease_seconds::float8[], @starts::bool[])
-                WITH ORDINALITY AS s(request, worker, lease_seconds, start, rank)
-            JOIN candidates c ON c.rank = s.rank
+            SELECT c.id, (@requests::int[])[c.rank] AS request, (@workers::text[])[c.rank] AS worker,
+                   (@lease_seconds::float8[])[c.rank] AS lease_seconds, (@starts::bool[])[c.rank] AS start
+            FROM candidates c
+            WHERE c.rank <= cardinality(@requests::int[])
         )
         """);
 

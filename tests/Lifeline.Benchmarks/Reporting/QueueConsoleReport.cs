@@ -123,15 +123,17 @@ internal static class QueueConsoleReport
 
         writer.WriteLine();
         writer.WriteLine("CPU time per task in µs (client = this process; service = the queue, plus the registry in the library rows), " +
+                         "the host's speed probed after the row (cpu / memory against the run's first probe: below 1 the host ran slower), " +
                          "and the planner statistics of `tasks` when the row started:");
-        var cpu = new TextTable("row", "total", "client", "service", "PostgreSQL", "Redis", "machine busy", "other cores", "statistics at start",
+        var cpu = new TextTable("row", "total", "client", "service", "PostgreSQL", "Redis", "machine busy", "other cores", "host after", "statistics at start",
             "during the row");
         foreach (var r in rows.Where(r => r.Available))
         {
             var c = r.Cpu;
             cpu.Add(r.Id, Rate(c?.Total ?? double.NaN), Rate(c?.Client ?? double.NaN), Rate(c?.Services ?? double.NaN), Rate(c?.Postgres ?? double.NaN),
                 Rate(c?.Redis ?? double.NaN), c is null ? "-" : $"{c.Use.MachineBusyPercent:0} %",
-                c is null ? "-" : c.Use.OtherCores.ToString("0.00", CultureInfo.InvariantCulture), r.StatisticsAtStart?.ToString() ?? "unknown",
+                c is null ? "-" : c.Use.OtherCores.ToString("0.00", CultureInfo.InvariantCulture), r.HostAfter?.ToString() ?? "-",
+                r.StatisticsAtStart?.ToString() ?? "unknown",
                 r.StatisticsDuring ?? "-");
         }
 

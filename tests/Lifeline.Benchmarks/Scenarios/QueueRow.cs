@@ -82,6 +82,9 @@ internal sealed record QueueRow(
 {
     public bool Available => NotAvailable is null;
 
+    /// <summary>The host's speed probed right after the row, the machine idle again (<see cref="HostSpeed"/>): cpu / memory against the run's first probe.</summary>
+    public HostSpeedReading? HostAfter { get; init; }
+
     /// <summary>A row that could not run, with the reason; it verifies nothing and fails nothing.</summary>
     public static QueueRow Unavailable(string id, string kind, string name, string pass, int workers, int batchSize, string reason,
         IReadOnlyList<TargetCheck> targets) =>
