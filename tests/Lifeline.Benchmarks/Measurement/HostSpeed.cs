@@ -26,7 +26,10 @@ internal static class HostSpeed
     private static readonly int[] Chain = BuildChain(128 * 1024 * 1024 / sizeof(int));
     private static (double Cpu, double Memory)? baseline;
 
-    /// <summary>Probes the host (about 0.1 s) and returns its speed against the first probe of this process.</summary>
+    /// <summary>
+    /// Probes the host (about 0.3 s; the first call also builds and walks the 128 MiB chain, a few seconds) and returns
+    /// its speed against the first probe of this process.
+    /// </summary>
     public static HostSpeedReading Probe()
     {
         var now = (Cpu: Best(() => CpuWork(CpuIterations)) / CpuIterations, Memory: Best(() => MemoryWork(Loads)) / Loads);
