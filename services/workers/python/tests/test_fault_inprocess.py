@@ -136,6 +136,8 @@ class InProcessFaultTests(InProcessHarness):
         self.lifeline.down()
         self.released.add(finished.id)  # one handler finishes during the outage, the other keeps running
         eventually(lambda: worker.connection_state == OFFLINE)
+        # Its completion journaled, not still in a retry of its own (which the outage's end would let through first).
+        eventually(lambda: worker.stats.journaled == 1, message="the finished task's completion was not journaled")
         waiting = self.lifeline.queue.enqueue("gated")  # a free slot, but offline: not to be leased yet
         calls_before = len(self.lifeline.queue.calls)
         self.lifeline.up()
