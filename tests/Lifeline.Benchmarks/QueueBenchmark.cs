@@ -77,7 +77,7 @@ internal static class QueueBenchmark
 
         await context.EnsureReachableAsync(ct);
         RecordMemory("idle after start", target.ReadMemory());
-        Console.WriteLine($"  host       speed probed (the rows' \"host after\" is against this): {HostSpeed.Probe()}");
+        Console.WriteLine($"  host       speed probed (the rows' \"host after\" is against this): {HostSpeed.Probe().Absolute}");
         async Task Run(Task<QueueRow> running)
         {
             var row = (await running) with { HostAfter = HostSpeed.Probe() };

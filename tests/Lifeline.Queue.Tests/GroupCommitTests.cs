@@ -291,4 +291,49 @@ public sealed class GroupCommitTests(QueueEnvironment env) : IClassFixture<Queue
         Assert.Equal(50L, await env.ScalarAsync<long>(
             "SELECT count(*) FROM tasks WHERE type = @type AND status = 'running' AND progress_percent = 40 AND progress_message = 'at ' || id::text", ("type", type)));
     }
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task Racing_starts_and_completions_of_assigned_tasks_write_each_task_a_history_that_chains()
+    {
+        // Each assigned task gets a start, a progress report and a completion at once (and twins of the start and the
+        // completion): which lands first varies task by task. Whatever the order, each change's history names the state
+        // the task really left (a completion of a task that was started left `running`, of one that was not, `assigned`),
+        // so every task's events chain: each leaves the state the one before it entered, and the last one entered the
+        // state the task is in.
+        var type = NewType("group.chain");
+        await EnqueueManyAsync(A, type, 60);
+        var leased = await LeaseAllAsync(A, type, 60, start: false);
+
+        var calls = leased.SelectMany(t => new Func<Task>[]
+        {
+            () => A.StartTaskAsync(new StartTaskRequest { TaskId = t.Id, FencingToken = t.FencingToken }).ResponseAsync,
+            () => A.StartTaskAsync(new StartTaskRequest { TaskId = t.Id, FencingToken = t.FencingToken }).ResponseAsync,
+            () => A.ReportProgressAsync(new ReportProgressRequest { TaskId = t.Id, FencingToken = t.FencingToken, Percent = 10 }).ResponseAsync,
+            () => A.CompleteTaskAsync(new CompleteTaskRequest { TaskId = t.Id, FencingToken = t.FencingToken }).ResponseAsync,
+            () => A.CompleteTaskAsync(new CompleteTaskRequest { TaskId = t.Id, FencingToken = t.FencingToken }).ResponseAsync,
+        }).Select(call => Task.Run(() => CodeOf(call()))).ToList();
+        var codes = await Task.WhenAll(calls);
+        // A start or progress report that came after the completion is refused (FAILED_PRECONDITION); nothing else is.
+        Assert.All(codes, c => Assert.Contains(c, new[] { StatusCode.OK, StatusCode.FailedPrecondition }));
+        Assert.Equal(0L, await env.ScalarAsync<long>(
+            "SELECT count(*) FROM tasks WHERE type = @type AND status <> 'completed'", ("type", type)));
+        Assert.Equal(60, await EventsAsync(type, "completed"));
+
+        // Every event after the lease leaves the state the previous one entered; the last enters the task's state.
+        Assert.Equal(0L, await env.ScalarAsync<long>("""
+            SELECT count(*) FROM (
+                SELECT h.from_status, lag(h.to_status) OVER (PARTITION BY h.task_id ORDER BY h.id) AS before, h.event_type
+                FROM task_history h WHERE h.task_type = @type) e
+            WHERE e.event_type <> 'enqueued' AND e.from_status IS DISTINCT FROM e.before
+            """, ("type", type)));
+        Assert.Equal(0L, await env.ScalarAsync<long>("""
+            SELECT count(*) FROM tasks t
+            WHERE t.type = @type AND t.status IS DISTINCT FROM
+                  (SELECT h.to_status FROM task_history h WHERE h.task_id = t.id ORDER BY h.id DESC LIMIT 1)
+            """, ("type", type)));
+        // A completion left `running` exactly when the task's start came first.
+        var fromRunning = await env.ScalarAsync<long>(
+            "SELECT count(*) FROM task_history WHERE task_type = @type AND event_type = 'completed' AND from_status = 'running'", ("type", type));
+        var started = await EventsAsync(type, "started");
+        Assert.Equal(started, fromRunning);
+    }
 }

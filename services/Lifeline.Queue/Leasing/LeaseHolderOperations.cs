@@ -64,25 +64,24 @@ public sealed class LeaseHolderOperations
         public Action<QueueTelemetry, TaskRecord>? Count { get; init; }
     }
 
-    // The input rows (one per call; an id may appear twice when two calls race), the locked rows with their
-    // state before the change (for the history), the change guarded on tenant, token and state, its history.
-    private static string GuardedSql(string[] allowedStates, string set, string eventType, string toStatus, string message = "NULL", string details = "NULL") => $"""
-        WITH i AS (
-            -- Each call's row joined to its task through the primary key (a lookup per call), locked in id order, with the
-            -- task's state before the change (for the history). No join compares every call with every locked row: a
-            -- generic plan that did (a nested loop with a join filter) cost n² comparisons per group.
-            SELECT t.id, t.status AS old_status, i.tenant_id, i.token, i.percent, i.message, i.lease_seconds, i.result
-            FROM unnest(@tenants::text[], @ids::uuid[], @tokens::bigint[], @percents::int[], @messages::text[],
-                        @lease_seconds::float8[], @results::text[])
-                 AS i(tenant_id, id, token, percent, message, lease_seconds, result)
-            JOIN tasks t ON t.id = i.id
-            ORDER BY t.id
-            FOR UPDATE OF t
-        ), changed AS (
+    // One UPDATE joins each call's row to its task through the primary key (a lookup per call; the calls sorted by id, so
+    // concurrent groups lock rows in the same order) and changes the rows whose tenant, token and current state allow it
+    // (the state as it is when the row is locked: a row changed since the statement's snapshot is checked again). No
+    // join compares every call with every row: a generic plan that did (a nested loop with a join filter) cost n²
+    // comparisons per group. The state before the change (for the history) is read from the changed row
+    // (<paramref name="fromStatus"/>), so no row is locked twice: an earlier form locked every row FOR UPDATE first and
+    // then updated it, a second heap write and WAL record per task. An id may appear twice when two calls race; one of
+    // them changes the row.
+    private static string GuardedSql(string[] allowedStates, string set, string eventType, string toStatus, string fromStatus,
+        string message = "NULL", string details = "NULL") => $"""
+        WITH changed AS (
             UPDATE tasks t SET {set}, updated_at = now()
-            FROM i
-            WHERE t.id = i.id AND t.tenant_id = i.tenant_id AND t.fencing_token = i.token AND i.old_status IN ({TaskState.SqlList(allowedStates)})
-            RETURNING {TaskRecord.ColumnsOf("t")}, i.old_status AS from_status, i.message AS in_message, i.percent AS in_percent,
+            FROM (SELECT * FROM unnest(@tenants::text[], @ids::uuid[], @tokens::bigint[], @percents::int[], @messages::text[],
+                                       @lease_seconds::float8[], @results::text[])
+                            AS i(tenant_id, id, token, percent, message, lease_seconds, result)
+                  ORDER BY id) i
+            WHERE t.id = i.id AND t.tenant_id = i.tenant_id AND t.fencing_token = i.token AND t.status IN ({TaskState.SqlList(allowedStates)})
+            RETURNING {TaskRecord.ColumnsOf("t")}, {fromStatus} AS from_status, i.message AS in_message, i.percent AS in_percent,
                       i.lease_seconds AS in_lease_seconds
         ), history AS (
             {History.InsertFrom("changed", eventType, "from_status", toStatus, message, details)}
@@ -90,23 +89,31 @@ public sealed class LeaseHolderOperations
         SELECT {TaskRecord.Columns} FROM changed
         """;
 
+    // A start is only of an assigned task; progress and extensions leave the state as it was; a completion ends an
+    // assigned or a running task, and which one it was is in started_at, which it keeps (ck_tasks_running_started: a
+    // running task has started; ck_tasks_not_started_before_running: an assigned one has not).
+    private static readonly string StartedFrom = TaskState.Sql(TaskLifecycle.Start.From.Single());
+    private const string Unchanged = "t.status";
+    private static readonly string CompletedFrom =
+        $"CASE WHEN t.started_at IS NULL THEN {TaskState.Sql(TaskState.Assigned)} ELSE {TaskState.Sql(TaskState.Running)} END";
+
     private static readonly GuardedKind Start = new("start", GuardedSql(TaskLifecycle.Start.From,
         $"status = {TaskState.Sql(TaskState.Running)}, started_at = now(), deadline_at = now() + make_interval(secs => t.timeout_seconds), " +
         "lease_expires_at = now() + make_interval(secs => t.lease_seconds)",
-        "started", TaskState.Sql(TaskState.Running)), TaskState.Running) { Count = static (t, task) => t.Started(task) };
+        "started", TaskState.Sql(TaskState.Running), StartedFrom), TaskState.Running) { Count = static (t, task) => t.Started(task) };
 
     private static readonly GuardedKind Progress = new("progress", GuardedSql(TaskState.Leased,
         "progress_percent = i.percent, progress_message = i.message, lease_seconds = COALESCE(i.lease_seconds, t.lease_seconds), " +
         "lease_expires_at = now() + make_interval(secs => COALESCE(i.lease_seconds, t.lease_seconds))",
-        "progress", "status", "in_message", "jsonb_build_object('percent', in_percent)"), null);
+        "progress", "status", Unchanged, "in_message", "jsonb_build_object('percent', in_percent)"), null);
 
     private static readonly GuardedKind Extend = new("extending the lease", GuardedSql(TaskState.Leased,
         "lease_seconds = i.lease_seconds, lease_expires_at = now() + make_interval(secs => i.lease_seconds)",
-        "lease_extended", "status", details: "jsonb_build_object('lease_seconds', in_lease_seconds)"), null);
+        "lease_extended", "status", Unchanged, details: "jsonb_build_object('lease_seconds', in_lease_seconds)"), null);
 
     private static readonly GuardedKind Complete = new("completion", GuardedSql(TaskLifecycle.Complete.From,
         $"status = {TaskState.Sql(TaskState.Completed)}, result = i.result::jsonb, error = NULL, completed_at = now(), lease_expires_at = NULL, progress_percent = 100",
-        "completed", TaskState.Sql(TaskState.Completed), details: RunDuration), TaskState.Completed) { Count = static (t, task) => t.Completed(task) };
+        "completed", TaskState.Sql(TaskState.Completed), CompletedFrom, details: RunDuration), TaskState.Completed) { Count = static (t, task) => t.Completed(task) };
 
     // How long the attempt ran (from start, or from the lease when it was never started); reported to the registry.
     private const string RunDuration = "jsonb_build_object('duration_ms', floor(extract(epoch FROM now() - COALESCE(started_at, assigned_at)) * 1000)::bigint)";

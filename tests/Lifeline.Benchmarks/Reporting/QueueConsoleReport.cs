@@ -123,7 +123,7 @@ internal static class QueueConsoleReport
 
         writer.WriteLine();
         writer.WriteLine("CPU time per task in µs (client = this process; service = the queue, plus the registry in the library rows), " +
-                         "the host's speed probed after the row (cpu / memory against the run's first probe: below 1 the host ran slower), " +
+                         "the host's speed probed after the row (cpu / memory / system call against the run's first probe: below 1 the host ran slower), " +
                          "and the planner statistics of `tasks` when the row started:");
         var cpu = new TextTable("row", "total", "client", "service", "PostgreSQL", "Redis", "machine busy", "other cores", "host after", "statistics at start",
             "during the row");
