@@ -69,9 +69,9 @@ public sealed class LeaseHolderOperations
     // (the state as it is when the row is locked: a row changed since the statement's snapshot is checked again). No
     // join compares every call with every row: a generic plan that did (a nested loop with a join filter) cost n²
     // comparisons per group. The state before the change (for the history) is read from the changed row
-    // (<paramref name="fromStatus"/>), so no row is locked twice: an earlier form locked every row FOR UPDATE first and
-    // then updated it, a second heap write and WAL record per task. An id may appear twice when two calls race; one of
-    // them changes the row.
+    // (the expression fromStatus), so no row is written twice: an earlier form locked every row FOR UPDATE first and then
+    // updated it, a lock record in the heap and the WAL per task (3 % of the statement's time at 100 calls a group). An id
+    // may appear twice when two calls race; one of them changes the row.
     private static string GuardedSql(string[] allowedStates, string set, string eventType, string toStatus, string fromStatus,
         string message = "NULL", string details = "NULL") => $"""
         WITH changed AS (
