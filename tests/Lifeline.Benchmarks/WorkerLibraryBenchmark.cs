@@ -86,6 +86,11 @@ internal static class WorkerLibraryBenchmark
         ScenarioContext context, List<QueueRow> rows, ServiceTarget queue, ServiceTarget registry, CancellationToken ct)
     {
         var profile = context.Profile;
+        if (!HostSpeed.Probed)
+        {
+            // Run alone (--only worker-library): the rows' "host after" is against a probe before them, as in the queue section.
+            Console.WriteLine($"  host       speed probed (the rows' \"host after\" is against this): {HostSpeed.Probe().Absolute}");
+        }
         async Task Run(Task<QueueRow> running)
         {
             var row = (await running) with { HostAfter = HostSpeed.Probe() };

@@ -36,6 +36,9 @@ internal static partial class HostSpeed
     private static readonly int[] Chain = BuildChain(128 * 1024 * 1024 / sizeof(int));
     private static (double Cpu, double Memory, double Syscall)? baseline;
 
+    /// <summary>Whether this process probed the host already (the first probe is what later ones are against).</summary>
+    public static bool Probed => baseline is not null;
+
     /// <summary>
     /// Probes the host (about 0.4 s; the first call also builds and walks the 128 MiB chain, a few seconds) and returns
     /// its speed against the first probe of this process, with the probe's own figures.
