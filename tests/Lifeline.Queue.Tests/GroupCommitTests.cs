@@ -336,4 +336,68 @@ public sealed class GroupCommitTests(QueueEnvironment env) : IClassFixture<Queue
         var started = await EventsAsync(type, "started");
         Assert.Equal(started, fromRunning);
     }
+    [Fact(Timeout = TestTimeouts.Default)]
+    public async Task Groups_on_three_instances_changing_the_same_tasks_in_opposite_orders_never_deadlock()
+    {
+        // Three instances send every call for the same 120 tasks, one in ascending order, one in descending, one
+        // shuffled, so their groups overlap in every order: each call is answered, each task changes as the calls say
+        // (every progress report kept in the history, one start, one completion), and nothing deadlocks. Every guarded
+        // change locks its group's rows in id order whatever order its calls came in; a deadlock would be retried and
+        // go unseen by the callers, but PostgreSQL counts it (pg_stat_database.deadlocks), and the count must not move.
+        // What this cannot promise: with the sort removed from the statement, one run of it saw no deadlock either —
+        // it catches deadlocks that happen here, and the sort itself is held by the plan (a nested loop over the
+        // sorted calls; the Queue README).
+        var type = NewType("group.order");
+        await EnqueueManyAsync(A, type, 120);
+        var leased = await LeaseAllAsync(A, type, 120, start: false);
+        var instances = new[] { env.Queue, await env.StartInstanceAsync(), await env.StartInstanceAsync() };
+        var orders = new[]
+        {
+            leased.OrderBy(t => Guid.Parse(t.Id)).ToList(),
+            leased.OrderByDescending(t => Guid.Parse(t.Id)).ToList(),
+            leased.OrderBy(_ => Random.Shared.Next()).ToList(),
+        };
+        var deadlocksBefore = await SettledDeadlocksAsync();
+
+        async Task EveryInstanceAsync(Func<QueueService.QueueServiceClient, V1.Task, Task> call) =>
+            await Task.WhenAll(instances.Select((instance, k) => Task.Run(() =>
+                Task.WhenAll(orders[k].Select(t => Task.Run(() => call(instance.Client("tenant-a"), t)))))));
+        for (var round = 0; round < 3; round++)
+        {
+            await EveryInstanceAsync((client, t) => client.ReportProgressAsync(
+                new ReportProgressRequest { TaskId = t.Id, FencingToken = t.FencingToken, Percent = 10 + round }).ResponseAsync);
+            await EveryInstanceAsync((client, t) => client.ExtendLeaseAsync(new ExtendLeaseRequest
+            {
+                TaskId = t.Id, FencingToken = t.FencingToken, LeaseDuration = Duration.FromTimeSpan(TimeSpan.FromMinutes(10)),
+            }).ResponseAsync);
+        }
+        await EveryInstanceAsync((client, t) => client.StartTaskAsync(new StartTaskRequest { TaskId = t.Id, FencingToken = t.FencingToken }).ResponseAsync);
+        await EveryInstanceAsync((client, t) => client.CompleteTaskAsync(new CompleteTaskRequest { TaskId = t.Id, FencingToken = t.FencingToken }).ResponseAsync);
+
+        Assert.Equal(120, await EventsAsync(type, "started"));
+        Assert.Equal(120, await EventsAsync(type, "completed"));
+        Assert.Equal(3 * 3 * 120, await EventsAsync(type, "progress"));
+        Assert.Equal(0L, await env.ScalarAsync<long>("SELECT count(*) FROM tasks WHERE type = @type AND status <> 'completed'", ("type", type)));
+        Assert.Equal(deadlocksBefore, await SettledDeadlocksAsync());
+    }
+
+    // pg_stat_database's count as it settles: a backend reports its counters at most once a second (an idle one about a
+    // second after its last transaction); looks until two readings 2.5 s apart agree.
+    private async Task<long> SettledDeadlocksAsync()
+    {
+        const string Read = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()";
+        long? last = null;
+        for (var look = 0; look < 12; look++)
+        {
+            await Task.Delay(2500);
+            var now = await env.ScalarAsync<long>(Read);
+            if (now == last)
+            {
+                return now;
+            }
+            last = now;
+        }
+        Assert.Fail($"pg_stat_database.deadlocks did not settle within 30 s (last {last})");
+        return 0;
+    }
 }
