@@ -291,6 +291,7 @@ public sealed class GroupCommitTests(QueueEnvironment env) : IClassFixture<Queue
         Assert.Equal(50L, await env.ScalarAsync<long>(
             "SELECT count(*) FROM tasks WHERE type = @type AND status = 'running' AND progress_percent = 40 AND progress_message = 'at ' || id::text", ("type", type)));
     }
+
     [Fact(Timeout = TestTimeouts.Default)]
     public async Task Racing_starts_and_completions_of_assigned_tasks_write_each_task_a_history_that_chains()
     {
@@ -336,6 +337,7 @@ public sealed class GroupCommitTests(QueueEnvironment env) : IClassFixture<Queue
         var started = await EventsAsync(type, "started");
         Assert.Equal(started, fromRunning);
     }
+
     [Fact(Timeout = TestTimeouts.Default)]
     public async Task Groups_on_three_instances_changing_the_same_tasks_in_opposite_orders_never_deadlock()
     {
@@ -350,7 +352,10 @@ public sealed class GroupCommitTests(QueueEnvironment env) : IClassFixture<Queue
         var type = NewType("group.order");
         await EnqueueManyAsync(A, type, 120);
         var leased = await LeaseAllAsync(A, type, 120, start: false);
-        var instances = new[] { env.Queue, await env.StartInstanceAsync(), await env.StartInstanceAsync() };
+        // Two more instances for this test alone (stopped when it ends, so the class's other tests keep one).
+        await using var second = await QueueEnvironment.StartQueueAsync(env.DatabaseConnectionString, env.RedisConnectionString);
+        await using var third = await QueueEnvironment.StartQueueAsync(env.DatabaseConnectionString, env.RedisConnectionString);
+        var instances = new[] { env.Queue, second, third };
         var orders = new[]
         {
             leased.OrderBy(t => Guid.Parse(t.Id)).ToList(),
